@@ -1,0 +1,21 @@
+"""gpuhybrid: write models imperatively, then ``hybridize()`` them into fused GPU kernels.
+
+Imperative use::
+
+    import gpuhybrid as gh
+    from gpuhybrid import nd
+    x = nd.random.normal(shape=(1, 512))     # on the default device: the GPU if CuPy sees one
+    y = nd.relu(nd.dot(x, w) + b)            # each op runs now, as one launch
+    nd.waitall()                             # wait for the device
+"""
+from . import autograd, profiler, random
+from . import ndarray as nd
+from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
+from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, OpAttributeError,
+                     OpValueError, ShapeError)
+
+__version__ = "0.1.0"
+
+__all__ = ["nd", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
+           "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
+           "DeviceUnavailableError", "OpAttributeError", "OpValueError", "__version__"]

@@ -1,0 +1,136 @@
+"""Matrix products: dot, batch_dot, matmul and FullyConnected (MXNet layout: weight is (units, in_units))."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from .attrs import Attr
+from .registry import OpDef, TensorSpec, register, require_float, require_numeric
+from .shapes import broadcast_shapes, promote
+
+
+def _numeric_promoted(*specs) -> np.dtype:
+    dtype = promote(*(s.dtype for s in specs))
+    require_numeric(dtype, "operand")
+    return dtype
+
+
+def _maybe_t(shape, flag):
+    return tuple(reversed(shape)) if flag else tuple(shape)
+
+
+def _dot_rule(specs, attrs):
+    a, b = specs
+    ta, tb = attrs["transpose_a"], attrs["transpose_b"]
+    if (ta and len(a.shape) != 2) or (tb and len(b.shape) != 2):
+        raise ShapeError("transpose_a/transpose_b are supported for 2-d operands only; "
+                         "use transpose() first for higher dimensions")
+    sa, sb = _maybe_t(a.shape, ta), _maybe_t(b.shape, tb)
+    if len(sa) == 0 or len(sb) == 0:
+        raise ShapeError("dot needs operands with at least one dimension; use mul for scalars")
+    if sa[-1] != sb[0]:
+        raise ShapeError(f"the last axis of lhs ({sa[-1]}) must equal the first axis of rhs ({sb[0]}); "
+                         f"check the operand order or transpose one of them")
+    return TensorSpec(sa[:-1] + sb[1:], _numeric_promoted(a, b))
+
+
+def _dot_eager(device, inputs, attrs, outs):
+    xp = device.xp
+    a, b = inputs
+    a = a.T if attrs["transpose_a"] else a
+    b = b.T if attrs["transpose_b"] else b
+    return xp.asarray(xp.tensordot(a, b, axes=1)).astype(outs[0].dtype, copy=False)
+
+
+TRANSPOSE_ATTRS = (Attr("transpose_a", "bool", False), Attr("transpose_b", "bool", False))
+register(OpDef(name="dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
+               infer=_dot_rule, eager=_dot_eager, kernels=0, library_calls=1,
+               doc="MXNet dot: contract the last axis of lhs with the first axis of rhs."))
+
+
+def _batch_dot_rule(specs, attrs):
+    a, b = specs
+    if len(a.shape) != 3 or len(b.shape) != 3:
+        raise ShapeError("batch_dot needs two 3-d operands (batch, rows, cols); reshape them first")
+    sa = (a.shape[0],) + _maybe_t(a.shape[1:], attrs["transpose_a"])
+    sb = (b.shape[0],) + _maybe_t(b.shape[1:], attrs["transpose_b"])
+    if sa[0] != sb[0] or sa[2] != sb[1]:
+        raise ShapeError(f"after transposes the operands are {sa} and {sb}: batch sizes must be equal and "
+                         f"lhs columns ({sa[2]}) must equal rhs rows ({sb[1]})")
+    return TensorSpec((sa[0], sa[1], sb[2]), _numeric_promoted(a, b))
+
+
+def _batch_dot_eager(device, inputs, attrs, outs):
+    xp = device.xp
+    a, b = inputs
+    a = xp.swapaxes(a, 1, 2) if attrs["transpose_a"] else a
+    b = xp.swapaxes(b, 1, 2) if attrs["transpose_b"] else b
+    return xp.matmul(a, b).astype(outs[0].dtype, copy=False)
+
+
+register(OpDef(name="batch_dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
+               infer=_batch_dot_rule, eager=_batch_dot_eager, kernels=0, library_calls=1,
+               doc="Batched matrix product of (B, M, K) and (B, K, N)."))
+
+
+def _matmul_rule(specs, attrs):
+    a, b = specs
+    if len(a.shape) == 0 or len(b.shape) == 0:
+        raise ShapeError("matmul needs operands with at least one dimension; use mul for scalars")
+    sa = (1,) + a.shape if len(a.shape) == 1 else a.shape
+    sb = b.shape + (1,) if len(b.shape) == 1 else b.shape
+    if sa[-1] != sb[-2]:
+        raise ShapeError(f"lhs columns ({sa[-1]}) must equal rhs rows ({sb[-2]}); "
+                         f"check the operand order or transpose one of them")
+    batch = broadcast_shapes(sa[:-2], sb[:-2])
+    shape = batch + (sa[-2],) * (len(a.shape) > 1) + (sb[-1],) * (len(b.shape) > 1)
+    return TensorSpec(shape, _numeric_promoted(a, b))
+
+
+register(OpDef(name="matmul", category="linalg", inputs=("lhs", "rhs"), attrs=(), infer=_matmul_rule,
+               eager=lambda device, inputs, attrs, outs: device.xp.asarray(
+                   device.xp.matmul(*inputs)).astype(outs[0].dtype, copy=False),
+               kernels=0, library_calls=1, doc="NumPy matmul (the @ operator), with batch broadcasting."))
+
+
+def _fc_rule(specs, attrs):
+    x, w = specs[0], specs[1]
+    dtype = promote(*(s.dtype for s in specs))
+    require_float(dtype, "operand")
+    if len(w.shape) != 2:
+        raise ShapeError(f"weight must be 2-d (units, in_units), got {w.shape}")
+    units, in_units = w.shape
+    if attrs["num_hidden"] and attrs["num_hidden"] != units:
+        raise ShapeError(f"num_hidden={attrs['num_hidden']} but weight has {units} rows")
+    if len(x.shape) == 0:
+        raise ShapeError("data must have at least one dimension")
+    if attrs["flatten"]:
+        lead, features = x.shape[:1], int(np.prod(x.shape[1:], dtype=np.int64))
+        how = f"data {x.shape} flattened to ({x.shape[0]}, {features})"
+    else:
+        lead, features = x.shape[:-1], x.shape[-1]
+        how = f"the last axis of data {x.shape}"
+    if features != in_units:
+        raise ShapeError(f"{how} has {features} features but weight {w.shape} expects in_units={in_units}; "
+                         f"give Dense the right in_units or reshape the data")
+    if not attrs["no_bias"] and specs[2].shape != (units,):
+        raise ShapeError(f"bias must have shape ({units},) to match weight {w.shape}, got {specs[2].shape}")
+    return TensorSpec(lead + (units,), dtype)
+
+
+def _fc_eager(device, inputs, attrs, outs):
+    x, w = inputs[0], inputs[1]
+    rows = x.shape[0] if attrs["flatten"] else int(np.prod(x.shape[:-1], dtype=np.int64))
+    x2 = x.reshape(rows, w.shape[1])
+    y = device.xp.matmul(x2, w.T)
+    if not attrs["no_bias"]:
+        y += inputs[2]
+    return y.reshape(outs[0].shape).astype(outs[0].dtype, copy=False)
+
+
+register(OpDef(name="FullyConnected", category="linalg", inputs=("data", "weight", "bias"),
+               attrs=(Attr("num_hidden", "int", 0, doc="units; 0 takes it from the weight"),
+                      Attr("no_bias", "bool", False), Attr("flatten", "bool", True)),
+               infer=_fc_rule, eager=_fc_eager, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
+               kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1,
+               doc="y = x W^T + b, weight (units, in_units); flatten=True flattens all but the first axis."))

@@ -1,0 +1,47 @@
+"""Neural-network ops that are not plain elementwise math: Dropout."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import rng
+from ..backend.cuda_elementwise import launch_elementwise
+from ..errors import OpValueError
+from .attrs import Attr
+from .registry import OpDef, TensorSpec, register, require_float
+
+# Kept elements are scaled by 1/(1-p) so that the expected value is unchanged (inverted dropout).
+DROPOUT_EXPR = "({1} >= {p} ? {0} * {scale} : 0)"
+
+
+def _dropout_active(attrs) -> bool:
+    return attrs["p"] > 0 and (attrs["mode"] == "always" or attrs["training"])
+
+
+def _dropout_rule(specs, attrs):
+    require_float(specs[0].dtype)
+    if not 0 <= attrs["p"] < 1:
+        raise OpValueError(f"p={attrs['p']} must be in [0, 1)")
+    return TensorSpec(specs[0].shape, specs[0].dtype)
+
+
+def _dropout_eager(device, inputs, attrs, outs):
+    x = inputs[0]
+    if not _dropout_active(attrs):
+        return x
+    with device.activate():
+        keep_draw = rng.generator(device).random(x.shape, dtype=np.float32)
+    scalars = {"p": attrs["p"], "scale": 1.0 / (1.0 - attrs["p"])}
+    if device.is_gpu:
+        return launch_elementwise(device, "Dropout", DROPOUT_EXPR, [x, keep_draw], scalars, outs[0])
+    scale = np.asarray(scalars["scale"], dtype=x.dtype)
+    return np.where(keep_draw >= attrs["p"], x * scale, 0).astype(x.dtype, copy=False)
+
+
+register(OpDef(name="Dropout", category="nn", inputs=("data",),
+               attrs=(Attr("p", "float", 0.5, doc="probability of zeroing an element"),
+                      Attr("mode", "str", "training", choices=("training", "always")),
+                      Attr("training", "bool", False, doc="filled in from autograd's train mode")),
+               infer=_dropout_rule, eager=_dropout_eager, uses_training_flag=True,
+               kernels=lambda attrs, specs: 2 if _dropout_active(attrs) else 0,
+               doc="Zero elements with probability p and scale the rest by 1/(1-p); identity outside "
+                   "training unless mode='always'."))

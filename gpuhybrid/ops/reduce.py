@@ -1,0 +1,129 @@
+"""Reductions (sum, mean, max, min, prod, argmax) and the row-wise softmax / log_softmax."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import OpValueError
+from .attrs import Attr
+from .registry import OpDef, TensorSpec, normalize_axis, register, require_float
+
+
+def reduced_axes(shape: tuple, axis) -> tuple:
+    """Sorted, non-negative axes to reduce (all of them when ``axis`` is None)."""
+    if axis is None:
+        return tuple(range(len(shape)))
+    axes = tuple(sorted(normalize_axis(a, len(shape)) for a in axis))
+    if len(set(axes)) != len(axes):
+        raise OpValueError(f"axis {axis} names an axis twice")
+    return axes
+
+
+def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _accumulating_dtype(dtype: np.dtype, op: str) -> np.dtype:
+    if op == "mean":
+        return dtype if dtype.kind == "f" else np.dtype("float64")
+    if op in ("sum", "prod") and dtype.kind in "biu":
+        return np.dtype("int64")
+    return dtype
+
+
+def reduce_rule(op: str):
+    def infer(specs, attrs):
+        x = specs[0]
+        axes = reduced_axes(x.shape, attrs["axis"])
+        if op in ("max", "min") and any(x.shape[a] == 0 for a in axes):
+            raise OpValueError(f"cannot take the {op} over a zero-size axis (shape {x.shape}, axes {axes}); "
+                               f"there is no identity value for {op}")
+        return TensorSpec(reduced_shape(x.shape, axes, attrs["keepdims"]), _accumulating_dtype(x.dtype, op))
+    return infer
+
+
+def reduce_eager(op: str):
+    def eager(device, inputs, attrs, outs):
+        xp, x = device.xp, inputs[0]
+        axes = reduced_axes(x.shape, attrs["axis"])
+        keep, out_dtype = attrs["keepdims"], outs[0].dtype
+        if op in ("max", "min"):
+            return (xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep)
+        # float16 accumulates in float32 (as CuPy does on the GPU), then rounds once.
+        acc = np.float32 if out_dtype == np.float16 else out_dtype
+        fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
+        with np.errstate(all="ignore"):
+            result = fn(x, axis=axes, keepdims=keep, dtype=acc)
+        return xp.asarray(result).astype(out_dtype, copy=False)
+    return eager
+
+
+AXIS_ATTRS = (Attr("axis", "axes", None, doc="axis or axes to reduce; None reduces all"),
+              Attr("keepdims", "bool", False, doc="keep reduced axes with size 1"))
+
+for _op in ("sum", "mean", "max", "min", "prod"):
+    register(OpDef(name=_op, category="reduce", inputs=("data",), attrs=AXIS_ATTRS, infer=reduce_rule(_op),
+                   eager=reduce_eager(_op), aliases=(f"{_op}_axis",) if _op in ("sum", "max", "min") else (),
+                   doc=f"{_op} over the given axes."))
+
+
+def _argmax_rule(specs, attrs):
+    x, axis = specs[0], attrs["axis"]
+    if 0 in x.shape:
+        raise OpValueError(f"argmax of a zero-size array (shape {x.shape}) is undefined")
+    if axis is None:
+        shape = (1,) * len(x.shape) if attrs["keepdims"] else ()
+    else:
+        axes = (normalize_axis(axis, len(x.shape)),)
+        shape = reduced_shape(x.shape, axes, attrs["keepdims"])
+    return TensorSpec(shape, np.int64)
+
+
+def _argmax_eager(device, inputs, attrs, outs):
+    xp = device.xp
+    result = xp.argmax(inputs[0], axis=attrs["axis"], keepdims=attrs["keepdims"])
+    return xp.asarray(result).astype(np.int64, copy=False)
+
+
+register(OpDef(name="argmax", category="reduce", inputs=("data",),
+               attrs=(Attr("axis", "opt_int", None, doc="axis; None gives the flat index"),
+                      Attr("keepdims", "bool", False)),
+               infer=_argmax_rule, eager=_argmax_eager,
+               doc="Index of the largest value (int64; NaN counts as largest, as in NumPy)."))
+
+
+# --- softmax family --------------------------------------------------------------------------------
+
+def _softmax_rule(specs, attrs):
+    x = specs[0]
+    require_float(x.dtype)
+    normalize_axis(attrs["axis"], len(x.shape))
+    if len(x.shape) == 0:
+        raise OpValueError("needs at least a 1-d input")
+    return TensorSpec(x.shape, x.dtype)
+
+
+def _softmax_eager(log: bool):
+    def eager(device, inputs, attrs, outs):
+        xp, x, axis = device.xp, inputs[0], attrs["axis"]
+        if attrs["temperature"] is not None:
+            x = x / x.dtype.type(attrs["temperature"])
+        with np.errstate(all="ignore"):
+            shifted = x - xp.max(x, axis=axis, keepdims=True)
+            if log:
+                return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+            e = xp.exp(shifted)
+            return e / xp.sum(e, axis=axis, keepdims=True)
+    return eager
+
+
+SOFTMAX_ATTRS = (Attr("axis", "int", -1), Attr("temperature", "opt_float", None))
+register(OpDef(name="softmax", category="reduce", inputs=("data",), attrs=SOFTMAX_ATTRS,
+               infer=_softmax_rule, eager=_softmax_eager(False),
+               kernels=lambda attrs, specs: 5 + (attrs["temperature"] is not None),
+               doc="exp(x - max) / sum(exp(x - max)) along axis."))
+register(OpDef(name="log_softmax", category="reduce", inputs=("data",), attrs=SOFTMAX_ATTRS,
+               infer=_softmax_rule, eager=_softmax_eager(True),
+               kernels=lambda attrs, specs: 6 + (attrs["temperature"] is not None),
+               doc="x - max - log(sum(exp(x - max))) along axis."))

@@ -1,0 +1,164 @@
+"""The one op registry.
+
+Each op is declared once, as an ``OpDef``: its inputs, its attributes, a shape/dtype rule, an eager
+implementation that works for NumPy and CuPy alike, how many launches that implementation issues, and,
+for elementwise ops, the scalar C expression that the GPU eager kernel and (later) fused kernels use.
+The ``nd`` and ``sym`` namespaces are generated from this table, so an op added here exists in both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import DTypeError, GhError, OpAttributeError, OpValueError
+from .attrs import REQUIRED, Attr
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What the graph knows of a value before it exists: its shape and dtype."""
+    shape: tuple
+    dtype: np.dtype
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+
+    def __str__(self) -> str:
+        return f"{self.dtype.name}{list(self.shape)}"
+
+
+Eager = Callable[..., Any]     # eager(device, inputs: list, attrs: dict, outs: list[TensorSpec])
+Infer = Callable[[list, dict], "TensorSpec | list[TensorSpec]"]
+
+
+@dataclass
+class OpDef:
+    """One op: everything every layer needs to know about it, in one place."""
+    name: str
+    category: str                      # elementwise | reduce | linalg | shape | nn | random | creation
+    inputs: tuple                      # input names; ("*data",) for a variadic op
+    attrs: tuple                       # Attr, ...
+    infer: Infer                       # (input specs, attrs) -> output spec(s); raises GhError
+    eager: Eager
+    doc: str = ""
+    c_expr: "str | Callable[[dict], str] | None" = None   # scalar C template, elementwise only
+    kernels: "int | Callable[[dict, list], int]" = 1      # generated/CuPy kernels per eager call
+    library_calls: "int | Callable[[dict, list], int]" = 0  # cuBLAS and friends per eager call
+    aliases: tuple = ()
+    uses_training_flag: bool = False   # the dispatcher fills attr `training` from the mode
+    input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
+    attr_index: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.attr_index = {a.name: a for a in self.attrs}
+
+    @property
+    def variadic(self) -> bool:
+        return self.inputs[:1] == ("*data",)
+
+    def parse_attrs(self, given: dict) -> dict:
+        """Full, converted attributes from what the caller gave; unknown or missing ones raise."""
+        unknown = sorted(set(given) - set(self.attr_index))
+        if unknown:
+            known = ", ".join(self.attr_index) or "none"
+            raise OpAttributeError(f"{self.name}: unknown attribute(s) {', '.join(unknown)}; "
+                                   f"the attributes of {self.name} are: {known}")
+        parsed = {}
+        for attr in self.attrs:
+            if attr.name in given:
+                parsed[attr.name] = attr.convert(self.name, given[attr.name])
+            elif attr.default is REQUIRED:
+                raise OpAttributeError(f"{self.name}: attribute {attr.name!r} is required ({attr.doc})")
+            else:
+                parsed[attr.name] = attr.default
+        return parsed
+
+    def infer_specs(self, specs: Sequence[TensorSpec], attrs: dict) -> list:
+        """Output specs; errors name this op and the input shapes/dtypes."""
+        self.check_arity(len(specs), attrs)
+        try:
+            out = self.infer(list(specs), attrs)
+        except GhError as exc:
+            described = ", ".join(str(s) for s in specs) or "no inputs"
+            raise type(exc)(f"{self.name}({described}): {exc}") from None
+        return [out] if isinstance(out, TensorSpec) else list(out)
+
+    def check_arity(self, n: int, attrs: dict) -> None:
+        if self.variadic:
+            if n == 0:
+                raise OpValueError(f"{self.name}: needs at least one input")
+            return
+        expected = self.input_count(attrs) if self.input_count else len(self.inputs)
+        if n != expected:
+            names = ", ".join(self.inputs[:expected]) or "none"
+            raise OpValueError(f"{self.name}: takes {expected} input(s) ({names}) with these attributes, got {n}")
+
+    def launch_counts(self, attrs: dict, specs: list) -> tuple:
+        """(kernels, library calls) that one eager call issues."""
+        kernels = self.kernels(attrs, specs) if callable(self.kernels) else self.kernels
+        library = self.library_calls(attrs, specs) if callable(self.library_calls) else self.library_calls
+        return kernels, library
+
+    def scalar_expr(self, attrs: dict) -> str:
+        """The C expression template, e.g. ``gh_sigmoid({0})``; only for elementwise ops."""
+        if self.c_expr is None:
+            raise OpValueError(f"{self.name} is not elementwise: it has no scalar C expression")
+        return self.c_expr(attrs) if callable(self.c_expr) else self.c_expr
+
+
+REGISTRY: dict[str, OpDef] = {}
+ALIASES: dict[str, str] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    for name in (op.name, *op.aliases):
+        if name in REGISTRY or name in ALIASES:
+            raise RuntimeError(f"op {name!r} is registered twice")
+    REGISTRY[op.name] = op
+    for alias in op.aliases:
+        ALIASES[alias] = op.name
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    """The OpDef registered under ``name`` or one of its aliases."""
+    op = REGISTRY.get(name) or REGISTRY.get(ALIASES.get(name, ""))
+    if op is None:
+        raise OpValueError(f"there is no op named {name!r}; see gpuhybrid.ops.list_ops()")
+    return op
+
+
+def list_ops() -> list:
+    return sorted(REGISTRY)
+
+
+# --- helpers shared by the op modules -------------------------------------------------------------
+
+FLOAT_KINDS = "f"
+INT_KINDS = "iu"
+
+
+def require_float(dtype: np.dtype, what: str = "input") -> None:
+    if dtype.kind != "f":
+        raise DTypeError(f"needs a floating-point {what}, got {dtype.name}; "
+                         f"convert it first, e.g. x.astype('float32')")
+
+
+def require_numeric(dtype: np.dtype, what: str = "input") -> None:
+    if dtype.kind not in "fiu":
+        raise DTypeError(f"needs a numeric {what}, got {dtype.name}; "
+                         f"convert it first, e.g. x.astype('float32')")
+
+
+def normalize_axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise OpValueError(f"axis {axis} is out of range for a {ndim}-d input "
+                           f"(valid: {-ndim} to {ndim - 1})")
+    return axis % ndim if ndim else 0
+
+
+__all__ = ["Attr", "REQUIRED", "TensorSpec", "OpDef", "REGISTRY", "register", "get_op", "list_ops",
+           "require_float", "require_numeric", "normalize_axis"]

@@ -1,0 +1,72 @@
+// gh_scalar.h -- scalar helpers used by the registry's C expressions.
+//
+// The same text compiles three ways: inside CuPy ElementwiseKernels (eager GPU ops), with NVRTC in
+// generated kernels, and with the host C++ compiler for CPU kernels. Every helper is overloaded for
+// float and double; half values are converted to float before they reach a helper, so GPU math on
+// float16 data happens in float32.
+#ifndef GH_SCALAR_H
+#define GH_SCALAR_H
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define GH_CUDA 1
+#define GH_FN __device__ __forceinline__
+#else
+#include <math.h>
+#define GH_FN static inline
+#endif
+
+// One overload pair per libm function: gh_NAME(float) -> NAMEf, gh_NAME(double) -> NAME.
+#define GH_MATH_PAIR(gh_name, f32_fn, f64_fn) \
+  GH_FN float gh_name(float x) { return f32_fn(x); } \
+  GH_FN double gh_name(double x) { return f64_fn(x); }
+
+GH_MATH_PAIR(gh_exp, expf, exp)
+GH_MATH_PAIR(gh_log, logf, log)
+GH_MATH_PAIR(gh_log1p, log1pf, log1p)
+GH_MATH_PAIR(gh_expm1, expm1f, expm1)
+GH_MATH_PAIR(gh_sqrt, sqrtf, sqrt)
+GH_MATH_PAIR(gh_tanh, tanhf, tanh)
+GH_MATH_PAIR(gh_sin, sinf, sin)
+GH_MATH_PAIR(gh_cos, cosf, cos)
+GH_MATH_PAIR(gh_floor, floorf, floor)
+GH_MATH_PAIR(gh_ceil, ceilf, ceil)
+GH_MATH_PAIR(gh_rint, rintf, rint)   // round half to even, as NumPy's round
+GH_MATH_PAIR(gh_erf, erff, erf)
+
+GH_FN float gh_pow(float x, float y) { return powf(x, y); }
+GH_FN double gh_pow(double x, double y) { return pow(x, y); }
+
+#ifdef GH_CUDA
+GH_FN float gh_rsqrt(float x) { return rsqrtf(x); }
+GH_FN double gh_rsqrt(double x) { return rsqrt(x); }
+#else
+GH_FN float gh_rsqrt(float x) { return 1.0f / sqrtf(x); }
+GH_FN double gh_rsqrt(double x) { return 1.0 / sqrt(x); }
+#endif
+
+// Type-generic helpers (ints, float, double). NaN propagates through max/min as in NumPy.
+template <typename T> GH_FN T gh_abs(T x) { return x < T(0) ? -x : x; }
+template <typename T> GH_FN T gh_sign(T x) { return T((T(0) < x) - (x < T(0))); }
+template <typename T> GH_FN T gh_max(T a, T b) { return (a > b || a != a) ? a : b; }
+template <typename T> GH_FN T gh_min(T a, T b) { return (a < b || a != a) ? a : b; }
+template <typename T> GH_FN T gh_relu(T x) { return x > T(0) ? x : (x != x ? x : T(0)); }
+template <typename T> GH_FN T gh_clip(T x, T lo, T hi) { return gh_min(gh_max(x, lo), hi); }
+
+// Activations, written to stay finite for large |x|.
+template <typename T> GH_FN T gh_sigmoid(T x) {
+  return x >= T(0) ? T(1) / (T(1) + gh_exp(-x)) : gh_exp(x) / (T(1) + gh_exp(x));
+}
+template <typename T> GH_FN T gh_softplus(T x) {  // log(1 + exp(x)), MXNet's softrelu
+  return x > T(0) ? x + gh_log1p(gh_exp(-x)) : gh_log1p(gh_exp(x));
+}
+template <typename T> GH_FN T gh_softsign(T x) { return x / (T(1) + gh_abs(x)); }
+template <typename T> GH_FN T gh_gelu(T x) {      // exact (erf) form, as MXNet's LeakyReLU(gelu)
+  return T(0.5) * x * (T(1) + gh_erf(x * T(0.70710678118654752440)));
+}
+template <typename T> GH_FN T gh_leaky(T x, T slope) { return x > T(0) ? x : x * slope; }
+template <typename T> GH_FN T gh_elu(T x, T alpha) { return x > T(0) ? x : alpha * gh_expm1(x); }
+template <typename T> GH_FN T gh_selu(T x) {
+  return T(1.0507009873554804934) * (x > T(0) ? x : T(1.6732632423543772848) * gh_expm1(x));
+}
+
+#endif  // GH_SCALAR_H
