@@ -10,9 +10,11 @@
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define GH_CUDA 1
 #define GH_FN __device__ __forceinline__
+#define GH_MEMBER __device__ __forceinline__
 #else
 #include <math.h>
 #define GH_FN static inline
+#define GH_MEMBER inline
 #endif
 
 // One overload pair per libm function: gh_NAME(float) -> NAMEf, gh_NAME(double) -> NAME.

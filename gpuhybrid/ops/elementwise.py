@@ -104,6 +104,8 @@ for _name, _expr, _fn, _domain, _aliases in UNARY:
 # --- binary with broadcasting, and their scalar variants -------------------------------------------
 
 def _checked_result(dtype: np.dtype, domain: str) -> np.dtype:
+    if domain == "true_div" and dtype.kind in "biu":
+        return np.dtype("float64")            # NumPy's true division of ints/bools
     if dtype == np.bool_ and domain != "any":
         raise DTypeError("arithmetic on two bool operands is not supported; cast one to an int or float")
     if domain == "float":
@@ -116,7 +118,7 @@ def binary_rule(domain: str, compare: bool = False):
         a, b = specs
         dtype = promote(a.dtype, b.dtype)
         if not compare:
-            _checked_result(dtype, domain)
+            dtype = _checked_result(dtype, domain)
         return TensorSpec(broadcast_shapes(a.shape, b.shape), dtype)
     return infer
 
@@ -125,7 +127,7 @@ def scalar_rule(domain: str, compare: bool = False):
     def infer(specs, attrs):
         dtype = promote_with_scalar(specs[0].dtype, attrs["scalar"])
         if not compare:
-            _checked_result(dtype, domain)
+            dtype = _checked_result(dtype, domain)
         return TensorSpec(specs[0].shape, dtype)
     return infer
 
@@ -150,7 +152,7 @@ BINARY = [
     ("add", "({0} + {1})", np.add, "numeric", False),
     ("sub", "({0} - {1})", np.subtract, "numeric", False),
     ("mul", "({0} * {1})", np.multiply, "numeric", False),
-    ("div", "({0} / {1})", np.true_divide, "numeric", False),
+    ("div", "({0} / {1})", np.true_divide, "true_div", False),
     ("pow", "gh_pow({0}, {1})", np.power, "float", False),
     ("maximum", "gh_max({0}, {1})", np.maximum, "numeric", False),
     ("minimum", "gh_min({0}, {1})", np.minimum, "numeric", False),

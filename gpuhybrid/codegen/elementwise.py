@@ -1,0 +1,102 @@
+"""Elementwise kernel sources: one text that NVRTC and the host C++ compiler both compile.
+
+A kernel is a straight list of named values, one per op, each computed from the registry's scalar C
+expression; ``kernels/gh_kernel.h`` supplies the signature and loop for each target. The text is
+deterministic: the same ops, dtypes and attributes always give the same source (and cache key).
+
+Layout here: every array operand is contiguous with ``n`` elements; scalars are kernel parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend.cuda_elementwise import expr_placeholders
+from ..backend.dtypes import C_TYPES, compute_dtype
+from ..ops import get_op
+
+SHORT_DTYPE = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64",
+               "bool": "b8"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A kernel parameter: an array (pointer) or a scalar, with its storage dtype."""
+    name: str
+    dtype: str
+    is_array: bool = True
+
+
+@dataclass(frozen=True)
+class Line:
+    """One computed value: ``dtype name = expr;  // comment``."""
+    name: str
+    dtype: str
+    expr: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A rendered kernel: its entry-point name, parameters (after ``n``) and text."""
+    name: str
+    params: tuple
+    text: str
+
+
+def c_literal_type(dtype: str) -> str:
+    """C type used for compute values (half computes in float)."""
+    return C_TYPES[compute_dtype(dtype).name]
+
+
+def emit_op(op_name: str, attrs: dict, operands: list, scalar_params: dict) -> str:
+    """The registry's C template of ``op_name`` with operand value names and scalar parameter names."""
+    template = get_op(op_name).scalar_expr(attrs)
+    return template.format(*operands, **scalar_params)
+
+
+def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outputs: list,
+                       index_32: bool = True) -> KernelSource:
+    """Kernel text: load ``inputs`` (Params), compute ``lines``, store ``outputs`` ((param, value))."""
+    params = ["gh_index n"]
+    params += [f"{C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p, _ in outputs]
+    params += [f"const {C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p in inputs]
+    params += [f"{c_literal_type(p.dtype)} {p.name}" for p in scalars]
+    body = [f"    const {c_literal_type(p.dtype)} {p.name}_v = gh_load({p.name}[i]);" for p in inputs]
+    body += [f"    const {C_TYPES[compute_dtype(ln.dtype).name]} {ln.name} = {ln.expr};  // {ln.comment}"
+             for ln in lines]
+    body += [f"    {p.name}[i] = GH_STORE({C_TYPES[p.dtype]}, {value});" for p, value in outputs]
+    text = "\n".join([
+        f"// gpuhybrid generated kernel {name}",
+        "#define GH_INDEX_32" if index_32 else "// 64-bit indexing",
+        '#include "gh_kernel.h"',
+        "",
+        f"GH_KERNEL({name})({', '.join(params)}) {{",
+        "  GH_FOR_EACH(i, n) {",
+        *body,
+        "  }",
+        "}",
+        "",
+    ])
+    ordered = tuple(p for p, _ in outputs) + tuple(inputs) + tuple(scalars)
+    return KernelSource(name=name, params=ordered, text=text)
+
+
+def single_op_kernel(op_name: str, attrs: dict, in_dtypes: list, out_dtype: str) -> KernelSource:
+    """The kernel of one elementwise op over contiguous operands (what fusion generalises)."""
+    op = get_op(op_name)
+    template = op.scalar_expr(attrs)
+    calc = compute_dtype(*in_dtypes, out_dtype).name
+    inputs = [Param(f"in{i}", np.dtype(dt).name) for i, dt in enumerate(in_dtypes)]
+    calc_c = C_TYPES[calc]
+    operands = [f"(({calc_c}){p.name}_v)" for p in inputs]
+    scalar_names = [n for n in expr_placeholders(template) if not n.isdigit()]
+    scalars = [Param(n, calc, is_array=False) for n in scalar_names]
+    line = Line("v0", calc, template.format(*operands, **{n: n for n in scalar_names}), op.name)
+    tag = "_".join([SHORT_DTYPE[p.dtype] for p in inputs] + [SHORT_DTYPE[np.dtype(out_dtype).name]])
+    # Attributes that change the expression (strings, flags) are part of the name; numbers are parameters.
+    suffix = "".join(f"_{v}" if isinstance(v, str) else f"_{k}" for k, v in sorted(attrs.items())
+                     if isinstance(v, str) or v is True)
+    out = Param("out0", np.dtype(out_dtype).name)
+    return render_elementwise(f"gh_{op.name}{suffix}_{tag}", inputs, scalars, [line], [(out, "v0")])

@@ -1,0 +1,67 @@
+// gh_kernel.h -- the prelude of every generated kernel: storage types, loads/stores, the kernel
+// signature and the element loop, for both targets.
+//
+//   CUDA (NVRTC):      GH_KERNEL(name)(...) is a __global__ function; GH_FOR_EACH is a grid-stride loop.
+//   CPU (host C++):    GH_KERNEL(name)(...) is an extern "C" function; GH_FOR_EACH is an OpenMP loop
+//                      that stays serial below GH_PARALLEL_MIN elements.
+// Define GH_INDEX_32 before including this file when every index fits in 32 bits.
+#ifndef GH_KERNEL_H
+#define GH_KERNEL_H
+
+#include "gh_scalar.h"
+
+#ifdef GH_INDEX_32
+typedef int gh_index;
+#else
+typedef long long gh_index;
+#endif
+
+// float16 is stored as its 16 bits and computed in float.
+struct gh_half { unsigned short bits; };
+
+#ifdef GH_CUDA
+#define GH_RESTRICT __restrict__
+#define GH_KERNEL(name) extern "C" __global__ void name
+#define GH_FOR_EACH(i, n) \
+  for (gh_index i = (gh_index)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+       i += (gh_index)blockDim.x * gridDim.x)
+GH_FN float gh_half_to_float(unsigned short h) {
+  float f; asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h)); return f;
+}
+GH_FN unsigned short gh_float_to_half(float f) {
+  unsigned short h; asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f)); return h;
+}
+#else
+#include <string.h>
+#ifndef GH_PARALLEL_MIN
+#define GH_PARALLEL_MIN 32768
+#endif
+#define GH_RESTRICT __restrict__
+#define GH_KERNEL(name) extern "C" void name
+#define GH_FOR_EACH(i, n) \
+  _Pragma("omp parallel for schedule(static) if((n) > GH_PARALLEL_MIN)") \
+  for (gh_index i = 0; i < (n); ++i)
+#ifndef __FLT16_MAX__
+#error "this host C++ compiler has no _Float16; float16 kernels need GCC >= 12 or Clang >= 15"
+#endif
+static inline float gh_half_to_float(unsigned short h) { _Float16 v; memcpy(&v, &h, 2); return (float)v; }
+static inline unsigned short gh_float_to_half(float f) {
+  _Float16 v = (_Float16)f; unsigned short h; memcpy(&h, &v, 2); return h;
+}
+#endif
+
+// Loads give the compute value; stores convert back to the storage type.
+template <typename T> GH_FN T gh_load(T x) { return x; }
+GH_FN float gh_load(gh_half x) { return gh_half_to_float(x.bits); }
+
+template <typename T> struct gh_store_as {
+  template <typename C> GH_MEMBER T operator()(C v) const { return (T)v; }
+};
+template <> struct gh_store_as<gh_half> {
+  template <typename C> GH_MEMBER gh_half operator()(C v) const {
+    gh_half h; h.bits = gh_float_to_half((float)v); return h;
+  }
+};
+#define GH_STORE(T, value) gh_store_as<T>()(value)
+
+#endif  // GH_KERNEL_H
