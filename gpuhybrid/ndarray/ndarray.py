@@ -6,7 +6,6 @@ Reading values (``asnumpy``, ``asscalar``, printing) waits for the device; nothi
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
@@ -14,15 +13,20 @@ from ..backend import Device, as_device, device_of_array
 from ..errors import DTypeError, OpValueError, ShapeError
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
+from ..ops.frontend import OperatorMixin
 from .dispatch import invoke
 
 
-class NDArray:
+class NDArray(OperatorMixin):
     """A fixed-size multi-dimensional array on one device."""
 
     __slots__ = ("_data", "_device", "_spec")
+    _what = "NDArray"
     __array_ufunc__ = None      # NumPy defers to our operators instead of silently converting us
     __array_priority__ = 1000
+
+    def _apply(self, op: str, inputs: list, attrs: dict) -> "NDArray":
+        return invoke(op, inputs, attrs)
 
     def __init__(self, data, device: Device, spec: TensorSpec | None = None):
         self._data = data
@@ -127,17 +131,6 @@ class NDArray:
         return self.copyto(self._device)
 
     # --- shape -------------------------------------------------------------------------------------
-    def reshape(self, *shape, **kwargs) -> "NDArray":
-        if "shape" in kwargs:
-            shape = kwargs.pop("shape")
-        elif len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = shape[0]
-        return invoke("reshape", [self], {"shape": shape, **kwargs})
-
-    @property
-    def T(self) -> "NDArray":
-        return invoke("transpose", [self], {})
-
     def __getitem__(self, key) -> "NDArray":
         if isinstance(key, (NDArray, list, np.ndarray)):
             raise OpValueError("indexing with arrays or lists is not supported: only ints, slices, None and "
@@ -152,46 +145,6 @@ class NDArray:
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
-
-    # --- Python operators --------------------------------------------------------------------------
-    def _binary(self, other, op: str, reverse: bool = False):
-        if isinstance(other, NDArray):
-            return invoke(op, [other, self] if reverse else [self, other], {})
-        if isinstance(other, (numbers.Number, np.generic)) and not isinstance(other, np.ndarray):
-            return invoke(f"{op}_scalar", [self], {"scalar": other, "reverse": reverse})
-        raise DTypeError(f"{op}: cannot combine an NDArray with a {type(other).__name__}; "
-                         f"wrap it with nd.array(...) on {self._device} first")
-
-    def __add__(self, o): return self._binary(o, "add")
-    def __radd__(self, o): return self._binary(o, "add", True)
-    def __sub__(self, o): return self._binary(o, "sub")
-    def __rsub__(self, o): return self._binary(o, "sub", True)
-    def __mul__(self, o): return self._binary(o, "mul")
-    def __rmul__(self, o): return self._binary(o, "mul", True)
-    def __truediv__(self, o): return self._binary(o, "div")
-    def __rtruediv__(self, o): return self._binary(o, "div", True)
-    def __pow__(self, o): return self._binary(o, "pow")
-    def __rpow__(self, o): return self._binary(o, "pow", True)
-    def __eq__(self, o): return self._binary(o, "equal")
-    def __ne__(self, o): return self._binary(o, "not_equal")
-    def __gt__(self, o): return self._binary(o, "greater")
-    def __ge__(self, o): return self._binary(o, "greater_equal")
-    def __lt__(self, o): return self._binary(o, "lesser")
-    def __le__(self, o): return self._binary(o, "lesser_equal")
-
-    def __matmul__(self, o):
-        if not isinstance(o, NDArray):
-            raise DTypeError(f"matmul: cannot multiply an NDArray by a {type(o).__name__}; use nd.array(...)")
-        return invoke("matmul", [self, o], {})
-
-    def __rmatmul__(self, o):
-        raise DTypeError(f"matmul: cannot multiply a {type(o).__name__} by an NDArray; use nd.array(...)")
-
-    def __neg__(self): return invoke("negative", [self], {})
-    def __pos__(self): return self
-    def __abs__(self): return invoke("abs", [self], {})
-
-    __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
         if self.size != 1:

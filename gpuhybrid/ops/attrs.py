@@ -96,10 +96,15 @@ def _any(op, name, v):
     return v
 
 
+def _index_key(op, name, v):
+    """An encoded index key; JSON turns its tuples into lists, so turn them back."""
+    return tuple(_index_key(op, name, x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
 CONVERTERS = {
     "int": _int, "float": _float, "scalar": _scalar, "bool": _bool, "str": _str,
     "shape": _int_tuple, "axes": _opt_int_tuple, "opt_int": _opt_int, "opt_float": _opt_float,
-    "bounds": _slice_bound_tuple, "dtype": lambda op, name, v: dtype_name(v, op, name), "any": _any,
+    "bounds": _slice_bound_tuple, "dtype": lambda op, name, v: dtype_name(v, op, name), "any": _any, "index": _index_key,
 }
 
 

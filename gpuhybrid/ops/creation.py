@@ -86,12 +86,12 @@ def _sample(draw):
     return eager
 
 
-register(OpDef(name="random_normal", category="random", inputs=(),
+register(OpDef(name="random_normal", category="random", inputs=(), pure=False,
                attrs=(Attr("loc", "float", 0.0), Attr("scale", "float", 1.0)) + SHAPE_DTYPE,
                infer=_random_rule, kernels=lambda attrs, specs: 3 + (attrs["dtype"] == "float16"),
                eager=_sample(lambda g, shape, dt, a: g.standard_normal(shape, dtype=dt) * dt(a["scale"]) + dt(a["loc"])),
                aliases=("normal",), doc="Samples from N(loc, scale^2); seeded by gh.random.seed."))
-register(OpDef(name="random_uniform", category="random", inputs=(),
+register(OpDef(name="random_uniform", category="random", inputs=(), pure=False,
                attrs=(Attr("low", "float", 0.0), Attr("high", "float", 1.0)) + SHAPE_DTYPE,
                infer=_random_rule, kernels=lambda attrs, specs: 3 + (attrs["dtype"] == "float16"),
                eager=_sample(lambda g, shape, dt, a: g.random(shape, dtype=dt) * dt(a["high"] - a["low"]) + dt(a["low"])),

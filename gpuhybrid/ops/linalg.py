@@ -128,9 +128,22 @@ def _fc_eager(device, inputs, attrs, outs):
     return y.reshape(outs[0].shape).astype(outs[0].dtype, copy=False)
 
 
+def _fc_infer_inputs(specs, attrs):
+    """Weight (num_hidden, in_units) and bias (num_hidden,) from the data, for deferred shapes."""
+    x = specs[0]
+    if x is None or not attrs["num_hidden"]:
+        return specs
+    in_units = int(np.prod(x.shape[1:], dtype=np.int64)) if attrs["flatten"] else x.shape[-1]
+    filled = [x, specs[1] or TensorSpec((attrs["num_hidden"], in_units), x.dtype)]
+    if len(specs) > 2:
+        filled.append(specs[2] or TensorSpec((attrs["num_hidden"],), x.dtype))
+    return filled
+
+
 register(OpDef(name="FullyConnected", category="linalg", inputs=("data", "weight", "bias"),
                attrs=(Attr("num_hidden", "int", 0, doc="units; 0 takes it from the weight"),
                       Attr("no_bias", "bool", False), Attr("flatten", "bool", True)),
                infer=_fc_rule, eager=_fc_eager, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
+               infer_inputs=_fc_infer_inputs,
                kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1,
                doc="y = x W^T + b, weight (units, in_units); flatten=True flattens all but the first axis."))

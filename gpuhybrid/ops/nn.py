@@ -41,7 +41,7 @@ register(OpDef(name="Dropout", category="nn", inputs=("data",),
                attrs=(Attr("p", "float", 0.5, doc="probability of zeroing an element"),
                       Attr("mode", "str", "training", choices=("training", "always")),
                       Attr("training", "bool", False, doc="filled in from autograd's train mode")),
-               infer=_dropout_rule, eager=_dropout_eager, uses_training_flag=True,
+               infer=_dropout_rule, eager=_dropout_eager, uses_training_flag=True, pure=False,
                kernels=lambda attrs, specs: 2 if _dropout_active(attrs) else 0,
                doc="Zero elements with probability p and scale the rest by 1/(1-p); identity outside "
                    "training unless mode='always'."))

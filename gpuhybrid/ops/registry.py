@@ -49,7 +49,10 @@ class OpDef:
     library_calls: "int | Callable[[dict, list], int]" = 0  # cuBLAS and friends per eager call
     aliases: tuple = ()
     uses_training_flag: bool = False   # the dispatcher fills attr `training` from the mode
+    pure: bool = True                  # same inputs, same outputs (random ops are not): CSE/folding may merge
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
+    num_outputs: "int | Callable[[dict], int]" = 1
+    infer_inputs: "Callable[[list, dict], list] | None" = None  # fills unknown (None) input specs
     attr_index: dict = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -95,6 +98,9 @@ class OpDef:
         if n != expected:
             names = ", ".join(self.inputs[:expected]) or "none"
             raise OpValueError(f"{self.name}: takes {expected} input(s) ({names}) with these attributes, got {n}")
+
+    def output_count(self, attrs: dict) -> int:
+        return self.num_outputs(attrs) if callable(self.num_outputs) else self.num_outputs
 
     def launch_counts(self, attrs: dict, specs: list) -> tuple:
         """(kernels, library calls) that one eager call issues."""

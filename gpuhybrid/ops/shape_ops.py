@@ -71,9 +71,9 @@ def _view(fn):
     return lambda device, inputs, attrs, outs: fn(device.xp, *inputs, **attrs)
 
 
-def _shape_op(name, infer, eager, attrs=(), inputs=("data",), kernels=0, aliases=(), doc=""):
+def _shape_op(name, infer, eager, attrs=(), inputs=("data",), kernels=0, aliases=(), doc="", num_outputs=1):
     register(OpDef(name=name, category="shape", inputs=inputs, attrs=attrs, infer=infer, eager=eager,
-                   kernels=kernels, aliases=aliases, doc=doc))
+                   kernels=kernels, aliases=aliases, doc=doc, num_outputs=num_outputs))
 
 
 _shape_op("reshape",
@@ -190,7 +190,8 @@ def _split_eager(device, inputs, attrs, outs):
 
 _shape_op("split", _split_rule, _split_eager,
           attrs=(Attr("num_outputs", "int"), Attr("axis", "int", 1), Attr("squeeze_axis", "bool", False)),
-          aliases=("SliceChannel",), doc="Split into num_outputs equal parts along axis (views).")
+          aliases=("SliceChannel",), num_outputs=lambda attrs: attrs["num_outputs"],
+          doc="Split into num_outputs equal parts along axis (views).")
 
 
 def _slices(shape, begin, end, step):
@@ -271,7 +272,7 @@ def encode_index(key) -> tuple:
 _shape_op("getitem",
           lambda s, a: TensorSpec(_indexed_shape(s[0].shape, decode_index(a["key"])), s[0].dtype),
           lambda device, inputs, attrs, outs: inputs[0][decode_index(attrs["key"])],
-          attrs=(Attr("key", "any", doc="encoded basic index (see encode_index)"),),
+          attrs=(Attr("key", "index", doc="encoded basic index (see encode_index)"),),
           doc="x[key] for basic indexing: ints, slices, None and ... (a view).")
 
 

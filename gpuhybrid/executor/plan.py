@@ -1,0 +1,98 @@
+"""``CompiledGraph``: a graph turned into a flat list of prepared calls over buffer slots.
+
+Everything that can be decided once is decided at compile time: each step's implementation, its
+attributes, its output specs, which slots it reads and writes, and which slots die after it (so
+intermediates are freed as soon as their last reader ran). ``run`` then does no shape inference,
+registry look-ups or dict building: one loop over tuples, and no host synchronisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import Device, record_launches
+from ..graph.ir import CONST, VAR, Graph
+from ..ops import get_op
+
+
+@dataclass(frozen=True)
+class Step:
+    """One prepared call: ``eager(device, [slots[i] for i in reads], attrs, outs)`` into ``writes``."""
+    name: str
+    eager: object
+    attrs: dict
+    outs: list
+    reads: tuple
+    writes: tuple
+    frees: tuple
+
+
+class CompiledGraph:
+    """A graph compiled for one device and one input signature."""
+
+    def __init__(self, graph: Graph, device: Device):
+        self.graph, self.device = graph, device
+        slot_of = {}
+        for node in graph.nodes:
+            for i in range(len(node.specs)):
+                slot_of[(node.id, i)] = len(slot_of)
+        self.num_slots = len(slot_of)
+        self.input_names = [n.name for n in graph.nodes if n.op == VAR]
+        self.input_slots = tuple(slot_of[(n.id, 0)] for n in graph.nodes if n.op == VAR)
+        self.output_slots = tuple(slot_of[(r.node, r.index)] for r in graph.outputs)
+        self.aux_slots = tuple((name, slot_of[(r.node, r.index)]) for name, r in graph.aux_updates)
+        self.template = [None] * self.num_slots
+        with device.activate():
+            for node in graph.nodes:
+                if node.op == CONST:
+                    self.template[slot_of[(node.id, 0)]] = device.xp.asarray(np.asarray(node.value))
+        self.steps = self._plan_steps(slot_of)
+        kernels = library = 0
+        for node in graph.compute_nodes:
+            k, lib = get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
+            kernels, library = kernels + k, library + lib
+        self.kernels_per_call, self.library_calls_per_call = kernels, library
+
+    def _plan_steps(self, slot_of: dict) -> tuple:
+        keep = set(self.output_slots) | {s for _, s in self.aux_slots}
+        last_read: dict = {}
+        compute = self.graph.compute_nodes
+        for position, node in enumerate(compute):
+            for ref in node.inputs:
+                last_read[slot_of[(ref.node, ref.index)]] = position
+        steps = []
+        for position, node in enumerate(compute):
+            reads = tuple(slot_of[(r.node, r.index)] for r in node.inputs)
+            writes = tuple(slot_of[(node.id, i)] for i in range(len(node.specs)))
+            frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
+                                  and s not in self.input_slots}))
+            steps.append(Step(node.name, get_op(node.op).eager, node.attr_dict, list(node.specs),
+                              reads, writes, frees))
+        return tuple(steps)
+
+    @property
+    def launches_per_call(self) -> int:
+        return self.kernels_per_call + self.library_calls_per_call
+
+    def run(self, inputs: list) -> tuple:
+        """Outputs (and aux updates) for raw device arrays given in ``input_names`` order."""
+        slots = list(self.template)
+        for slot, array in zip(self.input_slots, inputs):
+            slots[slot] = array
+        device = self.device
+        with device.activate():
+            for step in self.steps:
+                result = step.eager(device, [slots[i] for i in step.reads], step.attrs, step.outs)
+                if len(step.writes) == 1:
+                    slots[step.writes[0]] = result
+                else:
+                    for slot, value in zip(step.writes, result):
+                        slots[slot] = value
+                for slot in step.frees:
+                    slots[slot] = None
+        record_launches(device, self.kernels_per_call, "kernel")
+        record_launches(device, self.library_calls_per_call, "library")
+        outputs = [slots[i] for i in self.output_slots]
+        aux = [(name, slots[i]) for name, i in self.aux_slots]
+        return outputs, aux

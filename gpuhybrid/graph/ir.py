@@ -1,0 +1,146 @@
+"""The one IR: a typed graph in topological order.
+
+A ``Graph`` is a tuple of ``Node``s in topological order plus the values it returns. A node is an
+immutable equation ``(op, inputs, attrs)`` together with the ``TensorSpec`` (shape, dtype) of each
+value it produces; inputs refer to earlier nodes' outputs as ``Ref(node, index)``. Graph inputs are
+nodes with op ``"var"`` (data and parameters, told apart by ``kind``); constants are op ``"const"``.
+Passes build new graphs rather than mutating nodes. ``str(graph)`` prints one line per node::
+
+    %fc0 : float32[1, 256] = FullyConnected(%data, %fc0_weight, %fc0_bias, num_hidden=256)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from ..ops.registry import TensorSpec
+
+VAR, CONST = "var", "const"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The ``index``-th output of the node with id ``node``."""
+    node: int
+    index: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One equation. ``attrs`` is a sorted tuple of (name, value) pairs; ``value`` holds a constant."""
+    id: int
+    op: str
+    name: str
+    inputs: tuple
+    attrs: tuple
+    specs: tuple
+    kind: str = ""                  # for vars: "data" | "param" | "aux"
+    value: object = field(default=None, repr=False)
+
+    @property
+    def attr_dict(self) -> dict:
+        return dict(self.attrs)
+
+    @property
+    def spec(self) -> TensorSpec:
+        return self.specs[0]
+
+    def key(self) -> tuple:
+        """What makes two nodes compute the same thing (used by CSE)."""
+        return (self.op, self.inputs, self.attrs)
+
+
+def freeze_attrs(attrs: dict) -> tuple:
+    return tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
+
+
+def _freeze(v):
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, tuple):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes in topological order and the refs the graph returns."""
+    nodes: tuple
+    outputs: tuple
+    aux_updates: tuple = ()        # (aux var name, Ref): new values of running statistics
+
+    def __post_init__(self):
+        object.__setattr__(self, "_index", {n.id: n for n in self.nodes})
+
+    def node(self, node_id: int) -> Node:
+        return self._index[node_id]
+
+    def spec(self, ref: Ref) -> TensorSpec:
+        return self._index[ref.node].specs[ref.index]
+
+    @property
+    def vars(self) -> list:
+        return [n for n in self.nodes if n.op == VAR]
+
+    def inputs_of_kind(self, kind: str) -> list:
+        return [n for n in self.nodes if n.op == VAR and n.kind == kind]
+
+    @property
+    def compute_nodes(self) -> list:
+        return [n for n in self.nodes if n.op not in (VAR, CONST)]
+
+    def users(self) -> dict:
+        """node id -> ids of nodes that read any of its outputs."""
+        users: dict = {n.id: [] for n in self.nodes}
+        for n in self.nodes:
+            for ref in n.inputs:
+                users[ref.node].append(n.id)
+        return users
+
+    def replace(self, nodes: Iterable, outputs: Iterable | None = None, aux_updates=None) -> "Graph":
+        return Graph(tuple(nodes), tuple(self.outputs if outputs is None else outputs),
+                     tuple(self.aux_updates if aux_updates is None else aux_updates))
+
+    def __str__(self) -> str:
+        return format_graph(self)
+
+
+def _ref_text(graph: Graph, ref: Ref) -> str:
+    node = graph.node(ref.node)
+    return f"%{node.name}" + (f".{ref.index}" if len(node.specs) > 1 else "")
+
+
+def _attr_text(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).replace(" ", "") if isinstance(value, tuple) else repr(value) if isinstance(value, str) else str(value)
+
+
+def format_graph(graph: Graph) -> str:
+    """One line per node: ``%name : dtype[shape] = op(%in, ..., attr=value)``."""
+    lines = []
+    for n in graph.nodes:
+        types = ", ".join(str(s) for s in n.specs)
+        if n.op == VAR:
+            lines.append(f"%{n.name} : {types} = var({n.kind})")
+            continue
+        if n.op == CONST:
+            lines.append(f"%{n.name} : {types} = const({_const_preview(n.value)})")
+            continue
+        args = [_ref_text(graph, r) for r in n.inputs]
+        args += [f"{k}={_attr_text(v)}" for k, v in n.attrs if k != "training" or v]
+        lines.append(f"%{n.name} : {types} = {n.op}({', '.join(args)})")
+    outs = ", ".join(_ref_text(graph, r) for r in graph.outputs)
+    lines.append(f"return {outs}")
+    for name, ref in graph.aux_updates:
+        lines.append(f"update {name} <- {_ref_text(graph, ref)}")
+    return "\n".join(lines)
+
+
+def _const_preview(value) -> str:
+    arr = np.asarray(value)
+    if arr.size <= 4:
+        return np.array2string(arr, separator=",").replace("\n", "")
+    return f"<{arr.size} values>"

@@ -1,0 +1,62 @@
+"""Graph passes: plain functions ``Graph -> Graph``, run in order by ``optimize``.
+
+Set ``GPUHYBRID_VERIFY_PASSES=1`` (or pass ``verify=True``) to check the graph after every pass.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ...errors import GhError
+from ..ir import CONST, VAR, Graph
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .fold import fold_constants
+from .infer import infer_shapes
+from .noop import remove_noops
+
+PIPELINE: list = [
+    ("infer_shapes", infer_shapes),
+    ("remove_noops", remove_noops),
+    ("fold_constants", fold_constants),
+    ("eliminate_common_subexpressions", eliminate_common_subexpressions),
+    ("eliminate_dead_code", eliminate_dead_code),
+]
+
+
+class GraphInvariantError(GhError, AssertionError):
+    """A pass produced a malformed graph (a bug in gpuhybrid, not in user code)."""
+
+
+def verify_graph(graph: Graph, after: str = "") -> None:
+    """Ids dense and in order, inputs defined before use, specs consistent with inference."""
+    for position, node in enumerate(graph.nodes):
+        if node.id != position:
+            raise GraphInvariantError(f"after {after}: node {node.name} has id {node.id} at position {position}")
+        for ref in node.inputs:
+            if ref.node >= node.id or ref.index >= len(graph.nodes[ref.node].specs):
+                raise GraphInvariantError(f"after {after}: node {node.name} reads undefined value {ref}")
+    for ref in graph.outputs:
+        if ref.node >= len(graph.nodes):
+            raise GraphInvariantError(f"after {after}: output {ref} does not exist")
+    reinferred = infer_shapes(graph)
+    for old, new in zip(graph.nodes, reinferred.nodes):
+        if old.op not in (VAR, CONST) and old.specs != new.specs:
+            raise GraphInvariantError(f"after {after}: node {old.name} claims {old.specs} but infers {new.specs}")
+
+
+def optimize(graph: Graph, passes: list | None = None, verify: bool | None = None,
+             on_pass: Callable[[str, Graph], None] | None = None) -> Graph:
+    """Run ``passes`` (default ``PIPELINE``) in order; ``on_pass(name, graph)`` sees each result."""
+    verify = os.environ.get("GPUHYBRID_VERIFY_PASSES") == "1" if verify is None else verify
+    for name, run_pass in passes if passes is not None else PIPELINE:
+        graph = run_pass(graph)
+        if verify:
+            verify_graph(graph, after=name)
+        if on_pass is not None:
+            on_pass(name, graph)
+    return graph
+
+
+__all__ = ["PIPELINE", "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
+           "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]

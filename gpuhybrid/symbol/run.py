@@ -1,0 +1,113 @@
+"""Running symbols: shape/type inference, ``eval``, ``bind`` → ``Executor``, and the compile pipeline
+(Symbol → Graph → passes → CompiledGraph) that hybridized blocks use too."""
+from __future__ import annotations
+
+from typing import Callable
+
+from .. import autograd
+from ..backend import Device, as_device
+from ..errors import DeviceError, GhError, OpValueError
+from ..executor import CompiledGraph
+from ..graph import optimize
+from ..ndarray import NDArray
+from ..ops.registry import TensorSpec
+from .symbol import Symbol
+from .to_graph import build_graph, infer_var_specs
+
+
+def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool = False,
+                   on_pass: Callable | None = None) -> CompiledGraph:
+    """The plan that computes ``symbol`` for variables of the given TensorSpecs on ``device``."""
+    graph = build_graph(symbol, specs, training=training)
+    if on_pass is not None:
+        on_pass("traced", graph)
+    return CompiledGraph(optimize(graph, on_pass=on_pass), device)
+
+
+def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:
+    hints = {n.name: n for n in symbol.topo_nodes() if n.op == "var"}
+    unknown = sorted(set(shapes) - set(hints))
+    if unknown:
+        raise OpValueError(f"infer_shape: {', '.join(unknown)} are not arguments of this symbol; "
+                           f"its arguments are {', '.join(hints)}")
+    specs = {}
+    for name, shape in shapes.items():
+        dtype = (dtypes or {}).get(name) or hints[name].dtype or "float32"
+        specs[name] = TensorSpec(tuple(shape), dtype)
+    return specs
+
+
+def infer_shape(symbol: Symbol, *args, **shapes):
+    """MXNet's ``infer_shape``: (argument shapes, output shapes, auxiliary-state shapes)."""
+    shapes.update(zip(symbol.list_arguments(), args))
+    graph = build_graph(symbol, infer_var_specs(symbol, _shape_specs(symbol, shapes)))
+    by_name = {n.name: n.spec for n in graph.vars}
+    return ([by_name[a].shape for a in symbol.list_arguments()],
+            [graph.spec(r).shape for r in graph.outputs],
+            [by_name[a].shape for a in symbol.list_auxiliary_states()])
+
+
+def infer_type(symbol: Symbol, **dtypes):
+    """MXNet's ``infer_type``: (argument dtypes, output dtypes, aux dtypes). Variables need shapes
+    (from ``sym.var(shape=...)``) because gpuhybrid infers shapes and dtypes together."""
+    shapes = {n.name: n.shape for n in symbol.topo_nodes() if n.op == "var" and n.shape}
+    graph = build_graph(symbol, infer_var_specs(symbol, _shape_specs(symbol, shapes, dtypes)))
+    by_name = {n.name: n.spec for n in graph.vars}
+    return ([by_name[a].dtype for a in symbol.list_arguments()],
+            [graph.spec(r).dtype for r in graph.outputs],
+            [by_name[a].dtype for a in symbol.list_auxiliary_states()])
+
+
+class Executor:
+    """A symbol bound to arrays on a device (MXNet's ``bind``): ``forward()`` fills ``outputs``."""
+
+    def __init__(self, symbol: Symbol, device: Device, args: dict):
+        self.symbol, self.device = symbol, device
+        self.arg_dict = dict(args)
+        self.outputs: list = []
+        self._plan: CompiledGraph | None = None
+        self._signature = None
+
+    def forward(self, is_train: bool = False, **new_args) -> list:
+        self.arg_dict.update(new_args)
+        arrays = _check_arrays(self.symbol, self.arg_dict, self.device)
+        signature = tuple((n, a.spec) for n, a in sorted(arrays.items())) + (is_train,)
+        if signature != self._signature:
+            specs = {n: a.spec for n, a in arrays.items()}
+            self._plan = compile_symbol(self.symbol, specs, self.device, training=is_train)
+            self._signature = signature
+        outputs, _ = self._plan.run([arrays[n]._data for n in self._plan.input_names])
+        self.outputs = [NDArray(o, self.device) for o in outputs]
+        return self.outputs
+
+
+def _check_arrays(symbol: Symbol, arrays: dict, device: Device) -> dict:
+    needed = symbol.list_arguments() + symbol.list_auxiliary_states()
+    missing = [n for n in needed if n not in arrays]
+    if missing:
+        raise OpValueError(f"no value given for {', '.join(missing)}; this symbol needs {', '.join(needed)}")
+    for name in needed:
+        value = arrays[name]
+        if not isinstance(value, NDArray):
+            raise GhError(f"argument {name!r} must be an NDArray, got {type(value).__name__}")
+        if value.ctx != device:
+            raise DeviceError(f"argument {name!r} is on {value.ctx} but the symbol is bound to {device}; "
+                              f"move it with .as_in_context({device})")
+    return {n: arrays[n] for n in needed}
+
+
+def bind(symbol: Symbol, ctx=None, args=None, aux_states=None, **_ignored) -> Executor:
+    device = as_device(ctx)
+    if isinstance(args, (list, tuple)):
+        args = dict(zip(symbol.list_arguments(), args))
+    merged = dict(args or {})
+    if isinstance(aux_states, (list, tuple)):
+        aux_states = dict(zip(symbol.list_auxiliary_states(), aux_states))
+    merged.update(aux_states or {})
+    return Executor(symbol, device, merged)
+
+
+def eval_symbol(symbol: Symbol, ctx=None, **arrays) -> list:
+    """Compute the outputs for the given arrays (MXNet's ``Symbol.eval``)."""
+    device = as_device(ctx) if ctx is not None else (next(iter(arrays.values())).ctx if arrays else as_device(None))
+    return bind(symbol, device, arrays).forward(is_train=autograd.is_training())
