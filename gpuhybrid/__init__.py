@@ -10,12 +10,15 @@ Imperative use::
 """
 from . import autograd, profiler, random
 from . import ndarray as nd
+from . import symbol as sym
+from . import gluon
+from .gluon import init
 from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
 from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, OpAttributeError,
                      OpValueError, ShapeError)
 
 __version__ = "0.1.0"
 
-__all__ = ["nd", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
+__all__ = ["nd", "sym", "gluon", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
            "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
            "DeviceUnavailableError", "OpAttributeError", "OpValueError", "__version__"]

@@ -16,9 +16,16 @@ from .to_graph import build_graph, infer_var_specs
 
 
 def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool = False,
-                   on_pass: Callable | None = None) -> CompiledGraph:
-    """The plan that computes ``symbol`` for variables of the given TensorSpecs on ``device``."""
+                   on_pass: Callable | None = None, aux_names: list = ()) -> CompiledGraph:
+    """The plan that computes ``symbol`` for variables of the given TensorSpecs on ``device``.
+
+    The last ``len(aux_names)`` outputs of ``symbol`` are new values of those auxiliary states
+    (running statistics), returned separately by ``CompiledGraph.run``.
+    """
     graph = build_graph(symbol, specs, training=training)
+    if aux_names:
+        split = len(graph.outputs) - len(aux_names)
+        graph = graph.replace(graph.nodes, graph.outputs[:split], tuple(zip(aux_names, graph.outputs[split:])))
     if on_pass is not None:
         on_pass("traced", graph)
     return CompiledGraph(optimize(graph, on_pass=on_pass), device)

@@ -1,0 +1,230 @@
+"""``HybridBlock``: a block that runs imperatively until ``hybridize()``, then from compiled plans.
+
+The first call for an input signature (shapes, dtypes, device, training flag) traces
+``hybrid_forward(sym, ...)`` into one graph (nested HybridBlocks included), optimises and compiles it;
+later calls with that signature run the plan without executing any Python of the user's blocks.
+Plans live in a bounded LRU cache per block; a block that keeps retracing gets a warning.
+"""
+from __future__ import annotations
+
+import contextvars
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .. import autograd
+from .. import ndarray as nd
+from .. import symbol as sym
+from ..errors import DeviceError, GhError, OpValueError
+from ..executor import CompiledGraph
+from ..ndarray import NDArray
+from ..symbol import Symbol
+from ..symbol.symbol import tracing_block
+from ..symbol.to_graph import infer_var_specs
+from .block import Block
+from .parameter import DeferredInitializationError
+
+DEFAULT_MAX_CACHED_PLANS = int(os.environ.get("GPUHYBRID_MAX_CACHED_PLANS", "16"))
+
+# While tracing, layers that update running statistics (BatchNorm) record (parameter, new value) here.
+pending_aux_updates: contextvars.ContextVar[list | None] = contextvars.ContextVar("gpuhybrid_aux", default=None)
+
+
+@dataclass
+class TracedPlan:
+    """A compiled plan and how to feed it: for each plan input, an argument index or a Parameter."""
+    plan: CompiledGraph
+    feed: list                 # [(arg index, None) | (None, Parameter)]
+    aux_params: list           # Parameters written back after each run, in plan.aux_slots order
+    structure: object          # None for a single output, else the number of outputs (a tuple)
+    symbol: Symbol
+    input_names: list
+
+
+class HybridBlock(Block):
+    """Override ``hybrid_forward(self, F, x, *args, **params)``; ``F`` is ``nd`` or ``sym``."""
+
+    def __init__(self, prefix: str | None = None, params=None):
+        super().__init__(prefix, params)
+        self._active = False
+        self._plans: OrderedDict = OrderedDict()
+        self._max_cached_plans = DEFAULT_MAX_CACHED_PLANS
+        self._trace_count = 0
+        self._last_trace: TracedPlan | None = None
+        self._hybrid_options: dict = {}
+
+    def hybridize(self, active: bool = True, static_alloc: bool = False, static_shape: bool = False,
+                  max_cached_plans: int | None = None, **kwargs) -> None:
+        """Switch to compiled execution (``active=False`` returns to imperative mode)."""
+        if kwargs:
+            raise OpValueError(f"{self.name}.hybridize: unknown option(s) {', '.join(sorted(kwargs))}")
+        self._active = active
+        self._hybrid_options = {"static_alloc": static_alloc, "static_shape": static_shape}
+        if max_cached_plans is not None:
+            self._max_cached_plans = max(1, int(max_cached_plans))
+        self._plans.clear()
+        super().hybridize(active, static_alloc=static_alloc, static_shape=static_shape,
+                          max_cached_plans=max_cached_plans)
+
+    @property
+    def cached_plans(self) -> int:
+        """How many compiled plans this block holds now."""
+        return len(self._plans)
+
+    def __call__(self, *args, **kwargs):
+        if self._active and args and isinstance(args[0], NDArray) and not kwargs:
+            out = self._call_cached(args)
+        else:
+            out = self.forward(*args, **kwargs)
+        for hook in self._forward_hooks:
+            hook(self, args, out)
+        return out
+
+    def forward(self, x, *args):
+        if isinstance(x, Symbol):
+            params = {key: p.var() for key, p in self._reg_params.items()}
+            return self.hybrid_forward(sym, x, *args, **params)
+        if not isinstance(x, NDArray):
+            raise GhError(f"{self.name}: the first input must be an NDArray or a Symbol, got {type(x).__name__}")
+        self._finish_deferred_params(x, *args)
+        params = {key: p.data(x.ctx) for key, p in self._reg_params.items()}
+        return self.hybrid_forward(nd, x, *args, **params)
+
+    def hybrid_forward(self, F, x, *args, **params):
+        raise NotImplementedError(f"{type(self).__name__} must define hybrid_forward(self, F, x, ...)")
+
+    # --- deferred parameter shapes ------------------------------------------------------------------
+    def _finish_deferred_params(self, *args) -> None:
+        if all(p.is_initialized or p._deferred is None for p in self._reg_params.values()):
+            return
+        self.infer_shape(*args)
+        for param in self._reg_params.values():
+            if param._deferred is not None:
+                if not param.shape_known:
+                    raise DeferredInitializationError(
+                        f"{self.name}: could not infer the shape of {param.name} from inputs "
+                        f"{[a.shape for a in args]}; give the layer its input size")
+                param.finish_deferred_init(_spec(param.shape, param.dtype))
+
+    def infer_shape(self, *args) -> None:
+        """Set the shapes of this block's deferred parameters from the inputs. Layers override this;
+        the default traces ``hybrid_forward`` symbolically (so prints in it run once more)."""
+        names, in_syms = _input_vars(len(args))
+        out = self.forward(*in_syms)
+        outputs = out if isinstance(out, (list, tuple)) else [out]
+        specs = infer_var_specs(sym.Group(outputs), {n: a.spec for n, a in zip(names, args)})
+        for param in self._reg_params.values():
+            if param.name in specs and specs[param.name] is not None:
+                param.shape = specs[param.name].shape
+
+    # --- compiled execution ---------------------------------------------------------------------------
+    def _call_cached(self, args: tuple):
+        for i, a in enumerate(args):
+            if not isinstance(a, NDArray):
+                raise GhError(f"{self.name}: hybridized blocks take NDArrays; input {i} is {type(a).__name__}")
+        device = args[0].ctx
+        if any(a.ctx != device for a in args):
+            raise DeviceError(f"{self.name}: inputs are on different devices "
+                              f"({', '.join(str(a.ctx) for a in args)}); move them to one device first")
+        key = (tuple(a.spec for a in args), device, autograd.is_training())
+        entry = self._plans.get(key)
+        if entry is None:
+            entry = self._trace(args, device, key[2])
+            self._plans[key] = entry
+            if len(self._plans) > self._max_cached_plans:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        raw = [args[i]._data if param is None else param._data._data for i, param in entry.feed]
+        outputs, aux = entry.plan.run(raw)
+        for param, (_, value) in zip(entry.aux_params, aux):
+            param._data = NDArray(value, device)
+        wrapped = [NDArray(o, device) for o in outputs]
+        return wrapped[0] if entry.structure is None else tuple(wrapped)
+
+    def _trace(self, args: tuple, device, training: bool) -> TracedPlan:
+        self._trace_count += 1
+        if self._trace_count > self._max_cached_plans:
+            warnings.warn(f"{self.name} has been traced {self._trace_count} times for different input "
+                          f"signatures (shapes, dtypes, device, training flag); each trace compiles a new plan. "
+                          f"Use fixed input shapes or raise hybridize(max_cached_plans=...)", stacklevel=3)
+        names, in_syms = _input_vars(len(args))
+        aux_updates: list = []
+        tokens = (tracing_block.set(self.name), pending_aux_updates.set(aux_updates))
+        try:
+            with autograd.train_mode() if training else autograd.predict_mode():
+                out = self.forward(*in_syms)
+        finally:
+            pending_aux_updates.reset(tokens[1])
+            tracing_block.reset(tokens[0])
+        structure = None if isinstance(out, Symbol) and out.num_outputs == 1 else _count_outputs(out)
+        outputs = _flatten_symbols(self.name, out)
+        graph_symbol = sym.Group(outputs + [value for _, value in aux_updates])
+        specs = {n: a.spec for n, a in zip(names, args)}
+        params = self._bind_params(graph_symbol, specs, device)
+        specs.update({name: p.data().spec for name, p in params.items()})
+        try:
+            plan = sym.compile_symbol(graph_symbol, specs, device, training,
+                                      aux_names=[p.name for p, _ in aux_updates])
+        except GhError as exc:
+            raise type(exc)(f"{self.name}: {exc}") from None
+        feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
+        entry = TracedPlan(plan, feed, [p for p, _ in aux_updates], structure, sym.Group(outputs), names)
+        self._last_trace = entry
+        return entry
+
+    def _bind_params(self, graph_symbol: Symbol, specs: dict, device) -> dict:
+        """Parameters the graph reads, initialised (finishing deferred shapes) and on ``device``."""
+        by_name = {p.name: p for p in self.collect_params().values()}
+        var_nodes = [n for n in graph_symbol.topo_nodes() if n.op == "var" and n.name not in specs]
+        unknown = [n.name for n in var_nodes if n.name not in by_name]
+        if unknown:
+            raise GhError(f"{self.name}: the traced graph reads {', '.join(unknown)}, which are neither inputs "
+                          f"nor parameters of this block; create arrays inside hybrid_forward with F ops")
+        try:
+            inferred = infer_var_specs(graph_symbol, specs)
+        except GhError as exc:
+            raise type(exc)(f"{self.name}: {exc}") from None
+        params = {}
+        for node in var_nodes:
+            param = by_name[node.name]
+            if not param.is_initialized:
+                if param._deferred is None:
+                    param.data()                     # raises the "call initialize()" error
+                param.finish_deferred_init(inferred[node.name])
+            if param.data().ctx != device:
+                raise DeviceError(f"{self.name}: parameter {param.name} is on {param.data().ctx} but the input "
+                                  f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
+            params[node.name] = param
+        return params
+
+    def export(self, path: str, epoch: int = 0) -> tuple:
+        """Write ``path-symbol.json`` and ``path-%04d.params`` (safetensors) from the last traced graph."""
+        from .export import export_block
+        return export_block(self, path, epoch)
+
+
+def _spec(shape, dtype):
+    from ..ops.registry import TensorSpec
+    return TensorSpec(shape, dtype)
+
+
+def _input_vars(count: int):
+    names = ["data"] if count == 1 else [f"data{i}" for i in range(count)]
+    return names, [sym.var(n) for n in names]
+
+
+def _count_outputs(out) -> int:
+    if isinstance(out, Symbol):
+        return out.num_outputs
+    return sum(_count_outputs(o) for o in out)
+
+
+def _flatten_symbols(block: str, out) -> list:
+    if isinstance(out, Symbol):
+        return [Symbol([o]) for o in out._outputs]
+    if isinstance(out, (list, tuple)):
+        return [s for item in out for s in _flatten_symbols(block, item)]
+    raise GhError(f"{block}: hybrid_forward returned a {type(out).__name__}; it must return the results of "
+                  f"F ops (a Symbol, or a tuple/list of them)")

@@ -1,0 +1,131 @@
+"""``Parameter`` (with deferred initialisation) and ``ParameterDict``.
+
+A parameter's shape may contain 0s (unknown) until the first forward call tells it, as in MXNet:
+``initialize()`` then only records the initialiser and device, and the data is created as soon as
+the shape is known.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import numpy as np
+
+from ..backend import as_device
+from ..errors import DeviceError, GhError, ShapeError
+from ..ops.registry import TensorSpec
+from . import init as initializers
+
+
+class DeferredInitializationError(GhError, RuntimeError):
+    """A parameter's value was needed before its shape was known."""
+
+
+class Parameter:
+    """A named array that a block learns (``kind='param'``) or tracks (``kind='aux'``, e.g. running mean)."""
+
+    def __init__(self, name: str, shape=None, dtype="float32", init=None, grad_req: str = "write",
+                 kind: str = "param", allow_deferred_init: bool = True):
+        self.name = name
+        self.shape = None if shape is None else tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype).name
+        self.init = init
+        self.grad_req = grad_req if kind == "param" else "null"
+        self.kind = kind
+        self.allow_deferred_init = allow_deferred_init
+        self._data = None              # NDArray once initialised
+        self._deferred = None          # (initializer, device) waiting for the shape
+
+    def __repr__(self) -> str:
+        return f"Parameter {self.name} (shape={self.shape}, dtype={self.dtype})"
+
+    @property
+    def shape_known(self) -> bool:
+        return self.shape is not None and all(d > 0 for d in self.shape)
+
+    @property
+    def is_initialized(self) -> bool:
+        return self._data is not None
+
+    def initialize(self, init=None, ctx=None, default_init=None, force_reinit: bool = False) -> None:
+        if self._data is not None and not force_reinit:
+            return
+        chosen = initializers.create(self.init if self.init is not None else (init or default_init))
+        device = as_device(ctx[0] if isinstance(ctx, (list, tuple)) else ctx)
+        if not self.shape_known:
+            if not self.allow_deferred_init:
+                raise DeferredInitializationError(f"parameter {self.name!r} has unknown shape {self.shape} and "
+                                                  f"does not allow deferred initialisation; give it a shape")
+            self._data, self._deferred = None, (chosen, device)
+            return
+        self._data = chosen(self.name, self.shape, self.dtype, device)
+        self._deferred = None
+
+    def finish_deferred_init(self, spec: TensorSpec) -> None:
+        """Set the now-known shape and create the data with the recorded initialiser."""
+        if self.shape is not None and len(self.shape) == len(spec.shape):
+            clash = [(a, b) for a, b in zip(self.shape, spec.shape) if a and a != b]
+            if clash:
+                raise ShapeError(f"parameter {self.name!r} was declared with shape {self.shape} but the data "
+                                 f"needs {spec.shape}; check in_units/in_channels")
+        self.shape = spec.shape
+        if self._deferred is not None and self._data is None:
+            chosen, device = self._deferred
+            self._data = chosen(self.name, self.shape, self.dtype, device)
+            self._deferred = None
+
+    def data(self, ctx=None):
+        """The value as an NDArray (on ``ctx`` when given)."""
+        if self._data is None:
+            if self._deferred is not None:
+                raise DeferredInitializationError(
+                    f"parameter {self.name!r} has unknown shape {self.shape} until the first forward call; "
+                    f"run the block once on data (or give in_units) before reading it")
+            raise DeferredInitializationError(f"parameter {self.name!r} has not been initialised; call "
+                                              f".initialize() on the block (or this parameter) first")
+        if ctx is not None and as_device(ctx) != self._data.ctx:
+            raise DeviceError(f"parameter {self.name!r} is on {self._data.ctx} but was asked for on {ctx}; "
+                              f"gpuhybrid never copies silently: initialize(ctx={ctx}) or "
+                              f"collect_params().reset_ctx({ctx})")
+        return self._data
+
+    def set_data(self, value) -> None:
+        """Replace the value (shape must match when known)."""
+        if self.shape_known and tuple(value.shape) != self.shape:
+            raise ShapeError(f"parameter {self.name!r} has shape {self.shape}, cannot set data of shape "
+                             f"{tuple(value.shape)}")
+        self.shape = tuple(value.shape)
+        self._data = value.astype(self.dtype, copy=False) if np.dtype(value.dtype) != np.dtype(self.dtype) else value
+        self._deferred = None
+
+    def reset_ctx(self, ctx) -> None:
+        if self._data is not None:
+            self._data = self._data.as_in_context(ctx)
+
+    def var(self):
+        """The symbol variable standing for this parameter in traced graphs."""
+        from ..symbol import var
+        return var(self.name, shape=self.shape, dtype=self.dtype, kind=self.kind)
+
+
+class ParameterDict(OrderedDict):
+    """Parameters by name, with the bulk operations of MXNet's ParameterDict."""
+
+    def initialize(self, init=None, ctx=None, verbose: bool = False, force_reinit: bool = False) -> None:
+        for param in self.values():
+            param.initialize(None, ctx, default_init=init, force_reinit=force_reinit)
+
+    def select(self, pattern: str | None) -> "ParameterDict":
+        """Parameters whose names match the regular expression (``None`` keeps all)."""
+        if pattern is None:
+            return ParameterDict(self)
+        regex = re.compile(pattern)
+        return ParameterDict((k, v) for k, v in self.items() if regex.match(k))
+
+    def reset_ctx(self, ctx) -> None:
+        for param in self.values():
+            param.reset_ctx(ctx)
+
+    def __repr__(self) -> str:
+        body = "\n".join(f"  {p!r}" for p in self.values())
+        return f"ParameterDict(\n{body}\n)"
