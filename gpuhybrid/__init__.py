@@ -8,6 +8,8 @@ Imperative use::
     y = nd.relu(nd.dot(x, w) + b)            # each op runs now, as one launch
     nd.waitall()                             # wait for the device
 """
+import sys as _sys
+
 from . import autograd, profiler, random
 from . import ndarray as nd
 from . import symbol as sym
@@ -18,6 +20,10 @@ from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, O
                      OpValueError, ShapeError)
 
 __version__ = "0.1.0"
+
+# `import gpuhybrid.nd` / `from gpuhybrid.sym import var` work as in MXNet.
+_sys.modules[__name__ + ".nd"] = nd
+_sys.modules[__name__ + ".sym"] = sym
 
 __all__ = ["nd", "sym", "gluon", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
            "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
