@@ -125,7 +125,7 @@ def main(argv=None) -> None:
 
     difference = np.abs(y.asnumpy() - forward_numpy(host_x, host_params)).max()
     print(f"outputs agree: max |gpuhybrid - NumPy| = {difference:.2e}")
-    print("hybridized mode: not available yet; it arrives with hybridize(), so no hybridized numbers here")
+    print("hybridized mode: not timed by this demo yet, so no hybridized numbers are shown")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ static inline unsigned short gh_float_to_half(float f) {
 }
 #endif
 
+// A float value rounded to half precision (what storing it as float16 would keep).
+GH_FN float gh_round_half(float x) { return gh_half_to_float(gh_float_to_half(x)); }
+
 // Loads give the compute value; stores convert back to the storage type.
 template <typename T> GH_FN T gh_load(T x) { return x; }
 GH_FN float gh_load(gh_half x) { return gh_half_to_float(x.bits); }

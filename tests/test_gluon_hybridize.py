@@ -115,7 +115,12 @@ def test_nested_hybrid_blocks_become_one_graph():
     net.hybridize()
     net(nd.ones((2, 4)))
     graph = net._last_trace.plan.graph
-    assert [n.op for n in graph.compute_nodes] == ["FullyConnected", "relu", "FullyConnected"]
+    ops = [n.op for n in graph.compute_nodes]
+    if graph.fused_nodes:        # bias-add and relu fused after each GEMM
+        assert ops == ["FullyConnected", "fused", "FullyConnected", "fused"]
+        assert [line.op for line in graph.fused_nodes[0].attr_dict["group"].lines] == ["add", "relu"]
+    else:
+        assert ops == ["FullyConnected", "relu", "FullyConnected"]
     assert net.hidden.cached_plans == 0 and net.output.cached_plans == 0
 
 
@@ -216,7 +221,7 @@ def test_shape_mismatch_error_names_block_op_and_shapes():
     assert net.name in message and "FullyConnected" in message and "(2, 5)" in message
 
 
-def test_hybridized_launch_count_equals_imperative_count():
+def test_hybridized_launches_one_gemm_and_at_most_one_kernel_per_layer():
     net = lecture_mlp()
     x = nd.ones((1, 512))
     net(x)                                  # the first call also initialises the deferred weights
@@ -226,7 +231,8 @@ def test_hybridized_launch_count_equals_imperative_count():
     net(x)
     with gh.profiler.count_launches() as hybrid:
         net(x)
-    assert hybrid.total == imperative.total == 8   # 3 GEMMs + 3 bias adds + 2 relus
+    assert imperative.total == 8                   # 3 GEMMs + 3 bias adds + 2 relus
+    assert hybrid.kind("library") == 3 and hybrid.kind("kernel") <= 3
 
 
 def test_collect_params_select_and_force_reinit():

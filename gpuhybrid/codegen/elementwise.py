@@ -57,18 +57,26 @@ def emit_op(op_name: str, attrs: dict, operands: list, scalar_params: dict) -> s
 
 
 def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outputs: list,
-                       index_32: bool = True) -> KernelSource:
-    """Kernel text: load ``inputs`` (Params), compute ``lines``, store ``outputs`` ((param, value))."""
+                       index_32: bool = True, index_exprs: dict | None = None,
+                       header: tuple = ()) -> KernelSource:
+    """Kernel text: load ``inputs`` (Params), compute ``lines``, store ``outputs`` ((param, value)).
+
+    ``index_exprs`` maps an input name to the C expression of its element index (broadcast inputs);
+    others are read at ``i``. ``header`` lines are comments placed above the kernel.
+    """
+    index_exprs = index_exprs or {}
     params = ["gh_index n"]
     params += [f"{C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p, _ in outputs]
     params += [f"const {C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p in inputs]
     params += [f"{c_literal_type(p.dtype)} {p.name}" for p in scalars]
-    body = [f"    const {c_literal_type(p.dtype)} {p.name}_v = gh_load({p.name}[i]);" for p in inputs]
+    body = [f"    const {c_literal_type(p.dtype)} {p.name}_v = gh_load({p.name}[{index_exprs.get(p.name, 'i')}]);"
+            for p in inputs]
     body += [f"    const {C_TYPES[compute_dtype(ln.dtype).name]} {ln.name} = {ln.expr};  // {ln.comment}"
              for ln in lines]
     body += [f"    {p.name}[i] = GH_STORE({C_TYPES[p.dtype]}, {value});" for p, value in outputs]
     text = "\n".join([
         f"// gpuhybrid generated kernel {name}",
+        *(f"// {line}" for line in header),
         "#define GH_INDEX_32" if index_32 else "// 64-bit indexing",
         '#include "gh_kernel.h"',
         "",

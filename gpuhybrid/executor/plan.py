@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import Device, record_launches
-from ..graph.ir import CONST, VAR, Graph
+from ..graph.ir import CONST, FUSED, VAR, Graph
 from ..ops import get_op
+from .fused import compile_fused_steps
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class CompiledGraph:
         self.steps = self._plan_steps(slot_of)
         kernels = library = 0
         for node in graph.compute_nodes:
-            k, lib = get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
+            k, lib = (1, 0) if node.op == FUSED else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
             kernels, library = kernels + k, library + lib
         self.kernels_per_call, self.library_calls_per_call = kernels, library
 
@@ -61,14 +62,15 @@ class CompiledGraph:
         for position, node in enumerate(compute):
             for ref in node.inputs:
                 last_read[slot_of[(ref.node, ref.index)]] = position
+        fused = iter(compile_fused_steps([n.attr_dict["group"] for n in compute if n.op == FUSED], self.device))
         steps = []
         for position, node in enumerate(compute):
             reads = tuple(slot_of[(r.node, r.index)] for r in node.inputs)
             writes = tuple(slot_of[(node.id, i)] for i in range(len(node.specs)))
             frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
                                   and s not in self.input_slots}))
-            steps.append(Step(node.name, get_op(node.op).eager, node.attr_dict, list(node.specs),
-                              reads, writes, frees))
+            run = next(fused) if node.op == FUSED else get_op(node.op).eager
+            steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees))
         return tuple(steps)
 
     @property

@@ -17,7 +17,27 @@ import numpy as np
 
 from ..ops.registry import TensorSpec
 
-VAR, CONST = "var", "const"
+VAR, CONST, FUSED = "var", "const", "fused"
+
+
+@dataclass(frozen=True)
+class FusedLine:
+    """One op inside a fused group: ``operands`` are ("in", k) for the group's k-th input or ("v", j)
+    for the value of line j; ``attrs`` as in a Node."""
+    op: str
+    operands: tuple
+    attrs: tuple
+    spec: "TensorSpec"
+
+
+@dataclass(frozen=True)
+class FusedGroup:
+    """The subgraph a fused node computes in one kernel over ``shape``: ``lines`` in order, and which
+    lines leave the kernel (``outputs``, in the order of the fused node's outputs)."""
+    shape: tuple
+    input_specs: tuple
+    lines: tuple
+    outputs: tuple
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,10 @@ class Graph:
     def compute_nodes(self) -> list:
         return [n for n in self.nodes if n.op not in (VAR, CONST)]
 
+    @property
+    def fused_nodes(self) -> list:
+        return [n for n in self.nodes if n.op == FUSED]
+
     def users(self) -> dict:
         """node id -> ids of nodes that read any of its outputs."""
         users: dict = {n.id: [] for n in self.nodes}
@@ -128,6 +152,11 @@ def format_graph(graph: Graph) -> str:
             continue
         if n.op == CONST:
             lines.append(f"%{n.name} : {types} = const({_const_preview(n.value)})")
+            continue
+        if n.op == FUSED:
+            group = n.attr_dict["group"]
+            args = ", ".join(_ref_text(graph, r) for r in n.inputs)
+            lines.append(f"%{n.name} : {types} = fused[{' > '.join(l.op for l in group.lines)}]({args})")
             continue
         args = [_ref_text(graph, r) for r in n.inputs]
         args += [f"{k}={_attr_text(v)}" for k, v in n.attrs if k != "training" or v]

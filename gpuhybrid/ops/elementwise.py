@@ -22,7 +22,8 @@ _np_erf = np.frompyfunc(math.erf, 1, 1)
 
 def np_erf(x):
     """erf for NumPy arrays (NumPy has none); computed in float64 and cast back."""
-    return _np_erf(np.asarray(x, dtype=np.float64)).astype(np.float64).astype(np.asarray(x).dtype)
+    # asarray: on a 0-d input the ufunc returns a bare Python float
+    return np.asarray(_np_erf(np.asarray(x, dtype=np.float64)), dtype=np.float64).astype(np.asarray(x).dtype)
 
 
 def np_sigmoid(x):

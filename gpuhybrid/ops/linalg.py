@@ -119,7 +119,9 @@ def _fc_rule(specs, attrs):
 
 
 def _fc_eager(device, inputs, attrs, outs):
-    x, w = inputs[0], inputs[1]
+    # Multiply in the result dtype: with mixed operands (float16 data, float32 bias) the product would
+    # otherwise be rounded to the narrower dtype before the bias is added. No copy when dtypes agree.
+    x, w = (a.astype(outs[0].dtype, copy=False) for a in inputs[:2])
     rows = x.shape[0] if attrs["flatten"] else int(np.prod(x.shape[:-1], dtype=np.int64))
     x2 = x.reshape(rows, w.shape[1])
     y = device.xp.matmul(x2, w.T)

@@ -49,7 +49,10 @@ def reduce_eager(op: str):
         axes = reduced_axes(x.shape, attrs["axis"])
         keep, out_dtype = attrs["keepdims"], outs[0].dtype
         if op in ("max", "min"):
-            return (xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep)
+            # asarray: NumPy gives a bare scalar for a full reduction, CuPy a 0-d array
+            return xp.asarray((xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep))
+        if op == "mean" and x.size == 0:  # the mean of nothing is NaN; NumPy would also warn
+            return xp.full(outs[0].shape, np.nan, dtype=out_dtype)
         # float16 accumulates in float32 (as CuPy does on the GPU), then rounds once.
         acc = np.float32 if out_dtype == np.float16 else out_dtype
         fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
@@ -107,6 +110,8 @@ def _softmax_rule(specs, attrs):
 def _softmax_eager(log: bool):
     def eager(device, inputs, attrs, outs):
         xp, x, axis = device.xp, inputs[0], attrs["axis"]
+        if x.size == 0:  # nothing to normalise, and max() over an empty axis has no identity
+            return xp.empty_like(x)
         if attrs["temperature"] is not None:
             x = x / x.dtype.type(attrs["temperature"])
         with np.errstate(all="ignore"):

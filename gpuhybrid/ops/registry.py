@@ -160,10 +160,10 @@ def require_numeric(dtype: np.dtype, what: str = "input") -> None:
 
 
 def normalize_axis(axis: int, ndim: int) -> int:
-    if not -ndim <= axis < max(ndim, 1):
-        raise OpValueError(f"axis {axis} is out of range for a {ndim}-d input "
-                           f"(valid: {-ndim} to {ndim - 1})")
-    return axis % ndim if ndim else 0
+    if not -ndim <= axis < ndim:   # a 0-d input has no axes at all, as in NumPy
+        valid = f"valid: {-ndim} to {ndim - 1}" if ndim else "a 0-d input has no axes"
+        raise OpValueError(f"axis {axis} is out of range for a {ndim}-d input ({valid})")
+    return axis % ndim
 
 
 __all__ = ["Attr", "REQUIRED", "TensorSpec", "OpDef", "REGISTRY", "register", "get_op", "list_ops",

@@ -2,13 +2,16 @@
 (Symbol → Graph → passes → CompiledGraph) that hybridized blocks use too."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from .. import autograd
 from ..backend import Device, as_device
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
+from ..executor.fused import can_fuse_on
 from ..graph import optimize
+from ..graph.passes import FUSION_PASSES, PIPELINE
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from .symbol import Symbol
@@ -16,8 +19,11 @@ from .to_graph import build_graph, infer_var_specs
 
 
 def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool = False,
-                   on_pass: Callable | None = None, aux_names: list = ()) -> CompiledGraph:
+                   on_pass: Callable | None = None, aux_names: list = (), fuse: bool | None = None) -> CompiledGraph:
     """The plan that computes ``symbol`` for variables of the given TensorSpecs on ``device``.
+
+    Elementwise groups are fused into generated kernels unless ``fuse=False`` (or
+    ``GPUHYBRID_FUSE=0``), or the device cannot compile them (no host C++ compiler).
 
     The last ``len(aux_names)`` outputs of ``symbol`` are new values of those auxiliary states
     (running statistics), returned separately by ``CompiledGraph.run``.
@@ -28,7 +34,10 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
         graph = graph.replace(graph.nodes, graph.outputs[:split], tuple(zip(aux_names, graph.outputs[split:])))
     if on_pass is not None:
         on_pass("traced", graph)
-    return CompiledGraph(optimize(graph, on_pass=on_pass), device)
+    if fuse is None:
+        fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
+    passes = PIPELINE + FUSION_PASSES if fuse else PIPELINE
+    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device)
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:

@@ -12,6 +12,7 @@ from ..ir import CONST, VAR, Graph
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
+from .fuse import fuse_elementwise, split_bias_epilogue
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -21,6 +22,11 @@ PIPELINE: list = [
     ("fold_constants", fold_constants),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("eliminate_dead_code", eliminate_dead_code),
+]
+# Appended when the device can run generated kernels (see executor.fused.can_fuse_on).
+FUSION_PASSES: list = [
+    ("split_bias_epilogue", split_bias_epilogue),
+    ("fuse_elementwise", fuse_elementwise),
 ]
 
 
@@ -58,5 +64,5 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
     return graph
 
 
-__all__ = ["PIPELINE", "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
+__all__ = ["PIPELINE", "FUSION_PASSES", "fuse_elementwise", "split_bias_epilogue", "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
            "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]

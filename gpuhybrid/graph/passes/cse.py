@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...ops import get_op
-from ..ir import CONST, VAR, Graph, Ref
+from ..ir import CONST, FUSED, VAR, Graph, Ref
 from .rewrite import rebuild
 
 
@@ -10,7 +10,7 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
     first_of: dict = {}         # node key -> id of the kept node that computes it
 
     def visit(node, new_id):
-        if node.op in (VAR, CONST) or not get_op(node.op).pure:
+        if node.op in (VAR, CONST) or (node.op != FUSED and not get_op(node.op).pure):
             return node
         twin = first_of.setdefault(node.key(), new_id)
         if twin != new_id:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...backend import cpu
 from ...ops import get_op
-from ..ir import CONST, VAR, Graph, Node
+from ..ir import CONST, FUSED, VAR, Graph, Node
 from .rewrite import rebuild
 
 MAX_FOLDED_ELEMENTS = 1 << 16
@@ -22,7 +22,7 @@ def fold_constants(graph: Graph, max_elements: int = MAX_FOLDED_ELEMENTS) -> Gra
         if node.op == CONST:
             values[new_id] = node.value
             return node
-        if node.op == VAR or len(node.specs) != 1:
+        if node.op in (VAR, FUSED) or len(node.specs) != 1:
             return node
         op = get_op(node.op)
         size = int(np.prod(node.spec.shape, dtype=np.int64))

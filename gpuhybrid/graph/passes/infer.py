@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from ...errors import GhError
 from ...ops import get_op
-from ..ir import CONST, VAR, Graph
+from ..ir import CONST, FUSED, VAR, Graph
 from .rewrite import rebuild
 
 
@@ -17,7 +17,7 @@ def infer_shapes(graph: Graph, var_specs: dict | None = None) -> Graph:
     def visit(node, new_id):
         if node.op == VAR:
             node = replace(node, specs=(var_specs.get(node.name, node.spec),))
-        elif node.op != CONST:
+        elif node.op not in (CONST, FUSED):   # a fused node keeps the specs of its group
             in_specs = [specs[r.node][r.index] for r in node.inputs]
             try:
                 out = get_op(node.op).infer_specs(in_specs, node.attr_dict)

@@ -12,8 +12,9 @@ Visit = Callable[[Node, int], "Node | Ref | tuple | None"]
 def rebuild(graph: Graph, visit: Visit) -> Graph:
     """Call ``visit(node, new_id)`` on each node, its inputs already redirected to the new graph.
 
-    ``visit`` returns the node to keep (it will get id ``new_id``), a Ref (or a tuple of Refs, one per
-    output) that stands in for the node's outputs, or None to drop it.
+    ``visit`` returns the node to keep (it will get id ``new_id``), a list of nodes to put in its place
+    (ids ``new_id``, ``new_id + 1``, ...; the last one stands for the original), a Ref (or a tuple of
+    Refs, one per output) that stands in for the node's outputs, or None to drop it.
     """
     mapping: dict = {}
     kept: list = []
@@ -23,9 +24,11 @@ def rebuild(graph: Graph, visit: Visit) -> Graph:
         if result is None:
             continue
         if isinstance(result, Node):
-            result = replace(result, id=len(kept))
-            kept.append(result)
-            result = tuple(Ref(result.id, i) for i in range(len(result.specs)))
+            result = [result]
+        if isinstance(result, list):
+            for new in result:
+                kept.append(replace(new, id=len(kept)))
+            result = tuple(Ref(kept[-1].id, i) for i in range(len(kept[-1].specs)))
         elif isinstance(result, Ref):
             result = (result,)
         for i, ref in enumerate(result):

@@ -1,0 +1,90 @@
+"""Kernel sources for fused groups: every line is the registry's C expression of one op, values stay in
+registers, broadcast inputs are indexed with the (specialised) shapes as constants."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend.cuda_elementwise import expr_placeholders
+from ..backend.dtypes import C_TYPES, compute_dtype
+from ..graph.ir import FusedGroup
+from ..ops import get_op
+from .elementwise import KernelSource, Line, Param, render_elementwise
+
+INDEX_32_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class FusedSource:
+    """A rendered fused kernel, the values of its scalar parameters and its element count."""
+    kernel: KernelSource
+    scalar_values: tuple
+    size: int
+
+
+def broadcast_index(in_shape: tuple, out_shape: tuple) -> str:
+    """C expression of the flat index into a contiguous input of ``in_shape`` broadcast to ``out_shape``."""
+    if tuple(in_shape) == tuple(out_shape):
+        return "i"
+    padded = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    out_strides = [int(np.prod(out_shape[d + 1:], dtype=np.int64)) for d in range(len(out_shape))]
+    in_strides = [int(np.prod(padded[d + 1:], dtype=np.int64)) for d in range(len(padded))]
+    terms = []
+    for d, (size, in_size) in enumerate(zip(out_shape, padded)):
+        if in_size == 1:
+            continue                                   # broadcast (or size-1) axis: contributes nothing
+        coord = "i" if out_strides[d] == 1 else f"(i / {out_strides[d]})"
+        if d > 0:
+            coord = f"({coord} % {size})"
+        terms.append(coord if in_strides[d] == 1 else f"{coord} * {in_strides[d]}")
+    return " + ".join(terms) or "0"
+
+
+def group_name(group: FusedGroup) -> str:
+    """Deterministic and readable: the first ops, then a digest of everything that shapes the code."""
+    digest = hashlib.sha256(repr(group).encode()).hexdigest()[:10]
+    ops = "_".join(line.op.lower() for line in group.lines[:3])
+    return f"gh_fused_{ops}_{digest}"
+
+
+def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
+    """The kernel computing ``group`` over ``group.shape`` (outputs contiguous, in group order)."""
+    name = name or group_name(group)
+    inputs = [Param(f"in{k}", spec.dtype.name) for k, spec in enumerate(group.input_specs)]
+    index_exprs = {p.name: broadcast_index(spec.shape, group.shape)
+                   for p, spec in zip(inputs, group.input_specs)}
+    scalars, lines = [], []
+    for j, line in enumerate(group.lines):
+        op, attrs = get_op(line.op), dict(line.attrs)
+        template = op.scalar_expr(attrs)
+        operand_dtypes = [group.input_specs[k].dtype if kind == "in" else group.lines[k].spec.dtype
+                          for kind, k in line.operands]
+        calc = compute_dtype(*operand_dtypes, line.spec.dtype)
+        calc_c = C_TYPES[calc.name]
+        operands = [f"(({calc_c})in{k}_v)" if kind == "in" else f"(({calc_c})v{k})" for kind, k in line.operands]
+        named = {}
+        for attr in (n for n in expr_placeholders(template) if not n.isdigit()):
+            param = Param(f"s{j}_{attr}", calc.name, is_array=False)
+            scalars.append((param, attrs[attr]))
+            named[attr] = param.name
+        expr = template.format(*operands, **named)
+        # The value is held in its dtype's compute type (the assignment converts); a float16 value is
+        # also rounded to half precision, as storing it unfused would.
+        if line.spec.dtype == np.float16:
+            expr = f"gh_round_half({expr})"
+        lines.append(Line(f"v{j}", line.spec.dtype.name, expr, _describe(line, j)))
+    outputs = [(Param(f"out{k}", group.lines[j].spec.dtype.name), f"v{j}") for k, j in enumerate(group.outputs)]
+    size = int(np.prod(group.shape, dtype=np.int64))
+    shapes = ", ".join(str(tuple(s.shape)) for s in group.input_specs)
+    kernel = render_elementwise(name, inputs, [p for p, _ in scalars], lines, outputs,
+                                index_32=size <= INDEX_32_LIMIT, index_exprs=index_exprs,
+                                header=(f"iteration shape {tuple(group.shape)}; inputs {shapes}",))
+    return FusedSource(kernel, tuple(v for _, v in scalars), size)
+
+
+def _describe(line, j: int) -> str:
+    args = ", ".join(f"in{k}" if kind == "in" else f"v{k}" for kind, k in line.operands)
+    attrs = ", ".join(f"{k}={v}" for k, v in line.attrs if k != "training")
+    return f"{line.op}({args}{', ' + attrs if attrs else ''}) -> {line.spec}"

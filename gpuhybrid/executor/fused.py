@@ -1,0 +1,99 @@
+"""Fused kernels in a plan: compiled once per plan (one translation unit for all its groups) and
+launched as plain steps — through ctypes on the CPU, through CuPy's RawModule on a GPU.
+
+``GPUHYBRID_DUMP_KERNELS=dir`` writes every generated source as ``<kernel>.cu``, which compiles on its
+own with ``kernels/`` on the include path.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..backend.host_compiler import HostCompileError, compile_host, find_host_compiler
+from ..backend.kernel_files import kernel_dir
+from ..codegen.fused import FusedSource, render_group
+
+_CTYPE_OF = {"float32": ctypes.c_float, "float64": ctypes.c_double, "int32": ctypes.c_int,
+             "int64": ctypes.c_longlong, "bool": ctypes.c_bool}
+_warned_no_compiler = False
+
+
+def can_fuse_on(device) -> bool:
+    """Fused kernels need a host C++ compiler on the CPU (CuPy brings NVRTC on a GPU)."""
+    global _warned_no_compiler
+    if device.is_gpu:
+        return True
+    if find_host_compiler() is None:
+        if not _warned_no_compiler:
+            warnings.warn("gpuhybrid found no host C++ compiler (set CXX or install g++/clang++): hybridized "
+                          "blocks run op by op with NumPy instead of fused kernels", stacklevel=3)
+            _warned_no_compiler = True
+        return False
+    return True
+
+
+def dump_sources(sources: list) -> None:
+    folder = os.environ.get("GPUHYBRID_DUMP_KERNELS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        (Path(folder) / f"{source.kernel.name}.cu").write_text(source.kernel.text)
+
+
+class FusedKernelStep:
+    """A callable with the eager signature ``(device, inputs, attrs, outs)`` that launches one kernel."""
+
+    def __init__(self, source: FusedSource, function, device):
+        self.source, self.function, self.device = source, function, device
+        params = source.kernel.params
+        self.n_outputs = sum(1 for p in params if p.name.startswith("out"))
+        scalar_params = [p for p in params if not p.is_array]
+        if device.is_gpu:
+            self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, source.scalar_values))
+            self.size_arg = (np.int32 if source.size <= 2**31 - 1 else np.int64)(source.size)
+            sm_count = device.xp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
+            self.block = 256
+            self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
+        else:
+            self.scalars = tuple(_CTYPE_OF[p.dtype](np.dtype(p.dtype).type(v).item())
+                                 for p, v in zip(scalar_params, source.scalar_values))
+            self.size_arg = (ctypes.c_int if source.size <= 2**31 - 1 else ctypes.c_longlong)(source.size)
+
+    def __call__(self, device, inputs, attrs, outs):
+        xp = device.xp
+        outputs = [xp.empty(spec.shape, dtype=spec.dtype) for spec in outs]
+        if self.source.size:
+            if device.is_gpu:
+                arrays = [xp.ascontiguousarray(a) for a in inputs]
+                self.function((self.grid,), (self.block,), (self.size_arg, *outputs, *arrays, *self.scalars))
+            else:
+                arrays = [np.ascontiguousarray(a) for a in inputs]
+                pointers = [ctypes.c_void_p(a.ctypes.data) for a in outputs]
+                pointers += [ctypes.c_void_p(a.ctypes.data) for a in arrays]
+                self.function(self.size_arg, *pointers, *self.scalars)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def compile_fused_steps(groups: list, device) -> list:
+    """One FusedKernelStep per FusedGroup; raises HostCompileError/CompileError when compiling fails."""
+    sources = [render_group(g) for g in groups]
+    dump_sources(sources)
+    unique = {s.kernel.name: s.kernel.text for s in sources}
+    text = "\n".join(unique[name] for name in sorted(unique))
+    if device.is_gpu:
+        cp = device.xp
+        with device.activate():
+            module = cp.RawModule(code=text, options=(f"-I{kernel_dir()}", "--std=c++17"))
+            functions = {name: module.get_function(name) for name in unique}
+    else:
+        library = compile_host(text, f"plan_{len(unique)}_kernels")
+        functions = {name: getattr(library, name) for name in unique}
+    return [FusedKernelStep(s, functions[s.kernel.name], device) for s in sources]
+
+
+__all__ = ["FusedKernelStep", "compile_fused_steps", "can_fuse_on", "HostCompileError"]

@@ -1,0 +1,140 @@
+"""Fusion: maximal groups of elementwise ops become one ``fused`` node each (one kernel).
+
+Walk the nodes in topological order; an elementwise node joins the group of one of its elementwise
+producers of the same shape unless that would create a cycle (another input of the node depends on
+the group through a node outside it); otherwise it starts a group. Values used only inside a group
+stay in registers; values also needed outside become extra outputs of the same kernel.
+
+``split_bias_epilogue`` runs first: ``FullyConnected(x, W, b)`` becomes a GEMM without bias plus an
+``add`` that fuses with whatever follows (bias-add and activation in one kernel after the GEMM).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ...ops import get_op
+from ...ops.registry import TensorSpec
+from ..ir import CONST, FUSED, VAR, FusedGroup, FusedLine, Graph, Node, Ref, freeze_attrs
+from .rewrite import rebuild
+
+
+def is_fusible(node: Node) -> bool:
+    return (node.op not in (VAR, CONST, FUSED) and len(node.specs) == 1
+            and get_op(node.op).category == "elementwise" and get_op(node.op).pure)
+
+
+def split_bias_epilogue(graph: Graph) -> Graph:
+    def visit(node, new_id):
+        attrs = node.attr_dict
+        if node.op != "FullyConnected" or attrs["no_bias"]:
+            return node
+        gemm = replace(node, inputs=node.inputs[:2], attrs=freeze_attrs({**attrs, "no_bias": True}))
+        bias_add = Node(-1, "add", f"{node.name}_bias", (Ref(new_id, 0), node.inputs[2]), (), node.specs)
+        return [gemm, bias_add]
+    return rebuild(graph, visit)
+
+
+def partition(graph: Graph) -> dict:
+    """node id -> group number, for every fusible node."""
+    group_of: dict = {}
+    members: list = []
+    reach: dict = {}            # node id -> groups its value depends on (not counting its own)
+    for node in graph.nodes:
+        upstream = set()
+        for ref in node.inputs:
+            upstream |= reach[ref.node]
+            if ref.node in group_of:
+                upstream.add(group_of[ref.node])
+        reach[node.id] = upstream
+        if not is_fusible(node):
+            continue
+        chosen = None
+        for ref in node.inputs:
+            group = group_of.get(ref.node)
+            if group is None or graph.node(ref.node).spec.shape != node.spec.shape:
+                continue
+            # Joining `group` makes a cycle if another input reaches it from outside the group.
+            if all(group_of.get(other.node) == group or group not in reach[other.node] for other in node.inputs):
+                chosen = group
+                break
+        if chosen is None:
+            chosen = len(members)
+            members.append([])
+        group_of[node.id] = chosen
+        members[chosen].append(node.id)
+        reach[node.id] = upstream - {chosen}
+    return group_of
+
+
+def _group_node(graph: Graph, members: list, users: dict, needed_outside: set) -> tuple:
+    """The FusedGroup of ``members`` and the original refs it reads from outside."""
+    member_set = set(members)
+    external: list = []
+    line_of: dict = {}
+    lines = []
+    for member_id in members:
+        member = graph.node(member_id)
+        operands = []
+        for ref in member.inputs:
+            if ref.node in member_set:
+                operands.append(("v", line_of[ref.node]))
+                continue
+            if ref not in external:
+                external.append(ref)
+            operands.append(("in", external.index(ref)))
+        line_of[member_id] = len(lines)
+        lines.append(FusedLine(member.op, tuple(operands), member.attrs, member.spec))
+    leaving = [m for m in members if m in needed_outside or any(u not in member_set for u in users[m])]
+    group = FusedGroup(shape=graph.node(members[-1]).spec.shape,
+                       input_specs=tuple(graph.spec(r) for r in external),
+                       lines=tuple(lines), outputs=tuple(line_of[m] for m in leaving))
+    node = Node(-1, FUSED, "fused_" + "_".join(graph.node(m).name for m in members[:3]), tuple(external),
+                (("group", group),), tuple(graph.node(m).spec for m in leaving))
+    return node, leaving
+
+
+def fuse_elementwise(graph: Graph) -> Graph:
+    group_of = partition(graph)
+    if not group_of:
+        return graph
+    users = graph.users()
+    needed_outside = {r.node for r in graph.outputs} | {r.node for _, r in graph.aux_updates}
+    members: dict = {}
+    for node_id, group in group_of.items():
+        members.setdefault(group, []).append(node_id)
+    # Units to emit: plain nodes, and one fused node per group (standing where its first member stood).
+    units, unit_of = [], {}
+    for node in graph.nodes:
+        group = group_of.get(node.id)
+        if group is None:
+            unit_of[node.id] = len(units)
+            units.append((node, [node.id]))
+        elif members[group][0] == node.id:
+            fused, leaving = _group_node(graph, members[group], users, needed_outside)
+            for member_id in members[group]:
+                unit_of[member_id] = len(units)
+            units.append((fused, leaving))
+    # Emit depth-first so that every unit follows the units it reads (the partition has no cycles).
+    nodes, mapping, done = [], {}, set()
+
+    def emit(index: int) -> None:
+        if index in done:
+            return
+        done.add(index)
+        node, produces = units[index]
+        for ref in node.inputs:
+            emit(unit_of[ref.node])
+        new = replace(node, id=len(nodes), inputs=tuple(mapping[(r.node, r.index)] for r in node.inputs))
+        nodes.append(new)
+        if node.op == FUSED:
+            for out_index, member_id in enumerate(produces):
+                mapping[(member_id, 0)] = Ref(new.id, out_index)
+        else:
+            for i in range(len(new.specs)):
+                mapping[(node.id, i)] = Ref(new.id, i)
+
+    for index in range(len(units)):
+        emit(index)
+    outputs = tuple(mapping[(r.node, r.index)] for r in graph.outputs)
+    aux = tuple((name, mapping[(r.node, r.index)]) for name, r in graph.aux_updates)
+    return Graph(tuple(nodes), outputs, aux)

@@ -1,0 +1,23 @@
+"""Shared test setup: skip `gpu` tests without a GPU, and stable hypothesis settings.
+
+The `gpu` marker itself is registered in pyproject.toml. Hypothesis uses the "ci" profile
+(derandomized: the same examples on every run) when the CI environment variable is set, else "dev".
+"""
+import os
+
+import pytest
+from hypothesis import settings
+
+import gpuhybrid as gh
+
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_tests and gh.num_gpus() == 0:
+        skip = pytest.mark.skip(reason="no GPU: CuPy, the driver or a device is missing")
+        for item in gpu_tests:
+            item.add_marker(skip)
