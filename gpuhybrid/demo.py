@@ -1,8 +1,9 @@
-"""``python -m gpuhybrid.demo``: the lecture's MLP run imperatively, timed, with its launches counted.
+"""``python -m gpuhybrid.demo``: the lecture's MLP, imperative vs hybridized, timed side by side.
 
-Three dense layers 512 -> 256 -> 128 -> 2 with relu between them, built directly from ``nd`` ops
-(``gluon.nn`` is not built yet). Every op runs at once as its own launch(es), counted here; the same
-forward written by hand in NumPy, with the same weights, is timed in the same run for comparison.
+``HybridSequential`` of three Dense layers 512 -> 256 -> 128 -> 2 with relu, as in the lecture. It is
+timed imperatively (every op its own launch), then after ``hybridize()`` (one traced, fused plan),
+with the launches per call of each mode; the same forward hand-written in NumPy, with the same
+weights, is timed in the same run for comparison.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import numpy as np
 import gpuhybrid as gh
 from gpuhybrid import nd
 from gpuhybrid.backend import as_device
+from gpuhybrid.gluon import nn
 
 LAYER_SIZES = (512, 256, 128, 2)
-DESCRIPTION = ("Time the lecture's MLP (512-256-128-2, relu) in gpuhybrid's imperative mode, count its "
-               "launches, and compare with the same forward written in NumPy.")
+DESCRIPTION = ("Time the lecture's MLP (512-256-128-2, relu) imperatively and hybridized, count the "
+               "launches per call of each, and compare with the same forward written in NumPy.")
 
 
 def choose_device(requested: str | None) -> tuple[gh.Device, str]:
@@ -38,23 +40,21 @@ def choose_device(requested: str | None) -> tuple[gh.Device, str]:
     return gh.default_device(), "the default device"
 
 
-def init_params(device: gh.Device) -> list:
-    """(weight, bias) per layer: weight (units, in_units) ~ N(0, 0.01²) as MXNet lays it out, bias zero."""
-    return [(nd.random.normal(scale=0.01, shape=(n_out, n_in), ctx=device), nd.zeros((n_out,), ctx=device))
-            for n_in, n_out in zip(LAYER_SIZES, LAYER_SIZES[1:])]
+def lecture_mlp(device: gh.Device):
+    """The lecture's net: weights (units, in_units) ~ N(0, 0.01²) as MXNet lays them out, zero biases."""
+    net = nn.HybridSequential()
+    net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"), nn.Dense(2))
+    net.initialize(gh.init.Normal(0.01), ctx=device)
+    return net
 
 
-def forward(x, params):
-    """The MLP in gpuhybrid: FullyConnected (GEMM + bias) per layer, relu after all but the last."""
-    for i, (w, b) in enumerate(params):
-        x = nd.FullyConnected(x, w, b)
-        if i < len(params) - 1:
-            x = nd.relu(x)
-    return x
+def forward_numpy(x, net):
+    """The same MLP written by hand in NumPy, on the host, with the net's weights."""
+    params = [(layer.weight.data().asnumpy(), layer.bias.data().asnumpy()) for layer in net]
+    return lambda: _numpy_layers(x, params)
 
 
-def forward_numpy(x, params):
-    """The same MLP written by hand in NumPy, on the host."""
+def _numpy_layers(x, params):
     for i, (w, b) in enumerate(params):
         x = x @ w.T + b
         if i < len(params) - 1:
@@ -101,32 +101,31 @@ def main(argv=None) -> None:
         parser.exit(2, f"demo: {exc}\n")
     print(f"device: {device} — {why}")
     gh.random.seed(0)
-    params = init_params(device)
+    net = lecture_mlp(device)
     x = nd.random.normal(shape=(args.batch_size, LAYER_SIZES[0]), ctx=device)
     print(f"MLP {' -> '.join(map(str, LAYER_SIZES))}, batch {args.batch_size}, "
           f"{args.iters} forward calls x {args.repeats} repeats, median per call")
-
-    with gh.profiler.count_launches() as launches:
-        y = forward(x, params)
-    nd.waitall()
-    on_cpu = " (on the CPU each is a NumPy call)" if not device.is_gpu else ""
-    print(f"launches per forward call: {launches.total} = {launches.kind('kernel')} kernels + "
-          f"{launches.kind('library')} library calls (GEMM){on_cpu}")
-
-    eager = median_seconds_per_call(lambda: forward(x, params), args.iters, args.repeats, nd.waitall)
-    print(f"gpuhybrid eager on {device}:          {eager * 1e6:8.1f} us per call")
-
-    host_params = [(w.asnumpy(), b.asnumpy()) for w, b in params]
-    host_x = x.asnumpy()
-    numpy_time = median_seconds_per_call(lambda: forward_numpy(host_x, host_params),
-                                         args.iters, args.repeats)
-    print(f"hand-written NumPy on the host CPU: {numpy_time * 1e6:8.1f} us per call")
-    print(f"ratio gpuhybrid eager / NumPy: {eager / numpy_time:.2f}x (above 1: gpuhybrid is slower)")
-
-    difference = np.abs(y.asnumpy() - forward_numpy(host_x, host_params)).max()
-    print(f"outputs agree: max |gpuhybrid - NumPy| = {difference:.2e}")
-    print("hybridized mode: not timed by this demo yet, so no hybridized numbers are shown")
-
+    expected = net(x).asnumpy()          # the first call also creates the deferred weights
+    times = {}
+    for mode in ("imperative", "hybridized"):
+        if mode == "hybridized":
+            net.hybridize()
+            net(x)                       # traces, optimises, fuses and compiles once
+        with gh.profiler.count_launches() as launches:
+            y = net(x)
+        nd.waitall()
+        difference = np.abs(y.asnumpy() - expected).max()
+        times[mode] = median_seconds_per_call(lambda: net(x), args.iters, args.repeats, nd.waitall)
+        print(f"{mode:>10} on {device}: {times[mode] * 1e6:8.1f} us per call, {launches.total} launches "
+              f"per call ({launches.kind('kernel')} kernels + {launches.kind('library')} GEMM calls), "
+              f"max |difference| {difference:.1e}")
+    numpy_forward = forward_numpy(x.asnumpy(), net)
+    times["numpy"] = median_seconds_per_call(numpy_forward, args.iters, args.repeats)
+    print(f"{'NumPy':>10} on the host: {times['numpy'] * 1e6:8.1f} us per call (hand-written, same weights)")
+    print(f"speedup of hybridize(): {times['imperative'] / times['hybridized']:.2f}x over imperative; "
+          f"hybridized / NumPy = {times['hybridized'] / times['numpy']:.2f}x (above 1: slower than NumPy)")
+    if not device.is_gpu:
+        print("on the CPU a launch is a NumPy call or a call into a kernel compiled by the host C++ compiler")
 
 if __name__ == "__main__":
     main()

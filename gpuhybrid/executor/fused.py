@@ -36,6 +36,15 @@ def can_fuse_on(device) -> bool:
     return True
 
 
+def _address(array: np.ndarray) -> int:
+    """The data address of a contiguous NumPy array (``from_buffer`` is 4x faster than ``.ctypes``,
+    but needs a writable array)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError, BufferError):
+        return array.ctypes.data
+
+
 def dump_sources(sources: list) -> None:
     folder = os.environ.get("GPUHYBRID_DUMP_KERNELS")
     if not folder:
@@ -60,9 +69,12 @@ class FusedKernelStep:
             self.block = 256
             self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
         else:
-            self.scalars = tuple(_CTYPE_OF[p.dtype](np.dtype(p.dtype).type(v).item())
-                                 for p, v in zip(scalar_params, source.scalar_values))
-            self.size_arg = (ctypes.c_int if source.size <= 2**31 - 1 else ctypes.c_longlong)(source.size)
+            size_type = ctypes.c_int if source.size <= 2**31 - 1 else ctypes.c_longlong
+            n_arrays = len(params) - len(scalar_params)
+            # Declared argument types let ctypes convert plain ints and floats quickly on each call.
+            function.argtypes = [size_type] + [ctypes.c_void_p] * n_arrays + [_CTYPE_OF[p.dtype] for p in scalar_params]
+            self.scalars = tuple(np.dtype(p.dtype).type(v).item() for p, v in zip(scalar_params, source.scalar_values))
+            self.size_arg = source.size
 
     def __call__(self, device, inputs, attrs, outs):
         xp = device.xp
@@ -72,9 +84,8 @@ class FusedKernelStep:
                 arrays = [xp.ascontiguousarray(a) for a in inputs]
                 self.function((self.grid,), (self.block,), (self.size_arg, *outputs, *arrays, *self.scalars))
             else:
-                arrays = [np.ascontiguousarray(a) for a in inputs]
-                pointers = [ctypes.c_void_p(a.ctypes.data) for a in outputs]
-                pointers += [ctypes.c_void_p(a.ctypes.data) for a in arrays]
+                pointers = [_address(a) for a in outputs]
+                pointers += [_address(np.ascontiguousarray(a)) for a in inputs]
                 self.function(self.size_arg, *pointers, *self.scalars)
         return outputs[0] if len(outputs) == 1 else outputs
 

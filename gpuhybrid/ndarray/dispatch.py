@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .. import autograd
-from ..backend import Device, record_launches
+from ..backend import Device, default_device, record_launches
 from ..errors import DeviceError, DTypeError
 from ..ops import get_op
 
@@ -31,6 +31,8 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
             raise DeviceError(f"{op.name}: inputs are on different devices "
                               f"({', '.join(str(a._device) for a in inputs)}); gpuhybrid never copies "
                               f"silently — move them first, e.g. x.as_in_context({device})")
+    elif device is None:
+        device = default_device()
     outs = op.infer_specs([x.spec for x in inputs], attrs)
     with device.activate():
         result = op.eager(device, [x._data for x in inputs], attrs, outs)

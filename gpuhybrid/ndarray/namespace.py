@@ -6,6 +6,8 @@ either side (it becomes the op's ``_scalar`` variant). Unary, reduction and shap
 """
 from __future__ import annotations
 
+from ..backend import as_device
+from ..ops import get_op
 from ..ops.frontend import Frontend
 from .dispatch import invoke
 from .ndarray import NDArray
@@ -13,7 +15,9 @@ from .ndarray import NDArray
 
 def _eager_apply(op_name: str, inputs: list, attrs: dict):
     attrs.pop("name", None)  # MXNet code passes name= for symbols; meaningless eagerly
-    return invoke(op_name, inputs, attrs)
+    # Ops without inputs (random_normal, ...) take MXNet's ctx=; the others run where their inputs are.
+    device = as_device(attrs.pop("ctx", None)) if not get_op(op_name).inputs else None
+    return invoke(op_name, inputs, attrs, device=device)
 
 
 def build_namespace() -> dict:

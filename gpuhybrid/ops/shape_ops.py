@@ -46,6 +46,9 @@ def mxnet_reshape(src: tuple, spec: tuple) -> tuple:
             if i >= len(src):
                 raise ShapeError(f"code -4 splits input axis {i}, but the input has {len(src)} axes")
             whole = src[i]
+            if d1 < -1 or d2 < -1 or d1 == d2 == -1:
+                raise ShapeError(f"code -4 must be followed by two sizes, at most one of them -1; "
+                                 f"got {d1}, {d2}")
             if d1 == -1:
                 d1 = whole // d2 if d2 else 0
             if d2 == -1:
@@ -269,9 +272,15 @@ def encode_index(key) -> tuple:
     return tuple(out)
 
 
+def _getitem_eager(device, inputs, attrs, outs):
+    key = decode_index(attrs["key"])
+    # With an ellipsis NumPy returns a 0-d view where an all-int key would give a bare scalar.
+    return inputs[0][key if Ellipsis in key else key + (Ellipsis,)]
+
+
 _shape_op("getitem",
           lambda s, a: TensorSpec(_indexed_shape(s[0].shape, decode_index(a["key"])), s[0].dtype),
-          lambda device, inputs, attrs, outs: inputs[0][decode_index(attrs["key"])],
+          _getitem_eager,
           attrs=(Attr("key", "index", doc="encoded basic index (see encode_index)"),),
           doc="x[key] for basic indexing: ints, slices, None and ... (a view).")
 
