@@ -1,0 +1,198 @@
+"""Fused execution: random elementwise DAGs hybridized (generated kernels run by the host compiler)
+against imperative execution and a NumPy float64 reference; the partition, epilogues and sources."""
+from __future__ import annotations
+
+import math
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpuhybrid as gh
+from gpuhybrid import nd, sym
+from gpuhybrid.backend.host_compiler import find_host_compiler
+from gpuhybrid.backend.kernel_files import kernel_dir
+from gpuhybrid.codegen.fused import broadcast_index, render_group
+from gpuhybrid.graph import verify_graph
+from gpuhybrid.ops.registry import TensorSpec
+
+pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="fused CPU kernels need a C++ compiler")
+
+# name -> (float64 reference, how to apply it in nd/sym); all keep values bounded.
+UNARY = {
+    "tanh": np.tanh, "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "sin": np.sin, "cos": np.cos,
+    "softsign": lambda v: v / (1 + np.abs(v)), "relu": lambda v: np.maximum(v, 0), "abs": np.abs,
+    "negative": np.negative, "gelu": lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2))),
+}
+BINARY = {"add": np.add, "sub": np.subtract, "maximum": np.maximum, "minimum": np.minimum,
+          "mul": lambda a, b: np.clip(a, -2, 2) * np.clip(b, -2, 2)}
+TOL = {"float16": 3e-2, "float32": 2e-5, "float64": 1e-12}
+
+
+def apply(F, name, *args):
+    if name == "mul":       # keep products bounded: clip both sides first
+        return F.mul(F.clip(args[0], -2, 2), F.clip(args[1], -2, 2))
+    return getattr(F, name)(*args)
+
+
+@st.composite
+def elementwise_dags(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3)))
+    n_inputs = draw(st.integers(1, 3))
+    shapes = []
+    for _ in range(n_inputs):  # each input: the full shape, or broadcastable (some axes 1, fewer axes)
+        s = tuple(d if draw(st.booleans()) else 1 for d in shape)
+        shapes.append(s[draw(st.integers(0, len(s) - 1)):] if draw(st.booleans()) else s)
+    shapes[0] = shape
+    steps = []
+    n_values = n_inputs
+    for _ in range(draw(st.integers(1, 10))):
+        kind = draw(st.sampled_from(["unary", "binary", "scalar", "where"]))
+        pick = st.integers(0, n_values - 1)
+        if kind == "unary":
+            steps.append(("unary", draw(st.sampled_from(sorted(UNARY))), draw(pick)))
+        elif kind == "binary":
+            steps.append(("binary", draw(st.sampled_from(sorted(BINARY))), draw(pick), draw(pick)))
+        elif kind == "scalar":
+            steps.append(("scalar", draw(st.sampled_from(["add", "sub", "mul"])), draw(pick),
+                          draw(st.floats(-2, 2, width=16)), draw(st.booleans())))
+        else:
+            steps.append(("where", draw(pick), draw(pick), draw(pick)))
+        n_values += 1
+    extra_output = draw(st.integers(0, n_values - 1))
+    return shapes, steps, extra_output
+
+
+def evaluate(F, inputs, steps, extra_output):
+    """Run the DAG with F in {nd, sym, reference}; returns the outputs."""
+    values = list(inputs)
+    for step in steps:
+        if F == "reference":
+            values.append(_reference_step(values, step))
+            continue
+        kind = step[0]
+        if kind == "unary":
+            values.append(apply(F, step[1], values[step[2]]))
+        elif kind == "binary":
+            values.append(apply(F, step[1], values[step[2]], values[step[3]]))
+        elif kind == "scalar":
+            _, name, i, scalar, reverse = step
+            values.append(getattr(F, name)(scalar, values[i]) if reverse else getattr(F, name)(values[i], scalar))
+        else:
+            _, c, a, b = step
+            values.append(F.where(values[c] > 0, values[a], values[b]))
+    return [values[-1], values[extra_output]]
+
+
+def _reference_step(values, step):
+    kind = step[0]
+    if kind == "unary":
+        return UNARY[step[1]](values[step[2]])
+    if kind == "binary":
+        return BINARY[step[1]](values[step[2]], values[step[3]])
+    if kind == "scalar":
+        _, name, i, scalar, reverse = step
+        fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[name]
+        return fn(scalar, values[i]) if reverse else fn(values[i], scalar)
+    _, c, a, b = step
+    return np.where(values[c] > 0, values[a], values[b])
+
+
+@settings(max_examples=60, deadline=None)
+@given(dag=elementwise_dags(), dtype=st.sampled_from(["float16", "float32", "float64"]), seed=st.integers(0, 999))
+def test_random_elementwise_dags_fused_equal_imperative_and_numpy(dag, dtype, seed):
+    shapes, steps, extra_output = dag
+    rng = np.random.default_rng(seed)
+    host = [rng.uniform(-2, 2, s).astype(dtype) for s in shapes]
+    arrays = [nd.array(h, dtype=dtype) for h in host]
+    imperative = [v.asnumpy() for v in evaluate(nd, arrays, steps, extra_output)]
+    names = [f"x{i}" for i in range(len(shapes))]
+    graph_outputs = evaluate(sym, [sym.var(n) for n in names], steps, extra_output)
+    plan = sym.compile_symbol(sym.Group(graph_outputs), {n: TensorSpec(s, dtype) for n, s in zip(names, shapes)},
+                              gh.cpu(), fuse=True)
+    verify_graph(plan.graph)
+    by_name = dict(zip(names, host))
+    fused, _ = plan.run([by_name[n] for n in plan.input_names])
+    reference = evaluate("reference", [h.astype(np.float64) for h in host], steps, extra_output)
+    tol = TOL[dtype]
+    for got, eager, want in zip(fused, imperative, reference):
+        assert got.dtype == eager.dtype and got.shape == eager.shape
+        np.testing.assert_allclose(got.astype(np.float64), eager.astype(np.float64), rtol=tol, atol=tol)
+        if dtype != "float16":   # float16 rounds every intermediate: compared with imperative above
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # A chain of same-shape elementwise ops is one kernel: at most one per distinct shape here.
+    assert len(plan.graph.fused_nodes) <= len(plan.graph.compute_nodes)
+
+
+def test_values_needed_outside_are_extra_outputs_of_one_kernel():
+    x = sym.var("x")
+    a = sym.exp(sym.tanh(x))
+    b = a * 3 + 1
+    total = sym.sum(a)                     # needs `a` outside the group
+    plan = sym.compile_symbol(sym.Group([b, total]), {"x": TensorSpec((4, 8), "float32")}, gh.cpu(), fuse=True)
+    [fused] = plan.graph.fused_nodes
+    assert len(fused.specs) == 2 and plan.kernels_per_call == 2   # the fused kernel and the sum
+    data = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    (got_b, got_total), _ = plan.run([data])
+    a64 = np.exp(np.tanh(data.astype(np.float64)))
+    np.testing.assert_allclose(got_b, a64 * 3 + 1, rtol=1e-5)
+    np.testing.assert_allclose(got_total, a64.sum(), rtol=1e-5)
+
+
+def test_bias_add_and_activation_fuse_after_the_gemm():
+    net = gh.gluon.nn.Dense(7, activation="tanh", in_units=5)
+    net.initialize()
+    net.hybridize()
+    x = nd.random.normal(shape=(3, 5))
+    y = net(x)
+    graph = net._last_trace.plan.graph
+    assert [n.op for n in graph.compute_nodes] == ["FullyConnected", "fused"]
+    [group] = [n.attr_dict["group"] for n in graph.fused_nodes]
+    assert [line.op for line in group.lines] == ["add", "Activation"]
+    w, b = net.weight.data().asnumpy().astype(np.float64), net.bias.data().asnumpy().astype(np.float64)
+    np.testing.assert_allclose(y.asnumpy(), np.tanh(x.asnumpy() @ w.T + b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("in_shape,out_shape", [((3,), (2, 3)), ((2, 1), (2, 3)), ((1, 4, 1), (2, 4, 5)),
+                                                ((), (3, 2)), ((5,), (5,))])
+def test_broadcast_index_matches_numpy(in_shape, out_shape):
+    expr = broadcast_index(in_shape, out_shape)
+    source = np.arange(int(np.prod(in_shape))).reshape(in_shape)
+    expected = np.broadcast_to(source, out_shape).ravel()
+    got = [eval(expr.replace("/", "//"), {"i": i}) for i in range(int(np.prod(out_shape)))]
+    np.testing.assert_array_equal(source.ravel()[got], expected)
+
+
+def test_dumped_kernels_compile_on_their_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUHYBRID_DUMP_KERNELS", str(tmp_path))
+    x = sym.var("x")
+    plan = sym.compile_symbol(sym.sigmoid(x * 2) + x, {"x": TensorSpec((6,), "float16")}, gh.cpu(), fuse=True)
+    [dumped] = list(tmp_path.glob("*.cu"))
+    assert dumped.read_text() == render_group(plan.graph.fused_nodes[0].attr_dict["group"]).kernel.text
+    compiler = find_host_compiler()
+    result = subprocess.run([compiler.path, "-x", "c++", "-std=c++17", "-fsyntax-only", f"-I{kernel_dir()}",
+                             str(dumped)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_generated_source_is_deterministic_and_readable():
+    def build():
+        x, y = sym.var("x"), sym.var("y")
+        plan = sym.compile_symbol(sym.relu(x + y) * 0.5, {"x": TensorSpec((2, 3), "float32"),
+                                                          "y": TensorSpec((3,), "float32")}, gh.cpu(), fuse=True)
+        return render_group(plan.graph.fused_nodes[0].attr_dict["group"]).kernel.text
+    first, second = build(), build()
+    assert first == second
+    assert "// add(in0, in1)" in first and "// relu(v0)" in first and "in1[(i % 3)]" in first
+
+
+def test_unfused_and_fused_plans_agree():
+    x = sym.var("x")
+    out = sym.softsign(sym.cos(x) - sym.sin(x) * x)
+    specs = {"x": TensorSpec((50,), "float64")}
+    data = np.linspace(-3, 3, 50)
+    (fused,), _ = sym.compile_symbol(out, specs, gh.cpu(), fuse=True).run([data])
+    (plain,), _ = sym.compile_symbol(out, specs, gh.cpu(), fuse=False).run([data])
+    np.testing.assert_allclose(fused, plain, rtol=1e-14)
