@@ -4,11 +4,17 @@ The `gpu` marker itself is registered in pyproject.toml. Hypothesis uses the "ci
 (derandomized: the same examples on every run) when the CI environment variable is set, else "dev".
 """
 import os
+import tempfile
 
 import pytest
 from hypothesis import settings
 
 import gpuhybrid as gh
+
+# Every kernel generated during the run is dumped here; test_zz_nvrtc_generated.py (collected last)
+# compiles each of them with NVRTC.
+GENERATED_KERNELS_DIR = os.environ.setdefault("GPUHYBRID_DUMP_KERNELS",
+                                              tempfile.mkdtemp(prefix="gpuhybrid-generated-"))
 
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)

@@ -1,0 +1,38 @@
+"""Every kernel source generated during this test run, compiled with NVRTC for sm_80 and sm_90.
+
+conftest.py points GPUHYBRID_DUMP_KERNELS at a fresh folder, so every fused kernel that any earlier
+test generated lies there; this file is collected last (its name) and compiles them all. CI has no GPU:
+NVRTC (NVIDIA's cuda-bindings + nvidia-cuda-nvrtc) needs none.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gpuhybrid.backend.nvrtc import compile_to_ptx, nvrtc_available
+
+pytestmark = pytest.mark.skipif(not nvrtc_available(), reason="NVRTC (cuda-bindings) is not installed")
+
+
+def _generated() -> list:
+    folder = Path(os.environ["GPUHYBRID_DUMP_KERNELS"])
+    return sorted(folder.glob("*.cu"))
+
+
+def test_the_suite_generated_kernels():
+    assert _generated(), "no kernel was generated before this test: run the whole suite"
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_every_generated_kernel_compiles_with_nvrtc(arch):
+    sources = _generated()
+    # Kernels have distinct names, so one program per batch keeps NVRTC runs few.
+    batch = 64
+    for start in range(0, len(sources), batch):
+        chunk = sources[start:start + batch]
+        text = "\n".join(path.read_text() for path in chunk)
+        ptx = compile_to_ptx(text, f"generated_{start}", arch)
+        for path in chunk:
+            assert f".entry {path.stem}" in ptx, f"{path.name} missing from the PTX"
