@@ -21,10 +21,16 @@ from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, O
 
 __version__ = "0.1.0"
 
+
+def inspect(block, *inputs, file=None) -> str:
+    """Print what ``hybridize()`` does with ``block`` on ``inputs`` (same as ``block.explain``)."""
+    return block.explain(*inputs, file=file)
+
+
 # `import gpuhybrid.nd` / `from gpuhybrid.sym import var` work as in MXNet.
 _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
 
-__all__ = ["nd", "sym", "gluon", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
+__all__ = ["inspect", "nd", "sym", "gluon", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
            "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
            "DeviceUnavailableError", "OpAttributeError", "OpValueError", "__version__"]

@@ -196,3 +196,15 @@ def test_unfused_and_fused_plans_agree():
     (fused,), _ = sym.compile_symbol(out, specs, gh.cpu(), fuse=True).run([data])
     (plain,), _ = sym.compile_symbol(out, specs, gh.cpu(), fuse=False).run([data])
     np.testing.assert_allclose(fused, plain, rtol=1e-14)
+
+
+def test_explain_shows_passes_groups_sources_and_launches(capsys):
+    net = gh.gluon.nn.HybridSequential()
+    net.add(gh.gluon.nn.Dense(4, activation="relu", in_units=3), gh.gluon.nn.Dense(2, in_units=4))
+    net.initialize()
+    text = gh.inspect(net, nd.ones((1, 3)))
+    assert text == capsys.readouterr().out.rstrip("\n")
+    assert "-- after traced" in text and "-- after fuse_elementwise" in text
+    assert "-- fusion groups: 2" in text and "add > Activation" in text
+    assert text.count("GH_KERNEL(") == 2
+    assert "-- launches per call: 4 (2 kernels, 2 library calls)" in text

@@ -92,6 +92,8 @@ class FusedKernelStep:
 
 def compile_fused_steps(groups: list, device) -> list:
     """One FusedKernelStep per FusedGroup; raises HostCompileError/CompileError when compiling fails."""
+    if not groups:
+        return []               # an unfused plan needs no compiler
     sources = [render_group(g) for g in groups]
     dump_sources(sources)
     unique = {s.kernel.name: s.kernel.text for s in sources}

@@ -48,6 +48,8 @@ class CompiledGraph:
             for node in graph.nodes:
                 if node.op == CONST:
                     self.template[slot_of[(node.id, 0)]] = device.xp.asarray(np.asarray(node.value))
+        # The plan's constants live in the template for every call: outputs that are constants get copies.
+        self.const_slots = frozenset(i for i, value in enumerate(self.template) if value is not None)
         self.steps = self._plan_steps(slot_of)
         kernels = library = 0
         for node in graph.compute_nodes:
@@ -95,6 +97,6 @@ class CompiledGraph:
                     slots[slot] = None
         record_launches(device, self.kernels_per_call, "kernel")
         record_launches(device, self.library_calls_per_call, "library")
-        outputs = [slots[i] for i in self.output_slots]
-        aux = [(name, slots[i]) for name, i in self.aux_slots]
+        outputs = [slots[i].copy() if i in self.const_slots else slots[i] for i in self.output_slots]
+        aux = [(name, slots[i].copy() if i in self.const_slots else slots[i]) for name, i in self.aux_slots]
         return outputs, aux

@@ -143,7 +143,7 @@ class HybridBlock(Block):
         wrapped = [NDArray(o, device) for o in outputs]
         return wrapped[0] if entry.structure is None else tuple(wrapped)
 
-    def _trace(self, args: tuple, device, training: bool) -> TracedPlan:
+    def _trace(self, args: tuple, device, training: bool, on_pass=None) -> TracedPlan:
         self._trace_count += 1
         if self._trace_count > self._max_cached_plans:
             warnings.warn(f"{self.name} has been traced {self._trace_count} times for different input "
@@ -165,7 +165,7 @@ class HybridBlock(Block):
         params = self._bind_params(graph_symbol, specs, device)
         specs.update({name: p.data().spec for name, p in params.items()})
         try:
-            plan = sym.compile_symbol(graph_symbol, specs, device, training,
+            plan = sym.compile_symbol(graph_symbol, specs, device, training, on_pass=on_pass,
                                       aux_names=[p.name for p, _ in aux_updates])
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
@@ -198,6 +198,12 @@ class HybridBlock(Block):
                                   f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
             params[node.name] = param
         return params
+
+    def explain(self, *inputs, file=None) -> str:
+        """Print (and return) what hybridize() does with these inputs: the graph after each pass, the
+        fusion groups, every generated kernel's source and the launches per call."""
+        from .explain import explain
+        return explain(self, *inputs, file=file)
 
     def export(self, path: str, epoch: int = 0) -> tuple:
         """Write ``path-symbol.json`` and ``path-%04d.params`` (safetensors) from the last traced graph."""

@@ -68,8 +68,18 @@ class Node:
         return self.specs[0]
 
     def key(self) -> tuple:
-        """What makes two nodes compute the same thing (used by CSE)."""
-        return (self.op, self.inputs, self.attrs)
+        """What makes two nodes compute the same thing (used by CSE). Attribute values are compared
+        with their types (1, 1.0 and True promote differently) and -0.0 apart from 0.0."""
+        return (self.op, self.inputs, tuple((k, _typed(v)) for k, v in self.attrs))
+
+
+def _typed(value):
+    """``value`` as a key that equals another only for the same type and the same bits of a float."""
+    if isinstance(value, tuple):
+        return tuple(_typed(v) for v in value)
+    if isinstance(value, float):
+        return ("float", value.hex())
+    return (type(value).__name__, value)
 
 
 def freeze_attrs(attrs: dict) -> tuple:

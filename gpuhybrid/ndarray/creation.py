@@ -41,14 +41,17 @@ def array(source, ctx=None, dtype=None) -> NDArray:
 
 
 def zeros(shape, ctx=None, dtype="float32") -> NDArray:
+    """An array of zeros on ``ctx`` (the default device when None)."""
     return invoke("zeros", [], {"shape": _shape(shape), "dtype": dtype}, device=as_device(ctx))
 
 
 def ones(shape, ctx=None, dtype="float32") -> NDArray:
+    """An array of ones on ``ctx`` (the default device when None)."""
     return invoke("ones", [], {"shape": _shape(shape), "dtype": dtype}, device=as_device(ctx))
 
 
 def full(shape, val, ctx=None, dtype="float32") -> NDArray:
+    """An array filled with ``val`` (converted to ``dtype``) on ``ctx``."""
     return invoke("full", [], {"shape": _shape(shape), "value": val, "dtype": dtype}, device=as_device(ctx))
 
 
@@ -58,6 +61,7 @@ def empty(shape, ctx=None, dtype="float32") -> NDArray:
 
 
 def arange(start, stop=None, step=1.0, ctx=None, dtype="float32") -> NDArray:
+    """Evenly spaced values in [start, stop) on ``ctx``; ``arange(n)`` counts 0 .. n-1."""
     return invoke("arange", [], {"start": start, "stop": stop, "step": step, "dtype": dtype},
                   device=as_device(ctx))
 

@@ -92,7 +92,8 @@ def _sample(draw):
         draw_dtype = np.dtype(np.float32 if dtype == np.float16 else dtype).type
         with device.activate():
             values = draw(rng.generator(device), outs[0].shape, draw_dtype, attrs)
-        return values.astype(dtype, copy=False)
+        # asarray: for shape () NumPy's generators return a bare scalar, not a 0-d array
+        return device.xp.asarray(values).astype(dtype, copy=False)
     return eager
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from ..errors import GhError
 from ..ops import get_op
+from ..ops.attrs import dtype_name
 from .symbol import Symbol, SymNode
 
 FORMAT, VERSION = "gpuhybrid-symbol", 1
+VAR_KINDS = ("data", "param", "aux")
 
 
 class SymbolFileError(GhError, ValueError):
@@ -86,22 +88,30 @@ def load_json(text: str, source: str = "JSON text") -> Symbol:
     for key in ("nodes", "heads"):
         if not isinstance(doc.get(key), list):
             fail(key, "missing or not a list")
+    if not doc["heads"]:
+        fail("heads", "empty: a symbol needs at least one output")
     built: list = []
+
+    def output_of(ref, before: int, field: str, among: str):
+        """The (node, output index) that ``ref`` names among the first ``before`` nodes."""
+        if (not isinstance(ref, list) or len(ref) != 2 or not all(type(v) is int for v in ref)
+                or not 0 <= ref[0] < before or not 0 <= ref[1] < built[ref[0]].num_outputs):
+            fail(field, f"{ref!r} does not name an output of {among}")
+        return built[ref[0]], ref[1]
+
     for i, entry in enumerate(doc["nodes"]):
         where = f"nodes[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or "op" not in entry:
             fail(where, "each node needs 'op' and a string 'name'")
-        inputs = []
-        for j, ref in enumerate(entry.get("inputs", [])):
-            if (not isinstance(ref, list) or len(ref) != 2 or not all(isinstance(v, int) for v in ref)
-                    or not 0 <= ref[0] < i or not 0 <= ref[1] < built[ref[0]].num_outputs):
-                fail(f"{where}.inputs[{j}]", f"{ref!r} does not name an output of an earlier node")
-            inputs.append((built[ref[0]], ref[1]))
+        if not isinstance(entry.get("inputs", []), list):
+            fail(f"{where}.inputs", "not a list of [node, output] pairs")
+        inputs = [output_of(ref, i, f"{where}.inputs[{j}]", "an earlier node")
+                  for j, ref in enumerate(entry.get("inputs", []))]
         if entry["op"] == "null":
-            shape = entry.get("shape")
-            built.append(SymNode("var", entry["name"], shape=None if shape is None else tuple(shape),
-                                 dtype=entry.get("dtype"), kind=entry.get("kind", "data")))
+            built.append(_var_node(entry, where, fail))
             continue
+        if not isinstance(entry.get("attrs", {}), dict):
+            fail(f"{where}.attrs", "not an object of attribute values")
         try:
             op = get_op(entry["op"])
             attrs = op.parse_attrs(entry.get("attrs", {}))
@@ -109,13 +119,24 @@ def load_json(text: str, source: str = "JSON text") -> Symbol:
         except GhError as exc:
             fail(f"{where} ({entry['name']})", str(exc))
         built.append(SymNode(op.name, entry["name"], inputs, attrs, op.output_count(attrs)))
-    heads = []
-    for j, ref in enumerate(doc["heads"]):
-        if (not isinstance(ref, list) or len(ref) != 2 or not 0 <= ref[0] < len(built)
-                or not 0 <= ref[1] < built[ref[0]].num_outputs):
-            fail(f"heads[{j}]", f"{ref!r} does not name a node output")
-        heads.append((built[ref[0]], ref[1]))
+    heads = [output_of(ref, len(built), f"heads[{j}]", "a node") for j, ref in enumerate(doc["heads"])]
     return Symbol(heads)
+
+
+def _var_node(entry: dict, where: str, fail) -> SymNode:
+    """A variable from its entry (op "null"), its optional shape, dtype and kind checked."""
+    shape, dtype, kind = entry.get("shape"), entry.get("dtype"), entry.get("kind", "data")
+    if shape is not None and not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        fail(f"{where}.shape", f"{shape!r} is not null or a list of sizes")
+    if dtype is not None:
+        try:
+            dtype = dtype_name(dtype, entry["name"])
+        except GhError as exc:
+            fail(f"{where}.dtype", str(exc))
+    if kind not in VAR_KINDS:
+        fail(f"{where}.kind", f"{kind!r} is not one of {', '.join(VAR_KINDS)}")
+    shape = None if shape is None else tuple(shape)
+    return SymNode("var", entry["name"], shape=shape, dtype=dtype, kind=kind)
 
 
 def load(path) -> Symbol:

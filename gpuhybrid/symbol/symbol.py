@@ -13,6 +13,7 @@ from collections import defaultdict
 from .. import autograd
 from ..errors import GhError, OpValueError
 from ..ops import get_op
+from ..ops.attrs import dtype_name
 from ..ops.frontend import OperatorMixin
 from ..ops.shape_ops import encode_index
 
@@ -189,6 +190,7 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
 def var(name: str, shape=None, dtype=None, kind: str = "data", **_ignored) -> Symbol:
     """A named graph input; ``shape``/``dtype`` are optional hints (0 in a shape means unknown)."""
     shape = None if shape is None else tuple(int(d) for d in shape)
+    dtype = None if dtype is None else dtype_name(dtype, f"var {name!r}")   # a name, as JSON stores it
     return Symbol([(SymNode("var", name, shape=shape, dtype=dtype, kind=kind), 0)])
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import numpy as np
+
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
 from .cse import eliminate_common_subexpressions
@@ -35,15 +37,24 @@ class GraphInvariantError(GhError, AssertionError):
 
 
 def verify_graph(graph: Graph, after: str = "") -> None:
-    """Ids dense and in order, inputs defined before use, specs consistent with inference."""
+    """Ids dense and in order, inputs defined before use, outputs and aux updates that exist, constants
+    that match their specs, specs consistent with inference."""
+    def defined(ref, before: int) -> bool:
+        return 0 <= ref.node < before and 0 <= ref.index < len(graph.nodes[ref.node].specs)
+
     for position, node in enumerate(graph.nodes):
         if node.id != position:
             raise GraphInvariantError(f"after {after}: node {node.name} has id {node.id} at position {position}")
         for ref in node.inputs:
-            if ref.node >= node.id or ref.index >= len(graph.nodes[ref.node].specs):
+            if not defined(ref, node.id):
                 raise GraphInvariantError(f"after {after}: node {node.name} reads undefined value {ref}")
-    for ref in graph.outputs:
-        if ref.node >= len(graph.nodes):
+        if node.op == CONST:
+            value = np.asarray(node.value)
+            if len(node.specs) != 1 or (value.shape, value.dtype) != (node.spec.shape, node.spec.dtype):
+                raise GraphInvariantError(f"after {after}: constant {node.name} holds {value.dtype.name}"
+                                          f"{list(value.shape)} but claims {node.spec}")
+    for ref in (*graph.outputs, *(r for _, r in graph.aux_updates)):
+        if not defined(ref, len(graph.nodes)):
             raise GraphInvariantError(f"after {after}: output {ref} does not exist")
     reinferred = infer_shapes(graph)
     for old, new in zip(graph.nodes, reinferred.nodes):

@@ -11,4 +11,6 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     for node in reversed(graph.nodes):
         if node.id in live:
             live.update(r.node for r in node.inputs)
-    return rebuild(graph, lambda node, new_id: node if node.op == VAR or node.id in live else None)
+    # Filter first, then renumber: a dead node may read another dead node, but a live one never does.
+    kept = [node for node in graph.nodes if node.op == VAR or node.id in live]
+    return rebuild(graph.replace(kept), lambda node, new_id: node)

@@ -1,0 +1,40 @@
+"""``HybridBlock.explain`` / ``gh.inspect``: what hybridize() does with a block, step by step."""
+from __future__ import annotations
+
+import sys
+
+from .. import autograd
+from ..codegen.fused import render_group
+from ..graph.ir import FUSED
+
+
+def explain(block, *inputs, file=None) -> str:
+    """Trace ``block`` on ``inputs`` (without touching its plan cache) and describe every stage."""
+    stages: list = []
+    device = inputs[0].ctx
+    entry = block._trace(tuple(inputs), device, autograd.is_training(),
+                         on_pass=lambda name, graph: stages.append((name, graph)))
+    plan = entry.plan
+    out = [f"== {block.name}: hybridize() on inputs {', '.join(str(a.spec) for a in inputs)} on {device}"]
+    previous = None
+    for name, graph in stages:
+        text = str(graph)
+        if text == previous:
+            out += ["", f"-- after {name}: unchanged"]
+            continue
+        out += ["", f"-- after {name} ({len(graph.compute_nodes)} ops)", text]
+        previous = text
+    fused = [n for n in plan.graph.nodes if n.op == FUSED]
+    out += ["", f"-- fusion groups: {len(fused)}"]
+    for node in fused:
+        group = node.attr_dict["group"]
+        out.append(f"%{node.name}: {' > '.join(line.op for line in group.lines)} over {tuple(group.shape)}, "
+                   f"{len(group.input_specs)} input(s), {len(group.outputs)} output(s)")
+    for node in fused:
+        out += ["", f"-- kernel for %{node.name}", render_group(node.attr_dict["group"]).kernel.text]
+    out += ["", f"-- launches per call: {plan.launches_per_call} ({plan.kernels_per_call} kernels, "
+                f"{plan.library_calls_per_call} library calls); steps: "
+                f"{', '.join(step.name for step in plan.steps)}"]
+    text = "\n".join(out)
+    print(text, file=file or sys.stdout)
+    return text
