@@ -208,3 +208,17 @@ def test_explain_shows_passes_groups_sources_and_launches(capsys):
     assert "-- fusion groups: 2" in text and "add > Activation" in text
     assert text.count("GH_KERNEL(") == 2
     assert "-- launches per call: 4 (2 kernels, 2 library calls)" in text
+
+
+def test_independent_branches_merge_into_one_kernel_unless_that_makes_a_cycle():
+    x = sym.var("x")
+    merged = sym.tanh(sym.sigmoid(x * 1.5) * x) + sym.square(x)      # two branches, one consumer
+    plan = sym.compile_symbol(merged, {"x": TensorSpec((16,), "float32")}, gh.cpu(), fuse=True)
+    assert [n.op for n in plan.graph.compute_nodes] == ["fused"]
+    a = sym.exp(x)
+    cut = a + sym.sum(a, axis=0, keepdims=True)     # the sum sits between `a` and the add: no merge
+    plan = sym.compile_symbol(sym.relu(cut), {"x": TensorSpec((16,), "float32")}, gh.cpu(), fuse=True)
+    assert [n.op for n in plan.graph.compute_nodes] == ["fused", "sum", "fused"]
+    data = np.linspace(-1, 1, 16)
+    (got,), _ = plan.run([data.astype(np.float32)])
+    np.testing.assert_allclose(got, np.maximum(np.exp(data) + np.exp(data).sum(), 0), rtol=1e-5)

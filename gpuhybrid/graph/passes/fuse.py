@@ -35,10 +35,31 @@ def split_bias_epilogue(graph: Graph) -> Graph:
 
 
 def partition(graph: Graph) -> dict:
-    """node id -> group number, for every fusible node."""
+    """node id -> group number, for every fusible node.
+
+    A node joins the group of one of its same-shape fusible producers, and groups of its other
+    producers are merged in too, whenever the result stays acyclic: no member may read, from outside
+    the group, a value that itself depends on the group.
+    """
+    parent: dict = {}           # union-find over group numbers
+    members: dict = {}          # root group -> node ids
     group_of: dict = {}
-    members: list = []
-    reach: dict = {}            # node id -> groups its value depends on (not counting its own)
+    reach: dict = {}            # node id -> groups its value depends on (excluding its own)
+
+    def find(group):
+        while parent[group] != group:
+            group = parent[group]
+        return group
+
+    def acyclic(nodes: list, groups: set) -> bool:
+        for member in nodes:
+            for ref in graph.node(member).inputs:
+                if ref.node in group_of and find(group_of[ref.node]) in groups:
+                    continue
+                if any(find(g) in groups for g in reach[ref.node]):
+                    return False
+        return True
+
     for node in graph.nodes:
         upstream = set()
         for ref in node.inputs:
@@ -48,22 +69,29 @@ def partition(graph: Graph) -> dict:
         reach[node.id] = upstream
         if not is_fusible(node):
             continue
-        chosen = None
+        shape = node.spec.shape
+        candidates = []
         for ref in node.inputs:
-            group = group_of.get(ref.node)
-            if group is None or graph.node(ref.node).spec.shape != node.spec.shape:
-                continue
-            # Joining `group` makes a cycle if another input reaches it from outside the group.
-            if all(group_of.get(other.node) == group or group not in reach[other.node] for other in node.inputs):
+            if ref.node in group_of and graph.node(ref.node).spec.shape == shape:
+                group = find(group_of[ref.node])
+                if group not in candidates:
+                    candidates.append(group)
+        chosen = None
+        for group in candidates:
+            if acyclic(members[group] + [node.id], {group}):
                 chosen = group
                 break
         if chosen is None:
-            chosen = len(members)
-            members.append([])
-        group_of[node.id] = chosen
+            chosen = len(parent)
+            parent[chosen], members[chosen] = chosen, []
         members[chosen].append(node.id)
-        reach[node.id] = upstream - {chosen}
-    return group_of
+        group_of[node.id] = chosen
+        for other in candidates:               # fold the other producers' groups in when it is safe
+            if other != chosen and acyclic(members[chosen] + members[other], {chosen, other}):
+                parent[other] = chosen
+                members[chosen] += members.pop(other)
+        reach[node.id] = {g for g in upstream if find(g) != chosen}
+    return {node_id: find(group) for node_id, group in group_of.items()}
 
 
 def _group_node(graph: Graph, members: list, users: dict, needed_outside: set) -> tuple:
