@@ -25,8 +25,9 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 INT_DTYPES = ("int32", "int64")
 NUMERIC_DTYPES = FLOAT_DTYPES + INT_DTYPES
 
-# One settings profile for the whole suite: enough random cases to find dtype and shape corner cases,
-# few enough that the suite stays well under two minutes on two cores.
+# One settings object for the op tests, on top of conftest's profile (so CI stays derandomized): enough
+# random cases to find dtype and shape corner cases, few enough that the suite stays well under two
+# minutes on two cores.
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
@@ -55,8 +56,8 @@ TOL = {"float16": Tol(1e-3, 1e-4), "float32": Tol(2e-6, 1e-6), "float64": Tol(1e
        "int32": EXACT, "int64": EXACT, "bool": EXACT}
 # Ops that, on the CPU, evaluate a composite formula step by step in the storage dtype (sigmoid, gelu,
 # softplus, softmax ...): each float16 step rounds, and gelu's 1 + erf(x/sqrt 2) cancels for x < 0, so
-# its error is absolute (~2e-3 measured over every float16 in [-10, 10]). float32/64 keep TOL's rtol
-# with a slightly larger atol for the same cancellation.
+# its error is absolute (~2e-3 measured over every float16 in [-10, 10]). float32 doubles TOL's figures
+# for the same reasons; float64 keeps TOL, whose atol already covers the cancellation.
 LOOSE_TOL = {"float16": Tol(2e-3, 3e-3), "float32": Tol(4e-6, 2e-6), "float64": Tol(1e-12, 1e-12),
              "int32": EXACT, "int64": EXACT, "bool": EXACT}
 
@@ -311,8 +312,17 @@ BINARY_ALIASES = {"elemwise_add": "add", "broadcast_add": "add", "subtract": "su
 
 
 def binary_reference(name: str, a, b) -> np.ndarray:
-    """The float64 reference of ``a <name> b``."""
-    return BINARY[name].ref(f64(a), f64(b))
+    """The float64 reference of ``a <name> b`` (0 ** -k is inf, as IEEE says, without a warning)."""
+    with np.errstate(divide="ignore"):
+        return BINARY[name].ref(f64(a), f64(b))
+
+
+def cast_reference(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` converted to ``dtype`` as C converts (ints truncate towards zero, bool is != 0), in float64."""
+    x = f64(a)
+    if np.dtype(dtype) == np.bool_:
+        return (x != 0) * 1.0
+    return np.trunc(x) if np.dtype(dtype).kind in "iu" else x
 
 
 def binary_dtype(name: str, *operand_dtypes):
@@ -327,3 +337,55 @@ def binary_dtype(name: str, *operand_dtypes):
     if dtype == np.bool_ or (spec.float_only and dtype.kind != "f"):
         return None
     return dtype
+
+
+# --- float64 references of the reductions -----------------------------------------------------------
+
+REDUCTIONS = ("sum", "mean", "max", "min", "prod")
+# Value ranges that keep every dtype finite: products of up to 27 factors stay below float16's 65504.
+REDUCTION_RANGES = {"sum": (-10, 10), "mean": (-10, 10), "max": (-10, 10), "min": (-10, 10),
+                    "prod": (-1.5, 1.5)}
+
+
+def reduction_dtype(name: str, dtype) -> np.dtype:
+    """The documented result dtype: sum/prod of ints and bools give int64, mean of them float64."""
+    dtype = np.dtype(dtype)
+    if name in ("sum", "prod") and dtype.kind in "biu":
+        return np.dtype("int64")
+    if name == "mean" and dtype.kind in "biu":
+        return np.dtype("float64")
+    return dtype
+
+
+def reduced_axes(axis, ndim: int) -> tuple:
+    """``axis`` (None, an int or a tuple, maybe negative) as sorted non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(a % ndim for a in ((axis,) if isinstance(axis, int) else axis)))
+
+
+def reduction_reference(name: str, x: np.ndarray, axes: tuple, keepdims: bool):
+    """(reference, error scale): the scale is the same reduction of |x|, so that sums which cancel are
+    judged against the magnitude of what was added, not against a result near zero."""
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    if name in ("sum", "mean"):
+        total = np.sum(x, axis=axes, keepdims=keepdims)
+        scale = np.sum(np.abs(x), axis=axes, keepdims=keepdims)
+        if name == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return total / count, scale / count
+        return total, scale
+    if name == "prod":
+        return np.prod(x, axis=axes, keepdims=keepdims), None
+    pick = np.max if name == "max" else np.min
+    return pick(x, axis=axes, keepdims=keepdims), None
+
+
+def softmax_reference(x: np.ndarray, axis: int, temperature, log: bool) -> np.ndarray:
+    """softmax / log_softmax of x / temperature along axis, shifted by the max so exp cannot overflow."""
+    if x.size == 0:
+        return np.zeros(x.shape)
+    t = x / (1.0 if temperature is None else temperature)
+    shifted = t - np.max(t, axis=axis, keepdims=True)
+    total = np.sum(np.exp(shifted), axis=axis, keepdims=True)
+    return shifted - np.log(total) if log else np.exp(shifted) / total

@@ -77,7 +77,8 @@ def test_batch_dot_multiplies_each_pair(dtype_a, data):
     rhs = to_nd(np.ascontiguousarray(b.transpose(0, 2, 1)) if tb else b)
     expected = product_dtype(a, b)
     if expected is None:
-        expect_raises(gh.DTypeError, lambda: nd.batch_dot(lhs, rhs, transpose_a=ta, transpose_b=tb), "batch_dot")
+        expect_raises(gh.DTypeError, lambda: nd.batch_dot(lhs, rhs, transpose_a=ta, transpose_b=tb),
+                      "batch_dot")
         return
     out = run_op("batch_dot", lhs, rhs, transpose_a=ta, transpose_b=tb)
     ref = np.einsum("bmk,bkn->bmn", f64(a), f64(b))
@@ -159,6 +160,6 @@ def test_fully_connected_errors():
                   "num_hidden=7")
     expect_raises(gh.OpValueError, lambda: nd.FullyConnected(x, nd.ones((4, 3))), "FullyConnected",
                   "takes 3 input(s)")
-    ints = nd.ones((2, 3), dtype="int32")
-    expect_raises(gh.DTypeError, lambda: nd.FullyConnected(ints, nd.ones((4, 3), dtype="int32"), no_bias=True),
-                  "FullyConnected", "int32")
+    ints, int_weight = nd.ones((2, 3), dtype="int32"), nd.ones((4, 3), dtype="int32")
+    expect_raises(gh.DTypeError, lambda: nd.FullyConnected(ints, int_weight, no_bias=True), "FullyConnected",
+                  "int32")

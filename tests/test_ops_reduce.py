@@ -12,48 +12,12 @@ from hypothesis import strategies as st
 
 import gpuhybrid as gh
 from gpuhybrid import nd
-from helpers import (DTYPES, FLOAT_DTYPES, SETTINGS, arrays, assert_matches, axes_for, elements, f64,
-                     expect_raises, run_op, shapes, to_nd)
+from helpers import (DTYPES, FLOAT_DTYPES, REDUCTION_RANGES, REDUCTIONS, SETTINGS, arrays, assert_matches,
+                     axes_for, elements, expect_raises, f64, reduced_axes, reduction_dtype,
+                     reduction_reference, run_op, shapes, softmax_reference, to_nd)
 
-REDUCTIONS = ("sum", "mean", "max", "min", "prod")
 REDUCE_ALIASES = {"sum_axis": "sum", "max_axis": "max", "min_axis": "min"}
 COVERS = set(REDUCTIONS) | set(REDUCE_ALIASES) | {"argmax", "softmax", "log_softmax"}
-
-
-def reduction_dtype(name: str, dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if name in ("sum", "prod") and dtype.kind in "biu":
-        return np.dtype("int64")
-    if name == "mean" and dtype.kind in "biu":
-        return np.dtype("float64")
-    return dtype
-
-
-def _axes_tuple(axis, ndim: int) -> tuple:
-    if axis is None:
-        return tuple(range(ndim))
-    return tuple(sorted(a % ndim for a in ((axis,) if isinstance(axis, int) else axis)))
-
-
-def reduction_reference(name: str, x: np.ndarray, axes: tuple, keepdims: bool):
-    """(reference, error scale): the scale is the same reduction of |x|, so that sums which cancel are
-    judged against the magnitude of what was added, not against a result near zero."""
-    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
-    if name in ("sum", "mean"):
-        total = np.sum(x, axis=axes, keepdims=keepdims)
-        scale = np.sum(np.abs(x), axis=axes, keepdims=keepdims)
-        if name == "mean":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return total / count, scale / count
-        return total, scale
-    if name == "prod":
-        return np.prod(x, axis=axes, keepdims=keepdims), None
-    pick = np.max if name == "max" else np.min
-    return pick(x, axis=axes, keepdims=keepdims), None
-
-
-# Value ranges that keep every dtype finite: products of up to 27 factors stay below float16's 65504.
-RANGES = {"sum": (-10, 10), "mean": (-10, 10), "max": (-10, 10), "min": (-10, 10), "prod": (-1.5, 1.5)}
 
 
 @pytest.mark.parametrize("name", REDUCTIONS)
@@ -64,9 +28,9 @@ def test_reduction_matches_reference(name, dtype, data):
     shape = data.draw(shapes(max_dims=3, max_side=3) if name == "prod" else shapes(), label="shape")
     axis = data.draw(axes_for(len(shape)), label="axis")
     keepdims = data.draw(st.booleans(), label="keepdims")
-    lo, hi = RANGES[name]
+    lo, hi = REDUCTION_RANGES[name]
     a = data.draw(arrays(dtype, shape, lo, hi, grid=0.5 if name in ("max", "min") else None), label="x")
-    axes = _axes_tuple(axis, a.ndim)
+    axes = reduced_axes(axis, a.ndim)
     if name in ("max", "min") and any(a.shape[i] == 0 for i in axes):
         expect_raises(gh.OpValueError, lambda: getattr(nd, name)(to_nd(a), axis=axis), name, "zero-size")
         return
@@ -132,15 +96,6 @@ def test_argmax_of_a_zero_size_array_is_an_error():
 
 
 # --- softmax, log_softmax ------------------------------------------------------------------------------
-
-def softmax_reference(x: np.ndarray, axis: int, temperature, log: bool) -> np.ndarray:
-    if x.size == 0:
-        return np.zeros(x.shape)
-    t = x / (1.0 if temperature is None else temperature)
-    shifted = t - np.max(t, axis=axis, keepdims=True)
-    total = np.sum(np.exp(shifted), axis=axis, keepdims=True)
-    return shifted - np.log(total) if log else np.exp(shifted) / total
-
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

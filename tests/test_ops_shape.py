@@ -80,24 +80,30 @@ def mxnet_reshape_cases(draw):
         kinds = ["copy", "size", "rest"] + (["merge"] if i + 1 < len(src) else []) + (["split"] if d else [])
         kind = draw(st.sampled_from(kinds))
         if kind == "copy":
-            codes.append(0), out.append(d)
+            codes += [0]
+            out += [d]
         elif kind == "size":
             sizes.append((len(codes), len(out)))
-            codes.append(d), out.append(d)
+            codes += [d]
+            out += [d]
         elif kind == "rest":
-            codes.append(-2), out.extend(src[i:])
+            codes += [-2]
+            out += src[i:]
             break
         elif kind == "merge":
-            codes.append(-3), out.append(d * src[i + 1])
+            codes += [-3]
+            out += [d * src[i + 1]]
             i += 1
         else:
             first = draw(st.sampled_from([f for f in range(1, d + 1) if d % f == 0]))
             parts = [first, d // first]
             hidden = draw(st.sampled_from([None, 0, 1]))          # one part may be given as -1
-            codes.extend([-4] + [-1 if k == hidden else p for k, p in enumerate(parts)]), out.extend(parts)
+            codes += [-4] + [-1 if k == hidden else p for k, p in enumerate(parts)]
+            out += parts
         i += 1
-    for _ in range(draw(st.integers(0, 2))):                       # trailing new axes of size 1
-        codes.append(1), out.append(1)
+    trailing = draw(st.integers(0, 2))                             # new axes of size 1 at the end
+    codes += [1] * trailing
+    out += [1] * trailing
     if sizes and -1 not in codes and draw(st.booleans()):
         at_code, at_out = draw(st.sampled_from(sizes))
         if np.prod([d for k, d in enumerate(out) if k != at_out]) != 0:
@@ -254,7 +260,7 @@ def test_split_errors():
                   "squeeze_axis")
 
 
-# --- slicing and indexing -------------------------------------------------------------------------------------
+# --- slicing and indexing -----------------------------------------------------------------------------------
 
 bound = st.none() | st.integers(-5, 5)
 
@@ -315,7 +321,7 @@ def test_indexing_errors():
     expect_raises(gh.OpValueError, lambda: x[0.5], "float")
 
 
-# --- broadcast_to, tile ---------------------------------------------------------------------------------------
+# --- broadcast_to, tile -------------------------------------------------------------------------------------
 
 @SETTINGS
 @given(data=st.data())

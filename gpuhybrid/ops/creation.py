@@ -32,12 +32,14 @@ _creation("zeros", _fill_rule, lambda device, inputs, attrs, outs: device.xp.zer
           SHAPE_DTYPE, doc="An array of zeros.")
 _creation("ones", _fill_rule, lambda device, inputs, attrs, outs: device.xp.ones(outs[0].shape, outs[0].dtype),
           SHAPE_DTYPE, doc="An array of ones.")
+
+
 def _full_rule(specs, attrs):
     spec = _fill_rule(specs, attrs)
     value = attrs["value"]
     # NumPy raises OverflowError for a too large int and silently wraps a too large float or NaN.
-    if spec.dtype.kind in "iu" and not (math.isfinite(value) and
-                                        np.iinfo(spec.dtype).min <= value <= np.iinfo(spec.dtype).max):
+    if spec.dtype.kind in "iu" and not (math.isfinite(value)
+                                        and np.iinfo(spec.dtype).min <= value <= np.iinfo(spec.dtype).max):
         raise OpValueError(f"value {value!r} does not fit in {spec.dtype.name}; use a wider or a float dtype")
     return spec
 
