@@ -2,8 +2,8 @@
 // signature and the element loop, for both targets.
 //
 //   CUDA (NVRTC):      GH_KERNEL(name)(...) is a __global__ function; GH_FOR_EACH is a grid-stride loop.
-//   CPU (host C++):    GH_KERNEL(name)(...) is an extern "C" function; GH_FOR_EACH is an OpenMP loop
-//                      that stays serial below GH_PARALLEL_MIN elements.
+//   CPU (host C++):    GH_KERNEL(name)(...) is an extern "C" function; GH_FOR_EACH is an OpenMP
+//                      "parallel for simd" loop that stays on one thread below GH_PARALLEL_MIN elements.
 // Define GH_INDEX_32 before including this file when every index fits in 32 bits.
 #ifndef GH_KERNEL_H
 #define GH_KERNEL_H
@@ -39,7 +39,7 @@ GH_FN unsigned short gh_float_to_half(float f) {
 #define GH_RESTRICT __restrict__
 #define GH_KERNEL(name) extern "C" void name
 #define GH_FOR_EACH(i, n) \
-  _Pragma("omp parallel for schedule(static) if((n) > GH_PARALLEL_MIN)") \
+  _Pragma("omp parallel for simd schedule(static) if((n) > GH_PARALLEL_MIN)") \
   for (gh_index i = 0; i < (n); ++i)
 #ifndef __FLT16_MAX__
 #error "this host C++ compiler has no _Float16; float16 kernels need GCC >= 12 or Clang >= 15"

@@ -15,6 +15,14 @@
 #include <math.h>
 #define GH_FN static inline
 #define GH_MEMBER inline
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(_OPENMP) && defined(GH_USE_LIBMVEC)
+// glibc's libmvec has vector versions of these; declaring them lets element loops that call them
+// vectorise. (glibc itself declares them only under -ffast-math, which would break NaN handling.)
+#define GH_SIMD_DECL(type, fn) extern "C" type fn(type) noexcept __attribute__((simd("notinbranch")));
+#define GH_SIMD_PAIR(f32_fn, f64_fn) GH_SIMD_DECL(float, f32_fn) GH_SIMD_DECL(double, f64_fn)
+GH_SIMD_PAIR(expf, exp) GH_SIMD_PAIR(logf, log) GH_SIMD_PAIR(tanhf, tanh) GH_SIMD_PAIR(sinf, sin)
+GH_SIMD_PAIR(cosf, cos) GH_SIMD_PAIR(log1pf, log1p) GH_SIMD_PAIR(expm1f, expm1) GH_SIMD_PAIR(erff, erf)
+#endif
 #endif
 
 // One overload pair per libm function: gh_NAME(float) -> NAMEf, gh_NAME(double) -> NAME.

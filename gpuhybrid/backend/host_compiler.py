@@ -1,12 +1,16 @@
 """Compiling generated kernel sources with the host C++ compiler and loading them with ctypes.
 
-The compiler is ``$CXX`` or the first of ``c++``, ``g++``, ``clang++`` on the PATH. OpenMP is used
-when the compiler accepts ``-fopenmp``. Binaries live in the kernel cache (``compile_cache``), so a
+The compiler is ``$CXX`` or the first of ``c++``, ``g++``, ``clang++`` on the PATH. Each optional
+flag is used when a probe shows the toolchain accepts it: ``-fopenmp`` (threads and ``simd`` loops),
+``-march=native`` (the vector units of this CPU; the CPU's identity then joins the cache key) and
+glibc's ``libmvec`` (vectorised exp/log/tanh/...). ``-ffp-contract=off`` keeps a*b+c rounded as two
+operations, as the unfused ops round it. Binaries live in the kernel cache (``compile_cache``), so a
 second process that runs the same kernels compiles nothing.
 """
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import functools
 import os
 import shutil
@@ -30,7 +34,19 @@ class HostCompiler:
     flags: tuple
 
 
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
+BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off")
+# Optional flag groups, each kept only if the probe compiles and links with it (on top of the previous).
+OPTIONAL_FLAGS = (("-fopenmp",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
+_PROBE = """
+#include <math.h>
+#if defined(GH_USE_LIBMVEC)
+extern "C" float expf(float) noexcept __attribute__((simd("notinbranch")));
+#endif
+extern "C" void probe(float* y, const float* x, int n) {
+#pragma omp parallel for simd
+  for (int i = 0; i < n; ++i) y[i] = expf(x[i]);
+}
+"""
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,18 +58,48 @@ def find_host_compiler() -> HostCompiler | None:
         return None
     version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     identity = (version.stdout.splitlines() or ["unknown"])[0]
-    flags = BASE_FLAGS + (("-fopenmp",) if _accepts_openmp(path) else ())
+    flags = BASE_FLAGS
+    for extra in OPTIONAL_FLAGS:
+        if _builds(path, flags + extra):
+            flags += extra
+    if "-march=native" in flags:
+        identity += f" on {_cpu_identity()}"
     return HostCompiler(path, identity, flags)
 
 
-def _accepts_openmp(path: str) -> bool:
+def _split_link_flags(flags) -> tuple:
+    """(compile flags, libraries): libraries go after the source so that the linker keeps them."""
+    return [f for f in flags if not f.startswith("-l")], [f for f in flags if f.startswith("-l")]
+
+
+def _builds(path: str, flags: tuple) -> bool:
+    """Whether a probe kernel compiles with ``flags`` and the library loads."""
+    compile_flags, libraries = _split_link_flags(flags)
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "probe.cpp"
-        src.write_text('extern "C" int probe() { int s = 0;\n#pragma omp parallel for reduction(+:s)\n'
-                       "for (int i = 0; i < 4; ++i) s += i; return s; }\n")
-        result = subprocess.run([path, *BASE_FLAGS, "-fopenmp", str(src), "-o", str(Path(tmp) / "p.so")],
+        src, out = Path(tmp) / "probe.cpp", Path(tmp) / "probe.so"
+        src.write_text(_PROBE)
+        result = subprocess.run([path, *compile_flags, str(src), "-o", str(out), *libraries],
                                 capture_output=True, check=False)
-        return result.returncode == 0
+        if result.returncode != 0:
+            return False
+        try:
+            ctypes.CDLL(str(out))
+        except OSError:
+            return False
+        return True
+
+
+def _cpu_identity() -> str:
+    """The CPU model and feature flags (binaries built with -march=native are only valid there)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines()[:40] if ":" in line)
+    model = fields.get("model name\t", fields.get("model name", "")).strip()
+    features = fields.get("flags\t\t", fields.get("flags", "")).split()
+    return f"{model} [{hashlib.sha256(' '.join(sorted(features)).encode()).hexdigest()[:12]}]"
 
 
 _loaded: dict = {}
@@ -72,8 +118,9 @@ def compile_host(source: str, name: str) -> ctypes.CDLL:
         src = out.with_suffix(".cpp")
         src.write_text(source)
         try:
-            result = subprocess.run([compiler.path, *compiler.flags, f"-I{kernel_dir()}", str(src), "-o",
-                                     str(out)], capture_output=True, text=True, check=False)
+            compile_flags, libraries = _split_link_flags(compiler.flags)
+            result = subprocess.run([compiler.path, *compile_flags, f"-I{kernel_dir()}", str(src), "-o", str(out),
+                                     *libraries], capture_output=True, text=True, check=False)
         finally:
             src.unlink()
         if result.returncode != 0:
