@@ -84,9 +84,8 @@ class FusedKernelStep:
                 arrays = [xp.ascontiguousarray(a) for a in inputs]
                 self.function((self.grid,), (self.block,), (self.size_arg, *outputs, *arrays, *self.scalars))
             else:
-                arrays = [np.ascontiguousarray(a) for a in inputs]   # alive until the kernel returns
-                pointers = [_address(a) for a in outputs] + [_address(a) for a in arrays]
-                self.function(self.size_arg, *pointers, *self.scalars)
+                arrays = outputs + [np.ascontiguousarray(a) for a in inputs]   # alive until the call returns
+                self.function(self.size_arg, *map(_address, arrays), *self.scalars)
         return outputs[0] if len(outputs) == 1 else outputs
 
 

@@ -1,0 +1,121 @@
+"""Fusion on the CPU, measured side by side in one run: imperative vs hybridized (fused) for an
+8-op elementwise chain on 2^24 float32 values and for the lecture MLP at batch 1, plus hand-written
+NumPy for the MLP. Prints the ratios and writes every figure to bench/results/<device>-<date>.json.
+
+    python bench/fusion_cpu.py [--size-log2 24] [--repeats 7] [--out PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+import gpuhybrid as gh
+from gpuhybrid import nd
+from gpuhybrid.backend.host_compiler import find_host_compiler
+from gpuhybrid.gluon import nn
+
+
+class Chain(nn.HybridBlock):
+    """Eight elementwise ops: mul, add, relu, sub, sigmoid, mul, tanh, add."""
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(x * 1.5 + 0.5) - 0.25
+        return F.tanh(F.sigmoid(y) * x) + x
+
+
+def lecture_mlp():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"), nn.Dense(2))
+    net.initialize(gh.init.Normal(0.01))
+    return net
+
+
+def timed(fn, iters: int, repeats: int) -> list:
+    """Seconds per call, one figure per repeat (each over ``iters`` calls, ending with waitall)."""
+    for _ in range(max(2, iters // 10)):
+        fn()
+    nd.waitall()
+    figures = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        nd.waitall()
+        figures.append((time.perf_counter() - start) / iters)
+    return figures
+
+
+def imperative_vs_hybridized(net, x, iters, repeats) -> dict:
+    imperative = timed(lambda: net(x), iters, repeats)
+    expected = net(x).asnumpy()
+    net.hybridize()
+    with gh.profiler.count_launches() as first:
+        got = net(x).asnumpy()
+    with gh.profiler.count_launches() as launches:
+        net(x)
+    hybridized = timed(lambda: net(x), iters, repeats)
+    net.hybridize(False)
+    with gh.profiler.count_launches() as eager_launches:
+        net(x)
+    return {"imperative_s": imperative, "hybridized_s": hybridized,
+            "max_abs_difference": float(np.abs(got.astype(np.float64) - expected).max()),
+            "launches_imperative": eager_launches.total, "launches_hybridized": launches.total,
+            "speedup": statistics.median(imperative) / statistics.median(hybridized)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-log2", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    gh.random.seed(0)
+
+    x = nd.random.normal(shape=(1 << args.size_log2,))
+    chain = imperative_vs_hybridized(Chain(), x, iters=3, repeats=args.repeats)
+
+    net = lecture_mlp()
+    x1 = nd.random.normal(shape=(1, 512))
+    mlp = imperative_vs_hybridized(net, x1, iters=1000, repeats=args.repeats)
+    weights = [(layer.weight.data().asnumpy(), layer.bias.data().asnumpy()) for layer in net]
+    host = x1.asnumpy()
+
+    def numpy_mlp():
+        h = np.maximum(host @ weights[0][0].T + weights[0][1], 0)
+        h = np.maximum(h @ weights[1][0].T + weights[1][1], 0)
+        return h @ weights[2][0].T + weights[2][1]
+    mlp["numpy_s"] = timed(numpy_mlp, 1000, args.repeats)
+    mlp["hybridized_over_numpy"] = statistics.median(mlp["hybridized_s"]) / statistics.median(mlp["numpy_s"])
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    compiler = find_host_compiler()
+    report = {
+        "device": "cpu", "machine": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+        "python": platform.python_version(), "numpy": np.__version__, "gpuhybrid": gh.__version__,
+        "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "host_compiler": compiler.identity if compiler else None, "flags": list(compiler.flags) if compiler else None,
+        "chain_8_ops": {"elements": 1 << args.size_log2, **chain},
+        "mlp_batch1": mlp,
+    }
+    print(f"8-op chain, 2^{args.size_log2} float32: imperative {statistics.median(chain['imperative_s']) * 1e3:.1f} ms, "
+          f"hybridized {statistics.median(chain['hybridized_s']) * 1e3:.1f} ms -> {chain['speedup']:.2f}x "
+          f"(launches {chain['launches_imperative']} -> {chain['launches_hybridized']})")
+    print(f"lecture MLP, batch 1: imperative {statistics.median(mlp['imperative_s']) * 1e6:.1f} us, hybridized "
+          f"{statistics.median(mlp['hybridized_s']) * 1e6:.1f} us -> {mlp['speedup']:.2f}x; NumPy "
+          f"{statistics.median(mlp['numpy_s']) * 1e6:.1f} us (hybridized / NumPy = {mlp['hybridized_over_numpy']:.2f}x; "
+          f"launches {mlp['launches_imperative']} -> {mlp['launches_hybridized']})")
+    out = args.out or Path(__file__).parent / "results" / f"cpu-{datetime.date.today().isoformat()}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
