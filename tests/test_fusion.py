@@ -222,3 +222,22 @@ def test_independent_branches_merge_into_one_kernel_unless_that_makes_a_cycle():
     data = np.linspace(-1, 1, 16)
     (got,), _ = plan.run([data.astype(np.float32)])
     np.testing.assert_allclose(got, np.maximum(np.exp(data) + np.exp(data).sum(), 0), rtol=1e-5)
+
+
+def test_debug_compare_agrees_and_pinpoints_a_wrong_kernel(monkeypatch):
+    net = gh.gluon.nn.HybridSequential()
+    net.add(gh.gluon.nn.Dense(6, activation="sigmoid", in_units=4), gh.gluon.nn.Dense(3, in_units=6))
+    net.initialize()
+    x = nd.random.normal(shape=(2, 4))
+    result = net.debug_compare(x)
+    assert result and result.compared == 2 and "agree" in result.report   # the values kernels write
+    # Break the generated kernels on purpose (sigmoid's expression): the comparison must name the node.
+    from gpuhybrid.ops import get_op
+    monkeypatch.setattr(get_op("Activation"), "c_expr", lambda attrs: "(0.5f * {0})")
+    broken = net.debug_compare(x)
+    assert not broken and broken.first_mismatch.startswith("activation")
+    monkeypatch.setenv("GPUHYBRID_DEBUG_COMPARE", "1")
+    net.hybridize()
+    from gpuhybrid.gluon.debug import FusionMismatchError
+    with pytest.raises(FusionMismatchError, match="first difference"):
+        net(x)

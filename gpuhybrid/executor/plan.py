@@ -79,8 +79,11 @@ class CompiledGraph:
     def launches_per_call(self) -> int:
         return self.kernels_per_call + self.library_calls_per_call
 
-    def run(self, inputs: list) -> tuple:
-        """Outputs (and aux updates) for raw device arrays given in ``input_names`` order."""
+    def run(self, inputs: list, keep_all: bool = False) -> tuple:
+        """Outputs (and aux updates) for raw device arrays given in ``input_names`` order.
+
+        ``keep_all=True`` (debugging) frees nothing and returns the value of every slot as well.
+        """
         slots = list(self.template)
         for slot, array in zip(self.input_slots, inputs):
             slots[slot] = array
@@ -93,10 +96,26 @@ class CompiledGraph:
                 else:
                     for slot, value in zip(step.writes, result):
                         slots[slot] = value
-                for slot in step.frees:
+                for slot in () if keep_all else step.frees:
                     slots[slot] = None
         record_launches(device, self.kernels_per_call, "kernel")
         record_launches(device, self.library_calls_per_call, "library")
         outputs = [slots[i].copy() if i in self.const_slots else slots[i] for i in self.output_slots]
         aux = [(name, slots[i].copy() if i in self.const_slots else slots[i]) for name, i in self.aux_slots]
+        if keep_all:
+            return outputs, aux, self.named_values(slots)
         return outputs, aux
+
+    def named_values(self, slots: list) -> dict:
+        """Original node name -> value, for every value a run computed (fused groups' outputs included)."""
+        values, slot = {}, 0
+        for node in self.graph.nodes:
+            if node.op == FUSED:
+                group = node.attr_dict["group"]
+                names = [group.lines[j].name for j in group.outputs]
+            else:
+                names = [node.name] if len(node.specs) == 1 else [f"{node.name}.{i}" for i in range(len(node.specs))]
+            for name in names:
+                values[name] = slots[slot]
+                slot += 1
+        return values

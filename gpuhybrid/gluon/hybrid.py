@@ -131,6 +131,9 @@ class HybridBlock(Block):
         entry = self._plans.get(key)
         if entry is None:
             entry = self._trace(args, device, key[2])
+            if os.environ.get("GPUHYBRID_DEBUG_COMPARE") == "1":
+                from .debug import check_trace
+                check_trace(self, args, entry)
             self._plans[key] = entry
             if len(self._plans) > self._max_cached_plans:
                 self._plans.popitem(last=False)
@@ -198,6 +201,12 @@ class HybridBlock(Block):
                                   f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
             params[node.name] = param
         return params
+
+    def debug_compare(self, *inputs, rtol: float = 1e-5, atol: float = 1e-6):
+        """Run the plan for ``inputs`` fused and op by op; the result says the first value that differs
+        (``bool(result)`` is True when all agree, ``result.report`` says so in words)."""
+        from .debug import compare_fused
+        return compare_fused(self, *inputs, rtol=rtol, atol=atol)
 
     def explain(self, *inputs, file=None) -> str:
         """Print (and return) what hybridize() does with these inputs: the graph after each pass, the

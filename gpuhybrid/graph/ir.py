@@ -28,6 +28,8 @@ class FusedLine:
     operands: tuple
     attrs: tuple
     spec: "TensorSpec"
+    # The original node's name, for debugging; not part of what the kernel computes (nor its hash).
+    name: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)

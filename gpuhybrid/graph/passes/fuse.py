@@ -28,8 +28,10 @@ def split_bias_epilogue(graph: Graph) -> Graph:
         attrs = node.attr_dict
         if node.op != "FullyConnected" or attrs["no_bias"]:
             return node
-        gemm = replace(node, inputs=node.inputs[:2], attrs=freeze_attrs({**attrs, "no_bias": True}))
-        bias_add = Node(-1, "add", f"{node.name}_bias", (Ref(new_id, 0), node.inputs[2]), (), node.specs)
+        # The add takes the FullyConnected's name: it stands for the same value.
+        gemm = replace(node, name=f"{node.name}_gemm", inputs=node.inputs[:2],
+                       attrs=freeze_attrs({**attrs, "no_bias": True}))
+        bias_add = Node(-1, "add", node.name, (Ref(new_id, 0), node.inputs[2]), (), node.specs)
         return [gemm, bias_add]
     return rebuild(graph, visit)
 
@@ -111,7 +113,7 @@ def _group_node(graph: Graph, members: list, users: dict, needed_outside: set) -
                 external.append(ref)
             operands.append(("in", external.index(ref)))
         line_of[member_id] = len(lines)
-        lines.append(FusedLine(member.op, tuple(operands), member.attrs, member.spec))
+        lines.append(FusedLine(member.op, tuple(operands), member.attrs, member.spec, member.name))
     leaving = [m for m in members if m in needed_outside or any(u not in member_set for u in users[m])]
     group = FusedGroup(shape=graph.node(members[-1]).spec.shape,
                        input_specs=tuple(graph.spec(r) for r in external),
