@@ -40,9 +40,6 @@ class SymbolBlock(HybridBlock):
             return _substitute(self._outputs, dict(zip(self._input_names, inputs)))
         return self._call_cached(inputs)
 
-    def __call__(self, *args):
-        return self.forward(*args)
-
     @staticmethod
     def imports(symbol_file: str, input_names, param_file: str | None = None, ctx=None) -> "SymbolBlock":
         """A block from ``export``'s files; runs without the Python class that defined the model."""

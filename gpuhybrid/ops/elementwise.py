@@ -144,10 +144,6 @@ def scalar_numpy(fn):
     return lambda x, scalar, reverse: fn(scalar, x) if reverse else fn(x, scalar)
 
 
-def _compare(ufunc):
-    return lambda a, b: ufunc(a, b)
-
-
 BINARY = [
     # name, C template, NumPy function, domain, is a comparison
     ("add", "({0} + {1})", np.add, "numeric", False),
