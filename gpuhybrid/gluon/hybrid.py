@@ -19,6 +19,7 @@ from .. import symbol as sym
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..ndarray import NDArray
+from ..ops.registry import TensorSpec
 from ..symbol import Symbol
 from ..symbol.symbol import tracing_block
 from ..symbol.to_graph import infer_var_specs
@@ -56,7 +57,11 @@ class HybridBlock(Block):
 
     def hybridize(self, active: bool = True, static_alloc: bool = False, static_shape: bool = False,
                   max_cached_plans: int | None = None, **kwargs) -> None:
-        """Switch to compiled execution (``active=False`` returns to imperative mode)."""
+        """Switch to compiled execution (``active=False`` returns to imperative mode).
+
+        ``static_alloc``/``static_shape`` are accepted, as in MXNet, and recorded; plans do not yet
+        preallocate their buffers or capture CUDA graphs, so today they change nothing.
+        """
         if kwargs:
             raise OpValueError(f"{self.name}.hybridize: unknown option(s) {', '.join(sorted(kwargs))}")
         self._active = active
@@ -105,7 +110,7 @@ class HybridBlock(Block):
                     raise DeferredInitializationError(
                         f"{self.name}: could not infer the shape of {param.name} from inputs "
                         f"{[a.shape for a in args]}; give the layer its input size")
-                param.finish_deferred_init(_spec(param.shape, param.dtype))
+                param.finish_deferred_init(TensorSpec(param.shape, param.dtype))
 
     def infer_shape(self, *args) -> None:
         """Set the shapes of this block's deferred parameters from the inputs. Layers override this;
@@ -218,11 +223,6 @@ class HybridBlock(Block):
         """Write ``path-symbol.json`` and ``path-%04d.params`` (safetensors) from the last traced graph."""
         from .export import export_block
         return export_block(self, path, epoch)
-
-
-def _spec(shape, dtype):
-    from ..ops.registry import TensorSpec
-    return TensorSpec(shape, dtype)
 
 
 def _input_vars(count: int):
