@@ -38,37 +38,46 @@ def lecture_mlp():
     return net
 
 
-def timed(fn, iters: int, repeats: int) -> list:
-    """Seconds per call, one figure per repeat (each over ``iters`` calls, ending with waitall)."""
-    for _ in range(max(2, iters // 10)):
-        fn()
-    nd.waitall()
-    figures = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
+def interleaved(fns: dict, iters: int, repeats: int) -> dict:
+    """Seconds per call of each function, one figure per repeat; the functions take turns within each
+    repeat, so that load from elsewhere on the machine falls on all of them alike."""
+    for fn in fns.values():
+        for _ in range(max(2, iters // 10)):
             fn()
-        nd.waitall()
-        figures.append((time.perf_counter() - start) / iters)
+    nd.waitall()
+    figures: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            nd.waitall()
+            figures[name].append((time.perf_counter() - start) / iters)
     return figures
 
 
-def imperative_vs_hybridized(net, x, iters, repeats) -> dict:
-    imperative = timed(lambda: net(x), iters, repeats)
-    expected = net(x).asnumpy()
-    net.hybridize()
-    with gh.profiler.count_launches() as first:
-        got = net(x).asnumpy()
-    with gh.profiler.count_launches() as launches:
-        net(x)
-    hybridized = timed(lambda: net(x), iters, repeats)
-    net.hybridize(False)
+def median_ratio(numerator: list, denominator: list) -> float:
+    """The median over repeats of the per-repeat ratio (both timed in the same repeat)."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
+def compare_modes(make_net, x, iters: int, repeats: int, extra: dict | None = None) -> dict:
+    """Imperative vs hybridized (vs ``extra`` functions), timed interleaved, with launches and errors."""
+    eager_net, hybrid_net = make_net(), make_net()
+    expected = eager_net(x).asnumpy()
+    hybrid_net.hybridize()
+    got = hybrid_net(x).asnumpy()
     with gh.profiler.count_launches() as eager_launches:
-        net(x)
-    return {"imperative_s": imperative, "hybridized_s": hybridized,
-            "max_abs_difference": float(np.abs(got.astype(np.float64) - expected).max()),
-            "launches_imperative": eager_launches.total, "launches_hybridized": launches.total,
-            "speedup": statistics.median(imperative) / statistics.median(hybridized)}
+        eager_net(x)
+    with gh.profiler.count_launches() as hybrid_launches:
+        hybrid_net(x)
+    fns = {"imperative": lambda: eager_net(x), "hybridized": lambda: hybrid_net(x), **(extra or {})}
+    times = interleaved(fns, iters, repeats)
+    result = {f"{name}_s": figures for name, figures in times.items()}
+    result.update(max_abs_difference=float(np.abs(got.astype(np.float64) - expected).max()),
+                  launches_imperative=eager_launches.total, launches_hybridized=hybrid_launches.total,
+                  speedup=median_ratio(times["imperative"], times["hybridized"]))
+    return result, eager_net
 
 
 def main() -> None:
@@ -80,20 +89,27 @@ def main() -> None:
     gh.random.seed(0)
 
     x = nd.random.normal(shape=(1 << args.size_log2,))
-    chain = imperative_vs_hybridized(Chain(), x, iters=3, repeats=args.repeats)
+    chain, _ = compare_modes(Chain, x, iters=3, repeats=args.repeats)
 
-    net = lecture_mlp()
     x1 = nd.random.normal(shape=(1, 512))
-    mlp = imperative_vs_hybridized(net, x1, iters=1000, repeats=args.repeats)
-    weights = [(layer.weight.data().asnumpy(), layer.bias.data().asnumpy()) for layer in net]
+    weights_from = lecture_mlp()
+    weights_from(x1)
+
+    def same_weights_mlp():
+        net = lecture_mlp()
+        net(x1)
+        for mine, theirs in zip(net.collect_params().values(), weights_from.collect_params().values()):
+            mine.set_data(theirs.data())
+        return net
+    weights = [(layer.weight.data().asnumpy(), layer.bias.data().asnumpy()) for layer in weights_from]
     host = x1.asnumpy()
 
     def numpy_mlp():
         h = np.maximum(host @ weights[0][0].T + weights[0][1], 0)
         h = np.maximum(h @ weights[1][0].T + weights[1][1], 0)
         return h @ weights[2][0].T + weights[2][1]
-    mlp["numpy_s"] = timed(numpy_mlp, 1000, args.repeats)
-    mlp["hybridized_over_numpy"] = statistics.median(mlp["hybridized_s"]) / statistics.median(mlp["numpy_s"])
+    mlp, _ = compare_modes(same_weights_mlp, x1, iters=1000, repeats=args.repeats, extra={"numpy": numpy_mlp})
+    mlp["hybridized_over_numpy"] = median_ratio(mlp["hybridized_s"], mlp["numpy_s"])
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     compiler = find_host_compiler()

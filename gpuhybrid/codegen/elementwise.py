@@ -85,10 +85,25 @@ def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outp
         *body,
         "  }",
         "}",
+        *_packed_entry(name, outputs, inputs, scalars),
         "",
     ])
     ordered = tuple(p for p, _ in outputs) + tuple(inputs) + tuple(scalars)
     return KernelSource(name=name, params=ordered, text=text)
+
+
+def _packed_entry(name: str, outputs: list, inputs: list, scalars: list) -> list:
+    """A CPU-only entry point with one signature for every kernel (array pointers, then scalars in
+    8-byte slots), so that one small launcher can call any of them (``kernels/gh_host_launch.c``)."""
+    args = ["(gh_index)n"]
+    args += [f"({C_TYPES[p.dtype]}*)p[{k}]" for k, (p, _) in enumerate(outputs)]
+    args += [f"(const {C_TYPES[p.dtype]}*)p[{len(outputs) + k}]" for k, p in enumerate(inputs)]
+    unpack = [f"  {c_literal_type(p.dtype)} {p.name}; memcpy(&{p.name}, s + {8 * k}, sizeof {p.name});"
+              for k, p in enumerate(scalars)]
+    args += [p.name for p in scalars]
+    return ["#ifndef GH_CUDA",
+            f'extern "C" void {name}_packed(long long n, void* const* p, const unsigned char* s) {{',
+            *unpack, f"  {name}({', '.join(args)});", "}", "#endif"]
 
 
 def single_op_kernel(op_name: str, attrs: dict, in_dtypes: list, out_dtype: str) -> KernelSource:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..backend.host_compiler import HostCompileError, compile_host, find_host_compiler
+from ..backend.host_launch import launcher
 from ..backend.kernel_files import kernel_dir
 from ..codegen.fused import FusedSource, render_group
 
@@ -57,7 +59,7 @@ def dump_sources(sources: list) -> None:
 class FusedKernelStep:
     """A callable with the eager signature ``(device, inputs, attrs, outs)`` that launches one kernel."""
 
-    def __init__(self, source: FusedSource, function, device):
+    def __init__(self, source: FusedSource, function, device, launch_module=None):
         self.source, self.function, self.device = source, function, device
         params = source.kernel.params
         self.n_outputs = sum(1 for p in params if p.name.startswith("out"))
@@ -68,7 +70,14 @@ class FusedKernelStep:
             sm_count = device.xp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
             self.block = 256
             self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
+        elif launch_module is not None:
+            # One C call through the launcher extension: the packed entry, arrays, scalar bytes.
+            self.entry = ctypes.cast(function.packed, ctypes.c_void_p).value
+            self.launch = launch_module.launch
+            self.scalar_bytes = pack_scalars(scalar_params, source.scalar_values)
+            self.size_arg = source.size
         else:
+            self.launch = None
             size_type = ctypes.c_int if source.size <= 2**31 - 1 else ctypes.c_longlong
             n_arrays = len(params) - len(scalar_params)
             # Declared argument types let ctypes convert plain ints and floats quickly on each call.
@@ -83,6 +92,9 @@ class FusedKernelStep:
             if device.is_gpu:
                 arrays = [xp.ascontiguousarray(a) for a in inputs]
                 self.function((self.grid,), (self.block,), (self.size_arg, *outputs, *arrays, *self.scalars))
+            elif self.launch is not None:
+                self.launch(self.entry, self.size_arg, outputs + [np.ascontiguousarray(a) for a in inputs],
+                            self.scalar_bytes)
             else:
                 arrays = outputs + [np.ascontiguousarray(a) for a in inputs]   # alive until the call returns
                 self.function(self.size_arg, *map(_address, arrays), *self.scalars)
@@ -102,10 +114,23 @@ def compile_fused_steps(groups: list, device) -> list:
         with device.activate():
             module = cp.RawModule(code=text, options=(f"-I{kernel_dir()}", "--std=c++17"))
             functions = {name: module.get_function(name) for name in unique}
+        launch_module = None
     else:
         library = compile_host(text, f"plan_{len(unique)}_kernels")
         functions = {name: getattr(library, name) for name in unique}
-    return [FusedKernelStep(s, functions[s.kernel.name], device) for s in sources]
+        for name, function in functions.items():
+            function.packed = getattr(library, f"{name}_packed")
+        launch_module = launcher()
+    return [FusedKernelStep(s, functions[s.kernel.name], device, launch_module) for s in sources]
+
+
+_SLOT_FORMAT = {"float32": "f", "float64": "d", "int32": "i", "int64": "q", "bool": "?"}
+
+
+def pack_scalars(params: list, values: tuple) -> bytes:
+    """Scalar parameters in 8-byte little-endian slots, as the packed entry points read them."""
+    return b"".join(struct.pack(f"<{_SLOT_FORMAT[p.dtype]}", np.dtype(p.dtype).type(v).item()).ljust(8, b"\0")
+                    for p, v in zip(params, values))
 
 
 __all__ = ["FusedKernelStep", "compile_fused_steps", "can_fuse_on", "HostCompileError"]

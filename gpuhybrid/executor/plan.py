@@ -15,6 +15,7 @@ from ..backend import Device, record_launches
 from ..graph.ir import CONST, FUSED, VAR, Graph
 from ..ops import get_op
 from .fused import compile_fused_steps
+from .runner import make_runner
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class CompiledGraph:
             k, lib = (1, 0) if node.op == FUSED else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
             kernels, library = kernels + k, library + lib
         self.kernels_per_call, self.library_calls_per_call = kernels, library
+        self._run_fast, self.runner_source = make_runner(self)
 
     def _plan_steps(self, slot_of: dict) -> tuple:
         keep = set(self.output_slots) | {s for _, s in self.aux_slots}
@@ -84,6 +86,8 @@ class CompiledGraph:
 
         ``keep_all=True`` (debugging) frees nothing and returns the value of every slot as well.
         """
+        if not keep_all:
+            return self._run_fast(inputs)     # generated straight-line code (runner.py)
         slots = list(self.template)
         for slot, array in zip(self.input_slots, inputs):
             slots[slot] = array
@@ -96,15 +100,11 @@ class CompiledGraph:
                 else:
                     for slot, value in zip(step.writes, result):
                         slots[slot] = value
-                for slot in () if keep_all else step.frees:
-                    slots[slot] = None
         record_launches(device, self.kernels_per_call, "kernel")
         record_launches(device, self.library_calls_per_call, "library")
         outputs = [slots[i].copy() if i in self.const_slots else slots[i] for i in self.output_slots]
         aux = [(name, slots[i].copy() if i in self.const_slots else slots[i]) for name, i in self.aux_slots]
-        if keep_all:
-            return outputs, aux, self.named_values(slots)
-        return outputs, aux
+        return outputs, aux, self.named_values(slots)
 
     def named_values(self, slots: list) -> dict:
         """Original node name -> value, for every value a run computed (fused groups' outputs included)."""
