@@ -241,3 +241,20 @@ def test_debug_compare_agrees_and_pinpoints_a_wrong_kernel(monkeypatch):
     from gpuhybrid.gluon.debug import FusionMismatchError
     with pytest.raises(FusionMismatchError, match="first difference"):
         net(x)
+
+
+def test_ctypes_fallback_launches_give_the_same_results(monkeypatch):
+    from gpuhybrid.backend.host_launch import launcher
+    assert launcher() is not None          # the fast path is what the rest of this file exercised
+    import gpuhybrid.executor.fused as fused_module
+    monkeypatch.setattr(fused_module, "launcher", lambda: None)
+    x, y = sym.var("x"), sym.var("y")
+    out = sym.Group([sym.clip(x * y + 0.5, -1, 1), sym.exp(x) - y])
+    specs = {"x": TensorSpec((3, 70000), "float32"), "y": TensorSpec((70000,), "float32")}
+    plan = sym.compile_symbol(out, specs, gh.cpu(), fuse=True)
+    assert all(step.eager.launch is None for step in plan.steps if step.name.startswith("fused"))
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(3, 70000)).astype(np.float32), rng.normal(size=70000).astype(np.float32)
+    (first, second), _ = plan.run([a, b])
+    np.testing.assert_allclose(first, np.clip(a.astype(np.float64) * b + 0.5, -1, 1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(second, np.exp(a.astype(np.float64)) - b, rtol=1e-5, atol=1e-6)
