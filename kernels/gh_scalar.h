@@ -11,10 +11,12 @@
 #define GH_CUDA 1
 #define GH_FN __device__ __forceinline__
 #define GH_MEMBER __device__ __forceinline__
+#define GH_INFINITY __int_as_float(0x7f800000)
 #else
 #include <math.h>
 #define GH_FN static inline
 #define GH_MEMBER inline
+#define GH_INFINITY INFINITY
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(_OPENMP) && defined(GH_USE_LIBMVEC)
 // glibc's libmvec has vector versions of these; declaring them lets element loops that call them
 // vectorise. (glibc itself declares them only under -ffast-math, which would break NaN handling.)

@@ -21,7 +21,8 @@ class FusedSource:
     """A rendered fused kernel, the values of its scalar parameters and its element count."""
     kernel: KernelSource
     scalar_values: tuple
-    size: int
+    size: int                  # the kernel's n: elements, or rows for a row kernel
+    row_length: int = 0        # row kernels: elements per row (one thread block per row on the GPU)
 
 
 def broadcast_index(in_shape: tuple, out_shape: tuple) -> str:

@@ -68,8 +68,12 @@ class FusedKernelStep:
             self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, source.scalar_values))
             self.size_arg = (np.int32 if source.size <= 2**31 - 1 else np.int64)(source.size)
             sm_count = device.xp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
-            self.block = 256
-            self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
+            if source.row_length:      # a block per row: enough warps to cover the row, at most 8
+                self.block = min(256, 32 * max(1, -(-source.row_length // 32)))
+                self.grid = max(1, min(source.size, sm_count * 8))
+            else:
+                self.block = 256
+                self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
         elif launch_module is not None:
             # One C call through the launcher extension: the packed entry, arrays, scalar bytes.
             self.entry = ctypes.cast(function.packed, ctypes.c_void_p).value
@@ -103,9 +107,13 @@ class FusedKernelStep:
 
 def compile_fused_steps(groups: list, device) -> list:
     """One FusedKernelStep per FusedGroup; raises HostCompileError/CompileError when compiling fails."""
-    if not groups:
-        return []               # an unfused plan needs no compiler
-    sources = [render_group(g) for g in groups]
+    return compile_generated_steps([render_group(g) for g in groups], device)
+
+
+def compile_generated_steps(sources: list, device) -> list:
+    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled as one unit."""
+    if not sources:
+        return []               # a plan without generated kernels needs no compiler
     dump_sources(sources)
     unique = {s.kernel.name: s.kernel.text for s in sources}
     text = "\n".join(unique[name] for name in sorted(unique))

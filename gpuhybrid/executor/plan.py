@@ -14,7 +14,9 @@ import numpy as np
 from ..backend import Device, record_launches
 from ..graph.ir import CONST, FUSED, VAR, Graph
 from ..ops import get_op
-from .fused import compile_fused_steps
+from ..codegen.fused import render_group
+from ..codegen.rowwise import render_row_kernel, row_kernel_applies
+from .fused import can_fuse_on, compile_generated_steps
 from .runner import make_runner
 
 
@@ -33,8 +35,11 @@ class Step:
 class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
-    def __init__(self, graph: Graph, device: Device):
+    def __init__(self, graph: Graph, device: Device, row_kernels: bool | None = None):
+        """``row_kernels``: run softmax/log_softmax/LayerNorm as generated row kernels (default: when
+        the device can compile generated kernels)."""
         self.graph, self.device = graph, device
+        self.row_kernels = can_fuse_on(device) if row_kernels is None else row_kernels
         slot_of = {}
         for node in graph.nodes:
             for i in range(len(node.specs)):
@@ -54,7 +59,8 @@ class CompiledGraph:
         self.steps = self._plan_steps(slot_of)
         kernels = library = 0
         for node in graph.compute_nodes:
-            k, lib = (1, 0) if node.op == FUSED else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
+            generated = node.op == FUSED or node.id in self.row_nodes
+            k, lib = (1, 0) if generated else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
             kernels, library = kernels + k, library + lib
         self.kernels_per_call, self.library_calls_per_call = kernels, library
         self._run_fast, self.runner_source = make_runner(self)
@@ -66,14 +72,20 @@ class CompiledGraph:
         for position, node in enumerate(compute):
             for ref in node.inputs:
                 last_read[slot_of[(ref.node, ref.index)]] = position
-        fused = iter(compile_fused_steps([n.attr_dict["group"] for n in compute if n.op == FUSED], self.device))
+        self.row_nodes = {n.id for n in compute if self.row_kernels and row_kernel_applies(
+            n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])}
+        sources = [render_group(n.attr_dict["group"]) if n.op == FUSED else
+                   render_row_kernel(n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])
+                   for n in compute if n.op == FUSED or n.id in self.row_nodes]
+        generated = iter(compile_generated_steps(sources, self.device))
         steps = []
         for position, node in enumerate(compute):
             reads = tuple(slot_of[(r.node, r.index)] for r in node.inputs)
             writes = tuple(slot_of[(node.id, i)] for i in range(len(node.specs)))
             frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
                                   and s not in self.input_slots}))
-            run = next(fused) if node.op == FUSED else get_op(node.op).eager
+            uses_kernel = node.op == FUSED or node.id in self.row_nodes
+            run = next(generated) if uses_kernel else get_op(node.op).eager
             steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees))
         return tuple(steps)
 

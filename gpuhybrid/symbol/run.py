@@ -37,7 +37,7 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
     if fuse is None:
         fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
     passes = PIPELINE + FUSION_PASSES if fuse else PIPELINE
-    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device)
+    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse)
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:

@@ -1,0 +1,56 @@
+// gh_row.h -- row-wise kernels (softmax, log_softmax, LayerNorm): one row per thread block on the GPU,
+// one row per loop iteration (rows spread over OpenMP threads) on the CPU, from the same source.
+//
+//   GH_FOR_EACH_ROW(r, rows, cols)  CUDA: blocks stride over rows     CPU: OpenMP loop over rows
+//   GH_FOR_EACH_COL(j, cols)        CUDA: threads stride over a row   CPU: a simd loop over the row
+//   GH_SUM_COLS(j, cols, acc)       the same, for a loop that adds into `acc` (a simd reduction)
+//   GH_MAX_COLS(j, cols)            the same, for a loop that takes a running maximum
+//   gh_row_max(v) / gh_row_sum(v): combine each thread's partial value over the row (CUDA: a block
+//   reduction whose result every thread gets; CPU: the partial already is the whole row's value).
+//   gh_acc_float: the accumulator for float rows (double on the CPU, whose sums run in sequence).
+#ifndef GH_ROW_H
+#define GH_ROW_H
+
+#include "gh_kernel.h"
+
+#define GH_PRAGMA(text) _Pragma(#text)
+
+#ifdef GH_CUDA
+typedef float gh_acc_float;
+#define GH_FOR_EACH_ROW(r, rows, cols) for (gh_index r = blockIdx.x; r < (rows); r += gridDim.x)
+#define GH_FOR_EACH_COL(j, cols) for (gh_index j = threadIdx.x; j < (cols); j += blockDim.x)
+#define GH_SUM_COLS(j, cols, acc) GH_FOR_EACH_COL(j, cols)
+#define GH_MAX_COLS(j, cols) GH_FOR_EACH_COL(j, cols)
+
+template <typename T, typename Combine>
+__device__ __forceinline__ T gh_block_reduce(T v, Combine combine, T identity) {
+  __shared__ T partial[32];
+  for (int offset = 16; offset > 0; offset >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  __syncthreads();                                   // `partial` may still be read from a last call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < warps ? partial[threadIdx.x] : identity;
+  if (warp == 0)
+    for (int offset = 16; offset > 0; offset >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  if (threadIdx.x == 0) partial[0] = v;
+  __syncthreads();
+  return partial[0];
+}
+struct gh_max_op { template <typename T> __device__ T operator()(T a, T b) const { return gh_max(a, b); } };
+struct gh_sum_op { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
+template <typename T> __device__ __forceinline__ T gh_row_max(T v) { return gh_block_reduce(v, gh_max_op(), (T)-GH_INFINITY); }
+template <typename T> __device__ __forceinline__ T gh_row_sum(T v) { return gh_block_reduce(v, gh_sum_op(), (T)0); }
+#else
+typedef double gh_acc_float;
+#define GH_FOR_EACH_ROW(r, rows, cols) \
+  GH_PRAGMA(omp parallel for schedule(static) if((rows) * (cols) > GH_PARALLEL_MIN)) \
+  for (gh_index r = 0; r < (rows); ++r)
+#define GH_FOR_EACH_COL(j, cols) _Pragma("omp simd") for (gh_index j = 0; j < (cols); ++j)
+#define GH_SUM_COLS(j, cols, acc) GH_PRAGMA(omp simd reduction(+:acc)) for (gh_index j = 0; j < (cols); ++j)
+#define GH_MAX_COLS(j, cols) for (gh_index j = 0; j < (cols); ++j)
+template <typename T> static inline T gh_row_max(T v) { return v; }
+template <typename T> static inline T gh_row_sum(T v) { return v; }
+#endif
+
+#endif  // GH_ROW_H
