@@ -13,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,18 @@ def interleaved(fns: dict, iters: int, repeats: int) -> dict:
     return figures
 
 
+def peak_bytes(fn) -> int:
+    """Peak bytes allocated (NumPy arrays included: NumPy reports to tracemalloc) during one call."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 def median_ratio(numerator: list, denominator: list) -> float:
     """The median over repeats of the per-repeat ratio (both timed in the same repeat)."""
     return statistics.median(a / b for a, b in zip(numerator, denominator))
@@ -71,9 +84,12 @@ def compare_modes(make_net, x, iters: int, repeats: int, extra: dict | None = No
         eager_net(x)
     with gh.profiler.count_launches() as hybrid_launches:
         hybrid_net(x)
+    result_memory = {f"peak_bytes_{mode}": peak_bytes(lambda: net(x))
+                     for mode, net in (("imperative", eager_net), ("hybridized", hybrid_net))}
     fns = {"imperative": lambda: eager_net(x), "hybridized": lambda: hybrid_net(x), **(extra or {})}
     times = interleaved(fns, iters, repeats)
     result = {f"{name}_s": figures for name, figures in times.items()}
+    result.update(result_memory)
     result.update(max_abs_difference=float(np.abs(got.astype(np.float64) - expected).max()),
                   launches_imperative=eager_launches.total, launches_hybridized=hybrid_launches.total,
                   speedup=median_ratio(times["imperative"], times["hybridized"]))
@@ -123,7 +139,8 @@ def main() -> None:
     }
     print(f"8-op chain, 2^{args.size_log2} float32: imperative {statistics.median(chain['imperative_s']) * 1e3:.1f} ms, "
           f"hybridized {statistics.median(chain['hybridized_s']) * 1e3:.1f} ms -> {chain['speedup']:.2f}x "
-          f"(launches {chain['launches_imperative']} -> {chain['launches_hybridized']})")
+          f"(launches {chain['launches_imperative']} -> {chain['launches_hybridized']}; peak memory "
+          f"{chain['peak_bytes_imperative'] / 2**20:.0f} MiB -> {chain['peak_bytes_hybridized'] / 2**20:.0f} MiB)")
     print(f"lecture MLP, batch 1: imperative {statistics.median(mlp['imperative_s']) * 1e6:.1f} us, hybridized "
           f"{statistics.median(mlp['hybridized_s']) * 1e6:.1f} us -> {mlp['speedup']:.2f}x; NumPy "
           f"{statistics.median(mlp['numpy_s']) * 1e6:.1f} us (hybridized / NumPy = {mlp['hybridized_over_numpy']:.2f}x; "

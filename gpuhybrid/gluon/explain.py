@@ -5,6 +5,7 @@ import sys
 
 from .. import autograd
 from ..codegen.fused import render_group
+from ..executor.memory import plan_memory
 from ..graph.ir import FUSED
 
 
@@ -32,6 +33,9 @@ def explain(block, *inputs, file=None) -> str:
                    f"{len(group.input_specs)} input(s), {len(group.outputs)} output(s)")
     for node in fused:
         out += ["", f"-- kernel for %{node.name}", render_group(node.attr_dict["group"]).kernel.text]
+    memory = plan_memory(plan)
+    out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB (at {memory.peak_step}); "
+                f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"]
     out += ["", f"-- launches per call: {plan.launches_per_call} ({plan.kernels_per_call} kernels, "
                 f"{plan.library_calls_per_call} library calls); steps: "
                 f"{', '.join(step.name for step in plan.steps)}"]
