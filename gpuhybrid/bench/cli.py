@@ -1,0 +1,224 @@
+"""``gpuhybrid-bench`` (also ``python -m gpuhybrid.bench``): the command line."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import sys
+from pathlib import Path
+
+import gpuhybrid as gh
+
+from . import report
+from .modes import MODES
+from .peers import PEERS
+from .suite import Settings, run_case
+from .timing import copy_bandwidth
+from .workloads import chain_case, layernorm_case, mlp_case, softmax_case, train_case
+
+WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train")
+DESCRIPTION = """\
+Time gpuhybrid imperatively and hybridized (and hybridized with static_alloc/static_shape) on the
+lecture's MLP, elementwise chains, softmax, layer norm and an MLP training step; with --peers, the same
+workloads through NumPy, PyTorch (eager, torch.compile), JAX (jit) and on a GPU CuPy (eager, fuse).
+Every runner's result is checked against a float64 NumPy reference before it is timed."""
+EPILOG = """\
+examples:
+  gpuhybrid-bench mlp                                the lecture's MLP at batch 1
+  gpuhybrid-bench mlp --batch-size 1,64,1024 --peers the MLP at three batch sizes, with every peer
+  gpuhybrid-bench chain --chain-length 1,4,16 --plot chain.png
+  gpuhybrid-bench all --peers --results-dir bench/results   writes <device>-<date>.json and .png
+The JSON format is documented in docs/bench.md (schema: docs/bench-schema.json)."""
+
+
+def size(text: str) -> int:
+    """A positive integer: 4096, 2^22 or 2**22."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:(?:\^|\*\*)\s*(\d+))?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 4096 or 2^22)")
+    value = int(match.group(1)) ** int(match.group(2)) if match.group(2) else int(match.group(1))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def sizes(text: str) -> list:
+    """A comma-separated list of sizes: 1,16,256."""
+    return [size(part) for part in text.split(",") if part.strip()]
+
+
+def names(allowed: tuple, what: str):
+    def parse(text: str) -> list:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        if chosen == ["all"]:
+            return list(allowed)
+        unknown = [c for c in chosen if c not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+        return chosen
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpuhybrid-bench", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workloads", nargs="*", default=["mlp"], metavar="WORKLOAD",
+                   help=f"any of {', '.join(WORKLOADS)}, or all (default: mlp)")
+    p.add_argument("--device", default="auto", help="auto (GPU when CuPy sees one), cpu, gpu or gpu:N (default auto)")
+    p.add_argument("--modes", type=names(MODES, "mode"), default=list(MODES),
+                   help=f"comma-separated, from {', '.join(MODES)} (default: all three)")
+    p.add_argument("--peers", nargs="?", const=list(PEERS), default=[], type=names(PEERS, "peer"),
+                   help=f"also run peers: all when given alone, or a comma-separated list of {', '.join(PEERS)}")
+    g = p.add_argument_group("sizes (comma-separated lists make a sweep)")
+    g.add_argument("--batch-size", type=sizes, default=None, help="mlp and train batch sizes (default 1 for mlp, 64 for train)")
+    g.add_argument("--chain-length", type=sizes, default=[8], help="elementwise ops in the chain (default 8)")
+    g.add_argument("--elements", type=size, default=1 << 22, help="elements the chain runs over (default 2^22)")
+    g.add_argument("--rows", type=size, default=4096, help="softmax/layernorm rows (default 4096)")
+    g.add_argument("--cols", type=size, default=1024, help="softmax/layernorm columns (default 1024)")
+    g.add_argument("--quick", action="store_true",
+                   help="tiny sizes and short timings: a smoke test, not a measurement")
+    t = p.add_argument_group("method")
+    t.add_argument("--repeats", type=size, default=7, help="timed repeats; the median is reported (default 7)")
+    t.add_argument("--min-time", type=float, default=0.05, help="seconds per repeat, at least (default 0.05)")
+    t.add_argument("--warmup", type=float, default=0.05, help="seconds of warm-up per runner (default 0.05)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON (docs/bench.md)")
+    o.add_argument("--plot", type=Path, metavar="PATH", help="draw speedup vs batch size / chain length (PNG, SVG)")
+    o.add_argument("--results-dir", type=Path, metavar="DIR",
+                   help="write DIR/<device>-<date>.json and DIR/<device>-<date>.png")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def choose_device(requested: str):
+    """The device and why it was chosen."""
+    if requested == "auto":
+        if gh.num_gpus() > 0:
+            return gh.gpu(0), f"auto: CuPy sees {gh.num_gpus()} GPU(s)"
+        try:
+            gh.gpu(0)
+        except gh.DeviceUnavailableError as exc:
+            return gh.cpu(), f"auto: no GPU ({exc})"
+        return gh.cpu(), "auto"
+    kind, _, index = requested.partition(":")
+    if kind == "cpu":
+        return gh.cpu(), "--device cpu"
+    if kind == "gpu":
+        return gh.gpu(int(index or 0)), f"--device {requested}"
+    raise gh.DeviceError(f"--device {requested!r}: use auto, cpu, gpu or gpu:N")
+
+
+def build_cases(args) -> list:
+    chosen = WORKLOADS if "all" in args.workloads else args.workloads
+    if args.quick:
+        args.elements, args.rows, args.cols = min(args.elements, 4096), min(args.rows, 64), min(args.cols, 64)
+    cases = []
+    for workload in chosen:
+        if workload == "mlp":
+            cases += [mlp_case(b) for b in args.batch_size or [1]]
+        elif workload == "chain":
+            cases += [chain_case(n, args.elements) for n in args.chain_length]
+        elif workload == "softmax":
+            cases.append(softmax_case(args.rows, args.cols))
+        elif workload == "layernorm":
+            cases.append(layernorm_case(args.rows, args.cols))
+        elif workload == "train":
+            cases += [train_case(b) for b in args.batch_size or [64]]
+    return cases
+
+
+def device_slug(info: dict) -> str:
+    """``cpu-amd-epyc`` / ``gpu-nvidia-h100-80gb-hbm3``: the device part of result file names."""
+    model = re.sub(r"[^a-z0-9]+", "-", (info["model"] or "").lower()).strip("-")[:40].strip("-")
+    return f"{info['kind']}-{model}" if model else info["kind"]
+
+
+def _progress(enabled: bool, total: int):
+    """A rich progress bar on stderr, or a stand-in that does nothing."""
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:
+        enabled = False
+    if not enabled:
+        class Quiet:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def add_task(self, *a, **k):
+                return 0
+
+            def update(self, *a, **k):
+                pass
+        return Quiet()
+    console = Console(stderr=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+
+
+def main(argv: list | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    bad = [w for w in args.workloads if w not in WORKLOADS + ("all",)]
+    if bad:
+        parser().error(f"unknown workload {', '.join(bad)}; choose from {', '.join(WORKLOADS)}, all")
+    try:
+        device, why = choose_device(args.device)
+    except gh.GhError as exc:
+        print(f"gpuhybrid-bench: {exc}", file=sys.stderr)
+        return 2
+    settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002) if args.quick else
+                Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup))
+    cases = build_cases(args)
+    device_info = report.describe_device(device, why)
+
+    copy = None
+    memory_bound = [c.bytes_per_call for c in cases if c.bytes_per_call]
+    with _progress(not args.no_progress, len(cases)) as progress:
+        task = progress.add_task("copy bandwidth", total=len(cases))
+        if memory_bound:
+            with device.activate():
+                copy = copy_bandwidth(device.xp, max(memory_bound) // 2, gh.waitall, settings.repeats)
+            copy["method"] = "CuPy copyto on the GPU" if device.is_gpu else "NumPy copyto, one thread"
+        rows = []
+        for case in cases:
+            rows += run_case(case, device, args.modes, args.peers, settings,
+                             copy["gb_per_s"] if copy else None,
+                             on_step=lambda text: progress.update(task, description=text))
+            progress.update(task, advance=1)
+
+    settings_doc = {"repeats": settings.repeats, "min_repeat_s": settings.min_repeat_s,
+                    "warmup_s": settings.warmup_s, "rtol": settings.rtol, "atol": settings.atol,
+                    "modes": list(args.modes), "peers": list(args.peers), "quick": bool(args.quick),
+                    "workloads": sorted({c.workload for c in cases})}
+    doc = report.document(rows, device_info, settings_doc, copy, argv)
+    report.print_table(doc)
+
+    json_path, plot_path = args.json, args.plot
+    if args.results_dir:
+        stem = f"{device_slug(device_info)}-{datetime.date.today().isoformat()}"
+        json_path = json_path or args.results_dir / f"{stem}.json"
+        plot_path = plot_path or args.results_dir / f"{stem}.png"
+    if json_path:
+        report.print_notes(report.write_json(doc, json_path))
+        print(f"wrote {json_path}")
+    if plot_path:
+        try:
+            print(f"wrote {report.plot_speedups(doc, plot_path)}")
+        except ImportError as exc:
+            print(f"no plot: matplotlib is missing ({exc}); pip install matplotlib", file=sys.stderr)
+        except ValueError as exc:
+            print(f"no plot: {exc}", file=sys.stderr)
+    failed = [r for r in rows if r["status"] == "failed"]
+    return 1 if failed else 0
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())
+
+
+__all__ = ["main", "run", "parser"]

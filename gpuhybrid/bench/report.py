@@ -1,0 +1,252 @@
+"""What a benchmark run reports: the table (rich when installed, plain text otherwise), the JSON
+document (every figure, the device, library versions, the git commit; checked against
+docs/bench-schema.json) and the speedup plot (matplotlib)."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+SCHEMA_ID = "gpuhybrid-bench/1"
+SCHEMA_FILE = "bench-schema.json"
+LIBRARIES = ("gpuhybrid", "numpy", "cupy-cuda13x", "cupy-cuda12x", "torch", "jax", "jaxlib", "rich",
+             "matplotlib")
+
+
+# --- the environment ---------------------------------------------------------------------------------
+def library_versions() -> dict:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> dict:
+    """The commit of the gpuhybrid checkout this runs from (None outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args):
+        done = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    except OSError:                                   # no git on this machine
+        commit = dirty = None
+    return {"git_commit": commit, "git_dirty": None if commit is None else bool(dirty)}
+
+
+def describe_device(device, why: str) -> dict:
+    info = {"name": str(device), "kind": "gpu" if device.is_gpu else "cpu", "why": why,
+            "model": None, "cores": os.cpu_count(), "memory_bytes": None}
+    if device.is_gpu:
+        import cupy
+        props = cupy.cuda.runtime.getDeviceProperties(device.device_id)
+        name = props["name"]
+        info["model"] = name.decode() if isinstance(name, bytes) else str(name)
+        info["memory_bytes"] = int(props["totalGlobalMem"])
+    else:
+        info["model"] = _cpu_model()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_compiler() -> dict | None:
+    try:
+        from gpuhybrid.backend.host_compiler import find_host_compiler
+        found = find_host_compiler()
+    except Exception:  # informational only: never fail a benchmark over it
+        return None
+    return None if found is None else {"identity": found.identity, "flags": list(found.flags)}
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "libraries": library_versions(), "host_compiler": host_compiler(), **git_commit()}
+
+
+def document(rows: list, device_info: dict, settings: dict, copy: dict | None, argv: list) -> dict:
+    """The JSON document of one run (see docs/bench.md)."""
+    return {"schema": SCHEMA_ID,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["gpuhybrid-bench", *argv]), "device": device_info,
+            "environment": environment(), "settings": settings, "copy_bandwidth": copy, "results": rows}
+
+
+# --- the schema ----------------------------------------------------------------------------------------
+def schema_path() -> Path:
+    """docs/bench-schema.json in a checkout; the copy shipped inside the package otherwise."""
+    checkout = Path(__file__).resolve().parents[2] / "docs" / SCHEMA_FILE
+    return checkout if checkout.exists() else Path(__file__).with_name(SCHEMA_FILE)
+
+
+def validate(doc: dict) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``doc`` does not follow the schema."""
+    import jsonschema
+    schema = json.loads(schema_path().read_text())
+    jsonschema.validate(doc, schema, format_checker=jsonschema.FormatChecker())
+
+
+def write_json(doc: dict, path: Path) -> list:
+    """Write ``doc`` to ``path``; validated first when jsonschema is installed. Returns warnings."""
+    notes = []
+    try:
+        validate(doc)
+    except ImportError:
+        notes.append("jsonschema is not installed: the JSON was written without checking it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return notes
+
+
+# --- the table -----------------------------------------------------------------------------------------
+def _time_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def table_rows(rows: list) -> tuple:
+    """Cells for each result (case, runner, per call, spread, speedup, launches, GB/s, check), and the
+    numbered reasons that skipped or failed rows refer to."""
+    cells, reasons, previous = [], [], None
+    for row in rows:
+        label = row["label"] if row["label"] != previous else ""
+        previous = row["label"]
+        runner = row["mode"] or row["name"]
+        if row["status"] != "ok":
+            if row["reason"] not in reasons:
+                reasons.append(row["reason"])
+            cells.append((label, runner, "", "", "", "", "", f"{row['status']} [{reasons.index(row['reason']) + 1}]"))
+            continue
+        launches = row["launches_per_call"]
+        launch_text = f"{launches['total']} ({launches['kernels']}+{launches['library']})" if launches else "-"
+        speedup = row["speedup_vs_imperative"]
+        bandwidth = ""
+        if row["gb_per_s"] is not None:
+            bandwidth = f"{row['gb_per_s']:.1f}"
+            if row["fraction_of_copy"] is not None:
+                bandwidth += f" ({row['fraction_of_copy']:.0%})"
+        cells.append((label, runner, _time_text(row["median_s"]), f"±{row['relative_spread'] / 2:.0%}",
+                      f"{speedup:.2f}x" if speedup is not None else "-", launch_text, bandwidth,
+                      f"ok ({row['max_abs_error']:.0e})"))
+    return cells, reasons
+
+
+HEADERS = ("case", "runner", "per call", "spread", "speedup", "launches", "GB/s (of copy)", "check")
+CAPTION = ("runner: gpuhybrid's modes, then peers; speedup: over gpuhybrid imperative, median of per-repeat "
+           "ratios; spread: half the interquartile range of the repeats; launches per call: kernels + library "
+           "calls (gh.profiler.count_launches); check: max |error| against float64 NumPy")
+
+
+def print_table(doc: dict, console=None) -> None:
+    title = (f"gpuhybrid-bench on {doc['device']['name']} ({doc['device']['model']}), median of "
+             f"{doc['settings']['repeats']} repeats")
+    copy = doc["copy_bandwidth"]
+    caption = (f"copy bandwidth in this run: {copy['gb_per_s']:.1f} GB/s ({copy['method']}). " if copy else "")
+    caption += CAPTION
+    cells, reasons = table_rows(doc["results"])
+    caption += "".join(f"\n[{i}] {reason}" for i, reason in enumerate(reasons, 1))
+    keep = [i for i in range(len(HEADERS)) if i < 2 or any(c[i] for c in cells)]
+    headers = [HEADERS[i] for i in keep]
+    cells = [tuple(c[i] for i in keep) for c in cells]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _print_plain(title, caption, headers, cells)
+        return
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for header in headers:
+        numeric = header in ("per call", "spread", "speedup", "launches", "GB/s (of copy)")
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=header in ("runner", "per call", "speedup", "launches"))
+    for i, row in enumerate(cells):
+        if row[0] and i:
+            table.add_section()
+        table.add_row(*row, style=None if row[2] else "dim")
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
+    console.print(table)
+
+
+def _print_plain(title: str, caption: str, headers: list, cells: list) -> None:
+    widths = [max(len(str(c[i])) for c in [headers, *cells]) for i in range(len(headers))]
+    print(title)
+    for row in [headers, *cells]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(caption)
+
+
+# --- the plot ------------------------------------------------------------------------------------------
+SWEEPS = (("mlp", "batch_size", "MLP 512-256-128-2: speedup vs batch size", "batch size"),
+          ("chain", "length", "elementwise chain: speedup vs chain length", "ops in the chain"),
+          ("train", "batch_size", "MLP training step: speedup vs batch size", "batch size"))
+
+
+def plot_speedups(doc: dict, path: Path) -> Path:
+    """Speedup over imperative vs batch size (mlp, train) and chain length (chain), one line per runner."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(w, k, t, x) for w, k, t, x in SWEEPS
+              if any(r["workload"] == w and r["speedup_vs_imperative"] for r in doc["results"])]
+    if not panels:
+        raise ValueError("nothing to plot: the run has no speedups for mlp, chain or train")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (workload, key, title, xlabel) in zip(axes[0], panels):
+        lines: dict = {}
+        for row in doc["results"]:
+            if row["workload"] == workload and row["speedup_vs_imperative"] and row["mode"] != "imperative":
+                lines.setdefault(row["name"], []).append((row["params"][key], row["speedup_vs_imperative"]))
+        ax.axhline(1.0, color="grey", linewidth=1, label="gpuhybrid imperative (1x)")
+        for name, points in lines.items():
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", label=name, linestyle="-" if name.startswith("gpuhybrid") else "--")
+        sizes = sorted({x for points in lines.values() for x, _ in points})
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(x) for x in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}x" if f"{v:.0e}"[0] in "25" else ""))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("speedup over gpuhybrid imperative")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{doc['device']['name']} ({doc['device']['model']}), {doc['created'][:10]}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_notes(notes: list) -> None:
+    for note in notes:
+        print(note, file=sys.stderr)

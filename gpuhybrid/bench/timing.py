@@ -1,0 +1,117 @@
+"""How the benchmark measures: warm-up, calibrated repeats, median and spread, and copy bandwidth.
+
+A runner is anything that can be called once (``call``) and then waited for (``sync``): on a GPU the
+calls only queue work, so every timed stretch ends with ``sync`` (``waitall()``, a device synchronise,
+``block_until_ready``) before the clock stops. Each repeat times ``calls`` back-to-back calls and
+divides, so the figure is the per-call time in a steady stream, as in the lecture's benchmark.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Runner:
+    """One way to compute a case: ``call()`` runs it once (possibly asynchronously) and returns its
+    result; ``sync()`` waits for all queued work; ``to_host(result)`` gives a NumPy array to compare."""
+    name: str
+    call: Callable[[], object]
+    sync: Callable[[], None] = lambda: None
+    to_host: Callable[[object], np.ndarray] = np.asarray
+    device: str = "cpu"
+    counts_launches: bool = False        # gpuhybrid runners: launches per call are counted
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Timing:
+    per_call_s: list                     # one figure per repeat: seconds per call
+    calls_per_repeat: int
+    warmup_calls: int
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.per_call_s)
+
+    def spread(self) -> dict:
+        """min, max and the quartiles of the per-call times, in seconds."""
+        values = sorted(self.per_call_s)
+        q1, _, q3 = (statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1
+                     else (values[0],) * 3)
+        return {"min_s": values[0], "max_s": values[-1], "q1_s": q1, "q3_s": q3}
+
+    @property
+    def relative_spread(self) -> float:
+        """(q3 - q1) / median: how much the repeats disagree."""
+        spread = self.spread()
+        return (spread["q3_s"] - spread["q1_s"]) / self.median_s if self.median_s > 0 else 0.0
+
+
+def _time_calls(runner: Runner, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        runner.call()
+    runner.sync()                        # the device may still be working: stop the clock after it
+    return time.perf_counter() - start
+
+
+def _warm_up(runner: Runner, warmup_s: float, max_calls: int) -> tuple:
+    """Call until ``warmup_s`` has passed (first-call costs: compiles, caches); (calls, s per call)."""
+    elapsed, calls = 0.0, 0
+    while elapsed < warmup_s and calls < max_calls:
+        elapsed += _time_calls(runner, 1)
+        calls += 1
+    return calls, max(elapsed / max(calls, 1), 1e-9)
+
+
+def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_s: float = 0.05,
+            max_calls: int = 100_000) -> dict:
+    """Time several runners of one case, interleaved: each is warmed up for about ``warmup_s`` and
+    given a number of calls per repeat that lasts about ``min_repeat_s``; then, ``repeats`` times, each
+    runner times its calls in turn, so that load from elsewhere on the machine falls on all alike.
+    Returns name -> Timing."""
+    plan = {}
+    for name, runner in runners.items():
+        warm, per_call = _warm_up(runner, warmup_s, max_calls)
+        plan[name] = (warm, int(min(max(1, round(min_repeat_s / per_call)), max_calls)))
+    figures: dict = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            calls = plan[name][1]
+            figures[name].append(_time_calls(runner, calls) / calls)
+    return {name: Timing(figures[name], plan[name][1], plan[name][0]) for name in runners}
+
+
+def median_ratio(numerator: Timing, denominator: Timing) -> float:
+    """The median over repeats of the per-repeat ratio (the two were timed in the same repeats)."""
+    return statistics.median(a / b for a, b in zip(numerator.per_call_s, denominator.per_call_s))
+
+
+def copy_bandwidth(xp, nbytes: int, sync: Callable[[], None] = lambda: None, repeats: int = 7) -> dict:
+    """GB/s of a device-to-device copy of ``nbytes`` (read + write counted), with the array module ``xp``
+    (NumPy on the CPU: one thread; CuPy on the GPU). The roofline that memory-bound workloads meet."""
+    count = max(1, nbytes // 4)
+    src = xp.ones(count, dtype=np.float32)
+    dst = xp.empty_like(src)
+    runner = Runner("copy", lambda: xp.copyto(dst, src), sync)
+    timing = measure({"copy": runner}, repeats=repeats, min_repeat_s=0.05, warmup_s=0.02)["copy"]
+    moved = 2 * count * 4
+    return {"bytes": int(count * 4), "bytes_moved_per_copy": int(moved), "per_call_s": timing.per_call_s,
+            "median_s": timing.median_s, "gb_per_s": moved / timing.median_s / 1e9}
+
+
+def agree(got: np.ndarray, want: np.ndarray, rtol: float = 2e-4, atol: float = 2e-5) -> tuple:
+    """(ok, max |got - want|): float32 results against a float64 reference, tolerance scaled by it."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return False, float("inf")
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    error = float(np.abs(got - want).max(initial=0.0))
+    ok = bool(np.all(np.isfinite(got))) and bool(np.all(np.abs(got - want) <= atol * scale + rtol * np.abs(want)))
+    return ok, error
