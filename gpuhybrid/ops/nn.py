@@ -1,4 +1,9 @@
-"""Neural-network ops that are not plain elementwise math: Dropout."""
+"""Neural-network ops that are not plain elementwise math: Dropout.
+
+Dropout has a hidden second output for its gradient rule: the uniform draw that decided which elements
+were kept (float32, the input's shape) while it drops, the input itself otherwise (never read then).
+Keeping the draw costs nothing: the eager implementation makes it anyway.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -21,20 +26,22 @@ def _dropout_rule(specs, attrs):
     require_float(specs[0].dtype)
     if not 0 <= attrs["p"] < 1:
         raise OpValueError(f"p={attrs['p']} must be in [0, 1)")
-    return TensorSpec(specs[0].shape, specs[0].dtype)
+    out = TensorSpec(specs[0].shape, specs[0].dtype)
+    draw = TensorSpec(specs[0].shape, np.float32) if _dropout_active(attrs) else out
+    return [out, draw]
 
 
 def _dropout_eager(device, inputs, attrs, outs):
     x = inputs[0]
     if not _dropout_active(attrs):
-        return x
+        return [x, x]
     with device.activate():
         keep_draw = rng.generator(device).random(x.shape, dtype=np.float32)
     scalars = {"p": attrs["p"], "scale": 1.0 / (1.0 - attrs["p"])}
     if device.is_gpu:
-        return launch_elementwise(device, "Dropout", DROPOUT_EXPR, [x, keep_draw], scalars, outs[0])
+        return [launch_elementwise(device, "Dropout", DROPOUT_EXPR, [x, keep_draw], scalars, outs[0]), keep_draw]
     scale = np.asarray(scalars["scale"], dtype=x.dtype)
-    return np.where(keep_draw >= attrs["p"], x * scale, 0).astype(x.dtype, copy=False)
+    return [np.where(keep_draw >= attrs["p"], x * scale, 0).astype(x.dtype, copy=False), keep_draw]
 
 
 register(OpDef(name="Dropout", category="nn", inputs=("data",),
@@ -42,6 +49,7 @@ register(OpDef(name="Dropout", category="nn", inputs=("data",),
                       Attr("mode", "str", "training", choices=("training", "always")),
                       Attr("training", "bool", False, doc="filled in from autograd's train mode")),
                infer=_dropout_rule, eager=_dropout_eager, uses_training_flag=True, pure=False,
+               num_outputs=2, hidden_outputs=1,
                kernels=lambda attrs, specs: 2 if _dropout_active(attrs) else 0,
                doc="Zero elements with probability p and scale the rest by 1/(1-p); identity outside "
                    "training unless mode='always'."))

@@ -267,3 +267,40 @@ register(OpDef(
         "data.shape + (output_dim,) and weight's dtype. Indices of any numeric dtype are truncated to "
         "integers; out-of-range ones are clipped to [0, input_dim - 1] (NumPy's take(mode='clip'), "
         "as MXNet)."))
+
+
+# --- the gradient of Embedding's weight --------------------------------------------------------------
+
+def _embedding_backward_rule(specs, attrs):
+    data, grad = specs
+    require_numeric(data.dtype, "data (the indices)")
+    require_float(grad.dtype, "grad")
+    rows, columns = attrs["input_dim"], attrs["output_dim"]
+    if grad.shape != data.shape + (columns,):
+        raise ShapeError(f"grad must have shape data.shape + (output_dim,) = {data.shape + (columns,)}, "
+                         f"got {grad.shape}")
+    return TensorSpec((rows, columns), grad.dtype)
+
+
+def _embedding_backward_eager(device, inputs, attrs, outs):
+    data, grad = inputs
+    out = device.xp.zeros(outs[0].shape, dtype=outs[0].dtype)
+    index = pointwise(device, "embedding_index", CLIP_INDEX_EXPR, _clip_index, [data],
+                      {"first": 0, "last": attrs["input_dim"] - 1}, TensorSpec(data.shape, np.int64))
+    rows_of_grad = grad.reshape(-1, attrs["output_dim"])
+    if device.is_gpu:
+        import cupyx
+        cupyx.scatter_add(out, index.reshape(-1), rows_of_grad)
+    else:
+        np.add.at(out, index.reshape(-1), rows_of_grad)
+    return out
+
+
+register(OpDef(
+    name="embedding_backward", category="nn", inputs=("data", "grad"),
+    attrs=(Attr("input_dim", "int", doc="number of rows of the embedding weight"),
+           Attr("output_dim", "int", doc="number of columns of the embedding weight")),
+    infer=_embedding_backward_rule, eager=_embedding_backward_eager,
+    kernels=3,   # zeros, clip the indices, scatter-add
+    doc="The gradient of Embedding's weight: zeros (input_dim, output_dim) with each row of grad added to "
+        "the row its index in data names (indices clipped as Embedding clips them)."))

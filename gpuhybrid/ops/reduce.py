@@ -132,3 +132,37 @@ register(OpDef(name="log_softmax", category="reduce", inputs=("data",), attrs=SO
                infer=_softmax_rule, eager=_softmax_eager(True),
                kernels=lambda attrs, specs: 6 + (attrs["temperature"] is not None),
                doc="x - max - log(sum(exp(x - max))) along axis."))
+
+
+# --- the reduction that undoes broadcasting (gradients of broadcast operands) ---------------------------
+
+def summed_axes(source: tuple, target: tuple) -> tuple:
+    """Axes of ``source`` to sum so that the result has ``target``'s shape (``target`` broadcasts to
+    ``source``): the leading extra axes, and those where ``target`` has size 1."""
+    lead = len(source) - len(target)
+    return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(target) if d == 1 and source[lead + i] != 1)
+
+
+def _sum_to_shape_rule(specs, attrs):
+    source, target = specs[0].shape, attrs["shape"]
+    lead = len(source) - len(target)
+    if lead < 0 or any(d != 1 and d != source[lead + i] for i, d in enumerate(target)):
+        raise OpValueError(f"cannot sum shape {source} down to {target}: {target} must broadcast to {source}")
+    return TensorSpec(target, specs[0].dtype)
+
+
+def _sum_to_shape_eager(device, inputs, attrs, outs):
+    x, spec = inputs[0], outs[0]
+    if x.shape == spec.shape:
+        return x
+    acc = np.float32 if spec.dtype == np.float16 else spec.dtype
+    summed = device.xp.sum(x, axis=summed_axes(x.shape, spec.shape), keepdims=True, dtype=acc)
+    return summed.reshape(spec.shape).astype(spec.dtype, copy=False)
+
+
+register(OpDef(name="sum_to_shape", category="reduce", inputs=("data",),
+               attrs=(Attr("shape", "shape", doc="the shape to sum down to; it must broadcast to data's"),),
+               infer=_sum_to_shape_rule, eager=_sum_to_shape_eager,
+               kernels=lambda attrs, specs: 1,
+               doc="Sum data over the axes that broadcasting added or stretched, giving `shape` (the gradient "
+                   "of an operand that was broadcast); the data itself when the shapes are equal."))

@@ -52,6 +52,10 @@ class OpDef:
     pure: bool = True                  # same inputs, same outputs (random ops are not): CSE/folding may merge
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
     num_outputs: "int | Callable[[dict], int]" = 1
+    # The last ``hidden_outputs`` outputs are values saved for the gradient rule (Dropout's draw, the batch
+    # statistics of BatchNorm): graphs and the tape see them, ``nd`` and ``sym`` callers do not (MXNet's
+    # invisible outputs).
+    hidden_outputs: int = 0
     infer_inputs: "Callable[[list, dict], list] | None" = None  # fills unknown (None) input specs
     attr_index: dict = field(init=False, repr=False)
 
@@ -100,7 +104,12 @@ class OpDef:
             raise OpValueError(f"{self.name}: takes {expected} input(s) ({names}) with these attributes, got {n}")
 
     def output_count(self, attrs: dict) -> int:
+        """Every output, hidden ones included."""
         return self.num_outputs(attrs) if callable(self.num_outputs) else self.num_outputs
+
+    def visible_output_count(self, attrs: dict) -> int:
+        """The outputs callers get back."""
+        return self.output_count(attrs) - self.hidden_outputs
 
     def launch_counts(self, attrs: dict, specs: list) -> tuple:
         """(kernels, library calls) that one eager call issues."""

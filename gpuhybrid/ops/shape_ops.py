@@ -316,3 +316,38 @@ def _tile_rule(specs, attrs):
 
 _shape_op("tile", _tile_rule, _view(lambda xp, x, reps: xp.tile(x, reps)),
           attrs=(Attr("reps", "shape"),), kernels=1, doc="Repeat the whole array reps times per axis.")
+
+
+def _reshape_like_rule(specs, attrs):
+    data, like = specs
+    if _size(data.shape) != _size(like.shape):
+        raise ShapeError(f"cannot reshape {data.shape} ({_size(data.shape)} elements) like {like.shape} "
+                         f"({_size(like.shape)} elements)")
+    return TensorSpec(like.shape, data.dtype)
+
+
+_shape_op("reshape_like", _reshape_like_rule,
+          lambda device, inputs, attrs, outs: inputs[0].reshape(outs[0].shape), inputs=("lhs", "rhs"),
+          doc="lhs's data in rhs's shape (a view when lhs is contiguous); rhs is read for its shape only.")
+
+
+def _getitem_backward_rule(specs, attrs):
+    shape = attrs["shape"]
+    expected = _indexed_shape(shape, decode_index(attrs["key"]))
+    if specs[0].shape != expected:
+        raise ShapeError(f"data has shape {specs[0].shape}, but indexing {shape} with this key gives {expected}")
+    return TensorSpec(shape, specs[0].dtype)
+
+
+def _getitem_backward_eager(device, inputs, attrs, outs):
+    out = device.xp.zeros(outs[0].shape, dtype=outs[0].dtype)
+    key = decode_index(attrs["key"])
+    out[key if Ellipsis in key else key + (Ellipsis,)] = inputs[0]
+    return out
+
+
+_shape_op("getitem_backward", _getitem_backward_rule, _getitem_backward_eager,
+          attrs=(Attr("shape", "shape", doc="shape of the array that was indexed"),
+                 Attr("key", "index", doc="encoded basic index (see encode_index)")),
+          kernels=2, doc="Zeros of `shape` with data written at [key]: the gradient of x[key], slice and "
+                         "slice_axis.")

@@ -1,11 +1,11 @@
-"""Removal of ops that return their input unchanged: a reshape/broadcast_to/squeeze to the same shape,
-a cast to the same dtype, an identity transpose, an inactive Dropout."""
+"""Removal of ops that return their input unchanged: a reshape/broadcast_to/squeeze/sum_to_shape to the
+same shape, a cast to the same dtype, an identity transpose, an inactive Dropout."""
 from __future__ import annotations
 
 from ..ir import CONST, VAR, Graph, Node, Ref
 from .rewrite import rebuild
 
-SAME_SHAPE_NOOPS = {"reshape", "broadcast_to", "squeeze", "cast", "transpose", "flatten"}
+SAME_SHAPE_NOOPS = {"reshape", "broadcast_to", "squeeze", "cast", "transpose", "flatten", "sum_to_shape"}
 
 
 def is_noop(node: Node, input_spec) -> bool:
