@@ -1,4 +1,5 @@
-"""Eager dispatch: run one registry op on NDArrays, right now, on their device."""
+"""Eager dispatch: run one registry op on NDArrays, right now, on their device (and put it on the
+autograd tape while recording)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -40,5 +41,12 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     record_launches(device, kernels, "kernel")
     record_launches(device, library, "library")
     if len(outs) == 1 and not isinstance(result, (list, tuple)):
-        return NDArray(result, device, outs[0])
-    return [NDArray(r, device, s) for r, s in zip(result, outs)]
+        arrays = [NDArray(result, device, outs[0])]
+    else:
+        arrays = [NDArray(r, device, s) for r, s in zip(result, outs)]
+    if autograd.is_recording() and any(x._ag is not None for x in inputs):
+        autograd.record_call(op.name, attrs, inputs, arrays)
+    if op.hidden_outputs:
+        visible = arrays[:len(arrays) - op.hidden_outputs]
+        return visible[0] if len(visible) == 1 else visible
+    return arrays[0] if len(outs) == 1 and not isinstance(result, (list, tuple)) else arrays

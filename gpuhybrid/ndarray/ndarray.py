@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import autograd
 from ..backend import Device, as_device, device_of_array
 from ..errors import DTypeError, OpValueError, ShapeError
 from ..ops.registry import TensorSpec
@@ -20,7 +21,7 @@ from .dispatch import invoke
 class NDArray(OperatorMixin):
     """A fixed-size multi-dimensional array on one device."""
 
-    __slots__ = ("_data", "_device", "_spec")
+    __slots__ = ("_data", "_device", "_spec", "_ag")
     _what = "NDArray"
     __array_ufunc__ = None      # NumPy defers to our operators instead of silently converting us
     __array_priority__ = 1000
@@ -32,6 +33,7 @@ class NDArray(OperatorMixin):
         self._data = data
         self._device = device
         self._spec = spec
+        self._ag = None             # autograd's GradSlot: set for leaves (attach_grad) and recorded results
 
     # --- what it is --------------------------------------------------------------------------------
     @property
@@ -129,6 +131,32 @@ class NDArray(OperatorMixin):
 
     def copy(self) -> "NDArray":
         return self.copyto(self._device)
+
+    # --- gradients ---------------------------------------------------------------------------------
+    def attach_grad(self, grad_req: str = "write", stype=None) -> None:
+        """Make this array a leaf: ``backward`` writes ('write') or adds ('add') its gradient into
+        ``self.grad``; 'null' removes the gradient."""
+        autograd.attach_grad(self, grad_req)
+
+    @property
+    def grad(self) -> "NDArray | None":
+        """The gradient buffer of a leaf (``attach_grad``), else None."""
+        slot = self._ag
+        return None if slot is None or slot.node is not None else slot.grad
+
+    @property
+    def grad_req(self) -> str:
+        slot = self._ag
+        return "null" if slot is None or slot.node is not None else slot.grad_req
+
+    def backward(self, out_grad: "NDArray | None" = None, retain_graph: bool = False,
+                 train_mode: bool = True) -> None:
+        """Gradients of this array (times ``out_grad``, ones by default) into every leaf's ``.grad``."""
+        autograd.backward([self], None if out_grad is None else [out_grad], retain_graph, train_mode)
+
+    def detach(self) -> "NDArray":
+        """The same data, cut off from the recorded graph (no gradient flows through it)."""
+        return NDArray(self._data, self._device, self._spec)
 
     # --- shape -------------------------------------------------------------------------------------
     def __getitem__(self, key) -> "NDArray":

@@ -184,7 +184,7 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
                              f"instead of arrays made outside the graph")
         refs.append(x._single(f"{op.name} input {i}"))
     node = SymNode(op.name, name or fresh_name(op.name), refs, parsed, op.output_count(parsed))
-    return Symbol([(node, i) for i in range(node.num_outputs)])
+    return Symbol([(node, i) for i in range(op.visible_output_count(parsed))])
 
 
 def var(name: str, shape=None, dtype=None, kind: str = "data", **_ignored) -> Symbol:

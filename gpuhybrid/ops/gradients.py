@@ -1,0 +1,508 @@
+"""Gradient rules: one side table, ``GRADIENTS[op] = rule``, written once with ``F`` ops.
+
+``rule(F, call) -> list`` receives a ``GradCall`` (the op's inputs, outputs, the gradients of its outputs,
+its attributes, the specs of its inputs and outputs, which inputs need a gradient) and returns one entry
+per input: the gradient, or None where none flows (integer inputs, indices, zero derivatives). ``F`` is
+``nd`` when ``backward`` runs eagerly and ``sym`` when the backward graph of a hybridized block is built,
+so the same rule computes eagerly and becomes fused kernels.
+
+A rule may return a gradient in the broadcast shape or the promoted dtype of the op's output: the
+drivers sum it down to the input's shape and cast it to the input's dtype (``fit_gradient``).
+Masks are products with comparisons (``g * (x > 0)``), as MXNet writes them, so that they fuse.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .nn import _dropout_active
+from .reduce import reduced_axes, reduced_shape
+from .registry import TensorSpec, normalize_axis
+from .shape_ops import _slice_axis_key, _slices, encode_index
+
+
+@dataclass
+class GradCall:
+    """One op application, as a gradient rule sees it."""
+    inputs: list
+    outputs: list
+    out_grads: list          # one per output; None where no gradient reached that output
+    attrs: dict
+    in_specs: list
+    out_specs: list
+    wants: tuple = ()        # per input: does the caller need its gradient (rules may skip the others)
+
+    @property
+    def x(self):
+        return self.inputs[0]
+
+    @property
+    def y(self):
+        return self.outputs[0]
+
+    @property
+    def g(self):
+        return self.out_grads[0]
+
+    def want(self, i: int) -> bool:
+        return not self.wants or self.wants[i]
+
+    def grad_or_zeros(self, F, i: int):
+        """The gradient of output ``i``, zeros where none reached it (multi-output ops)."""
+        return F.zeros_like(self.outputs[i]) if self.out_grads[i] is None else self.out_grads[i]
+
+
+GRADIENTS: dict = {}
+
+
+def fit_gradient(F, grad, grad_spec: TensorSpec, target: TensorSpec):
+    """``grad`` summed down to ``target``'s shape (undoing broadcasting) and cast to its dtype."""
+    if grad_spec.shape != target.shape:
+        grad = F.sum_to_shape(grad, shape=target.shape)
+    if grad_spec.dtype != target.dtype:
+        grad = F.cast(grad, dtype=target.dtype.name)
+    return grad
+
+
+def gradient(*names):
+    def register(rule):
+        for name in names:
+            GRADIENTS[name] = rule
+        return rule
+    return register
+
+
+def no_gradient(*names) -> None:
+    """Ops whose derivative is zero or undefined everywhere it matters (comparisons, rounding, indices)."""
+    for name in names:
+        GRADIENTS[name] = lambda F, c: [None] * len(c.inputs)
+
+
+# --- elementwise: unary -----------------------------------------------------------------------------
+
+_SQRT_HALF, _INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848, 1.0507009873554804934
+
+
+def _gelu_slope(F, x):
+    """d gelu / dx = Phi(x) + x * phi(x)."""
+    return 0.5 * (1 + F.erf(x * _SQRT_HALF)) + x * F.exp(x * x * -0.5) * _INV_SQRT_2PI
+
+
+# d(op)/dx as a function of the input x and the output y, times the output gradient g.
+UNARY = {
+    "relu": lambda F, x, y, g: g * (y > 0),      # y, not x: the forward keeps what the next layer reads
+    "sigmoid": lambda F, x, y, g: g * y * (1 - y),
+    "tanh": lambda F, x, y, g: g * (1 - y * y),
+    "exp": lambda F, x, y, g: g * y,
+    "log": lambda F, x, y, g: g / x,
+    "log1p": lambda F, x, y, g: g / (x + 1),
+    "expm1": lambda F, x, y, g: g * (y + 1),
+    "sqrt": lambda F, x, y, g: g * 0.5 / y,
+    "rsqrt": lambda F, x, y, g: g * -0.5 * y / x,
+    "abs": lambda F, x, y, g: g * F.sign(x),
+    "square": lambda F, x, y, g: g * 2 * x,
+    "reciprocal": lambda F, x, y, g: -g * y * y,
+    "negative": lambda F, x, y, g: -g,
+    "erf": lambda F, x, y, g: g * F.exp(-(x * x)) * (2 / math.sqrt(math.pi)),
+    "gelu": lambda F, x, y, g: g * _gelu_slope(F, x),
+    "softrelu": lambda F, x, y, g: g * F.sigmoid(x),
+    "softsign": lambda F, x, y, g: g / F.square(F.abs(x) + 1),
+    "sin": lambda F, x, y, g: g * F.cos(x),
+    "cos": lambda F, x, y, g: -g * F.sin(x),
+}
+
+
+def _unary(name):
+    return lambda F, c: [UNARY[name](F, c.x, c.y, c.g)]
+
+
+for _name in UNARY:
+    GRADIENTS[_name] = _unary(_name)
+no_gradient("sign", "floor", "ceil", "round")
+
+
+@gradient("Activation")
+def _activation(F, c):
+    return [UNARY[c.attrs["act_type"]](F, c.x, c.y, c.g)]
+
+
+@gradient("LeakyReLU")
+def _leaky_relu(F, c):
+    x, y, g, kind, slope = c.x, c.y, c.g, c.attrs["act_type"], c.attrs["slope"]
+    if kind == "leaky":
+        return [F.where(x > 0, g, g * slope)]
+    if kind == "elu":
+        return [F.where(x > 0, g, g * (y + slope))]
+    if kind == "selu":
+        return [F.where(x > 0, g * _SELU_SCALE, g * (y + _SELU_SCALE * _SELU_ALPHA))]
+    return [g * _gelu_slope(F, x)]
+
+
+# --- elementwise: binary (broadcast gradients are summed down by fit_gradient) ------------------------
+
+gradient("add")(lambda F, c: [c.g, c.g])
+gradient("sub")(lambda F, c: [c.g, -c.g])
+
+
+@gradient("mul")
+def _mul(F, c):
+    a, b = c.inputs
+    return [c.g * b if c.want(0) else None, c.g * a if c.want(1) else None]
+
+
+@gradient("div")
+def _div(F, c):
+    a, b = c.inputs
+    return [c.g / b if c.want(0) else None, -c.g * c.y / b if c.want(1) else None]
+
+
+@gradient("pow")
+def _pow(F, c):
+    a, b = c.inputs
+    return [c.g * b * F.pow(a, b - 1) if c.want(0) else None, c.g * c.y * F.log(a) if c.want(1) else None]
+
+
+# Ties send the gradient to the left operand, as MXNet does.
+gradient("maximum")(lambda F, c: [c.g * (c.inputs[0] >= c.inputs[1]), c.g * (c.inputs[0] < c.inputs[1])])
+gradient("minimum")(lambda F, c: [c.g * (c.inputs[0] <= c.inputs[1]), c.g * (c.inputs[0] > c.inputs[1])])
+no_gradient("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal")
+
+
+# --- elementwise: with a Python scalar ---------------------------------------------------------------
+
+gradient("add_scalar")(lambda F, c: [c.g])
+gradient("sub_scalar")(lambda F, c: [-c.g if c.attrs["reverse"] else c.g])
+gradient("mul_scalar")(lambda F, c: [c.g * c.attrs["scalar"]])
+
+
+@gradient("div_scalar")
+def _div_scalar(F, c):
+    if c.attrs["reverse"]:                     # s / x
+        return [-c.g * c.y / c.x]
+    return [c.g / c.attrs["scalar"]]
+
+
+@gradient("pow_scalar")
+def _pow_scalar(F, c):
+    s = c.attrs["scalar"]
+    if c.attrs["reverse"]:                     # s ** x
+        return [c.g * c.y * (math.log(s) if s > 0 else math.nan)]
+    return [c.g * s * c.x ** (s - 1)]
+
+
+gradient("maximum_scalar")(lambda F, c: [c.g * (c.x >= c.attrs["scalar"])])
+gradient("minimum_scalar")(lambda F, c: [c.g * (c.x <= c.attrs["scalar"])])
+no_gradient(*(f"{name}_scalar" for name in
+              ("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal")))
+
+
+# --- where, clip, cast ----------------------------------------------------------------------------------
+
+@gradient("where")
+def _where(F, c):
+    condition, g = c.inputs[0], c.g
+    zeros = F.zeros_like(g)
+    return [None, F.where(condition, g, zeros) if c.want(1) else None,
+            F.where(condition, zeros, g) if c.want(2) else None]
+
+
+gradient("clip")(lambda F, c: [c.g * (c.x >= c.attrs["a_min"]) * (c.x <= c.attrs["a_max"])])
+gradient("cast")(lambda F, c: [c.g])       # fit_gradient casts back to the input's dtype
+
+
+# --- reductions and softmax ------------------------------------------------------------------------
+
+def _reduction_geometry(c) -> tuple:
+    """(reduced axes, the output's shape with those axes kept as 1, the number of reduced elements)."""
+    shape = c.in_specs[0].shape
+    axes = reduced_axes(shape, c.attrs["axis"])
+    return axes, reduced_shape(shape, axes, True), math.prod(shape[a] for a in axes)
+
+
+@gradient("sum")
+def _sum(F, c):
+    _, kept, _ = _reduction_geometry(c)
+    return [F.broadcast_to(F.reshape(c.g, shape=kept), shape=c.in_specs[0].shape)]
+
+
+@gradient("mean")
+def _mean(F, c):
+    _, kept, count = _reduction_geometry(c)
+    return [F.broadcast_to(F.reshape(c.g, shape=kept) / max(count, 1), shape=c.in_specs[0].shape)]
+
+
+@gradient("max", "min")
+def _extremum(F, c):
+    """The gradient is shared equally among the elements equal to the extremum."""
+    axes, kept, _ = _reduction_geometry(c)
+    hit = F.equal(c.x, F.reshape(c.y, shape=kept))
+    return [hit * F.reshape(c.g, shape=kept) / F.sum(hit, axis=axes, keepdims=True)]
+
+
+@gradient("prod")
+def _prod(F, c):
+    """prod / x: exact where no element of the product is zero."""
+    _, kept, _ = _reduction_geometry(c)
+    return [F.reshape(c.g, shape=kept) * F.reshape(c.y, shape=kept) / c.x]
+
+
+no_gradient("argmax")
+
+
+def _inverse_temperature(c) -> float:
+    return 1.0 if c.attrs["temperature"] is None else 1.0 / c.attrs["temperature"]
+
+
+@gradient("softmax")
+def _softmax(F, c):
+    axis, y, g = c.attrs["axis"], c.y, c.g
+    dx = y * (g - F.sum(g * y, axis=axis, keepdims=True))
+    return [dx if c.attrs["temperature"] is None else dx * _inverse_temperature(c)]
+
+
+@gradient("log_softmax")
+def _log_softmax(F, c):
+    axis, y, g = c.attrs["axis"], c.y, c.g
+    dx = g - F.exp(y) * F.sum(g, axis=axis, keepdims=True)
+    return [dx if c.attrs["temperature"] is None else dx * _inverse_temperature(c)]
+
+
+@gradient("sum_to_shape")
+def _sum_to_shape(F, c):
+    return [F.broadcast_to(c.g, shape=c.in_specs[0].shape)]
+
+
+# --- matrix products ------------------------------------------------------------------------------
+
+def _as_matrix(F, value, shape: tuple, rows: int):
+    """``value`` of ``shape`` viewed as ``rows`` x rest."""
+    return F.reshape(value, shape=(rows, math.prod(shape) // max(rows, 1)))
+
+
+@gradient("dot")
+def _dot(F, c):
+    a, b = c.inputs
+    ta, tb = c.attrs["transpose_a"], c.attrs["transpose_b"]
+    g = c.g
+    if ta or tb:           # 2-d operands: write each gradient as one product, without transposes
+        da = (F.dot(b, g, transpose_a=tb, transpose_b=True) if ta else F.dot(g, b, transpose_b=not tb))
+        db = (F.dot(g, a, transpose_a=True, transpose_b=ta) if tb else F.dot(a, g, transpose_a=not ta))
+        return [da if c.want(0) else None, db if c.want(1) else None]
+    sa, sb = c.in_specs[0].shape, c.in_specs[1].shape
+    k = sa[-1]
+    a2 = F.reshape(a, shape=(math.prod(sa[:-1]), k))
+    b2 = F.reshape(b, shape=(k, math.prod(sb[1:])))
+    g2 = F.reshape(g, shape=(math.prod(sa[:-1]), math.prod(sb[1:])))
+    da = F.reshape(F.dot(g2, b2, transpose_b=True), shape=sa) if c.want(0) else None
+    db = F.reshape(F.dot(a2, g2, transpose_a=True), shape=sb) if c.want(1) else None
+    return [da, db]
+
+
+@gradient("batch_dot")
+def _batch_dot(F, c):
+    a, b = c.inputs
+    ta, tb, g = c.attrs["transpose_a"], c.attrs["transpose_b"], c.g
+    da = F.batch_dot(b, g, transpose_a=tb, transpose_b=True) if ta else F.batch_dot(g, b, transpose_b=not tb)
+    db = F.batch_dot(g, a, transpose_a=True, transpose_b=ta) if tb else F.batch_dot(a, g, transpose_a=not ta)
+    return [da if c.want(0) else None, db if c.want(1) else None]
+
+
+def _swap_last(F, value, ndim: int):
+    return F.transpose(value, axes=tuple(range(ndim - 2)) + (ndim - 1, ndim - 2))
+
+
+@gradient("matmul")
+def _matmul(F, c):
+    """NumPy matmul: 1-d operands are promoted to matrices, batch axes broadcast (fit_gradient sums)."""
+    a, b = c.inputs
+    sa, sb = c.in_specs[0].shape, c.in_specs[1].shape
+    pa = (1,) + sa if len(sa) == 1 else sa
+    pb = sb + (1,) if len(sb) == 1 else sb
+    batch = c.out_specs[0].shape[:len(c.out_specs[0].shape) - (len(sa) > 1) - (len(sb) > 1)]
+    g = F.reshape(c.g, shape=batch + (pa[-2], pb[-1]))
+    a2, b2 = F.reshape(a, shape=pa), F.reshape(b, shape=pb)
+    grads = [None, None]
+    if c.want(0):
+        da = F.matmul(g, _swap_last(F, b2, len(pb)))
+        grads[0] = F.reshape(F.sum_to_shape(da, shape=pa), shape=sa)
+    if c.want(1):
+        db = F.matmul(_swap_last(F, a2, len(pa)), g)
+        grads[1] = F.reshape(F.sum_to_shape(db, shape=pb), shape=sb)
+    return grads
+
+
+@gradient("FullyConnected")
+def _fully_connected(F, c):
+    x, w = c.inputs[0], c.inputs[1]
+    sx, (units, in_units) = c.in_specs[0].shape, c.in_specs[1].shape
+    rows = sx[0] if c.attrs["flatten"] else math.prod(sx[:-1])
+    g2 = F.reshape(c.g, shape=(rows, units))
+    grads = [None] * len(c.inputs)
+    if c.want(0):
+        grads[0] = F.reshape(F.dot(g2, w), shape=sx)
+    if c.want(1):
+        grads[1] = F.dot(g2, F.reshape(x, shape=(rows, in_units)), transpose_a=True)
+    if len(c.inputs) > 2 and c.want(2):
+        grads[2] = F.sum(g2, axis=0)
+    return grads
+
+
+# --- shape ops ------------------------------------------------------------------------------------
+
+@gradient("reshape", "flatten", "squeeze", "expand_dims")
+def _reshape(F, c):
+    return [F.reshape(c.g, shape=c.in_specs[0].shape)]
+
+
+@gradient("reshape_like")
+def _reshape_like(F, c):
+    return [F.reshape(c.g, shape=c.in_specs[0].shape), None]
+
+
+@gradient("transpose")
+def _transpose(F, c):
+    axes = c.attrs["axes"]
+    if axes is None:
+        return [F.transpose(c.g)]
+    ndim = len(c.in_specs[0].shape)
+    return [F.transpose(c.g, axes=tuple(int(i) for i in np.argsort([a % ndim for a in axes])))]
+
+
+@gradient("concat")
+def _concat(F, c):
+    axis = normalize_axis(c.attrs["dim"], len(c.in_specs[0].shape))
+    grads, start = [], 0
+    for spec, wanted in zip(c.in_specs, c.wants or [True] * len(c.inputs)):
+        end = start + spec.shape[axis]
+        grads.append(F.slice_axis(c.g, axis=axis, begin=start, end=end) if wanted else None)
+        start = end
+    return grads
+
+
+@gradient("stack")
+def _stack(F, c):
+    axis = normalize_axis(c.attrs["axis"], len(c.in_specs[0].shape) + 1)
+    return [F.reshape(F.slice_axis(c.g, axis=axis, begin=i, end=i + 1), shape=spec.shape)
+            for i, spec in enumerate(c.in_specs)]
+
+
+@gradient("split")
+def _split(F, c):
+    axis = normalize_axis(c.attrs["axis"], len(c.in_specs[0].shape))
+    parts = [c.grad_or_zeros(F, i) for i in range(len(c.outputs))]
+    if c.attrs["squeeze_axis"]:
+        parts = [F.expand_dims(p, axis=axis) for p in parts]
+    return [F.concat(*parts, dim=axis)]
+
+
+def _scatter_to(F, c, key):
+    return [F.getitem_backward(c.g, shape=c.in_specs[0].shape, key=encode_index(key))]
+
+
+gradient("slice")(lambda F, c: _scatter_to(F, c, _slices(c.in_specs[0].shape, c.attrs["begin"], c.attrs["end"],
+                                                         c.attrs["step"])))
+gradient("slice_axis")(lambda F, c: _scatter_to(F, c, _slice_axis_key(c.in_specs[0].shape, c.attrs)))
+gradient("getitem")(lambda F, c: [F.getitem_backward(c.g, shape=c.in_specs[0].shape, key=c.attrs["key"])])
+gradient("getitem_backward")(lambda F, c: [F.getitem(c.g, key=c.attrs["key"])])
+gradient("broadcast_to")(lambda F, c: [c.g])      # fit_gradient sums over the broadcast axes
+
+
+@gradient("tile")
+def _tile(F, c):
+    """Each input element appears once per repetition: view the gradient as (r0, d0, r1, d1, ...) and sum
+    over the repetition axes."""
+    shape, reps = c.in_specs[0].shape, c.attrs["reps"]
+    n = max(len(shape), len(reps))
+    dims, reps = (1,) * (n - len(shape)) + shape, (1,) * (n - len(reps)) + tuple(reps)
+    interleaved = tuple(v for pair in zip(reps, dims) for v in pair)
+    summed = F.sum(F.reshape(c.g, shape=interleaved), axis=tuple(range(0, 2 * n, 2)))
+    return [F.reshape(summed, shape=shape)]
+
+
+# --- nn ops ----------------------------------------------------------------------------------------
+
+@gradient("Dropout")
+def _dropout(F, c):
+    if not _dropout_active(c.attrs):
+        return [c.g]
+    p = c.attrs["p"]
+    return [c.g * (c.outputs[1] >= p) * (1.0 / (1.0 - p))]     # outputs[1]: the hidden uniform draw
+
+
+def _channel_layout(shape: tuple, axis: int) -> tuple:
+    """(the axes other than ``axis``, the shape that broadcasts a vector along ``axis``)."""
+    axis = normalize_axis(axis, len(shape))
+    others = tuple(i for i in range(len(shape)) if i != axis)
+    return others, tuple(d if i == axis else 1 for i, d in enumerate(shape))
+
+
+def _normalised(F, x, axes: tuple, eps: float):
+    """(x - mean) / sqrt(var + eps) and 1 / sqrt(var + eps), statistics over ``axes`` (recomputed from x:
+    two reductions, cheaper to redo than to keep for every call)."""
+    centred = x - F.mean(x, axis=axes, keepdims=True)
+    inv_std = F.rsqrt(F.mean(F.square(centred), axis=axes, keepdims=True) + eps)
+    return centred * inv_std, inv_std
+
+
+@gradient("BatchNorm")
+def _batch_norm(F, c):
+    x, gamma = c.inputs[0], c.inputs[1]
+    attrs, g = c.attrs, c.g
+    others, vector = _channel_layout(c.in_specs[0].shape, attrs["axis"])
+    if attrs["training"] and not attrs["use_global_stats"]:
+        xhat, inv_std = _normalised(F, x, others, attrs["eps"])
+    else:
+        inv_std = F.rsqrt(F.reshape(c.inputs[4], shape=vector) + attrs["eps"])
+        xhat = (x - F.reshape(c.inputs[3], shape=vector)) * inv_std
+    scale = inv_std if attrs["fix_gamma"] else inv_std * F.reshape(gamma, shape=vector)
+    dbeta = F.sum(g, axis=others)
+    dgamma = F.sum(g * xhat, axis=others)
+    if attrs["training"] and not attrs["use_global_stats"]:
+        count = math.prod(c.in_specs[0].shape[i] for i in others)
+        mean_g = F.reshape(dbeta, shape=vector) / count
+        mean_gx = F.reshape(dgamma, shape=vector) / count
+        dx = scale * (g - mean_g - xhat * mean_gx)
+    else:
+        dx = g * scale
+    return [dx, None if attrs["fix_gamma"] else dgamma, dbeta, None, None]
+
+
+@gradient("LayerNorm")
+def _layer_norm(F, c):
+    x, gamma = c.inputs[0], c.inputs[1]
+    shape, g = c.in_specs[0].shape, c.g
+    axis = normalize_axis(c.attrs["axis"], len(shape))
+    others, vector = _channel_layout(shape, axis)
+    xhat, inv_std = _normalised(F, x, (axis,), c.attrs["eps"])
+    dxhat = g * F.reshape(gamma, shape=vector)
+    dx = inv_std * (dxhat - F.mean(dxhat, axis=axis, keepdims=True)
+                    - xhat * F.mean(dxhat * xhat, axis=axis, keepdims=True))
+    return [dx, F.sum(g * xhat, axis=others), F.sum(g, axis=others)]
+
+
+@gradient("Embedding")
+def _embedding(F, c):
+    return [None, F.embedding_backward(c.x, c.g, input_dim=c.attrs["input_dim"],
+                                       output_dim=c.attrs["output_dim"])]
+
+
+gradient("embedding_backward")(lambda F, c: [None, F.Embedding(c.x, c.g, input_dim=c.attrs["input_dim"],
+                                                              output_dim=c.attrs["output_dim"])])
+
+
+@gradient("pick")
+def _pick(F, c):
+    a = c.attrs
+    return [F.pick_backward(c.g, c.inputs[1], axis=a["axis"], keepdims=a["keepdims"], mode=a["mode"],
+                            shape=c.in_specs[0].shape), None]
+
+
+gradient("pick_backward")(lambda F, c: [F.pick(c.g, c.inputs[1], axis=c.attrs["axis"],
+                                               keepdims=c.attrs["keepdims"], mode=c.attrs["mode"]), None])
+no_gradient("zeros_like", "ones_like")
+
+
+__all__ = ["GRADIENTS", "GradCall", "fit_gradient"]
