@@ -14,6 +14,7 @@ from . import autograd, profiler, random
 from . import ndarray as nd
 from . import symbol as sym
 from . import gluon
+from . import viz  # plot_network / print_summary; matplotlib is imported only when drawing
 from .gluon import init
 from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
 from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, OpAttributeError,
@@ -31,6 +32,6 @@ def inspect(block, *inputs, file=None) -> str:
 _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
 
-__all__ = ["inspect", "nd", "sym", "gluon", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
+__all__ = ["inspect", "nd", "sym", "gluon", "viz", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
            "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
            "DeviceUnavailableError", "OpAttributeError", "OpValueError", "__version__"]
