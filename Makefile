@@ -1,9 +1,10 @@
-# The two commands: `make demo` and `make test`. Each first installs what it needs into .venv
-# (an editable install of gpuhybrid with the `dev` extra), again only when pyproject.toml or the
-# extras change.
+# The two commands: `make demo` and `make test`; and `make bench`, `make notebooks`. Each first installs
+# what it needs into .venv (an editable install of gpuhybrid with the `dev` extra), again only when
+# pyproject.toml or the extras change.
 #
 # On a GPU machine add CuPy: `make demo EXTRAS=cuda` (CUDA 13) or `make demo EXTRAS=cuda12`.
-# EXTRAS adds to `dev`; several are comma-separated: EXTRAS=cuda,other.
+# EXTRAS adds to `dev`; several are comma-separated: EXTRAS=cuda,peers (peers: PyTorch and JAX, which
+# `make bench` then compares with).
 
 PYTHON ?= python3
 EXTRAS ?=
@@ -12,7 +13,10 @@ PY := $(VENV)/bin/python
 comma := ,
 ALL_EXTRAS := dev$(if $(strip $(EXTRAS)),$(comma)$(strip $(EXTRAS)))
 
-.PHONY: venv test demo clean FORCE
+# The full benchmark: every workload, sweeps over batch size and chain length, every installed peer.
+BENCH_ARGS ?= all --peers --batch-size 1,16,64,256,1024 --chain-length 1,2,4,8,16,32
+
+.PHONY: venv test demo bench notebooks clean FORCE
 
 venv: $(VENV)/.stamp
 
@@ -30,8 +34,18 @@ $(VENV)/.stamp: pyproject.toml $(VENV)/.extras
 test: venv
 	$(PY) -m pytest -q
 
+# The lecture's MLP at batch 1: imperative vs hybridized (and with static_alloc/static_shape), speedup
+# and launches per call, next to the same forward hand-written in NumPy. A few seconds.
 demo: venv
-	$(PY) -m gpuhybrid.demo
+	$(VENV)/bin/gpuhybrid-bench mlp --peers numpy
+
+# Writes bench/results/<device>-<date>.json and .png (docs/bench.md says what is in them).
+bench: venv
+	$(VENV)/bin/gpuhybrid-bench $(BENCH_ARGS) --results-dir bench/results
+
+# Executes notebooks/*.ipynb in place, keeping their outputs.
+notebooks: venv
+	$(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis *.egg-info

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 import sys
 from pathlib import Path
@@ -174,15 +175,18 @@ def main(argv: list | None = None) -> int:
                 Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup))
     cases = build_cases(args)
     device_info = report.describe_device(device, why)
+    env = report.environment()
 
     copy = None
     memory_bound = [c.bytes_per_call for c in cases if c.bytes_per_call]
     with _progress(not args.no_progress, len(cases)) as progress:
         task = progress.add_task("copy bandwidth", total=len(cases))
         if memory_bound:
+            threads = 1 if device.is_gpu else (os.cpu_count() or 1)
             with device.activate():
-                copy = copy_bandwidth(device.xp, max(memory_bound) // 2, gh.waitall, settings.repeats)
-            copy["method"] = "CuPy copyto on the GPU" if device.is_gpu else "NumPy copyto, one thread"
+                copy = copy_bandwidth(device.xp, max(memory_bound) // 2, gh.waitall, settings.repeats, threads)
+            copy["method"] = ("CuPy copyto on the GPU" if device.is_gpu else
+                              f"NumPy copyto in {threads} thread{'s' if threads > 1 else ''}")
         rows = []
         for case in cases:
             rows += run_case(case, device, args.modes, args.peers, settings,
@@ -194,7 +198,7 @@ def main(argv: list | None = None) -> int:
                     "warmup_s": settings.warmup_s, "rtol": settings.rtol, "atol": settings.atol,
                     "modes": list(args.modes), "peers": list(args.peers), "quick": bool(args.quick),
                     "workloads": sorted({c.workload for c in cases})}
-    doc = report.document(rows, device_info, settings_doc, copy, argv)
+    doc = report.document(rows, device_info, settings_doc, copy, argv, env)
     report.print_table(doc)
 
     json_path, plot_path = args.json, args.plot

@@ -78,16 +78,23 @@ def host_compiler() -> dict | None:
 
 
 def environment() -> dict:
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]      # other work on the machine skews timings
+    except OSError:
+        load = None
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "libraries": library_versions(), "host_compiler": host_compiler(), **git_commit()}
+            "libraries": library_versions(), "host_compiler": host_compiler(), "load_average": load,
+            **git_commit()}
 
 
-def document(rows: list, device_info: dict, settings: dict, copy: dict | None, argv: list) -> dict:
-    """The JSON document of one run (see docs/bench.md)."""
+def document(rows: list, device_info: dict, settings: dict, copy: dict | None, argv: list,
+             env: dict | None = None) -> dict:
+    """The JSON document of one run (see docs/bench.md); ``env`` as ``environment()`` gave it when the
+    run started (taken now when not given)."""
     return {"schema": SCHEMA_ID,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["gpuhybrid-bench", *argv]), "device": device_info,
-            "environment": environment(), "settings": settings, "copy_bandwidth": copy, "results": rows}
+            "environment": env or environment(), "settings": settings, "copy_bandwidth": copy, "results": rows}
 
 
 # --- the schema ----------------------------------------------------------------------------------------
@@ -164,7 +171,8 @@ def print_table(doc: dict, console=None) -> None:
              f"{doc['settings']['repeats']} repeats")
     copy = doc["copy_bandwidth"]
     caption = (f"copy bandwidth in this run: {copy['gb_per_s']:.1f} GB/s ({copy['method']}). " if copy else "")
-    caption += CAPTION
+    load = doc["environment"]["load_average"]
+    caption += CAPTION + (f"; load average at the start: {load[0]:.2f}" if load else "")
     cells, reasons = table_rows(doc["results"])
     caption += "".join(f"\n[{i}] {reason}" for i, reason in enumerate(reasons, 1))
     keep = [i for i in range(len(HEADERS)) if i < 2 or any(c[i] for c in cells)]
@@ -187,8 +195,8 @@ def print_table(doc: dict, console=None) -> None:
         table.add_row(*row, style=None if row[2] else "dim")
     if console is None:
         console = Console()
-        if not console.is_terminal:
-            console = Console(width=140)
+        if not console.is_terminal:         # a file, a pipe, a notebook: wide, and no colour codes
+            console = Console(width=140, color_system=None, force_jupyter=False)
     console.print(table)
 
 
