@@ -123,7 +123,8 @@ def test_missing_library_and_wrong_device_are_skipped(monkeypatch):
         peers.peer_runner("torch", mlp_case(2), gh.cpu())
     with pytest.raises(Skip, match="GPU only"):
         peers.peer_runner("cupy", mlp_case(2), gh.cpu())
-    rows = suite.run_case(mlp_case(2), gh.cpu(), [], ["torch", "cupy.fuse"], suite.Settings(3, 0.001, 0.001), None)
+    rows = suite.run_case(mlp_case(2), gh.cpu(), [], ["torch", "cupy.fuse"], suite.Settings(3, 0.001, 0.001),
+                          None)
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
     assert all(r["median_s"] is None for r in rows)
 

@@ -55,7 +55,8 @@ def names(allowed: tuple, what: str):
             return list(allowed)
         unknown = [c for c in chosen if c not in allowed]
         if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown)}; "
+                                             f"choose from {', '.join(allowed)}")
         return chosen
     return parse
 
@@ -65,26 +66,32 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workloads", nargs="*", default=["mlp"], metavar="WORKLOAD",
                    help=f"any of {', '.join(WORKLOADS)}, or all (default: mlp)")
-    p.add_argument("--device", default="auto", help="auto (GPU when CuPy sees one), cpu, gpu or gpu:N (default auto)")
+    p.add_argument("--device", default="auto",
+                   help="auto (GPU when CuPy sees one), cpu, gpu or gpu:N (default auto)")
     p.add_argument("--modes", type=names(MODES, "mode"), default=list(MODES),
                    help=f"comma-separated, from {', '.join(MODES)} (default: all three)")
     p.add_argument("--peers", nargs="?", const=list(PEERS), default=[], type=names(PEERS, "peer"),
-                   help=f"also run peers: all when given alone, or a comma-separated list of {', '.join(PEERS)}")
+                   help=f"also run peers: all when given alone, or a comma-separated list of "
+                        f"{', '.join(PEERS)}")
     g = p.add_argument_group("sizes (comma-separated lists make a sweep)")
-    g.add_argument("--batch-size", type=sizes, default=None, help="mlp and train batch sizes (default 1 for mlp, 64 for train)")
+    g.add_argument("--batch-size", type=sizes, default=None,
+                   help="mlp and train batch sizes (default 1 for mlp, 64 for train)")
     g.add_argument("--chain-length", type=sizes, default=[8], help="elementwise ops in the chain (default 8)")
-    g.add_argument("--elements", type=size, default=1 << 22, help="elements the chain runs over (default 2^22)")
+    g.add_argument("--elements", type=size, default=1 << 22,
+                   help="elements the chain runs over (default 2^22)")
     g.add_argument("--rows", type=size, default=4096, help="softmax/layernorm rows (default 4096)")
     g.add_argument("--cols", type=size, default=1024, help="softmax/layernorm columns (default 1024)")
     g.add_argument("--quick", action="store_true",
                    help="tiny sizes and short timings: a smoke test, not a measurement")
     t = p.add_argument_group("method")
-    t.add_argument("--repeats", type=size, default=7, help="timed repeats; the median is reported (default 7)")
+    t.add_argument("--repeats", type=size, default=7,
+                   help="timed repeats; the median is reported (default 7)")
     t.add_argument("--min-time", type=float, default=0.05, help="seconds per repeat, at least (default 0.05)")
     t.add_argument("--warmup", type=float, default=0.05, help="seconds of warm-up per runner (default 0.05)")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON (docs/bench.md)")
-    o.add_argument("--plot", type=Path, metavar="PATH", help="draw speedup vs batch size / chain length (PNG, SVG)")
+    o.add_argument("--plot", type=Path, metavar="PATH",
+                   help="draw speedup vs batch size / chain length (PNG, SVG)")
     o.add_argument("--results-dir", type=Path, metavar="DIR",
                    help="write DIR/<device>-<date>.json and DIR/<device>-<date>.png")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,8 +163,9 @@ def _progress(enabled: bool, total: int):
                 pass
         return Quiet()
     console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
+                    transient=True, disable=not console.is_terminal)
 
 
 def main(argv: list | None = None) -> int:
@@ -184,7 +192,8 @@ def main(argv: list | None = None) -> int:
         if memory_bound:
             threads = 1 if device.is_gpu else (os.cpu_count() or 1)
             with device.activate():
-                copy = copy_bandwidth(device.xp, max(memory_bound) // 2, gh.waitall, settings.repeats, threads)
+                copy = copy_bandwidth(device.xp, max(memory_bound) // 2, gh.waitall, settings.repeats,
+                                      threads)
             copy["method"] = ("CuPy copyto on the GPU" if device.is_gpu else
                               f"NumPy copyto in {threads} thread{'s' if threads > 1 else ''}")
         rows = []

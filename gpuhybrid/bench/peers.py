@@ -22,8 +22,8 @@ from .training import LEARNING_RATE, Skip, numpy_train_runner, observed
 from .workloads import Case
 
 PEERS = ("numpy", "torch", "torch.compile", "jax.jit", "cupy", "cupy.fuse")
-PEER_NAMES = {"numpy": "NumPy", "torch": "PyTorch eager", "torch.compile": "torch.compile", "jax.jit": "JAX jit",
-              "cupy": "CuPy eager", "cupy.fuse": "cupy.fuse"}
+PEER_NAMES = {"numpy": "NumPy", "torch": "PyTorch eager", "torch.compile": "torch.compile",
+              "jax.jit": "JAX jit", "cupy": "CuPy eager", "cupy.fuse": "cupy.fuse"}
 
 
 class ArrayOps:
@@ -209,7 +209,8 @@ def _cupy(peer, case, device) -> Runner:
         name = "CuPy eager" if peer == "cupy" else "cupy.fuse"
         if case.workload == "train":
             if peer == "cupy.fuse":
-                raise Skip("cupy.fuse fuses elementwise ops and reductions; a training step needs matrix products")
+                raise Skip("cupy.fuse fuses elementwise ops and reductions; a training step needs "
+                           "matrix products")
             runner = numpy_train_runner(case, cupy, sync, name)
             runner.device = str(device)
             return runner

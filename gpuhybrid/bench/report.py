@@ -94,7 +94,8 @@ def document(rows: list, device_info: dict, settings: dict, copy: dict | None, a
     return {"schema": SCHEMA_ID,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["gpuhybrid-bench", *argv]), "device": device_info,
-            "environment": env or environment(), "settings": settings, "copy_bandwidth": copy, "results": rows}
+            "environment": env or environment(), "settings": settings, "copy_bandwidth": copy,
+            "results": rows}
 
 
 # --- the schema ----------------------------------------------------------------------------------------
@@ -144,10 +145,12 @@ def table_rows(rows: list) -> tuple:
         if row["status"] != "ok":
             if row["reason"] not in reasons:
                 reasons.append(row["reason"])
-            cells.append((label, runner, "", "", "", "", "", f"{row['status']} [{reasons.index(row['reason']) + 1}]"))
+            note = f"{row['status']} [{reasons.index(row['reason']) + 1}]"
+            cells.append((label, runner, "", "", "", "", "", note))
             continue
         launches = row["launches_per_call"]
-        launch_text = f"{launches['total']} ({launches['kernels']}+{launches['library']})" if launches else "-"
+        launch_text = (f"{launches['total']} ({launches['kernels']}+{launches['library']})" if launches
+                       else "-")
         speedup = row["speedup_vs_imperative"]
         bandwidth = ""
         if row["gb_per_s"] is not None:
@@ -161,16 +164,16 @@ def table_rows(rows: list) -> tuple:
 
 
 HEADERS = ("case", "runner", "per call", "spread", "speedup", "launches", "GB/s (of copy)", "check")
-CAPTION = ("runner: gpuhybrid's modes, then peers; speedup: over gpuhybrid imperative, median of per-repeat "
-           "ratios; spread: half the interquartile range of the repeats; launches per call: kernels + library "
-           "calls (gh.profiler.count_launches); check: max |error| against float64 NumPy")
+CAPTION = ("runner: gpuhybrid's modes, then peers; speedup: over gpuhybrid imperative, median of "
+           "per-repeat ratios; spread: half the interquartile range of the repeats; launches per call: "
+           "kernels + library calls (gh.profiler.count_launches); check: max |error| against float64 NumPy")
 
 
 def print_table(doc: dict, console=None) -> None:
     title = (f"gpuhybrid-bench on {doc['device']['name']} ({doc['device']['model']}), median of "
              f"{doc['settings']['repeats']} repeats")
     copy = doc["copy_bandwidth"]
-    caption = (f"copy bandwidth in this run: {copy['gb_per_s']:.1f} GB/s ({copy['method']}). " if copy else "")
+    caption = f"copy bandwidth in this run: {copy['gb_per_s']:.1f} GB/s ({copy['method']}). " if copy else ""
     load = doc["environment"]["load_average"]
     caption += CAPTION + (f"; load average at the start: {load[0]:.2f}" if load else "")
     cells, reasons = table_rows(doc["results"])

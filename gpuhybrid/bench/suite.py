@@ -34,7 +34,8 @@ def reference_of(case: Case) -> np.ndarray:
     return train_reference(case) if case.workload == "train" else float64_reference(case, ArrayOps(np))
 
 
-def _row(case: Case, runner_id: str, mode: str | None, status: str, reason: str | None = None, **figures) -> dict:
+def _row(case: Case, runner_id: str, mode: str | None, status: str, reason: str | None = None,
+         **figures) -> dict:
     row = {"workload": case.workload, "params": dict(case.params), "label": case.label,
            "runner": runner_id, "mode": mode, "status": status, "reason": reason,
            "name": f"gpuhybrid {mode}" if mode else PEER_NAMES[runner_id], "device": None,
@@ -78,7 +79,8 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
     """Result rows for ``case``: one per mode, then one per peer."""
     reference = reference_of(case)
     rows, runners, checked = [], {}, {}
-    candidates = [(f"gpuhybrid:{m}", "gpuhybrid", m, lambda m=m: gpuhybrid_runner(case, device, m)) for m in modes]
+    candidates = [(f"gpuhybrid:{m}", "gpuhybrid", m, lambda m=m: gpuhybrid_runner(case, device, m))
+                  for m in modes]
     candidates += [(p, p, None, lambda p=p: peer_runner(p, case, device)) for p in peers]
     for key, runner_id, mode, build in candidates:
         on_step(f"{case.label}: checking {runner_id}{' ' + mode if mode else ''}")
@@ -94,7 +96,8 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
         except Exception as exc:  # a peer or mode that breaks is reported, and the others still run
             rows.append((key, _row(case, runner_id, mode, "failed", f"{type(exc).__name__}: {exc}")))
     on_step(f"{case.label}: timing {len(runners)} runners")
-    timings: dict = measure(runners, settings.repeats, settings.min_repeat_s, settings.warmup_s) if runners else {}
+    timings: dict = (measure(runners, settings.repeats, settings.min_repeat_s, settings.warmup_s)
+                     if runners else {})
     baseline = timings.get("gpuhybrid:imperative")
     out = []
     for key, row in rows:

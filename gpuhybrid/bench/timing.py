@@ -134,5 +134,6 @@ def agree(got: np.ndarray, want: np.ndarray, rtol: float = 2e-4, atol: float = 2
         return False, float("inf")
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
     error = float(np.abs(got - want).max(initial=0.0))
-    ok = bool(np.all(np.isfinite(got))) and bool(np.all(np.abs(got - want) <= atol * scale + rtol * np.abs(want)))
+    within = np.abs(got - want) <= atol * scale + rtol * np.abs(want)
+    ok = bool(np.all(np.isfinite(got))) and bool(np.all(within))
     return ok, error

@@ -14,6 +14,8 @@ from pathlib import Path
 from .network import Network, network_of, shape_text, without_weights
 from .render import dot_available, render_with_dot, render_with_matplotlib, to_dot
 
+NOT_OPS = ("data", "output", "param", "aux", "const")
+
 
 def plot_network(block_or_symbol, inputs=None, path="network.svg", engine: str = "auto", rankdir: str = "TB",
                  fuse: bool = True, hide_weights: bool = True) -> Path:
@@ -35,7 +37,8 @@ def plot_network(block_or_symbol, inputs=None, path="network.svg", engine: str =
     path.parent.mkdir(parents=True, exist_ok=True)
     if engine == "dot" or (engine == "auto" and dot_available()):
         if not dot_available():
-            raise RuntimeError("graphviz's dot is not installed (apt-get install graphviz); use engine='matplotlib'")
+            raise RuntimeError("graphviz's dot is not installed (apt-get install graphviz); "
+                               "use engine='matplotlib'")
         return render_with_dot(net, path, rankdir)
     return render_with_matplotlib(net, path)
 
@@ -49,7 +52,7 @@ def summary_text(block_or_symbol, inputs=None, fuse: bool = True) -> str:
         sources.setdefault(target, []).append(names[source])
     rows = [("Op (name)", "Output shape", "Params", "Inputs", "Runs in")]
     for box in net.boxes:
-        if box.op in ("data", "output", "param", "aux", "const"):
+        if box.op in NOT_OPS:
             continue
         where = f"fused kernel {box.group}" if box.group is not None else "own launch"
         rows.append((f"{box.op} ({box.name})", shape_text(box.spec), str(box.params or ""),
@@ -60,10 +63,11 @@ def summary_text(block_or_symbol, inputs=None, fuse: bool = True) -> str:
     def line(row):
         return "  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip()
     params = sum(int(_size(b)) for b in net.boxes if b.op in ("param", "aux"))
+    alone = sum(1 for b in net.boxes if b.group is None and b.op not in NOT_OPS)
     out = [line(rows[0]), rule, *(line(r) for r in rows[1:]), rule,
            f"Total params: {params}",
            f"Ops traced: {net.ops_traced}; after the passes: {len(rows) - 1} ops in "
-           f"{len(net.groups)} fused kernel(s) + {sum(1 for b in net.boxes if b.group is None and b.op not in ('data', 'output', 'param', 'aux', 'const'))} own launches",
+           f"{len(net.groups)} fused kernel(s) + {alone} own launches",
            f"Launches per call: {net.kernels_per_call + net.library_calls_per_call} "
            f"({net.kernels_per_call} kernels + {net.library_calls_per_call} library calls)"]
     return "\n".join(out)
@@ -84,4 +88,5 @@ def print_summary(block_or_symbol, inputs=None, fuse: bool = True) -> str:
     return text
 
 
-__all__ = ["plot_network", "print_summary", "summary_text", "to_dot", "network_of", "Network", "dot_available"]
+__all__ = ["plot_network", "print_summary", "summary_text", "to_dot", "network_of", "Network",
+           "dot_available"]

@@ -71,9 +71,11 @@ def symbol_and_specs(obj, inputs) -> tuple:
         if isinstance(inputs, dict):
             given = inputs
         else:
-            items = [inputs] if isinstance(inputs, tuple) and all(isinstance(d, int) for d in inputs) else inputs
+            one_shape = isinstance(inputs, tuple) and all(isinstance(d, int) for d in inputs)
+            items = [inputs] if one_shape else inputs
             given = dict(zip(obj.list_arguments(), items or []))
-        specs = {n: v.spec if isinstance(v, nd.NDArray) else TensorSpec(tuple(v), "float32") for n, v in given.items()}
+        specs = {n: v.spec if isinstance(v, nd.NDArray) else TensorSpec(tuple(v), "float32")
+                 for n, v in given.items()}
         return obj, specs, getattr(obj, "name", "symbol")
     if not isinstance(obj, gh.gluon.HybridBlock):
         raise TypeError(f"plot_network takes a HybridBlock or a Symbol, not {type(obj).__name__}")
@@ -156,7 +158,8 @@ def _expand_fused(net: Network, graph, node, value_box: dict, param_sizes: dict)
     line_boxes = []
     for j, line in enumerate(group.lines):
         attrs = dict(line.attrs)
-        box = Box(f"n{node.id}_{j}", line.op, line.name or line.op, _detail(line.op, attrs), line.spec, number)
+        box = Box(f"n{node.id}_{j}", line.op, line.name or line.op, _detail(line.op, attrs), line.spec,
+                  number)
         for kind, index in line.operands:
             if kind == "in":
                 ref = node.inputs[index]

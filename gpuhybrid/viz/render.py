@@ -34,7 +34,8 @@ def to_dot(net: Network, rankdir: str = "TB") -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     lines = [f"digraph {quote(net.name)} {{", f"  rankdir={rankdir}; nodesep=0.25; ranksep=0.35;",
-             '  node [fontname="Helvetica", fontsize=10]; edge [fontname="Helvetica", fontsize=8, color="#555555"];']
+             '  node [fontname="Helvetica", fontsize=10];',
+             '  edge [fontname="Helvetica", fontsize=8, color="#555555"];']
 
     def node_line(box, indent="  ") -> str:
         if box.op in ("data", "output"):
@@ -137,7 +138,8 @@ def render_with_matplotlib(net: Network, path: Path) -> Path:
     depth = max(layer for layer, _ in places.values()) + 1
     half = {}                                   # half widths of the boxes, in data units
     for box in net.boxes:
-        half[box.id] = (max(0.5, (0.068 if box.op in QUIET else 0.08) * len(label(box, show_reads))) + 0.2) / 2
+        per_char = 0.068 if box.op in QUIET else 0.08
+        half[box.id] = (max(0.5, per_char * len(label(box, show_reads))) + 0.2) / 2
     xstep, ystep = max(2.3, 2 * max(half.values()) + 0.5), 1.05
     centre = {bid: (x * xstep, -layer * ystep) for bid, (layer, x) in places.items()}
     # One data unit is INCH inches both ways, so that text (sized in points) fits the boxes sized for it.
@@ -173,7 +175,8 @@ def render_with_matplotlib(net: Network, path: Path) -> Path:
         frame = PALETTE[number % len(PALETTE)][0]
         ax.add_patch(FancyBboxPatch((min(xs) - 0.15, min(ys) - 0.38), max(xs) - min(xs) + 0.3,
                                     max(ys) - min(ys) + 0.76, boxstyle="round,pad=0.02,rounding_size=0.12",
-                                    facecolor="none", edgecolor=frame, linestyle="--", linewidth=1.4, zorder=2))
+                                    facecolor="none", edgecolor=frame, linestyle="--", linewidth=1.4,
+                                    zorder=2))
         ax.text(max(xs) + 0.1, max(ys) + 0.38, f"fused kernel {number}", color=frame, fontsize=7.5,
                 ha="right", va="center", zorder=5, bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
     for (source, target, shape), route in zip(net.arrows, routes):
@@ -181,7 +184,8 @@ def render_with_matplotlib(net: Network, path: Path) -> Path:
         points[0] = (points[0][0], points[0][1] - 0.21)
         points[-1] = (points[-1][0], points[-1][1] + 0.21)
         if len(points) > 2:
-            ax.plot([p[0] for p in points[:-1]], [p[1] for p in points[:-1]], color="#666666", lw=0.9, zorder=1)
+            ax.plot([p[0] for p in points[:-1]], [p[1] for p in points[:-1]], color="#666666", lw=0.9,
+                    zorder=1)
         ax.annotate("", xy=points[-1], xytext=points[-2], zorder=1,
                     arrowprops=dict(arrowstyle="-|>", color="#666666", lw=0.9, shrinkA=0, shrinkB=0))
         if shape:
