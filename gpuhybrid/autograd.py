@@ -249,15 +249,20 @@ def backward(heads, head_grads=None, retain_graph: bool = False, train_mode: boo
             leaves[id(head._ag)] = head._ag
     with _scope(None, train_mode):
         grads = _propagate(heads, filled, set(leaves), retain_graph, create_graph=False)
+    given = [g._data for g in (head_grads if isinstance(head_grads, (list, tuple)) else [head_grads])
+             if g is not None] if head_grads is not None else []
     for key, slot in leaves.items():
         grad = grads.get(key)
+        xp = slot.grad._device.xp
         if slot.grad_req == "add":
             if grad is not None:
                 slot.grad._data = (slot.grad + grad)._data
         elif grad is None:
-            slot.grad._data = slot.grad._device.xp.zeros_like(slot.grad._data)
+            slot.grad._data = xp.zeros_like(slot.grad._data)
+        elif any(xp.may_share_memory(grad._data, g) for g in given):
+            slot.grad._data = grad._data.copy()   # the caller's head gradient must not become .grad
         else:
-            slot.grad._data = grad._data      # rebinding keeps `x.grad` the same NDArray for its holders
+            slot.grad._data = grad._data          # rebinding keeps `x.grad` the same NDArray for its holders
 
 
 def grad(heads, variables, head_grads=None, retain_graph: bool | None = None, create_graph: bool = False,
