@@ -4,6 +4,11 @@ The first call for an input signature (shapes, dtypes, device, training flag) tr
 ``hybrid_forward(sym, ...)`` into one graph (nested HybridBlocks included), optimises and compiles it;
 later calls with that signature run the plan without executing any Python of the user's blocks.
 Plans live in a bounded LRU cache per block; a block that keeps retracing gets a warning.
+
+Inside ``autograd.record()`` (when an input or a parameter needs a gradient) the signature also says
+which inputs need gradients, and the trace compiles two plans: the forward, which also returns the
+values the gradient rules read, and the backward graph derived from it (``symbol/gradient.py``). The
+call is then one node on the autograd tape whose gradient runs the backward plan.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from ..executor import CompiledGraph
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from ..symbol import Symbol
+from ..symbol.gradient import derive_backward
 from ..symbol.symbol import tracing_block
 from ..symbol.to_graph import infer_var_specs
 from .block import Block
@@ -33,6 +39,16 @@ pending_aux_updates: contextvars.ContextVar[list | None] = contextvars.ContextVa
 
 
 @dataclass
+class BackwardPlan:
+    """The compiled gradient of a traced block and how to feed it."""
+    plan: CompiledGraph | None # None when no gradient reaches any input
+    num_outputs: int           # the forward plan returns the block's outputs, then the saved values
+    params: list               # Parameters that get gradients: tape inputs after the block's arguments
+    grad_index: list           # per tape input (arguments, then params): output of ``plan``, or None
+    feed: list                 # per plan input: ("input", forward plan input), ("saved", k) or ("head", j)
+
+
+@dataclass
 class TracedPlan:
     """A compiled plan and how to feed it: for each plan input, an argument index or a Parameter."""
     plan: CompiledGraph
@@ -41,6 +57,7 @@ class TracedPlan:
     structure: object          # None for a single output, else the number of outputs (a tuple)
     symbol: Symbol
     input_names: list
+    backward: BackwardPlan | None = None    # set for plans traced while recording
 
 
 class HybridBlock(Block):
@@ -132,10 +149,15 @@ class HybridBlock(Block):
         if any(a.ctx != device for a in args):
             raise DeviceError(f"{self.name}: inputs are on different devices "
                               f"({', '.join(str(a.ctx) for a in args)}); move them to one device first")
-        key = (tuple(a.spec for a in args), device, autograd.is_training())
+        training = autograd.is_training()
+        key = (tuple(a.spec for a in args), device, training)
+        wants = None
+        if autograd.is_recording():
+            wants = tuple(a._ag is not None and a.dtype.kind == "f" for a in args)
+            key += (wants,)
         entry = self._plans.get(key)
         if entry is None:
-            entry = self._trace(args, device, key[2])
+            entry = self._trace(args, device, training, wants=wants)
             if os.environ.get("GPUHYBRID_DEBUG_COMPARE") == "1":
                 from .debug import check_trace
                 check_trace(self, args, entry)
@@ -148,10 +170,40 @@ class HybridBlock(Block):
         outputs, aux = entry.plan.run(raw)
         for param, (_, value) in zip(entry.aux_params, aux):
             param._data = NDArray(value, device)
-        wrapped = [NDArray(o, device) for o in outputs]
+        if entry.backward is None:
+            wrapped = [NDArray(o, device) for o in outputs]
+        else:
+            wrapped = self._record(entry.backward, args, raw, outputs, device)
         return wrapped[0] if entry.structure is None else tuple(wrapped)
 
-    def _trace(self, args: tuple, device, training: bool, on_pass=None) -> TracedPlan:
+    def _record(self, backward: BackwardPlan, args: tuple, raw: list, outputs: list, device) -> list:
+        """Wrap the outputs of a recording call and put the call on the tape as one node."""
+        count = backward.num_outputs
+        wrapped = [NDArray(o, device) for o in outputs[:count]]
+        saved = outputs[count:]
+
+        def run_backward(out_grads: list) -> list:
+            feeds = []
+            for kind, index in backward.feed:
+                if kind == "input":
+                    feeds.append(raw[index])
+                elif kind == "saved":
+                    feeds.append(saved[index])
+                else:
+                    grad = out_grads[index]
+                    spec = wrapped[index].spec
+                    feeds.append(device.xp.zeros(spec.shape, spec.dtype) if grad is None else grad._data)
+            grads, _ = backward.plan.run(feeds)
+            return [None if i is None else NDArray(grads[i], device) for i in backward.grad_index]
+
+        if backward.plan is not None:
+            inputs = list(args) + [p._data for p in backward.params]
+            autograd.record_call(self.name, {}, inputs, wrapped, backward=run_backward)
+        return wrapped
+
+    def _trace(self, args: tuple, device, training: bool, on_pass=None, wants: tuple | None = None) -> TracedPlan:
+        """Trace and compile for these inputs; ``wants`` (which inputs need gradients) also derives and
+        compiles the backward plan."""
         self._trace_count += 1
         if self._trace_count > self._max_cached_plans:
             warnings.warn(f"{self.name} has been traced {self._trace_count} times for different input "
@@ -172,15 +224,48 @@ class HybridBlock(Block):
         specs = {n: a.spec for n, a in zip(names, args)}
         params = self._bind_params(graph_symbol, specs, device)
         specs.update({name: p.data().spec for name, p in params.items()})
+        learned = [p for p in params.values() if p.grad_req != "null"]
+        wrt = [n for n, wanted in zip(names, wants or ()) if wanted] + [p.name for p in learned]
+        aux_values = [value for _, value in aux_updates]
         try:
-            plan = sym.compile_symbol(graph_symbol, specs, device, training, on_pass=on_pass,
-                                      aux_names=[p.name for p, _ in aux_updates])
+            backward, saved = None, []
+            if wants is not None and wrt:
+                derived = derive_backward(graph_symbol, specs, wrt, len(outputs), training)
+                saved = [(name, Symbol([(node, index)])) for name, node, index in derived.saved]
+            plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
+                                      training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates])
+            if wants is not None and wrt:
+                backward = self._backward_plan(derived, saved, names, wants, learned, plan, len(outputs), device)
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
         feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
-        entry = TracedPlan(plan, feed, [p for p, _ in aux_updates], structure, sym.Group(outputs), names)
+        entry = TracedPlan(plan, feed, [p for p, _ in aux_updates], structure, sym.Group(outputs), names, backward)
         self._last_trace = entry
         return entry
+
+    @staticmethod
+    def _backward_plan(derived, saved: list, names: list, wants: tuple, learned: list, forward: CompiledGraph,
+                       num_outputs: int, device) -> BackwardPlan:
+        """Compile the derived backward graph and say how each of its inputs is fed."""
+        tape_inputs = [n for n, wanted in zip(names, wants)] + [p.name for p in learned]
+        positions = iter(range(len(derived.outputs)))
+        wanted_names = {n for n, wanted in zip(names, wants) if wanted} | {p.name for p in learned}
+        grad_index = []
+        for name in tape_inputs:
+            grad_index.append(derived.outputs[next(positions)] if name in wanted_names else None)
+        if derived.symbol is None:
+            return BackwardPlan(None, num_outputs, learned, grad_index, [])
+        plan = sym.compile_symbol(derived.symbol, derived.var_specs, device)
+        saved_index = {name: k for k, (name, _) in enumerate(saved)}
+        feed = []
+        for name in plan.input_names:
+            if name.startswith("@head"):
+                feed.append(("head", int(name[len("@head"):])))
+            elif name in saved_index:
+                feed.append(("saved", saved_index[name]))
+            else:
+                feed.append(("input", forward.input_names.index(name)))
+        return BackwardPlan(plan, num_outputs, learned, grad_index, feed)
 
     def _bind_params(self, graph_symbol: Symbol, specs: dict, device) -> dict:
         """Parameters the graph reads, initialised (finishing deferred shapes) and on ``device``."""

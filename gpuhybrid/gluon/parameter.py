@@ -2,7 +2,8 @@
 
 A parameter's shape may contain 0s (unknown) until the first forward call tells it, as in MXNet:
 ``initialize()`` then only records the initialiser and device, and the data is created as soon as
-the shape is known.
+the shape is known. A learned parameter's data is an autograd leaf (``attach_grad`` with its
+``grad_req``), so ``backward`` fills ``param.grad()`` whether the block runs imperatively or hybridized.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..autograd import GRAD_REQS
 from ..backend import as_device
 from ..errors import DeviceError, GhError, ShapeError
 from ..ops.registry import TensorSpec
@@ -30,14 +32,51 @@ class Parameter:
         self.shape = None if shape is None else tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype).name
         self.init = init
-        self.grad_req = grad_req if kind == "param" else "null"
         self.kind = kind
+        self._grad_req = "null"
         self.allow_deferred_init = allow_deferred_init
         self._data = None              # NDArray once initialised
         self._deferred = None          # (initializer, device) waiting for the shape
+        self.grad_req = grad_req
 
     def __repr__(self) -> str:
         return f"Parameter {self.name} (shape={self.shape}, dtype={self.dtype})"
+
+    @property
+    def grad_req(self) -> str:
+        """'write' (backward overwrites the gradient), 'add' (accumulates) or 'null' (no gradient)."""
+        return self._grad_req
+
+    @grad_req.setter
+    def grad_req(self, req: str) -> None:
+        if req not in GRAD_REQS:
+            raise GhError(f"parameter {self.name!r}: grad_req={req!r} is not one of {', '.join(GRAD_REQS)}")
+        self._grad_req = req if self.kind == "param" and np.dtype(self.dtype).kind == "f" else "null"
+        self._attach_grad()
+
+    def _attach_grad(self) -> None:
+        """Make the data an autograd leaf with this parameter's grad_req (or no leaf for 'null')."""
+        if self._data is not None:
+            self._data.attach_grad(self._grad_req)
+
+    def grad(self, ctx=None):
+        """The gradient that the last ``backward`` wrote (or added), as an NDArray."""
+        data = self.data(ctx)
+        if self._grad_req == "null":
+            raise GhError(f"parameter {self.name!r} has grad_req='null': it has no gradient")
+        return data.grad
+
+    def list_grad(self) -> list:
+        return [self.grad()]
+
+    def list_data(self) -> list:
+        return [self.data()]
+
+    def zero_grad(self) -> None:
+        """Set the gradient to zeros (needed between steps with grad_req='add')."""
+        if self._data is not None and self._data.grad is not None:
+            grad = self._data.grad
+            grad._data = grad._device.xp.zeros_like(grad._data)
 
     @property
     def shape_known(self) -> bool:
@@ -60,6 +99,7 @@ class Parameter:
             return
         self._data = chosen(self.name, self.shape, self.dtype, device)
         self._deferred = None
+        self._attach_grad()
 
     def finish_deferred_init(self, spec: TensorSpec) -> None:
         """Set the now-known shape and create the data with the recorded initialiser."""
@@ -73,6 +113,7 @@ class Parameter:
             chosen, device = self._deferred
             self._data = chosen(self.name, self.shape, self.dtype, device)
             self._deferred = None
+            self._attach_grad()
 
     def data(self, ctx=None):
         """The value as an NDArray (on ``ctx`` when given)."""
@@ -95,12 +136,15 @@ class Parameter:
             raise ShapeError(f"parameter {self.name!r} has shape {self.shape}, cannot set data of shape "
                              f"{tuple(value.shape)}")
         self.shape = tuple(value.shape)
-        self._data = value.astype(self.dtype, copy=False) if np.dtype(value.dtype) != np.dtype(self.dtype) else value
+        value = value.astype(self.dtype, copy=False) if np.dtype(value.dtype) != np.dtype(self.dtype) else value
+        self._data = value.detach()         # a handle of our own: the leaf's gradient is this parameter's
         self._deferred = None
+        self._attach_grad()
 
     def reset_ctx(self, ctx) -> None:
         if self._data is not None:
-            self._data = self._data.as_in_context(ctx)
+            self._data = self._data.as_in_context(ctx).detach()
+            self._attach_grad()
 
     def var(self):
         """The symbol variable standing for this parameter in traced graphs."""
@@ -125,6 +169,15 @@ class ParameterDict(OrderedDict):
     def reset_ctx(self, ctx) -> None:
         for param in self.values():
             param.reset_ctx(ctx)
+
+    def zero_grad(self) -> None:
+        for param in self.values():
+            param.zero_grad()
+
+    def setattr(self, name: str, value) -> None:
+        """Set an attribute of every parameter, e.g. ``setattr('grad_req', 'null')`` to freeze them."""
+        for param in self.values():
+            setattr(param, name, value)
 
     def __repr__(self) -> str:
         body = "\n".join(f"  {p!r}" for p in self.values())
