@@ -1,0 +1,195 @@
+"""``Trainer`` (MXNet Gluon's): applies an optimizer to a set of parameters after ``backward``.
+
+``step(batch_size)`` updates every parameter that has a gradient with one compiled plan per device:
+the optimizer's update expression for each parameter (``optimizer.py``), grouped into one symbol and
+compiled with the hybridize pipeline, where fusion makes each parameter's update one kernel. New
+weights and states are rebound into the same NDArrays (``param.data()`` keeps its identity, and stays
+the autograd leaf whose ``.grad`` backward fills), as MXNet's in-place updates do.
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import symbol as sym
+from ..errors import GhError
+from ..ndarray import NDArray
+from ..ops.registry import TensorSpec
+from .optimizer import Optimizer, create
+from .parameter import Parameter, ParameterDict
+from .params_io import ParameterFileError, read_arrays, write_arrays
+
+STATES_FORMAT = "gpuhybrid-trainer-states"
+
+
+class Trainer:
+    """``Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-3})``; then ``step(batch_size)``
+    after each ``backward``: gradients are divided by ``batch_size`` (times ``rescale_grad``)."""
+
+    def __init__(self, params, optimizer, optimizer_params: dict | None = None, kvstore=None,
+                 update_on_kvstore=None):
+        if isinstance(params, (dict, ParameterDict)):
+            params = list(params.values())
+        if isinstance(params, Parameter):
+            params = [params]
+        params = list(params)
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise GhError(f"Trainer: expected Parameters (e.g. net.collect_params()), got {type(p).__name__}")
+        self._params = list(OrderedDict((id(p), p) for p in params).values())
+        self._optimizer = create(optimizer, **(optimizer_params or {}))
+        self._states: dict = {}        # parameter name -> {state name: NDArray}
+        self._counts: dict = {}        # parameter name -> updates done
+        self._plans: dict = {}         # device -> ((params, specs, hyperparameters), CompiledGraph)
+
+    @property
+    def optimizer(self) -> Optimizer:
+        return self._optimizer
+
+    @property
+    def learning_rate(self) -> float:
+        return self._optimizer.learning_rate
+
+    def set_learning_rate(self, lr: float) -> None:
+        """A new learning rate for the next steps (a runtime scalar: nothing is recompiled)."""
+        self._optimizer.learning_rate = float(lr)
+
+    def allreduce_grads(self) -> None:
+        """Nothing to reduce: gpuhybrid keeps one copy of each parameter (kept for MXNet code)."""
+
+    def step(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
+        """One optimizer update of every parameter with a gradient, the gradients scaled by
+        ``rescale_grad / batch_size``."""
+        self.update(batch_size, ignore_stale_grad)
+
+    def update(self, batch_size: int, ignore_stale_grad: bool = False) -> None:
+        if batch_size <= 0:
+            raise GhError(f"Trainer.step: batch_size must be positive, got {batch_size}")
+        rescale = self._optimizer.rescale_grad / batch_size
+        by_device: dict = OrderedDict()
+        for p in self._params:
+            if p.grad_req != "null":
+                by_device.setdefault(p.data().ctx, []).append(p)
+        for device, params in by_device.items():
+            self._update_on(device, params, rescale)
+
+    # --- the compiled update ----------------------------------------------------------------------------
+    def _update_on(self, device, params: list, rescale: float) -> None:
+        opt = self._optimizer
+        plan = self._plan_for(device, params)
+        scalars = []
+        for p in params:
+            self._counts[p.name] = self._counts.get(p.name, 0) + 1
+            values = opt.step_scalars(self._counts[p.name], rescale)
+            scalars.append([(values[name], p.data().dtype) for name in opt.scalar_names])
+        views = iter(_zero_d_arrays(device, [s for per_param in scalars for s in per_param]))
+        feeds = {}
+        for k, p in enumerate(params):
+            state = self._state_of(p)
+            feeds[f"w{k}"], feeds[f"g{k}"] = p.data()._data, p.grad()._data
+            feeds.update({f"s{k}_{name}": state[name]._data for name in opt.state_names})
+            feeds.update({f"c{k}_{name}": next(views) for name in opt.scalar_names})
+        outputs, _ = plan.run([feeds[name] for name in plan.input_names])
+        results = iter(outputs)
+        for p in params:
+            p.data()._data = next(results)       # rebind: the leaf NDArray (and its .grad) stays the same
+            state = self._states[p.name]
+            for name in opt.state_names:
+                state[name]._data = next(results)
+
+    def _state_of(self, param: Parameter) -> dict:
+        state = self._states.get(param.name)
+        if state is None:
+            weight = param.data()
+            state = {name: NDArray(weight._device.xp.zeros_like(weight._data), weight._device)
+                     for name in self._optimizer.state_names}
+            self._states[param.name] = state
+        return state
+
+    def _plan_for(self, device, params: list):
+        opt = self._optimizer
+        key = (tuple((p.name, p.data().spec) for p in params), json.dumps(opt.kernel_constants()))
+        known = self._plans.get(device)
+        if known is None or known[0] != key:       # first step, or new hyperparameters or shapes
+            known = self._plans[device] = (key, self._compile(device, params))
+        return known[1]
+
+    def _compile(self, device, params: list):
+        """One symbol with every parameter's update; fusion gives each its own kernel."""
+        opt, outputs, specs = self._optimizer, [], {}
+        for k, p in enumerate(params):
+            spec = p.data().spec
+            weight, grad = sym.var(f"w{k}"), sym.var(f"g{k}")
+            states = {name: sym.var(f"s{k}_{name}") for name in opt.state_names}
+            scalars = {name: sym.var(f"c{k}_{name}") for name in opt.scalar_names}
+            specs.update({f"w{k}": spec, f"g{k}": spec})
+            specs.update({f"s{k}_{name}": spec for name in opt.state_names})
+            specs.update({f"c{k}_{name}": TensorSpec((), spec.dtype) for name in opt.scalar_names})
+            new_weight, new_states = opt.update(sym, weight, grad, states, scalars)
+            outputs += [_as_dtype(new_weight, spec)] + [_as_dtype(new_states[n], spec) for n in opt.state_names]
+        return sym.compile_symbol(sym.Group(outputs), specs, device)
+
+    @property
+    def launches_per_step(self) -> int:
+        """Launches the last compiled update issues per step (one kernel per parameter when fused)."""
+        return sum(plan.launches_per_call for _, plan in self._plans.values())
+
+    # --- saving and loading -------------------------------------------------------------------------------
+    def save_states(self, fname: str) -> None:
+        """The optimizer's state arrays, update counts and hyperparameters, written atomically."""
+        arrays = {f"{name}:{state}": value.asnumpy() for name, states in self._states.items()
+                  for state, value in states.items()}
+        meta = {"format": STATES_FORMAT, "optimizer": self._optimizer.name,
+                "hyperparameters": json.dumps(self._optimizer.hyperparameters()),
+                "counts": json.dumps(self._counts)}
+        write_arrays(fname, arrays, metadata=meta)
+
+    def load_states(self, fname: str) -> None:
+        """Restore what ``save_states`` wrote (the same optimizer, for parameters of the same names)."""
+        from safetensors import safe_open
+        arrays = read_arrays(fname)
+        with safe_open(fname, framework="numpy") as handle:
+            meta = handle.metadata() or {}
+        if meta.get("format") != STATES_FORMAT:
+            raise ParameterFileError(f"{fname}: not a Trainer state file (written by Trainer.save_states)")
+        if meta.get("optimizer") != self._optimizer.name:
+            raise ParameterFileError(f"{fname}: holds {meta.get('optimizer')!r} states, but this Trainer uses "
+                                     f"{self._optimizer.name!r}")
+        by_name = {p.name: p for p in self._params}
+        states: dict = {}
+        for key, value in arrays.items():
+            name, state = key.rsplit(":", 1)
+            if name not in by_name:
+                raise ParameterFileError(f"{fname}: has states of {name!r}, which this Trainer does not update")
+            weight = by_name[name].data()
+            if value.shape != weight.shape:
+                raise ParameterFileError(f"{fname}: {key} has shape {value.shape}, but {name} has {weight.shape}")
+            with weight._device.activate():
+                data = weight._device.xp.asarray(value.astype(weight.dtype, copy=False))
+            states.setdefault(name, {})[state] = NDArray(data, weight._device)
+        for name, hyper in json.loads(meta["hyperparameters"]).items():
+            setattr(self._optimizer, name, hyper)
+        self._states, self._counts = states, {k: int(v) for k, v in json.loads(meta["counts"]).items()}
+        self._plans = {}
+
+
+def _as_dtype(symbol, spec: TensorSpec):
+    """Updates stay in the parameter's dtype (a no-op cast, removed by the passes, when they already are)."""
+    return sym.cast(symbol, dtype=spec.dtype.name)
+
+
+def _zero_d_arrays(device, values: list) -> list:
+    """0-d device arrays holding ``values`` ((number, dtype) pairs), with one host-to-device copy per dtype."""
+    xp, out = device.xp, [None] * len(values)
+    for dtype in {np.dtype(dt) for _, dt in values}:
+        positions = [i for i, (_, dt) in enumerate(values) if np.dtype(dt) == dtype]
+        with device.activate():
+            packed = xp.asarray(np.array([values[i][0] for i in positions], dtype=dtype))
+        for j, i in enumerate(positions):
+            out[i] = packed[j:j + 1].reshape(())
+    return out
+
+
+__all__ = ["Trainer"]
