@@ -1,9 +1,11 @@
-"""The gluon layer: blocks, parameters, initialisers and layers, as in MXNet Gluon."""
-from . import init, nn
+"""The gluon layer: blocks, parameters, initialisers, layers, losses, optimizers, the Trainer and data
+loading, as in MXNet Gluon."""
+from . import data, init, loss, nn, optimizer
 from .block import Block, Sequential
 from .hybrid import HybridBlock
 from .parameter import DeferredInitializationError, Parameter, ParameterDict
 from .symbol_block import SymbolBlock
+from .trainer import Trainer
 
-__all__ = ["init", "nn", "Block", "Sequential", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict",
-           "DeferredInitializationError"]
+__all__ = ["init", "nn", "loss", "data", "optimizer", "Block", "Sequential", "HybridBlock", "SymbolBlock",
+           "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"]
