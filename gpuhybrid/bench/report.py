@@ -164,8 +164,8 @@ def table_rows(rows: list) -> tuple:
 
 
 HEADERS = ("case", "runner", "per call", "spread", "speedup", "launches", "GB/s (of copy)", "check")
-CAPTION = ("runner: gpuhybrid's modes, then peers; speedup: over gpuhybrid imperative, median of "
-           "per-repeat ratios; spread: half the interquartile range of the repeats; launches per call: "
+CAPTION = ("runner: gpuhybrid's modes, then peers; speedup: over gpuhybrid imperative (docs/bench.md); "
+           "spread: half the interquartile range of the repeats; launches per call: "
            "kernels + library calls (gh.profiler.count_launches); check: max |error| against float64 NumPy")
 
 

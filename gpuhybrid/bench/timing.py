@@ -64,28 +64,42 @@ def _time_calls(runner: Runner, calls: int) -> float:
 def _warm_up(runner: Runner, warmup_s: float, max_calls: int) -> tuple:
     """Call until ``warmup_s`` has passed (first-call costs: compiles, caches); (calls, s per call)."""
     elapsed, calls = 0.0, 0
-    while elapsed < warmup_s and calls < max_calls:
+    while calls == 0 or (elapsed < warmup_s and calls < max_calls):   # at least one call
         elapsed += _time_calls(runner, 1)
         calls += 1
     return calls, max(elapsed / max(calls, 1), 1e-9)
 
 
 def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_s: float = 0.05,
-            max_calls: int = 100_000) -> dict:
-    """Time several runners of one case, interleaved: each is warmed up for about ``warmup_s`` and
-    given a number of calls per repeat that lasts about ``min_repeat_s``; then, ``repeats`` times, each
-    runner times its calls in turn, so that load from elsewhere on the machine falls on all alike.
-    Returns name -> Timing."""
-    plan = {}
+            max_calls: int = 100_000, interleave: bool = False, settle_s: float = 0.1) -> dict:
+    """Time several runners of one case. Each is warmed up for about ``warmup_s`` and given a number of
+    calls per repeat that lasts about ``min_repeat_s``.
+
+    By default each runner times all its repeats in one block, after ``settle_s`` of quiet: thread
+    pools (OpenBLAS, OpenMP, XLA's) keep spinning for a while after their work and, on a CPU, would
+    slow down the next runner's own threads; a real program runs one library, not several in turn.
+    ``interleave=True`` instead lets the runners take turns within each repeat, so that load from
+    elsewhere on the machine falls on all alike (for quiet GPUs). Returns name -> Timing."""
+    plan, figures = {}, {name: [] for name in runners}
     for name, runner in runners.items():
+        time.sleep(settle_s)
         warm, per_call = _warm_up(runner, warmup_s, max_calls)
         plan[name] = (warm, int(min(max(1, round(min_repeat_s / per_call)), max_calls)))
-    figures: dict = {name: [] for name in runners}
-    for _ in range(repeats):
+        if not interleave:
+            figures[name] = [_time_calls(runner, plan[name][1]) / plan[name][1] for _ in range(repeats)]
+    for _ in range(repeats if interleave else 0):
         for name, runner in runners.items():
             calls = plan[name][1]
             figures[name].append(_time_calls(runner, calls) / calls)
     return {name: Timing(figures[name], plan[name][1], plan[name][0]) for name in runners}
+
+
+def speedup(baseline: Timing, timing: Timing, interleaved: bool) -> float:
+    """How many times faster than ``baseline``: the median of per-repeat ratios when the two took turns
+    in the same repeats, else the ratio of the medians."""
+    if interleaved:
+        return median_ratio(baseline, timing)
+    return baseline.median_s / timing.median_s
 
 
 def median_ratio(numerator: Timing, denominator: Timing) -> float:
@@ -117,7 +131,7 @@ def copy_bandwidth(xp, nbytes: int, sync: Callable[[], None] = lambda: None, rep
             xp.copyto(dst, src)
     try:
         timing = measure({"copy": Runner("copy", copy, sync)}, repeats=repeats, min_repeat_s=0.05,
-                         warmup_s=0.02)["copy"]
+                         warmup_s=0.02, settle_s=0.0)["copy"]
     finally:
         if pool is not None:
             pool.shutdown()
