@@ -1,0 +1,97 @@
+"""GPU twins of the autograd and training tests: gradients on a GPU equal the CPU's (imperatively and
+hybridized, through the ops added for gradients), each optimizer update is one kernel per parameter,
+and a training loop runs without leaving the device. Skipped (by conftest.py) where there is no GPU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuhybrid as gh
+from gpuhybrid import autograd, gluon, nd
+from gpuhybrid.gluon import nn
+from gpuhybrid.ops.shape_ops import encode_index
+
+pytestmark = pytest.mark.gpu
+
+
+def _grads_of(block_factory, x_host, hybridize, ctx):
+    gh.random.seed(0)
+    block = block_factory()
+    block.initialize(gh.init.Xavier(), ctx=ctx)
+    block.hybridize(hybridize)
+    x = nd.array(x_host, ctx=ctx)
+    x.attach_grad()
+    with autograd.record():
+        loss = (block(x) * 0.5).sum()
+    loss.backward()
+    return [p.grad().asnumpy() for p in block.collect_params().values()] + [x.grad.asnumpy()]
+
+
+def _mlp():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(32, activation="relu", in_units=12), nn.LayerNorm(in_channels=32),
+            nn.Dense(16, activation="tanh", in_units=32), nn.Dense(4, in_units=16))
+    return net
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_gradients_on_the_gpu_equal_the_cpu(hybridize):
+    x = np.random.default_rng(1).standard_normal((8, 12)).astype(np.float32)
+    on_cpu = _grads_of(_mlp, x, hybridize, gh.cpu())
+    on_gpu = _grads_of(_mlp, x, hybridize, gh.gpu(0))
+    for want, got in zip(on_cpu, on_gpu):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_ops_added_for_gradients_match_the_cpu():
+    rng = np.random.default_rng(2)
+    grad = rng.standard_normal((4, 3)).astype(np.float32)
+    index = np.array([0, 2, 2, 1], dtype=np.int64)
+    for device in (gh.cpu(), gh.gpu(0)):
+        g, i = nd.array(grad, ctx=device), nd.array(index, ctx=device, dtype="int64")
+        results = [nd.sum_to_shape(g, shape=(1, 3)), nd.pick(g, i), nd.pick_backward(nd.pick(g, i), i, shape=(4, 3)),
+                   nd.embedding_backward(i, g, input_dim=3, output_dim=3),
+                   nd.getitem_backward(g[1:, 0], shape=(4, 3), key=encode_index((slice(1, None), 0)))]
+        values = [r.asnumpy() for r in results]
+        if device.is_gpu:
+            for want, got in zip(reference, values):
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        reference = values
+
+
+def test_each_update_is_one_kernel_per_parameter_on_the_gpu():
+    params = []
+    for i, shape in enumerate([(64, 32), (32,), (8, 8, 8)]):
+        p = gluon.Parameter(f"gpu_p{i}", shape=shape)
+        p.initialize(ctx=gh.gpu(0))
+        p.grad()._data = gh.gpu(0).xp.ones(shape, dtype=np.float32)
+        params.append(p)
+    trainer = gluon.Trainer(params, "adam", {"learning_rate": 0.01, "wd": 0.01})
+    trainer.step(1)
+    with gh.profiler.count_launches() as launches:
+        trainer.step(1)
+    assert launches.kind("kernel") == len(params) and launches.kind("library") == 0, launches
+
+
+def test_training_loop_on_the_gpu_matches_the_cpu():
+    losses = {}
+    rng = np.random.default_rng(3)
+    x_host = rng.standard_normal((32, 12)).astype(np.float32)
+    y_host = rng.integers(0, 4, 32).astype(np.float32)
+    for device in (gh.cpu(), gh.gpu(0)):
+        gh.random.seed(0)
+        net = _mlp()
+        net.initialize(gh.init.Xavier(), ctx=device)
+        net.hybridize()
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+        x, y = nd.array(x_host, ctx=device), nd.array(y_host, ctx=device)
+        curve = []
+        for _ in range(10):
+            with autograd.record():
+                loss = loss_fn(net(x), y)
+            loss.backward()
+            trainer.step(32)
+            curve.append(float(loss.mean().asscalar()))
+        losses[device.device_type] = curve
+    np.testing.assert_allclose(losses["gpu"], losses["cpu"], rtol=1e-3)
