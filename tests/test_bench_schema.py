@@ -19,7 +19,7 @@ def doc():
     copy_figures = {"bytes": 2048, "bytes_moved_per_copy": 4096, "per_call_s": [1e-6, 2e-6],
                     "median_s": 1.5e-6, "gb_per_s": 2.7, "method": "NumPy copyto, one thread"}
     settings = {"repeats": 3, "min_repeat_s": 0.001, "warmup_s": 0.001, "rtol": 2e-4, "atol": 2e-5,
-                "interleave": False, "settle_s": 0.0,
+                "settle_s": 0.0,
                 "modes": ["imperative", "hybridized"], "peers": ["numpy", "cupy"], "quick": True,
                 "workloads": ["chain"]}
     document = report.document(rows, report.describe_device(gh.cpu(), "test"), settings, copy_figures,

@@ -88,12 +88,9 @@ def parser() -> argparse.ArgumentParser:
                    help="timed repeats; the median is reported (default 7)")
     t.add_argument("--min-time", type=float, default=0.05, help="seconds per repeat, at least (default 0.05)")
     t.add_argument("--warmup", type=float, default=0.05, help="seconds of warm-up per runner (default 0.05)")
-    t.add_argument("--interleave", action="store_true",
-                   help="runners take turns within each repeat (default: each runner's repeats in one "
-                        "block, after --settle seconds of quiet; see docs/bench.md)")
     t.add_argument("--settle", type=float, default=0.1,
-                   help="seconds of quiet before each runner, for other thread pools to stop spinning "
-                        "(default 0.1)")
+                   help="seconds of quiet before each timed stretch, for other libraries' thread pools "
+                        "to stop spinning (default 0.1)")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON (docs/bench.md)")
     o.add_argument("--plot", type=Path, metavar="PATH",
@@ -185,10 +182,9 @@ def main(argv: list | None = None) -> int:
     except gh.GhError as exc:
         print(f"gpuhybrid-bench: {exc}", file=sys.stderr)
         return 2
-    settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002, interleave=args.interleave,
-                         settle_s=0.0) if args.quick else
+    settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002, settle_s=0.0) if args.quick else
                 Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup,
-                         interleave=args.interleave, settle_s=args.settle))
+                         settle_s=args.settle))
     cases = build_cases(args)
     device_info = report.describe_device(device, why)
     env = report.environment()
@@ -213,7 +209,7 @@ def main(argv: list | None = None) -> int:
 
     settings_doc = {"repeats": settings.repeats, "min_repeat_s": settings.min_repeat_s,
                     "warmup_s": settings.warmup_s, "rtol": settings.rtol, "atol": settings.atol,
-                    "interleave": settings.interleave, "settle_s": settings.settle_s,
+                    "settle_s": settings.settle_s,
                     "modes": list(args.modes), "peers": list(args.peers), "quick": bool(args.quick),
                     "workloads": sorted({c.workload for c in cases})}
     doc = report.document(rows, device_info, settings_doc, copy, argv, env)

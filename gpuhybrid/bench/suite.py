@@ -16,7 +16,7 @@ import gpuhybrid as gh
 
 from .modes import gpuhybrid_runner
 from .peers import PEER_NAMES, ArrayOps, peer_runner
-from .timing import Runner, Timing, agree, measure, speedup
+from .timing import Runner, Timing, agree, measure, median_ratio
 from .training import Skip, train_reference
 from .workloads import Case, float64_reference
 
@@ -28,7 +28,6 @@ class Settings:
     warmup_s: float = 0.05
     rtol: float = 2e-4
     atol: float = 2e-5
-    interleave: bool = False
     settle_s: float = 0.1
 
 
@@ -99,24 +98,23 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
             rows.append((key, _row(case, runner_id, mode, "failed", f"{type(exc).__name__}: {exc}")))
     on_step(f"{case.label}: timing {len(runners)} runners")
     timings: dict = (measure(runners, settings.repeats, settings.min_repeat_s, settings.warmup_s,
-                             interleave=settings.interleave, settle_s=settings.settle_s) if runners else {})
+                             settle_s=settings.settle_s) if runners else {})
     baseline = timings.get("gpuhybrid:imperative")
     out = []
     for key, row in rows:
         if key in timings:
             row.update(checked[key])
-            row.update(_figures(case, timings[key], baseline, copy_gb_per_s, settings.interleave))
+            row.update(_figures(case, timings[key], baseline, copy_gb_per_s))
         out.append(row)
     return out
 
 
-def _figures(case: Case, timing: Timing, baseline: Timing | None, copy_gb_per_s: float | None,
-             interleaved: bool) -> dict:
+def _figures(case: Case, timing: Timing, baseline: Timing | None, copy_gb_per_s: float | None) -> dict:
     median = timing.median_s
     figures = {"per_call_s": timing.per_call_s, "calls_per_repeat": timing.calls_per_repeat,
                "warmup_calls": timing.warmup_calls, "median_s": median, "spread": timing.spread(),
                "relative_spread": timing.relative_spread,
-               "speedup_vs_imperative": speedup(baseline, timing, interleaved) if baseline else None}
+               "speedup_vs_imperative": median_ratio(baseline, timing) if baseline else None}
     if case.bytes_per_call:
         figures["gb_per_s"] = case.bytes_per_call / median / 1e9
         if copy_gb_per_s:

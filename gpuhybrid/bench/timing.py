@@ -71,35 +71,25 @@ def _warm_up(runner: Runner, warmup_s: float, max_calls: int) -> tuple:
 
 
 def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_s: float = 0.05,
-            max_calls: int = 100_000, interleave: bool = False, settle_s: float = 0.1) -> dict:
-    """Time several runners of one case. Each is warmed up for about ``warmup_s`` and given a number of
-    calls per repeat that lasts about ``min_repeat_s``.
+            max_calls: int = 100_000, settle_s: float = 0.1) -> dict:
+    """Time several runners of one case, interleaved. Each is warmed up for about ``warmup_s`` and given
+    a number of calls per repeat that lasts about ``min_repeat_s``; then, ``repeats`` times, every
+    runner times its calls in turn, so that load from elsewhere on the machine falls on all alike.
 
-    By default each runner times all its repeats in one block, after ``settle_s`` of quiet: thread
-    pools (OpenBLAS, OpenMP, XLA's) keep spinning for a while after their work and, on a CPU, would
-    slow down the next runner's own threads; a real program runs one library, not several in turn.
-    ``interleave=True`` instead lets the runners take turns within each repeat, so that load from
-    elsewhere on the machine falls on all alike (for quiet GPUs). Returns name -> Timing."""
+    Before each stretch the machine is left quiet for ``settle_s``: thread pools (OpenBLAS's, OpenMP's,
+    XLA's) keep spinning for a while after their work and, on a CPU, would take the cores of the next
+    runner's threads; a real program runs one library, not several in turn. Returns name -> Timing."""
     plan, figures = {}, {name: [] for name in runners}
     for name, runner in runners.items():
         time.sleep(settle_s)
         warm, per_call = _warm_up(runner, warmup_s, max_calls)
         plan[name] = (warm, int(min(max(1, round(min_repeat_s / per_call)), max_calls)))
-        if not interleave:
-            figures[name] = [_time_calls(runner, plan[name][1]) / plan[name][1] for _ in range(repeats)]
-    for _ in range(repeats if interleave else 0):
+    for _ in range(repeats):
         for name, runner in runners.items():
+            time.sleep(settle_s)
             calls = plan[name][1]
             figures[name].append(_time_calls(runner, calls) / calls)
     return {name: Timing(figures[name], plan[name][1], plan[name][0]) for name in runners}
-
-
-def speedup(baseline: Timing, timing: Timing, interleaved: bool) -> float:
-    """How many times faster than ``baseline``: the median of per-repeat ratios when the two took turns
-    in the same repeats, else the ratio of the medians."""
-    if interleaved:
-        return median_ratio(baseline, timing)
-    return baseline.median_s / timing.median_s
 
 
 def median_ratio(numerator: Timing, denominator: Timing) -> float:
