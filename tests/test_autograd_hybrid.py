@@ -17,7 +17,7 @@ from gpuhybrid.graph.ir import FUSED
 from grad_helpers import check_finite_differences
 from helpers import SETTINGS, expect_raises
 
-NET_SETTINGS = settings(SETTINGS, max_examples=int(__import__("os").environ.get("NET_EXAMPLES", "6")))
+NET_SETTINGS = settings(SETTINGS, max_examples=int(__import__("os").environ.get("NET_EXAMPLES", "10")))
 
 
 def gradients(block, *inputs, hybridize: bool, head=None, wrt_inputs=False, seed=None):

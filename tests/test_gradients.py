@@ -21,7 +21,7 @@ from gpuhybrid.ops.shape_ops import encode_index
 from grad_helpers import check_op_gradients
 from helpers import SETTINGS
 
-GRAD_SETTINGS = settings(SETTINGS, max_examples=int(__import__("os").environ.get("GRAD_EXAMPLES", "12")))
+GRAD_SETTINGS = settings(SETTINGS, max_examples=int(__import__("os").environ.get("GRAD_EXAMPLES", "20")))
 
 
 def values(shape, lo=-3.0, hi=3.0, away=0.0, avoid_integers=False):

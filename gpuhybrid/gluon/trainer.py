@@ -110,7 +110,7 @@ class Trainer:
 
     def _plan_for(self, device, params: list):
         opt = self._optimizer
-        key = (tuple((p.name, p.data().spec) for p in params), json.dumps(opt.kernel_constants()))
+        key = (tuple((p.name, p.data().spec) for p in params), tuple(sorted(opt.kernel_constants().items())))
         known = self._plans.get(device)
         if known is None or known[0] != key:       # first step, or new hyperparameters or shapes
             known = self._plans[device] = (key, self._compile(device, params))
