@@ -41,12 +41,14 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     record_launches(device, kernels, "kernel")
     record_launches(device, library, "library")
     if len(outs) == 1 and not isinstance(result, (list, tuple)):
-        arrays = [NDArray(result, device, outs[0])]
-    else:
-        arrays = [NDArray(r, device, s) for r, s in zip(result, outs)]
+        out = NDArray(result, device, outs[0])
+        if autograd.is_recording() and any(x._ag is not None for x in inputs):
+            autograd.record_call(op.name, attrs, inputs, [out])
+        return out
+    arrays = [NDArray(r, device, s) for r, s in zip(result, outs)]
     if autograd.is_recording() and any(x._ag is not None for x in inputs):
         autograd.record_call(op.name, attrs, inputs, arrays)
-    if op.hidden_outputs:
+    if op.hidden_outputs:        # outputs kept for the gradient rule only (Dropout's draw)
         visible = arrays[:len(arrays) - op.hidden_outputs]
         return visible[0] if len(visible) == 1 else visible
-    return arrays[0] if len(outs) == 1 and not isinstance(result, (list, tuple)) else arrays
+    return arrays
