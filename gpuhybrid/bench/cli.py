@@ -88,9 +88,10 @@ def parser() -> argparse.ArgumentParser:
                    help="timed repeats; the median is reported (default 7)")
     t.add_argument("--min-time", type=float, default=0.05, help="seconds per repeat, at least (default 0.05)")
     t.add_argument("--warmup", type=float, default=0.05, help="seconds of warm-up per runner (default 0.05)")
-    t.add_argument("--settle", type=float, default=0.1,
+    t.add_argument("--settle", type=float, default=None,
                    help="seconds of quiet before each timed stretch, for other libraries' thread pools "
-                        "to stop spinning (default 0.1)")
+                        f"to stop spinning (default {SETTLE_WITH_POOLS} with peers other than numpy, "
+                        f"else {SETTLE_ALONE})")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON (docs/bench.md)")
     o.add_argument("--plot", type=Path, metavar="PATH",
@@ -99,6 +100,16 @@ def parser() -> argparse.ArgumentParser:
                    help="write DIR/<device>-<date>.json and DIR/<device>-<date>.png")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+# PyTorch's MKL/OpenMP threads spin for 200 ms after their work (KMP_BLOCKTIME), OpenBLAS's ~0.1 s.
+SETTLE_WITH_POOLS, SETTLE_ALONE = 0.25, 0.02
+
+
+def default_settle(args) -> float:
+    if args.settle is not None:
+        return args.settle
+    return SETTLE_WITH_POOLS if any(p != "numpy" for p in args.peers) else SETTLE_ALONE
 
 
 def choose_device(requested: str):
@@ -184,7 +195,7 @@ def main(argv: list | None = None) -> int:
         return 2
     settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002, settle_s=0.0) if args.quick else
                 Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup,
-                         settle_s=args.settle))
+                         settle_s=default_settle(args)))
     cases = build_cases(args)
     device_info = report.describe_device(device, why)
     env = report.environment()
