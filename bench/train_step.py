@@ -8,7 +8,8 @@ and OpenBLAS read theirs when they load: 'default' is the environment as given; 
 OMP_WAIT_POLICY=passive (OpenMP threads sleep instead of spinning between kernels, so that they do not
 compete with OpenBLAS's threads for the cores); 'one-thread' sets OMP_NUM_THREADS=1 for both.
 
-    python bench/train_step.py [--steps 50] [--repeats 9] [--configs default,omp-passive,one-thread] [--out PATH]
+    python bench/train_step.py [--steps 50] [--repeats 9] [--configs default,omp-passive,one-thread]
+                               [--out PATH]
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def measure(steps: int, repeats: int) -> dict:
     def make(hybridize: bool):
         gh.random.seed(1)
         net = nn.HybridSequential()
-        net.add(nn.Dense(256, activation="relu", in_units=FEATURES), nn.Dense(128, activation="relu", in_units=256),
-                nn.Dense(CLASSES, in_units=128))
+        net.add(nn.Dense(256, activation="relu", in_units=FEATURES),
+                nn.Dense(128, activation="relu", in_units=256), nn.Dense(CLASSES, in_units=128))
         net.initialize(gh.init.Xavier())
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
         if hybridize:
@@ -88,8 +89,8 @@ def measure(steps: int, repeats: int) -> dict:
 
 def run_config(name: str, steps: int, repeats: int) -> dict:
     env = {**os.environ, **CONFIGS[name]}
-    done = subprocess.run([sys.executable, __file__, "--child", "--steps", str(steps), "--repeats", str(repeats)],
-                          env=env, capture_output=True, text=True, check=True)
+    command = [sys.executable, __file__, "--child", "--steps", str(steps), "--repeats", str(repeats)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
 
@@ -123,20 +124,23 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     report = {
-        "benchmark": "training step: forward + backward + Adam, lecture MLP 512-256-128-2, softmax CE, batch 64",
+        "benchmark": "training step: forward + backward + Adam, lecture MLP 512-256-128-2, softmax CE, "
+                     "batch 64",
         "device": "cpu", "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "python": platform.python_version(), "numpy": np.__version__, "gpuhybrid": gh.__version__,
         "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host_compiler": compiler.identity if compiler else None, "flags": list(compiler.flags) if compiler else None,
+        "host_compiler": compiler.identity if compiler else None,
+        "flags": list(compiler.flags) if compiler else None,
         "load_average_before": before, "load_average_after": load_average(),
         "steps_per_repeat": args.steps, "repeats": args.repeats, "configs": configs,
     }
     for name, result in configs.items():
         m, launches = result["median_step_seconds"], result["launches_per_step"]
-        print(f"{name:12s} imperative {m['imperative'] * 1e3:6.2f} ms/step ({launches['imperative']['total']} launches), "
-              f"hybridized {m['hybridized'] * 1e3:6.2f} ms/step ({launches['hybridized']['total']} launches) "
+        print(f"{name:12s} imperative {m['imperative'] * 1e3:6.2f} ms/step "
+              f"({launches['imperative']['total']} launches), hybridized "
+              f"{m['hybridized'] * 1e3:6.2f} ms/step ({launches['hybridized']['total']} launches) "
               f"-> {result['speedup']:.2f}x")
-    out = args.out or Path(__file__).parent / "results" / f"cpu-train-{datetime.date.today().isoformat()}.json"
+    out = args.out or Path(__file__).parent / "results" / f"cpu-train-{datetime.date.today()}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 

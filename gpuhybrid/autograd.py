@@ -108,7 +108,8 @@ def needs_grad(array) -> bool:
     return array._ag is not None
 
 
-def record_call(op: str, attrs: dict, inputs: Sequence, outputs: Sequence, backward: Callable | None = None) -> None:
+def record_call(op: str, attrs: dict, inputs: Sequence, outputs: Sequence,
+                backward: Callable | None = None) -> None:
     """Put one call on the tape (the dispatcher calls this only while recording and when some input
     needs a gradient). Integer and bool outputs get no gradient, so they are not linked."""
     node = TapeNode(op, attrs, tuple(inputs), tuple(outputs), backward)
@@ -125,8 +126,8 @@ def attach_grad(array, grad_req: str = "write") -> None:
         array._ag = None
         return
     if array.dtype.kind != "f":
-        raise DTypeError(f"attach_grad: gradients need a floating-point array, this one is {array.dtype.name}; "
-                         f"convert it first, e.g. x = x.astype('float32')")
+        raise DTypeError(f"attach_grad: gradients need a floating-point array, this one is "
+                         f"{array.dtype.name}; convert it first, e.g. x = x.astype('float32')")
     from . import ndarray as nd   # the eager namespace (ndarray imports this module, so import late)
     with pause():
         array._ag = GradSlot(grad=nd.zeros_like(array), grad_req=grad_req)
@@ -173,19 +174,22 @@ def _check_heads(heads: Sequence, head_grads) -> list:
                                 "that need gradients; call attach_grad() on the inputs (or use Parameters) "
                                 "and compute it inside `with autograd.record():`")
         if grad is not None and tuple(grad.shape) != head.shape:
-            raise GhError(f"backward: head gradient of shape {tuple(grad.shape)} for a head of shape {head.shape}")
+            raise GhError(f"backward: head gradient of shape {tuple(grad.shape)} for a head of shape "
+                          f"{head.shape}")
         filled.append(nd.ones_like(head) if grad is None else grad)
     return filled
 
 
-def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bool, create_graph: bool) -> dict:
+def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bool,
+               create_graph: bool) -> dict:
     """Gradients (id of GradSlot -> NDArray) of the heads with respect to every array on the way to the
     slots in ``targets``; nodes that lead to no target are skipped."""
     from . import ndarray as nd
     order = _topological_nodes(heads)
     relevant: set = set()
     for node in order:                       # inputs first: does this node lead back to a target?
-        if any(x._ag is not None and (id(x._ag) in targets or id(x._ag.node) in relevant) for x in node.inputs):
+        if any(x._ag is not None and (id(x._ag) in targets or id(x._ag.node) in relevant)
+               for x in node.inputs):
             relevant.add(id(node))
     grads: dict = {}
 

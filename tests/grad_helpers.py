@@ -127,7 +127,8 @@ def check_op_gradients(fn, inputs: list, wrt: list | None = None, rtol: float = 
     wrt = [i for i, a in enumerate(inputs) if a.dtype.kind == "f"] if wrt is None else wrt
     with autograd.train_mode() if training else autograd.predict_mode():
         # record() turns training on; predict_mode inside keeps the mode the test asked for
-        grads, weights = check_finite_differences(_in_mode(fn, training), inputs, wrt, rtol, atol, seed, eps=eps)
+        grads, weights = check_finite_differences(_in_mode(fn, training), inputs, wrt, rtol, atol, seed,
+                                                  eps=eps)
     symbolic = symbolic_gradients(fn, inputs, wrt, weights, fuse=fuse, training=training, seed=seed)
     for i, (want, got) in enumerate(zip(grads, symbolic)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=f"input {wrt[i]}: sym vs nd")

@@ -53,7 +53,8 @@ def unary(name, **domain):
 @st.composite
 def binary(draw, name, lhs=None, rhs=None, distinct=False):
     """Broadcasting operands; ``distinct`` keeps them apart (maximum/minimum/comparisons: no ties)."""
-    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3))
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1,
+                                                    max_side=3))
     a = draw(values(shapes.input_shapes[0], **(lhs or {})))
     b = draw(values(shapes.input_shapes[1], **(rhs or {})))
     if distinct:
@@ -128,8 +129,12 @@ def fully_connected(draw):
     data = draw(small_shapes(min_dims=1, max_dims=3))
     in_units = math.prod(data[1:]) if flatten else data[-1]
     units = draw(st.integers(1, 4))
-    arrays = [draw(values(data)), draw(values((units, in_units)))] + ([draw(values((units,)))] if bias else [])
-    return (lambda F, *a: F.FullyConnected(*a, num_hidden=units, no_bias=not bias, flatten=flatten)), arrays, {}
+    arrays = [draw(values(data)), draw(values((units, in_units)))]
+    arrays += [draw(values((units,)))] if bias else []
+
+    def fn(F, *a):
+        return F.FullyConnected(*a, num_hidden=units, no_bias=not bias, flatten=flatten)
+    return fn, arrays, {}
 
 
 @st.composite
@@ -160,7 +165,8 @@ def joined(draw, name):
     count = draw(st.integers(1, 3))
     if name == "concat":
         axis = draw(st.integers(0, len(shape) - 1))
-        parts = [draw(values(shape[:axis] + (draw(st.integers(1, 3)),) + shape[axis + 1:])) for _ in range(count)]
+        sizes = [draw(st.integers(1, 3)) for _ in range(count)]
+        parts = [draw(values(shape[:axis] + (size,) + shape[axis + 1:])) for size in sizes]
         return (lambda F, *a: F.concat(*a, dim=axis)), parts, {}
     axis = draw(st.integers(0, len(shape)))
     return (lambda F, *a: F.stack(*a, axis=axis)), [draw(values(shape)) for _ in range(count)], {}
@@ -217,7 +223,8 @@ def tile(draw):
 @st.composite
 def where(draw):
     shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3))
-    condition = draw(hnp.arrays(np.float64, shapes.input_shapes[0], elements=st.sampled_from([0.0, 1.0, -2.0])))
+    condition = draw(hnp.arrays(np.float64, shapes.input_shapes[0],
+                                elements=st.sampled_from([0.0, 1.0, -2.0])))
     x, y = (draw(values(s)) for s in shapes.input_shapes[1:])
     return (lambda F, c, a, b: F.where(c, a, b)), [condition, x, y], {"wrt": [1, 2]}
 
@@ -344,7 +351,8 @@ def creation_like(draw, name):
 
 UNARY_DOMAINS = {
     "relu": {"away": 1e-3}, "sigmoid": {}, "tanh": {}, "exp": {}, "log": {"lo": 0.1, "hi": 5.0},
-    "log1p": {"lo": -0.8, "hi": 5.0}, "expm1": {}, "sqrt": {"lo": 0.1, "hi": 5.0}, "rsqrt": {"lo": 0.1, "hi": 5.0},
+    "log1p": {"lo": -0.8, "hi": 5.0}, "expm1": {}, "sqrt": {"lo": 0.1, "hi": 5.0},
+    "rsqrt": {"lo": 0.1, "hi": 5.0},
     "abs": {"away": 1e-3}, "square": {}, "reciprocal": {"away": 0.2}, "negative": {}, "erf": {}, "gelu": {},
     "softrelu": {}, "softsign": {"away": 1e-3}, "sin": {}, "cos": {},
     "sign": {"away": 0.1}, "floor": {"avoid_integers": True}, "ceil": {"avoid_integers": True},
@@ -359,10 +367,12 @@ CASES.update({
     "add_scalar": scalar_op("add"), "sub_scalar": scalar_op("sub"), "mul_scalar": scalar_op("mul"),
     "div_scalar": scalar_op("div", {"away": 0.3}, st.floats(0.3, 2) | st.floats(-2, -0.3)),
     "pow_scalar": scalar_op("pow", {"lo": 0.2, "hi": 3.0}, st.floats(0.2, 3.0)),
-    "maximum_scalar": scalar_op("maximum", distinct=True), "minimum_scalar": scalar_op("minimum", distinct=True),
+    "maximum_scalar": scalar_op("maximum", distinct=True),
+    "minimum_scalar": scalar_op("minimum", distinct=True),
     "where": where(), "clip": clip(),
     # float32 rounds to ~1e-7 relative: a wider step keeps that noise below the tolerance
-    "cast": case(lambda F, x: F.cast(F.cast(x, dtype="float32"), dtype="float64") * 1.0, {}, rtol=1e-4, eps=1e-2),
+    "cast": case(lambda F, x: F.cast(F.cast(x, dtype="float32"), dtype="float64") * 1.0, {},
+                 rtol=1e-4, eps=1e-2),
     "sum": reduction("sum"), "mean": reduction("mean"), "max": reduction("max"), "min": reduction("min"),
     "prod": reduction("prod", away=0.3), "softmax": softmax("softmax"), "log_softmax": softmax("log_softmax"),
     "dot": dot(), "batch_dot": batch_dot(), "matmul": matmul(), "FullyConnected": fully_connected(),

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gpuhybrid as gh
-from gpuhybrid import gluon, nd
+from gpuhybrid import nd
 from gpuhybrid.gluon import loss as gloss
 from grad_helpers import check_finite_differences
 from helpers import SETTINGS, expect_raises
@@ -98,7 +98,8 @@ def test_sigmoid_bce_from_sigmoid_and_huge_logits_stay_finite():
     np.testing.assert_allclose(out.asnumpy(), [800.0])
     p = np.array([[0.2, 0.9]])
     label = np.array([[1.0, 0.0]])
-    got = gloss.SigmoidBCELoss(from_sigmoid=True)(nd.array(p, dtype="float64"), nd.array(label, dtype="float64"))
+    got = gloss.SigmoidBCELoss(from_sigmoid=True)(nd.array(p, dtype="float64"),
+                                                  nd.array(label, dtype="float64"))
     np.testing.assert_allclose(got.asnumpy(), [-(np.log(0.2) + np.log(0.1)) / 2], rtol=1e-9)
 
 

@@ -35,9 +35,10 @@ def test_sum_to_shape_sums_the_broadcast_axes(pair, dtype, data):
     out = run_op("sum_to_shape", to_nd(a), shape=target)
     lead = len(source) - len(target)
     expected = f64(a).sum(axis=tuple(range(lead)))
-    expected = expected.sum(axis=tuple(i for i, d in enumerate(target) if d == 1), keepdims=True).reshape(target)
+    ones = tuple(i for i, d in enumerate(target) if d == 1)
+    expected = expected.sum(axis=ones, keepdims=True).reshape(target)
     scale = np.abs(f64(a)).sum(axis=tuple(range(lead)))
-    scale = scale.sum(axis=tuple(i for i, d in enumerate(target) if d == 1), keepdims=True).reshape(target)
+    scale = scale.sum(axis=ones, keepdims=True).reshape(target)
     assert_matches(out, expected, dtype, scale=scale)
 
 

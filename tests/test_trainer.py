@@ -105,7 +105,8 @@ def test_optimizer_matches_numpy_reference(name, hp):
         grads = set_gradients(params, rng)
         trainer.step(batch)
         for k, (w, g) in enumerate(zip(weights, grads)):
-            weights[k], states[k] = reference_step(name, hp, w, g, states[k], t, hp.get("rescale_grad", 1.0) / batch)
+            rescale = hp.get("rescale_grad", 1.0) / batch
+            weights[k], states[k] = reference_step(name, hp, w, g, states[k], t, rescale)
         for p, w in zip(params, weights):
             np.testing.assert_allclose(p.data().asnumpy(), w, rtol=1e-12, atol=1e-14)
 

@@ -105,7 +105,9 @@ class DataLoader:
 
     def __len__(self) -> int:
         total = len(self._dataset) + (len(self._carried) if self._last_batch == "rollover" else 0)
-        return math.ceil(total / self._batch_size) if self._last_batch == "keep" else total // self._batch_size
+        if self._last_batch == "keep":
+            return math.ceil(total / self._batch_size)
+        return total // self._batch_size
 
     def _order(self) -> np.ndarray:
         order = np.arange(len(self._dataset), dtype=np.int64)

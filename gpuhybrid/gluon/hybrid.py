@@ -201,7 +201,8 @@ class HybridBlock(Block):
             autograd.record_call(self.name, {}, inputs, wrapped, backward=run_backward)
         return wrapped
 
-    def _trace(self, args: tuple, device, training: bool, on_pass=None, wants: tuple | None = None) -> TracedPlan:
+    def _trace(self, args: tuple, device, training: bool, on_pass=None,
+               wants: tuple | None = None) -> TracedPlan:
         """Trace and compile for these inputs; ``wants`` (which inputs need gradients) also derives and
         compiles the backward plan."""
         self._trace_count += 1
@@ -235,11 +236,13 @@ class HybridBlock(Block):
             plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
                                       training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates])
             if wants is not None and wrt:
-                backward = self._backward_plan(derived, saved, names, wants, learned, plan, len(outputs), device)
+                backward = self._backward_plan(derived, saved, names, wants, learned, plan, len(outputs),
+                                               device)
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
         feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
-        entry = TracedPlan(plan, feed, [p for p, _ in aux_updates], structure, sym.Group(outputs), names, backward)
+        entry = TracedPlan(plan, feed, [p for p, _ in aux_updates], structure, sym.Group(outputs), names,
+                           backward)
         self._last_trace = entry
         return entry
 

@@ -19,8 +19,9 @@ class Loss(HybridBlock):
                  params=None):
         super().__init__(prefix, params)
         if batch_axis != 0:
-            raise OpValueError(f"{type(self).__name__}: batch_axis={batch_axis} is not supported; gpuhybrid's "
-                               f"losses take the batch along the first axis (transpose the data first)")
+            raise OpValueError(f"{type(self).__name__}: batch_axis={batch_axis} is not supported; "
+                               f"gpuhybrid's losses take the batch along the first axis (transpose the "
+                               f"data first)")
         self._weight, self._batch_axis = weight, batch_axis
 
     def _finish(self, F, loss, sample_weight=None):
@@ -84,7 +85,8 @@ class SigmoidBinaryCrossEntropyLoss(Loss):
     """Binary cross-entropy of sigmoid(pred) against labels in [0, 1]; computed from the logits in the
     overflow-free form max(x, 0) - x * label + log(1 + exp(-|x|)) unless ``from_sigmoid=True``."""
 
-    def __init__(self, from_sigmoid: bool = False, weight: float | None = None, batch_axis: int = 0, **kwargs):
+    def __init__(self, from_sigmoid: bool = False, weight: float | None = None, batch_axis: int = 0,
+                 **kwargs):
         super().__init__(weight, batch_axis, **kwargs)
         self._from_sigmoid = from_sigmoid
 

@@ -62,7 +62,8 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """weight -= lr * (grad + wd * weight); with momentum: mom = momentum * mom - lr * (...), weight += mom."""
+    """weight -= lr * (grad + wd * weight); with momentum: mom = momentum * mom - lr * (...),
+    weight += mom."""
 
     name = "sgd"
 
@@ -80,7 +81,8 @@ class SGD(Optimizer):
 
 
 class NAG(Optimizer):
-    """Nesterov momentum (MXNet's form): mom = momentum * mom + grad; weight -= lr * (grad + momentum * mom)."""
+    """Nesterov momentum (MXNet's form): mom = momentum * mom + grad;
+    weight -= lr * (grad + momentum * mom)."""
 
     name = "nag"
     state_names = ("momentum",)
@@ -148,7 +150,8 @@ class RMSProp(Optimizer):
     def __init__(self, learning_rate: float = 0.001, gamma1: float = 0.9, gamma2: float = 0.9,
                  epsilon: float = 1e-8, centered: bool = False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        self.gamma1, self.gamma2, self.epsilon, self.centered = float(gamma1), float(gamma2), float(epsilon), bool(centered)
+        self.gamma1, self.gamma2, self.epsilon = float(gamma1), float(gamma2), float(epsilon)
+        self.centered = bool(centered)
         self.state_names = ("n", "g", "delta") if self.centered else ("n",)
 
     def update(self, F, weight, grad, states, scalars):

@@ -136,7 +136,8 @@ class Parameter:
             raise ShapeError(f"parameter {self.name!r} has shape {self.shape}, cannot set data of shape "
                              f"{tuple(value.shape)}")
         self.shape = tuple(value.shape)
-        value = value.astype(self.dtype, copy=False) if np.dtype(value.dtype) != np.dtype(self.dtype) else value
+        if np.dtype(value.dtype) != np.dtype(self.dtype):
+            value = value.astype(self.dtype, copy=False)
         self._data = value.detach()         # a handle of our own: the leaf's gradient is this parameter's
         self._deferred = None
         self._attach_grad()

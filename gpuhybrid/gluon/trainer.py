@@ -37,7 +37,8 @@ class Trainer:
         params = list(params)
         for p in params:
             if not isinstance(p, Parameter):
-                raise GhError(f"Trainer: expected Parameters (e.g. net.collect_params()), got {type(p).__name__}")
+                raise GhError(f"Trainer: expected Parameters (e.g. net.collect_params()), got "
+                              f"{type(p).__name__}")
         self._params = list(OrderedDict((id(p), p) for p in params).values())
         self._optimizer = create(optimizer, **(optimizer_params or {}))
         self._states: dict = {}        # parameter name -> {state name: NDArray}
@@ -128,7 +129,8 @@ class Trainer:
             specs.update({f"s{k}_{name}": spec for name in opt.state_names})
             specs.update({f"c{k}_{name}": TensorSpec((), spec.dtype) for name in opt.scalar_names})
             new_weight, new_states = opt.update(sym, weight, grad, states, scalars)
-            outputs += [_as_dtype(new_weight, spec)] + [_as_dtype(new_states[n], spec) for n in opt.state_names]
+            outputs.append(_as_dtype(new_weight, spec))
+            outputs += [_as_dtype(new_states[n], spec) for n in opt.state_names]
         return sym.compile_symbol(sym.Group(outputs), specs, device)
 
     @property
@@ -155,17 +157,19 @@ class Trainer:
         if meta.get("format") != STATES_FORMAT:
             raise ParameterFileError(f"{fname}: not a Trainer state file (written by Trainer.save_states)")
         if meta.get("optimizer") != self._optimizer.name:
-            raise ParameterFileError(f"{fname}: holds {meta.get('optimizer')!r} states, but this Trainer uses "
-                                     f"{self._optimizer.name!r}")
+            raise ParameterFileError(f"{fname}: holds {meta.get('optimizer')!r} states, but this Trainer "
+                                     f"uses {self._optimizer.name!r}")
         by_name = {p.name: p for p in self._params}
         states: dict = {}
         for key, value in arrays.items():
             name, state = key.rsplit(":", 1)
             if name not in by_name:
-                raise ParameterFileError(f"{fname}: has states of {name!r}, which this Trainer does not update")
+                raise ParameterFileError(f"{fname}: has states of {name!r}, which this Trainer does not "
+                                         f"update")
             weight = by_name[name].data()
             if value.shape != weight.shape:
-                raise ParameterFileError(f"{fname}: {key} has shape {value.shape}, but {name} has {weight.shape}")
+                raise ParameterFileError(f"{fname}: {key} has shape {value.shape}, but {name} has "
+                                         f"{weight.shape}")
             with weight._device.activate():
                 data = weight._device.xp.asarray(value.astype(weight.dtype, copy=False))
             states.setdefault(name, {})[state] = NDArray(data, weight._device)
@@ -181,7 +185,7 @@ def _as_dtype(symbol, spec: TensorSpec):
 
 
 def _zero_d_arrays(device, values: list) -> list:
-    """0-d device arrays holding ``values`` ((number, dtype) pairs), with one host-to-device copy per dtype."""
+    """0-d device arrays holding ``values`` ((number, dtype) pairs), one host-to-device copy per dtype."""
     xp, out = device.xp, [None] * len(values)
     for dtype in {np.dtype(dt) for _, dt in values}:
         positions = [i for i, (_, dt) in enumerate(values) if np.dtype(dt) == dtype]

@@ -402,8 +402,8 @@ def _scatter_to(F, c, key):
     return [F.getitem_backward(c.g, shape=c.in_specs[0].shape, key=encode_index(key))]
 
 
-gradient("slice")(lambda F, c: _scatter_to(F, c, _slices(c.in_specs[0].shape, c.attrs["begin"], c.attrs["end"],
-                                                         c.attrs["step"])))
+gradient("slice")(lambda F, c: _scatter_to(
+    F, c, _slices(c.in_specs[0].shape, c.attrs["begin"], c.attrs["end"], c.attrs["step"])))
 gradient("slice_axis")(lambda F, c: _scatter_to(F, c, _slice_axis_key(c.in_specs[0].shape, c.attrs)))
 gradient("getitem")(lambda F, c: [F.getitem_backward(c.g, shape=c.in_specs[0].shape, key=c.attrs["key"])])
 gradient("getitem_backward")(lambda F, c: [F.getitem(c.g, key=c.attrs["key"])])

@@ -54,7 +54,8 @@ def _pick_rule(specs, attrs):
 def _pick_eager(device, inputs, attrs, outs):
     data, index = inputs
     axis = normalize_axis(attrs["axis"], data.ndim)
-    positions = _positions(device.xp, index, data.shape[axis], attrs["mode"], _picked_shape(data.shape, axis, True))
+    kept = _picked_shape(data.shape, axis, True)
+    positions = _positions(device.xp, index, data.shape[axis], attrs["mode"], kept)
     return device.xp.take_along_axis(data, positions, axis=axis).reshape(outs[0].shape)
 
 
@@ -84,7 +85,8 @@ def _pick_backward_eager(device, inputs, attrs, outs):
     axis = normalize_axis(attrs["axis"], len(shape))
     kept = _picked_shape(shape, axis, True)
     out = xp.zeros(shape, dtype=outs[0].dtype)
-    xp.put_along_axis(out, _positions(xp, index, shape[axis], attrs["mode"], kept), grad.reshape(kept), axis=axis)
+    positions = _positions(xp, index, shape[axis], attrs["mode"], kept)
+    xp.put_along_axis(out, positions, grad.reshape(kept), axis=axis)
     return out
 
 

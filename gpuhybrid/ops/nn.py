@@ -39,7 +39,8 @@ def _dropout_eager(device, inputs, attrs, outs):
         keep_draw = rng.generator(device).random(x.shape, dtype=np.float32)
     scalars = {"p": attrs["p"], "scale": 1.0 / (1.0 - attrs["p"])}
     if device.is_gpu:
-        return [launch_elementwise(device, "Dropout", DROPOUT_EXPR, [x, keep_draw], scalars, outs[0]), keep_draw]
+        dropped = launch_elementwise(device, "Dropout", DROPOUT_EXPR, [x, keep_draw], scalars, outs[0])
+        return [dropped, keep_draw]
     scale = np.asarray(scalars["scale"], dtype=x.dtype)
     return [np.where(keep_draw >= attrs["p"], x * scale, 0).astype(x.dtype, copy=False), keep_draw]
 

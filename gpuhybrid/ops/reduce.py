@@ -140,7 +140,8 @@ def summed_axes(source: tuple, target: tuple) -> tuple:
     """Axes of ``source`` to sum so that the result has ``target``'s shape (``target`` broadcasts to
     ``source``): the leading extra axes, and those where ``target`` has size 1."""
     lead = len(source) - len(target)
-    return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(target) if d == 1 and source[lead + i] != 1)
+    stretched = tuple(lead + i for i, d in enumerate(target) if d == 1 and source[lead + i] != 1)
+    return tuple(range(lead)) + stretched
 
 
 def _sum_to_shape_rule(specs, attrs):
@@ -164,5 +165,5 @@ register(OpDef(name="sum_to_shape", category="reduce", inputs=("data",),
                attrs=(Attr("shape", "shape", doc="the shape to sum down to; it must broadcast to data's"),),
                infer=_sum_to_shape_rule, eager=_sum_to_shape_eager,
                kernels=lambda attrs, specs: 1,
-               doc="Sum data over the axes that broadcasting added or stretched, giving `shape` (the gradient "
-                   "of an operand that was broadcast); the data itself when the shapes are equal."))
+               doc="Sum data over the axes that broadcasting added or stretched, giving `shape` (the "
+                   "gradient of an operand that was broadcast); the data itself when the shapes are equal."))

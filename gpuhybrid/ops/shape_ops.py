@@ -335,7 +335,8 @@ def _getitem_backward_rule(specs, attrs):
     shape = attrs["shape"]
     expected = _indexed_shape(shape, decode_index(attrs["key"]))
     if specs[0].shape != expected:
-        raise ShapeError(f"data has shape {specs[0].shape}, but indexing {shape} with this key gives {expected}")
+        raise ShapeError(f"data has shape {specs[0].shape}, but indexing {shape} with this key gives "
+                         f"{expected}")
     return TensorSpec(shape, specs[0].dtype)
 
 

@@ -107,12 +107,14 @@ def derive_backward(forward: Symbol, specs: dict, wrt: list, num_heads: int,
             continue
         rule = GRADIENTS.get(node.op)
         if rule is None:
-            raise GhError(f"op {node.op} (node {node.name!r}) has no gradient rule; it cannot be differentiated")
+            raise GhError(f"op {node.op} (node {node.name!r}) has no gradient rule; it cannot be "
+                          f"differentiated")
         in_specs = [graph.spec(r) for r in node.inputs]
         wants = tuple((r.node in wanted or r.node in relevant) and s.dtype.kind == "f" and 0 not in s.shape
                       for r, s in zip(node.inputs, in_specs))
-        call = GradCall([value(r) for r in node.inputs], [value(Ref(node.id, i)) for i in range(len(node.specs))],
-                        out_grads, node.attr_dict, in_specs, list(node.specs), wants)
+        outputs = [value(Ref(node.id, i)) for i in range(len(node.specs))]
+        call = GradCall([value(r) for r in node.inputs], outputs, out_grads, node.attr_dict, in_specs,
+                        list(node.specs), wants)
         for ref, spec, grad, wanted_here in zip(node.inputs, in_specs, rule(_sym(), call), wants):
             if wanted_here and grad is not None:
                 accumulate(ref, fit_gradient(_sym(), grad, spec_of(grad), spec))
@@ -127,7 +129,8 @@ def derive_backward(forward: Symbol, specs: dict, wrt: list, num_heads: int,
     symbol = Group(present) if present else None
     used = {n.name for n in symbol.topo_nodes() if n.op == "var"} if symbol is not None else set()
     saved = [(name, topo[ref.node], ref.index) for ref, (name, _) in placeholders.items() if name in used]
-    final_specs = {name: spec for name, spec in var_specs.items() if name in used or not name.startswith("@saved")}
+    final_specs = {name: spec for name, spec in var_specs.items()
+                   if name in used or not name.startswith("@saved")}
     return BackwardGraph(symbol, outputs, saved, final_specs)
 
 
