@@ -117,6 +117,10 @@ def _torch(peer, case, device) -> Runner:
     tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(where) for a in case.inputs + case.weights]
     ops = TorchOps(torch)
     name = "PyTorch eager" if peer == "torch" else "torch.compile"
+    if peer == "torch.compile":
+        # Each case compiles the same Python functions anew; past dynamo's recompile limit (8) it would
+        # silently run them eagerly, so start from a clean cache.
+        torch._dynamo.reset()
     if case.workload == "train":
         return _torch_train(torch, ops, case, tensors, peer, name, sync, where)
 
