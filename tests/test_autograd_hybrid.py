@@ -1,7 +1,8 @@
 """Training hybridized blocks: one tape node per call whose gradient is a compiled backward plan derived
 from the forward graph. Hybridized gradients equal imperative ones (fixed nets and random ones drawn
 by hypothesis), whole random nets match finite differences in float64, the forward plan keeps exactly
-the values the backward reads, elementwise backward chains fuse, and plans are cached per signature."""
+the values the backward reads, elementwise backward chains fuse, and plans are cached per signature.
+NET_EXAMPLES=n draws n random nets per test instead of 10."""
 from __future__ import annotations
 
 import numpy as np
