@@ -22,6 +22,11 @@ from pathlib import Path
 from .compile_cache import cached_build, entry_key, headers_digest
 from .kernel_files import kernel_dir
 
+# OpenMP threads of generated kernels sleep between parallel regions instead of spinning, unless the user
+# says otherwise: spinning threads steal the cores OpenBLAS's threads need for the GEMMs that run between
+# kernels (a training step on 2 cores was 3-4x slower). Set before libgomp loads with the first kernel.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 
 class HostCompileError(RuntimeError):
     """The host compiler rejected a generated source; the message holds the path and the log."""
