@@ -227,7 +227,7 @@ def plot_speedups(doc: dict, path: Path) -> Path:
     if not panels:
         raise ValueError("nothing to plot: the run has no speedups for mlp, chain or train")
     from matplotlib.ticker import FuncFormatter, NullFormatter
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
     for ax, (workload, key, title, xlabel) in zip(axes[0], panels):
         lines: dict = {}
         for row in doc["results"]:
@@ -249,9 +249,13 @@ def plot_speedups(doc: dict, path: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("speedup over gpuhybrid imperative")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+    legend: dict = {}                     # one legend for all panels, below them
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 7), fontsize=8)
     fig.suptitle(f"{doc['device']['name']} ({doc['device']['model']}), {doc['created'][:10]}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
