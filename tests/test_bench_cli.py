@@ -170,3 +170,19 @@ def test_gpu_run_with_cupy_peers(tmp_path):
     assert doc["device"]["kind"] == "gpu"
     ok = {r["name"] for r in doc["results"] if r["status"] == "ok"}
     assert {"gpuhybrid hybridized", "CuPy eager"} <= ok
+
+
+def test_table_keeps_brackets_of_reasons(monkeypatch):
+    Console = pytest.importorskip("rich.console").Console
+    from gpuhybrid.bench import report
+
+    def missing(peer, case, device):
+        raise Skip("torch is not installed; pip install 'gpuhybrid[peers]'")
+    monkeypatch.setattr(suite, "peer_runner", missing)
+    rows = suite.run_case(chain_case(2, 64), gh.cpu(), ["imperative"], ["torch"],
+                          suite.Settings(2, 0.001, 0.001, 0.0), None)
+    doc = report.document(rows, report.describe_device(gh.cpu(), "test"), {"repeats": 2}, None, [])
+    console = Console(record=True, width=200)
+    report.print_table(doc, console=console)
+    text = console.export_text()
+    assert "gpuhybrid[peers]" in text and "skipped [1]" in text and "imperative" in text

@@ -72,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"comma-separated, from {', '.join(MODES)} (default: all three)")
     p.add_argument("--peers", nargs="?", const=list(PEERS), default=[], type=names(PEERS, "peer"),
                    help=f"also run peers: all when given alone, or a comma-separated list of "
-                        f"{', '.join(PEERS)}")
+                        f"{', '.join(PEERS)} (name the workloads before a bare --peers)")
     g = p.add_argument_group("sizes (comma-separated lists make a sweep)")
     g.add_argument("--batch-size", type=sizes, default=None,
                    help="mlp and train batch sizes (default 1 for mlp, 64 for train)")

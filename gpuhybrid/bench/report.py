@@ -174,6 +174,7 @@ def print_table(doc: dict, console=None) -> None:
              f"{doc['settings']['repeats']} repeats")
     copy = doc["copy_bandwidth"]
     caption = f"copy bandwidth in this run: {copy['gb_per_s']:.1f} GB/s ({copy['method']}). " if copy else ""
+    caption = f"device: {doc['device']['why']}\n" + caption
     load = doc["environment"]["load_average"]
     caption += CAPTION + (f"; load average at the start: {load[0]:.2f}" if load else "")
     cells, reasons = table_rows(doc["results"])
@@ -183,11 +184,14 @@ def print_table(doc: dict, console=None) -> None:
     cells = [tuple(c[i] for i in keep) for c in cells]
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:
         _print_plain(title, caption, headers, cells)
         return
-    table = Table(title=title, caption=caption, caption_justify="left")
+    # Reasons and captions hold text such as 'gpuhybrid[cuda]' that rich would read as markup.
+    cells = [tuple(escape(c) for c in row) for row in cells]
+    table = Table(title=escape(title), caption=escape(caption), caption_justify="left")
     for header in headers:
         numeric = header in ("per call", "spread", "speedup", "launches", "GB/s (of copy)")
         table.add_column(header, justify="right" if numeric else "left", overflow="fold",
