@@ -236,8 +236,7 @@ class HybridBlock(Block):
             plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
                                       training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates])
             if wants is not None and wrt:
-                backward = self._backward_plan(derived, saved, names, wants, learned, plan, len(outputs),
-                                               device)
+                backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device)
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
         feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
@@ -247,15 +246,13 @@ class HybridBlock(Block):
         return entry
 
     @staticmethod
-    def _backward_plan(derived, saved: list, names: list, wants: tuple, learned: list, forward: CompiledGraph,
+    def _backward_plan(derived, saved: list, wants: tuple, learned: list, forward: CompiledGraph,
                        num_outputs: int, device) -> BackwardPlan:
         """Compile the derived backward graph and say how each of its inputs is fed."""
-        tape_inputs = [n for n, wanted in zip(names, wants)] + [p.name for p in learned]
-        positions = iter(range(len(derived.outputs)))
-        wanted_names = {n for n, wanted in zip(names, wants) if wanted} | {p.name for p in learned}
-        grad_index = []
-        for name in tape_inputs:
-            grad_index.append(derived.outputs[next(positions)] if name in wanted_names else None)
+        # derived.outputs follows wrt: the wanted arguments, then the learned parameters
+        in_wrt_order = iter(derived.outputs)
+        grad_index = [next(in_wrt_order) if wanted else None for wanted in wants]
+        grad_index += [next(in_wrt_order) for _ in learned]
         if derived.symbol is None:
             return BackwardPlan(None, num_outputs, learned, grad_index, [])
         plan = sym.compile_symbol(derived.symbol, derived.var_specs, device)
