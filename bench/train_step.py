@@ -1,15 +1,16 @@
 """A training step (forward + backward + Adam) of the lecture MLP (512-256-128-2, softmax cross-entropy)
-at batch 64 on the CPU, imperative vs hybridized, measured side by side in one run (interleaved
-repeats, medians), with the launches per step of both. Writes every figure to
-bench/results/cpu-train-<date>.json.
+at batch 64, imperative vs hybridized, measured side by side in one run (interleaved repeats, medians),
+with the launches per step of both. Writes every figure to bench/results/<device>-train-<date>.json
+(the CPU by default; ``--device gpu`` on a machine with one).
 
 Each thread configuration runs in its own process, because the OpenMP runtime of the generated kernels
-and OpenBLAS read theirs when they load: 'default' is the environment as given; 'omp-passive' sets
-OMP_WAIT_POLICY=passive (OpenMP threads sleep instead of spinning between kernels, so that they do not
-compete with OpenBLAS's threads for the cores); 'one-thread' sets OMP_NUM_THREADS=1 for both.
+and OpenBLAS read theirs when they load: 'default' is the environment as given (gpuhybrid itself makes
+OMP_WAIT_POLICY default to passive); 'omp-passive' sets OMP_WAIT_POLICY=passive explicitly (OpenMP
+threads sleep instead of spinning between kernels, so that they do not compete with OpenBLAS's threads
+for the cores); 'one-thread' sets OMP_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1.
 
-    python bench/train_step.py [--steps 50] [--repeats 9] [--configs default,omp-passive,one-thread]
-                               [--out PATH]
+    python bench/train_step.py [--device cpu|gpu] [--steps 50] [--repeats 9]
+                               [--configs default,omp-passive,one-thread] [--out PATH]
 """
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS"
 BATCH, FEATURES, CLASSES = 64, 512, 2
 
 
-def measure(steps: int, repeats: int) -> dict:
+def measure(device: str, steps: int, repeats: int) -> dict:
     """Run in this process: both modes' step timings, launches and the agreement of their losses."""
+    given = {k: os.environ.get(k) for k in THREAD_VARIABLES}     # gpuhybrid may fill in defaults
+    os.environ["GPUHYBRID_DEVICE"] = device                      # arrays and parameters on this device
     import numpy as np
 
     import gpuhybrid as gh
@@ -84,12 +87,14 @@ def measure(steps: int, repeats: int) -> dict:
             "first_losses": losses,
             "max_relative_loss_difference": max(abs(a - b) / abs(a) for a, b in
                                                 zip(losses["imperative"], losses["hybridized"])),
-            "thread_environment": {k: os.environ.get(k) for k in THREAD_VARIABLES}}
+            "thread_environment_given": given,
+            "thread_environment_effective": {k: os.environ.get(k) for k in THREAD_VARIABLES}}
 
 
-def run_config(name: str, steps: int, repeats: int) -> dict:
+def run_config(name: str, device: str, steps: int, repeats: int) -> dict:
     env = {**os.environ, **CONFIGS[name]}
-    command = [sys.executable, __file__, "--child", "--steps", str(steps), "--repeats", str(repeats)]
+    command = [sys.executable, __file__, "--child", "--device", device, "--steps", str(steps),
+               "--repeats", str(repeats)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -103,15 +108,19 @@ def load_average() -> list | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--steps", type=int, default=50, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--configs", default="default,omp-passive,one-thread")
+    parser.add_argument("--configs", default=None,
+                        help="thread configurations (default: all three on the CPU, 'default' on a GPU)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.steps, args.repeats)))
+        print(json.dumps(measure(args.device, args.steps, args.repeats)))
         return
+    all_configs = "default,omp-passive,one-thread" if args.device == "cpu" else "default"
+    names = (args.configs or all_configs).split(",")
 
     import numpy as np
 
@@ -119,14 +128,14 @@ def main() -> None:
     from gpuhybrid.backend.host_compiler import find_host_compiler
 
     before = load_average()
-    configs = {name: run_config(name, args.steps, args.repeats) for name in args.configs.split(",")}
+    configs = {name: run_config(name, args.device, args.steps, args.repeats) for name in names}
     compiler = find_host_compiler()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     report = {
         "benchmark": "training step: forward + backward + Adam, lecture MLP 512-256-128-2, softmax CE, "
                      "batch 64",
-        "device": "cpu", "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "device": args.device, "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "python": platform.python_version(), "numpy": np.__version__, "gpuhybrid": gh.__version__,
         "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host_compiler": compiler.identity if compiler else None,
@@ -140,7 +149,7 @@ def main() -> None:
               f"({launches['imperative']['total']} launches), hybridized "
               f"{m['hybridized'] * 1e3:6.2f} ms/step ({launches['hybridized']['total']} launches) "
               f"-> {result['speedup']:.2f}x")
-    out = args.out or Path(__file__).parent / "results" / f"cpu-train-{datetime.date.today()}.json"
+    out = args.out or Path(__file__).parent / "results" / f"{args.device}-train-{datetime.date.today()}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 
