@@ -64,12 +64,16 @@ template <typename T> GH_FN T gh_min(T a, T b) { return (a < b || a != a) ? a : 
 template <typename T> GH_FN T gh_relu(T x) { return x > T(0) ? x : (x != x ? x : T(0)); }
 template <typename T> GH_FN T gh_clip(T x, T lo, T hi) { return gh_min(gh_max(x, lo), hi); }
 
-// Activations, written to stay finite for large |x|.
+// Activations, written to stay finite for large |x|. Each calls exp once, outside any branch, so
+// that element loops stay branch-free and vectorise (a call under a condition stops GCC).
 template <typename T> GH_FN T gh_sigmoid(T x) {
-  return x >= T(0) ? T(1) / (T(1) + gh_exp(-x)) : gh_exp(x) / (T(1) + gh_exp(x));
+  const T e = gh_exp(-gh_abs(x));                  // exp(-|x|) in (0, 1]: never overflows
+  const T r = T(1) / (T(1) + e);
+  return x != x ? x : (x >= T(0) ? r : e * r);
 }
-template <typename T> GH_FN T gh_softplus(T x) {  // log(1 + exp(x)), MXNet's softrelu
-  return x > T(0) ? x + gh_log1p(gh_exp(-x)) : gh_log1p(gh_exp(x));
+template <typename T> GH_FN T gh_softplus(T x) {  // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
+  const T tail = gh_log1p(gh_exp(-gh_abs(x)));
+  return x != x ? x : (x > T(0) ? x + tail : tail);
 }
 template <typename T> GH_FN T gh_softsign(T x) { return x / (T(1) + gh_abs(x)); }
 template <typename T> GH_FN T gh_gelu(T x) {      // exact (erf) form, as MXNet's LeakyReLU(gelu)

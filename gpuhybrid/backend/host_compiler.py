@@ -39,7 +39,10 @@ class HostCompiler:
     flags: tuple
 
 
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off")
+# -fno-trapping-math: floating-point exception flags are never read, and without it GCC may not
+# evaluate arithmetic in both arms of a select, so loops over `x > 0 ? x : a * x` would not vectorise.
+BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math",
+              "-ffp-contract=off")
 # Optional flag groups, each kept only if the probe compiles and links with it (on top of the previous).
 OPTIONAL_FLAGS = (("-fopenmp",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
 _PROBE = """

@@ -1,6 +1,6 @@
-"""Fast calls into generated CPU kernels: a small CPython extension (``kernels/gh_host_launch.c``)
-built once per Python version through the kernel cache. Where it cannot be built (no Python headers),
-``launcher()`` returns None and callers use ctypes."""
+"""Fast calls into generated CPU kernels: a small CPython extension (``kernels/gh_host_launch.c``, on
+the NumPy C API) built once per Python and NumPy version through the kernel cache. Where it cannot be
+built (no Python headers), ``launcher()`` returns None and callers use ctypes."""
 from __future__ import annotations
 
 import functools
@@ -10,6 +10,8 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+import numpy
 
 from .compile_cache import cached_build, entry_key
 from .host_compiler import find_host_compiler
@@ -24,10 +26,13 @@ def launcher():
     if compiler is None or not include or not (Path(include) / "Python.h").is_file():
         return None
     source = (kernel_dir() / "gh_host_launch.c").read_text()
-    key = entry_key(source, compiler.identity, sys.version, include, "host-launch")
+    numpy_include = numpy.get_include()
+    key = entry_key(source, compiler.identity, sys.version, include, numpy.__version__, numpy_include,
+                    "host-launch")
 
     def build(out: Path) -> None:
-        result = subprocess.run([compiler.path, "-x", "c", "-O2", "-shared", "-fPIC", f"-I{include}", "-",
+        result = subprocess.run([compiler.path, "-x", "c", "-O2", "-shared", "-fPIC", f"-I{include}",
+                                 f"-I{numpy_include}", "-",
                                  "-o", str(out)], input=source, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise OSError(result.stderr)

@@ -63,6 +63,7 @@ class FusedKernelStep:
         self.source, self.function, self.device = source, function, device
         params = source.kernel.params
         self.n_outputs = sum(1 for p in params if p.name.startswith("out"))
+        self.launch = None
         scalar_params = [p for p in params if not p.is_array]
         if device.is_gpu:
             self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, source.scalar_values))
@@ -75,13 +76,12 @@ class FusedKernelStep:
                 self.block = 256
                 self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
         elif launch_module is not None:
-            # One C call through the launcher extension: the packed entry, arrays, scalar bytes.
+            # One C call through the launcher extension: the packed entry, outputs, inputs, scalar bytes.
             self.entry = ctypes.cast(function.packed, ctypes.c_void_p).value
             self.launch = launch_module.launch
             self.scalar_bytes = pack_scalars(scalar_params, source.scalar_values)
             self.size_arg = source.size
         else:
-            self.launch = None
             size_type = ctypes.c_int if source.size <= 2**31 - 1 else ctypes.c_longlong
             n_arrays = len(params) - len(scalar_params)
             # Declared argument types let ctypes convert plain ints and floats quickly on each call.
@@ -90,19 +90,25 @@ class FusedKernelStep:
             self.size_arg = source.size
 
     def __call__(self, device, inputs, attrs, outs):
-        xp = device.xp
-        outputs = [xp.empty(spec.shape, dtype=spec.dtype) for spec in outs]
+        """The eager signature: fresh outputs of the specs ``outs``."""
+        if self.launch is not None:       # the launcher allocates the outputs and makes inputs contiguous
+            specs = tuple((o.shape, o.dtype) for o in outs)
+            return self.launch(self.entry, self.size_arg, specs, list(inputs), self.scalar_bytes)
+        return self.into([device.xp.empty(spec.shape, dtype=spec.dtype) for spec in outs], inputs)
+
+    def into(self, outputs: list, inputs: list):
+        """Launch writing into ``outputs`` (C-contiguous arrays of the kernel's output specs)."""
+        if self.launch is not None:
+            return self.launch(self.entry, self.size_arg, outputs, list(inputs), self.scalar_bytes)
         if self.source.size:
-            if device.is_gpu:
+            if self.device.is_gpu:
+                xp = self.device.xp
                 arrays = [xp.ascontiguousarray(a) for a in inputs]
                 self.function((self.grid,), (self.block,), (self.size_arg, *outputs, *arrays, *self.scalars))
-            elif self.launch is not None:
-                self.launch(self.entry, self.size_arg, outputs + [np.ascontiguousarray(a) for a in inputs],
-                            self.scalar_bytes)
             else:
-                arrays = outputs + [np.ascontiguousarray(a) for a in inputs]   # alive until the call returns
+                arrays = list(outputs) + [np.ascontiguousarray(a) for a in inputs]   # alive during the call
                 self.function(self.size_arg, *map(_address, arrays), *self.scalars)
-        return outputs[0] if len(outputs) == 1 else outputs
+        return outputs[0] if len(outputs) == 1 else list(outputs)
 
 
 def compile_fused_steps(groups: list, device) -> list:

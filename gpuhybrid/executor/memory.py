@@ -19,13 +19,7 @@ class MemoryPlan:
 
 
 def plan_memory(plan) -> MemoryPlan:
-    graph = plan.graph
-    size_of = {}
-    slot = 0
-    for node in graph.nodes:
-        for spec in node.specs:
-            size_of[slot] = int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize
-            slot += 1
+    size_of = slot_sizes(plan.graph)
     external = set(plan.input_slots) | set(plan.const_slots)
     live, peak, peak_step, total = 0, 0, "", 0
     for step in plan.steps:
@@ -36,3 +30,90 @@ def plan_memory(plan) -> MemoryPlan:
             peak, peak_step = live, step.name
         live -= sum(size_of[s] for s in step.frees if s not in external)
     return MemoryPlan(peak, total, peak_step)
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Where ``static_alloc`` puts each value: slot -> buffer, and each buffer's size in bytes.
+
+    Buffers are allocated once per plan and reused by every call. A buffer is taken by the step that
+    writes a value into it and given back once the value's last reader ran — and the last reader of
+    every value that may be a view of it (a reshape's result shares its input's memory). Values that
+    leave the plan (outputs, aux updates) get fresh arrays each call unless ``static_outputs`` is set,
+    and so does anything a returned value may be a view of.
+    """
+    buffer_of: dict          # slot -> buffer index
+    buffer_bytes: tuple      # per buffer
+    kept: frozenset          # slots in buffers that are never given back (static outputs)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.buffer_bytes)
+
+
+def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> BufferPlan:
+    """Assign the slots that steps can write into (``writes_into``: slots of out-capable steps) to
+    reusable buffers, best fit by size, in step order."""
+    size_of = slot_sizes(plan.graph)
+    leaving = set(plan.output_slots) | {s for _, s in plan.aux_slots}
+    external = set(plan.input_slots) | set(plan.const_slots)
+    # Which slots may share memory with which: a generic step's outputs may be views of its inputs.
+    aliases = {s: {s} for s in range(plan.num_slots)}
+    for step in plan.steps:
+        if not step.writes_into:
+            shared = set().union(*(aliases[r] for r in step.reads)) if step.reads else set()
+            for w in step.writes:
+                aliases[w] = aliases[w] | shared
+    users_of = {}                 # slot -> every slot that may be a view of it
+    for slot, roots in aliases.items():
+        for root in roots:
+            users_of.setdefault(root, set()).add(slot)
+    candidates = {s for s in writes_into if s not in external and size_of[s] > 0}
+    for slot in list(candidates):
+        views_leaving = users_of[slot] & leaving - {slot}
+        if views_leaving or (slot in leaving and not static_outputs):
+            candidates.discard(slot)
+    # The step after which each slot is dead: its own last reader, or that of any view of it.
+    last_use = {}
+    for position, step in enumerate(plan.steps):
+        for r in step.reads:
+            last_use[r] = position
+        for w in step.writes:
+            last_use.setdefault(w, position)
+    kept = frozenset(s for s in candidates if s in leaving)
+    free: list = []               # (bytes, buffer) of buffers given back
+    sizes: list = []
+    buffer_of: dict = {}
+    releases: dict = {}           # step position -> buffers to give back after it
+    for position, step in enumerate(plan.steps):
+        for slot in step.writes:
+            if slot not in candidates:
+                continue
+            need = size_of[slot]
+            # A static output keeps a buffer of its own: what a call returned stays intact until the
+            # next call writes the new output (no intermediate of that call lands on it first).
+            fits = [entry for entry in free if entry[0] >= need] if slot not in kept else []
+            if fits:
+                entry = min(fits)
+                free.remove(entry)
+                buffer = entry[1]
+            else:
+                buffer = len(sizes)
+                sizes.append(need)
+            buffer_of[slot] = buffer
+            if slot not in kept:
+                dies = max(last_use.get(view, position) for view in users_of[slot])
+                releases.setdefault(dies, []).append(buffer)
+        for buffer in releases.pop(position, ()):
+            free.append((sizes[buffer], buffer))
+    return BufferPlan(buffer_of, tuple(sizes), kept)
+
+
+def slot_sizes(graph) -> dict:
+    """slot -> bytes of its value, slots numbered as CompiledGraph numbers them."""
+    size_of, slot = {}, 0
+    for node in graph.nodes:
+        for spec in node.specs:
+            size_of[slot] = int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize
+            slot += 1
+    return size_of

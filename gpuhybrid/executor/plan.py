@@ -17,6 +17,7 @@ from ..ops import get_op
 from ..codegen.fused import render_group
 from ..codegen.rowwise import render_row_kernel, row_kernel_applies
 from .fused import can_fuse_on, compile_generated_steps
+from .memory import plan_buffers
 from .runner import make_runner
 
 
@@ -30,15 +31,29 @@ class Step:
     reads: tuple
     writes: tuple
     frees: tuple
+    plain_matmul: bool = False     # a FullyConnected that is just ``x @ W.T`` (the runner calls matmul)
+    writes_into: bool = False      # can write into preallocated outputs (generated kernels, matmul)
+
+
+def _is_plain_matmul(node, graph: Graph) -> bool:
+    """A bias-free FullyConnected of a matrix, all in one dtype: its eager fast path, ``x @ W.T``."""
+    if node.op != "FullyConnected" or not node.attr_dict["no_bias"]:
+        return False
+    x, w = (graph.spec(r) for r in node.inputs[:2])
+    return len(x.shape) == 2 and x.dtype == w.dtype == node.specs[0].dtype
 
 
 class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
-    def __init__(self, graph: Graph, device: Device, row_kernels: bool | None = None):
+    def __init__(self, graph: Graph, device: Device, row_kernels: bool | None = None,
+                 static_alloc: bool = False, static_outputs: bool = False):
         """``row_kernels``: run softmax/log_softmax/LayerNorm as generated row kernels (default: when
-        the device can compile generated kernels)."""
+        the device can compile generated kernels). ``static_alloc``: intermediates live in buffers
+        allocated once (``memory.plan_buffers``); ``static_outputs`` puts the outputs there too, so each
+        call overwrites what the previous one returned."""
         self.graph, self.device = graph, device
+        self.static_alloc, self.static_outputs = static_alloc, static_alloc and static_outputs
         self.row_kernels = can_fuse_on(device) if row_kernels is None else row_kernels
         slot_of = {}
         for node in graph.nodes:
@@ -63,6 +78,9 @@ class CompiledGraph:
             k, lib = (1, 0) if generated else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
             kernels, library = kernels + k, library + lib
         self.kernels_per_call, self.library_calls_per_call = kernels, library
+        self.buffer_plan, self.static_views = None, {}
+        if static_alloc:
+            self._allocate_static_buffers()
         self._run_fast, self.runner_source = make_runner(self)
 
     def _plan_steps(self, slot_of: dict) -> tuple:
@@ -86,8 +104,23 @@ class CompiledGraph:
                                   and s not in self.input_slots}))
             uses_kernel = node.op == FUSED or node.id in self.row_nodes
             run = next(generated) if uses_kernel else get_op(node.op).eager
-            steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees))
+            steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
+                              plain_matmul=not uses_kernel and _is_plain_matmul(node, self.graph),
+                              writes_into=uses_kernel or _is_plain_matmul(node, self.graph)))
         return tuple(steps)
+
+    def _allocate_static_buffers(self) -> None:
+        """The buffers of ``plan_buffers``, allocated once, and each slot's view into its buffer."""
+        into = {w for step in self.steps if step.writes_into for w in step.writes}
+        self.buffer_plan = plan_buffers(self, into, self.static_outputs)
+        xp = self.device.xp
+        with self.device.activate():
+            buffers = [xp.empty(nbytes, dtype=np.uint8) for nbytes in self.buffer_plan.buffer_bytes]
+        specs = [spec for node in self.graph.nodes for spec in node.specs]
+        for slot, buffer in self.buffer_plan.buffer_of.items():
+            spec = specs[slot]
+            nbytes = int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize
+            self.static_views[slot] = buffers[buffer][:nbytes].view(spec.dtype).reshape(spec.shape)
 
     @property
     def launches_per_call(self) -> int:

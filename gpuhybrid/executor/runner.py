@@ -16,11 +16,20 @@ when the function is made. The text is kept on the plan (``runner_source``) for 
 """
 from __future__ import annotations
 
+from ..backend import record_launches
+from ..backend.profiler import _open_counters
+
 
 def make_runner(plan) -> tuple:
     """(function, source) running ``plan`` on raw arrays given in ``plan.input_names`` order."""
-    names: dict = {"device": plan.device, "record_launches": _record}
+    names: dict = {"device": plan.device, "record_launches": _record, "open_counters": _open_counters}
     lines = ["def run(inputs):"]
+    kept = [plan.static_views[s] for s in sorted(plan.buffer_plan.kept)] if plan.buffer_plan else []
+    if kept and plan.input_slots:
+        # An output of the previous call fed back in (h = net(h)) is copied before this call reuses
+        # its buffer.
+        names["kept"], names["may_share"] = kept, plan.device.xp.may_share_memory
+        lines.append("    inputs = [a.copy() if any(may_share(a, k) for k in kept) else a for a in inputs]")
     if plan.input_slots:
         lines.append(f"    {', '.join(f's{i}' for i in plan.input_slots)}, = inputs")
     for slot in sorted(plan.const_slots):
@@ -28,15 +37,20 @@ def make_runner(plan) -> tuple:
         lines.append(f"    s{slot} = c{slot}")
     body = []
     for k, step in enumerate(plan.steps):
-        names[f"f{k}"], names[f"a{k}"], names[f"o{k}"] = step.eager, step.attrs, step.outs
         targets = ", ".join(f"s{w}" for w in step.writes) + ("," if len(step.writes) > 1 else "")
         reads = ", ".join(f"s{r}" for r in step.reads)
-        body.append(f"{targets} = f{k}(device, [{reads}], a{k}, o{k})  # {step.name!r}")
+        call = _call(step, k, reads, names, plan.device.xp, plan.static_views)
+        body.append(f"{targets} = {call}  # {step.name!r}")
         if step.frees:
             body.append(f"del {', '.join(f's{s}' for s in step.frees)}")
-    lines.append("    with device.activate():")
-    lines += [f"        {line}" for line in body] or ["        pass"]
-    lines.append(f"    record_launches(device, {plan.kernels_per_call}, {plan.library_calls_per_call})")
+    if plan.device.is_gpu:
+        lines.append("    with device.activate():")
+        lines += [f"        {line}" for line in body] or ["        pass"]
+    else:                       # the CPU has no current device to set
+        lines += [f"    {line}" for line in body]
+    if plan.kernels_per_call or plan.library_calls_per_call:     # one truthiness test unless counting
+        lines.append(f"    if open_counters: record_launches(device, {plan.kernels_per_call}, "
+                     f"{plan.library_calls_per_call})")
     outputs = ", ".join(f"s{i}.copy()" if i in plan.const_slots else f"s{i}" for i in plan.output_slots)
     aux = ", ".join(f"({name!r}, s{i}.copy())" if i in plan.const_slots else f"({name!r}, s{i})"
                     for name, i in plan.aux_slots)
@@ -46,7 +60,48 @@ def make_runner(plan) -> tuple:
     return names["run"], source
 
 
+def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
+    """The expression that runs ``step`` (the k-th) on the comma-separated slot names ``reads``.
+
+    A CPU kernel is one call into the launcher extension; a GEMM without bias is a plain matmul; any
+    other step calls its implementation with the eager signature. Slots in ``static_views``
+    (static_alloc) are written into their preallocated buffers.
+    """
+    launch = getattr(step.eager, "launch", None)
+    if step.writes_into and any(w in static_views for w in step.writes):
+        outs = []
+        for w, spec in zip(step.writes, step.outs):
+            if w in static_views:
+                names[f"v{w}"] = static_views[w]
+                outs.append(f"v{w}")
+            else:                          # an output of the plan, fresh each call
+                names["empty"], names[f"t{w}"] = xp.empty, (spec.shape, spec.dtype)
+                outs.append(f"empty(*t{w})")
+        if step.plain_matmul:
+            names["matmul"] = xp.matmul
+            first, second = reads.split(", ")
+            return f"matmul({first}, {second}.T, out={outs[0]})"
+        if launch is not None:
+            names["launch"] = launch
+            names[f"e{k}"], names[f"n{k}"], names[f"b{k}"] = (step.eager.entry, step.eager.size_arg,
+                                                              step.eager.scalar_bytes)
+            return f"launch(e{k}, n{k}, [{', '.join(outs)}], [{reads}], b{k})"
+        names[f"f{k}"] = step.eager
+        return f"f{k}.into([{', '.join(outs)}], [{reads}])"
+    if launch is not None:
+        kernel = step.eager
+        names["launch"] = launch
+        names[f"e{k}"], names[f"n{k}"], names[f"b{k}"] = kernel.entry, kernel.size_arg, kernel.scalar_bytes
+        names[f"d{k}"] = tuple((spec.shape, spec.dtype) for spec in step.outs)
+        return f"launch(e{k}, n{k}, d{k}, [{reads}], b{k})"
+    if step.plain_matmul:
+        names["matmul"] = xp.matmul
+        first, second = reads.split(", ")
+        return f"matmul({first}, {second}.T)"
+    names[f"f{k}"], names[f"a{k}"], names[f"o{k}"] = step.eager, step.attrs, step.outs
+    return f"f{k}(device, [{reads}], a{k}, o{k})"
+
+
 def _record(device, kernels: int, library: int) -> None:
-    from ..backend import record_launches
     record_launches(device, kernels, "kernel")
     record_launches(device, library, "library")

@@ -36,6 +36,11 @@ def explain(block, *inputs, file=None) -> str:
     memory = plan_memory(plan)
     out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB (at {memory.peak_step}); "
                 f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"]
+    if plan.buffer_plan is not None:
+        buffers = plan.buffer_plan
+        out.append(f"   static_alloc: {len(buffers.buffer_bytes)} buffer(s) allocated once, "
+                   f"{buffers.total_bytes / 1024:.1f} KiB, holding {len(buffers.buffer_of)} value(s)"
+                   + (f", {len(buffers.kept)} of them outputs (static_outputs)" if buffers.kept else ""))
     out += ["", f"-- launches per call: {plan.launches_per_call} ({plan.kernels_per_call} kernels, "
                 f"{plan.library_calls_per_call} library calls); steps: "
                 f"{', '.join(step.name for step in plan.steps)}"]

@@ -73,21 +73,27 @@ class HybridBlock(Block):
         self._hybrid_options: dict = {}
 
     def hybridize(self, active: bool = True, static_alloc: bool = False, static_shape: bool = False,
-                  max_cached_plans: int | None = None, **kwargs) -> None:
+                  max_cached_plans: int | None = None, static_outputs: bool = False, **kwargs) -> None:
         """Switch to compiled execution (``active=False`` returns to imperative mode).
 
-        ``static_alloc``/``static_shape`` are accepted, as in MXNet, and recorded; plans do not yet
-        preallocate their buffers or capture CUDA graphs, so today they change nothing.
+        ``static_alloc=True``: each plan allocates its intermediate buffers once, reusing memory by
+        liveness, and later calls write into them; outputs are still fresh arrays. ``static_shape=True``
+        implies ``static_alloc``. ``static_outputs=True`` (with either) writes the outputs into the
+        plan's buffers too: no allocation per call, but each call overwrites the arrays the previous
+        call returned (copy them to keep them). A static plan must not run in two threads at once.
+        See docs/memory.md.
         """
         if kwargs:
             raise OpValueError(f"{self.name}.hybridize: unknown option(s) {', '.join(sorted(kwargs))}")
         self._active = active
-        self._hybrid_options = {"static_alloc": static_alloc, "static_shape": static_shape}
+        static_alloc = static_alloc or static_shape
+        self._hybrid_options = {"static_alloc": static_alloc, "static_shape": static_shape,
+                                "static_outputs": static_outputs and static_alloc}
         if max_cached_plans is not None:
             self._max_cached_plans = max(1, int(max_cached_plans))
         self._plans.clear()
         super().hybridize(active, static_alloc=static_alloc, static_shape=static_shape,
-                          max_cached_plans=max_cached_plans)
+                          max_cached_plans=max_cached_plans, static_outputs=static_outputs)
 
     @property
     def cached_plans(self) -> int:
@@ -141,7 +147,7 @@ class HybridBlock(Block):
                 param.shape = specs[param.name].shape
 
     # --- compiled execution ---------------------------------------------------------------------------
-    def _call_cached(self, args: tuple):
+    def _check_inputs(self, args: tuple) -> None:
         for i, a in enumerate(args):
             if not isinstance(a, NDArray):
                 raise GhError(f"{self.name}: hybridized blocks take NDArrays; input {i} is {type(a).__name__}")
@@ -149,8 +155,14 @@ class HybridBlock(Block):
         if any(a.ctx != device for a in args):
             raise DeviceError(f"{self.name}: inputs are on different devices "
                               f"({', '.join(str(a.ctx) for a in args)}); move them to one device first")
+
+    def _call_cached(self, args: tuple):
+        device = args[0]._device              # __call__ checked that args[0] is an NDArray
+        for a in args:
+            if not (isinstance(a, NDArray) and (a._device is device or a._device == device)):
+                self._check_inputs(args)      # raises the error that says what is wrong
         training = autograd.is_training()
-        key = (tuple(a.spec for a in args), device, training)
+        key = (tuple([a.spec for a in args]), device, training)
         wants = None
         if autograd.is_recording():
             wants = tuple(a._ag is not None and a.dtype.kind == "f" for a in args)
@@ -164,7 +176,7 @@ class HybridBlock(Block):
             self._plans[key] = entry
             if len(self._plans) > self._max_cached_plans:
                 self._plans.popitem(last=False)
-        else:
+        elif len(self._plans) > 1:
             self._plans.move_to_end(key)
         raw = [args[i]._data if param is None else param._data._data for i, param in entry.feed]
         outputs, aux = entry.plan.run(raw)
@@ -234,7 +246,9 @@ class HybridBlock(Block):
                 derived = derive_backward(graph_symbol, specs, wrt, len(outputs), training)
                 saved = [(name, Symbol([(node, index)])) for name, node, index in derived.saved]
             plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
-                                      training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates])
+                                      training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates],
+                                      static_alloc=self._hybrid_options.get("static_alloc", False),
+                                      static_outputs=self._hybrid_options.get("static_outputs", False))
             if wants is not None and wrt:
                 backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device)
         except GhError as exc:

@@ -284,7 +284,9 @@ def _embedding_backward_rule(specs, attrs):
 
 def _embedding_backward_eager(device, inputs, attrs, outs):
     data, grad = inputs
-    out = device.xp.zeros(outs[0].shape, dtype=outs[0].dtype)
+    # float16 gradients are summed in float32 (each float16 addition would round the running sum).
+    accumulate = compute_dtype(outs[0].dtype)
+    out = device.xp.zeros(outs[0].shape, dtype=accumulate)
     index = pointwise(device, "embedding_index", CLIP_INDEX_EXPR, _clip_index, [data],
                       {"first": 0, "last": attrs["input_dim"] - 1}, TensorSpec(data.shape, np.int64))
     rows_of_grad = grad.reshape(-1, attrs["output_dim"])
@@ -292,8 +294,8 @@ def _embedding_backward_eager(device, inputs, attrs, outs):
         import cupyx
         cupyx.scatter_add(out, index.reshape(-1), rows_of_grad)
     else:
-        np.add.at(out, index.reshape(-1), rows_of_grad)
-    return out
+        np.add.at(out, index.reshape(-1), rows_of_grad.astype(accumulate, copy=False))
+    return out.astype(outs[0].dtype, copy=False)
 
 
 register(OpDef(
@@ -301,6 +303,7 @@ register(OpDef(
     attrs=(Attr("input_dim", "int", doc="number of rows of the embedding weight"),
            Attr("output_dim", "int", doc="number of columns of the embedding weight")),
     infer=_embedding_backward_rule, eager=_embedding_backward_eager,
-    kernels=3,   # zeros, clip the indices, scatter-add
+    # zeros, clip the indices, scatter-add (and the cast back for float16)
+    kernels=lambda attrs, outs: 3 + (outs[0].dtype == np.float16),
     doc="The gradient of Embedding's weight: zeros (input_dim, output_dim) with each row of grad added to "
         "the row its index in data names (indices clipped as Embedding clips them)."))

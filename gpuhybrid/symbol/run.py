@@ -19,14 +19,16 @@ from .to_graph import build_graph, infer_var_specs
 
 
 def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool = False,
-                   on_pass: Callable | None = None, aux_names: list = (), fuse: bool | None = None) -> CompiledGraph:
+                   on_pass: Callable | None = None, aux_names: list = (), fuse: bool | None = None,
+                   static_alloc: bool = False, static_outputs: bool = False) -> CompiledGraph:
     """The plan that computes ``symbol`` for variables of the given TensorSpecs on ``device``.
 
     Elementwise groups are fused into generated kernels unless ``fuse=False`` (or
     ``GPUHYBRID_FUSE=0``), or the device cannot compile them (no host C++ compiler).
 
     The last ``len(aux_names)`` outputs of ``symbol`` are new values of those auxiliary states
-    (running statistics), returned separately by ``CompiledGraph.run``.
+    (running statistics), returned separately by ``CompiledGraph.run``. ``static_alloc`` and
+    ``static_outputs``: see ``CompiledGraph``.
     """
     graph = build_graph(symbol, specs, training=training)
     if aux_names:
@@ -37,7 +39,8 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
     if fuse is None:
         fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
     passes = PIPELINE + FUSION_PASSES if fuse else PIPELINE
-    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse)
+    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse,
+                         static_alloc=static_alloc, static_outputs=static_outputs)
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:

@@ -1,0 +1,286 @@
+"""static_alloc / static_outputs: plans that allocate their buffers once and reuse them by liveness.
+
+Random stacks of GEMMs, fused elementwise chains, reductions and views (reshape, transpose: values that
+share memory with their input) run with preallocated buffers, twice on different inputs, against the
+same plan without static buffers and a NumPy float64 reference; what a call returned must survive the
+next call unless static_outputs was asked for.
+"""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gpuhybrid as gh
+from gpuhybrid import nd, sym
+from gpuhybrid.backend.host_compiler import find_host_compiler
+from gpuhybrid.executor.memory import plan_buffers, plan_memory
+from gpuhybrid.gluon import nn
+from gpuhybrid.ops.registry import TensorSpec
+
+pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="fused CPU kernels need a C++ compiler")
+
+OPS = ("dense", "tanh", "scale", "transpose", "flatten_back", "add_earlier", "row_sum", "relu_shift")
+
+
+@st.composite
+def stacks(draw):
+    rows, cols = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    ops = draw(st.lists(st.sampled_from(OPS), min_size=1, max_size=8))
+    widths = [draw(st.integers(1, 6)) for _ in ops]
+    picks = [draw(st.integers(0, 99)) for _ in ops]
+    view_output = draw(st.booleans())
+    return rows, cols, ops, widths, picks, view_output
+
+
+def compile_stack(rows, cols, ops, widths, picks, view_output, **options):
+    """Compile the stack; returns (plan, weight shapes in feed order)."""
+    x = sym.var("x")
+    weight_names = [f"w{k}" for k, op in enumerate(ops) if op == "dense"]
+    symbols = _trace(x, weight_names, ops, widths, picks, view_output, rows, cols)
+    specs = {"x": TensorSpec((rows, cols), "float64")}
+    specs.update(symbols[1])
+    return sym.compile_symbol(sym.Group(symbols[0]), specs, gh.cpu(), **options), symbols[1]
+
+
+def _trace(x, weight_names, ops, widths, picks, view_output, rows, cols):
+    """Build the symbol, tracking shapes to pick same-shape operands and weight shapes."""
+    value, shape = x, (rows, cols)
+    values = [(x, shape)]
+    weight_specs = {}
+    names = iter(weight_names)
+    for op, width, pick in zip(ops, widths, picks):
+        if op == "dense":
+            name = next(names)
+            weight_specs[name] = TensorSpec((width, shape[1]), "float64")
+            value = sym.FullyConnected(value, sym.var(name), no_bias=True, num_hidden=width)
+            shape = (shape[0], width)
+        elif op == "tanh":
+            value = sym.tanh(value)
+        elif op == "scale":
+            value = value * 0.5 + 0.25
+        elif op == "transpose":
+            value, shape = sym.transpose(value), shape[::-1]
+        elif op == "flatten_back":
+            value = sym.reshape_like(sym.reshape(value, shape=(-1,)), value)
+        elif op == "add_earlier":
+            same = [v for v, s in values if s == shape]
+            value = value + same[pick % len(same)]
+        elif op == "row_sum":
+            value, shape = sym.sum(value, axis=-1, keepdims=True) * 0.1, (shape[0], 1)
+        else:
+            value = sym.relu(value - 0.1)
+        values.append((value, shape))
+    extra = values[len(values) // 2][0]
+    if view_output:
+        extra = sym.reshape(extra, shape=(-1,))
+    return [values[-1][0], extra], weight_specs
+
+
+def reference(host_x, weights, ops, picks, view_output):
+    value = host_x
+    values = [value]
+    weights = list(weights)
+    for op, pick in zip(ops, picks):
+        if op == "dense":
+            value = value @ weights.pop(0).T
+        elif op == "tanh":
+            value = np.tanh(value)
+        elif op == "scale":
+            value = value * 0.5 + 0.25
+        elif op == "transpose":
+            value = value.T
+        elif op == "flatten_back":
+            value = value.reshape(-1).reshape(value.shape)
+        elif op == "add_earlier":
+            same = [v for v in values if v.shape == value.shape]
+            value = value + same[pick % len(same)]
+        elif op == "row_sum":
+            value = value.sum(axis=-1, keepdims=True) * 0.1
+        else:
+            value = np.maximum(value - 0.1, 0)
+        values.append(value)
+    extra = values[len(values) // 2]
+    return [values[-1], extra.reshape(-1) if view_output else extra]
+
+
+@settings(max_examples=60, deadline=None)
+@given(stack=stacks(), fuse=st.booleans(), seed=st.integers(0, 999))
+def test_static_buffers_give_the_same_values_call_after_call(stack, fuse, seed):
+    rows, cols, ops, widths, picks, view_output = stack
+    rng = np.random.default_rng(seed)
+    static, weight_specs = compile_stack(*stack, fuse=fuse, static_alloc=True)
+    dynamic, _ = compile_stack(*stack, fuse=fuse)
+    weights = {name: rng.uniform(-1, 1, spec.shape) for name, spec in weight_specs.items()}
+    ordered_weights = [weights[name] for name in sorted(weights, key=lambda n: int(n[1:]))]
+    first_x, second_x = (rng.uniform(-2, 2, (rows, cols)) for _ in range(2))
+
+    def feed(x):
+        return [x if name == "x" else weights[name] for name in static.input_names]
+
+    first, _ = static.run(feed(first_x))
+    kept = [np.array(a, copy=True) for a in first]
+    second, _ = static.run(feed(second_x))
+    for got, again, x in ((first, kept, first_x), (second, None, second_x)):
+        want = reference(x, ordered_weights, ops, picks, view_output)
+        plain, _ = dynamic.run(feed(x))
+        for g, w, p in zip(got, want, plain):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(g, p)
+    for returned, copied in zip(first, kept):   # the second call did not write into the first's results
+        np.testing.assert_array_equal(returned, copied)
+
+
+def _no_overlap(plan) -> None:
+    """Values that share a buffer are never live at once (lifetimes from the plan's own steps)."""
+    writes = {w: k for k, step in enumerate(plan.steps) for w in step.writes}
+    last = {}
+    for k, step in enumerate(plan.steps):
+        for r in step.reads:
+            last[r] = k
+    by_buffer: dict = {}
+    for slot, buffer in plan.buffer_plan.buffer_of.items():
+        by_buffer.setdefault(buffer, []).append((writes[slot], last.get(slot, writes[slot]), slot))
+    for intervals in by_buffer.values():
+        intervals.sort()
+        for (_, end, _), (start, _, _) in zip(intervals, intervals[1:]):
+            assert end <= start
+
+
+def lecture_mlp(batch: int):
+    gh.random.seed(3)
+    net = nn.HybridSequential()
+    net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"), nn.Dense(2))
+    net.initialize(gh.init.Normal(0.1))
+    x = nd.random.normal(shape=(batch, 512))
+    net(x)
+    return net, x
+
+
+def test_buffers_reuse_memory_by_liveness_and_never_overlap():
+    net, x = lecture_mlp(8)
+    net.hybridize(static_alloc=True)
+    net(x)
+    plan = net._last_trace.plan
+    _no_overlap(plan)
+    memory = plan_memory(plan)
+    # Two buffers serve the five intermediates (GEMM result, activation, ...): no more than the peak.
+    assert plan.buffer_plan.total_bytes <= memory.peak_bytes
+    assert len(plan.buffer_plan.buffer_of) == 5 and len(plan.buffer_plan.buffer_bytes) == 2
+
+
+def test_outputs_stay_fresh_unless_static_outputs_is_asked_for():
+    net, x = lecture_mlp(2)
+    expected = [net(x).asnumpy(), net(x * 2).asnumpy()]
+    net.hybridize(static_alloc=True)
+    first, second = net(x), net(x * 2)
+    assert first._data is not second._data
+    np.testing.assert_allclose(first.asnumpy(), expected[0], rtol=1e-5)
+    net.hybridize(static_alloc=True, static_outputs=True)
+    first = net(x)
+    np.testing.assert_allclose(first.asnumpy(), expected[0], rtol=1e-5)
+    second = net(x * 2)
+    assert first._data is second._data                      # the documented footgun: overwritten
+    np.testing.assert_allclose(first.asnumpy(), expected[1], rtol=1e-5)
+
+
+def test_an_output_fed_back_in_is_copied_before_its_buffer_is_reused():
+    gh.random.seed(5)
+    cell = nn.HybridSequential()
+    cell.add(nn.Dense(6, activation="tanh", in_units=6), nn.Dense(6, in_units=6))
+    cell.initialize(gh.init.Normal(0.5))
+    h0 = nd.random.normal(shape=(3, 6))
+    expected, h = [], h0
+    for _ in range(4):
+        h = cell(h)
+        expected.append(h.asnumpy())
+    cell.hybridize(static_shape=True, static_outputs=True)
+    h = h0
+    for want in expected:
+        h = cell(h)
+        np.testing.assert_allclose(h.asnumpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_static_outputs_allocate_nothing_per_call():
+    net, x = lecture_mlp(64)
+    net.hybridize(static_alloc=True, static_outputs=True)
+    net(x)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(3):
+            net(x)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    # NumPy reports its array allocations to tracemalloc: one (64, 256) float32 intermediate is 64 KiB.
+    assert peak < 4096, peak
+
+
+def test_static_alloc_allocates_only_the_outputs_per_call():
+    net, x = lecture_mlp(64)
+    net.hybridize()
+    net(x)
+    peaks = {}
+    for name, options in (("dynamic", {}), ("static", {"static_alloc": True})):
+        net.hybridize(**options)
+        net(x)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            net(x)
+            peaks[name] = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+    assert peaks["static"] < 64 * 2 * 4 + 4096 < peaks["dynamic"], peaks
+
+
+def test_explain_reports_the_static_buffers(capsys):
+    net, x = lecture_mlp(4)
+    net.hybridize(static_alloc=True)
+    text = net.explain(x)
+    assert "static_alloc: 2 buffer(s) allocated once" in text
+
+
+def test_caller_may_change_inputs_after_a_call_returns():
+    net, x = lecture_mlp(2)
+    net.hybridize(static_alloc=True)
+    y = net(x)
+    want = y.asnumpy()
+    nd.zeros(x.shape).copyto(x)                           # the caller reuses its input array
+    np.testing.assert_array_equal(y.asnumpy(), want)      # the result was computed from the old values
+    assert not np.allclose(net(x).asnumpy(), want)
+
+
+def test_plan_buffers_leaves_values_that_leave_the_plan_alone():
+    x = sym.var("x")
+    hidden = sym.tanh(x * 2)
+    out = sym.reshape(hidden, shape=(-1,))      # an output that is a view of an intermediate
+    plan = sym.compile_symbol(out, {"x": TensorSpec((3, 4), "float32")}, gh.cpu(), static_alloc=True)
+    assert plan.buffer_plan.buffer_of == {}
+    into = {w for s in plan.steps if s.writes_into for w in s.writes}
+    buffers = plan_buffers(plan, into, static_outputs=True)
+    assert buffers.buffer_of == {}              # a view of it leaves: never pooled, even with static outputs
+
+
+def test_a_view_keeps_its_buffer_alive_until_its_own_last_reader():
+    # A = x W0^T, V = a reshape round trip of A (a view of A's buffer), C = V W1^T, then C + V: were
+    # A's buffer given back after the reshapes, C would be written over V before the add reads it.
+    ops = ["dense", "flatten_back", "dense", "add_earlier", "scale", "scale", "scale"]
+    stack = (3, 4, ops, [5, 1, 5, 1, 1, 1, 1], [0, 0, 0, 1, 0, 0, 0], False)
+    rng = np.random.default_rng(0)
+    # Fused, so that the adds are generated kernels (a generic step's result may be a view of its
+    # input, so unfused the values downstream all count as possible views of the plan's outputs).
+    plan, weight_specs = compile_stack(*stack, fuse=True, static_alloc=True)
+    weights = {name: rng.uniform(-1, 1, spec.shape) for name, spec in weight_specs.items()}
+    assert plan.buffer_plan.buffer_of                  # something is pooled: the test means something
+    x = rng.uniform(-2, 2, (3, 4))
+    got, _ = plan.run([x if name == "x" else weights[name] for name in plan.input_names])
+    want = reference(x, [weights["w0"], weights["w2"]], ops, stack[4], False)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
