@@ -5,8 +5,10 @@
 //   GH_FOR_EACH_COL(j, cols)        CUDA: threads stride over a row   CPU: a simd loop over the row
 //   GH_SUM_COLS(j, cols, acc)       the same, for a loop that adds into `acc` (a simd reduction)
 //   GH_MAX_COLS(j, cols)            the same, for a loop that takes a running maximum
-//   gh_row_max(v) / gh_row_sum(v): combine each thread's partial value over the row (CUDA: a block
-//   reduction whose result every thread gets; CPU: the partial already is the whole row's value).
+//   gh_row_max(v) / gh_row_min(v) / gh_row_sum(v): combine each thread's partial value over the row
+//   (CUDA: a block reduction whose result every thread gets; CPU: the partial already is the whole
+//   row's value).
+//   GH_ROW_LEADER                   true in the one thread that stores a row's own values
 //   gh_acc_float: the accumulator for float rows (double on the CPU, whose sums run in sequence).
 #ifndef GH_ROW_H
 #define GH_ROW_H
@@ -38,9 +40,12 @@ __device__ __forceinline__ T gh_block_reduce(T v, Combine combine, T identity) {
   return partial[0];
 }
 struct gh_max_op { template <typename T> __device__ T operator()(T a, T b) const { return gh_max(a, b); } };
+struct gh_min_op { template <typename T> __device__ T operator()(T a, T b) const { return gh_min(a, b); } };
 struct gh_sum_op { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
 template <typename T> __device__ __forceinline__ T gh_row_max(T v) { return gh_block_reduce(v, gh_max_op(), (T)-GH_INFINITY); }
+template <typename T> __device__ __forceinline__ T gh_row_min(T v) { return gh_block_reduce(v, gh_min_op(), (T)GH_INFINITY); }
 template <typename T> __device__ __forceinline__ T gh_row_sum(T v) { return gh_block_reduce(v, gh_sum_op(), (T)0); }
+#define GH_ROW_LEADER (threadIdx.x == 0)
 #else
 typedef double gh_acc_float;
 #define GH_FOR_EACH_ROW(r, rows, cols) \
@@ -50,7 +55,9 @@ typedef double gh_acc_float;
 #define GH_SUM_COLS(j, cols, acc) GH_PRAGMA(omp simd reduction(+:acc)) for (gh_index j = 0; j < (cols); ++j)
 #define GH_MAX_COLS(j, cols) for (gh_index j = 0; j < (cols); ++j)
 template <typename T> static inline T gh_row_max(T v) { return v; }
+template <typename T> static inline T gh_row_min(T v) { return v; }
 template <typename T> static inline T gh_row_sum(T v) { return v; }
+#define GH_ROW_LEADER true
 #endif
 
 #endif  // GH_ROW_H

@@ -130,7 +130,7 @@ def test_values_needed_outside_are_extra_outputs_of_one_kernel():
     x = sym.var("x")
     a = sym.exp(sym.tanh(x))
     b = a * 3 + 1
-    total = sym.sum(a)                     # needs `a` outside the group
+    total = sym.sum(a, axis=0)             # needs `a` outside the group (axis 0: no row group)
     plan = sym.compile_symbol(sym.Group([b, total]), {"x": TensorSpec((4, 8), "float32")}, gh.cpu(), fuse=True)
     [fused] = plan.graph.fused_nodes
     assert len(fused.specs) == 2 and plan.kernels_per_call == 2   # the fused kernel and the sum
@@ -138,7 +138,7 @@ def test_values_needed_outside_are_extra_outputs_of_one_kernel():
     (got_b, got_total), _ = plan.run([data])
     a64 = np.exp(np.tanh(data.astype(np.float64)))
     np.testing.assert_allclose(got_b, a64 * 3 + 1, rtol=1e-5)
-    np.testing.assert_allclose(got_total, a64.sum(), rtol=1e-5)
+    np.testing.assert_allclose(got_total, a64.sum(axis=0), rtol=1e-5)
 
 
 def test_bias_add_and_activation_fuse_after_the_gemm():
@@ -216,12 +216,14 @@ def test_independent_branches_merge_into_one_kernel_unless_that_makes_a_cycle():
     plan = sym.compile_symbol(merged, {"x": TensorSpec((16,), "float32")}, gh.cpu(), fuse=True)
     assert [n.op for n in plan.graph.compute_nodes] == ["fused"]
     a = sym.exp(x)
-    cut = a + sym.sum(a, axis=0, keepdims=True)     # the sum sits between `a` and the add: no merge
-    plan = sym.compile_symbol(sym.relu(cut), {"x": TensorSpec((16,), "float32")}, gh.cpu(), fuse=True)
+    # The sum sits between `a` and the add: no merge (over axis 0 it is no row reduction either).
+    cut = a + sym.sum(a, axis=0, keepdims=True)
+    plan = sym.compile_symbol(sym.relu(cut), {"x": TensorSpec((4, 4), "float32")}, gh.cpu(), fuse=True)
     assert [n.op for n in plan.graph.compute_nodes] == ["fused", "sum", "fused"]
-    data = np.linspace(-1, 1, 16)
+    data = np.linspace(-1, 1, 16).reshape(4, 4)
     (got,), _ = plan.run([data.astype(np.float32)])
-    np.testing.assert_allclose(got, np.maximum(np.exp(data) + np.exp(data).sum(), 0), rtol=1e-5)
+    np.testing.assert_allclose(got, np.maximum(np.exp(data) + np.exp(data).sum(axis=0, keepdims=True), 0),
+                               rtol=1e-5)
 
 
 def test_debug_compare_agrees_and_pinpoints_a_wrong_kernel(monkeypatch):

@@ -25,10 +25,11 @@ class FusedSource:
     row_length: int = 0        # row kernels: elements per row (one thread block per row on the GPU)
 
 
-def broadcast_index(in_shape: tuple, out_shape: tuple) -> str:
-    """C expression of the flat index into a contiguous input of ``in_shape`` broadcast to ``out_shape``."""
+def broadcast_index(in_shape: tuple, out_shape: tuple, i: str = "i") -> str:
+    """C expression of the flat index into a contiguous input of ``in_shape`` broadcast to ``out_shape``,
+    at flat output index ``i`` (a C name)."""
     if tuple(in_shape) == tuple(out_shape):
-        return "i"
+        return i
     padded = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
     out_strides = [int(np.prod(out_shape[d + 1:], dtype=np.int64)) for d in range(len(out_shape))]
     in_strides = [int(np.prod(padded[d + 1:], dtype=np.int64)) for d in range(len(padded))]
@@ -36,7 +37,7 @@ def broadcast_index(in_shape: tuple, out_shape: tuple) -> str:
     for d, (size, in_size) in enumerate(zip(out_shape, padded)):
         if in_size == 1:
             continue                                   # broadcast (or size-1) axis: contributes nothing
-        coord = "i" if out_strides[d] == 1 else f"(i / {out_strides[d]})"
+        coord = i if out_strides[d] == 1 else f"({i} / {out_strides[d]})"
         if d > 0:
             coord = f"({coord} % {size})"
         terms.append(coord if in_strides[d] == 1 else f"{coord} * {in_strides[d]}")
@@ -47,7 +48,7 @@ def group_name(group: FusedGroup) -> str:
     """Deterministic and readable: the first ops, then a digest of everything that shapes the code."""
     digest = hashlib.sha256(repr(group).encode()).hexdigest()[:10]
     ops = "_".join(line.op.lower() for line in group.lines[:3])
-    return f"gh_fused_{ops}_{digest}"
+    return f"gh_{'fused' if group.row_axes is None else 'rows'}_{ops}_{digest}"
 
 
 def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
@@ -56,26 +57,12 @@ def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     inputs = [Param(f"in{k}", spec.dtype.name) for k, spec in enumerate(group.input_specs)]
     index_exprs = {p.name: broadcast_index(spec.shape, group.shape)
                    for p, spec in zip(inputs, group.input_specs)}
+    if group.row_axes is not None:
+        from .row_groups import render_row_group
+        return render_row_group(group, name)
     scalars, lines = [], []
     for j, line in enumerate(group.lines):
-        op, attrs = get_op(line.op), dict(line.attrs)
-        template = op.scalar_expr(attrs)
-        operand_dtypes = [group.input_specs[k].dtype if kind == "in" else group.lines[k].spec.dtype
-                          for kind, k in line.operands]
-        calc = compute_dtype(*operand_dtypes, line.spec.dtype)
-        calc_c = C_TYPES[calc.name]
-        operands = [f"(({calc_c})in{k}_v)" if kind == "in" else f"(({calc_c})v{k})" for kind, k in line.operands]
-        named = {}
-        for attr in (n for n in expr_placeholders(template) if not n.isdigit()):
-            param = Param(f"s{j}_{attr}", calc.name, is_array=False)
-            scalars.append((param, attrs[attr]))
-            named[attr] = param.name
-        expr = template.format(*operands, **named)
-        # The value is held in its dtype's compute type (the assignment converts); a float16 value is
-        # also rounded to half precision, as storing it unfused would.
-        if line.spec.dtype == np.float16:
-            expr = f"gh_round_half({expr})"
-        lines.append(Line(f"v{j}", line.spec.dtype.name, expr, _describe(line, j)))
+        lines.append(Line(f"v{j}", line.spec.dtype.name, line_expression(group, j, scalars), describe(line, j)))
     outputs = [(Param(f"out{k}", group.lines[j].spec.dtype.name), f"v{j}") for k, j in enumerate(group.outputs)]
     size = int(np.prod(group.shape, dtype=np.int64))
     shapes = ", ".join(str(tuple(s.shape)) for s in group.input_specs)
@@ -85,7 +72,31 @@ def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     return FusedSource(kernel, tuple(v for _, v in scalars), size)
 
 
-def _describe(line, j: int) -> str:
+def line_expression(group: FusedGroup, j: int, scalars: list) -> str:
+    """The C expression of elementwise line ``j`` over values ``in{k}_v`` and ``v{k}``; its scalar
+    attributes become kernel parameters, appended to ``scalars`` as (Param, value)."""
+    line = group.lines[j]
+    op, attrs = get_op(line.op), dict(line.attrs)
+    template = op.scalar_expr(attrs)
+    operand_dtypes = [group.input_specs[k].dtype if kind == "in" else group.lines[k].spec.dtype
+                      for kind, k in line.operands]
+    calc = compute_dtype(*operand_dtypes, line.spec.dtype)
+    calc_c = C_TYPES[calc.name]
+    operands = [f"(({calc_c})in{k}_v)" if kind == "in" else f"(({calc_c})v{k})" for kind, k in line.operands]
+    named = {}
+    for attr in (n for n in expr_placeholders(template) if not n.isdigit()):
+        param = Param(f"s{j}_{attr}", calc.name, is_array=False)
+        scalars.append((param, attrs[attr]))
+        named[attr] = param.name
+    expr = template.format(*operands, **named)
+    # The value is held in its dtype's compute type (the assignment converts); a float16 value is
+    # also rounded to half precision, as storing it unfused would.
+    if line.spec.dtype == np.float16:
+        expr = f"gh_round_half({expr})"
+    return expr
+
+
+def describe(line, j: int) -> str:
     args = ", ".join(f"in{k}" if kind == "in" else f"v{k}" for kind, k in line.operands)
     attrs = ", ".join(f"{k}={v}" for k, v in line.attrs if k != "training")
     return f"{line.op}({args}{', ' + attrs if attrs else ''}) -> {line.spec}"

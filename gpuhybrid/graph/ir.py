@@ -35,11 +35,18 @@ class FusedLine:
 @dataclass(frozen=True)
 class FusedGroup:
     """The subgraph a fused node computes in one kernel over ``shape``: ``lines`` in order, and which
-    lines leave the kernel (``outputs``, in the order of the fused node's outputs)."""
+    lines leave the kernel (``outputs``, in the order of the fused node's outputs).
+
+    A row group (``row_axes`` set) also holds reductions (sum, mean, max, min) over the trailing axes
+    ``shape[row_axes:]``: a reduction line's value is one per row, which later lines read as a
+    broadcast value (its spec is the reduced shape). One kernel then walks each row once per
+    reduction, and once more to store the per-element outputs.
+    """
     shape: tuple
     input_specs: tuple
     lines: tuple
     outputs: tuple
+    row_axes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..executor.fused import can_fuse_on
 from ..graph import optimize
-from ..graph.passes import FUSION_PASSES, PIPELINE
+from ..graph.passes import FUSION_PASSES, GPU_FUSION_PASSES, PIPELINE
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from .symbol import Symbol
@@ -38,7 +38,7 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
         on_pass("traced", graph)
     if fuse is None:
         fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
-    passes = PIPELINE + FUSION_PASSES if fuse else PIPELINE
+    passes = PIPELINE + (GPU_FUSION_PASSES if device.is_gpu else FUSION_PASSES) if fuse else PIPELINE
     return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse,
                          static_alloc=static_alloc, static_outputs=static_outputs)
 

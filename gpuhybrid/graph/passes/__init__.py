@@ -15,6 +15,7 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
+from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -29,7 +30,10 @@ PIPELINE: list = [
 FUSION_PASSES: list = [
     ("split_bias_epilogue", split_bias_epilogue),
     ("fuse_elementwise", fuse_elementwise),
+    ("fuse_row_reductions", fuse_row_reductions),
 ]
+# The same on a GPU, where a few very long rows stay with the array library's reduction.
+GPU_FUSION_PASSES: list = FUSION_PASSES[:-1] + [("fuse_row_reductions", fuse_row_reductions_gpu)]
 
 
 class GraphInvariantError(GhError, AssertionError):
@@ -75,5 +79,6 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
     return graph
 
 
-__all__ = ["PIPELINE", "FUSION_PASSES", "fuse_elementwise", "split_bias_epilogue", "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
+__all__ = ["PIPELINE", "FUSION_PASSES", "GPU_FUSION_PASSES", "fuse_elementwise", "fuse_row_reductions", "split_bias_epilogue",
+           "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
            "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]

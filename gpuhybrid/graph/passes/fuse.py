@@ -115,12 +115,13 @@ def _group_node(graph: Graph, members: list, users: dict, needed_outside: set) -
         line_of[member_id] = len(lines)
         lines.append(FusedLine(member.op, tuple(operands), member.attrs, member.spec, member.name))
     leaving = [m for m in members if m in needed_outside or any(u not in member_set for u in users[m])]
+    leaving_keys = [(m, 0) for m in leaving]
     group = FusedGroup(shape=graph.node(members[-1]).spec.shape,
                        input_specs=tuple(graph.spec(r) for r in external),
                        lines=tuple(lines), outputs=tuple(line_of[m] for m in leaving))
     node = Node(-1, FUSED, "fused_" + "_".join(graph.node(m).name for m in members[:3]), tuple(external),
                 (("group", group),), tuple(graph.node(m).spec for m in leaving))
-    return node, leaving
+    return node, leaving_keys
 
 
 def fuse_elementwise(graph: Graph) -> Graph:
@@ -144,7 +145,16 @@ def fuse_elementwise(graph: Graph) -> Graph:
             for member_id in members[group]:
                 unit_of[member_id] = len(units)
             units.append((fused, leaving))
-    # Emit depth-first so that every unit follows the units it reads (the partition has no cycles).
+    return emit_units(graph, units, unit_of)
+
+
+def emit_units(graph: Graph, units: list, unit_of: dict) -> Graph:
+    """The graph of ``units``: (node, produces) pairs, where a node made of several original nodes
+    lists the (node id, output index) of the original values it outputs, in order, and a plain node
+    lists its own id; ``unit_of`` maps every original node id to its unit.
+
+    Units are emitted depth-first, so that each follows the units it reads (the caller's partition
+    has no cycles)."""
     nodes, mapping, done = [], {}, set()
 
     def emit(index: int) -> None:
@@ -156,9 +166,9 @@ def fuse_elementwise(graph: Graph) -> Graph:
             emit(unit_of[ref.node])
         new = replace(node, id=len(nodes), inputs=tuple(mapping[(r.node, r.index)] for r in node.inputs))
         nodes.append(new)
-        if node.op == FUSED:
-            for out_index, member_id in enumerate(produces):
-                mapping[(member_id, 0)] = Ref(new.id, out_index)
+        if isinstance(produces[0], tuple):
+            for out_index, key in enumerate(produces):
+                mapping[key] = Ref(new.id, out_index)
         else:
             for i in range(len(new.specs)):
                 mapping[(node.id, i)] = Ref(new.id, i)

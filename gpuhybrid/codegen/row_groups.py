@@ -1,0 +1,184 @@
+"""Row-group kernels: elementwise lines and reductions over the trailing axes, in one kernel.
+
+A row group (``FusedGroup.row_axes`` set) views its iteration shape as ``rows x cols`` (``cols`` the
+product of the reduced trailing axes). For each row the kernel makes one pass over the columns per
+reduction — computing, in registers, the elementwise lines that reduction reads — and, when the group
+stores per-element values, one last pass that computes and stores them. A reduction's value is a
+per-row variable that later lines read directly (``x - mean(x)``, ``e / sum(e)``). Lines a later pass
+needs again are recomputed from the inputs, which are still in cache, rather than stored.
+
+The same text compiles for both targets through ``kernels/gh_row.h``: a thread block per row with block
+reductions on the GPU, OpenMP over rows and simd loops over columns on the CPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend.dtypes import C_TYPES, compute_dtype
+from ..graph.ir import FusedGroup
+from .elementwise import KernelSource, Param, _packed_entry, c_literal_type
+from .fused import INDEX_32_LIMIT, FusedSource, broadcast_index, describe, group_name, line_expression
+
+REDUCTIONS = ("sum", "mean", "max", "min")
+
+
+def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
+    """The row kernel of ``group``; ``FusedSource.size`` is the number of rows (the kernel's ``n``)."""
+    name = name or group_name(group)
+    shape, k = tuple(group.shape), group.row_axes
+    rows = int(np.prod(shape[:k], dtype=np.int64))
+    cols = int(np.prod(shape[k:], dtype=np.int64))
+    inputs = [Param(f"in{m}", spec.dtype.name) for m, spec in enumerate(group.input_specs)]
+    index_of = {p.name: broadcast_index(spec.shape, shape) for p, spec in zip(inputs, group.input_specs)}
+    outputs = [Param(f"out{m}", group.lines[j].spec.dtype.name) for m, j in enumerate(group.outputs)]
+    scalars: list = []
+    exprs = {j: line_expression(group, j, scalars) for j, line in enumerate(group.lines)
+             if line.op not in REDUCTIONS}
+    reductions = [j for j, line in enumerate(group.lines) if line.op in REDUCTIONS]
+    row_lines = _row_lines(group)
+    element_outputs = [(p, j) for p, j in zip(outputs, group.outputs) if j not in row_lines]
+    row_outputs = {j: p for p, j in zip(outputs, group.outputs) if j in row_lines}
+
+    body = ["    const gh_index base = r * cols;"]
+    done: list = []
+    for j in [None] + reductions:
+        if j is not None:
+            body += _reduction_pass(group, j, exprs, index_of, row_lines)
+            done.append(j)
+        # Row values that are now computable: once per row, right after the reductions they read.
+        for m in sorted(row_lines - set(done)):
+            line = group.lines[m]
+            if line.op not in REDUCTIONS and all(kind == "in" or o in done for kind, o in line.operands):
+                body += _row_scope_line(group, m, exprs, index_of)
+                done.append(m)
+    for m in done:              # each row value that leaves the kernel, stored by one thread per row
+        if m in row_outputs:
+            p = row_outputs[m]
+            body.append(f"    if (GH_ROW_LEADER) {p.name}[r] = GH_STORE({C_TYPES[p.dtype]}, v{m});")
+    if element_outputs:
+        targets = [j for _, j in element_outputs]
+        stores = [f"{p.name}[i] = GH_STORE({C_TYPES[p.dtype]}, v{j});" for p, j in element_outputs]
+        body += ["    GH_FOR_EACH_COL(col, cols) {",
+                 *_element_lines(group, targets, exprs, index_of, "      ", row_lines),
+                 *(f"      {line}" for line in stores), "    }"]
+
+    index_32 = rows * cols <= INDEX_32_LIMIT
+    calc = compute_dtype(*(s.dtype for s in group.input_specs)).name if group.input_specs else "float32"
+    acc = "double" if calc == "float64" else "gh_acc_float"
+    params = ["gh_index n"]
+    params += [f"{C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p in outputs]
+    params += [f"const {C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p in inputs]
+    params += [f"{c_literal_type(p.dtype)} {p.name}" for p, _ in scalars]
+    shapes = ", ".join(str(tuple(s.shape)) for s in group.input_specs)
+    text = "\n".join([
+        f"// gpuhybrid generated kernel {name}",
+        f"// row group over {shape}: {rows} row(s) of {cols}; inputs {shapes}",
+        f"// {' > '.join(line.op for line in group.lines)}",
+        "#define GH_INDEX_32" if index_32 else "// 64-bit indexing",
+        '#include "gh_row.h"',
+        "",
+        f"GH_KERNEL({name})({', '.join(params)}) {{",
+        f"  typedef {acc} gh_acc;",
+        f"  const gh_index cols = {cols};",
+        "  GH_FOR_EACH_ROW(r, n, cols) {",
+        *body,
+        "  }",
+        "}",
+        *_packed_entry(name, [(p, "") for p in outputs], inputs, [p for p, _ in scalars]),
+        "",
+    ])
+    kernel = KernelSource(name=name, params=(*outputs, *inputs, *(p for p, _ in scalars)), text=text)
+    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols)
+
+
+def _row_lines(group: FusedGroup) -> set:
+    """Lines with one value per row: reductions, and lines that read only those and per-row inputs."""
+    k, shape = group.row_axes, tuple(group.shape)
+    per_row_shape = shape[:k] + (1,) * (len(shape) - k)
+
+    def per_row(spec) -> bool:
+        return (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape) == per_row_shape
+
+    rows: set = set()
+    for j, line in enumerate(group.lines):
+        if line.op in REDUCTIONS or (per_row(line.spec) and all(
+                (kind == "v" and m in rows) or (kind == "in" and per_row(group.input_specs[m]))
+                for kind, m in line.operands)):
+            rows.add(j)
+    return rows
+
+
+def _row_scope_line(group: FusedGroup, j: int, exprs: dict, index_of: dict) -> list:
+    """A per-row elementwise line, computed once in the row's scope (its inputs read at the row's
+    first element)."""
+    line = group.lines[j]
+    out = []
+    for m in sorted({m for kind, m in line.operands if kind == "in"}):
+        spec = group.input_specs[m]
+        index = broadcast_index(spec.shape, tuple(group.shape), i="base")
+        out.append(f"    const {c_literal_type(spec.dtype.name)} in{m}_v = gh_load(in{m}[{index}]);")
+    c = C_TYPES[compute_dtype(line.spec.dtype).name]
+    if not out:
+        return [f"    const {c} v{j} = {exprs[j]};  // {describe(line, j)}"]
+    # Braces keep the input loads local: two row lines may read the same input.
+    return [f"    {c} v{j};  // {describe(line, j)}", "    {", *(f"  {text}" for text in out),
+            f"      v{j} = {exprs[j]};", "    }"]
+
+
+def _reduction_pass(group: FusedGroup, j: int, exprs: dict, index_of: dict, row_lines: set) -> list:
+    """One pass over the row computing reduction line ``j`` into the per-row value ``v{j}``."""
+    line = group.lines[j]
+    kind, m = line.operands[0]
+    operand = f"in{m}_v" if kind == "in" else f"v{m}"
+    value_c = c_literal_type(line.spec.dtype.name)
+    targets = [m] if kind == "v" else []
+    element = _element_lines(group, targets, exprs, index_of, "      ", row_lines,
+                             extra_inputs=[m] if kind == "in" else [])
+    comment = f"  // {describe(line, j)}"
+    if line.op in ("sum", "mean"):
+        finish = f"(({value_c})(a{j} / cols))" if line.op == "mean" else f"(({value_c})a{j})"
+        lines = [f"    gh_acc a{j} = 0;{comment}",
+                 f"    GH_SUM_COLS(col, cols, a{j}) {{", *element,
+                 f"      a{j} += (gh_acc){operand};", "    }",
+                 f"    a{j} = gh_row_sum(a{j});"]
+    else:
+        start = "-GH_INFINITY" if line.op == "max" else "GH_INFINITY"
+        lines = [f"    {value_c} a{j} = {start};{comment}",
+                 f"    GH_MAX_COLS(col, cols) {{", *element,
+                 f"      a{j} = gh_{line.op}(a{j}, ({value_c}){operand});", "    }",
+                 f"    a{j} = gh_row_{line.op}(a{j});"]
+        finish = f"a{j}"
+    if line.spec.dtype == np.float16:
+        finish = f"gh_round_half({finish})"
+    return lines + [f"    const {value_c} v{j} = {finish};"]
+
+
+def _element_lines(group: FusedGroup, targets: list, exprs: dict, index_of: dict, indent: str,
+                   row_lines: set, extra_inputs: tuple = ()) -> list:
+    """Index, input loads and elementwise lines (in order) that the values ``targets`` need, inside a
+    column loop; row values they read were computed in the row's scope before the loop."""
+    needed, inputs = set(), set(extra_inputs)
+    stack = list(targets)
+    while stack:
+        j = stack.pop()
+        if j in needed or j in row_lines:
+            continue
+        needed.add(j)
+        for kind, m in group.lines[j].operands:
+            if kind == "in":
+                inputs.add(m)
+            else:
+                stack.append(m)
+    out = [f"{indent}const gh_index i = base + col;"]
+    for m in sorted(inputs):
+        spec = group.input_specs[m]
+        load = f"gh_load(in{m}[{index_of[f'in{m}']}])"
+        out.append(f"{indent}const {c_literal_type(spec.dtype.name)} in{m}_v = {load};")
+    for j in sorted(needed):
+        line = group.lines[j]
+        c = C_TYPES[compute_dtype(line.spec.dtype).name]
+        out.append(f"{indent}const {c} v{j} = {exprs[j]};  // {describe(line, j)}")
+    return out
+
+
+__all__ = ["REDUCTIONS", "render_row_group"]
