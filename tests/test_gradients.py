@@ -277,6 +277,14 @@ def batch_norm(draw):
 
 
 @st.composite
+def norm_apply(draw):
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=5, min_dims=0, max_dims=3, max_side=3))
+    x, mean, var, gamma, beta = (draw(values(s, lo=0.5 if k == 2 else -3.0))     # var > 0
+                                 for k, s in enumerate(shapes.input_shapes))
+    return (lambda F, *a: F.norm_apply(*a, eps=1e-3)), [x, mean, var, gamma, beta], {}
+
+
+@st.composite
 def layer_norm(draw):
     shape = draw(small_shapes(min_dims=1, min_side=2))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
@@ -383,7 +391,7 @@ CASES.update({
     "slice": sliced("slice"), "slice_axis": sliced("slice_axis"), "getitem": sliced("getitem"),
     "broadcast_to": broadcast_to(), "tile": tile(), "reshape_like": reshape_like(),
     "Activation": activation(), "LeakyReLU": leaky_relu(), "Dropout": dropout(),
-    "BatchNorm": batch_norm(), "LayerNorm": layer_norm(), "Embedding": embedding(),
+    "BatchNorm": batch_norm(), "LayerNorm": layer_norm(), "Embedding": embedding(), "norm_apply": norm_apply(),
     "pick": pick(), "pick_backward": pick(backward=True), "sum_to_shape": sum_to_shape(),
     "getitem_backward": getitem_backward(), "embedding_backward": embedding_backward(),
     "zeros_like": creation_like("zeros_like"), "ones_like": creation_like("ones_like"),

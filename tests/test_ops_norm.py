@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import zlib
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 from hypothesis import given
@@ -28,7 +29,7 @@ from gpuhybrid.symbol.to_graph import infer_var_specs
 from helpers import (EXACT, FLOAT_DTYPES, SETTINGS, Tol, arrays, assert_matches, expect_raises, f64, run_op,
                      shapes, to_nd)
 
-COVERS = {"BatchNorm", "LayerNorm", "Embedding"}
+COVERS = {"BatchNorm", "LayerNorm", "Embedding", "norm_apply"}
 EPS = st.sampled_from([1e-5, 1e-3, 0.1, 1.0])
 
 
@@ -115,6 +116,51 @@ def test_batch_norm_matches_reference(dtype, training, data):
                                           attrs["axis"])
     assert_matches(new_mean, ref_mean, case["moving_mean"].dtype, scale=mean_scale)
     assert_matches(new_var, ref_var, case["moving_var"].dtype, scale=var_scale)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@SETTINGS
+@given(data=st.data())
+def test_norm_apply_broadcasts_and_keeps_the_data_dtype(dtype, data):
+    shapes5 = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=5, min_dims=0, max_dims=3, max_side=4),
+                        label="shapes")
+    x, mean, var, gamma, beta = (data.draw(arrays(dtype if k == 0 else "float32", s, 0.1 if k == 2 else -2, 2),
+                                           label=name) for k, (s, name) in
+                                 enumerate(zip(shapes5.input_shapes, norm.NORM_APPLY_INPUTS)))
+    eps = data.draw(EPS, label="eps")
+    out = run_op("norm_apply", *(to_nd(a) for a in (x, mean, var, gamma, beta)), eps=eps)
+    result = shapes5.result_shape
+    assert out.shape == result
+    wide = [f64(a).reshape((1,) * (len(result) - a.ndim) + a.shape) for a in (mean, var, gamma, beta)]
+    ref, scale = normalize_reference(np.broadcast_to(f64(x), result), *wide, eps)
+    assert_matches(out, ref, dtype, scale=scale)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@SETTINGS
+@given(data=st.data())
+def test_hybridized_batch_norm_outside_training_is_one_fused_kernel(dtype, data):
+    """Predict mode (and use_global_stats while training) lowers BatchNorm to norm_apply, which fuses
+    with the relu after it: one kernel, equal to the eager op."""
+    case = data.draw(batch_norm_case(dtype))
+    attrs = dict(case["attrs"])
+    training = attrs["use_global_stats"] and data.draw(st.booleans(), label="training")
+    names = ("x", "gamma", "beta", "moving_mean", "moving_var")
+    inputs = [to_nd(case[k]) for k in names]
+    with gh.autograd.train_mode() if training else gh.autograd.predict_mode():
+        y, mean, var = run_op("BatchNorm", *inputs, **attrs)
+        eager = [nd.relu(y).asnumpy(), mean.asnumpy(), var.asnumpy()]
+    symbols = [sym.var(k) for k in names]
+    out = sym.BatchNorm(*symbols, **attrs, training=training)
+    specs = {k: TensorSpec(case[k].shape, case[k].dtype) for k in names}
+    plan = sym.compile_symbol(sym.Group([sym.relu(out[0]), out[1], out[2]]), specs, gh.cpu(), fuse=True)
+    if case["x"].size:
+        assert [n.op for n in plan.graph.compute_nodes if n.op != "reshape"] == ["fused"]
+    got, _ = plan.run([case[k] for k in plan.input_names])
+    for g, e in zip(got, eager):
+        assert g.dtype == e.dtype and g.shape == e.shape
+        tol = 1e-2 if dtype == "float16" else 1e-5
+        np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=tol, atol=tol)
 
 
 def test_batch_norm_moving_statistics_follow_mxnet_formula():

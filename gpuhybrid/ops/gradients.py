@@ -447,6 +447,18 @@ def _normalised(F, x, axes: tuple, eps: float):
     return centred * inv_std, inv_std
 
 
+@gradient("norm_apply")
+def _norm_apply(F, c):
+    """y = (x - mean) * rsqrt(var + eps) * gamma + beta; autograd sums each gradient to its input's shape."""
+    x, mean, var, gamma, _ = c.inputs
+    g = c.g
+    inv_std = F.rsqrt(var + c.attrs["eps"])
+    dx = g * gamma * inv_std if c.want(0) or c.want(1) else None
+    dvar = g * gamma * (x - mean) * (inv_std * inv_std * inv_std) * -0.5 if c.want(2) else None
+    dgamma = g * (x - mean) * inv_std if c.want(3) else None
+    return [dx if c.want(0) else None, -dx if c.want(1) else None, dvar, dgamma, g if c.want(4) else None]
+
+
 @gradient("BatchNorm")
 def _batch_norm(F, c):
     x, gamma = c.inputs[0], c.inputs[1]

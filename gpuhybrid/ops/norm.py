@@ -17,7 +17,9 @@ from ..backend.cuda_elementwise import launch_elementwise
 from ..backend.dtypes import compute_dtype
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
+from .elementwise import elementwise_eager
 from .registry import OpDef, TensorSpec, normalize_axis, register, require_float, require_numeric
+from .shapes import broadcast_shapes
 
 
 def pointwise(device, name: str, expr: str, np_fn, inputs: list, scalars: dict, out_spec: TensorSpec):
@@ -98,6 +100,32 @@ def _normalized(device, x, mean, var, gamma, beta, eps: float, out_spec: TensorS
 def _check_eps(attrs) -> None:
     if not attrs["eps"] >= 0:
         raise OpValueError(f"eps={attrs['eps']} must be >= 0 (it keeps the division by the deviation finite)")
+
+
+# --- norm_apply: the normalisation alone, elementwise (what BatchNorm in inference lowers to) ---------
+
+def _norm_apply_rule(specs, attrs):
+    for spec, name in zip(specs, NORM_APPLY_INPUTS):
+        require_float(spec.dtype, name)
+    _check_eps(attrs)
+    return TensorSpec(broadcast_shapes(*(s.shape for s in specs)), specs[0].dtype)
+
+
+def _norm_apply_numpy(*arrays, eps):
+    """In the compute dtype of all operands together (float32 for float16), as the kernel computes."""
+    dtype = compute_dtype(np.result_type(*arrays))
+    return _normalize(*(np.asarray(a, dtype=dtype) for a in arrays), dtype.type(eps))
+
+
+NORM_APPLY_INPUTS = ("data", "mean", "var", "gamma", "beta")
+register(OpDef(
+    name="norm_apply", category="elementwise", inputs=NORM_APPLY_INPUTS,
+    attrs=(Attr("eps", "float", 1e-5, doc="added to the variance before the square root"),),
+    infer=_norm_apply_rule, eager=elementwise_eager("norm_apply", _norm_apply_numpy, NORMALIZE_EXPR),
+    c_expr=NORMALIZE_EXPR,
+    doc="(data - mean) / sqrt(var + eps) * gamma + beta, all broadcast, in data's dtype: BatchNorm's "
+        "normalisation with given statistics (hybridized BatchNorm outside training becomes this op, "
+        "which fuses with its neighbours)."))
 
 
 # --- BatchNorm ---------------------------------------------------------------------------------------

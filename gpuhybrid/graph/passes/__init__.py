@@ -16,6 +16,7 @@ from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
+from .lower import lower_batch_norm_inference
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -28,6 +29,7 @@ PIPELINE: list = [
 ]
 # Appended when the device can run generated kernels (see executor.fused.can_fuse_on).
 FUSION_PASSES: list = [
+    ("lower_batch_norm_inference", lower_batch_norm_inference),
     ("split_bias_epilogue", split_bias_epilogue),
     ("fuse_elementwise", fuse_elementwise),
     ("fuse_row_reductions", fuse_row_reductions),
