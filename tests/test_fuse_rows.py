@@ -15,7 +15,7 @@ import gpuhybrid as gh
 from gpuhybrid import nd, sym
 from gpuhybrid.backend.host_compiler import find_host_compiler
 from gpuhybrid.graph import optimize, verify_graph
-from gpuhybrid.graph.passes import FUSION_PASSES, PIPELINE
+from gpuhybrid.graph.passes import PIPELINE, fusion_passes
 from gpuhybrid.graph.passes.fuse_rows import GPU_LONG_ROW, fuse_row_reductions
 from gpuhybrid.gluon import nn
 from gpuhybrid.ops.registry import TensorSpec
@@ -171,7 +171,7 @@ def test_an_input_that_depends_on_the_region_keeps_its_consumer_out():
 def test_the_gpu_pipeline_leaves_a_few_very_long_rows_to_the_library():
     x = sym.var("x")
     graph = build_graph(sym.sum(sym.square(x)), {"x": TensorSpec((4 * GPU_LONG_ROW,), "float32")})
-    fused = optimize(graph, passes=PIPELINE + FUSION_PASSES[:-1])
+    fused = optimize(graph, passes=PIPELINE + fusion_passes()[:-1])
     assert len(fuse_row_reductions(fused).compute_nodes) == 1
     assert len(fuse_row_reductions(fused, long_row_limit=GPU_LONG_ROW).compute_nodes) == 2
 

@@ -284,3 +284,50 @@ def test_a_view_keeps_its_buffer_alive_until_its_own_last_reader():
     want = reference(x, [weights["w0"], weights["w2"]], ops, stack[4], False)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+# --- what static_shape captures as a CUDA graph on a GPU (the selection is device-independent) ------
+
+def _static_plan(out, specs, passes=None):
+    from gpuhybrid.executor import CompiledGraph
+    from gpuhybrid.graph import optimize
+    from gpuhybrid.graph.passes import PIPELINE, fusion_passes
+    from gpuhybrid.symbol.to_graph import build_graph
+    graph = optimize(build_graph(out, specs), passes=PIPELINE + (passes or fusion_passes()))
+    return CompiledGraph(graph, gh.cpu(), static_alloc=True, static_outputs=True)
+
+
+def test_plans_of_generated_kernels_and_views_qualify_for_capture_and_gemms_do_not():
+    from gpuhybrid.executor.cuda_graph import capture_blocker
+    from gpuhybrid.graph.passes import fusion_passes
+    x, w = sym.var("x"), sym.var("w")
+    softmax = sym.softmax(sym.reshape(sym.tanh(x), shape=(4, 6)))
+    assert capture_blocker(_static_plan(softmax, {"x": TensorSpec((24,), "float32")})) is None
+    dense = sym.relu(sym.FullyConnected(x, w, no_bias=True, num_hidden=5))
+    specs = {"x": TensorSpec((2, 6), "float32"), "w": TensorSpec((5, 6), "float32")}
+    assert "library call" in capture_blocker(_static_plan(dense, specs))
+    # With small GEMMs generated (what static_shape does on a GPU) the same layer is one kernel.
+    lowered = _static_plan(dense, specs, fusion_passes(graph_capture=True))
+    assert capture_blocker(lowered) is None
+    assert [n.op for n in lowered.graph.compute_nodes] == ["expand_dims", "expand_dims", "fused"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 16), units=st.integers(1, 40), k=st.integers(1, 70),
+       activation=st.sampled_from(["relu", "tanh", "sigmoid"]), dtype=st.sampled_from(["float32", "float64"]),
+       seed=st.integers(0, 99))
+def test_small_gemms_as_generated_kernels_match_numpy(rows, units, k, activation, dtype, seed):
+    from gpuhybrid.graph.passes import fusion_passes
+    rng = np.random.default_rng(seed)
+    host = {"x": rng.normal(size=(rows, k)), "w": rng.normal(size=(units, k)) / np.sqrt(k),
+            "b": rng.normal(size=units)}
+    x, w, b = sym.var("x"), sym.var("w"), sym.var("b")
+    out = sym.Activation(sym.FullyConnected(x, w, b, num_hidden=units), act_type=activation)
+    specs = {name: TensorSpec(value.shape, dtype) for name, value in host.items()}
+    plan = _static_plan(out, specs, fusion_passes(graph_capture=True))
+    assert plan.library_calls_per_call == 0 and plan.kernels_per_call == 1
+    (got,), _ = plan.run([host[name].astype(dtype) for name in plan.input_names])
+    z = host["x"] @ host["w"].T + host["b"]
+    want = {"relu": np.maximum(z, 0), "tanh": np.tanh(z), "sigmoid": 1 / (1 + np.exp(-z))}[activation]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(k))

@@ -29,7 +29,7 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     rows = int(np.prod(shape[:k], dtype=np.int64))
     cols = int(np.prod(shape[k:], dtype=np.int64))
     inputs = [Param(f"in{m}", spec.dtype.name) for m, spec in enumerate(group.input_specs)]
-    index_of = {p.name: broadcast_index(spec.shape, shape) for p, spec in zip(inputs, group.input_specs)}
+    index_of, row_offsets = _input_indices(group)
     outputs = [Param(f"out{m}", group.lines[j].spec.dtype.name) for m, j in enumerate(group.outputs)]
     scalars: list = []
     exprs = {j: line_expression(group, j, scalars) for j, line in enumerate(group.lines)
@@ -37,9 +37,13 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     reductions = [j for j, line in enumerate(group.lines) if line.op in REDUCTIONS]
     row_lines = _row_lines(group)
     element_outputs = [(p, j) for p, j in zip(outputs, group.outputs) if j not in row_lines]
+    for p, j in element_outputs:       # stored at every element: it must span the whole iteration
+        if tuple(group.lines[j].spec.shape) != shape:
+            raise ValueError(f"row group {name}: output line {j} of shape {group.lines[j].spec.shape} is "
+                             f"neither per row nor of the iteration shape {shape} (a gpuhybrid bug)")
     row_outputs = {j: p for p, j in zip(outputs, group.outputs) if j in row_lines}
 
-    body = ["    const gh_index base = r * cols;"]
+    body = ["    const gh_index base = r * cols;", *row_offsets]
     done: list = []
     for j in [None] + reductions:
         if j is not None:
@@ -91,18 +95,44 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols)
 
 
+def _input_indices(group: FusedGroup) -> tuple:
+    """(input name -> element index inside a column loop, per-row offset declarations).
+
+    An input that spans the row as the iteration does is read at ``row offset * cols + col``, one read
+    per row at the offset; only an input broadcast within the row needs the general index (a division
+    and a modulo per element).
+    """
+    shape, k = tuple(group.shape), group.row_axes
+    index_of, offsets = {}, []
+    for m, spec in enumerate(group.input_specs):
+        padded = (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape)
+        row_part = broadcast_index(padded[:k], shape[:k], i="r") if k else "0"
+        if padded[k:] == shape[k:]:
+            offsets.append(f"    const gh_index in{m}_row = ({row_part}) * cols;")
+            index_of[f"in{m}"] = f"in{m}_row + col"
+        elif all(d == 1 for d in padded[k:]):
+            offsets.append(f"    const gh_index in{m}_row = {row_part};")
+            index_of[f"in{m}"] = f"in{m}_row"
+        else:
+            index_of[f"in{m}"] = broadcast_index(spec.shape, shape)
+    return index_of, offsets
+
+
 def _row_lines(group: FusedGroup) -> set:
     """Lines with one value per row: reductions, and lines that read only those and per-row inputs."""
     k, shape = group.row_axes, tuple(group.shape)
     per_row_shape = shape[:k] + (1,) * (len(shape) - k)
 
-    def per_row(spec) -> bool:
-        return (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape) == per_row_shape
+    def kept_dims(spec) -> bool:   # (rows, 1), maybe broadcast over rows too: one value per row
+        return all(d == 1 for d in ((1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape))[k:])
+
+    def per_row(spec) -> bool:     # a line's value: kept dims, or the row axes alone (rows,)
+        return kept_dims(spec) or tuple(spec.shape) == shape[:k]
 
     rows: set = set()
     for j, line in enumerate(group.lines):
         if line.op in REDUCTIONS or (per_row(line.spec) and all(
-                (kind == "v" and m in rows) or (kind == "in" and per_row(group.input_specs[m]))
+                (kind == "v" and m in rows) or (kind == "in" and kept_dims(group.input_specs[m]))
                 for kind, m in line.operands)):
             rows.add(j)
     return rows
@@ -114,9 +144,8 @@ def _row_scope_line(group: FusedGroup, j: int, exprs: dict, index_of: dict) -> l
     line = group.lines[j]
     out = []
     for m in sorted({m for kind, m in line.operands if kind == "in"}):
-        spec = group.input_specs[m]
-        index = broadcast_index(spec.shape, tuple(group.shape), i="base")
-        out.append(f"    const {c_literal_type(spec.dtype.name)} in{m}_v = gh_load(in{m}[{index}]);")
+        spec = group.input_specs[m]       # one value per row: its row offset (see _input_indices)
+        out.append(f"    const {c_literal_type(spec.dtype.name)} in{m}_v = gh_load(in{m}[in{m}_row]);")
     c = C_TYPES[compute_dtype(line.spec.dtype).name]
     if not out:
         return [f"    const {c} v{j} = {exprs[j]};  // {describe(line, j)}"]

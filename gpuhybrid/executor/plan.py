@@ -17,6 +17,7 @@ from ..ops import get_op
 from ..codegen.fused import render_group
 from ..codegen.rowwise import render_row_kernel, row_kernel_applies
 from .fused import can_fuse_on, compile_generated_steps
+from .cuda_graph import GraphReplay, capture_blocker
 from .memory import plan_buffers
 from .runner import make_runner
 
@@ -47,12 +48,17 @@ class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
     def __init__(self, graph: Graph, device: Device, row_kernels: bool | None = None,
-                 static_alloc: bool = False, static_outputs: bool = False):
+                 static_alloc: bool = False, static_outputs: bool = False, graph_capture: bool = False):
         """``row_kernels``: run softmax/log_softmax/LayerNorm as generated row kernels (default: when
         the device can compile generated kernels). ``static_alloc``: intermediates live in buffers
         allocated once (``memory.plan_buffers``); ``static_outputs`` puts the outputs there too, so each
-        call overwrites what the previous one returned."""
+        call overwrites what the previous one returned. ``graph_capture`` (a GPU): replay the plan as
+        a CUDA graph when it qualifies (``cuda_graph.py``; ``capture_note`` says whether and why not)."""
         self.graph, self.device = graph, device
+        graph_capture = graph_capture and device.is_gpu
+        wants_static_outputs = static_outputs
+        static_alloc = static_alloc or graph_capture
+        static_outputs = static_outputs or graph_capture    # a captured graph writes fixed addresses
         self.static_alloc, self.static_outputs = static_alloc, static_alloc and static_outputs
         self.row_kernels = can_fuse_on(device) if row_kernels is None else row_kernels
         slot_of = {}
@@ -82,6 +88,18 @@ class CompiledGraph:
         if static_alloc:
             self._allocate_static_buffers()
         self._run_fast, self.runner_source = make_runner(self)
+        self.capture_note = capture_blocker(self) if graph_capture else None
+        self.graph_replay = None
+        if graph_capture and self.capture_note is None:
+            var_nodes = [n for n in graph.nodes if n.op == VAR]
+            data = [i for i, n in enumerate(var_nodes) if n.kind not in ("param", "aux")]
+            self.graph_replay = GraphReplay(self, self._run_fast, data, copy_outputs=not wants_static_outputs)
+            self._run_fast = self.graph_replay
+        elif graph_capture and not wants_static_outputs:
+            # No graph after all: outputs go back to fresh arrays, as the caller asked.
+            self.static_outputs = False
+            self._allocate_static_buffers()
+            self._run_fast, self.runner_source = make_runner(self)
 
     def _plan_steps(self, slot_of: dict) -> tuple:
         keep = set(self.output_slots) | {s for _, s in self.aux_slots}
@@ -112,7 +130,7 @@ class CompiledGraph:
     def _allocate_static_buffers(self) -> None:
         """The buffers of ``plan_buffers``, allocated once, and each slot's view into its buffer."""
         into = {w for step in self.steps if step.writes_into for w in step.writes}
-        self.buffer_plan = plan_buffers(self, into, self.static_outputs)
+        self.buffer_plan, self.static_views = plan_buffers(self, into, self.static_outputs), {}
         xp = self.device.xp
         with self.device.activate():
             buffers = [xp.empty(nbytes, dtype=np.uint8) for nbytes in self.buffer_plan.buffer_bytes]

@@ -36,6 +36,9 @@ def explain(block, *inputs, file=None) -> str:
     memory = plan_memory(plan)
     out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB (at {memory.peak_step}); "
                 f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"]
+    if plan.device.is_gpu and plan.static_alloc:
+        out.append("   CUDA graph: " + ("one launch per call (static_shape)" if plan.graph_replay is not None
+                                         else f"not captured ({plan.capture_note or 'static_shape is off'})"))
     if plan.buffer_plan is not None:
         buffers = plan.buffer_plan
         out.append(f"   static_alloc: {len(buffers.buffer_bytes)} buffer(s) allocated once, "

@@ -78,10 +78,11 @@ class HybridBlock(Block):
 
         ``static_alloc=True``: each plan allocates its intermediate buffers once, reusing memory by
         liveness, and later calls write into them; outputs are still fresh arrays. ``static_shape=True``
-        implies ``static_alloc``. ``static_outputs=True`` (with either) writes the outputs into the
-        plan's buffers too: no allocation per call, but each call overwrites the arrays the previous
-        call returned (copy them to keep them). A static plan must not run in two threads at once.
-        See docs/memory.md.
+        implies ``static_alloc``; on a GPU it also replays each plan as one CUDA graph where the plan
+        qualifies (small GEMMs become generated kernels for that; ``explain()`` says why a plan does
+        not). ``static_outputs=True`` (with either) writes the outputs into the plan's buffers too: no
+        allocation per call, but each call overwrites the arrays the previous call returned (copy them
+        to keep them). A static plan must not run in two threads at once. See docs/memory.md.
         """
         if kwargs:
             raise OpValueError(f"{self.name}.hybridize: unknown option(s) {', '.join(sorted(kwargs))}")
@@ -248,7 +249,8 @@ class HybridBlock(Block):
             plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
                                       training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates],
                                       static_alloc=self._hybrid_options.get("static_alloc", False),
-                                      static_outputs=self._hybrid_options.get("static_outputs", False))
+                                      static_outputs=self._hybrid_options.get("static_outputs", False),
+                                      static_shape=self._hybrid_options.get("static_shape", False))
             if wants is not None and wrt:
                 backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device)
         except GhError as exc:

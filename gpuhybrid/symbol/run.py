@@ -11,7 +11,7 @@ from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..executor.fused import can_fuse_on
 from ..graph import optimize
-from ..graph.passes import FUSION_PASSES, GPU_FUSION_PASSES, PIPELINE
+from ..graph.passes import PIPELINE, fusion_passes
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from .symbol import Symbol
@@ -20,15 +20,16 @@ from .to_graph import build_graph, infer_var_specs
 
 def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool = False,
                    on_pass: Callable | None = None, aux_names: list = (), fuse: bool | None = None,
-                   static_alloc: bool = False, static_outputs: bool = False) -> CompiledGraph:
+                   static_alloc: bool = False, static_outputs: bool = False,
+                   static_shape: bool = False) -> CompiledGraph:
     """The plan that computes ``symbol`` for variables of the given TensorSpecs on ``device``.
 
     Elementwise groups are fused into generated kernels unless ``fuse=False`` (or
     ``GPUHYBRID_FUSE=0``), or the device cannot compile them (no host C++ compiler).
 
     The last ``len(aux_names)`` outputs of ``symbol`` are new values of those auxiliary states
-    (running statistics), returned separately by ``CompiledGraph.run``. ``static_alloc`` and
-    ``static_outputs``: see ``CompiledGraph``.
+    (running statistics), returned separately by ``CompiledGraph.run``. ``static_alloc``,
+    ``static_outputs`` and ``static_shape`` (on a GPU: replay as CUDA graphs): see ``CompiledGraph``.
     """
     graph = build_graph(symbol, specs, training=training)
     if aux_names:
@@ -38,9 +39,11 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
         on_pass("traced", graph)
     if fuse is None:
         fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
-    passes = PIPELINE + (GPU_FUSION_PASSES if device.is_gpu else FUSION_PASSES) if fuse else PIPELINE
+    capture = static_shape and device.is_gpu
+    passes = PIPELINE + fusion_passes(device.is_gpu, capture) if fuse else PIPELINE
     return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse,
-                         static_alloc=static_alloc, static_outputs=static_outputs)
+                         static_alloc=static_alloc or static_shape, static_outputs=static_outputs,
+                         graph_capture=static_shape and device.is_gpu)
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:

@@ -16,7 +16,7 @@ from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
-from .lower import lower_batch_norm_inference
+from .lower import lower_batch_norm_inference, lower_small_gemms
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -27,15 +27,22 @@ PIPELINE: list = [
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("eliminate_dead_code", eliminate_dead_code),
 ]
-# Appended when the device can run generated kernels (see executor.fused.can_fuse_on).
-FUSION_PASSES: list = [
-    ("lower_batch_norm_inference", lower_batch_norm_inference),
-    ("split_bias_epilogue", split_bias_epilogue),
-    ("fuse_elementwise", fuse_elementwise),
-    ("fuse_row_reductions", fuse_row_reductions),
-]
-# The same on a GPU, where a few very long rows stay with the array library's reduction.
-GPU_FUSION_PASSES: list = FUSION_PASSES[:-1] + [("fuse_row_reductions", fuse_row_reductions_gpu)]
+def fusion_passes(gpu: bool = False, graph_capture: bool = False) -> list:
+    """The passes appended when the device can run generated kernels (executor.fused.can_fuse_on).
+
+    On a GPU a few very long rows stay with the array library's reduction; a plan to be captured as a
+    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels.
+    """
+    passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
+              ("split_bias_epilogue", split_bias_epilogue)]
+    if graph_capture:
+        passes.append(("lower_small_gemms", lower_small_gemms))
+    passes.append(("fuse_elementwise", fuse_elementwise))
+    passes.append(("fuse_row_reductions", fuse_row_reductions_gpu if gpu else fuse_row_reductions))
+    return passes
+
+
+FUSION_PASSES: list = fusion_passes()
 
 
 class GraphInvariantError(GhError, AssertionError):
@@ -81,6 +88,6 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
     return graph
 
 
-__all__ = ["PIPELINE", "FUSION_PASSES", "GPU_FUSION_PASSES", "fuse_elementwise", "fuse_row_reductions", "split_bias_epilogue",
+__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "fuse_elementwise", "fuse_row_reductions", "split_bias_epilogue",
            "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
            "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]

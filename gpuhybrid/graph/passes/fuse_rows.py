@@ -45,6 +45,13 @@ def _elementwise_group(node: Node, shape: tuple) -> bool:
         tuple(node.attr_dict["group"].shape) == shape
 
 
+def _row_shaped_group(node: Node, shape: tuple, k: int) -> bool:
+    """An elementwise group over exactly the row axes ``shape[:k]`` (it reads a reduction made without
+    keepdims): each of its elements is one row's value."""
+    return node.op == FUSED and node.attr_dict["group"].row_axes is None and \
+        tuple(node.attr_dict["group"].shape) == tuple(shape[:k])
+
+
 def _row_value_group(node: Node, shape: tuple, k: int) -> bool:
     """An elementwise group over one value per row (``sqrt(var + eps)``): computed once per row."""
     if node.op != FUSED or node.attr_dict["group"].row_axes is not None:
@@ -103,6 +110,8 @@ def _can_join(node: Node, graph: Graph, members: list, shape: tuple, k: int) -> 
     reduction over the same rows of an element value of the region."""
     if row_split(node, graph) == (shape, k):
         return _elementwise_group(graph.node(node.inputs[0].node), shape)
+    if _row_shaped_group(node, shape, k):      # e.g. bias + relu over the (rows,) of a reduction
+        return all(graph.spec(ref).shape == shape[:k] for ref in node.inputs if ref.node in members)
     if not (_elementwise_group(node, shape) or _row_value_group(node, shape, k)):
         return False
     for ref in node.inputs:
@@ -118,22 +127,27 @@ def _row_group_node(graph: Graph, members: list, needed_outside: set, users: dic
     member_set = set(members)
     shape, k = next(row_split(graph.node(m), graph) for m in members if graph.node(m).op != FUSED)
     lines: list = []
-    external: list = []
+    external: list = []                       # (ref, the spec the kernel indexes it with)
     line_of: dict = {}                        # (member id, output index) -> line
 
-    def operand(ref):
+    def operand(ref, row_shaped: bool = False):
         if (ref.node, ref.index) in line_of:
             return ("v", line_of[(ref.node, ref.index)])
-        if ref not in external:
-            external.append(ref)
-        return ("in", external.index(ref))
+        spec = graph.spec(ref)
+        if row_shaped:          # broadcast to the row axes, then one value per row: (U,) -> (1, U, 1)
+            padded = (1,) * (k - len(spec.shape)) + tuple(spec.shape) + (1,) * (len(shape) - k)
+            spec = TensorSpec(padded, spec.dtype)
+        if (ref, spec) not in external:
+            external.append((ref, spec))
+        return ("in", external.index((ref, spec)))
 
     for member_id in members:
         node = graph.node(member_id)
         if node.op == FUSED:
             group, local = node.attr_dict["group"], {}
+            row_shaped = tuple(group.shape) == tuple(shape[:k])
             for j, line in enumerate(group.lines):
-                operands = tuple(operand(node.inputs[m]) if kind == "in" else ("v", local[m])
+                operands = tuple(operand(node.inputs[m], row_shaped) if kind == "in" else ("v", local[m])
                                  for kind, m in line.operands)
                 local[j] = len(lines)
                 lines.append(replace(line, operands=operands))
@@ -144,11 +158,11 @@ def _row_group_node(graph: Graph, members: list, needed_outside: set, users: dic
             lines.append(FusedLine(node.op, (operand(node.inputs[0]),), node.attrs, node.spec, node.name))
     leaving = [key for key in line_of
                if key in needed_outside or any(u not in member_set for u in users[key])]
-    group = FusedGroup(shape=shape, input_specs=tuple(graph.spec(r) for r in external), lines=tuple(lines),
+    group = FusedGroup(shape=shape, input_specs=tuple(spec for _, spec in external), lines=tuple(lines),
                        outputs=tuple(line_of[key] for key in leaving), row_axes=k)
     name = "rows_" + "_".join(graph.node(m).name for m in members[:3])
     specs = tuple(lines[line_of[key]].spec for key in leaving)
-    return Node(-1, FUSED, name, tuple(external), (("group", group),), specs), leaving
+    return Node(-1, FUSED, name, tuple(ref for ref, _ in external), (("group", group),), specs), leaving
 
 
 def fuse_row_reductions(graph: Graph, long_row_limit: int | None = None) -> Graph:

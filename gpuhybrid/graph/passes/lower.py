@@ -1,13 +1,17 @@
-"""Lowering before fusion: ops whose work is elementwise in some modes become elementwise ops there.
+"""Lowering before fusion: ops that can be written as elementwise ops and reductions become those, so
+that the fusion passes put them in generated kernels with their neighbours.
 
-``BatchNorm`` outside training (or with ``use_global_stats``) normalises with its moving statistics:
-that is ``norm_apply(x, mean, var, gamma, beta)`` with the per-channel vectors reshaped to broadcast
-along the channel axis (views, no launch), so that it fuses with the bias-add before it and the
-activation after it into one kernel. Its other two outputs are the moving statistics, unchanged.
+- ``BatchNorm`` outside training (or with ``use_global_stats``) normalises with its moving statistics:
+  ``norm_apply(x, mean, var, gamma, beta)`` with the per-channel vectors reshaped to broadcast along
+  the channel axis (views, no launch); it fuses with the bias-add before it and the activation after
+  it. Its other two outputs are the moving statistics, unchanged.
+- A small GEMM (``lower_small_gemms``, for plans captured as CUDA graphs) becomes a broadcast product
+  and a row reduction.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 
@@ -15,14 +19,16 @@ from ...ops import get_op
 from ...ops.registry import TensorSpec, normalize_axis
 from ..ir import CONST, Graph, Node, Ref, freeze_attrs
 
+# Batches up to this many rows: a GEMM there is a few thin matrix-vector products, which a row group
+# (one reduction per output element, bias and activation fused after it) computes in one kernel.
+SMALL_GEMM_ROWS = 16
 
-def _normalises_with_moving_stats(node: Node) -> bool:
-    attrs = node.attr_dict
-    return node.op == "BatchNorm" and not (attrs["training"] and not attrs["use_global_stats"])
 
-
-def lower_batch_norm_inference(graph: Graph) -> Graph:
-    if not any(_normalises_with_moving_stats(n) for n in graph.nodes):
+def _lower(graph: Graph, lowerable: Callable, lower: Callable) -> Graph:
+    """Rebuild ``graph`` with every node that ``lowerable(node)`` accepts replaced by what
+    ``lower(node, inputs, add, spec)`` adds (``add(Node) -> Ref``; ``spec(Ref) -> TensorSpec``), which
+    returns one Ref per output of the node."""
+    if not any(lowerable(n) for n in graph.nodes):
         return graph
     nodes: list = []
     mapping: dict = {}
@@ -34,30 +40,70 @@ def lower_batch_norm_inference(graph: Graph) -> Graph:
     def spec(ref: Ref) -> TensorSpec:
         return nodes[ref.node].specs[ref.index]
 
-    reshape = get_op("reshape")
     for node in graph.nodes:
         inputs = tuple(mapping[(r.node, r.index)] for r in node.inputs)
-        if not _normalises_with_moving_stats(node):
+        if lowerable(node):
+            refs = lower(node, inputs, add, spec)
+        else:
             new = add(replace(node, inputs=inputs))
-            for i in range(len(node.specs)):
-                mapping[(node.id, i)] = Ref(new.node, i)
-            continue
-        attrs = node.attr_dict
-        x, gamma, beta, mean, var = inputs
-        ndim = len(spec(x).shape)
-        axis = normalize_axis(attrs["axis"], ndim)
-        vector = tuple(spec(x).shape[axis] if i == axis else 1 for i in range(ndim))
-        if attrs["fix_gamma"]:                 # gamma taken as 1, whatever its values
-            ones = np.ones(spec(gamma).shape, spec(gamma).dtype)
-            gamma = add(Node(-1, CONST, f"{node.name}_ones", (), (), (spec(gamma),), value=ones))
-        broadcast = []
-        for ref, part in ((mean, "mean"), (var, "var"), (gamma, "gamma"), (beta, "beta")):
-            broadcast.append(add(Node(-1, "reshape", f"{node.name}_{part}_broadcast", (ref,),
-                                      freeze_attrs(reshape.parse_attrs({"shape": vector})),
-                                      (TensorSpec(vector, spec(ref).dtype),))))
-        y = add(Node(-1, "norm_apply", node.name, (x, *broadcast), freeze_attrs({"eps": attrs["eps"]}),
-                     (node.specs[0],)))
-        mapping[(node.id, 0)], mapping[(node.id, 1)], mapping[(node.id, 2)] = y, mean, var
+            refs = [Ref(new.node, i) for i in range(len(node.specs))]
+        for i, ref in enumerate(refs):
+            mapping[(node.id, i)] = ref
     outputs = tuple(mapping[(r.node, r.index)] for r in graph.outputs)
     aux = tuple((name, mapping[(r.node, r.index)]) for name, r in graph.aux_updates)
     return Graph(tuple(nodes), outputs, aux)
+
+
+def _attrs(op: str, **given) -> tuple:
+    return freeze_attrs(get_op(op).parse_attrs(given))
+
+
+def _normalises_with_moving_stats(node: Node) -> bool:
+    attrs = node.attr_dict
+    return node.op == "BatchNorm" and not (attrs["training"] and not attrs["use_global_stats"])
+
+
+def _batch_norm_as_norm_apply(node, inputs, add, spec) -> list:
+    attrs = node.attr_dict
+    x, gamma, beta, mean, var = inputs
+    ndim = len(spec(x).shape)
+    axis = normalize_axis(attrs["axis"], ndim)
+    vector = tuple(spec(x).shape[axis] if i == axis else 1 for i in range(ndim))
+    if attrs["fix_gamma"]:                 # gamma taken as 1, whatever its values
+        ones = np.ones(spec(gamma).shape, spec(gamma).dtype)
+        gamma = add(Node(-1, CONST, f"{node.name}_ones", (), (), (spec(gamma),), value=ones))
+    broadcast = [add(Node(-1, "reshape", f"{node.name}_{part}_broadcast", (ref,), _attrs("reshape", shape=vector),
+                          (TensorSpec(vector, spec(ref).dtype),)))
+                 for ref, part in ((mean, "mean"), (var, "var"), (gamma, "gamma"), (beta, "beta"))]
+    y = add(Node(-1, "norm_apply", node.name, (x, *broadcast), _attrs("norm_apply", eps=attrs["eps"]),
+                 (node.specs[0],)))
+    return [y, mean, var]
+
+
+def lower_batch_norm_inference(graph: Graph) -> Graph:
+    return _lower(graph, _normalises_with_moving_stats, _batch_norm_as_norm_apply)
+
+
+def lower_small_gemms(graph: Graph) -> Graph:
+    """``x @ W.T`` (a bias-free FullyConnected of a (rows, k) float32/float64 matrix, rows at most
+    SMALL_GEMM_ROWS) as ``sum(x[:, None, :] * W[None, :, :], axis=-1)``: a generated kernel instead of
+    a library call, for plans captured as CUDA graphs, where CuPy allows no cuBLAS call. The row group
+    it becomes also takes the bias-add and activation after it (``fuse_row_reductions``). Float16
+    stays with the library: the fused product would be rounded to half precision before the sum."""
+    def lowerable(node: Node) -> bool:
+        if node.op != "FullyConnected" or not node.attr_dict["no_bias"]:
+            return False
+        x, w = (graph.spec(r) for r in node.inputs[:2])
+        return (len(x.shape) == 2 and x.shape[0] <= SMALL_GEMM_ROWS and x.dtype == w.dtype == node.spec.dtype
+                and x.dtype.name in ("float32", "float64"))
+
+    def lower(node, inputs, add, spec) -> list:
+        (rows, k), units, dtype = spec(inputs[0]).shape, node.spec.shape[1], node.spec.dtype
+        x = add(Node(-1, "expand_dims", f"{node.name}_rows", (inputs[0],), _attrs("expand_dims", axis=1),
+                     (TensorSpec((rows, 1, k), dtype),)))
+        w = add(Node(-1, "expand_dims", f"{node.name}_units", (inputs[1],), _attrs("expand_dims", axis=0),
+                     (TensorSpec((1, units, k), dtype),)))
+        products = add(Node(-1, "mul", f"{node.name}_products", (x, w), (), (TensorSpec((rows, units, k), dtype),)))
+        return [add(Node(-1, "sum", node.name, (products,), _attrs("sum", axis=-1), node.specs))]
+
+    return _lower(graph, lowerable, lower)

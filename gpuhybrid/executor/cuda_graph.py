@@ -1,0 +1,109 @@
+"""``static_shape`` on a GPU: a plan's whole launch list captured once as a CUDA graph and replayed with
+one launch per call.
+
+A captured graph reads and writes fixed addresses, so a plan qualifies only when every step is a
+generated kernel writing into the plan's static buffers (``static_alloc``, outputs included) or a view
+(reshape, expand_dims, ...) of such memory: no library call (CuPy refuses cuBLAS calls during stream
+capture, cupy/cupy#6290 — small GEMMs are generated kernels in these plans, see
+``graph.passes.lower.lower_small_gemms``) and no allocation. Each call then:
+
+1. copies the data inputs into the plan's input buffers (one device copy each, on the current stream);
+2. launches the graph on the current stream;
+3. copies the outputs into fresh arrays (unless ``static_outputs``).
+
+Parameters and other non-data inputs are read in place: the graph is keyed by their addresses and
+captured again when one changes (``set_data``, an optimizer step), at most ``MAX_GRAPHS`` kept. The
+caller may change its input arrays as soon as the call returns: step 1 is ordered before any later
+work on the stream. When capture fails, a one-time warning says why and the plan replays its launches
+one by one instead.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+
+from ..backend import record_launches
+
+VIEW_OPS = frozenset({"reshape", "expand_dims", "squeeze", "flatten", "Flatten", "reshape_like"})
+MAX_GRAPHS = 4
+
+
+def capture_blocker(plan) -> str | None:
+    """Why ``plan`` cannot be captured as a CUDA graph, or None when it can."""
+    from .fused import FusedKernelStep
+    for step, node in zip(plan.steps, plan.graph.compute_nodes):
+        if isinstance(step.eager, FusedKernelStep):
+            if any(w not in plan.static_views for w in step.writes):
+                return f"step {step.name} writes a value outside the static buffers"
+        elif node.op not in VIEW_OPS:
+            kind = "a library call" if step.plain_matmul else f"op {node.op}"
+            return f"step {step.name} is {kind}, which CuPy cannot capture"
+    return None
+
+
+class GraphReplay:
+    """The hot path of a captured plan (see the module docstring); called like the plan's runner."""
+
+    def __init__(self, plan, runner, data_inputs: list, copy_outputs: bool):
+        self.plan, self.runner = plan, runner
+        self.data_inputs = data_inputs          # positions in plan.input_names copied into buffers
+        self.copy_outputs = copy_outputs
+        xp = plan.device.xp
+        specs = {n.name: n.spec for n in plan.graph.nodes if n.op == "var"}
+        with plan.device.activate():
+            self.buffers = {i: xp.empty(specs[plan.input_names[i]].shape, specs[plan.input_names[i]].dtype)
+                            for i in data_inputs}
+        self.graphs: OrderedDict = OrderedDict()
+        self.failed: str | None = None
+        self.captures = 0
+
+    def __call__(self, inputs: list):
+        if self.failed:
+            return self.runner(inputs)
+        xp = self.plan.device.xp
+        with self.plan.device.activate():
+            fed = list(inputs)
+            for i, buffer in self.buffers.items():
+                xp.copyto(buffer, inputs[i])
+                fed[i] = buffer
+            key = tuple(a.data.ptr for i, a in enumerate(fed) if i not in self.buffers)
+            entry = self.graphs.get(key)
+            if entry is None:
+                entry = self._capture(fed, key)
+                if entry is None:
+                    return self.runner(fed)
+            else:
+                self.graphs.move_to_end(key)
+            graph, outputs, aux = entry        # (capturing launched nothing: the first replay runs it)
+            graph.launch(xp.cuda.get_current_stream())
+            record_launches(self.plan.device, 1 + len(self.buffers), "kernel")
+            if self.copy_outputs:
+                outputs = [o.copy() for o in outputs]
+                aux = [(name, value.copy()) for name, value in aux]
+                record_launches(self.plan.device, len(outputs) + len(aux), "kernel")
+            return list(outputs), list(aux)
+
+    def _capture(self, fed: list, key: tuple):
+        cp = self.plan.device.xp
+        stream = cp.cuda.Stream(non_blocking=True)
+        graph = None
+        try:
+            with stream:
+                stream.begin_capture()
+                try:
+                    outputs, aux = self.runner(fed)
+                finally:
+                    graph = stream.end_capture()
+        except Exception as exc:                # noqa: BLE001 - any failure: replay op by op instead
+            self.failed = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"gpuhybrid could not capture a CUDA graph for this plan ({self.failed}); it "
+                          f"runs its launches one by one instead", stacklevel=4)
+            return None
+        self.captures += 1
+        self.graphs[key] = (graph, outputs, aux)
+        if len(self.graphs) > MAX_GRAPHS:
+            self.graphs.popitem(last=False)
+        return self.graphs[key]
+
+
+__all__ = ["GraphReplay", "capture_blocker", "VIEW_OPS"]
