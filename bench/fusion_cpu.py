@@ -1,6 +1,8 @@
 """Fusion on the CPU, measured side by side in one run: imperative vs hybridized (fused) for an
-8-op elementwise chain on 2^24 float32 values and for the lecture MLP at batch 1, plus hand-written
-NumPy for the MLP. Prints the ratios and writes every figure to bench/results/<device>-<date>.json.
+8-op elementwise chain on 2^24 float32 values, for softmax and layer norm written with F ops over
+(4096, 1024) float32 (one row-group kernel each when hybridized) and for the lecture MLP at batch 1,
+plus hand-written NumPy for the MLP; peak memory per call of each mode. Prints the ratios and writes
+every figure to bench/results/<device>-<date>.json.
 
     python bench/fusion_cpu.py [--size-log2 24] [--repeats 7] [--out PATH]
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -21,6 +24,7 @@ import numpy as np
 import gpuhybrid as gh
 from gpuhybrid import nd
 from gpuhybrid.backend.host_compiler import find_host_compiler
+from gpuhybrid.bench.workloads import layernorm, softmax
 from gpuhybrid.gluon import nn
 
 
@@ -30,6 +34,34 @@ class Chain(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         y = F.relu(x * 1.5 + 0.5) - 0.25
         return F.tanh(F.sigmoid(y) * x) + x
+
+
+class Softmax(nn.HybridBlock):
+    """Row softmax from elementary ops (what row groups fuse into one kernel)."""
+
+    def hybrid_forward(self, F, x):
+        return softmax(F, x)
+
+
+class LayerNorm(nn.HybridBlock):
+    """Layer norm over the last axis from elementary ops (gamma 1.5, beta 0.25)."""
+
+    def hybrid_forward(self, F, x):
+        return layernorm(F, x, 1.5, 0.25)
+
+
+class SoftmaxOp(nn.HybridBlock):
+    """The softmax op itself (a row kernel of its own when hybridized)."""
+
+    def hybrid_forward(self, F, x):
+        return F.softmax(x, axis=-1)
+
+
+def layer_norm_op():
+    """Gluon's LayerNorm layer over 1024 channels (the LayerNorm op: a row kernel when hybridized)."""
+    block = nn.LayerNorm(in_channels=1024)
+    block.initialize()
+    return block
 
 
 def lecture_mlp():
@@ -96,6 +128,16 @@ def compare_modes(make_net, x, iters: int, repeats: int, extra: dict | None = No
     return result, eager_net
 
 
+def summary(label: str, figures: dict, scale: float, unit: str) -> str:
+    """One line: medians of both modes, the speedup, launches and peak memory per call."""
+    modes = ("imperative", "hybridized")
+    eager, hybrid = (statistics.median(figures[f"{mode}_s"]) * scale for mode in modes)
+    memory = " -> ".join(f"{figures[f'peak_bytes_{mode}'] / 2**20:.2f} MiB" for mode in modes)
+    return (f"{label}: imperative {eager:.1f} {unit}, hybridized {hybrid:.1f} {unit} -> "
+            f"{figures['speedup']:.2f}x (launches {figures['launches_imperative']} -> "
+            f"{figures['launches_hybridized']}; peak memory {memory})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-log2", type=int, default=24)
@@ -106,6 +148,11 @@ def main() -> None:
 
     x = nd.random.normal(shape=(1 << args.size_log2,))
     chain, _ = compare_modes(Chain, x, iters=3, repeats=args.repeats)
+    rows = nd.random.normal(shape=(4096, 1024))
+    row_blocks = (("softmax", Softmax), ("layernorm", LayerNorm), ("softmax_op", SoftmaxOp),
+                  ("LayerNorm_op", layer_norm_op))
+    row_cases = {name: compare_modes(block, rows, iters=5, repeats=args.repeats)[0]
+                 for name, block in row_blocks}
 
     x1 = nd.random.normal(shape=(1, 512))
     weights_from = lecture_mlp()
@@ -130,21 +177,22 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     compiler = find_host_compiler()
     report = {
-        "device": "cpu", "machine": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+        "device": "cpu", "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "python": platform.python_version(), "numpy": np.__version__, "gpuhybrid": gh.__version__,
         "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host_compiler": compiler.identity if compiler else None, "flags": list(compiler.flags) if compiler else None,
+        "host_compiler": compiler.identity if compiler else None,
+        "flags": list(compiler.flags) if compiler else None,
         "chain_8_ops": {"elements": 1 << args.size_log2, **chain},
+        **{f"{name}_4096x1024": figures for name, figures in row_cases.items()},
         "mlp_batch1": mlp,
     }
-    print(f"8-op chain, 2^{args.size_log2} float32: imperative {statistics.median(chain['imperative_s']) * 1e3:.1f} ms, "
-          f"hybridized {statistics.median(chain['hybridized_s']) * 1e3:.1f} ms -> {chain['speedup']:.2f}x "
-          f"(launches {chain['launches_imperative']} -> {chain['launches_hybridized']}; peak memory "
-          f"{chain['peak_bytes_imperative'] / 2**20:.0f} MiB -> {chain['peak_bytes_hybridized'] / 2**20:.0f} MiB)")
-    print(f"lecture MLP, batch 1: imperative {statistics.median(mlp['imperative_s']) * 1e6:.1f} us, hybridized "
-          f"{statistics.median(mlp['hybridized_s']) * 1e6:.1f} us -> {mlp['speedup']:.2f}x; NumPy "
-          f"{statistics.median(mlp['numpy_s']) * 1e6:.1f} us (hybridized / NumPy = {mlp['hybridized_over_numpy']:.2f}x; "
-          f"launches {mlp['launches_imperative']} -> {mlp['launches_hybridized']})")
+    print(summary(f"8-op chain, 2^{args.size_log2} float32", chain, 1e3, "ms"))
+    for name, figures in row_cases.items():
+        how = "the op" if name.endswith("_op") else "from F ops"
+        print(summary(f"{name.removesuffix('_op')} (4096, 1024) float32, {how}", figures, 1e3, "ms"))
+    print(summary("lecture MLP, batch 1", mlp, 1e6, "us")
+          + f"; NumPy {statistics.median(mlp['numpy_s']) * 1e6:.1f} us (hybridized / NumPy = "
+            f"{mlp['hybridized_over_numpy']:.2f}x)")
     out = args.out or Path(__file__).parent / "results" / f"cpu-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
