@@ -128,11 +128,15 @@ def compare_modes(make_net, x, iters: int, repeats: int, extra: dict | None = No
     return result, eager_net
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
+
+
 def summary(label: str, figures: dict, scale: float, unit: str) -> str:
     """One line: medians of both modes, the speedup, launches and peak memory per call."""
     modes = ("imperative", "hybridized")
     eager, hybrid = (statistics.median(figures[f"{mode}_s"]) * scale for mode in modes)
-    memory = " -> ".join(f"{figures[f'peak_bytes_{mode}'] / 2**20:.2f} MiB" for mode in modes)
+    memory = " -> ".join(_size(figures[f"peak_bytes_{mode}"]) for mode in modes)
     return (f"{label}: imperative {eager:.1f} {unit}, hybridized {hybrid:.1f} {unit} -> "
             f"{figures['speedup']:.2f}x (launches {figures['launches_imperative']} -> "
             f"{figures['launches_hybridized']}; peak memory {memory})")

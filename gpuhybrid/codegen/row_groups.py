@@ -37,8 +37,9 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     reductions = [j for j, line in enumerate(group.lines) if line.op in REDUCTIONS]
     row_lines = _row_lines(group)
     element_outputs = [(p, j) for p, j in zip(outputs, group.outputs) if j not in row_lines]
-    for p, j in element_outputs:       # stored at every element: it must span the whole iteration
-        if tuple(group.lines[j].spec.shape) != shape:
+    rows_of = {j: int(np.prod(group.lines[j].spec.shape, dtype=np.int64)) for j in group.outputs}
+    for j in group.outputs:            # stored per element or per row: it must have that many values
+        if rows_of[j] != (rows if j in row_lines else rows * cols):
             raise ValueError(f"row group {name}: output line {j} of shape {group.lines[j].spec.shape} is "
                              f"neither per row nor of the iteration shape {shape} (a gpuhybrid bug)")
     row_outputs = {j: p for p, j in zip(outputs, group.outputs) if j in row_lines}
@@ -126,8 +127,9 @@ def _row_lines(group: FusedGroup) -> set:
     def kept_dims(spec) -> bool:   # (rows, 1), maybe broadcast over rows too: one value per row
         return all(d == 1 for d in ((1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape))[k:])
 
-    def per_row(spec) -> bool:     # a line's value: kept dims, or the row axes alone (rows,)
-        return kept_dims(spec) or tuple(spec.shape) == shape[:k]
+    def per_row(spec) -> bool:     # a line's value: exactly (rows, 1), or the row axes alone (rows,)
+        padded = (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape)
+        return padded == per_row_shape or tuple(spec.shape) == shape[:k]
 
     rows: set = set()
     for j, line in enumerate(group.lines):
@@ -173,7 +175,7 @@ def _reduction_pass(group: FusedGroup, j: int, exprs: dict, index_of: dict, row_
     else:
         start = "-GH_INFINITY" if line.op == "max" else "GH_INFINITY"
         lines = [f"    {value_c} a{j} = {start};{comment}",
-                 f"    GH_MAX_COLS(col, cols) {{", *element,
+                 "    GH_MAX_COLS(col, cols) {", *element,
                  f"      a{j} = gh_{line.op}(a{j}, ({value_c}){operand});", "    }",
                  f"    a{j} = gh_row_{line.op}(a{j});"]
         finish = f"a{j}"

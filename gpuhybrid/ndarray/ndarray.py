@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import autograd
 from ..backend import Device, as_device, device_of_array
-from ..errors import DTypeError, OpValueError, ShapeError
+from ..errors import OpValueError, ShapeError
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
 from ..ops.frontend import OperatorMixin

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...ops import get_op
-from ...ops.registry import TensorSpec
 from ..ir import CONST, FUSED, VAR, FusedGroup, FusedLine, Graph, Node, Ref, freeze_attrs
 from .rewrite import rebuild
 
