@@ -249,7 +249,9 @@ class HybridBlock(Block):
             plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
                                       training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates],
                                       static_alloc=self._hybrid_options.get("static_alloc", False),
-                                      static_outputs=self._hybrid_options.get("static_outputs", False),
+                                      # a recorded call's saved values must outlive the next call
+                                      static_outputs=self._hybrid_options.get("static_outputs", False)
+                                      and wants is None,
                                       static_shape=self._hybrid_options.get("static_shape", False))
             if wants is not None and wrt:
                 backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device)
