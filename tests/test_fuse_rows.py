@@ -186,3 +186,20 @@ def test_row_values_leave_the_kernel_once_per_row():
     m = np.abs(data).mean(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(got_mean, m, rtol=1e-13)
     np.testing.assert_allclose(scaled, data / (m + 1), rtol=1e-13)
+
+
+@pytest.mark.parametrize("cols", [2, 37, 64, 1000])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_pass_over_a_row_computes_an_element_alike(cols, dtype):
+    """tanh(x) is recomputed in the max pass and in the store pass: the element that is the maximum
+    must equal it in both (a vectorised and a scalar tanh differ in the last bit), as the gradient of
+    max, equal(x, max(x)), needs."""
+    x = sym.var("x")
+    values = sym.tanh(x * 1.7 + 0.3)
+    mask = sym.equal(values, sym.max(values, axis=-1, keepdims=True))
+    plan = _fused(sym.Group([mask, values]), (8, cols), dtype)
+    assert plan.kernels_per_call == 1
+    data = np.random.default_rng(cols).normal(size=(8, cols)).astype(dtype)
+    (got_mask, got_values), _ = plan.run([data])
+    assert (got_mask.sum(axis=-1) >= 1).all()
+    np.testing.assert_array_equal(got_mask, got_values == got_values.max(axis=-1, keepdims=True))

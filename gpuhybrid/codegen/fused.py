@@ -23,6 +23,10 @@ class FusedSource:
     scalar_values: tuple
     size: int                  # the kernel's n: elements, or rows for a row kernel
     row_length: int = 0        # row kernels: elements per row (one thread block per row on the GPU)
+    # CPU: compiled in a unit of its own without glibc's vector math, so that every pass over a row
+    # computes an element bit for bit alike (a vectorised and a scalar tanh differ in the last bit,
+    # and `x == max(x)` must hold for the element that is the maximum).
+    scalar_math: bool = False
 
 
 def broadcast_index(in_shape: tuple, out_shape: tuple, i: str = "i") -> str:

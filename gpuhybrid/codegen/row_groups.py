@@ -80,6 +80,7 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         f"// row group over {shape}: {rows} row(s) of {cols}; inputs {shapes}",
         f"// {' > '.join(line.op for line in group.lines)}",
         "#define GH_INDEX_32" if index_32 else "// 64-bit indexing",
+        "#undef GH_USE_LIBMVEC  // every pass computes an element alike (FusedSource.scalar_math)",
         '#include "gh_row.h"',
         "",
         f"GH_KERNEL({name})({', '.join(params)}) {{",
@@ -93,7 +94,7 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         "",
     ])
     kernel = KernelSource(name=name, params=(*outputs, *inputs, *(p for p, _ in scalars)), text=text)
-    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols)
+    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols, scalar_math=True)
 
 
 def _input_indices(group: FusedGroup) -> tuple:

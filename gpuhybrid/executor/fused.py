@@ -117,7 +117,8 @@ def compile_fused_steps(groups: list, device) -> list:
 
 
 def compile_generated_steps(sources: list, device) -> list:
-    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled as one unit."""
+    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled as one unit (on the
+    CPU two: kernels that need scalar math apart, see ``FusedSource.scalar_math``)."""
     if not sources:
         return []               # a plan without generated kernels needs no compiler
     dump_sources(sources)
@@ -130,10 +131,16 @@ def compile_generated_steps(sources: list, device) -> list:
             functions = {name: module.get_function(name) for name in unique}
         launch_module = None
     else:
-        library = compile_host(text, f"plan_{len(unique)}_kernels")
-        functions = {name: getattr(library, name) for name in unique}
-        for name, function in functions.items():
-            function.packed = getattr(library, f"{name}_packed")
+        # Kernels that need scalar math get a translation unit of their own (see FusedSource).
+        scalar = {s.kernel.name for s in sources if s.scalar_math}
+        functions = {}
+        for names in (sorted(set(unique) - scalar), sorted(scalar)):
+            if not names:
+                continue
+            library = compile_host("\n".join(unique[name] for name in names), f"plan_{len(names)}_kernels")
+            for name in names:
+                functions[name] = getattr(library, name)
+                functions[name].packed = getattr(library, f"{name}_packed")
         launch_module = launcher()
     return [FusedKernelStep(s, functions[s.kernel.name], device, launch_module) for s in sources]
 
