@@ -25,7 +25,8 @@ class FusedSource:
     row_length: int = 0        # row kernels: elements per row (one thread block per row on the GPU)
     # CPU: compiled in a unit of its own without glibc's vector math, so that every pass over a row
     # computes an element bit for bit alike (a vectorised and a scalar tanh differ in the last bit,
-    # and `x == max(x)` must hold for the element that is the maximum).
+    # and `x == max(x)` must hold for the element that is the maximum); row groups whose max or min
+    # reads a computed value set it.
     scalar_math: bool = False
 
 

@@ -68,6 +68,10 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
                  *(f"      {line}" for line in stores), "    }"]
 
     index_32 = rows * cols <= INDEX_32_LIMIT
+    # A max or min selects one element exactly: where its operand is computed here (not loaded), every
+    # pass must compute each element alike, so the kernel goes without vector math on the CPU. Sums
+    # may differ by an ulp between passes (softmax keeps its vectorised exp).
+    scalar_math = any(line.op in ("max", "min") and line.operands[0][0] == "v" for line in group.lines)
     calc = compute_dtype(*(s.dtype for s in group.input_specs)).name if group.input_specs else "float32"
     acc = "double" if calc == "float64" else "gh_acc_float"
     params = ["gh_index n"]
@@ -80,7 +84,8 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         f"// row group over {shape}: {rows} row(s) of {cols}; inputs {shapes}",
         f"// {' > '.join(line.op for line in group.lines)}",
         "#define GH_INDEX_32" if index_32 else "// 64-bit indexing",
-        "#undef GH_USE_LIBMVEC  // every pass computes an element alike (FusedSource.scalar_math)",
+        *(["#undef GH_USE_LIBMVEC  // every pass computes an element alike (FusedSource.scalar_math)"]
+          if scalar_math else []),
         '#include "gh_row.h"',
         "",
         f"GH_KERNEL({name})({', '.join(params)}) {{",
@@ -94,7 +99,7 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         "",
     ])
     kernel = KernelSource(name=name, params=(*outputs, *inputs, *(p for p, _ in scalars)), text=text)
-    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols, scalar_math=True)
+    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols, scalar_math=scalar_math)
 
 
 def _input_indices(group: FusedGroup) -> tuple:
