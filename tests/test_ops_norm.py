@@ -124,9 +124,11 @@ def test_batch_norm_matches_reference(dtype, training, data):
 def test_norm_apply_broadcasts_and_keeps_the_data_dtype(dtype, data):
     shapes5 = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=5, min_dims=0, max_dims=3, max_side=4),
                         label="shapes")
-    x, mean, var, gamma, beta = (data.draw(arrays(dtype if k == 0 else "float32", s, 0.1 if k == 2 else -2, 2),
-                                           label=name) for k, (s, name) in
-                                 enumerate(zip(shapes5.input_shapes, norm.NORM_APPLY_INPUTS)))
+    drawn = []
+    for k, (shape, name) in enumerate(zip(shapes5.input_shapes, norm.NORM_APPLY_INPUTS)):
+        low = 0.1 if k == 2 else -2                          # the variance stays positive
+        drawn.append(data.draw(arrays(dtype if k == 0 else "float32", shape, low, 2), label=name))
+    x, mean, var, gamma, beta = drawn
     eps = data.draw(EPS, label="eps")
     out = run_op("norm_apply", *(to_nd(a) for a in (x, mean, var, gamma, beta)), eps=eps)
     result = shapes5.result_shape

@@ -67,7 +67,8 @@ def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         return render_row_group(group, name)
     scalars, lines = [], []
     for j, line in enumerate(group.lines):
-        lines.append(Line(f"v{j}", line.spec.dtype.name, line_expression(group, j, scalars), describe(line, j)))
+        expr = line_expression(group, j, scalars)
+        lines.append(Line(f"v{j}", line.spec.dtype.name, expr, describe(line, j)))
     outputs = [(Param(f"out{k}", group.lines[j].spec.dtype.name), f"v{j}") for k, j in enumerate(group.outputs)]
     size = int(np.prod(group.shape, dtype=np.int64))
     shapes = ", ".join(str(tuple(s.shape)) for s in group.input_specs)

@@ -88,6 +88,6 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
     return graph
 
 
-__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "fuse_elementwise", "fuse_row_reductions", "split_bias_epilogue",
-           "optimize", "verify_graph", "infer_shapes", "remove_noops", "fold_constants",
-           "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]
+__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "fuse_elementwise", "fuse_row_reductions",
+           "split_bias_epilogue", "optimize", "verify_graph", "infer_shapes", "remove_noops",
+           "fold_constants", "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]

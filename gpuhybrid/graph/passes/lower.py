@@ -72,8 +72,8 @@ def _batch_norm_as_norm_apply(node, inputs, add, spec) -> list:
     if attrs["fix_gamma"]:                 # gamma taken as 1, whatever its values
         ones = np.ones(spec(gamma).shape, spec(gamma).dtype)
         gamma = add(Node(-1, CONST, f"{node.name}_ones", (), (), (spec(gamma),), value=ones))
-    broadcast = [add(Node(-1, "reshape", f"{node.name}_{part}_broadcast", (ref,), _attrs("reshape", shape=vector),
-                          (TensorSpec(vector, spec(ref).dtype),)))
+    broadcast = [add(Node(-1, "reshape", f"{node.name}_{part}_broadcast", (ref,),
+                          _attrs("reshape", shape=vector), (TensorSpec(vector, spec(ref).dtype),)))
                  for ref, part in ((mean, "mean"), (var, "var"), (gamma, "gamma"), (beta, "beta"))]
     y = add(Node(-1, "norm_apply", node.name, (x, *broadcast), _attrs("norm_apply", eps=attrs["eps"]),
                  (node.specs[0],)))
@@ -103,7 +103,8 @@ def lower_small_gemms(graph: Graph) -> Graph:
                      (TensorSpec((rows, 1, k), dtype),)))
         w = add(Node(-1, "expand_dims", f"{node.name}_units", (inputs[1],), _attrs("expand_dims", axis=0),
                      (TensorSpec((1, units, k), dtype),)))
-        products = add(Node(-1, "mul", f"{node.name}_products", (x, w), (), (TensorSpec((rows, units, k), dtype),)))
+        products = add(Node(-1, "mul", f"{node.name}_products", (x, w), (),
+                            (TensorSpec((rows, units, k), dtype),)))
         return [add(Node(-1, "sum", node.name, (products,), _attrs("sum", axis=-1), node.specs))]
 
     return _lower(graph, lowerable, lower)
