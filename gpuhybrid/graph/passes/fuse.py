@@ -132,16 +132,24 @@ def fuse_elementwise(graph: Graph) -> Graph:
     members: dict = {}
     for node_id, group in group_of.items():
         members.setdefault(group, []).append(node_id)
-    # Units to emit: plain nodes, and one fused node per group (standing where its first member stood).
+    return replace_groups(graph, list(members.values()),
+                          lambda group: _group_node(graph, group, users, needed_outside))
+
+
+def replace_groups(graph: Graph, groups: list, make_node) -> Graph:
+    """``graph`` with each group (a list of node ids in order) replaced by the node that
+    ``make_node(group)`` returns with the (node id, output index) of the values it outputs; the new node
+    stands where the group's first member stood (``emit_units`` then orders everything)."""
+    group_of = {member: g for g, group in enumerate(groups) for member in group}
     units, unit_of = [], {}
     for node in graph.nodes:
-        group = group_of.get(node.id)
-        if group is None:
+        g = group_of.get(node.id)
+        if g is None:
             unit_of[node.id] = len(units)
             units.append((node, [node.id]))
-        elif members[group][0] == node.id:
-            fused, leaving = _group_node(graph, members[group], users, needed_outside)
-            for member_id in members[group]:
+        elif groups[g][0] == node.id:
+            fused, leaving = make_node(groups[g])
+            for member_id in groups[g]:
                 unit_of[member_id] = len(units)
             units.append((fused, leaving))
     return emit_units(graph, units, unit_of)

@@ -18,7 +18,7 @@ import numpy as np
 from ...ops.reduce import reduced_axes
 from ...ops.registry import TensorSpec
 from ..ir import FUSED, FusedGroup, FusedLine, Graph, Node
-from .fuse import emit_units
+from .fuse import replace_groups
 
 ROW_REDUCTIONS = ("sum", "mean", "max", "min")
 # On a GPU a row group runs one thread block per row: a few long rows (a reduction over all axes of a
@@ -179,19 +179,8 @@ def fuse_row_reductions(graph: Graph, long_row_limit: int | None = None) -> Grap
     for node in graph.nodes:
         for i in range(len(node.specs)):
             users.setdefault((node.id, i), [])
-    region_of = {m: r for r, members in enumerate(regions) for m in members}
-    units, unit_of = [], {}
-    for node in graph.nodes:
-        region = region_of.get(node.id)
-        if region is None:
-            unit_of[node.id] = len(units)
-            units.append((node, [node.id]))
-        elif regions[region][0] == node.id:
-            fused, leaving = _row_group_node(graph, regions[region], needed_outside, users)
-            for member_id in regions[region]:
-                unit_of[member_id] = len(units)
-            units.append((fused, leaving))
-    return emit_units(graph, units, unit_of)
+    return replace_groups(graph, regions,
+                          lambda members: _row_group_node(graph, members, needed_outside, users))
 
 
 def fuse_row_reductions_gpu(graph: Graph) -> Graph:
