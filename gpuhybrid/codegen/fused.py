@@ -58,13 +58,13 @@ def group_name(group: FusedGroup) -> str:
 
 def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     """The kernel computing ``group`` over ``group.shape`` (outputs contiguous, in group order)."""
+    if group.row_axes is not None:
+        from .row_groups import render_row_group
+        return render_row_group(group, name)
     name = name or group_name(group)
     inputs = [Param(f"in{k}", spec.dtype.name) for k, spec in enumerate(group.input_specs)]
     index_exprs = {p.name: broadcast_index(spec.shape, group.shape)
                    for p, spec in zip(inputs, group.input_specs)}
-    if group.row_axes is not None:
-        from .row_groups import render_row_group
-        return render_row_group(group, name)
     scalars, lines = [], []
     for j, line in enumerate(group.lines):
         expr = line_expression(group, j, scalars)

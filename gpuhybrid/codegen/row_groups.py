@@ -15,11 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.dtypes import C_TYPES, compute_dtype
-from ..graph.ir import FusedGroup
+from ..graph.ir import ROW_REDUCTIONS, FusedGroup
 from .elementwise import KernelSource, Param, _packed_entry, c_literal_type
 from .fused import INDEX_32_LIMIT, FusedSource, broadcast_index, describe, group_name, line_expression
-
-REDUCTIONS = ("sum", "mean", "max", "min")
 
 
 def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
@@ -33,8 +31,8 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     outputs = [Param(f"out{m}", group.lines[j].spec.dtype.name) for m, j in enumerate(group.outputs)]
     scalars: list = []
     exprs = {j: line_expression(group, j, scalars) for j, line in enumerate(group.lines)
-             if line.op not in REDUCTIONS}
-    reductions = [j for j, line in enumerate(group.lines) if line.op in REDUCTIONS]
+             if line.op not in ROW_REDUCTIONS}
+    reductions = [j for j, line in enumerate(group.lines) if line.op in ROW_REDUCTIONS]
     row_lines = _row_lines(group)
     element_outputs = [(p, j) for p, j in zip(outputs, group.outputs) if j not in row_lines]
     rows_of = {j: int(np.prod(group.lines[j].spec.shape, dtype=np.int64)) for j in group.outputs}
@@ -53,8 +51,8 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         # Row values that are now computable: once per row, right after the reductions they read.
         for m in sorted(row_lines - set(done)):
             line = group.lines[m]
-            if line.op not in REDUCTIONS and all(kind == "in" or o in done for kind, o in line.operands):
-                body += _row_scope_line(group, m, exprs, index_of)
+            if line.op not in ROW_REDUCTIONS and all(kind == "in" or o in done for kind, o in line.operands):
+                body += _row_scope_line(group, m, exprs)
                 done.append(m)
     for m in done:              # each row value that leaves the kernel, stored by one thread per row
         if m in row_outputs:
@@ -128,25 +126,26 @@ def _input_indices(group: FusedGroup) -> tuple:
 def _row_lines(group: FusedGroup) -> set:
     """Lines with one value per row: reductions, and lines that read only those and per-row inputs."""
     k, shape = group.row_axes, tuple(group.shape)
-    per_row_shape = shape[:k] + (1,) * (len(shape) - k)
+
+    def padded(spec) -> tuple:
+        return (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape)
 
     def kept_dims(spec) -> bool:   # (rows, 1), maybe broadcast over rows too: one value per row
-        return all(d == 1 for d in ((1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape))[k:])
+        return all(d == 1 for d in padded(spec)[k:])
 
     def per_row(spec) -> bool:     # a line's value: exactly (rows, 1), or the row axes alone (rows,)
-        padded = (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape)
-        return padded == per_row_shape or tuple(spec.shape) == shape[:k]
+        return padded(spec) == shape[:k] + (1,) * (len(shape) - k) or tuple(spec.shape) == shape[:k]
 
     rows: set = set()
     for j, line in enumerate(group.lines):
-        if line.op in REDUCTIONS or (per_row(line.spec) and all(
+        if line.op in ROW_REDUCTIONS or (per_row(line.spec) and all(
                 (kind == "v" and m in rows) or (kind == "in" and kept_dims(group.input_specs[m]))
                 for kind, m in line.operands)):
             rows.add(j)
     return rows
 
 
-def _row_scope_line(group: FusedGroup, j: int, exprs: dict, index_of: dict) -> list:
+def _row_scope_line(group: FusedGroup, j: int, exprs: dict) -> list:
     """A per-row elementwise line, computed once in the row's scope (its inputs read at the row's
     first element)."""
     line = group.lines[j]
@@ -218,4 +217,4 @@ def _element_lines(group: FusedGroup, targets: list, exprs: dict, index_of: dict
     return out
 
 
-__all__ = ["REDUCTIONS", "render_row_group"]
+__all__ = ["render_row_group"]

@@ -23,17 +23,18 @@ import warnings
 from collections import OrderedDict
 
 from ..backend import record_launches
+from .fused import FusedKernelStep
 
 VIEW_OPS = frozenset({"reshape", "expand_dims", "squeeze", "flatten", "Flatten", "reshape_like"})
 MAX_GRAPHS = 4
 
 
 def capture_blocker(plan) -> str | None:
-    """Why ``plan`` cannot be captured as a CUDA graph, or None when it can."""
-    from .fused import FusedKernelStep
+    """Why ``plan`` cannot be captured as a CUDA graph, or None when it can (from its buffer plan)."""
+    in_buffers = plan.buffer_plan.buffer_of
     for step, node in zip(plan.steps, plan.graph.compute_nodes):
         if isinstance(step.eager, FusedKernelStep):
-            if any(w not in plan.static_views for w in step.writes):
+            if any(w not in in_buffers for w in step.writes):
                 return f"step {step.name} writes a value outside the static buffers"
         elif node.op not in VIEW_OPS:
             kind = "a library call" if step.plain_matmul else f"op {node.op}"

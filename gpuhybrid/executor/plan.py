@@ -84,22 +84,23 @@ class CompiledGraph:
             k, lib = (1, 0) if generated else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
             kernels, library = kernels + k, library + lib
         self.kernels_per_call, self.library_calls_per_call = kernels, library
-        self.buffer_plan, self.static_views = None, {}
+        self.buffer_plan, self.static_views, self.capture_note = None, {}, None
         if static_alloc:
+            self.buffer_plan = self._plan_buffers()
+            if graph_capture:
+                self.capture_note = capture_blocker(self)
+                if self.capture_note is not None and not wants_static_outputs:
+                    # No graph after all: outputs go back to fresh arrays, as the caller asked.
+                    self.static_outputs = False
+                    self.buffer_plan = self._plan_buffers()
             self._allocate_static_buffers()
         self._run_fast, self.runner_source = make_runner(self)
-        self.capture_note = capture_blocker(self) if graph_capture else None
         self.graph_replay = None
         if graph_capture and self.capture_note is None:
             var_nodes = [n for n in graph.nodes if n.op == VAR]
             data = [i for i, n in enumerate(var_nodes) if n.kind not in ("param", "aux")]
             self.graph_replay = GraphReplay(self, self._run_fast, data, copy_outputs=not wants_static_outputs)
             self._run_fast = self.graph_replay
-        elif graph_capture and not wants_static_outputs:
-            # No graph after all: outputs go back to fresh arrays, as the caller asked.
-            self.static_outputs = False
-            self._allocate_static_buffers()
-            self._run_fast, self.runner_source = make_runner(self)
 
     def _plan_steps(self, slot_of: dict) -> tuple:
         keep = set(self.output_slots) | {s for _, s in self.aux_slots}
@@ -122,15 +123,18 @@ class CompiledGraph:
                                   and s not in self.input_slots}))
             uses_kernel = node.op == FUSED or node.id in self.row_nodes
             run = next(generated) if uses_kernel else get_op(node.op).eager
+            plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
             steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
-                              plain_matmul=not uses_kernel and _is_plain_matmul(node, self.graph),
-                              writes_into=uses_kernel or _is_plain_matmul(node, self.graph)))
+                              plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul))
         return tuple(steps)
 
-    def _allocate_static_buffers(self) -> None:
-        """The buffers of ``plan_buffers``, allocated once, and each slot's view into its buffer."""
+    def _plan_buffers(self):
+        """Where static_alloc puts each value that a step can write into (``memory.plan_buffers``)."""
         into = {w for step in self.steps if step.writes_into for w in step.writes}
-        self.buffer_plan, self.static_views = plan_buffers(self, into, self.static_outputs), {}
+        return plan_buffers(self, into, self.static_outputs)
+
+    def _allocate_static_buffers(self) -> None:
+        """The buffers of ``self.buffer_plan``, allocated once, and each slot's view into its buffer."""
         xp = self.device.xp
         with self.device.activate():
             buffers = [xp.empty(nbytes, dtype=np.uint8) for nbytes in self.buffer_plan.buffer_bytes]

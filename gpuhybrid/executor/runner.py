@@ -67,7 +67,7 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
     other step calls its implementation with the eager signature. Slots in ``static_views``
     (static_alloc) are written into their preallocated buffers.
     """
-    launch = getattr(step.eager, "launch", None)
+    outs = None                            # the output arrays to write into, when there are buffers
     if step.writes_into and any(w in static_views for w in step.writes):
         outs = []
         for w, spec in zip(step.writes, step.outs):
@@ -77,27 +77,24 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
             else:                          # an output of the plan, fresh each call
                 names["empty"], names[f"t{w}"] = xp.empty, (spec.shape, spec.dtype)
                 outs.append(f"empty(*t{w})")
-        if step.plain_matmul:
-            names["matmul"] = xp.matmul
-            first, second = reads.split(", ")
-            return f"matmul({first}, {second}.T, out={outs[0]})"
-        if launch is not None:
-            names["launch"] = launch
-            names[f"e{k}"], names[f"n{k}"], names[f"b{k}"] = (step.eager.entry, step.eager.size_arg,
-                                                              step.eager.scalar_bytes)
-            return f"launch(e{k}, n{k}, [{', '.join(outs)}], [{reads}], b{k})"
-        names[f"f{k}"] = step.eager
-        return f"f{k}.into([{', '.join(outs)}], [{reads}])"
+    if step.plain_matmul:
+        names["matmul"] = xp.matmul
+        first, second = reads.split(", ")
+        return f"matmul({first}, {second}.T{f', out={outs[0]}' if outs else ''})"
+    launch = getattr(step.eager, "launch", None)
     if launch is not None:
         kernel = step.eager
         names["launch"] = launch
         names[f"e{k}"], names[f"n{k}"], names[f"b{k}"] = kernel.entry, kernel.size_arg, kernel.scalar_bytes
-        names[f"d{k}"] = tuple((spec.shape, spec.dtype) for spec in step.outs)
-        return f"launch(e{k}, n{k}, d{k}, [{reads}], b{k})"
-    if step.plain_matmul:
-        names["matmul"] = xp.matmul
-        first, second = reads.split(", ")
-        return f"matmul({first}, {second}.T)"
+        if outs:
+            targets = f"[{', '.join(outs)}]"
+        else:                              # the launcher allocates outputs of these (shape, dtype)s
+            names[f"d{k}"] = tuple((spec.shape, spec.dtype) for spec in step.outs)
+            targets = f"d{k}"
+        return f"launch(e{k}, n{k}, {targets}, [{reads}], b{k})"
+    if outs:
+        names[f"f{k}"] = step.eager
+        return f"f{k}.into([{', '.join(outs)}], [{reads}])"
     names[f"f{k}"], names[f"a{k}"], names[f"o{k}"] = step.eager, step.attrs, step.outs
     return f"f{k}(device, [{reads}], a{k}, o{k})"
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..ops.registry import TensorSpec
 
 VAR, CONST, FUSED = "var", "const", "fused"
+ROW_REDUCTIONS = ("sum", "mean", "max", "min")      # the reductions a row group (FusedGroup) holds
 
 
 @dataclass(frozen=True)

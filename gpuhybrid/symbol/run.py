@@ -43,7 +43,7 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
     passes = PIPELINE + fusion_passes(device.is_gpu, capture) if fuse else PIPELINE
     return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse,
                          static_alloc=static_alloc or static_shape, static_outputs=static_outputs,
-                         graph_capture=static_shape and device.is_gpu)
+                         graph_capture=capture)
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:

@@ -7,7 +7,8 @@ rows. A region grows from a reduction in topological order: its producer group (
 every later elementwise group of that shape that reads a value of the region, and every later reduction
 over the same trailing axes of such a value, as long as no input from outside the region depends on
 the region (which would be a cycle). A consumer may read a reduction only as one value per row (keepdims,
-or a reduction over all axes): that is what the kernel holds in a register.
+a reduction over all axes, or an elementwise group over exactly the row axes): that is what the kernel
+holds in a register.
 """
 from __future__ import annotations
 
@@ -17,10 +18,9 @@ import numpy as np
 
 from ...ops.reduce import reduced_axes
 from ...ops.registry import TensorSpec
-from ..ir import FUSED, FusedGroup, FusedLine, Graph, Node
+from ..ir import FUSED, ROW_REDUCTIONS, FusedGroup, FusedLine, Graph, Node
 from .fuse import replace_groups
 
-ROW_REDUCTIONS = ("sum", "mean", "max", "min")
 # On a GPU a row group runs one thread block per row: a few long rows (a reduction over all axes of a
 # large array) would run on a few of its SMs, so those stay with the array library's reduction.
 FEW_ROWS = 16
@@ -40,29 +40,32 @@ def row_split(node: Node, graph: Graph) -> tuple | None:
     return tuple(x.shape), axes[0]
 
 
+def _group_shape(node: Node) -> tuple | None:
+    """The iteration shape of an elementwise fused node (not a row group), else None."""
+    if node.op != FUSED or node.attr_dict["group"].row_axes is not None:
+        return None
+    return tuple(node.attr_dict["group"].shape)
+
+
 def _elementwise_group(node: Node, shape: tuple) -> bool:
-    return node.op == FUSED and node.attr_dict["group"].row_axes is None and \
-        tuple(node.attr_dict["group"].shape) == shape
+    return _group_shape(node) == shape
 
 
 def _row_shaped_group(node: Node, shape: tuple, k: int) -> bool:
     """An elementwise group over exactly the row axes ``shape[:k]`` (it reads a reduction made without
     keepdims): each of its elements is one row's value."""
-    return node.op == FUSED and node.attr_dict["group"].row_axes is None and \
-        tuple(node.attr_dict["group"].shape) == tuple(shape[:k])
+    return _group_shape(node) == tuple(shape[:k])
 
 
 def _row_value_group(node: Node, shape: tuple, k: int) -> bool:
     """An elementwise group over one value per row (``sqrt(var + eps)``): computed once per row."""
-    if node.op != FUSED or node.attr_dict["group"].row_axes is not None:
-        return False
-    group = node.attr_dict["group"]
-    return _per_row(TensorSpec(tuple(group.shape), group.lines[-1].spec.dtype), shape, k)
+    group_shape = _group_shape(node)
+    return group_shape is not None and _per_row(group_shape, shape, k)
 
 
-def _per_row(spec, shape: tuple, k: int) -> bool:
-    """Whether a value of ``spec`` broadcast to ``shape`` is one value per row of ``shape[k:]``."""
-    padded = (1,) * (len(shape) - len(spec.shape)) + tuple(spec.shape)
+def _per_row(value_shape: tuple, shape: tuple, k: int) -> bool:
+    """Whether a value of ``value_shape`` broadcast to ``shape`` is one value per row of ``shape[k:]``."""
+    padded = (1,) * (len(shape) - len(value_shape)) + tuple(value_shape)
     return padded == tuple(shape[:k]) + (1,) * (len(shape) - k)
 
 
@@ -89,23 +92,25 @@ def _regions(graph: Graph, long_row_limit: int | None) -> list:
         if _elementwise_group(producer, shape) and producer.id not in taken:
             members.append(producer.id)
         members.append(node.id)
+        member_set, region_mask = set(members), sum(1 << m for m in members)
         for later in graph.nodes[node.id + 1:]:
-            if later.id in taken or not any(r.node in members for r in later.inputs):
+            if later.id in taken or not any(r.node in member_set for r in later.inputs):
                 continue
-            if not _can_join(later, graph, members, shape, k):
+            if not _can_join(later, graph, member_set, shape, k):
                 continue
-            region_mask = sum(1 << m for m in members)
-            outside = [r for r in later.inputs if r.node not in members]
+            outside = [r for r in later.inputs if r.node not in member_set]
             if any(ancestors[r.node] & region_mask for r in outside):
                 continue                      # an input depends on the region: joining makes a cycle
             members.append(later.id)
+            member_set.add(later.id)
+            region_mask |= 1 << later.id
         if len(members) > 1:
             taken.update(members)
             regions.append(members)
     return regions
 
 
-def _can_join(node: Node, graph: Graph, members: list, shape: tuple, k: int) -> bool:
+def _can_join(node: Node, graph: Graph, members: set, shape: tuple, k: int) -> bool:
     """An elementwise group over ``shape`` reading region values it can get in the kernel, or a
     reduction over the same rows of an element value of the region."""
     if row_split(node, graph) == (shape, k):
@@ -117,7 +122,7 @@ def _can_join(node: Node, graph: Graph, members: list, shape: tuple, k: int) -> 
     for ref in node.inputs:
         if ref.node not in members:
             continue
-        if not _elementwise_group(graph.node(ref.node), shape) and not _per_row(graph.spec(ref), shape, k):
+        if not (_elementwise_group(graph.node(ref.node), shape) or _per_row(graph.spec(ref).shape, shape, k)):
             return False                      # a row value read other than per row
     return True
 
