@@ -1,7 +1,7 @@
 """Fusion on the CPU, measured side by side in one run: imperative vs hybridized (fused) for an
 8-op elementwise chain on 2^24 float32 values, for softmax and layer norm written with F ops over
-(4096, 1024) float32 (one row-group kernel each when hybridized) and for the lecture MLP at batch 1,
-plus hand-written NumPy for the MLP; peak memory per call of each mode. Prints the ratios and writes
+(4096, 1024) float32 (one row-group kernel each when hybridized) and for the lecture MLP at batch 1
+(plus hand-written NumPy) and 1024; peak memory per call of each mode. Prints the ratios and writes
 every figure to bench/results/<device>-<date>.json.
 
     python bench/fusion_cpu.py [--size-log2 24] [--repeats 7] [--out PATH]
@@ -177,6 +177,10 @@ def main() -> None:
         return h @ weights[2][0].T + weights[2][1]
     mlp, _ = compare_modes(same_weights_mlp, x1, iters=1000, repeats=args.repeats, extra={"numpy": numpy_mlp})
     mlp["hybridized_over_numpy"] = median_ratio(mlp["hybridized_s"], mlp["numpy_s"])
+    # At batch 1024 the intermediates are large enough for peak memory to tell plans apart (each
+    # bias + relu epilogue written over its GEMM's result).
+    x1024 = nd.random.normal(shape=(1024, 512))
+    mlp1024, _ = compare_modes(same_weights_mlp, x1024, iters=20, repeats=args.repeats)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     compiler = find_host_compiler()
@@ -189,6 +193,7 @@ def main() -> None:
         "chain_8_ops": {"elements": 1 << args.size_log2, **chain},
         **{f"{name}_4096x1024": figures for name, figures in row_cases.items()},
         "mlp_batch1": mlp,
+        "mlp_batch1024": mlp1024,
     }
     print(summary(f"8-op chain, 2^{args.size_log2} float32", chain, 1e3, "ms"))
     for name, figures in row_cases.items():
@@ -197,6 +202,7 @@ def main() -> None:
     print(summary("lecture MLP, batch 1", mlp, 1e6, "us")
           + f"; NumPy {statistics.median(mlp['numpy_s']) * 1e6:.1f} us (hybridized / NumPy = "
             f"{mlp['hybridized_over_numpy']:.2f}x)")
+    print(summary("lecture MLP, batch 1024", mlp1024, 1e3, "ms"))
     out = args.out or Path(__file__).parent / "results" / f"cpu-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -58,26 +58,33 @@ def emit_op(op_name: str, attrs: dict, operands: list, scalar_params: dict) -> s
 
 def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outputs: list,
                        index_32: bool = True, index_exprs: dict | None = None,
-                       header: tuple = ()) -> KernelSource:
+                       header: tuple = (), in_place: dict | None = None) -> KernelSource:
     """Kernel text: load ``inputs`` (Params), compute ``lines``, store ``outputs`` ((param, value)).
 
     ``index_exprs`` maps an input name to the C expression of its element index (broadcast inputs);
-    others are read at ``i``. ``header`` lines are comments placed above the kernel.
+    others are read at ``i``. ``header`` lines are comments placed above the kernel. ``in_place``
+    maps an output name to the input (read at ``i``) it is stored over: the store goes through the
+    input's pointer, so no two restrict pointers name the same memory; the output's own parameter
+    stays in the signature (the same array is passed for both) and is never dereferenced.
     """
     index_exprs = index_exprs or {}
+    in_place = in_place or {}
+    overwritten = set(in_place.values())
     params = ["gh_index n"]
     params += [f"{C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p, _ in outputs]
-    params += [f"const {C_TYPES[p.dtype]}* GH_RESTRICT {p.name}" for p in inputs]
+    params += [f"{'' if p.name in overwritten else 'const '}{C_TYPES[p.dtype]}* GH_RESTRICT {p.name}"
+               for p in inputs]
     params += [f"{c_literal_type(p.dtype)} {p.name}" for p in scalars]
     loads = [f"const {c_literal_type(p.dtype)} {p.name}_v = gh_load({p.name}[{index_exprs.get(p.name, 'i')}]);"
              for p in inputs]
     compute = [f"const {C_TYPES[compute_dtype(ln.dtype).name]} {ln.name} = {ln.expr};  // {ln.comment}"
                for ln in lines]
-    stores = [f"{p.name}[i] = GH_STORE({C_TYPES[p.dtype]}, {value});" for p, value in outputs]
+    stores = [f"{in_place.get(p.name, p.name)}[i] = GH_STORE({C_TYPES[p.dtype]}, {value});"
+              for p, value in outputs]
     scalar_loop = ["  GH_FOR_EACH(i, n) {", *(f"    {line}" for line in loads + compute + stores), "  }"]
     arrays = [p for p, _ in outputs] + list(inputs)
     if all(p.dtype == "float32" for p in arrays) and not index_exprs_used(index_exprs, inputs):
-        loop = _vector4_loop(inputs, outputs, compute, loads + compute + stores) + scalar_loop
+        loop = _vector4_loop(inputs, outputs, compute, loads + compute + stores, in_place) + scalar_loop
     else:
         loop = scalar_loop
     text = "\n".join([
@@ -89,7 +96,7 @@ def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outp
         f"GH_KERNEL({name})({', '.join(params)}) {{",
         *loop,
         "}",
-        *_packed_entry(name, outputs, inputs, scalars),
+        *_packed_entry(name, outputs, inputs, scalars, overwritten),
         "",
     ])
     ordered = tuple(p for p, _ in outputs) + tuple(inputs) + tuple(scalars)
@@ -101,7 +108,7 @@ def index_exprs_used(index_exprs: dict, inputs: list) -> bool:
     return any(index_exprs.get(p.name, "i") != "i" for p in inputs)
 
 
-def _vector4_loop(inputs: list, outputs: list, compute: list, element: list) -> list:
+def _vector4_loop(inputs: list, outputs: list, compute: list, element: list, in_place: dict) -> list:
     """On the GPU, float32 kernels without broadcasting move 16 bytes per load and store (float4)
     when every pointer is 16-byte aligned, and finish the last n % 4 elements one by one. The CPU
     keeps the scalar loop, which its compiler vectorises itself."""
@@ -118,7 +125,8 @@ def _vector4_loop(inputs: list, outputs: list, compute: list, element: list) -> 
         "      for (int l = 0; l < 4; ++l) {",
         *(f"        {line}" for line in lane_loads + compute + lane_stores),
         "      }",
-        *(f"      reinterpret_cast<float4*>({p.name})[q] = {p.name}_4;" for p, _ in outputs),
+        *(f"      reinterpret_cast<float4*>({in_place.get(p.name, p.name)})[q] = {p.name}_4;"
+          for p, _ in outputs),
         "    }",
         "    const gh_index tail = n - n % 4;",
         "    GH_FOR_EACH(r, n % 4) {",
@@ -132,12 +140,14 @@ def _vector4_loop(inputs: list, outputs: list, compute: list, element: list) -> 
     return vector
 
 
-def _packed_entry(name: str, outputs: list, inputs: list, scalars: list) -> list:
+def _packed_entry(name: str, outputs: list, inputs: list, scalars: list,
+                  overwritten: set = frozenset()) -> list:
     """A CPU-only entry point with one signature for every kernel (array pointers, then scalars in
     8-byte slots), so that one small launcher can call any of them (``kernels/gh_host_launch.c``)."""
     args = ["(gh_index)n"]
     args += [f"({C_TYPES[p.dtype]}*)p[{k}]" for k, (p, _) in enumerate(outputs)]
-    args += [f"(const {C_TYPES[p.dtype]}*)p[{len(outputs) + k}]" for k, p in enumerate(inputs)]
+    args += [f"({'' if p.name in overwritten else 'const '}{C_TYPES[p.dtype]}*)p[{len(outputs) + k}]"
+             for k, p in enumerate(inputs)]
     unpack = [f"  {c_literal_type(p.dtype)} {p.name}; memcpy(&{p.name}, s + {8 * k}, sizeof {p.name});"
               for k, p in enumerate(scalars)]
     args += [p.name for p in scalars]

@@ -28,6 +28,9 @@ class FusedSource:
     # and `x == max(x)` must hold for the element that is the maximum); row groups whose max or min
     # reads a computed value set it.
     scalar_math: bool = False
+    # (output k, input j) pairs: the kernel stores output k through input j's pointer, so the caller
+    # passes the same array as both (``executor.memory.plan_in_place`` decides where that is safe).
+    in_place: tuple = ()
 
 
 def broadcast_index(in_shape: tuple, out_shape: tuple, i: str = "i") -> str:
@@ -56,12 +59,17 @@ def group_name(group: FusedGroup) -> str:
     return f"gh_{'fused' if group.row_axes is None else 'rows'}_{ops}_{digest}"
 
 
-def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
-    """The kernel computing ``group`` over ``group.shape`` (outputs contiguous, in group order)."""
+def render_group(group: FusedGroup, name: str | None = None, in_place: tuple = ()) -> FusedSource:
+    """The kernel computing ``group`` over ``group.shape`` (outputs contiguous, in group order).
+
+    ``in_place``: (output k, input j) pairs of an elementwise group whose output k is stored over
+    input j (same shape and dtype), through input j's pointer."""
     if group.row_axes is not None:
+        if in_place:
+            raise ValueError("row groups are never written in place (a row is read in several passes)")
         from .row_groups import render_row_group
         return render_row_group(group, name)
-    name = name or group_name(group)
+    name = name or group_name(group) + "".join(f"_o{k}i{j}" for k, j in in_place)
     inputs = [Param(f"in{k}", spec.dtype.name) for k, spec in enumerate(group.input_specs)]
     index_exprs = {p.name: broadcast_index(spec.shape, group.shape)
                    for p, spec in zip(inputs, group.input_specs)}
@@ -72,10 +80,13 @@ def render_group(group: FusedGroup, name: str | None = None) -> FusedSource:
     outputs = [(Param(f"out{k}", group.lines[j].spec.dtype.name), f"v{j}") for k, j in enumerate(group.outputs)]
     size = int(np.prod(group.shape, dtype=np.int64))
     shapes = ", ".join(str(tuple(s.shape)) for s in group.input_specs)
+    over = {f"out{k}": f"in{j}" for k, j in in_place}
+    header = (f"iteration shape {tuple(group.shape)}; inputs {shapes}",
+              *(f"in place: {out} is stored over {inp}" for out, inp in over.items()))
     kernel = render_elementwise(name, inputs, [p for p, _ in scalars], lines, outputs,
                                 index_32=size <= INDEX_32_LIMIT, index_exprs=index_exprs,
-                                header=(f"iteration shape {tuple(group.shape)}; inputs {shapes}",))
-    return FusedSource(kernel, tuple(v for _, v in scalars), size)
+                                header=header, in_place=over)
+    return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place))
 
 
 def line_expression(group: FusedGroup, j: int, scalars: list) -> str:

@@ -90,14 +90,27 @@ class FusedKernelStep:
             self.size_arg = source.size
 
     def __call__(self, device, inputs, attrs, outs):
-        """The eager signature: fresh outputs of the specs ``outs``."""
+        """The eager signature: fresh outputs of the specs ``outs`` (inputs left as they are, even
+        those an in-place kernel stores over: those outputs start as copies of their inputs)."""
+        if self.source.in_place:
+            outputs = [device.xp.empty(spec.shape, dtype=spec.dtype) for spec in outs]
+            return self.into(outputs, inputs)
         if self.launch is not None:       # the launcher allocates the outputs and makes inputs contiguous
             specs = tuple((o.shape, o.dtype) for o in outs)
             return self.launch(self.entry, self.size_arg, specs, list(inputs), self.scalar_bytes)
         return self.into([device.xp.empty(spec.shape, dtype=spec.dtype) for spec in outs], inputs)
 
     def into(self, outputs: list, inputs: list):
-        """Launch writing into ``outputs`` (C-contiguous arrays of the kernel's output specs)."""
+        """Launch writing into ``outputs`` (C-contiguous arrays of the kernel's output specs).
+
+        An in-place kernel stores output k through input j's pointer (``FusedSource.in_place``): the
+        plan passes the same array for both; given another, the input is first copied into it."""
+        if self.source.in_place:
+            inputs = list(inputs)
+            for k, j in self.source.in_place:
+                if outputs[k] is not inputs[j]:
+                    outputs[k][...] = inputs[j]
+                    inputs[j] = outputs[k]
         if self.launch is not None:
             return self.launch(self.entry, self.size_arg, outputs, list(inputs), self.scalar_bytes)
         if self.source.size:

@@ -1,8 +1,9 @@
 """Memory planning: the liveness of every value of a plan and the peak memory its intermediates need.
 
 A value is live from the step that writes it to the last step that reads it (plan outputs and aux
-updates stay live to the end). The plan frees each intermediate right after its last reader, so the
-peak is the largest total size of values live at once; ``explain()`` reports it.
+updates stay live to the end). The plan frees each intermediate right after its last reader, and an
+elementwise kernel may write its output over an input that dies at that step (``plan_in_place``), so
+the peak is the largest total size of values live at once; ``explain()`` reports it.
 """
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ def plan_memory(plan) -> MemoryPlan:
     external = set(plan.input_slots) | set(plan.const_slots)
     live, peak, peak_step, total = 0, 0, "", 0
     for step in plan.steps:
+        # An output written in place of an input takes that input's memory instead of new memory.
+        overwritten = {step.reads[j] for _, j in step.in_place}
+        in_place = {step.writes[k] for k, _ in step.in_place}
         written = sum(size_of[s] for s in step.writes if s not in external)
-        live += written
         total += written
+        live += written - sum(size_of[s] for s in in_place)
         if live > peak:
             peak, peak_step = live, step.name
-        live -= sum(size_of[s] for s in step.frees if s not in external)
+        live -= sum(size_of[s] for s in step.frees if s not in external and s not in overwritten)
     return MemoryPlan(peak, total, peak_step)
 
 
@@ -55,32 +59,18 @@ def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> Buffer
     """Assign the slots that steps can write into (``writes_into``: slots of out-capable steps) to
     reusable buffers, best fit by size, in step order."""
     size_of = slot_sizes(plan.graph)
-    leaving = set(plan.output_slots) | {s for _, s in plan.aux_slots}
+    leaving = _leaving(plan)
     external = set(plan.input_slots) | set(plan.const_slots)
-    # Which slots may share memory with which: a generic step's outputs may be views of its inputs.
-    aliases = {s: {s} for s in range(plan.num_slots)}
-    for step in plan.steps:
-        if not step.writes_into:
-            shared = set().union(*(aliases[r] for r in step.reads)) if step.reads else set()
-            for w in step.writes:
-                aliases[w] = aliases[w] | shared
-    users_of = {}                 # slot -> every slot that may be a view of it
-    for slot, roots in aliases.items():
-        for root in roots:
-            users_of.setdefault(root, set()).add(slot)
+    users_of = _views_of(plan)
     candidates = {s for s in writes_into if s not in external and size_of[s] > 0}
     for slot in list(candidates):
         views_leaving = users_of[slot] & leaving - {slot}
         if views_leaving or (slot in leaving and not static_outputs):
             candidates.discard(slot)
     # The step after which each slot is dead: its own last reader, or that of any view of it.
-    last_use = {}
-    for position, step in enumerate(plan.steps):
-        for r in step.reads:
-            last_use[r] = position
-        for w in step.writes:
-            last_use.setdefault(w, position)
+    last_use = _last_use(plan)
     kept = frozenset(s for s in candidates if s in leaving)
+    overwrites = {step.writes[k]: step.reads[j] for step in plan.steps for k, j in step.in_place}
     free: list = []               # (bytes, buffer) of buffers given back
     sizes: list = []
     buffer_of: dict = {}
@@ -93,7 +83,10 @@ def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> Buffer
             # A static output keeps a buffer of its own: what a call returned stays intact until the
             # next call writes the new output (no intermediate of that call lands on it first).
             fits = [entry for entry in free if entry[0] >= need] if slot not in kept else []
-            if fits:
+            if slot in overwrites:      # written in place of an input dying here: that input's buffer
+                buffer = buffer_of[overwrites[slot]]
+                releases[position].remove(buffer)
+            elif fits:
                 entry = min(fits)
                 free.remove(entry)
                 buffer = entry[1]
@@ -107,6 +100,76 @@ def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> Buffer
         for buffer in releases.pop(position, ()):
             free.append((sizes[buffer], buffer))
     return BufferPlan(buffer_of, tuple(sizes), kept)
+
+
+def plan_in_place(plan, groups: dict, static_alloc: bool) -> dict:
+    """Which outputs of elementwise kernels are written over one of their inputs: step position ->
+    ((output index, input index), ...), for ``groups`` (step position -> its elementwise FusedGroup).
+
+    An output may take an input's memory when the input has its shape and dtype (so element ``i`` is
+    read only by the thread that writes element ``i``), is a fresh array of the plan (written by a
+    kernel or a GEMM: not an input of the plan, a constant or a view of anything), is read once by
+    the step, and dies there together with every value that may be a view of it. Under ``static_alloc``
+    an output that leaves the plan is not written in place: it leaves in a fresh array (or its own
+    static buffer), not in an intermediate's buffer; nor does one that a returned view may share.
+    """
+    size_of = slot_sizes(plan.graph)
+    leaving = _leaving(plan)
+    external = set(plan.input_slots) | set(plan.const_slots)
+    owned = {w for step in plan.steps if step.writes_into for w in step.writes} - external
+    users_of, last_use = _views_of(plan), _last_use(plan)
+    chosen = {}
+    for position, group in groups.items():
+        step, pairs, taken = plan.steps[position], [], set()
+        for k, (slot, out) in enumerate(zip(step.writes, step.outs)):
+            if static_alloc and users_of[slot] & leaving:
+                continue
+            for j, (read, spec) in enumerate(zip(step.reads, group.input_specs)):
+                if (j in taken or read not in owned or step.reads.count(read) > 1 or size_of[read] == 0
+                        or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype):
+                    continue
+                views = users_of[read]
+                if views & leaving or any(last_use[v] > position for v in views):
+                    continue
+                pairs.append((k, j))
+                taken.add(j)
+                break
+        if pairs:
+            chosen[position] = tuple(pairs)
+    return chosen
+
+
+def _leaving(plan) -> set:
+    """Slots whose values leave the plan: its outputs and aux updates."""
+    return set(plan.output_slots) | {s for _, s in plan.aux_slots}
+
+
+def _views_of(plan) -> dict:
+    """slot -> every slot that may be a view of it (itself included): a generic step's outputs may be
+    views of its inputs (a reshape's result shares its input's memory); kernels and GEMMs write
+    fresh memory."""
+    aliases = {s: {s} for s in range(plan.num_slots)}
+    for step in plan.steps:
+        if not step.writes_into:
+            shared = set().union(*(aliases[r] for r in step.reads)) if step.reads else set()
+            for w in step.writes:
+                aliases[w] = aliases[w] | shared
+    users_of: dict = {}
+    for slot, roots in aliases.items():
+        for root in roots:
+            users_of.setdefault(root, set()).add(slot)
+    return users_of
+
+
+def _last_use(plan) -> dict:
+    """slot -> position of the step that reads it last (of the step writing it, if never read)."""
+    last_use: dict = {}
+    for position, step in enumerate(plan.steps):
+        for r in step.reads:
+            last_use[r] = position
+        for w in step.writes:
+            last_use.setdefault(w, position)
+    return last_use
 
 
 def slot_sizes(graph) -> dict:

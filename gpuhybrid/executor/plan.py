@@ -7,7 +7,7 @@ registry look-ups or dict building: one loop over tuples, and no host synchronis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ..codegen.fused import render_group
 from ..codegen.rowwise import render_row_kernel, row_kernel_applies
 from .fused import can_fuse_on, compile_generated_steps
 from .cuda_graph import GraphReplay, capture_blocker
-from .memory import plan_buffers
+from .memory import plan_buffers, plan_in_place
 from .runner import make_runner
 
 
@@ -34,6 +34,7 @@ class Step:
     frees: tuple
     plain_matmul: bool = False     # a FullyConnected that is just ``x @ W.T`` (the runner calls matmul)
     writes_into: bool = False      # can write into preallocated outputs (generated kernels, matmul)
+    in_place: tuple = ()           # (output k, input j): output k is written over input j's array
 
 
 def _is_plain_matmul(node, graph: Graph) -> bool:
@@ -77,7 +78,7 @@ class CompiledGraph:
                     self.template[slot_of[(node.id, 0)]] = device.xp.asarray(np.asarray(node.value))
         # The plan's constants live in the template for every call: outputs that are constants get copies.
         self.const_slots = frozenset(i for i, value in enumerate(self.template) if value is not None)
-        self.steps = self._plan_steps(slot_of)
+        self.steps = self._plan_steps(slot_of, static_alloc)
         kernels = library = 0
         for node in graph.compute_nodes:
             generated = node.op == FUSED or node.id in self.row_nodes
@@ -102,7 +103,10 @@ class CompiledGraph:
             self.graph_replay = GraphReplay(self, self._run_fast, data, copy_outputs=not wants_static_outputs)
             self._run_fast = self.graph_replay
 
-    def _plan_steps(self, slot_of: dict) -> tuple:
+    def _plan_steps(self, slot_of: dict, static_alloc: bool) -> tuple:
+        """The steps, in graph order: first their slots (what each reads, writes and frees), then which
+        elementwise kernels write over a dying input (``memory.plan_in_place``), then the kernels,
+        rendered for that and compiled as one unit."""
         keep = set(self.output_slots) | {s for _, s in self.aux_slots}
         last_read: dict = {}
         compute = self.graph.compute_nodes
@@ -111,10 +115,6 @@ class CompiledGraph:
                 last_read[slot_of[(ref.node, ref.index)]] = position
         self.row_nodes = {n.id for n in compute if self.row_kernels and row_kernel_applies(
             n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])}
-        sources = [render_group(n.attr_dict["group"]) if n.op == FUSED else
-                   render_row_kernel(n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])
-                   for n in compute if n.op == FUSED or n.id in self.row_nodes]
-        generated = iter(compile_generated_steps(sources, self.device))
         steps = []
         for position, node in enumerate(compute):
             reads = tuple(slot_of[(r.node, r.index)] for r in node.inputs)
@@ -122,11 +122,20 @@ class CompiledGraph:
             frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
                                   and s not in self.input_slots}))
             uses_kernel = node.op == FUSED or node.id in self.row_nodes
-            run = next(generated) if uses_kernel else get_op(node.op).eager
             plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
-            steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
+            steps.append(Step(node.name, None if uses_kernel else get_op(node.op).eager, node.attr_dict,
+                              list(node.specs), reads, writes, frees,
                               plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul))
-        return tuple(steps)
+        self.steps = tuple(steps)
+        elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)
+                       if node.op == FUSED and node.attr_dict["group"].row_axes is None}
+        in_place = plan_in_place(self, elementwise, static_alloc)
+        sources = [render_group(n.attr_dict["group"], in_place=in_place.get(position, ())) if n.op == FUSED
+                   else render_row_kernel(n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])
+                   for position, n in enumerate(compute) if n.op == FUSED or n.id in self.row_nodes]
+        generated = iter(compile_generated_steps(sources, self.device))
+        return tuple(replace(step, eager=next(generated), in_place=in_place.get(position, ()))
+                     if step.eager is None else step for position, step in enumerate(steps))
 
     def _plan_buffers(self):
         """Where static_alloc puts each value that a step can write into (``memory.plan_buffers``)."""

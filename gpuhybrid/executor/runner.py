@@ -65,13 +65,17 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
 
     A CPU kernel is one call into the launcher extension; a GEMM without bias is a plain matmul; any
     other step calls its implementation with the eager signature. Slots in ``static_views``
-    (static_alloc) are written into their preallocated buffers.
+    (static_alloc) are written into their preallocated buffers, outputs written in place
+    (``step.in_place``) into the array of the input they overwrite.
     """
     outs = None                            # the output arrays to write into, when there are buffers
-    if step.writes_into and any(w in static_views for w in step.writes):
+    over = {k: step.reads[j] for k, j in step.in_place}     # outputs stored over a dying input
+    if over or step.writes_into and any(w in static_views for w in step.writes):
         outs = []
-        for w, spec in zip(step.writes, step.outs):
-            if w in static_views:
+        for index, (w, spec) in enumerate(zip(step.writes, step.outs)):
+            if index in over:
+                outs.append(f"s{over[index]}")
+            elif w in static_views:
                 names[f"v{w}"] = static_views[w]
                 outs.append(f"v{w}")
             else:                          # an output of the plan, fresh each call

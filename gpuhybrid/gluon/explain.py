@@ -31,11 +31,16 @@ def explain(block, *inputs, file=None) -> str:
         group = node.attr_dict["group"]
         out.append(f"%{node.name}: {' > '.join(line.op for line in group.lines)} over {tuple(group.shape)}, "
                    f"{len(group.input_specs)} input(s), {len(group.outputs)} output(s)")
+    step_of = dict(zip((n.name for n in plan.graph.compute_nodes), plan.steps))
     for node in fused:
-        out += ["", f"-- kernel for %{node.name}", render_group(node.attr_dict["group"]).kernel.text]
+        step = step_of[node.name]
+        source = render_group(node.attr_dict["group"], in_place=step.in_place)
+        out += ["", f"-- kernel for %{node.name}", source.kernel.text]
     memory = plan_memory(plan)
+    in_place = sum(len(step.in_place) for step in plan.steps)
     out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB (at {memory.peak_step}); "
-                f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"]
+                f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"
+                + (f"; {in_place} value(s) written in place of a dying input" if in_place else "")]
     if plan.device.is_gpu and plan.static_alloc:
         out.append("   CUDA graph: " + ("one launch per call (static_shape)" if plan.graph_replay is not None
                                          else f"not captured ({plan.capture_note or 'static_shape is off'})"))
