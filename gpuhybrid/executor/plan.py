@@ -126,7 +126,7 @@ class CompiledGraph:
             steps.append(Step(node.name, None if uses_kernel else get_op(node.op).eager, node.attr_dict,
                               list(node.specs), reads, writes, frees,
                               plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul))
-        self.steps = tuple(steps)
+        self.steps = tuple(steps)          # without their kernels yet: what plan_in_place reads
         elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)
                        if node.op == FUSED and node.attr_dict["group"].row_axes is None}
         in_place = plan_in_place(self, elementwise, static_alloc)
