@@ -5,6 +5,7 @@ import sys
 
 from .. import autograd
 from ..codegen.fused import render_group
+from ..executor.cuda_graph import VIEW_OPS
 from ..executor.memory import plan_memory
 from ..graph.ir import FUSED
 
@@ -49,9 +50,26 @@ def explain(block, *inputs, file=None) -> str:
         out.append(f"   static_alloc: {len(buffers.buffer_bytes)} buffer(s) allocated once, "
                    f"{buffers.total_bytes / 1024:.1f} KiB, holding {len(buffers.buffer_of)} value(s)"
                    + (f", {len(buffers.kept)} of them outputs (static_outputs)" if buffers.kept else ""))
+        out.append("   " + _allocated_per_call(plan))
     out += ["", f"-- launches per call: {plan.launches_per_call} ({plan.kernels_per_call} kernels, "
                 f"{plan.library_calls_per_call} library calls); steps: "
                 f"{', '.join(step.name for step in plan.steps)}"]
     text = "\n".join(out)
     print(text, file=file or sys.stdout)
     return text
+
+
+def _allocated_per_call(plan) -> str:
+    """What a static_alloc plan still allocates on each call: outputs outside the static buffers, and
+    the results of steps whose op makes its own arrays (library ops other than views)."""
+    buffer_of = plan.buffer_plan.buffer_of
+    outputs = [s for s in plan.output_slots if s not in buffer_of and s not in plan.const_slots]
+    steps = [f"{step.name} ({node.op})" for step, node in zip(plan.steps, plan.graph.compute_nodes)
+             if node.op not in VIEW_OPS and any(w not in buffer_of and w not in plan.output_slots
+                                                 for w in step.writes)]
+    if not outputs and not steps:
+        return "allocated per call: nothing"
+    parts = [f"{len(outputs)} output(s) (fresh arrays; static_outputs=True keeps them in buffers)"] if outputs else []
+    if steps:
+        parts.append(f"{len(steps)} step(s) whose op makes its own result: {', '.join(steps)}")
+    return "allocated per call: " + "; ".join(parts)
