@@ -224,3 +224,20 @@ def test_under_static_alloc_a_value_a_returned_view_shares_is_not_written_in_pla
         got = _run(plan, values)
         np.testing.assert_allclose(got[0], t_ @ values["w1"].T @ values["w2"].T, rtol=1e-12)
         np.testing.assert_allclose(got[1], t_.reshape(-1), rtol=1e-12)
+
+
+def test_a_dot_result_is_overwritten_and_a_transposed_view_is_not():
+    # dot (like every GEMM op) returns a new array: the relu's mask may be stored over it. A transpose
+    # returns a view of its input, which a kernel must never write.
+    a, b = sym.var("a"), sym.var("b")
+    shapes = {"a": ((4, 5), "float64"), "b": ((5, 4), "float64")}
+    d = sym.dot(a, b)
+    t = sym.transpose(sym.dot(b, a))
+    plan = _plan(sym.Group([sym.relu(d) * 2, sym.tanh(t) + 1]), shapes)
+    overwritten = {plan.graph.compute_nodes[plan.steps.index(step)].inputs[j]
+                   for step in plan.steps for _, j in step.in_place}
+    assert {plan.graph.node(ref.node).op for ref in overwritten} == {"dot"}
+    values = _random(np.random.default_rng(8), shapes)
+    got = _run(plan, values)
+    np.testing.assert_allclose(got[0], np.maximum(values["a"] @ values["b"], 0) * 2, rtol=1e-12)
+    np.testing.assert_allclose(got[1], np.tanh((values["b"] @ values["a"]).T) + 1, rtol=1e-12)

@@ -108,15 +108,15 @@ def plan_in_place(plan, groups: dict, static_alloc: bool) -> dict:
 
     An output may take an input's memory when the input has its shape and dtype (so element ``i`` is
     read only by the thread that writes element ``i``), is a fresh array of the plan (written by a
-    kernel or a GEMM: not an input of the plan, a constant or a view of anything), is read once by
-    the step, and dies there together with every value that may be a view of it. Under ``static_alloc``
-    an output that leaves the plan is not written in place: it leaves in a fresh array (or its own
-    static buffer), not in an intermediate's buffer; nor does one that a returned view may share.
+    kernel or a GEMM, ``step.fresh``: not an input of the plan, a constant or a view of anything), is
+    read once by the step, and dies there together with every value that may be a view of it. Under
+    ``static_alloc`` an output that leaves the plan (itself or through a view) is not written in
+    place: it leaves in a fresh array (or its own static buffer), not in an intermediate's buffer.
     """
     size_of = slot_sizes(plan.graph)
     leaving = _leaving(plan)
     external = set(plan.input_slots) | set(plan.const_slots)
-    owned = {w for step in plan.steps if step.writes_into for w in step.writes} - external
+    owned = {w for step in plan.steps if step.fresh for w in step.writes} - external
     users_of, last_use = _views_of(plan), _last_use(plan)
     chosen = {}
     for position, group in groups.items():
@@ -146,11 +146,11 @@ def _leaving(plan) -> set:
 
 def _views_of(plan) -> dict:
     """slot -> every slot that may be a view of it (itself included): a generic step's outputs may be
-    views of its inputs (a reshape's result shares its input's memory); kernels and GEMMs write
-    fresh memory."""
+    views of its inputs (a reshape's result shares its input's memory); kernels and GEMMs
+    (``step.fresh``) write fresh memory."""
     aliases = {s: {s} for s in range(plan.num_slots)}
     for step in plan.steps:
-        if not step.writes_into:
+        if not step.fresh:
             shared = set().union(*(aliases[r] for r in step.reads)) if step.reads else set()
             for w in step.writes:
                 aliases[w] = aliases[w] | shared

@@ -35,6 +35,7 @@ class Step:
     plain_matmul: bool = False     # a FullyConnected that is just ``x @ W.T`` (the runner calls matmul)
     writes_into: bool = False      # can write into preallocated outputs (generated kernels, matmul)
     in_place: tuple = ()           # (output k, input j): output k is written over input j's array
+    fresh: bool = False            # writes new C-contiguous arrays, never views of its inputs
 
 
 def _is_plain_matmul(node, graph: Graph) -> bool:
@@ -123,9 +124,11 @@ class CompiledGraph:
                                   and s not in self.input_slots}))
             uses_kernel = node.op == FUSED or node.id in self.row_nodes
             plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
-            steps.append(Step(node.name, None if uses_kernel else get_op(node.op).eager, node.attr_dict,
+            op = None if uses_kernel else get_op(node.op)
+            steps.append(Step(node.name, None if uses_kernel else op.eager, node.attr_dict,
                               list(node.specs), reads, writes, frees,
-                              plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul))
+                              plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul,
+                              fresh=uses_kernel or op.fresh_results))
         self.steps = tuple(steps)          # without their kernels yet: what plan_in_place reads
         elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)
                        if node.op == FUSED and node.attr_dict["group"].row_axes is None}

@@ -46,7 +46,7 @@ def _dot_eager(device, inputs, attrs, outs):
 
 TRANSPOSE_ATTRS = (Attr("transpose_a", "bool", False), Attr("transpose_b", "bool", False))
 register(OpDef(name="dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
-               infer=_dot_rule, eager=_dot_eager, kernels=0, library_calls=1,
+               infer=_dot_rule, eager=_dot_eager, kernels=0, library_calls=1, fresh_results=True,
                doc="MXNet dot: contract the last axis of lhs with the first axis of rhs."))
 
 
@@ -71,7 +71,7 @@ def _batch_dot_eager(device, inputs, attrs, outs):
 
 
 register(OpDef(name="batch_dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
-               infer=_batch_dot_rule, eager=_batch_dot_eager, kernels=0, library_calls=1,
+               infer=_batch_dot_rule, eager=_batch_dot_eager, kernels=0, library_calls=1, fresh_results=True,
                doc="Batched matrix product of (B, M, K) and (B, K, N)."))
 
 
@@ -92,7 +92,8 @@ def _matmul_rule(specs, attrs):
 register(OpDef(name="matmul", category="linalg", inputs=("lhs", "rhs"), attrs=(), infer=_matmul_rule,
                eager=lambda device, inputs, attrs, outs: device.xp.asarray(
                    device.xp.matmul(*inputs)).astype(outs[0].dtype, copy=False),
-               kernels=0, library_calls=1, doc="NumPy matmul (the @ operator), with batch broadcasting."))
+               kernels=0, library_calls=1, fresh_results=True,
+               doc="NumPy matmul (the @ operator), with batch broadcasting."))
 
 
 def _fc_rule(specs, attrs):
@@ -152,5 +153,5 @@ register(OpDef(name="FullyConnected", category="linalg", inputs=("data", "weight
                       Attr("no_bias", "bool", False), Attr("flatten", "bool", True)),
                infer=_fc_rule, eager=_fc_eager, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
                infer_inputs=_fc_infer_inputs,
-               kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1,
+               kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1, fresh_results=True,
                doc="y = x W^T + b, weight (units, in_units); flatten=True flattens all but the first axis."))

@@ -50,6 +50,9 @@ class OpDef:
     aliases: tuple = ()
     uses_training_flag: bool = False   # the dispatcher fills attr `training` from the mode
     pure: bool = True                  # same inputs, same outputs (random ops are not): CSE/folding may merge
+    # The eager implementation always returns new C-contiguous arrays, never a view of an input (GEMMs):
+    # the memory planner may then let a kernel write over such a result once it dies.
+    fresh_results: bool = False
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
     num_outputs: "int | Callable[[dict], int]" = 1
     # The last ``hidden_outputs`` outputs are values saved for the gradient rule (Dropout's draw, the batch
