@@ -23,7 +23,8 @@ from gpuhybrid.ops.registry import TensorSpec
 
 pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="fused CPU kernels need a C++ compiler")
 
-OPS = ("dense", "tanh", "scale", "transpose", "flatten_back", "add_earlier", "row_sum", "relu_shift")
+OPS = ("dense", "tanh", "scale", "transpose", "flatten_back", "add_earlier", "row_sum", "relu_shift",
+       "col_mean", "dot_self")
 
 
 @st.composite
@@ -71,6 +72,10 @@ def _trace(x, weight_names, ops, widths, picks, view_output, rows, cols):
             value = value + same[pick % len(same)]
         elif op == "row_sum":
             value, shape = sym.sum(value, axis=-1, keepdims=True) * 0.1, (shape[0], 1)
+        elif op == "col_mean":            # a reduction over the leading axis: a library call
+            value, shape = sym.mean(value, axis=0, keepdims=True), (1, shape[1])
+        elif op == "dot_self":            # value^T value: a dot with a transposed operand
+            value, shape = sym.dot(value, value, transpose_a=True) * 0.5, (shape[1], shape[1])
         else:
             value = sym.relu(value - 0.1)
         values.append((value, shape))
@@ -100,6 +105,10 @@ def reference(host_x, weights, ops, picks, view_output):
             value = value + same[pick % len(same)]
         elif op == "row_sum":
             value = value.sum(axis=-1, keepdims=True) * 0.1
+        elif op == "col_mean":
+            value = value.mean(axis=0, keepdims=True)
+        elif op == "dot_self":
+            value = value.T @ value * 0.5
         else:
             value = np.maximum(value - 0.1, 0)
         values.append(value)
@@ -219,6 +228,48 @@ def test_static_outputs_allocate_nothing_per_call():
         tracemalloc.stop()
     # NumPy reports its array allocations to tracemalloc: one (64, 256) float32 intermediate is 64 KiB.
     assert peak < 4096, peak
+
+
+def test_library_ops_write_into_the_static_buffers_too():
+    # dot, sum and mean have an out= path (OpDef.eager_into): with static outputs nothing of a call is
+    # allocated, values as NumPy float64 computes them, call after call.
+    a, b = sym.var("a"), sym.var("b")
+    d = sym.dot(a, b, transpose_b=True)                       # (64, 48)
+    hidden = sym.relu(d - 0.1)
+    out = sym.Group([sym.mean(hidden, axis=0) * 2, sym.sum(sym.dot(hidden, b), axis=0, keepdims=True)])
+    specs = {"a": TensorSpec((64, 32), "float64"), "b": TensorSpec((48, 32), "float64")}
+    plan = sym.compile_symbol(out, specs, gh.cpu(), static_alloc=True, static_outputs=True)
+    in_buffers = set(plan.buffer_plan.buffer_of)
+    assert all(w in in_buffers for step in plan.steps for w in step.writes)
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        values = {name: rng.uniform(-1, 1, spec.shape) for name, spec in specs.items()}
+        feed = [values[name] for name in plan.input_names]
+        plan.run(feed)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            got, _ = plan.run(feed)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert peak < 2048, peak                        # one (64, 48) float64 value is 24 KiB
+        h = np.maximum(values["a"] @ values["b"].T - 0.1, 0)
+        np.testing.assert_allclose(got[0], h.mean(axis=0) * 2, rtol=1e-12)
+        np.testing.assert_allclose(got[1], (h @ values["b"]).sum(axis=0, keepdims=True), rtol=1e-12)
+
+
+def test_a_reduction_of_a_transposed_value_is_a_c_ordered_array():
+    # NumPy lays a reduction's result out like its input; reductions promise C order (fresh_results),
+    # because a kernel may store its output over that result.
+    x = sym.var("x")
+    reduced = sym.sum(sym.transpose(x, axes=(2, 1, 0)), axis=1)      # (5, 3) from an F-ordered view
+    plan = sym.compile_symbol(sym.exp(reduced) * 0.5, {"x": TensorSpec((3, 4, 5), "float64")}, gh.cpu())
+    assert any(step.in_place for step in plan.steps)
+    host = np.random.default_rng(12).uniform(-1, 1, (3, 4, 5))
+    got, _ = plan.run([host])
+    np.testing.assert_allclose(got[0], np.exp(host.transpose(2, 1, 0).sum(axis=1)) * 0.5, rtol=1e-12)
 
 
 def test_static_alloc_allocates_only_the_outputs_per_call():

@@ -116,7 +116,8 @@ def plan_in_place(plan, groups: dict, static_alloc: bool) -> dict:
     size_of = slot_sizes(plan.graph)
     leaving = _leaving(plan)
     external = set(plan.input_slots) | set(plan.const_slots)
-    owned = {w for step in plan.steps if step.fresh for w in step.writes} - external
+    owned = {w for step in plan.steps if step.fresh and (step.writes_into or not static_alloc)
+             for w in step.writes} - external       # under static_alloc: values in static buffers
     users_of, last_use = _views_of(plan), _last_use(plan)
     chosen = {}
     for position, group in groups.items():

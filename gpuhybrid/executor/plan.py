@@ -33,9 +33,24 @@ class Step:
     writes: tuple
     frees: tuple
     plain_matmul: bool = False     # a FullyConnected that is just ``x @ W.T`` (the runner calls matmul)
-    writes_into: bool = False      # can write into preallocated outputs (generated kernels, matmul)
+    writes_into: bool = False      # can write into preallocated outputs (generated kernels, GEMMs,
+                                   # reductions: ops with OpDef.eager_into)
     in_place: tuple = ()           # (output k, input j): output k is written over input j's array
     fresh: bool = False            # writes new C-contiguous arrays, never views of its inputs
+
+
+class _LibraryStep:
+    """A library op under static_alloc: its eager call, and ``into(outputs, inputs)`` writing the
+    result into the plan's buffers (``OpDef.eager_into``: ``matmul(..., out=)``, ``sum(..., out=)``)."""
+
+    def __init__(self, op, device, attrs: dict):
+        self.eager, self.eager_into, self.device, self.attrs = op.eager, op.eager_into, device, attrs
+
+    def __call__(self, device, inputs, attrs, outs):
+        return self.eager(device, inputs, attrs, outs)
+
+    def into(self, outputs: list, inputs: list):
+        return self.eager_into(self.device, inputs, self.attrs, outputs)
 
 
 def _is_plain_matmul(node, graph: Graph) -> bool:
@@ -125,9 +140,11 @@ class CompiledGraph:
             uses_kernel = node.op == FUSED or node.id in self.row_nodes
             plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
             op = None if uses_kernel else get_op(node.op)
-            steps.append(Step(node.name, None if uses_kernel else op.eager, node.attr_dict,
-                              list(node.specs), reads, writes, frees,
-                              plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul,
+            into = not uses_kernel and op.eager_into is not None    # a library op with an out= path
+            run = None if uses_kernel else (_LibraryStep(op, self.device, node.attr_dict)
+                                            if into and static_alloc else op.eager)
+            steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
+                              plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul or into,
                               fresh=uses_kernel or op.fresh_results))
         self.steps = tuple(steps)          # without their kernels yet: what plan_in_place reads
         elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)

@@ -76,8 +76,9 @@ class HybridBlock(Block):
                   max_cached_plans: int | None = None, static_outputs: bool = False, **kwargs) -> None:
         """Switch to compiled execution (``active=False`` returns to imperative mode).
 
-        ``static_alloc=True``: each plan allocates its intermediate buffers once, reusing memory by
-        liveness, and later calls write into them; outputs are still fresh arrays. ``static_shape=True``
+        ``static_alloc=True``: each plan (the backward plan of a recorded call too) allocates its
+        intermediate buffers once, reusing memory by liveness, and later calls write into them; outputs
+        (and gradients) are still fresh arrays. ``static_shape=True``
         implies ``static_alloc``; on a GPU it also replays each plan as one CUDA graph where the plan
         qualifies (small GEMMs become generated kernels for that; ``explain()`` says why a plan does
         not). ``static_outputs=True`` (with either) writes the outputs into the plan's buffers too: no
@@ -254,7 +255,8 @@ class HybridBlock(Block):
                                       and wants is None,
                                       static_shape=self._hybrid_options.get("static_shape", False))
             if wants is not None and wrt:
-                backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device)
+                backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device,
+                                               self._hybrid_options.get("static_alloc", False))
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
         feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
@@ -265,15 +267,17 @@ class HybridBlock(Block):
 
     @staticmethod
     def _backward_plan(derived, saved: list, wants: tuple, learned: list, forward: CompiledGraph,
-                       num_outputs: int, device) -> BackwardPlan:
-        """Compile the derived backward graph and say how each of its inputs is fed."""
+                       num_outputs: int, device, static_alloc: bool = False) -> BackwardPlan:
+        """Compile the derived backward graph and say how each of its inputs is fed (``static_alloc``:
+        its intermediates live in buffers allocated once, as the forward plan's do; gradients stay
+        fresh arrays)."""
         # derived.outputs follows wrt: the wanted arguments, then the learned parameters
         in_wrt_order = iter(derived.outputs)
         grad_index = [next(in_wrt_order) if wanted else None for wanted in wants]
         grad_index += [next(in_wrt_order) for _ in learned]
         if derived.symbol is None:
             return BackwardPlan(None, num_outputs, learned, grad_index, [])
-        plan = sym.compile_symbol(derived.symbol, derived.var_specs, device)
+        plan = sym.compile_symbol(derived.symbol, derived.var_specs, device, static_alloc=static_alloc)
         saved_index = {name: k for k, (name, _) in enumerate(saved)}
         feed = []
         for name in plan.input_names:

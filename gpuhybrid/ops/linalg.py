@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, register, require_float, require_numeric
+from .registry import OpDef, TensorSpec, into_by_copy, register, require_float, require_numeric
 from .shapes import broadcast_shapes, promote
 
 
@@ -44,9 +44,33 @@ def _dot_eager(device, inputs, attrs, outs):
     return xp.asarray(xp.tensordot(a, b, axes=1)).astype(outs[0].dtype, copy=False)
 
 
+def _matmul_into(eager, lhs_rhs):
+    """``eager_into`` of a matrix product: one ``matmul(..., out=)`` when both operands (as ``lhs_rhs``
+    arranges them) are stacks of matrices of the output's dtype; otherwise compute and copy."""
+    def into(device, inputs, attrs, outputs):
+        a, b = lhs_rhs(device.xp, inputs, attrs)
+        out = outputs[0]
+        if a.ndim >= 2 and b.ndim >= 2 and a.dtype == b.dtype == out.dtype:
+            return device.xp.matmul(a, b, out=out)
+        return into_by_copy(eager, device, inputs, attrs, outputs)
+    return into
+
+
+def _dot_operands(xp, inputs, attrs):
+    a, b = inputs
+    return (a.T if attrs["transpose_a"] else a), (b.T if attrs["transpose_b"] else b)
+
+
+def _batch_dot_operands(xp, inputs, attrs):
+    a, b = inputs
+    a = xp.swapaxes(a, 1, 2) if attrs["transpose_a"] else a
+    return a, (xp.swapaxes(b, 1, 2) if attrs["transpose_b"] else b)
+
+
 TRANSPOSE_ATTRS = (Attr("transpose_a", "bool", False), Attr("transpose_b", "bool", False))
 register(OpDef(name="dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
                infer=_dot_rule, eager=_dot_eager, kernels=0, library_calls=1, fresh_results=True,
+               eager_into=_matmul_into(_dot_eager, _dot_operands),
                doc="MXNet dot: contract the last axis of lhs with the first axis of rhs."))
 
 
@@ -72,6 +96,7 @@ def _batch_dot_eager(device, inputs, attrs, outs):
 
 register(OpDef(name="batch_dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
                infer=_batch_dot_rule, eager=_batch_dot_eager, kernels=0, library_calls=1, fresh_results=True,
+               eager_into=_matmul_into(_batch_dot_eager, _batch_dot_operands),
                doc="Batched matrix product of (B, M, K) and (B, K, N)."))
 
 
@@ -89,10 +114,13 @@ def _matmul_rule(specs, attrs):
     return TensorSpec(shape, _numeric_promoted(a, b))
 
 
+def _matmul_eager(device, inputs, attrs, outs):
+    return device.xp.asarray(device.xp.matmul(*inputs)).astype(outs[0].dtype, copy=False)
+
+
 register(OpDef(name="matmul", category="linalg", inputs=("lhs", "rhs"), attrs=(), infer=_matmul_rule,
-               eager=lambda device, inputs, attrs, outs: device.xp.asarray(
-                   device.xp.matmul(*inputs)).astype(outs[0].dtype, copy=False),
-               kernels=0, library_calls=1, fresh_results=True,
+               eager=_matmul_eager, kernels=0, library_calls=1, fresh_results=True,
+               eager_into=_matmul_into(_matmul_eager, lambda xp, inputs, attrs: inputs),
                doc="NumPy matmul (the @ operator), with batch broadcasting."))
 
 
@@ -136,6 +164,13 @@ def _fc_eager(device, inputs, attrs, outs):
     return y.reshape(outs[0].shape).astype(outs[0].dtype, copy=False)
 
 
+def _fc_into(device, inputs, attrs, outputs):
+    x, w, out = inputs[0], inputs[1], outputs[0]
+    if attrs["no_bias"] and x.ndim == 2 and x.dtype == w.dtype == out.dtype:
+        return device.xp.matmul(x, w.T, out=out)
+    return into_by_copy(_fc_eager, device, inputs, attrs, outputs)
+
+
 def _fc_infer_inputs(specs, attrs):
     """Weight (num_hidden, in_units) and bias (num_hidden,) from the data, for deferred shapes."""
     x = specs[0]
@@ -151,7 +186,7 @@ def _fc_infer_inputs(specs, attrs):
 register(OpDef(name="FullyConnected", category="linalg", inputs=("data", "weight", "bias"),
                attrs=(Attr("num_hidden", "int", 0, doc="units; 0 takes it from the weight"),
                       Attr("no_bias", "bool", False), Attr("flatten", "bool", True)),
-               infer=_fc_rule, eager=_fc_eager, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
+               infer=_fc_rule, eager=_fc_eager, eager_into=_fc_into, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
                infer_inputs=_fc_infer_inputs,
                kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1, fresh_results=True,
                doc="y = x W^T + b, weight (units, in_units); flatten=True flattens all but the first axis."))

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import OpValueError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, normalize_axis, register, require_float
+from .registry import OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float
 
 
 def reduced_axes(shape: tuple, axis) -> tuple:
@@ -50,7 +50,7 @@ def reduce_eager(op: str):
         keep, out_dtype = attrs["keepdims"], outs[0].dtype
         if op in ("max", "min"):
             # asarray: NumPy gives a bare scalar for a full reduction, CuPy a 0-d array
-            return xp.asarray((xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep))
+            return _c_order(xp, xp.asarray((xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep)))
         if op == "mean" and x.size == 0:  # the mean of nothing is NaN; NumPy would also warn
             return xp.full(outs[0].shape, np.nan, dtype=out_dtype)
         # float16 accumulates in float32 (as CuPy does on the GPU), then rounds once.
@@ -58,8 +58,32 @@ def reduce_eager(op: str):
         fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
         with np.errstate(all="ignore"):
             result = fn(x, axis=axes, keepdims=keep, dtype=acc)
-        return xp.asarray(result).astype(out_dtype, copy=False)
+        return _c_order(xp, xp.asarray(result).astype(out_dtype, copy=False))
     return eager
+
+
+def _c_order(xp, result):
+    """A reduction's result in C order: NumPy lays it out like its input (an F-ordered input gives an
+    F-ordered result), and reductions promise new C-contiguous arrays (``OpDef.fresh_results``)."""
+    return result if result.flags.c_contiguous else xp.ascontiguousarray(result)
+
+
+def reduce_into(op: str):
+    """The reduction written into a preallocated output (``out=``) where NumPy/CuPy compute it in the
+    output's dtype; float16 sums (accumulated in float32) and empty means compute and copy."""
+    eager = reduce_eager(op)
+
+    def into(device, inputs, attrs, outputs):
+        xp, x, out = device.xp, inputs[0], outputs[0]
+        axes, keep = reduced_axes(x.shape, attrs["axis"]), attrs["keepdims"]
+        if op in ("max", "min"):
+            return (xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep, out=out)
+        if out.dtype == np.float16 or x.size == 0:
+            return into_by_copy(eager, device, inputs, attrs, outputs)
+        fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
+        with np.errstate(all="ignore"):
+            return fn(x, axis=axes, keepdims=keep, dtype=out.dtype, out=out)
+    return into
 
 
 AXIS_ATTRS = (Attr("axis", "axes", None, doc="axis or axes to reduce; None reduces all"),
@@ -67,7 +91,8 @@ AXIS_ATTRS = (Attr("axis", "axes", None, doc="axis or axes to reduce; None reduc
 
 for _op in ("sum", "mean", "max", "min", "prod"):
     register(OpDef(name=_op, category="reduce", inputs=("data",), attrs=AXIS_ATTRS, infer=reduce_rule(_op),
-                   eager=reduce_eager(_op), aliases=(f"{_op}_axis",) if _op in ("sum", "max", "min") else (),
+                   eager=reduce_eager(_op), eager_into=reduce_into(_op), fresh_results=True,
+                   aliases=(f"{_op}_axis",) if _op in ("sum", "max", "min") else (),
                    doc=f"{_op} over the given axes."))
 
 

@@ -50,9 +50,12 @@ class OpDef:
     aliases: tuple = ()
     uses_training_flag: bool = False   # the dispatcher fills attr `training` from the mode
     pure: bool = True                  # same inputs, same outputs (random ops are not): CSE/folding may merge
-    # The eager implementation always returns new C-contiguous arrays, never a view of an input (GEMMs):
-    # the memory planner may then let a kernel write over such a result once it dies.
+    # The eager implementation always returns new C-contiguous arrays, never a view of an input (GEMMs,
+    # reductions): the memory planner may then let a kernel write over such a result once it dies.
     fresh_results: bool = False
+    # eager_into(device, inputs, attrs, outputs) -> output(s): the eager result written into the given
+    # C-contiguous arrays of the output specs (what static_alloc plans call, with their buffers).
+    eager_into: "Callable | None" = None
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
     num_outputs: "int | Callable[[dict], int]" = 1
     # The last ``hidden_outputs`` outputs are values saved for the gradient rule (Dropout's draw, the batch
@@ -180,3 +183,11 @@ def normalize_axis(axis: int, ndim: int) -> int:
 
 __all__ = ["Attr", "REQUIRED", "TensorSpec", "OpDef", "REGISTRY", "register", "get_op", "list_ops",
            "require_float", "require_numeric", "normalize_axis"]
+
+
+def into_by_copy(eager: Eager, device, inputs: list, attrs: dict, outputs: list):
+    """``eager_into`` for the cases an op cannot write into ``outputs`` directly: compute, then copy."""
+    results = eager(device, inputs, attrs, [TensorSpec(o.shape, o.dtype) for o in outputs])
+    for out, value in zip(outputs, results if len(outputs) > 1 else [results]):
+        out[...] = value
+    return outputs[0] if len(outputs) == 1 else list(outputs)
