@@ -260,3 +260,33 @@ def test_ctypes_fallback_launches_give_the_same_results(monkeypatch):
     (first, second), _ = plan.run([a, b])
     np.testing.assert_allclose(first, np.clip(a.astype(np.float64) * b + 0.5, -1, 1), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(second, np.exp(a.astype(np.float64)) - b, rtol=1e-5, atol=1e-6)
+
+
+def test_kernels_of_both_index_widths_never_share_a_translation_unit():
+    # gh_kernel.h typedefs gh_index once per unit: a 64-bit kernel compiled after a 32-bit one in the
+    # same text would index in 32 bits (and be passed a 64-bit n), or the other way round.
+    from gpuhybrid.codegen.rowwise import render_row_kernel
+    from gpuhybrid.executor.fused import compile_generated_steps, compile_units
+    from gpuhybrid.graph import optimize
+    from gpuhybrid.graph.passes import PIPELINE, fusion_passes
+    from gpuhybrid.symbol.to_graph import build_graph
+
+    def group_of(size):
+        x = sym.var("x")
+        graph = optimize(build_graph(sym.tanh(x * 2) + 1, {"x": TensorSpec((size,), "float32")}),
+                         passes=PIPELINE + fusion_passes())
+        return graph.fused_nodes[0].attr_dict["group"]
+    sources = [render_group(group_of(37)), render_group(group_of(2**31))]   # rendered, never allocated
+    assert [s.index_32 for s in sources] == [True, False]
+    units = compile_units(sources, gh.cpu())
+    assert sorted(len(names) for names, _ in units) == [1, 1]
+    for _, text in units:
+        assert ("#define GH_INDEX_32" in text) != ("// 64-bit indexing" in text)
+    small = compile_generated_steps(sources, gh.cpu())[0]
+    host = np.random.default_rng(0).uniform(-2, 2, 37).astype(np.float32)
+    np.testing.assert_allclose(small(gh.cpu(), [host], {}, [TensorSpec((37,), "float32")]),
+                               np.tanh(host.astype(np.float64) * 2) + 1, rtol=1e-6, atol=1e-6)
+    # A row kernel's width comes from rows x cols, not from its rows (its n).
+    row = render_row_kernel("softmax", {"axis": -1, "temperature": None},
+                            [TensorSpec((65536, 65536), "float32")])
+    assert (row.size, row.index_32) == (65536, False)

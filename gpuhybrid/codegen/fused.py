@@ -13,7 +13,10 @@ from ..graph.ir import FusedGroup
 from ..ops import get_op
 from .elementwise import KernelSource, Line, Param, render_elementwise
 
-INDEX_32_LIMIT = 2**31 - 1
+# Kernels index in 32 bits up to this many elements. Below 2^31 - 1 by more than any grid's stride
+# (blocks x threads, at most 132 SMs x 32 x 256 on an H200): a grid-stride index that passed the
+# last element must not wrap past INT_MAX to a negative index that still compares below n.
+INDEX_32_LIMIT = 2**31 - 1 - 2**24
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class FusedSource:
     # (output k, input j) pairs: the kernel stores output k through input j's pointer, so the caller
     # passes the same array as both (``executor.memory.plan_in_place`` decides where that is safe).
     in_place: tuple = ()
+    # Indices (and ``n``) are 32-bit (``#define GH_INDEX_32``), else 64-bit. Kernels of both widths never
+    # share a translation unit: ``gh_kernel.h`` typedefs ``gh_index`` once per unit.
+    index_32: bool = True
 
 
 def broadcast_index(in_shape: tuple, out_shape: tuple, i: str = "i") -> str:
@@ -83,10 +89,10 @@ def render_group(group: FusedGroup, name: str | None = None, in_place: tuple = (
     over = {f"out{k}": f"in{j}" for k, j in in_place}
     header = (f"iteration shape {tuple(group.shape)}; inputs {shapes}",
               *(f"in place: {out} is stored over {inp}" for out, inp in over.items()))
+    index_32 = size <= INDEX_32_LIMIT
     kernel = render_elementwise(name, inputs, [p for p, _ in scalars], lines, outputs,
-                                index_32=size <= INDEX_32_LIMIT, index_exprs=index_exprs,
-                                header=header, in_place=over)
-    return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place))
+                                index_32=index_32, index_exprs=index_exprs, header=header, in_place=over)
+    return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place), index_32=index_32)
 
 
 def line_expression(group: FusedGroup, j: int, scalars: list) -> str:

@@ -97,7 +97,8 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         "",
     ])
     kernel = KernelSource(name=name, params=(*outputs, *inputs, *(p for p, _ in scalars)), text=text)
-    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols, scalar_math=scalar_math)
+    return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols, scalar_math=scalar_math,
+                       index_32=index_32)
 
 
 def _input_indices(group: FusedGroup) -> tuple:

@@ -102,7 +102,7 @@ def render_row_kernel(op: str, attrs: dict, in_specs: list) -> FusedSource:
     ])
     kernel = KernelSource(name=name, params=(out, *inputs, *scalars), text=text)
     values = (cols,) + tuple(v for _, v in scalar_values)
-    return FusedSource(kernel, values, rows, row_length=cols)
+    return FusedSource(kernel, values, rows, row_length=cols, index_32=index_32)
 
 
 __all__ = ["ROW_OPS", "row_kernel_applies", "render_row_kernel"]

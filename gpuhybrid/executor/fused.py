@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend.compile_cache import headers_digest
 from ..backend.host_compiler import HostCompileError, compile_host, find_host_compiler
 from ..backend.host_launch import launcher
 from ..backend.kernel_files import kernel_dir
@@ -67,7 +68,7 @@ class FusedKernelStep:
         scalar_params = [p for p in params if not p.is_array]
         if device.is_gpu:
             self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, source.scalar_values))
-            self.size_arg = (np.int32 if source.size <= 2**31 - 1 else np.int64)(source.size)
+            self.size_arg = (np.int32 if source.index_32 else np.int64)(source.size)   # the kernel's gh_index
             sm_count = device.xp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
             if source.row_length:      # a block per row: enough warps to cover the row, at most 8
                 self.block = min(256, 32 * max(1, -(-source.row_length // 32)))
@@ -82,7 +83,7 @@ class FusedKernelStep:
             self.scalar_bytes = pack_scalars(scalar_params, source.scalar_values)
             self.size_arg = source.size
         else:
-            size_type = ctypes.c_int if source.size <= 2**31 - 1 else ctypes.c_longlong
+            size_type = ctypes.c_int if source.index_32 else ctypes.c_longlong
             n_arrays = len(params) - len(scalar_params)
             # Declared argument types let ctypes convert plain ints and floats quickly on each call.
             function.argtypes = [size_type] + [ctypes.c_void_p] * n_arrays + [_CTYPE_OF[p.dtype] for p in scalar_params]
@@ -130,32 +131,42 @@ def compile_fused_steps(groups: list, device) -> list:
 
 
 def compile_generated_steps(sources: list, device) -> list:
-    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled as one unit (on the
-    CPU two: kernels that need scalar math apart, see ``FusedSource.scalar_math``)."""
+    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled in as few units as
+    ``compile_units`` allows (one for a plan whose kernels all index in 32 bits)."""
     if not sources:
         return []               # a plan without generated kernels needs no compiler
     dump_sources(sources)
-    unique = {s.kernel.name: s.kernel.text for s in sources}
-    text = "\n".join(unique[name] for name in sorted(unique))
+    functions = {}
     if device.is_gpu:
         cp = device.xp
         with device.activate():
-            module = cp.RawModule(code=text, options=(f"-I{kernel_dir()}", "--std=c++17"))
-            functions = {name: module.get_function(name) for name in unique}
+            for names, text in compile_units(sources, device):
+                # CuPy's kernel cache keys on the text and options, not on included headers: name them.
+                module = cp.RawModule(code=f"// gpuhybrid headers {headers_digest()}\n{text}",
+                                      options=(f"-I{kernel_dir()}", "--std=c++17"))
+                functions.update({name: module.get_function(name) for name in names})
         launch_module = None
     else:
-        # Kernels that need scalar math get a translation unit of their own (see FusedSource).
-        scalar = {s.kernel.name for s in sources if s.scalar_math}
-        functions = {}
-        for names in (sorted(set(unique) - scalar), sorted(scalar)):
-            if not names:
-                continue
-            library = compile_host("\n".join(unique[name] for name in names), f"plan_{len(names)}_kernels")
+        for names, text in compile_units(sources, device):
+            library = compile_host(text, f"plan_{len(names)}_kernels")
             for name in names:
                 functions[name] = getattr(library, name)
                 functions[name].packed = getattr(library, f"{name}_packed")
         launch_module = launcher()
     return [FusedKernelStep(s, functions[s.kernel.name], device, launch_module) for s in sources]
+
+
+def compile_units(sources: list, device) -> list:
+    """The translation units a plan's kernels are compiled in: (kernel names, text) pairs.
+
+    Kernels of one index width share a unit (``gh_kernel.h`` typedefs ``gh_index`` once per unit); on
+    the CPU, kernels that need scalar math get units of their own as well (see ``FusedSource``)."""
+    units: dict = {}
+    for source in sources:
+        key = (source.index_32, source.scalar_math and not device.is_gpu)
+        units.setdefault(key, {})[source.kernel.name] = source.kernel.text
+    return [(sorted(texts), "\n".join(texts[name] for name in sorted(texts)))
+            for _, texts in sorted(units.items(), reverse=True)]
 
 
 _SLOT_FORMAT = {"float32": "f", "float64": "d", "int32": "i", "int64": "q", "bool": "?"}
