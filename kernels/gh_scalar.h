@@ -58,6 +58,8 @@ GH_FN double gh_rsqrt(double x) { return 1.0 / sqrt(x); }
 
 // Type-generic helpers (ints, float, double). NaN propagates through max/min as in NumPy.
 template <typename T> GH_FN T gh_abs(T x) { return x < T(0) ? -x : x; }
+GH_FN float gh_abs(float x) { return fabsf(x); }      // |-0.0| is +0.0, as in NumPy
+GH_FN double gh_abs(double x) { return fabs(x); }
 template <typename T> GH_FN T gh_sign(T x) { return x != x ? x : T((T(0) < x) - (x < T(0))); }
 template <typename T> GH_FN T gh_max(T a, T b) { return (a > b || a != a) ? a : b; }
 template <typename T> GH_FN T gh_min(T a, T b) { return (a < b || a != a) ? a : b; }

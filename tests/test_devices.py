@@ -71,6 +71,32 @@ def test_with_device_scopes_the_default(monkeypatch):
     assert gh.default_device() == gh.cpu()
 
 
+def test_one_device_object_may_be_entered_inside_its_own_scope_and_in_threads(monkeypatch):
+    import threading
+    monkeypatch.setenv("GPUHYBRID_DEVICE", "cpu")
+    device = gh.cpu(1)
+    with device:
+        with device:
+            assert gh.default_device() == gh.cpu(1)
+        assert gh.default_device() == gh.cpu(1)
+    assert gh.default_device() == gh.cpu()
+    errors = []
+
+    def enter_often():
+        try:
+            for _ in range(500):
+                with device, gh.cpu(2), device:
+                    assert gh.default_device() == gh.cpu(1)
+        except Exception as exc:          # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=enter_often) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
 def test_device_names_are_accepted_where_a_device_is():
     assert nd.zeros(2, ctx="cpu").ctx == gh.cpu()
     assert nd.zeros(2, ctx="cpu:1").ctx == gh.cpu(1)

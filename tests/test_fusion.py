@@ -290,3 +290,14 @@ def test_kernels_of_both_index_widths_never_share_a_translation_unit():
     row = render_row_kernel("softmax", {"axis": -1, "temperature": None},
                             [TensorSpec((65536, 65536), "float32")])
     assert (row.size, row.index_32) == (65536, False)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_abs_of_negative_zero_is_positive_zero_as_in_numpy(dtype):
+    x = sym.var("x")
+    plan = sym.compile_symbol(1 / sym.abs(x * 2), {"x": TensorSpec((4,), dtype)}, gh.cpu(), fuse=True)
+    assert plan.graph.fused_nodes
+    host = np.array([-0.0, 0.0, -1.5, 2.0], dtype=dtype)
+    got, _ = plan.run([host])
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(got[0], 1 / np.abs(host * 2))      # +inf for both zeros

@@ -19,6 +19,7 @@ _cupy_problem: str | None = None
 _gpus_in_use: set[int] = set()
 _scoped_default: contextvars.ContextVar["Device | None"] = contextvars.ContextVar(
     "gpuhybrid_default_device", default=None)
+_scope_tokens: contextvars.ContextVar[tuple] = contextvars.ContextVar("gpuhybrid_device_scopes", default=())
 
 
 def _import_cupy() -> ModuleType | None:
@@ -57,14 +58,13 @@ class Device:
     ``with gh.gpu(0): ...`` makes it the default device for the block.
     """
 
-    __slots__ = ("device_type", "device_id", "_token")
+    __slots__ = ("device_type", "device_id")
 
     def __init__(self, device_type: str, device_id: int = 0):
         if device_type not in ("cpu", "gpu"):
             raise DeviceError(f"unknown device type {device_type!r}; use 'cpu' or 'gpu'")
         self.device_type = device_type
         self.device_id = int(device_id)
-        self._token = None
 
     @property
     def is_gpu(self) -> bool:
@@ -86,11 +86,15 @@ class Device:
         return hash((self.device_type, self.device_id))
 
     def __enter__(self) -> "Device":
-        self._token = _scoped_default.set(self)
+        # The tokens live in the context, not on the object: the same Device may be entered again
+        # inside its own `with`, or in two threads at once.
+        _scope_tokens.set(_scope_tokens.get() + (_scoped_default.set(self),))
         return self
 
     def __exit__(self, *exc) -> None:
-        _scoped_default.reset(self._token)
+        tokens = _scope_tokens.get()
+        _scope_tokens.set(tokens[:-1])
+        _scoped_default.reset(tokens[-1])
 
     def activate(self):
         """A context manager that makes this device CuPy's current one (no-op on the CPU)."""

@@ -14,8 +14,8 @@ capture, cupy/cupy#6290 — small GEMMs are generated kernels in these plans, se
 Parameters and other non-data inputs are read in place: the graph is keyed by their addresses and
 captured again when one changes (``set_data``, an optimizer step), at most ``MAX_GRAPHS`` kept. The
 caller may change its input arrays as soon as the call returns: step 1 is ordered before any later
-work on the stream. When capture fails, a one-time warning says why and the plan replays its launches
-one by one instead.
+work on the stream. When capture fails — an allocation during capture counts as a failure — a one-time
+warning says why and the plan replays its launches one by one instead.
 """
 from __future__ import annotations
 
@@ -86,15 +86,8 @@ class GraphReplay:
 
     def _capture(self, fed: list, key: tuple):
         cp = self.plan.device.xp
-        stream = cp.cuda.Stream(non_blocking=True)
-        graph = None
         try:
-            with stream:
-                stream.begin_capture()
-                try:
-                    outputs, aux = self.runner(fed)
-                finally:
-                    graph = stream.end_capture()
+            outputs, aux, graph = _record(cp, self.runner, fed)
         except Exception as exc:                # noqa: BLE001 - any failure: replay op by op instead
             self.failed = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"gpuhybrid could not capture a CUDA graph for this plan ({self.failed}); it "
@@ -105,6 +98,38 @@ class GraphReplay:
         if len(self.graphs) > MAX_GRAPHS:
             self.graphs.popitem(last=False)
         return self.graphs[key]
+
+
+class AllocationDuringCapture(RuntimeError):
+    """The plan asked for device memory while its launches were being captured."""
+
+
+def _refuse_allocation(size: int):
+    # CuPy captures in relaxed mode and a hit in its memory pool makes no CUDA call at all, so an
+    # allocation would not fail the capture by itself: the graph would keep an address that the pool
+    # hands out again once the temporary is freed. Fail instead, and replay launch by launch.
+    raise AllocationDuringCapture(f"the plan allocated {size} bytes of device memory while being "
+                                  f"captured (a non-contiguous parameter, or a view that copies)")
+
+
+def _record(cp, runner, fed: list) -> tuple:
+    """(outputs, aux, graph): ``runner``'s launches captured on a stream of their own, with device
+    allocation refused; the first error is the one reported (ending a capture that failed raises
+    too)."""
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            with cp.cuda.using_allocator(_refuse_allocation):
+                outputs, aux = runner(fed)
+        except BaseException:
+            try:
+                stream.end_capture()
+            except Exception:                   # noqa: BLE001, S110 - the runner's error says why
+                pass
+            raise
+        graph = stream.end_capture()
+    return outputs, aux, graph
 
 
 __all__ = ["GraphReplay", "capture_blocker", "VIEW_OPS"]

@@ -23,19 +23,18 @@ from ..backend.profiler import _open_counters
 def make_runner(plan) -> tuple:
     """(function, source) running ``plan`` on raw arrays given in ``plan.input_names`` order."""
     names: dict = {"device": plan.device, "record_launches": _record, "open_counters": _open_counters}
-    lines = ["def run(inputs):"]
+    body = []
     kept = [plan.static_views[s] for s in sorted(plan.buffer_plan.kept)] if plan.buffer_plan else []
     if kept and plan.input_slots:
         # An output of the previous call fed back in (h = net(h)) is copied before this call reuses
         # its buffer.
         names["kept"], names["may_share"] = kept, plan.device.xp.may_share_memory
-        lines.append("    inputs = [a.copy() if any(may_share(a, k) for k in kept) else a for a in inputs]")
+        body.append("inputs = [a.copy() if any(may_share(a, k) for k in kept) else a for a in inputs]")
     if plan.input_slots:
-        lines.append(f"    {', '.join(f's{i}' for i in plan.input_slots)}, = inputs")
+        body.append(f"{', '.join(f's{i}' for i in plan.input_slots)}, = inputs")
     for slot in sorted(plan.const_slots):
         names[f"c{slot}"] = plan.template[slot]
-        lines.append(f"    s{slot} = c{slot}")
-    body = []
+        body.append(f"s{slot} = c{slot}")
     for k, step in enumerate(plan.steps):
         targets = ", ".join(f"s{w}" for w in step.writes) + ("," if len(step.writes) > 1 else "")
         reads = ", ".join(f"s{r}" for r in step.reads)
@@ -43,18 +42,19 @@ def make_runner(plan) -> tuple:
         body.append(f"{targets} = {call}  # {step.name!r}")
         if step.frees:
             body.append(f"del {', '.join(f's{s}' for s in step.frees)}")
-    if plan.device.is_gpu:
-        lines.append("    with device.activate():")
-        lines += [f"        {line}" for line in body] or ["        pass"]
-    else:                       # the CPU has no current device to set
-        lines += [f"    {line}" for line in body]
     if plan.kernels_per_call or plan.library_calls_per_call:     # one truthiness test unless counting
-        lines.append(f"    if open_counters: record_launches(device, {plan.kernels_per_call}, "
-                     f"{plan.library_calls_per_call})")
+        body.append(f"if open_counters: record_launches(device, {plan.kernels_per_call}, "
+                    f"{plan.library_calls_per_call})")
     outputs = ", ".join(f"s{i}.copy()" if i in plan.const_slots else f"s{i}" for i in plan.output_slots)
     aux = ", ".join(f"({name!r}, s{i}.copy())" if i in plan.const_slots else f"({name!r}, s{i})"
                     for name, i in plan.aux_slots)
-    lines.append(f"    return [{outputs}], [{aux}]")
+    body.append(f"return [{outputs}], [{aux}]")
+    lines = ["def run(inputs):"]
+    if plan.device.is_gpu:      # every launch, copy and allocation on the plan's device
+        lines.append("    with device.activate():")
+        lines += [f"        {line}" for line in body]
+    else:                       # the CPU has no current device to set
+        lines += [f"    {line}" for line in body]
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<gpuhybrid plan {id(plan):x}>", "exec"), names)  # noqa: S102 (our own text)
     return names["run"], source
