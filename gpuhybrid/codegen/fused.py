@@ -92,7 +92,8 @@ def render_group(group: FusedGroup, name: str | None = None, in_place: tuple = (
     index_32 = size <= INDEX_32_LIMIT
     kernel = render_elementwise(name, inputs, [p for p, _ in scalars], lines, outputs,
                                 index_32=index_32, index_exprs=index_exprs, header=header, in_place=over)
-    return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place), index_32=index_32)
+    return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place),
+                       index_32=index_32)
 
 
 def line_expression(group: FusedGroup, j: int, scalars: list) -> str:

@@ -197,7 +197,8 @@ class CompiledGraph:
                     for slot, value in zip(step.writes, result):
                         slots[slot] = value
             outputs = [slots[i].copy() if i in self.const_slots else slots[i] for i in self.output_slots]
-            aux = [(name, slots[i].copy() if i in self.const_slots else slots[i]) for name, i in self.aux_slots]
+            aux = [(name, slots[i].copy() if i in self.const_slots else slots[i])
+                   for name, i in self.aux_slots]
         record_launches(device, self.kernels_per_call, "kernel")
         record_launches(device, self.library_calls_per_call, "library")
         return outputs, aux, self.named_values(slots)

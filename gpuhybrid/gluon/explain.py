@@ -69,7 +69,8 @@ def _allocated_per_call(plan) -> str:
                                                  for w in step.writes)]
     if not outputs and not steps:
         return "allocated per call: nothing"
-    parts = [f"{len(outputs)} output(s) (fresh arrays; static_outputs=True keeps them in buffers)"] if outputs else []
+    parts = ([f"{len(outputs)} output(s) (fresh arrays; static_outputs=True keeps them in buffers)"]
+             if outputs else [])
     if steps:
         parts.append(f"{len(steps)} step(s) whose op makes its own result: {', '.join(steps)}")
     return "allocated per call: " + "; ".join(parts)

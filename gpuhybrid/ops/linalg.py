@@ -95,8 +95,8 @@ def _batch_dot_eager(device, inputs, attrs, outs):
 
 
 register(OpDef(name="batch_dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
-               infer=_batch_dot_rule, eager=_batch_dot_eager, kernels=0, library_calls=1, fresh_results=True,
-               eager_into=_matmul_into(_batch_dot_eager, _batch_dot_operands),
+               infer=_batch_dot_rule, eager=_batch_dot_eager, kernels=0, library_calls=1,
+               fresh_results=True, eager_into=_matmul_into(_batch_dot_eager, _batch_dot_operands),
                doc="Batched matrix product of (B, M, K) and (B, K, N)."))
 
 
@@ -186,7 +186,7 @@ def _fc_infer_inputs(specs, attrs):
 register(OpDef(name="FullyConnected", category="linalg", inputs=("data", "weight", "bias"),
                attrs=(Attr("num_hidden", "int", 0, doc="units; 0 takes it from the weight"),
                       Attr("no_bias", "bool", False), Attr("flatten", "bool", True)),
-               infer=_fc_rule, eager=_fc_eager, eager_into=_fc_into, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
-               infer_inputs=_fc_infer_inputs,
-               kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1, fresh_results=True,
+               infer=_fc_rule, eager=_fc_eager, eager_into=_fc_into, fresh_results=True,
+               input_count=lambda attrs: 2 if attrs["no_bias"] else 3, infer_inputs=_fc_infer_inputs,
+               kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1,
                doc="y = x W^T + b, weight (units, in_units); flatten=True flattens all but the first axis."))
