@@ -262,9 +262,11 @@ def backward(heads, head_grads=None, retain_graph: bool = False, train_mode: boo
             if grad is not None:
                 slot.grad._data = (slot.grad + grad)._data
         elif grad is None:
-            slot.grad._data = xp.zeros_like(slot.grad._data)
+            with slot.grad._device.activate():        # CuPy allocates on the current device
+                slot.grad._data = xp.zeros_like(slot.grad._data)
         elif any(xp.may_share_memory(grad._data, g) for g in given):
-            slot.grad._data = grad._data.copy()   # the caller's head gradient must not become .grad
+            with slot.grad._device.activate():        # the caller's head gradient must not become .grad
+                slot.grad._data = grad._data.copy()
         else:
             slot.grad._data = grad._data          # rebinding keeps `x.grad` the same NDArray for its holders
 

@@ -1,4 +1,5 @@
-"""Shared test setup: skip `gpu` tests without a GPU, and stable hypothesis settings.
+"""Shared test setup: skip `gpu` tests without a GPU, run the other tests on the CPU, and stable
+hypothesis settings.
 
 The `gpu` marker itself is registered in pyproject.toml. Hypothesis uses the "ci" profile
 (derandomized: the same examples on every run) when the CI environment variable is set, else "dev".
@@ -27,3 +28,11 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="no GPU: CuPy, the driver or a device is missing")
         for item in gpu_tests:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_run_on_the_cpu(request, monkeypatch):
+    """Tests without the `gpu` marker are CPU tests: where a GPU is present it would be the default
+    device, and their bare ``nd.array(...)`` data would land on it next to ``gh.cpu()`` plans."""
+    if request.node.get_closest_marker("gpu") is None and "GPUHYBRID_DEVICE" not in os.environ:
+        monkeypatch.setenv("GPUHYBRID_DEVICE", "cpu")

@@ -4,6 +4,7 @@ launch counting per device, and waitall().
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import gpuhybrid as gh
@@ -137,3 +138,27 @@ def test_launch_counters_nest():
 def test_waitall_returns_at_once_on_the_cpu():
     nd.exp(nd.ones((100,)))
     assert gh.waitall() is None and nd.waitall() is None
+
+
+@no_gpu
+def test_a_gpu_device_built_directly_says_what_is_missing():
+    # MXNet code builds contexts directly (mx.Context('gpu', 0)); that must fail as gh.gpu() does,
+    # not later with a NoneType error from the first op.
+    for make in (lambda: gh.Context("gpu", 0), lambda: gh.backend.Device("gpu", 1)):
+        expect_raises(gh.DeviceUnavailableError, make, "not available")
+
+
+@no_gpu
+def test_an_array_on_a_gpu_cannot_be_read_without_cupy():
+    class DeviceArray:                 # any object that says its memory is on a GPU (Numba, PyTorch)
+        __cuda_array_interface__ = {"shape": (2,), "typestr": "<f4", "data": (0, False), "version": 3}
+    expect_raises(gh.OpValueError, lambda: nd.array(DeviceArray()), "lives on a GPU", "CuPy")
+
+
+def test_float_bounds_of_integer_gpu_kernels_are_clamped_to_the_integer_range():
+    from gpuhybrid.backend.cuda_elementwise import _scalar
+    int32 = np.dtype("int32")
+    assert _scalar(int32, float("inf")) == np.iinfo(np.int32).max
+    assert _scalar(int32, -1e300) == np.iinfo(np.int32).min
+    assert _scalar(np.dtype("int64"), float("inf")) == np.iinfo(np.int64).max
+    assert _scalar(int32, 2.75) == 2 and _scalar(np.dtype("float32"), 2.75) == np.float32(2.75)

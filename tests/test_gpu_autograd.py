@@ -14,10 +14,17 @@ from gpuhybrid.ops.shape_ops import encode_index
 pytestmark = pytest.mark.gpu
 
 
-def _grads_of(block_factory, x_host, hybridize, ctx):
+def _initialized_on(block, ctx):
+    """``block`` with the same starting weights on every device: drawn on the CPU (random streams
+    differ between devices), then moved to ``ctx``."""
     gh.random.seed(0)
-    block = block_factory()
-    block.initialize(gh.init.Xavier(), ctx=ctx)
+    block.initialize(gh.init.Xavier(), ctx=gh.cpu())
+    block.collect_params().reset_ctx(ctx)
+    return block
+
+
+def _grads_of(block_factory, x_host, hybridize, ctx):
+    block = _initialized_on(block_factory(), ctx)
     block.hybridize(hybridize)
     x = nd.array(x_host, ctx=ctx)
     x.attach_grad()
@@ -79,9 +86,7 @@ def test_training_loop_on_the_gpu_matches_the_cpu():
     x_host = rng.standard_normal((32, 12)).astype(np.float32)
     y_host = rng.integers(0, 4, 32).astype(np.float32)
     for device in (gh.cpu(), gh.gpu(0)):
-        gh.random.seed(0)
-        net = _mlp()
-        net.initialize(gh.init.Xavier(), ctx=device)
+        net = _initialized_on(_mlp(), device)
         net.hybridize()
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})

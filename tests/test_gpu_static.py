@@ -22,12 +22,19 @@ def _mlp(ctx):
     return net
 
 
+def _copy_weights(source, target, ctx):
+    for theirs, mine in zip(source.collect_params().values(), target.collect_params().values()):
+        mine.set_data(nd.array(theirs.data().asnumpy(), ctx=ctx))
+
+
 @pytest.mark.parametrize("options", [{"static_alloc": True}, {"static_shape": True},
                                      {"static_shape": True, "static_outputs": True}])
 def test_static_mlp_on_gpu_equals_the_cpu(options):
     x = np.random.default_rng(0).normal(size=(1, 512)).astype(np.float32)
     cpu_net, gpu_net = _mlp(gh.cpu()), _mlp(gh.gpu(0))
-    want = cpu_net(nd.array(x)).asnumpy()
+    want = cpu_net(nd.array(x, ctx=gh.cpu())).asnumpy()
+    gpu_net(nd.array(x, ctx=gh.gpu(0)))            # deferred shapes, then the CPU's weights
+    _copy_weights(cpu_net, gpu_net, gh.gpu(0))     # (random streams differ between devices)
     gpu_net.hybridize(**options)
     for _ in range(3):                         # capture on the first call, replays after
         got = gpu_net(nd.array(x, ctx=gh.gpu(0))).asnumpy()
@@ -66,11 +73,10 @@ def test_new_parameters_are_captured_again():
     net(x)
     weight = net[0].weight
     weight.set_data(weight.data() * 2)          # a new array: the graph read the old one's address
-    host_x = nd.array(x.asnumpy())
+    host_x = nd.array(x.asnumpy(), ctx=gh.cpu())
     reference = _mlp(gh.cpu())
     reference(host_x)
-    for mine, theirs in zip(reference.collect_params().values(), net.collect_params().values()):
-        mine.set_data(nd.array(theirs.data().asnumpy()))
+    _copy_weights(net, reference, gh.cpu())
     np.testing.assert_allclose(net(x).asnumpy(), reference(host_x).asnumpy(), rtol=1e-4, atol=1e-5)
     assert net._last_trace.plan.graph_replay.captures == 2
 

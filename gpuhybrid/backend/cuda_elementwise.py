@@ -32,9 +32,18 @@ def launch_elementwise(device, op_name: str, expr: str, inputs: list, attrs: dic
     if kernel is None:
         kernel = _kernels[key] = _build(cp, op_name, expr, in_dtypes, scalar_names, out_spec.dtype, calc)
     out = cp.empty(out_spec.shape, dtype=out_spec.dtype)
-    scalars = [calc.type(attrs[n]) for n in scalar_names]
+    scalars = [_scalar(calc, attrs[n]) for n in scalar_names]
     kernel(*inputs, *scalars, out)
     return out
+
+
+def _scalar(calc: np.dtype, value):
+    """``value`` as a kernel scalar of the compute dtype; for integer kernels a float bound beyond the
+    integer range (clip to +-inf) becomes that range's end, as comparing in NumPy would behave."""
+    if calc.kind in "iu" and isinstance(value, float):
+        info = np.iinfo(calc)
+        value = info.max if value >= info.max else info.min if value <= info.min else int(value)
+    return calc.type(value)
 
 
 def _build(cp, op_name, expr, in_dtypes, scalar_names, out_dtype, calc):

@@ -16,6 +16,7 @@ from ..errors import DeviceError, DeviceUnavailableError
 
 _cupy_module: ModuleType | None = None
 _cupy_problem: str | None = None
+_gpu_count = 0
 _gpus_in_use: set[int] = set()
 _scoped_default: contextvars.ContextVar["Device | None"] = contextvars.ContextVar(
     "gpuhybrid_default_device", default=None)
@@ -42,8 +43,24 @@ def _import_cupy() -> ModuleType | None:
     if count == 0:
         _cupy_problem = "CuPy and the CUDA driver are present but no GPU is visible; use gh.cpu()"
         return None
-    _cupy_module = cupy
+    global _gpu_count
+    _cupy_module, _gpu_count = cupy, count
     return cupy
+
+
+def cupy_module() -> ModuleType | None:
+    """CuPy when it can use a GPU here, else None (``gpu()`` says why)."""
+    return _import_cupy()
+
+
+def _check_gpu(device_id: int) -> None:
+    """Raise ``DeviceUnavailableError`` unless GPU ``device_id`` exists and CuPy can use it."""
+    if _import_cupy() is None:
+        raise DeviceUnavailableError(f"gh.gpu({device_id}) is not available: {_cupy_problem}")
+    if not 0 <= device_id < _gpu_count:
+        raise DeviceUnavailableError(
+            f"gh.gpu({device_id}) does not exist: this machine has {_gpu_count} GPU(s), "
+            f"numbered 0 to {_gpu_count - 1}")
 
 
 def num_gpus() -> int:
@@ -65,6 +82,8 @@ class Device:
             raise DeviceError(f"unknown device type {device_type!r}; use 'cpu' or 'gpu'")
         self.device_type = device_type
         self.device_id = int(device_id)
+        if device_type == "gpu":               # also when built directly: gh.Context('gpu', 1)
+            _check_gpu(self.device_id)
 
     @property
     def is_gpu(self) -> bool:
@@ -123,15 +142,7 @@ def cpu(device_id: int = 0) -> Device:
 
 def gpu(device_id: int = 0) -> Device:
     """GPU number ``device_id``; raises ``DeviceUnavailableError`` saying what is missing if there is none."""
-    cp = _import_cupy()
-    if cp is None:
-        raise DeviceUnavailableError(f"gh.gpu({device_id}) is not available: {_cupy_problem}")
-    count = cp.cuda.runtime.getDeviceCount()
-    if not 0 <= device_id < count:
-        raise DeviceUnavailableError(
-            f"gh.gpu({device_id}) does not exist: this machine has {count} GPU(s), "
-            f"numbered 0 to {count - 1}")
-    return Device("gpu", device_id)
+    return Device("gpu", device_id)             # checked there
 
 
 def default_device() -> Device:

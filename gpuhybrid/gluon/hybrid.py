@@ -206,7 +206,11 @@ class HybridBlock(Block):
                 else:
                     grad = out_grads[index]
                     spec = wrapped[index].spec
-                    feeds.append(device.xp.zeros(spec.shape, spec.dtype) if grad is None else grad._data)
+                    if grad is None:
+                        with device.activate():     # CuPy allocates on the current device
+                            feeds.append(device.xp.zeros(spec.shape, spec.dtype))
+                    else:
+                        feeds.append(grad._data)
             grads, _ = backward.plan.run(feeds)
             return [None if i is None else NDArray(grads[i], device) for i in backward.grad_index]
 

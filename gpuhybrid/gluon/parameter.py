@@ -76,7 +76,8 @@ class Parameter:
         """Set the gradient to zeros (needed between steps with grad_req='add')."""
         if self._data is not None and self._data.grad is not None:
             grad = self._data.grad
-            grad._data = grad._device.xp.zeros_like(grad._data)
+            with grad._device.activate():           # CuPy allocates on the current device
+                grad._data = grad._device.xp.zeros_like(grad._data)
 
     @property
     def shape_known(self) -> bool:

@@ -104,8 +104,9 @@ class Trainer:
         state = self._states.get(param.name)
         if state is None:
             weight = param.data()
-            state = {name: NDArray(weight._device.xp.zeros_like(weight._data), weight._device)
-                     for name in self._optimizer.state_names}
+            with weight._device.activate():         # CuPy allocates on the current device
+                state = {name: NDArray(weight._device.xp.zeros_like(weight._data), weight._device)
+                         for name in self._optimizer.state_names}
             self._states[param.name] = state
         return state
 

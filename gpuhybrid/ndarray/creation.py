@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import as_device, device_of_array
+from ..backend import as_device, cupy_module, device_of_array
 from ..errors import DTypeError, OpValueError
 from ..ops.attrs import dtype_name
 from .dispatch import invoke
@@ -25,7 +25,7 @@ def array(source, ctx=None, dtype=None) -> NDArray:
     dtype = dtype_name("float32" if dtype is None else dtype, "array")
     device = as_device(ctx)
     try:
-        host_or_gpu = source if hasattr(source, "__cuda_array_interface__") else np.asarray(source)
+        host_or_gpu = _gpu_array(source) if hasattr(source, "__cuda_array_interface__") else np.asarray(source)
     except (ValueError, TypeError) as exc:
         raise OpValueError(f"array: cannot make an array from {type(source).__name__} ({exc}); pass "
                            f"a number, a nested list of equal-length rows, or a NumPy array") from None
@@ -35,9 +35,19 @@ def array(source, ctx=None, dtype=None) -> NDArray:
         if device.is_gpu:
             data = device.xp.array(host_or_gpu, dtype=dtype, copy=True)
         else:
-            data = np.array(device.xp.asnumpy(host_or_gpu) if hasattr(host_or_gpu, "__cuda_array_interface__")
+            data = np.array(host_or_gpu.get() if hasattr(host_or_gpu, "__cuda_array_interface__")
                             else host_or_gpu, dtype=dtype, copy=True)
     return NDArray(data, device)
+
+
+def _gpu_array(source):
+    """A CuPy view of any object with ``__cuda_array_interface__`` (a CuPy array, a PyTorch CUDA tensor,
+    a Numba device array), without copying."""
+    cp = cupy_module()
+    if cp is None:
+        raise OpValueError(f"array: {type(source).__name__} lives on a GPU, and CuPy, needed to read it, "
+                           f"is not available")
+    return cp.asarray(source)
 
 
 def zeros(shape, ctx=None, dtype="float32") -> NDArray:

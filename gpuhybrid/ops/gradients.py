@@ -429,7 +429,8 @@ def _dropout(F, c):
     if not _dropout_active(c.attrs):
         return [c.g]
     p = c.attrs["p"]
-    return [c.g * (c.outputs[1] >= p) * (1.0 / (1.0 - p))]     # outputs[1]: the hidden uniform draw
+    # outputs[1]: the hidden float32 uniform draw, compared with float32(p) as the forward pass does
+    return [c.g * (c.outputs[1] >= float(np.float32(p))) * (1.0 / (1.0 - p))]
 
 
 def _channel_layout(shape: tuple, axis: int) -> tuple:

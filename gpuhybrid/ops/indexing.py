@@ -84,13 +84,13 @@ def _pick_backward_eager(device, inputs, attrs, outs):
     shape, xp = outs[0].shape, device.xp
     axis = normalize_axis(attrs["axis"], len(shape))
     kept = _picked_shape(shape, axis, True)
-    out = xp.zeros(shape, dtype=outs[0].dtype)
     positions = _positions(xp, index, shape[axis], attrs["mode"], kept)
-    xp.put_along_axis(out, positions, grad.reshape(kept), axis=axis)
-    return out
+    # Each row has one position: compare it with the axis' indices (CuPy 13 has no put_along_axis).
+    along = xp.arange(shape[axis]).reshape(tuple(-1 if d == axis else 1 for d in range(len(shape))))
+    return xp.where(along == positions, grad.reshape(kept), 0).astype(outs[0].dtype, copy=False)
 
 
 register(OpDef(name="pick_backward", category="nn", inputs=("data", "index"),
                attrs=PICK_ATTRS + (Attr("shape", "shape", doc="shape of the array that was picked from"),),
-               infer=_pick_backward_rule, eager=_pick_backward_eager, kernels=3,   # zeros, positions, scatter
+               infer=_pick_backward_rule, eager=_pick_backward_eager, kernels=3,   # positions, compare, where
                doc="Zeros of `shape` with data written at the positions pick read: the gradient of pick."))

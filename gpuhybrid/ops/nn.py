@@ -37,12 +37,15 @@ def _dropout_eager(device, inputs, attrs, outs):
         return [x, x]
     with device.activate():
         keep_draw = rng.generator(device).random(x.shape, dtype=np.float32)
-    scalars = {"p": attrs["p"], "scale": 1.0 / (1.0 - attrs["p"])}
+    # The float32 draw is compared with float32(p) everywhere (here in any compute dtype, and in the
+    # gradient rule), so that an element kept forward is an element that gets a gradient.
+    p = float(np.float32(attrs["p"]))
+    scalars = {"p": p, "scale": 1.0 / (1.0 - attrs["p"])}
     if device.is_gpu:
         dropped = launch_elementwise(device, "Dropout", DROPOUT_EXPR, [x, keep_draw], scalars, outs[0])
         return [dropped, keep_draw]
     scale = np.asarray(scalars["scale"], dtype=x.dtype)
-    return [np.where(keep_draw >= attrs["p"], x * scale, 0).astype(x.dtype, copy=False), keep_draw]
+    return [np.where(keep_draw >= np.float32(p), x * scale, 0).astype(x.dtype, copy=False), keep_draw]
 
 
 register(OpDef(name="Dropout", category="nn", inputs=("data",),
