@@ -2,7 +2,10 @@
 # The GPU checks as one prepared run, for a machine with an NVIDIA GPU, CuPy, NumPy, pytest and
 # hypothesis already installed (no network needed; gpuhybrid runs from this checkout):
 #
-#   bash bench/gpu_check.sh [OUT_DIR]        (default: bench/results/gpu-<date>)
+#   bash bench/gpu_check.sh [OUT_DIR]    (default: $OUT when set, as on the device tool's machines,
+#                                         else bench/results/gpu-<date>)
+#
+# Where the checkout is a copy without .git, pass the commit: GPUHYBRID_COMMIT=<sha> bash ...
 #
 # 1. the machine: GPU, driver, CUDA runtime, CuPy/NumPy/Python versions, the commit  -> env.txt
 # 2. every `gpu`-marked test                                                         -> gpu-tests.log
@@ -11,13 +14,16 @@
 # 4. the training step of bench/train_step.py on the GPU                             -> train.json/.log
 #
 # Each step writes its raw output as it goes, so what ran survives a step that fails or a time limit.
-# STEPS="tests bench train" (the default) chooses the steps, e.g. STEPS=tests to split a long run.
+# STEPS="tests bench train" (the default) chooses the steps, e.g. STEPS=tests to split a long run;
+# each step has a time limit (TESTS_S=330, BENCH_S=210, TRAIN_S=90 seconds: within 10 minutes).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-out="${1:-bench/results/gpu-$(date +%Y-%m-%d)}"
+out="${1:-${OUT:-bench/results/gpu-$(date +%Y-%m-%d)}}"
 mkdir -p "$out"
 python="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export XLA_PYTHON_CLIENT_PREALLOCATE=false         # JAX shares the GPU with CuPy and PyTorch here
+export GPUHYBRID_COMMIT="${GPUHYBRID_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 
 if ! "$python" -c "import gpuhybrid as gh, sys; sys.exit(0 if gh.num_gpus() else 1)"; then
     echo "gpu_check: no usable GPU here (gpuhybrid sees none: CuPy, the driver or a device is missing)" >&2
@@ -26,13 +32,16 @@ fi
 
 {
     date -u +"date %Y-%m-%dT%H:%M:%SZ"
-    echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "commit $GPUHYBRID_COMMIT"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+    echo "host C compiler: $(command -v cc || command -v gcc || echo none)"
     "$python" - <<'EOF'
 import platform, numpy, cupy
 print("python", platform.python_version(), "numpy", numpy.__version__, "cupy", cupy.__version__)
 print("cuda runtime", cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())
 print("device", cupy.cuda.runtime.getDeviceProperties(0)["name"].decode())
+import sysconfig, os.path
+print("Python.h", os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
 EOF
 } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
@@ -40,14 +49,17 @@ cat "$out/env.txt"
 status=0
 steps=" ${STEPS:-tests bench train} "
 if [[ $steps == *" tests "* ]]; then
-    "$python" -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu-tests.log" || status=1
+    timeout -k 10 "${TESTS_S:-330}" "$python" -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 \
+        | tee "$out/gpu-tests.log" || status=1
 fi
 if [[ $steps == *" bench "* ]]; then
-    "$python" -m gpuhybrid.bench all --device gpu --peers cupy,cupy.fuse,torch,torch.compile,jax.jit \
-        --no-progress --json "$out/bench.json" 2>&1 | tee "$out/bench.log" || status=1
+    timeout -k 10 "${BENCH_S:-210}" "$python" -m gpuhybrid.bench all --device gpu --repeats 5 \
+        --peers cupy,cupy.fuse,torch,torch.compile,jax.jit --no-progress --json "$out/bench.json" 2>&1 \
+        | tee "$out/bench.log" || status=1
 fi
 if [[ $steps == *" train "* ]]; then
-    "$python" bench/train_step.py --device gpu --out "$out/train.json" 2>&1 | tee "$out/train.log" || status=1
+    timeout -k 10 "${TRAIN_S:-90}" "$python" bench/train_step.py --device gpu --out "$out/train.json" 2>&1 \
+        | tee "$out/train.log" || status=1
 fi
 echo "gpu_check: results in $out (exit $status)"
 exit $status

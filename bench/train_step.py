@@ -95,7 +95,10 @@ def run_config(name: str, device: str, steps: int, repeats: int) -> dict:
     env = {**os.environ, **CONFIGS[name]}
     command = [sys.executable, __file__, "--child", "--device", device, "--steps", str(steps),
                "--repeats", str(repeats)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:                 # the child's own traceback says why
+        sys.exit(f"train_step: configuration {name!r} failed:\n{done.stderr}")
+    sys.stderr.write(done.stderr)            # warnings (a CUDA-graph fallback, ...) stay visible
     return json.loads(done.stdout)
 
 
@@ -126,12 +129,12 @@ def main() -> None:
 
     import gpuhybrid as gh
     from gpuhybrid.backend.host_compiler import find_host_compiler
+    from gpuhybrid.bench.report import git_commit
 
     before = load_average()
     configs = {name: run_config(name, args.device, args.steps, args.repeats) for name in names}
     compiler = find_host_compiler()
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = git_commit()["git_commit"]
     report = {
         "benchmark": "training step: forward + backward + Adam, lecture MLP 512-256-128-2, softmax CE, "
                      "batch 64",

@@ -117,6 +117,24 @@ def test_a_peer_that_raises_is_reported_and_the_others_still_run(monkeypatch):
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"] and "boom" in rows[-1]["reason"]
 
 
+def test_a_runner_that_breaks_while_timed_fails_its_case_and_not_the_run(monkeypatch):
+    case = chain_case(4, 256)
+    right, calls = suite.reference_of(case), []
+
+    def flaky_peer(peer, case, device):
+        def call():
+            calls.append(1)
+            if len(calls) > 3:                  # passes its check, then breaks while timed
+                raise RuntimeError("device lost")
+            return right
+        return Runner("flaky", call)
+    monkeypatch.setattr(suite, "peer_runner", flaky_peer)
+    rows = suite.run_case(case, gh.cpu(), ["imperative"], ["numpy"], suite.Settings(3, 0.001, 0.001), None)
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all("failed while timed: RuntimeError: device lost" in r["reason"] for r in rows)
+    assert all(r["median_s"] is None for r in rows)
+
+
 def test_missing_library_and_wrong_device_are_skipped(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)          # import torch now fails
     with pytest.raises(Skip, match="torch is not installed"):

@@ -106,9 +106,13 @@ def parser() -> argparse.ArgumentParser:
 SETTLE_WITH_POOLS, SETTLE_ALONE = 0.25, 0.02
 
 
-def default_settle(args) -> float:
+def default_settle(args, device=None) -> float:
+    """The pause before each timed stretch: long enough for other libraries' CPU thread pools to stop
+    spinning, when they share the CPU with the runs (on a GPU they do not)."""
     if args.settle is not None:
         return args.settle
+    if device is not None and device.is_gpu:
+        return SETTLE_ALONE
     return SETTLE_WITH_POOLS if any(p != "numpy" for p in args.peers) else SETTLE_ALONE
 
 
@@ -195,7 +199,7 @@ def main(argv: list | None = None) -> int:
         return 2
     settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002, settle_s=0.0) if args.quick else
                 Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup,
-                         settle_s=default_settle(args)))
+                         settle_s=default_settle(args, device)))
     cases = build_cases(args)
     device_info = report.describe_device(device, why)
     env = report.environment()
@@ -207,8 +211,9 @@ def main(argv: list | None = None) -> int:
         if memory_bound:
             threads = 1 if device.is_gpu else (os.cpu_count() or 1)
             with device.activate():
-                copy = copy_bandwidth(device.xp, max(memory_bound) // 2, gh.waitall, settings.repeats,
-                                      threads)
+                # On a GPU at least 256 MiB: beyond the L2 cache (50 MiB on an H200).
+                nbytes = max(memory_bound) // 2 if not device.is_gpu else max(max(memory_bound) // 2, 1 << 28)
+                copy = copy_bandwidth(device.xp, nbytes, gh.waitall, settings.repeats, threads)
             copy["method"] = ("CuPy copyto on the GPU" if device.is_gpu else
                               f"NumPy copyto in {threads} thread{'s' if threads > 1 else ''}")
         rows = []

@@ -30,7 +30,8 @@ def library_versions() -> dict:
 
 
 def git_commit() -> dict:
-    """The commit of the gpuhybrid checkout this runs from (None outside a git checkout)."""
+    """The commit of the gpuhybrid checkout this runs from (``GPUHYBRID_COMMIT`` outside a git checkout,
+    else None)."""
     here = Path(__file__).resolve().parent
 
     def git(*args):
@@ -41,6 +42,8 @@ def git_commit() -> dict:
         dirty = git("status", "--porcelain", "--untracked-files=no") if commit else None
     except OSError:                                   # no git on this machine
         commit = dirty = None
+    if commit is None and os.environ.get("GPUHYBRID_COMMIT"):   # a copy of a checkout, without .git
+        return {"git_commit": os.environ["GPUHYBRID_COMMIT"], "git_dirty": None}
     return {"git_commit": commit, "git_dirty": None if commit is None else bool(dirty)}
 
 

@@ -97,8 +97,13 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
         except Exception as exc:  # a peer or mode that breaks is reported, and the others still run
             rows.append((key, _row(case, runner_id, mode, "failed", f"{type(exc).__name__}: {exc}")))
     on_step(f"{case.label}: timing {len(runners)} runners")
-    timings: dict = (measure(runners, settings.repeats, settings.min_repeat_s, settings.warmup_s,
-                             settle_s=settings.settle_s) if runners else {})
+    try:
+        timings: dict = (measure(runners, settings.repeats, settings.min_repeat_s, settings.warmup_s,
+                                 settle_s=settings.settle_s) if runners else {})
+    except Exception as exc:  # noqa: BLE001 - a runner that breaks while timed: this case's rows say so
+        timings, reason = {}, f"failed while timed: {type(exc).__name__}: {exc}"
+        rows = [(key, {**row, "status": "failed", "reason": reason} if key in runners else row)
+                for key, row in rows]
     baseline = timings.get("gpuhybrid:imperative")
     out = []
     for key, row in rows:
