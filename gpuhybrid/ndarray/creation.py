@@ -25,7 +25,8 @@ def array(source, ctx=None, dtype=None) -> NDArray:
     dtype = dtype_name("float32" if dtype is None else dtype, "array")
     device = as_device(ctx)
     try:
-        host_or_gpu = _gpu_array(source) if hasattr(source, "__cuda_array_interface__") else np.asarray(source)
+        on_gpu = hasattr(source, "__cuda_array_interface__")
+        host_or_gpu = _gpu_array(source) if on_gpu else np.asarray(source)
     except (ValueError, TypeError) as exc:
         raise OpValueError(f"array: cannot make an array from {type(source).__name__} ({exc}); pass "
                            f"a number, a nested list of equal-length rows, or a NumPy array") from None
