@@ -301,3 +301,19 @@ def test_abs_of_negative_zero_is_positive_zero_as_in_numpy(dtype):
     got, _ = plan.run([host])
     with np.errstate(divide="ignore"):
         np.testing.assert_array_equal(got[0], 1 / np.abs(host * 2))      # +inf for both zeros
+
+
+@pytest.mark.parametrize("cond_dtype", ["float32", "float64", "int32", "bool"])
+def test_where_selects_int64_values_exactly_whatever_the_condition_dtype(cond_dtype):
+    # The condition is tested against zero in its own dtype; it does not pull the computation into
+    # double, where int64 values above 2^53 would be rounded.
+    c, x, y = sym.var("c"), sym.var("x"), sym.var("y")
+    plan = sym.compile_symbol(sym.where(c, x + 1, y * 2), {"c": TensorSpec((6,), cond_dtype),
+                                                            "x": TensorSpec((6,), "int64"),
+                                                            "y": TensorSpec((6,), "int64")}, gh.cpu(), fuse=True)
+    assert plan.graph.fused_nodes
+    rng = np.random.default_rng(5)
+    cond = np.array([0.5, 0, -0.25, 1, 0, 3]).astype(cond_dtype)
+    big = rng.integers(2**53 + 1, 2**60, 6, dtype=np.int64)
+    got, _ = plan.run([cond, big, big - 7])
+    np.testing.assert_array_equal(got[0], np.where(cond != 0, big + 1, (big - 7) * 2))

@@ -160,10 +160,11 @@ def single_op_kernel(op_name: str, attrs: dict, in_dtypes: list, out_dtype: str)
     """The kernel of one elementwise op over contiguous operands (what fusion generalises)."""
     op = get_op(op_name)
     template = op.scalar_expr(attrs)
-    calc = compute_dtype(*in_dtypes, out_dtype).name
+    calc = op.compute_dtype(in_dtypes, out_dtype).name
     inputs = [Param(f"in{i}", np.dtype(dt).name) for i, dt in enumerate(in_dtypes)]
     calc_c = C_TYPES[calc]
-    operands = [f"(({calc_c}){p.name}_v)" for p in inputs]
+    operands = [f"(({'bool' if i in op.condition_inputs else calc_c}){p.name}_v)"
+                for i, p in enumerate(inputs)]
     scalar_names = [n for n in expr_placeholders(template) if not n.isdigit()]
     scalars = [Param(n, calc, is_array=False) for n in scalar_names]
     line = Line("v0", calc, template.format(*operands, **{n: n for n in scalar_names}), op.name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend.cuda_elementwise import expr_placeholders
-from ..backend.dtypes import C_TYPES, compute_dtype
+from ..backend.dtypes import C_TYPES
 from ..graph.ir import FusedGroup
 from ..ops import get_op
 from .elementwise import KernelSource, Line, Param, render_elementwise
@@ -104,9 +104,10 @@ def line_expression(group: FusedGroup, j: int, scalars: list) -> str:
     template = op.scalar_expr(attrs)
     operand_dtypes = [group.input_specs[k].dtype if kind == "in" else group.lines[k].spec.dtype
                       for kind, k in line.operands]
-    calc = compute_dtype(*operand_dtypes, line.spec.dtype)
+    calc = op.compute_dtype(operand_dtypes, line.spec.dtype)
     calc_c = C_TYPES[calc.name]
-    operands = [f"(({calc_c})in{k}_v)" if kind == "in" else f"(({calc_c})v{k})" for kind, k in line.operands]
+    operands = [f"(({'bool' if position in op.condition_inputs else calc_c})"
+                f"{f'in{k}_v' if kind == 'in' else f'v{k}'})" for position, (kind, k) in enumerate(line.operands)]
     named = {}
     for attr in (n for n in expr_placeholders(template) if not n.isdigit()):
         param = Param(f"s{j}_{attr}", calc.name, is_array=False)

@@ -40,22 +40,23 @@ def np_selu(x):
     return (scale * np.where(x > 0, x, alpha * np.expm1(x))).astype(x.dtype)
 
 
-def elementwise_eager(op_name: str, np_fn, c_template):
+def elementwise_eager(op_name: str, np_fn, c_template, condition_inputs: tuple = ()):
     """The eager implementation of an elementwise op: NumPy on the CPU, one generated kernel on a GPU."""
     def eager(device, inputs, attrs, outs):
         if device.is_gpu:
             expr = c_template(attrs) if callable(c_template) else c_template
-            return launch_elementwise(device, op_name, expr, inputs, attrs, outs[0])
+            return launch_elementwise(device, op_name, expr, inputs, attrs, outs[0], condition_inputs)
         with np.errstate(all="ignore"):  # inf/nan follow IEEE as on the GPU, without warnings
             result = np_fn(*inputs, **attrs)
         return np.asarray(result).astype(outs[0].dtype, copy=False)
     return eager
 
 
-def _register_elementwise(name, inputs, infer, np_fn, c_expr, attrs=(), aliases=(), doc=""):
+def _register_elementwise(name, inputs, infer, np_fn, c_expr, attrs=(), aliases=(), doc="",
+                          condition_inputs=()):
     register(OpDef(name=name, category="elementwise", inputs=inputs, attrs=attrs, infer=infer,
-                   eager=elementwise_eager(name, np_fn, c_expr), c_expr=c_expr, aliases=aliases,
-                   doc=doc))
+                   eager=elementwise_eager(name, np_fn, c_expr, condition_inputs), c_expr=c_expr,
+                   aliases=aliases, doc=doc, condition_inputs=condition_inputs))
 
 
 # --- unary ----------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def _where_rule(specs, attrs):
 
 _register_elementwise("where", ("condition", "x", "y"), _where_rule,
                       lambda c, x, y: np.where(c != 0, x, y), "({0} ? {1} : {2})",
-                      doc="x where condition is non-zero, else y (broadcast).")
+                      doc="x where condition is non-zero, else y (broadcast).", condition_inputs=(0,))
 
 
 def _clip_rule(specs, attrs):

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..backend.dtypes import compute_dtype
 from ..errors import DTypeError, GhError, OpAttributeError, OpValueError
 from .attrs import REQUIRED, Attr
 
@@ -56,6 +57,9 @@ class OpDef:
     # eager_into(device, inputs, attrs, outputs) -> output(s): the eager result written into the given
     # C-contiguous arrays of the output specs (what static_alloc plans call, with their buffers).
     eager_into: "Callable | None" = None
+    # Elementwise inputs that are conditions (where's first): tested against zero in their own dtype,
+    # and left out of the dtype the op computes in (an int64 `where` must not go through double).
+    condition_inputs: tuple = ()
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
     num_outputs: "int | Callable[[dict], int]" = 1
     # The last ``hidden_outputs`` outputs are values saved for the gradient rule (Dropout's draw, the batch
@@ -88,6 +92,11 @@ class OpDef:
             else:
                 parsed[attr.name] = attr.default
         return parsed
+
+    def compute_dtype(self, operand_dtypes: Sequence, out_dtype) -> np.dtype:
+        """The dtype a kernel of this op computes in: its operands' (conditions aside) and its result's."""
+        values = [d for k, d in enumerate(operand_dtypes) if k not in self.condition_inputs]
+        return compute_dtype(*values, out_dtype)
 
     def infer_specs(self, specs: Sequence[TensorSpec], attrs: dict) -> list:
         """Output specs; errors name this op and the input shapes/dtypes."""
