@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import gpuhybrid as gh
@@ -309,6 +309,10 @@ nets = st.tuples(st.lists(st.sampled_from(LAYERS), min_size=1, max_size=4), st.i
 @given(net=nets)
 def test_random_nets_hybridized_gradients_equal_imperative(net):
     layers, width, batch, seed = net
+    # Over 2 channels LayerNorm maps every row to about (-1, 1) whatever its values: its gradient is 0
+    # up to eps, and two float32 evaluations of it differ only in rounding noise (found by a random
+    # example: 4e-5 vs 1e-6, float64 gives 1e-15). Finite differences in float64 cover width 2 below.
+    assume(width > 2 or "layernorm" not in layers)
     gh.random.seed(seed)
     x = nd.random.normal(shape=(batch, 3))
     block = random_net(["dense"] + layers, width, "float32", x)
