@@ -308,9 +308,9 @@ def test_where_selects_int64_values_exactly_whatever_the_condition_dtype(cond_dt
     # The condition is tested against zero in its own dtype; it does not pull the computation into
     # double, where int64 values above 2^53 would be rounded.
     c, x, y = sym.var("c"), sym.var("x"), sym.var("y")
-    plan = sym.compile_symbol(sym.where(c, x + 1, y * 2), {"c": TensorSpec((6,), cond_dtype),
-                                                            "x": TensorSpec((6,), "int64"),
-                                                            "y": TensorSpec((6,), "int64")}, gh.cpu(), fuse=True)
+    specs = {"c": TensorSpec((6,), cond_dtype), "x": TensorSpec((6,), "int64"),
+             "y": TensorSpec((6,), "int64")}
+    plan = sym.compile_symbol(sym.where(c, x + 1, y * 2), specs, gh.cpu(), fuse=True)
     assert plan.graph.fused_nodes
     rng = np.random.default_rng(5)
     cond = np.array([0.5, 0, -0.25, 1, 0, 3]).astype(cond_dtype)

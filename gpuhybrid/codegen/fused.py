@@ -107,7 +107,8 @@ def line_expression(group: FusedGroup, j: int, scalars: list) -> str:
     calc = op.compute_dtype(operand_dtypes, line.spec.dtype)
     calc_c = C_TYPES[calc.name]
     operands = [f"(({'bool' if position in op.condition_inputs else calc_c})"
-                f"{f'in{k}_v' if kind == 'in' else f'v{k}'})" for position, (kind, k) in enumerate(line.operands)]
+                f"{f'in{k}_v' if kind == 'in' else f'v{k}'})"
+                for position, (kind, k) in enumerate(line.operands)]
     named = {}
     for attr in (n for n in expr_placeholders(template) if not n.isdigit()):
         param = Param(f"s{j}_{attr}", calc.name, is_array=False)
