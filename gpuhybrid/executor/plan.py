@@ -14,11 +14,12 @@ import numpy as np
 from ..backend import Device, record_launches
 from ..graph.ir import CONST, FUSED, VAR, Graph
 from ..ops import get_op
+from ..ops.linalg import plain_gemm
 from ..codegen.fused import render_group
 from ..codegen.rowwise import render_row_kernel, row_kernel_applies
 from .fused import can_fuse_on, compile_generated_steps
 from .cuda_graph import GraphReplay, capture_blocker
-from .memory import plan_buffers, plan_in_place
+from .memory import plan_buffers, plan_in_place, slot_sizes
 from .runner import make_runner
 
 
@@ -54,11 +55,11 @@ class _LibraryStep:
 
 
 def _is_plain_matmul(node, graph: Graph) -> bool:
-    """A bias-free FullyConnected of a matrix, all in one dtype: its eager fast path, ``x @ W.T``."""
-    if node.op != "FullyConnected" or not node.attr_dict["no_bias"]:
+    """A FullyConnected that is just ``x @ W.T`` (``ops.linalg.plain_gemm``)."""
+    if node.op != "FullyConnected":
         return False
     x, w = (graph.spec(r) for r in node.inputs[:2])
-    return len(x.shape) == 2 and x.dtype == w.dtype == node.specs[0].dtype
+    return plain_gemm(node.attr_dict, x, w, node.specs[0].dtype)
 
 
 class CompiledGraph:
@@ -144,7 +145,7 @@ class CompiledGraph:
             run = None if uses_kernel else (_LibraryStep(op, self.device, node.attr_dict)
                                             if into and static_alloc else op.eager)
             steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
-                              plain_matmul=plain_matmul, writes_into=uses_kernel or plain_matmul or into,
+                              plain_matmul=plain_matmul, writes_into=uses_kernel or into,
                               fresh=uses_kernel or op.fresh_results))
         self.steps = tuple(steps)          # without their kernels yet: what plan_in_place reads
         elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)
@@ -168,10 +169,10 @@ class CompiledGraph:
         with self.device.activate():
             buffers = [xp.empty(nbytes, dtype=np.uint8) for nbytes in self.buffer_plan.buffer_bytes]
         specs = [spec for node in self.graph.nodes for spec in node.specs]
+        size_of = slot_sizes(self.graph)
         for slot, buffer in self.buffer_plan.buffer_of.items():
             spec = specs[slot]
-            nbytes = int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize
-            self.static_views[slot] = buffers[buffer][:nbytes].view(spec.dtype).reshape(spec.shape)
+            self.static_views[slot] = buffers[buffer][:size_of[slot]].view(spec.dtype).reshape(spec.shape)
 
     @property
     def launches_per_call(self) -> int:

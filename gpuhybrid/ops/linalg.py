@@ -34,11 +34,14 @@ def _dot_rule(specs, attrs):
     return TensorSpec(sa[:-1] + sb[1:], _numeric_promoted(a, b))
 
 
+def _dot_operands(xp, inputs, attrs):
+    a, b = inputs
+    return (a.T if attrs["transpose_a"] else a), (b.T if attrs["transpose_b"] else b)
+
+
 def _dot_eager(device, inputs, attrs, outs):
     xp = device.xp
-    a, b = inputs
-    a = a.T if attrs["transpose_a"] else a
-    b = b.T if attrs["transpose_b"] else b
+    a, b = _dot_operands(xp, inputs, attrs)
     if a.ndim == b.ndim == 2:       # the common case (every gradient of a Dense layer): one GEMM, no reshapes
         return xp.matmul(a, b).astype(outs[0].dtype, copy=False)
     return xp.asarray(xp.tensordot(a, b, axes=1)).astype(outs[0].dtype, copy=False)
@@ -54,17 +57,6 @@ def _matmul_into(eager, lhs_rhs):
             return device.xp.matmul(a, b, out=out)
         return into_by_copy(eager, device, inputs, attrs, outputs)
     return into
-
-
-def _dot_operands(xp, inputs, attrs):
-    a, b = inputs
-    return (a.T if attrs["transpose_a"] else a), (b.T if attrs["transpose_b"] else b)
-
-
-def _batch_dot_operands(xp, inputs, attrs):
-    a, b = inputs
-    a = xp.swapaxes(a, 1, 2) if attrs["transpose_a"] else a
-    return a, (xp.swapaxes(b, 1, 2) if attrs["transpose_b"] else b)
 
 
 TRANSPOSE_ATTRS = (Attr("transpose_a", "bool", False), Attr("transpose_b", "bool", False))
@@ -86,12 +78,15 @@ def _batch_dot_rule(specs, attrs):
     return TensorSpec((sa[0], sa[1], sb[2]), _numeric_promoted(a, b))
 
 
-def _batch_dot_eager(device, inputs, attrs, outs):
-    xp = device.xp
+def _batch_dot_operands(xp, inputs, attrs):
     a, b = inputs
     a = xp.swapaxes(a, 1, 2) if attrs["transpose_a"] else a
-    b = xp.swapaxes(b, 1, 2) if attrs["transpose_b"] else b
-    return xp.matmul(a, b).astype(outs[0].dtype, copy=False)
+    return a, (xp.swapaxes(b, 1, 2) if attrs["transpose_b"] else b)
+
+
+def _batch_dot_eager(device, inputs, attrs, outs):
+    a, b = _batch_dot_operands(device.xp, inputs, attrs)
+    return device.xp.matmul(a, b).astype(outs[0].dtype, copy=False)
 
 
 register(OpDef(name="batch_dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
@@ -149,9 +144,16 @@ def _fc_rule(specs, attrs):
     return TensorSpec(lead + (units,), dtype)
 
 
+def plain_gemm(attrs: dict, x, w, out_dtype) -> bool:
+    """Whether a FullyConnected is just ``x @ W.T``: no bias, a matrix ``x``, one dtype throughout
+    (``x``, ``w``: arrays or TensorSpecs). Its eager fast path, the runner's direct matmul, and the
+    GEMMs a CUDA-graph plan generates (graph.passes.lower) all take this one test."""
+    return attrs["no_bias"] and len(x.shape) == 2 and x.dtype == w.dtype == out_dtype
+
+
 def _fc_eager(device, inputs, attrs, outs):
     x, w = inputs[0], inputs[1]
-    if attrs["no_bias"] and x.ndim == 2 and x.dtype == w.dtype == outs[0].dtype:
+    if plain_gemm(attrs, x, w, outs[0].dtype):
         return device.xp.matmul(x, w.T)        # the common case (and every fused epilogue's GEMM)
     # Multiply in the result dtype: with mixed operands (float16 data, float32 bias) the product would
     # otherwise be rounded to the narrower dtype before the bias is added. No copy when dtypes agree.
@@ -166,7 +168,7 @@ def _fc_eager(device, inputs, attrs, outs):
 
 def _fc_into(device, inputs, attrs, outputs):
     x, w, out = inputs[0], inputs[1], outputs[0]
-    if attrs["no_bias"] and x.ndim == 2 and x.dtype == w.dtype == out.dtype:
+    if plain_gemm(attrs, x, w, out.dtype):
         return device.xp.matmul(x, w.T, out=out)
     return into_by_copy(_fc_eager, device, inputs, attrs, outputs)
 

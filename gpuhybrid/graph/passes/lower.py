@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ...ops import get_op
+from ...ops.linalg import plain_gemm
 from ...ops.registry import TensorSpec, normalize_axis
 from ..ir import CONST, Graph, Node, Ref, freeze_attrs
 
@@ -91,10 +92,10 @@ def lower_small_gemms(graph: Graph) -> Graph:
     it becomes also takes the bias-add and activation after it (``fuse_row_reductions``). Float16
     stays with the library: the fused product would be rounded to half precision before the sum."""
     def lowerable(node: Node) -> bool:
-        if node.op != "FullyConnected" or not node.attr_dict["no_bias"]:
+        if node.op != "FullyConnected":
             return False
         x, w = (graph.spec(r) for r in node.inputs[:2])
-        return (len(x.shape) == 2 and x.shape[0] <= SMALL_GEMM_ROWS and x.dtype == w.dtype == node.spec.dtype
+        return (plain_gemm(node.attr_dict, x, w, node.spec.dtype) and x.shape[0] <= SMALL_GEMM_ROWS
                 and x.dtype.name in ("float32", "float64"))
 
     def lower(node, inputs, add, spec) -> list:
