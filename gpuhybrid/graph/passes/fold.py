@@ -3,7 +3,6 @@
 Results larger than ``max_elements`` stay computed at run time, so folding never bloats a plan."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from ...backend import cpu
