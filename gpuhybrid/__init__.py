@@ -32,6 +32,8 @@ def inspect(block, *inputs, file=None) -> str:
 _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
 
-__all__ = ["inspect", "nd", "sym", "gluon", "viz", "init", "autograd", "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus",
-           "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
-           "DeviceUnavailableError", "OpAttributeError", "OpValueError", "__version__"]
+# ndarray / symbol: the packages behind nd and sym (MXNet's mx.ndarray, mx.symbol).
+__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler", "random",
+           "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
+           "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
+           "__version__"]

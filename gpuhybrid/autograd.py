@@ -3,8 +3,9 @@
 Inside ``record()`` every op whose inputs need gradients is written to a tape: each output NDArray points
 at the ``TapeNode`` that made it, which holds the op, its attributes and its input and output arrays.
 ``backward`` walks those nodes from the heads in reverse topological order and applies each op's
-gradient rule (``ops/gradients.py``) with ``F = nd``; the same rules, with ``F = sym``, build the backward
-graph of a hybridized block, which records as one node whose gradient is a compiled plan.
+gradient rule (``ops/gradients.py``) with ``F = NDArray.F`` (every op, eagerly; reached through the
+arrays, so this layer never imports ``nd``, which stands above it); the same rules, with ``F = sym``, build
+the backward graph of a hybridized block, which records as one node whose gradient is a compiled plan.
 
 Outside ``record()`` the dispatcher pays one context-variable read per op and records nothing.
 Ops that behave differently while training (Dropout, BatchNorm) read ``is_training()``; the dispatcher
@@ -128,9 +129,8 @@ def attach_grad(array, grad_req: str = "write") -> None:
     if array.dtype.kind != "f":
         raise DTypeError(f"attach_grad: gradients need a floating-point array, this one is "
                          f"{array.dtype.name}; convert it first, e.g. x = x.astype('float32')")
-    from . import ndarray as nd   # the eager namespace (ndarray imports this module, so import late)
     with pause():
-        array._ag = GradSlot(grad=nd.zeros_like(array), grad_req=grad_req)
+        array._ag = GradSlot(grad=array.F.zeros_like(array), grad_req=grad_req)
 
 
 # --- backward -------------------------------------------------------------------------------------------
@@ -157,7 +157,6 @@ def _topological_nodes(heads: Sequence) -> list:
 
 
 def _check_heads(heads: Sequence, head_grads) -> list:
-    from . import ndarray as nd
     if head_grads is None:
         head_grads = [None] * len(heads)
     elif not isinstance(head_grads, (list, tuple)):
@@ -176,7 +175,7 @@ def _check_heads(heads: Sequence, head_grads) -> list:
         if grad is not None and tuple(grad.shape) != head.shape:
             raise GhError(f"backward: head gradient of shape {tuple(grad.shape)} for a head of shape "
                           f"{head.shape}")
-        filled.append(nd.ones_like(head) if grad is None else grad)
+        filled.append(head.F.ones_like(head) if grad is None else grad)
     return filled
 
 
@@ -184,7 +183,7 @@ def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bo
                create_graph: bool) -> dict:
     """Gradients (id of GradSlot -> NDArray) of the heads with respect to every array on the way to the
     slots in ``targets``; nodes that lead to no target are skipped."""
-    from . import ndarray as nd
+    F = heads[0].F                           # the eager ops of the arrays' type: gradient rules run on them
     order = _topological_nodes(heads)
     relevant: set = set()
     for node in order:                       # inputs first: does this node lead back to a target?
@@ -208,17 +207,17 @@ def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bo
                 continue
             wants = [x._ag is not None and x.dtype.kind == "f" and x.size > 0
                      and (id(x._ag) in targets or id(x._ag.node) in relevant) for x in node.inputs]
-            in_grads = _node_gradients(nd, node, out_grads, wants, create_graph)
+            in_grads = _node_gradients(F, node, out_grads, wants, create_graph)
             for x, grad, wanted in zip(node.inputs, in_grads, wants):
                 if wanted and grad is not None:
-                    accumulate(x._ag, fit_gradient(nd, grad, grad.spec, x.spec))
+                    accumulate(x._ag, fit_gradient(F, grad, grad.spec, x.spec))
     if not retain_graph:
         for node in order:
             node.free()
     return grads
 
 
-def _node_gradients(nd, node: TapeNode, out_grads: list, wants: list, create_graph: bool) -> list:
+def _node_gradients(F, node: TapeNode, out_grads: list, wants: list, create_graph: bool) -> list:
     if node.backward is not None:
         if create_graph:
             raise AutogradError(f"create_graph=True cannot differentiate through hybridized block {node.op} "
@@ -229,7 +228,7 @@ def _node_gradients(nd, node: TapeNode, out_grads: list, wants: list, create_gra
         raise AutogradError(f"op {node.op} has no gradient rule; it cannot be differentiated")
     call = GradCall(list(node.inputs), list(node.outputs), out_grads, node.attrs,
                     [x.spec for x in node.inputs], [y.spec for y in node.outputs], tuple(wants))
-    return rule(nd, call)
+    return rule(F, call)
 
 
 def _as_list(values) -> list:
@@ -278,7 +277,6 @@ def grad(heads, variables, head_grads=None, retain_graph: bool | None = None, cr
     With ``create_graph=True`` the gradient computation is itself recorded, so the result can be
     differentiated again (higher-order gradients); ``retain_graph`` then defaults to True.
     """
-    from . import ndarray as nd
     heads, single = _as_list(heads), not isinstance(variables, (list, tuple))
     variables = _as_list(variables)
     for v in variables:
@@ -292,7 +290,7 @@ def grad(heads, variables, head_grads=None, retain_graph: bool | None = None, cr
     result = []
     for v in variables:
         g = grads.get(id(v._ag))
-        result.append(nd.zeros_like(v) if g is None else g)
+        result.append(v.F.zeros_like(v) if g is None else g)
     return result[0] if single else result
 
 

@@ -254,7 +254,6 @@ def test_array_defaults_to_float32_like_mxnet_and_copies():
     assert nd.array(ints).dtype == np.int64                # an NDArray keeps its dtype
     assert nd.array(ints, dtype="float16").dtype == np.float16
     assert nd.array([1.0], ctx=gh.cpu(1)).ctx == gh.cpu(1)
-    assert nd.wrap(np.ones(3)).data.dtype == np.float64
 
 
 def test_array_rejects_what_is_not_numeric():

@@ -12,7 +12,9 @@ import contextlib
 from collections import Counter
 from typing import Iterator
 
-_open_counters: list["LaunchCounts"] = []
+# The counters of the open count_launches() scopes, innermost last. Public so that a compiled plan's runner
+# can test it inline (one truthiness test per call) instead of calling record_launches.
+open_counters: list["LaunchCounts"] = []
 
 
 class LaunchCounts:
@@ -44,9 +46,9 @@ class LaunchCounts:
 
 def record_launches(device, n: int, kind: str = "kernel") -> None:
     """Called by dispatchers: ``n`` launches of ``kind`` on ``device``."""
-    if _open_counters and n:
+    if open_counters and n:
         name = str(device)
-        for counter in _open_counters:
+        for counter in open_counters:
             counter.add(name, kind, n)
 
 
@@ -54,8 +56,8 @@ def record_launches(device, n: int, kind: str = "kernel") -> None:
 def count_launches() -> Iterator[LaunchCounts]:
     """``with gh.profiler.count_launches() as c: ...; c.total`` — launches issued inside the block."""
     counter = LaunchCounts()
-    _open_counters.append(counter)
+    open_counters.append(counter)
     try:
         yield counter
     finally:
-        _open_counters.remove(counter)
+        open_counters.remove(counter)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gpuhybrid as gh
+
 SCHEMA_ID = "gpuhybrid-bench/1"
 SCHEMA_FILE = "bench-schema.json"
 LIBRARIES = ("gpuhybrid", "numpy", "cupy-cuda13x", "cupy-cuda12x", "torch", "jax", "jaxlib", "rich",
@@ -73,11 +75,9 @@ def _cpu_model() -> str:
 
 def host_compiler() -> dict | None:
     try:
-        from gpuhybrid.backend.host_compiler import find_host_compiler
-        found = find_host_compiler()
+        return gh.profiler.host_compiler()
     except Exception:  # informational only: never fail a benchmark over it
         return None
-    return None if found is None else {"identity": found.identity, "flags": list(found.flags)}
 
 
 def environment() -> dict:

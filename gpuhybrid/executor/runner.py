@@ -17,12 +17,12 @@ when the function is made. The text is kept on the plan (``runner_source``) for 
 from __future__ import annotations
 
 from ..backend import record_launches
-from ..backend.profiler import _open_counters
+from ..backend.profiler import open_counters
 
 
 def make_runner(plan) -> tuple:
     """(function, source) running ``plan`` on raw arrays given in ``plan.input_names`` order."""
-    names: dict = {"device": plan.device, "record_launches": _record, "open_counters": _open_counters}
+    names: dict = {"device": plan.device, "record_launches": _record, "open_counters": open_counters}
     body = []
     kept = [plan.static_views[s] for s in sorted(plan.buffer_plan.kept)] if plan.buffer_plan else []
     if kept and plan.input_slots:

@@ -103,3 +103,6 @@ def create(init) -> Initializer:
         return _BY_NAME[init.lower()]()
     raise OpValueError(f"{init!r} is not an initializer; use one of gpuhybrid.gluon.init "
                        f"({', '.join(sorted(set(c.__name__ for c in _BY_NAME.values())))}) or a name such as 'zeros'")
+
+
+__all__ = ["Initializer", "Uniform", "Normal", "Xavier", "Constant", "Zero", "One", "create"]

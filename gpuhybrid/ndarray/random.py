@@ -3,19 +3,19 @@ from __future__ import annotations
 
 from ..backend import as_device
 from ..backend.rng import seed
-from .creation import _shape
-from .dispatch import invoke
+from ._array import invoke
+from ._creation import as_shape
 
 
 def normal(loc=0.0, scale=1.0, shape=(1,), dtype="float32", ctx=None):
     """Samples from the normal distribution N(loc, scale²)."""
-    return invoke("random_normal", [], {"loc": loc, "scale": scale, "shape": _shape(shape), "dtype": dtype},
+    return invoke("random_normal", [], {"loc": loc, "scale": scale, "shape": as_shape(shape), "dtype": dtype},
                   device=as_device(ctx))
 
 
 def uniform(low=0.0, high=1.0, shape=(1,), dtype="float32", ctx=None):
     """Samples from the uniform distribution on [low, high)."""
-    return invoke("random_uniform", [], {"low": low, "high": high, "shape": _shape(shape), "dtype": dtype},
+    return invoke("random_uniform", [], {"low": low, "high": high, "shape": as_shape(shape), "dtype": dtype},
                   device=as_device(ctx))
 
 

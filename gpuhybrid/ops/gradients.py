@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nn import _dropout_active
+from .nn import dropout_active
 from .reduce import reduced_axes, reduced_shape
 from .registry import TensorSpec, normalize_axis
-from .shape_ops import _slice_axis_key, _slices, encode_index
+from .shape_ops import encode_index, slice_axis_key, slice_key
 
 
 @dataclass
@@ -403,8 +403,8 @@ def _scatter_to(F, c, key):
 
 
 gradient("slice")(lambda F, c: _scatter_to(
-    F, c, _slices(c.in_specs[0].shape, c.attrs["begin"], c.attrs["end"], c.attrs["step"])))
-gradient("slice_axis")(lambda F, c: _scatter_to(F, c, _slice_axis_key(c.in_specs[0].shape, c.attrs)))
+    F, c, slice_key(c.in_specs[0].shape, c.attrs["begin"], c.attrs["end"], c.attrs["step"])))
+gradient("slice_axis")(lambda F, c: _scatter_to(F, c, slice_axis_key(c.in_specs[0].shape, c.attrs)))
 gradient("getitem")(lambda F, c: [F.getitem_backward(c.g, shape=c.in_specs[0].shape, key=c.attrs["key"])])
 gradient("getitem_backward")(lambda F, c: [F.getitem(c.g, key=c.attrs["key"])])
 gradient("broadcast_to")(lambda F, c: [c.g])      # fit_gradient sums over the broadcast axes
@@ -426,7 +426,7 @@ def _tile(F, c):
 
 @gradient("Dropout")
 def _dropout(F, c):
-    if not _dropout_active(c.attrs):
+    if not dropout_active(c.attrs):
         return [c.g]
     p = c.attrs["p"]
     # outputs[1]: the hidden float32 uniform draw, compared with float32(p) as the forward pass does

@@ -18,7 +18,8 @@ from .registry import OpDef, TensorSpec, register, require_float
 DROPOUT_EXPR = "({1} >= {p} ? {0} * {scale} : 0)"
 
 
-def _dropout_active(attrs) -> bool:
+def dropout_active(attrs) -> bool:
+    """Whether Dropout with these attributes drops anything (its gradient rule asks the same)."""
     return attrs["p"] > 0 and (attrs["mode"] == "always" or attrs["training"])
 
 
@@ -27,13 +28,13 @@ def _dropout_rule(specs, attrs):
     if not 0 <= attrs["p"] < 1:
         raise OpValueError(f"p={attrs['p']} must be in [0, 1)")
     out = TensorSpec(specs[0].shape, specs[0].dtype)
-    draw = TensorSpec(specs[0].shape, np.float32) if _dropout_active(attrs) else out
+    draw = TensorSpec(specs[0].shape, np.float32) if dropout_active(attrs) else out
     return [out, draw]
 
 
 def _dropout_eager(device, inputs, attrs, outs):
     x = inputs[0]
-    if not _dropout_active(attrs):
+    if not dropout_active(attrs):
         return [x, x]
     with device.activate():
         keep_draw = rng.generator(device).random(x.shape, dtype=np.float32)
@@ -54,6 +55,6 @@ register(OpDef(name="Dropout", category="nn", inputs=("data",),
                       Attr("training", "bool", False, doc="filled in from autograd's train mode")),
                infer=_dropout_rule, eager=_dropout_eager, uses_training_flag=True, pure=False,
                num_outputs=2, hidden_outputs=1,
-               kernels=lambda attrs, specs: 2 if _dropout_active(attrs) else 0,
+               kernels=lambda attrs, specs: 2 if dropout_active(attrs) else 0,
                doc="Zero elements with probability p and scale the rest by 1/(1-p); identity outside "
                    "training unless mode='always'."))

@@ -197,7 +197,8 @@ _shape_op("split", _split_rule, _split_eager,
           doc="Split into num_outputs equal parts along axis (views).")
 
 
-def _slices(shape, begin, end, step):
+def slice_key(shape, begin, end, step):
+    """The index tuple of MXNet's ``slice(begin, end, step)`` on ``shape`` (its gradient scatters to it)."""
     if not (len(begin) == len(end)) or (step and len(step) != len(begin)):
         raise ShapeError(f"begin {begin}, end {end} and step {step} must have the same length")
     if len(begin) > len(shape):
@@ -217,25 +218,26 @@ def _indexed_shape(shape, key):
 
 
 def _slice_rule(specs, attrs):
-    key = _slices(specs[0].shape, attrs["begin"], attrs["end"], attrs["step"])
+    key = slice_key(specs[0].shape, attrs["begin"], attrs["end"], attrs["step"])
     return TensorSpec(_indexed_shape(specs[0].shape, key), specs[0].dtype)
 
 
 _shape_op("slice", _slice_rule,
-          lambda device, inputs, attrs, outs: inputs[0][_slices(inputs[0].shape, attrs["begin"], attrs["end"],
-                                                                attrs["step"])],
+          lambda device, inputs, attrs, outs: inputs[0][slice_key(inputs[0].shape, attrs["begin"],
+                                                                  attrs["end"], attrs["step"])],
           attrs=(Attr("begin", "bounds"), Attr("end", "bounds"), Attr("step", "bounds", ())),
           aliases=("crop",), doc="MXNet slice: begin/end/step tuples, None for an open end (a view).")
 
 
-def _slice_axis_key(shape, attrs):
+def slice_axis_key(shape, attrs):
+    """The index tuple of ``slice_axis`` with ``attrs`` on ``shape`` (its gradient scatters through it)."""
     axis = normalize_axis(attrs["axis"], len(shape))
     return (slice(None),) * axis + (slice(attrs["begin"], attrs["end"]),)
 
 
 _shape_op("slice_axis",
-          lambda s, a: TensorSpec(_indexed_shape(s[0].shape, _slice_axis_key(s[0].shape, a)), s[0].dtype),
-          lambda device, inputs, attrs, outs: inputs[0][_slice_axis_key(inputs[0].shape, attrs)],
+          lambda s, a: TensorSpec(_indexed_shape(s[0].shape, slice_axis_key(s[0].shape, a)), s[0].dtype),
+          lambda device, inputs, attrs, outs: inputs[0][slice_axis_key(inputs[0].shape, attrs)],
           attrs=(Attr("axis", "int"), Attr("begin", "int"), Attr("end", "opt_int", None)),
           doc="Slice one axis: x[..., begin:end, ...] (a view).")
 

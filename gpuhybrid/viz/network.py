@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import gpuhybrid as gh
-from gpuhybrid import nd, sym
-from gpuhybrid.ops.registry import TensorSpec
+from .. import autograd, gluon
+from .. import ndarray as nd
+from .. import symbol as sym
+from ..backend import cpu
+from ..ops.registry import TensorSpec
 
 FUSED, VAR, CONST = "fused", "var", "const"
 
@@ -77,7 +79,7 @@ def symbol_and_specs(obj, inputs) -> tuple:
         specs = {n: v.spec if isinstance(v, nd.NDArray) else TensorSpec(tuple(v), "float32")
                  for n, v in given.items()}
         return obj, specs, getattr(obj, "name", "symbol")
-    if not isinstance(obj, gh.gluon.HybridBlock):
+    if not isinstance(obj, gluon.HybridBlock):
         raise TypeError(f"plot_network takes a HybridBlock or a Symbol, not {type(obj).__name__}")
     if isinstance(inputs, tuple) and all(isinstance(d, int) for d in inputs):
         inputs = [inputs]                              # one shape
@@ -85,7 +87,7 @@ def symbol_and_specs(obj, inputs) -> tuple:
         inputs = [inputs]
     specs_in = [a.spec if isinstance(a, nd.NDArray) else TensorSpec(tuple(a), "float32") for a in inputs]
     names = ["data"] if len(specs_in) == 1 else [f"data{i}" for i in range(len(specs_in))]
-    with gh.autograd.predict_mode():
+    with autograd.predict_mode():
         out = obj(*[sym.var(n) for n in names])
     outputs = list(out) if isinstance(out, (list, tuple)) else [out]
     symbol = outputs[0] if len(outputs) == 1 else sym.Group(outputs)
@@ -100,7 +102,7 @@ def network_of(obj, inputs=None, fuse: bool = True) -> Network:
     """The Network of ``obj`` (HybridBlock or Symbol) on ``inputs``, after the passes hybridize() runs."""
     symbol, specs, name = symbol_and_specs(obj, inputs)
     stages: list = []
-    plan = sym.compile_symbol(symbol, specs, gh.cpu(), fuse=fuse, on_pass=lambda n, g: stages.append(g))
+    plan = sym.compile_symbol(symbol, specs, cpu(), fuse=fuse, on_pass=lambda n, g: stages.append(g))
     net = _from_graph(plan.graph, name)
     net.ops_traced = len(stages[0].compute_nodes)
     net.kernels_per_call, net.library_calls_per_call = plan.kernels_per_call, plan.library_calls_per_call

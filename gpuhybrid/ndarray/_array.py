@@ -1,21 +1,67 @@
-"""``NDArray``: an array on a device, with MXNet's methods and Python operators.
+"""``NDArray``, the eager dispatcher that runs registry ops on it, and the eager op namespace.
 
-An NDArray wraps a NumPy array (CPU) or a CuPy array (GPU). Every operation goes through the op
-registry (``dispatch.invoke``), so it is checked, counted and — on the GPU — queued asynchronously.
+An NDArray wraps a NumPy array (CPU) or a CuPy array (GPU). Every operation goes through ``invoke``, so it
+is checked, counted, queued asynchronously on a GPU, and put on the autograd tape while recording.
 Reading values (``asnumpy``, ``asscalar``, printing) waits for the device; nothing else does.
+
+The class, the dispatcher and the namespace live in one module because each needs the others: NDArray's
+operators call ``invoke``, ``invoke`` makes NDArrays, and the namespace is built over both.
 """
 from __future__ import annotations
 
+from typing import Sequence
 
 import numpy as np
 
 from .. import autograd
-from ..backend import Device, as_device, device_of_array
-from ..errors import OpValueError, ShapeError
+from ..backend import Device, as_device, default_device, record_launches
+from ..errors import DeviceError, DTypeError, OpValueError, ShapeError
+from ..ops import get_op
+from ..ops.frontend import Frontend, OperatorMixin
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
-from ..ops.frontend import OperatorMixin
-from .dispatch import invoke
+
+
+def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = None):
+    """Check, infer and run ``op_name`` now; returns an NDArray, or a list of them for multi-output ops.
+
+    ``device`` is used only by ops without inputs; otherwise the inputs' common device is used.
+    """
+    op = get_op(op_name)
+    if op.uses_training_flag and "training" not in attrs:
+        attrs = {**attrs, "training": autograd.is_training()}
+    attrs = op.parse_attrs(attrs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, NDArray):
+            name = op.inputs[min(i, len(op.inputs) - 1)].lstrip("*")
+            raise DTypeError(f"{op.name}: input {name!r} must be an NDArray, got {type(x).__name__}; "
+                             f"wrap host data with nd.array(...)")
+    if inputs:
+        device = inputs[0]._device
+        if any(x._device != device for x in inputs):
+            raise DeviceError(f"{op.name}: inputs are on different devices "
+                              f"({', '.join(str(a._device) for a in inputs)}); gpuhybrid never copies "
+                              f"silently — move them first, e.g. x.as_in_context({device})")
+    elif device is None:
+        device = default_device()
+    outs = op.infer_specs([x.spec for x in inputs], attrs)
+    with device.activate():
+        result = op.eager(device, [x._data for x in inputs], attrs, outs)
+    kernels, library = op.launch_counts(attrs, outs)
+    record_launches(device, kernels, "kernel")
+    record_launches(device, library, "library")
+    if len(outs) == 1 and not isinstance(result, (list, tuple)):
+        out = NDArray(result, device, outs[0])
+        if autograd.is_recording() and any(x._ag is not None for x in inputs):
+            autograd.record_call(op.name, attrs, inputs, [out])
+        return out
+    arrays = [NDArray(r, device, s) for r, s in zip(result, outs)]
+    if autograd.is_recording() and any(x._ag is not None for x in inputs):
+        autograd.record_call(op.name, attrs, inputs, arrays)
+    if op.hidden_outputs:        # outputs kept for the gradient rule only (Dropout's draw)
+        visible = arrays[:len(arrays) - op.hidden_outputs]
+        return visible[0] if len(visible) == 1 else visible
+    return arrays
 
 
 class NDArray(OperatorMixin):
@@ -23,6 +69,9 @@ class NDArray(OperatorMixin):
 
     __slots__ = ("_data", "_device", "_spec", "_ag")
     _what = "NDArray"
+    # Every registry op as an eager function (set below the class): nd's functions plus the gradient-only
+    # ops (``pick_backward``, ...). Autograd runs gradient rules with it as ``F``, so it needs no nd import.
+    F: "EagerOps"
     __array_ufunc__ = None      # NumPy defers to our operators instead of silently converting us
     __array_priority__ = 1000
 
@@ -220,6 +269,23 @@ class NDArray(OperatorMixin):
         return self.__repr__()
 
 
-def wrap(data, device: Device | None = None) -> NDArray:
-    """An NDArray around an existing NumPy/CuPy array, without copying."""
-    return NDArray(data, device or device_of_array(data))
+class EagerOps:
+    """Every registry op and alias as a function that runs it now, by name: ``ops.relu(x)``."""
+
+    def __init__(self, functions: dict):
+        vars(self).update(functions)
+
+    def __repr__(self) -> str:
+        return f"<EagerOps: {len(vars(self))} ops>"
+
+
+def eager_apply(op_name: str, inputs: list, attrs: dict):
+    """What an ``nd.<op>(...)`` call does once its inputs and attributes are sorted out."""
+    attrs.pop("name", None)  # MXNet code passes name= for symbols; meaningless eagerly
+    # Ops without inputs (random_normal, ...) take MXNet's ctx=; the others run where their inputs are.
+    device = as_device(attrs.pop("ctx", None)) if not get_op(op_name).inputs else None
+    return invoke(op_name, inputs, attrs, device=device)
+
+
+# Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
+NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray").build())

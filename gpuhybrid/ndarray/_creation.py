@@ -6,11 +6,11 @@ import numpy as np
 from ..backend import as_device, cupy_module, device_of_array
 from ..errors import DTypeError, OpValueError
 from ..ops.attrs import dtype_name
-from .dispatch import invoke
-from .ndarray import NDArray
+from ._array import NDArray, invoke
 
 
-def _shape(shape) -> tuple:
+def as_shape(shape) -> tuple:
+    """A shape argument as a tuple: MXNet takes an int for 1-d shapes (``zeros(3)``)."""
     return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
 
 
@@ -53,17 +53,17 @@ def _gpu_array(source):
 
 def zeros(shape, ctx=None, dtype="float32") -> NDArray:
     """An array of zeros on ``ctx`` (the default device when None)."""
-    return invoke("zeros", [], {"shape": _shape(shape), "dtype": dtype}, device=as_device(ctx))
+    return invoke("zeros", [], {"shape": as_shape(shape), "dtype": dtype}, device=as_device(ctx))
 
 
 def ones(shape, ctx=None, dtype="float32") -> NDArray:
     """An array of ones on ``ctx`` (the default device when None)."""
-    return invoke("ones", [], {"shape": _shape(shape), "dtype": dtype}, device=as_device(ctx))
+    return invoke("ones", [], {"shape": as_shape(shape), "dtype": dtype}, device=as_device(ctx))
 
 
 def full(shape, val, ctx=None, dtype="float32") -> NDArray:
     """An array filled with ``val`` (converted to ``dtype``) on ``ctx``."""
-    return invoke("full", [], {"shape": _shape(shape), "value": val, "dtype": dtype}, device=as_device(ctx))
+    return invoke("full", [], {"shape": as_shape(shape), "value": val, "dtype": dtype}, device=as_device(ctx))
 
 
 def empty(shape, ctx=None, dtype="float32") -> NDArray:
