@@ -31,7 +31,9 @@ $(VENV)/.stamp: pyproject.toml $(VENV)/.extras
 	$(PY) -m pip install -e '.[$(ALL_EXTRAS)]'
 	touch $@
 
+# The layer contracts first (import-linter, configured in pyproject.toml; docs/architecture.md), then the tests.
 test: venv
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 # The lecture's MLP at batch 1: imperative vs hybridized (and with static_alloc/static_shape), speedup
