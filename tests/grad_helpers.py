@@ -4,9 +4,9 @@
 float64 NumPy inputs, and checks three computations of the gradient of ``sum(w * fn(x))`` (``w`` random,
 never all ones, so that every output element matters with a different weight):
 
-1. eager ``autograd`` (``F = nd``) against central finite differences of the same eager function, along
-   random directions (a directional derivative checks every component at once: a wrong entry of the
-   gradient changes <grad, v> for almost every random v);
+1. eager ``autograd`` (``F = nd.NDArray.F``: nd's ops and the gradient-only ones) against central finite
+   differences of the same eager function, along random directions (a directional derivative checks
+   every component at once: a wrong entry of the gradient changes <grad, v> for almost every random v);
 2. the symbolic backward graph (``F = sym``, ``derive_backward``, compiled unfused and, when asked,
    fused) against the eager gradient: the same rules, so they agree to rounding.
 """
@@ -20,6 +20,7 @@ from gpuhybrid.ops.registry import TensorSpec
 from gpuhybrid.symbol.gradient import derive_backward
 
 EPS = 1e-6
+EAGER = nd.NDArray.F        # nd's functions and the gradient-only ops (pick_backward, ...) nd leaves out
 
 
 def _as_list(out):
@@ -37,7 +38,7 @@ def _weights(rng, outs) -> list:
 def _objective(fn, arrays: list, weights: list, seed: int | None) -> float:
     if seed is not None:
         gh.random.seed(seed)          # random ops (Dropout) draw the same numbers on every evaluation
-    outs = _float_outputs(fn(nd, *[nd.array(a, dtype=a.dtype) for a in arrays]))
+    outs = _float_outputs(fn(EAGER, *[nd.array(a, dtype=a.dtype) for a in arrays]))
     return float(sum((o.asnumpy().astype(np.float64) * w).sum() for o, w in zip(outs, weights)))
 
 
@@ -51,7 +52,7 @@ def eager_gradients(fn, inputs: list, wrt: list, weights: list | None = None, se
     if seed is not None:
         gh.random.seed(seed)
     with autograd.record():
-        outs = _float_outputs(fn(nd, *xs))
+        outs = _float_outputs(fn(EAGER, *xs))
     weights = weights if weights is not None else _weights(rng, outs)
     recorded = [(o, w) for o, w in zip(outs, weights) if o._ag is not None]
     if recorded:
