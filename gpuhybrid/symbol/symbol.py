@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-import weakref
 from collections import defaultdict
 
 from .. import autograd
@@ -51,13 +50,14 @@ class Builder:
     its inputs' when the node is appended (its variables carry their specs).
     """
 
-    __slots__ = ("nodes", "typed", "serial", "_imported", "__weakref__")
+    __slots__ = ("nodes", "typed", "serial", "_copies", "_origin")
 
     def __init__(self, typed: bool = False):
         self.nodes: list = []
         self.typed = typed
-        self.serial = next(_builder_serials)             # newer builders win ties when graphs merge
-        self._imported = weakref.WeakKeyDictionary()     # source builder -> {its node id: our node id}
+        self.serial = next(_builder_serials)   # names the builder in node identities; newer wins merge ties
+        self._copies: dict = {}                # identity of a node copied in -> its id here
+        self._origin: dict = {}                # id here -> identity of the node it copies
 
     def add(self, op: str, name: str, inputs: tuple, attrs: dict, count: int, kind: str = "",
             specs: tuple | None = None) -> int:
@@ -75,13 +75,24 @@ class Builder:
     def spec(self, ref: Ref) -> TensorSpec | None:
         return self.nodes[ref.node].specs[ref.index]
 
+    def identity(self, node_id: int) -> tuple:
+        """(builder serial, id) of the node where it was first built: a node copied between builders
+        (and back) stays one node, so an impure op (Dropout) is never duplicated by a merge."""
+        return self._origin.get(node_id, (self.serial, node_id))
+
+    def _local(self, identity: tuple) -> int | None:
+        return identity[1] if identity[0] == self.serial else self._copies.get(identity)
+
     def import_refs(self, source: "Builder", refs) -> list:
-        """``refs`` of ``source`` as refs of this builder, copying the nodes they depend on (once)."""
-        mapping = self._imported.setdefault(source, {})
-        needed, stack = set(), [r.node for r in refs if r.node not in mapping]
+        """``refs`` of ``source`` as refs of this builder, copying the nodes they depend on that this
+        builder does not hold yet."""
+        def local(node_id: int) -> int | None:
+            return self._local(source.identity(node_id))
+
+        needed, stack = set(), [r.node for r in refs]
         while stack:
             node_id = stack.pop()
-            if node_id in needed or node_id in mapping:
+            if node_id in needed or local(node_id) is not None:
                 continue
             needed.add(node_id)
             stack.extend(r.node for r in source.nodes[node_id].inputs)
@@ -89,11 +100,12 @@ class Builder:
             node = source.nodes[node_id]
             if self.typed and node.op == VAR and node.specs[0] is None:
                 raise ShapeError(f"variable {node.name!r} has no known shape and cannot join a typed graph")
-            inputs = tuple(Ref(mapping[r.node], r.index) for r in node.inputs)
+            inputs = tuple(Ref(local(r.node), r.index) for r in node.inputs)
             given = node.specs if node.op == VAR or not self.typed else None
-            mapping[node_id] = self.add(node.op, node.name, inputs, node.attr_dict, len(node.specs),
-                                        node.kind, given)
-        return [Ref(mapping[r.node], r.index) for r in refs]
+            new_id = self.add(node.op, node.name, inputs, node.attr_dict, len(node.specs), node.kind, given)
+            identity = source.identity(node_id)
+            self._copies[identity], self._origin[new_id] = new_id, identity
+        return [Ref(local(r.node), r.index) for r in refs]
 
     def order(self, refs) -> list:
         """Ids of the nodes ``refs`` depend on, inputs before users: the depth-first post-order from the
