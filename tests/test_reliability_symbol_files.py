@@ -29,8 +29,8 @@ def variable(name: str = "x", **fields) -> dict:
 
 def getitem_file(key) -> str:
     """A file computing ``x[key]`` with the key exactly as given (corrupted or not)."""
-    return document([variable(), {"op": "getitem", "name": "pick", "inputs": [[0, 0]], "attrs": {"key": key}}],
-                    [[1, 0]])
+    pick = {"op": "getitem", "name": "pick", "inputs": [[0, 0]], "attrs": {"key": key}}
+    return document([variable(), pick], [[1, 0]])
 
 
 def load_from(tmp_path, text: str):
@@ -100,14 +100,15 @@ HOSTILE = {
 @pytest.mark.parametrize("text, shapes", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_sizes_are_refused_with_a_clear_error(text, shapes):
     symbol = sym.load_json(text)
-    arrays = {n: nd.array(np.random.default_rng(1).standard_normal(s), dtype="float32") for n, s in shapes.items()}
+    rng = np.random.default_rng(1)
+    arrays = {n: nd.array(rng.standard_normal(s), dtype="float32") for n, s in shapes.items()}
     with pytest.raises(ValueTooLargeError, match=f"'big'.*{ENV_VAR}"):
         symbol.eval(**arrays)
 
 
 def test_an_infinite_arange_bound_is_a_clear_error():
-    text = document([{"op": "arange", "name": "endless", "inputs": [], "attrs": {"start": 0, "stop": float("inf")}}],
-                    [[0, 0]])
+    endless = {"op": "arange", "name": "endless", "inputs": [], "attrs": {"start": 0, "stop": float("inf")}}
+    text = document([endless], [[0, 0]])
     with pytest.raises(GhError, match="endless"):
         sym.load_json(text).eval()
 

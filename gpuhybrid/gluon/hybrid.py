@@ -325,7 +325,8 @@ class HybridBlock(Block):
             params[name] = param
         bound = {name: param.data().spec for name, param in params.items()}
         if any(inferred[name] != spec for name, spec in bound.items()):
-            graph = typed_graph(graph_symbol, {**specs, **bound}, training)   # a deferred init chose otherwise
+            # a deferred initialisation chose other specs than inferred: type with the bound ones
+            graph = typed_graph(graph_symbol, {**specs, **bound}, training)
         return params, graph
 
     def debug_compare(self, *inputs, rtol: float = 1e-5, atol: float = 1e-6):

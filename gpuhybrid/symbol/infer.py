@@ -71,8 +71,8 @@ def typed_graph(symbol: Symbol, specs: dict, training: bool | None = None) -> Gr
             in_specs = filled
         missing = [builder.nodes[r.node].name for r, s in zip(node.inputs, in_specs) if s is None]
         if missing:
-            raise ShapeError(f"cannot infer the shape of {', '.join(map(repr, missing))} (input of "
-                             f"{node.op} {node.name!r}); pass its shape, e.g. infer_shape({missing[0]}=(...))")
+            raise ShapeError(f"cannot infer the shape of {', '.join(map(repr, missing))} (input of {node.op} "
+                             f"{node.name!r}); pass its shape, e.g. infer_shape({missing[0]}=(...))")
         out_specs[node.id] = _infer(node, op, in_specs, attrs)
     unknown = [name for name, spec in known.items() if spec is None]
     if unknown:
@@ -95,7 +95,8 @@ def _numbered(symbol: Symbol, order: list, specs_of: dict, attrs_of: dict) -> Gr
             nodes.append(Node(k, VAR, node.name, (), (), tuple(specs_of[node_id]), kind=node.kind))
             continue
         refs = tuple(Ref(position[r.node], r.index) for r in node.inputs)
-        nodes.append(Node(k, node.op, node.name, refs, freeze_attrs(attrs_of[node_id]), tuple(specs_of[node_id])))
+        nodes.append(Node(k, node.op, node.name, refs, freeze_attrs(attrs_of[node_id]),
+                          tuple(specs_of[node_id])))
     return Graph(tuple(nodes), tuple(Ref(position[r.node], r.index) for r in symbol._refs))
 
 

@@ -134,11 +134,13 @@ def load_json(text: str, source: str = "JSON text") -> Symbol:
         except GhError as exc:
             fail(f"{where} ({entry['name']})", str(exc))
         builder.add(op.name, entry["name"], inputs, attrs, op.output_count(attrs))
-    heads = [output_of(ref, len(builder.nodes), f"heads[{j}]", "a node") for j, ref in enumerate(doc["heads"])]
+    heads = [output_of(ref, len(builder.nodes), f"heads[{j}]", "a node")
+             for j, ref in enumerate(doc["heads"])]
     return Symbol(builder, heads)
 
 
-INDEX_PARTS = '["int", i], ["slice", start, stop, step] (integers or null, step not 0), ["newaxis"], ["ellipsis"]'
+INDEX_PARTS = ('["int", i], ["slice", start, stop, step] (integers or null, step not 0), ["newaxis"], '
+               '["ellipsis"]')
 
 
 def _check_index_key(key, field: str, fail) -> None:

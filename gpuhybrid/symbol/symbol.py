@@ -122,7 +122,8 @@ class Builder:
                     order.append(current)
                     continue
                 stack.append((current, True))
-                stack.extend((r.node, False) for r in reversed(self.nodes[current].inputs) if r.node not in seen)
+                inputs = self.nodes[current].inputs
+                stack.extend((r.node, False) for r in reversed(inputs) if r.node not in seen)
         return order
 
 
@@ -330,6 +331,7 @@ def substitute(symbol: Symbol, replacements: dict) -> Symbol:
         if node.op == VAR and node.name in by_name:
             continue
         specs = None if target.typed and node.op != VAR else node.specs
-        copied[node.id] = target.add(node.op, node.name, tuple(mapped(r) for r in node.inputs), node.attr_dict,
-                                     len(node.specs), node.kind, specs)
+        inputs = tuple(mapped(r) for r in node.inputs)
+        copied[node.id] = target.add(node.op, node.name, inputs, node.attr_dict, len(node.specs), node.kind,
+                                     specs)
     return Symbol(target, [mapped(r) for r in symbol._refs])
