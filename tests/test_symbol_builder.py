@@ -139,3 +139,40 @@ def test_the_gradient_transform_matches_numpy_in_float64(rows, cols, seed):
     dw = (xv * s * (1 - s) * xv).sum(axis=0)
     np.testing.assert_allclose(grads[derived.outputs[0]], dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grads[derived.outputs[1]], dw, rtol=1e-12, atol=1e-12)
+
+
+class SharedDense(HybridBlock):
+    """One Dense applied twice: its weight is read by two variable nodes of the same name."""
+
+    def __init__(self):
+        super().__init__()
+        from gpuhybrid.gluon import nn
+        self.dense = nn.Dense(4, in_units=4)
+
+    def hybrid_forward(self, F, x):
+        return self.dense(F.tanh(self.dense(x)))
+
+
+def test_a_parameter_read_twice_gets_the_gradient_of_both_reads():
+    rng = np.random.default_rng(5)
+    weight, bias, data = rng.standard_normal((4, 4)), rng.standard_normal(4), rng.standard_normal((3, 4))
+    grads = []
+    for hybridize in (False, True):
+        net = SharedDense()
+        net.initialize()
+        net.dense.weight.set_data(nd.array(weight))
+        net.dense.bias.set_data(nd.array(bias))
+        if hybridize:
+            net.hybridize()
+        with autograd.record():
+            out = net(nd.array(data))
+        out.backward()
+        grads.append((net.dense.weight.grad().asnumpy(), net.dense.bias.grad().asnumpy()))
+    # float64 reference: y = W tanh(W x + b) + b, summed
+    h = np.tanh(data @ weight.T + bias)
+    dh = np.ones((3, 4)) @ weight * (1 - h * h)
+    expected_w = np.ones((3, 4)).T @ h + dh.T @ data
+    expected_b = np.ones((3, 4)).sum(axis=0) + dh.sum(axis=0)
+    for got_w, got_b in grads:
+        np.testing.assert_allclose(got_w, expected_w, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got_b, expected_b, rtol=1e-4, atol=1e-4)

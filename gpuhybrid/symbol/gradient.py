@@ -92,8 +92,11 @@ def backward_graph(forward: Graph, wrt: list, num_heads: int) -> BackwardGraph:
 
     outputs, present = [], []
     for name in wrt:
-        ids = [n.id for n in forward.vars if n.name == name]
-        grad = grads.get(Ref(ids[0], 0)) if ids else None
+        # a parameter read by several layers (shared) is one variable node per read: add their gradients
+        reads = [grads[Ref(n.id, 0)] for n in forward.vars if n.name == name and Ref(n.id, 0) in grads]
+        grad = None
+        for part in reads:
+            grad = part if grad is None else grad + part
         outputs.append(None if grad is None else len(present))
         if grad is not None:
             present.append(grad)
