@@ -360,7 +360,7 @@ def _count_outputs(out) -> int:
 
 def _flatten_symbols(block: str, out) -> list:
     if isinstance(out, Symbol):
-        return out._outputs()
+        return out._each_output()
     if isinstance(out, (list, tuple)):
         return [s for item in out for s in _flatten_symbols(block, item)]
     raise GhError(f"{block}: hybrid_forward returned a {type(out).__name__}; it must return the results of "

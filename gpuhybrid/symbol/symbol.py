@@ -176,7 +176,7 @@ class Symbol(OperatorMixin):
                                f"select one with sym[i]")
         return self._refs[0]
 
-    def _outputs(self) -> list:
+    def _each_output(self) -> list:
         """One single-output Symbol per output."""
         return [Symbol(self._builder, [ref]) for ref in self._refs]
 
