@@ -7,7 +7,7 @@ never all ones, so that every output element matters with a different weight):
 1. eager ``autograd`` (``F = nd.NDArray.F``: nd's ops and the gradient-only ones) against central finite
    differences of the same eager function, along random directions (a directional derivative checks
    every component at once: a wrong entry of the gradient changes <grad, v> for almost every random v);
-2. the symbolic backward graph (``F = sym``, ``derive_backward``, compiled unfused and, when asked,
+2. the symbolic backward graph (``F = sym``, ``backward_graph``, compiled unfused and, when asked,
    fused) against the eager gradient: the same rules, so they agree to rounding.
 """
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 import gpuhybrid as gh
 from gpuhybrid import autograd, nd, sym
 from gpuhybrid.ops.registry import TensorSpec
-from gpuhybrid.symbol.gradient import derive_backward
+from gpuhybrid.symbol.gradient import backward_graph
+from gpuhybrid.symbol.infer import typed_graph
+from gpuhybrid.symbol.run import compile_graph
 
 EPS = 1e-6
 EAGER = nd.NDArray.F        # nd's functions and the gradient-only ops (pick_backward, ...) nd leaves out
@@ -82,34 +84,34 @@ def check_finite_differences(fn, inputs: list, wrt: list, rtol: float = 1e-6, at
 
 def symbolic_gradients(fn, inputs: list, wrt: list, weights: list, fuse: bool = False,
                        training: bool = False, seed: int | None = None) -> list:
-    """The same gradients from the backward graph that derive_backward builds (F = sym), compiled."""
+    """The same gradients from the backward graph that backward_graph builds (F = sym), compiled."""
     names = [f"x{i}" for i in range(len(inputs))]
     with autograd.train_mode() if training else autograd.predict_mode():
         out = fn(sym, *[sym.var(n) for n in names])
     heads = sym.Group(_as_list(out))
     count = heads.num_outputs
     specs = {n: TensorSpec(a.shape, a.dtype) for n, a in zip(names, inputs)}
-    from gpuhybrid.symbol.to_graph import build_graph
-    graph = build_graph(heads, specs, training=training)
+    graph = typed_graph(heads, specs, training=training)
     float_heads = [j for j, r in enumerate(graph.outputs) if graph.spec(r).dtype.kind == "f"]
-    derived = derive_backward(heads, specs, [names[i] for i in wrt], count, training)
-    if derived.symbol is None:
+    derived = backward_graph(graph, [names[i] for i in wrt], count)
+    if derived.graph is None:
         return [np.zeros(inputs[i].shape) for i in wrt]
-    saved_symbols = [sym.Symbol([(node, index)]) for _, node, index in derived.saved]
-    forward = sym.compile_symbol(sym.Group([heads] + saved_symbols), specs, gh.cpu(), training, fuse=fuse)
+    with_saved = graph.replace(graph.nodes, graph.outputs + tuple(ref for _, ref in derived.saved))
+    forward = compile_graph(with_saved, gh.cpu(), fuse=fuse)
     if seed is not None:
         gh.random.seed(seed)
     values, _ = forward.run([inputs[names.index(n)] for n in forward.input_names])
-    saved = dict(zip((name for name, _, _ in derived.saved), values[count:]))
+    saved = dict(zip((name for name, _ in derived.saved), values[count:]))
     head_grads = {f"@head{j}": np.asarray(w, dtype=graph.spec(graph.outputs[j]).dtype)
                   for j, w in zip(float_heads, weights)}
-    backward = sym.compile_symbol(derived.symbol, derived.var_specs, gh.cpu(), fuse=fuse)
+    backward = compile_graph(derived.graph, gh.cpu(), fuse=fuse)
+    backward_specs = {n.name: n.spec for n in derived.graph.vars}
     feeds = []
     for name in backward.input_names:
         if name in head_grads:
             feeds.append(head_grads[name])
         elif name.startswith("@head"):
-            spec = derived.var_specs[name]
+            spec = backward_specs[name]
             feeds.append(np.zeros(spec.shape, spec.dtype))
         elif name in saved:
             feeds.append(saved[name])

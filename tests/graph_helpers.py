@@ -23,7 +23,7 @@ from gpuhybrid import sym
 from gpuhybrid.executor import CompiledGraph
 from gpuhybrid.graph import CONST, VAR, Graph
 from gpuhybrid.ops.registry import TensorSpec
-from gpuhybrid.symbol.to_graph import build_graph
+from gpuhybrid.symbol.infer import typed_graph
 
 # Few examples per property: each builds, optimises and runs a small graph in a few milliseconds.
 DAG_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -37,7 +37,7 @@ def graph_of(symbol, training: bool | None = None, **shapes) -> Graph:
     for name, given in shapes.items():
         shape, dtype = given if len(given) == 2 and isinstance(given[1], str) else (given, "float32")
         specs[name] = TensorSpec(tuple(shape), dtype)
-    return build_graph(symbol, specs, training=training)
+    return typed_graph(symbol, specs, training=training)
 
 
 def run_graph(graph: Graph, feed: dict) -> list:

@@ -19,7 +19,7 @@ from gpuhybrid.graph.passes import PIPELINE, fusion_passes
 from gpuhybrid.graph.passes.fuse_rows import GPU_LONG_ROW, fuse_row_reductions
 from gpuhybrid.gluon import nn
 from gpuhybrid.ops.registry import TensorSpec
-from gpuhybrid.symbol.to_graph import build_graph
+from gpuhybrid.symbol.infer import typed_graph
 
 pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="fused CPU kernels need a C++ compiler")
 
@@ -170,7 +170,7 @@ def test_an_input_that_depends_on_the_region_keeps_its_consumer_out():
 
 def test_the_gpu_pipeline_leaves_a_few_very_long_rows_to_the_library():
     x = sym.var("x")
-    graph = build_graph(sym.sum(sym.square(x)), {"x": TensorSpec((4 * GPU_LONG_ROW,), "float32")})
+    graph = typed_graph(sym.sum(sym.square(x)), {"x": TensorSpec((4 * GPU_LONG_ROW,), "float32")})
     fused = optimize(graph, passes=PIPELINE + fusion_passes()[:-1])
     assert len(fuse_row_reductions(fused).compute_nodes) == 1
     assert len(fuse_row_reductions(fused, long_row_limit=GPU_LONG_ROW).compute_nodes) == 2

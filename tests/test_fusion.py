@@ -269,11 +269,11 @@ def test_kernels_of_both_index_widths_never_share_a_translation_unit():
     from gpuhybrid.executor.fused import compile_generated_steps, compile_units
     from gpuhybrid.graph import optimize
     from gpuhybrid.graph.passes import PIPELINE, fusion_passes
-    from gpuhybrid.symbol.to_graph import build_graph
+    from gpuhybrid.symbol.infer import typed_graph
 
     def group_of(size):
         x = sym.var("x")
-        graph = optimize(build_graph(sym.tanh(x * 2) + 1, {"x": TensorSpec((size,), "float32")}),
+        graph = optimize(typed_graph(sym.tanh(x * 2) + 1, {"x": TensorSpec((size,), "float32")}),
                          passes=PIPELINE + fusion_passes())
         return graph.fused_nodes[0].attr_dict["group"]
     sources = [render_group(group_of(37)), render_group(group_of(2**31))]   # rendered, never allocated

@@ -25,7 +25,7 @@ from gpuhybrid.backend.dtypes import C_TYPES, compute_dtype
 from gpuhybrid.backend.host_compiler import compile_host, find_host_compiler
 from gpuhybrid.codegen.elementwise import Line, Param, render_elementwise
 from gpuhybrid.ops import TensorSpec, get_op, norm
-from gpuhybrid.symbol.to_graph import infer_var_specs
+from gpuhybrid.symbol.infer import typed_graph, var_specs
 from helpers import (EXACT, FLOAT_DTYPES, SETTINGS, Tol, arrays, assert_matches, expect_raises, f64, run_op,
                      shapes, to_nd)
 
@@ -266,7 +266,7 @@ def test_batch_norm_infers_unknown_parameter_shapes_from_the_data(dtype):
     assert filled[1] is known and filled[2] == TensorSpec((5,), dtype)
     # Through a symbol: variables with unknown (0) shapes get (C,), as Gluon's deferred init needs.
     out = sym.BatchNorm(sym.var("data"), *(sym.var(n, shape=(0,)) for n in ("g", "b", "m", "v")))
-    specs = infer_var_specs(out, {"data": data})
+    specs = var_specs(typed_graph(out, {"data": data}))
     assert all(specs[n] == TensorSpec((5,), dtype) for n in ("g", "b", "m", "v"))
     args, outs, aux = out.infer_shape(data=(2, 5, 3))
     assert (args, outs, aux) == ([(2, 5, 3), (5,), (5,), (5,), (5,)], [(2, 5, 3), (5,), (5,)], [])

@@ -56,7 +56,7 @@ NOT_API = {
     # gpuhybrid.ops.list_ops()), not re-exported. bench and demo appear once something imports them.
     "gpuhybrid": LAYERS | {"bench", "demo"},
     # The rules run with F = sym (symbol/gradient.py) call the gradient-only ops as attributes.
-    "gpuhybrid.symbol": {"gradient", "run", "serialize", "symbol", "to_graph"} | GRADIENT_ONLY_OPS,
+    "gpuhybrid.symbol": {"gradient", "infer", "limits", "run", "serialize", "symbol"} | GRADIENT_ONLY_OPS,
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary"},

@@ -343,8 +343,8 @@ def _static_plan(out, specs, passes=None):
     from gpuhybrid.executor import CompiledGraph
     from gpuhybrid.graph import optimize
     from gpuhybrid.graph.passes import PIPELINE, fusion_passes
-    from gpuhybrid.symbol.to_graph import build_graph
-    graph = optimize(build_graph(out, specs), passes=PIPELINE + (passes or fusion_passes()))
+    from gpuhybrid.symbol.infer import typed_graph
+    graph = optimize(typed_graph(out, specs), passes=PIPELINE + (passes or fusion_passes()))
     return CompiledGraph(graph, gh.cpu(), static_alloc=True, static_outputs=True)
 
 

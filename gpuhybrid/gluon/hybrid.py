@@ -7,8 +7,9 @@ Plans live in a bounded LRU cache per block; a block that keeps retracing gets a
 
 Inside ``autograd.record()`` (when an input or a parameter needs a gradient) the signature also says
 which inputs need gradients, and the trace compiles two plans: the forward, which also returns the
-values the gradient rules read, and the backward graph derived from it (``symbol/gradient.py``). The
-call is then one node on the autograd tape whose gradient runs the backward plan.
+values the gradient rules read, and the backward graph derived from the traced graph
+(``symbol/gradient.py``, a Graph -> Graph transform). The call is then one node on the autograd tape
+whose gradient runs the backward plan.
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from ..executor import CompiledGraph
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from ..symbol import Symbol
-from ..symbol.gradient import derive_backward
+from ..symbol.gradient import BackwardGraph, backward_graph
+from ..symbol.infer import typed_graph, var_specs
+from ..symbol.run import compile_graph
 from ..symbol.symbol import tracing_block
-from ..symbol.to_graph import infer_var_specs
 from .block import Block
 from .parameter import DeferredInitializationError
 
@@ -143,7 +145,7 @@ class HybridBlock(Block):
         names, in_syms = _input_vars(len(args))
         out = self.forward(*in_syms)
         outputs = out if isinstance(out, (list, tuple)) else [out]
-        specs = infer_var_specs(sym.Group(outputs), {n: a.spec for n, a in zip(names, args)})
+        specs = var_specs(typed_graph(sym.Group(outputs), {n: a.spec for n, a in zip(names, args)}))
         for param in self._reg_params.values():
             if param.name in specs and specs[param.name] is not None:
                 param.shape = specs[param.name].shape
@@ -241,25 +243,26 @@ class HybridBlock(Block):
         outputs = _flatten_symbols(self.name, out)
         graph_symbol = sym.Group(outputs + [value for _, value in aux_updates])
         specs = {n: a.spec for n, a in zip(names, args)}
-        params = self._bind_params(graph_symbol, specs, device)
-        specs.update({name: p.data().spec for name, p in params.items()})
+        params, graph = self._bind_params(graph_symbol, specs, device, training)
         learned = [p for p in params.values() if p.grad_req != "null"]
         wrt = [n for n, wanted in zip(names, wants or ()) if wanted] + [p.name for p in learned]
-        aux_values = [value for _, value in aux_updates]
         try:
-            backward, saved = None, []
+            backward, derived = None, None
             if wants is not None and wrt:
-                derived = derive_backward(graph_symbol, specs, wrt, len(outputs), training)
-                saved = [(name, Symbol([(node, index)])) for name, node, index in derived.saved]
-            plan = sym.compile_symbol(sym.Group(outputs + [s for _, s in saved] + aux_values), specs, device,
-                                      training, on_pass=on_pass, aux_names=[p.name for p, _ in aux_updates],
-                                      static_alloc=self._hybrid_options.get("static_alloc", False),
-                                      # a recorded call's saved values must outlive the next call
-                                      static_outputs=self._hybrid_options.get("static_outputs", False)
-                                      and wants is None,
-                                      static_shape=self._hybrid_options.get("static_shape", False))
-            if wants is not None and wrt:
-                backward = self._backward_plan(derived, saved, wants, learned, plan, len(outputs), device,
+                derived = backward_graph(graph, wrt, len(outputs))
+            # the forward plan returns the outputs, then the values the backward reads; aux updates apart
+            heads, aux_refs = graph.outputs[:len(outputs)], graph.outputs[len(outputs):]
+            saved_refs = tuple(ref for _, ref in derived.saved) if derived is not None else ()
+            forward = graph.replace(graph.nodes, heads + saved_refs,
+                                    tuple(zip([p.name for p, _ in aux_updates], aux_refs)))
+            plan = compile_graph(forward, device, on_pass=on_pass,
+                                 static_alloc=self._hybrid_options.get("static_alloc", False),
+                                 # a recorded call's saved values must outlive the next call
+                                 static_outputs=self._hybrid_options.get("static_outputs", False)
+                                 and wants is None,
+                                 static_shape=self._hybrid_options.get("static_shape", False))
+            if derived is not None:
+                backward = self._backward_plan(derived, wants, learned, plan, len(outputs), device,
                                                self._hybrid_options.get("static_alloc", False))
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
@@ -270,7 +273,7 @@ class HybridBlock(Block):
         return entry
 
     @staticmethod
-    def _backward_plan(derived, saved: list, wants: tuple, learned: list, forward: CompiledGraph,
+    def _backward_plan(derived: BackwardGraph, wants: tuple, learned: list, forward: CompiledGraph,
                        num_outputs: int, device, static_alloc: bool = False) -> BackwardPlan:
         """Compile the derived backward graph and say how each of its inputs is fed (``static_alloc``:
         its intermediates live in buffers allocated once, as the forward plan's do; gradients stay
@@ -279,10 +282,10 @@ class HybridBlock(Block):
         in_wrt_order = iter(derived.outputs)
         grad_index = [next(in_wrt_order) if wanted else None for wanted in wants]
         grad_index += [next(in_wrt_order) for _ in learned]
-        if derived.symbol is None:
+        if derived.graph is None:
             return BackwardPlan(None, num_outputs, learned, grad_index, [])
-        plan = sym.compile_symbol(derived.symbol, derived.var_specs, device, static_alloc=static_alloc)
-        saved_index = {name: k for k, (name, _) in enumerate(saved)}
+        plan = compile_graph(derived.graph, device, static_alloc=static_alloc)
+        saved_index = {name: k for k, (name, _) in enumerate(derived.saved)}
         feed = []
         for name in plan.input_names:
             if name.startswith("@head"):
@@ -293,30 +296,38 @@ class HybridBlock(Block):
                 feed.append(("input", forward.input_names.index(name)))
         return BackwardPlan(plan, num_outputs, learned, grad_index, feed)
 
-    def _bind_params(self, graph_symbol: Symbol, specs: dict, device) -> dict:
-        """Parameters the graph reads, initialised (finishing deferred shapes) and on ``device``."""
+    def _bind_params(self, graph_symbol: Symbol, specs: dict, device, training: bool) -> tuple:
+        """(Parameters the graph reads, initialised (finishing deferred shapes) and on ``device``; the
+        typed graph). Shapes are inferred once: deferred parameters take theirs from that inference."""
         by_name = {p.name: p for p in self.collect_params().values()}
-        var_nodes = [n for n in graph_symbol.topo_nodes() if n.op == "var" and n.name not in specs]
-        unknown = [n.name for n in var_nodes if n.name not in by_name]
+        var_names = list(dict.fromkeys(n.name for n in graph_symbol.variables() if n.name not in specs))
+        unknown = [n for n in var_names if n not in by_name]
         if unknown:
             raise GhError(f"{self.name}: the traced graph reads {', '.join(unknown)}, which are neither inputs "
                           f"nor parameters of this block; create arrays inside hybrid_forward with F ops")
+        known = dict(specs)
+        known.update({n: by_name[n].data().spec for n in var_names if by_name[n].is_initialized})
         try:
-            inferred = infer_var_specs(graph_symbol, specs)
+            graph = typed_graph(graph_symbol, known, training)
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
+        inferred = var_specs(graph)
         params = {}
-        for node in var_nodes:
-            param = by_name[node.name]
+        for name in var_names:
+            param = by_name[name]
             if not param.is_initialized:
                 if param._deferred is None:
                     param.data()                     # raises the "call initialize()" error
-                param.finish_deferred_init(inferred[node.name])
+                param.finish_deferred_init(inferred[name])
             if param.data().ctx != device:
                 raise DeviceError(f"{self.name}: parameter {param.name} is on {param.data().ctx} but the input "
                                   f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
-            params[node.name] = param
-        return params
+            params[name] = param
+        bound = {name: param.data().spec for name, param in params.items()}
+        if any(inferred[name] != spec for name, spec in bound.items()):
+            # a deferred initialisation chose other specs than inferred: type with the bound ones
+            graph = typed_graph(graph_symbol, {**specs, **bound}, training)
+        return params, graph
 
     def debug_compare(self, *inputs, rtol: float = 1e-5, atol: float = 1e-6):
         """Run the plan for ``inputs`` fused and op by op; the result says the first value that differs
@@ -349,7 +360,7 @@ def _count_outputs(out) -> int:
 
 def _flatten_symbols(block: str, out) -> list:
     if isinstance(out, Symbol):
-        return [Symbol([o]) for o in out._outputs]
+        return out._each_output()
     if isinstance(out, (list, tuple)):
         return [s for item in out for s in _flatten_symbols(block, item)]
     raise GhError(f"{block}: hybrid_forward returned a {type(out).__name__}; it must return the results of "

@@ -61,16 +61,5 @@ class SymbolBlock(HybridBlock):
 
 def _substitute(outputs, replacements: dict):
     """The graph of ``outputs`` with some variables replaced by other Symbols (for nesting in a trace)."""
-    from ..symbol.symbol import SymNode, Symbol
-    copies: dict = {}
-
-    def ref(node, index):
-        if node.op == "var" and node.name in replacements:
-            return replacements[node.name]._outputs[0]
-        return copies.get(id(node), node), index
-
-    for node in outputs.topo_nodes():
-        if node.op != "var":
-            copies[id(node)] = SymNode(node.op, node.name, [ref(p, i) for p, i in node.inputs], node.attrs,
-                                       node.num_outputs)
-    return Symbol([ref(n, i) for n, i in outputs._outputs])
+    from ..symbol.symbol import substitute
+    return substitute(outputs, replacements)

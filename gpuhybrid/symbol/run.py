@@ -1,5 +1,5 @@
 """Running symbols: shape/type inference, ``eval``, ``bind`` → ``Executor``, and the compile pipeline
-(Symbol → Graph → passes → CompiledGraph) that hybridized blocks use too."""
+(typed Graph → passes → CompiledGraph) that hybridized blocks use too."""
 from __future__ import annotations
 
 import os
@@ -13,9 +13,11 @@ from ..executor.fused import can_fuse_on
 from ..graph import optimize
 from ..graph.passes import PIPELINE, fusion_passes
 from ..ndarray import NDArray
+from ..graph.ir import Graph
 from ..ops.registry import TensorSpec
-from .symbol import Symbol
-from .to_graph import build_graph, infer_var_specs
+from .infer import typed_graph, var_specs
+from .limits import check_value_sizes
+from .symbol import Symbol, var_hints
 
 
 def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool = False,
@@ -31,10 +33,20 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
     (running statistics), returned separately by ``CompiledGraph.run``. ``static_alloc``,
     ``static_outputs`` and ``static_shape`` (on a GPU: replay as CUDA graphs): see ``CompiledGraph``.
     """
-    graph = build_graph(symbol, specs, training=training)
+    graph = typed_graph(symbol, specs, training=training)
     if aux_names:
         split = len(graph.outputs) - len(aux_names)
         graph = graph.replace(graph.nodes, graph.outputs[:split], tuple(zip(aux_names, graph.outputs[split:])))
+    return compile_graph(graph, device, on_pass=on_pass, fuse=fuse, static_alloc=static_alloc,
+                         static_outputs=static_outputs, static_shape=static_shape)
+
+
+def compile_graph(graph: Graph, device: Device, on_pass: Callable | None = None, fuse: bool | None = None,
+                  static_alloc: bool = False, static_outputs: bool = False,
+                  static_shape: bool = False) -> CompiledGraph:
+    """The plan that computes the typed ``graph`` on ``device`` (options as for ``compile_symbol``).
+    Graphs holding a value larger than the limit of ``limits.py`` are refused before anything runs."""
+    check_value_sizes(graph)
     if on_pass is not None:
         on_pass("traced", graph)
     if fuse is None:
@@ -47,14 +59,14 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:
-    hints = {n.name: n for n in symbol.topo_nodes() if n.op == "var"}
+    hints = {n.name: var_hints(n) for n in symbol.variables()}
     unknown = sorted(set(shapes) - set(hints))
     if unknown:
         raise OpValueError(f"infer_shape: {', '.join(unknown)} are not arguments of this symbol; "
                            f"its arguments are {', '.join(hints)}")
     specs = {}
     for name, shape in shapes.items():
-        dtype = (dtypes or {}).get(name) or hints[name].dtype or "float32"
+        dtype = (dtypes or {}).get(name) or hints[name][1] or "float32"
         specs[name] = TensorSpec(tuple(shape), dtype)
     return specs
 
@@ -62,8 +74,8 @@ def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> di
 def infer_shape(symbol: Symbol, *args, **shapes):
     """MXNet's ``infer_shape``: (argument shapes, output shapes, auxiliary-state shapes)."""
     shapes.update(zip(symbol.list_arguments(), args))
-    graph = build_graph(symbol, infer_var_specs(symbol, _shape_specs(symbol, shapes)))
-    by_name = {n.name: n.spec for n in graph.vars}
+    graph = typed_graph(symbol, _shape_specs(symbol, shapes))
+    by_name = var_specs(graph)
     return ([by_name[a].shape for a in symbol.list_arguments()],
             [graph.spec(r).shape for r in graph.outputs],
             [by_name[a].shape for a in symbol.list_auxiliary_states()])
@@ -72,9 +84,9 @@ def infer_shape(symbol: Symbol, *args, **shapes):
 def infer_type(symbol: Symbol, **dtypes):
     """MXNet's ``infer_type``: (argument dtypes, output dtypes, aux dtypes). Variables need shapes
     (from ``sym.var(shape=...)``) because gpuhybrid infers shapes and dtypes together."""
-    shapes = {n.name: n.shape for n in symbol.topo_nodes() if n.op == "var" and n.shape}
-    graph = build_graph(symbol, infer_var_specs(symbol, _shape_specs(symbol, shapes, dtypes)))
-    by_name = {n.name: n.spec for n in graph.vars}
+    shapes = {n.name: var_hints(n)[0] for n in symbol.variables() if var_hints(n)[0]}
+    graph = typed_graph(symbol, _shape_specs(symbol, shapes, dtypes))
+    by_name = var_specs(graph)
     return ([by_name[a].dtype for a in symbol.list_arguments()],
             [graph.spec(r).dtype for r in graph.outputs],
             [by_name[a].dtype for a in symbol.list_auxiliary_states()])

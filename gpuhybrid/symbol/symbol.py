@@ -1,8 +1,14 @@
-"""``Symbol``: a handle on the outputs of a graph being built, with MXNet's symbol API.
+"""``Symbol``: a handle on outputs of a graph-IR being built, with MXNet's symbol API.
 
 Symbols are built by ``sym.var`` and by applying ops (``sym.relu(x)``, ``x + y``), the same ops and
-signatures as ``nd``. Nothing is computed; ``eval``/``bind`` compile and run the graph. Reading a value
-while tracing (``if x > 0``, ``float(x)``, ``x.asnumpy()``) raises ``TraceError`` saying what to do.
+signatures as ``nd``. Each op application appends one immutable ``graph.ir.Node`` to a ``Builder`` (an
+append-only list whose positions are the node ids) and returns a Symbol holding that builder and the
+``Ref``s of the new outputs; there is no second node type. Nodes built by ``sym`` are untyped (their
+specs are ``None`` until ``infer.typed_graph`` infers them for concrete inputs); a builder made with
+``typed=True`` (the gradient transform's) infers each node's specs as it is appended.
+
+Nothing is computed; ``eval``/``bind`` compile and run the graph. Reading a value while tracing
+(``if x > 0``, ``float(x)``, ``x.asnumpy()``) raises ``TraceError`` saying what to do.
 """
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ import itertools
 from collections import defaultdict
 
 from .. import autograd
-from ..errors import GhError, OpValueError
+from ..errors import GhError, OpValueError, ShapeError
+from ..graph.ir import VAR, Node, Ref, freeze_attrs
 from ..ops import get_op
 from ..ops.attrs import dtype_name
 from ..ops.frontend import OperatorMixin
+from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
 
 
@@ -25,6 +33,7 @@ class TraceError(GhError, TypeError):
 # The block being traced (set by gluon), so that trace errors can name it.
 tracing_block: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpuhybrid_tracing", default=None)
 _name_counters: defaultdict = defaultdict(itertools.count)
+_builder_serials = itertools.count()
 
 
 def fresh_name(hint: str) -> str:
@@ -33,18 +42,103 @@ def fresh_name(hint: str) -> str:
     return f"{base}{next(_name_counters[base])}"
 
 
-class SymNode:
-    """A node of a symbol DAG: an op application, or a variable (op ``var``)."""
+class Builder:
+    """An append-only list of graph-IR ``Node``s; a node's id is its position, so ids are topological.
 
-    __slots__ = ("op", "name", "inputs", "attrs", "num_outputs", "shape", "dtype", "kind")
+    Untyped builders (what ``sym`` builds) give op nodes ``specs = (None,) * outputs`` and variables
+    their hints as attributes (``shape``, ``dtype``); a typed builder infers each op node's specs from
+    its inputs' when the node is appended (its variables carry their specs).
+    """
 
-    def __init__(self, op, name, inputs=(), attrs=None, num_outputs=1, shape=None, dtype=None, kind="data"):
-        self.op, self.name, self.inputs = op, name, tuple(inputs)
-        self.attrs, self.num_outputs = dict(attrs or {}), num_outputs
-        self.shape, self.dtype, self.kind = shape, dtype, kind
+    __slots__ = ("nodes", "typed", "serial", "_copies", "_origin")
 
-    def __repr__(self) -> str:
-        return f"SymNode({self.op}, {self.name})"
+    def __init__(self, typed: bool = False):
+        self.nodes: list = []
+        self.typed = typed
+        self.serial = next(_builder_serials)   # names the builder in node identities; newer wins merge ties
+        self._copies: dict = {}                # identity of a node copied in -> its id here
+        self._origin: dict = {}                # id here -> identity of the node it copies
+
+    def add(self, op: str, name: str, inputs: tuple, attrs: dict, count: int, kind: str = "",
+            specs: tuple | None = None) -> int:
+        """Append a node with ``count`` outputs; returns its id. ``specs`` (typed builders) are
+        inferred from the inputs' when not given."""
+        if specs is None:
+            specs = (None,) * count
+            if self.typed and op != VAR:
+                in_specs = [self.nodes[r.node].specs[r.index] for r in inputs]
+                specs = tuple(get_op(op).infer_specs(in_specs, attrs))
+        node = Node(len(self.nodes), op, name, tuple(inputs), freeze_attrs(attrs), tuple(specs), kind)
+        self.nodes.append(node)
+        return node.id
+
+    def spec(self, ref: Ref) -> TensorSpec | None:
+        return self.nodes[ref.node].specs[ref.index]
+
+    def identity(self, node_id: int) -> tuple:
+        """(builder serial, id) of the node where it was first built: a node copied between builders
+        (and back) stays one node, so an impure op (Dropout) is never duplicated by a merge."""
+        return self._origin.get(node_id, (self.serial, node_id))
+
+    def _local(self, identity: tuple) -> int | None:
+        return identity[1] if identity[0] == self.serial else self._copies.get(identity)
+
+    def import_refs(self, source: "Builder", refs) -> list:
+        """``refs`` of ``source`` as refs of this builder, copying the nodes they depend on that this
+        builder does not hold yet."""
+        def local(node_id: int) -> int | None:
+            return self._local(source.identity(node_id))
+
+        needed, stack = set(), [r.node for r in refs]
+        while stack:
+            node_id = stack.pop()
+            if node_id in needed or local(node_id) is not None:
+                continue
+            needed.add(node_id)
+            stack.extend(r.node for r in source.nodes[node_id].inputs)
+        for node_id in sorted(needed):                   # ids are topological
+            node = source.nodes[node_id]
+            if self.typed and node.op == VAR and node.specs[0] is None:
+                raise ShapeError(f"variable {node.name!r} has no known shape and cannot join a typed graph")
+            inputs = tuple(Ref(local(r.node), r.index) for r in node.inputs)
+            given = node.specs if node.op == VAR or not self.typed else None
+            new_id = self.add(node.op, node.name, inputs, node.attr_dict, len(node.specs), node.kind, given)
+            identity = source.identity(node_id)
+            self._copies[identity], self._origin[new_id] = new_id, identity
+        return [Ref(local(r.node), r.index) for r in refs]
+
+    def order(self, refs) -> list:
+        """Ids of the nodes ``refs`` depend on, inputs before users: the depth-first post-order from the
+        outputs in order (so the order follows the graph, not the order it was built in)."""
+        order, seen = [], set()
+        for ref in refs:
+            stack = [(ref.node, False)]
+            while stack:
+                current, expanded = stack.pop()
+                if current in seen:
+                    continue
+                if expanded:
+                    seen.add(current)
+                    order.append(current)
+                    continue
+                stack.append((current, True))
+                inputs = self.nodes[current].inputs
+                stack.extend((r.node, False) for r in reversed(inputs) if r.node not in seen)
+        return order
+
+
+def merge(symbols) -> tuple:
+    """(builder, refs): the outputs of ``symbols`` in one builder, the largest (newest on ties) one
+    importing the nodes of the others."""
+    builders = list({id(s._builder): s._builder for s in symbols}.values())
+    if not builders:
+        return Builder(), []
+    target = builders[0] if len(builders) == 1 else max(
+        builders, key=lambda b: (b.typed, len(b.nodes), b.serial))
+    refs = []
+    for s in symbols:
+        refs.extend(s._refs if s._builder is target else target.import_refs(s._builder, s._refs))
+    return target, refs
 
 
 def _trace_hint(what: str) -> str:
@@ -55,85 +149,88 @@ def _trace_hint(what: str) -> str:
 
 
 class Symbol(OperatorMixin):
-    """One or more outputs of symbol nodes."""
+    """One or more outputs (``Ref``s) of nodes in a ``Builder``."""
 
-    __slots__ = ("_outputs",)
+    __slots__ = ("_builder", "_refs")
     _what = "Symbol"
 
-    def __init__(self, outputs):
-        self._outputs = list(outputs)   # [(SymNode, index)]
+    def __init__(self, builder: Builder, refs):
+        self._builder, self._refs = builder, tuple(refs)
 
     def _apply(self, op: str, inputs: list, attrs: dict) -> "Symbol":
         return apply_op(op, inputs, attrs)
 
     # --- naming and structure ----------------------------------------------------------------------
+    def _node(self, ref: Ref) -> Node:
+        return self._builder.nodes[ref.node]
+
     @property
     def name(self) -> str:
-        node, index = self._single("name")
-        return node.name if node.num_outputs == 1 else f"{node.name}_output{index}"
+        ref = self._single("name")
+        node = self._node(ref)
+        return node.name if len(node.specs) == 1 else f"{node.name}_output{ref.index}"
 
-    def _single(self, what: str):
-        if len(self._outputs) != 1:
-            raise OpValueError(f"{what} needs a Symbol with one output, this one has {len(self._outputs)}; "
+    def _single(self, what: str) -> Ref:
+        if len(self._refs) != 1:
+            raise OpValueError(f"{what} needs a Symbol with one output, this one has {len(self._refs)}; "
                                f"select one with sym[i]")
-        return self._outputs[0]
+        return self._refs[0]
+
+    def _each_output(self) -> list:
+        """One single-output Symbol per output."""
+        return [Symbol(self._builder, [ref]) for ref in self._refs]
 
     def __len__(self) -> int:
         raise TraceError(_trace_hint("len() of a Symbol"))
 
     @property
     def num_outputs(self) -> int:
-        return len(self._outputs)
+        return len(self._refs)
 
     def __getitem__(self, key):
-        if len(self._outputs) > 1 and isinstance(key, (int, str)):
+        if len(self._refs) > 1 and isinstance(key, (int, str)):
             if isinstance(key, str):
                 names = self.list_outputs()
                 if key not in names:
                     raise OpValueError(f"no output named {key!r}; outputs are {names}")
                 key = names.index(key)
-            return Symbol([self._outputs[key]])
+            return Symbol(self._builder, [self._refs[key]])
         return apply_op("getitem", [self], {"key": encode_index(key)})
 
     def topo_nodes(self) -> list:
-        """Every node reachable from the outputs, inputs before users (deterministic order)."""
-        order, seen = [], set()
-        for node, _ in self._outputs:
-            stack = [(node, False)]
-            while stack:
-                current, expanded = stack.pop()
-                if id(current) in seen:
-                    continue
-                if expanded:
-                    seen.add(id(current))
-                    order.append(current)
-                    continue
-                stack.append((current, True))
-                stack.extend((parent, False) for parent, _ in reversed(current.inputs) if id(parent) not in seen)
-        return order
+        """Every node the outputs depend on, inputs before users (the one topological order)."""
+        return [self._builder.nodes[i] for i in self._builder.order(self._refs)]
+
+    def variables(self) -> list:
+        """The variable nodes, in topological order."""
+        return [n for n in self.topo_nodes() if n.op == VAR]
 
     def list_arguments(self) -> list:
-        return [n.name for n in self.topo_nodes() if n.op == "var" and n.kind != "aux"]
+        return [n.name for n in self.variables() if n.kind != "aux"]
 
     list_inputs = list_arguments
 
     def list_auxiliary_states(self) -> list:
-        return [n.name for n in self.topo_nodes() if n.op == "var" and n.kind == "aux"]
+        return [n.name for n in self.variables() if n.kind == "aux"]
 
     def list_outputs(self) -> list:
-        return [(n.name if n.op == "var" else f"{n.name}_output{'' if n.num_outputs == 1 else i}")
-                for n, i in self._outputs]
+        names = []
+        for ref in self._refs:
+            node = self._node(ref)
+            names.append(node.name if node.op == VAR
+                         else f"{node.name}_output{'' if len(node.specs) == 1 else ref.index}")
+        return names
 
     def get_internals(self) -> "Symbol":
         """A Symbol whose outputs are every output of every node, in topological order."""
-        return Symbol([(n, i) for n in self.topo_nodes() for i in range(n.num_outputs)])
+        return Symbol(self._builder, [Ref(n.id, i) for n in self.topo_nodes() for i in range(len(n.specs))])
 
     def get_children(self) -> "Symbol | None":
-        node, _ = self._single("get_children")
-        return Symbol(list(node.inputs)) if node.inputs else None
+        node = self._node(self._single("get_children"))
+        return Symbol(self._builder, node.inputs) if node.inputs else None
 
     def __repr__(self) -> str:
-        if len(self._outputs) == 1:
+        if len(self._refs) == 1:
             return f"<Symbol {self.name}>"
         return f"<Symbol group [{', '.join(self.list_outputs())}]>"
 
@@ -176,22 +273,36 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
         attrs["training"] = autograd.is_training()
     parsed = op.parse_attrs(attrs)
     op.check_arity(len(inputs), parsed)
-    refs = []
     for i, x in enumerate(inputs):
         if not isinstance(x, Symbol):
             raise TraceError(f"{op.name}: input {i} is a {type(x).__name__}, not a Symbol; inside "
                              f"hybrid_forward use F ops on the given inputs (F.ones_like(x), F.full(...)) "
                              f"instead of arrays made outside the graph")
-        refs.append(x._single(f"{op.name} input {i}"))
-    node = SymNode(op.name, name or fresh_name(op.name), refs, parsed, op.output_count(parsed))
-    return Symbol([(node, i) for i in range(op.visible_output_count(parsed))])
+        x._single(f"{op.name} input {i}")
+    builder, refs = merge(inputs)
+    node_id = builder.add(op.name, name or fresh_name(op.name), tuple(refs), parsed, op.output_count(parsed))
+    return Symbol(builder, [Ref(node_id, i) for i in range(op.visible_output_count(parsed))])
+
+
+def add_var(builder: Builder, name: str, shape=None, dtype=None, kind: str = "data") -> Ref:
+    """A variable node in ``builder``: untyped with its hints, or (typed builders) with its spec."""
+    if builder.typed:
+        return Ref(builder.add(VAR, name, (), {}, 1, kind, (TensorSpec(tuple(shape), dtype),)))
+    return Ref(builder.add(VAR, name, (), {"shape": shape, "dtype": dtype}, 1, kind))
+
+
+def var_hints(node: Node) -> tuple:
+    """(shape, dtype name) hints of an untyped variable node (None where not given)."""
+    hints = node.attr_dict
+    return hints.get("shape"), hints.get("dtype")
 
 
 def var(name: str, shape=None, dtype=None, kind: str = "data", **_ignored) -> Symbol:
     """A named graph input; ``shape``/``dtype`` are optional hints (0 in a shape means unknown)."""
     shape = None if shape is None else tuple(int(d) for d in shape)
     dtype = None if dtype is None else dtype_name(dtype, f"var {name!r}")   # a name, as JSON stores it
-    return Symbol([(SymNode("var", name, shape=shape, dtype=dtype, kind=kind), 0)])
+    builder = Builder()
+    return Symbol(builder, [add_var(builder, name, shape, dtype, kind)])
 
 
 Variable = var
@@ -199,4 +310,28 @@ Variable = var
 
 def Group(symbols) -> Symbol:
     """One Symbol with the outputs of several."""
-    return Symbol([out for s in symbols for out in s._outputs])
+    builder, refs = merge(list(symbols))
+    return Symbol(builder, refs)
+
+
+def substitute(symbol: Symbol, replacements: dict) -> Symbol:
+    """``symbol``'s graph with the variables named in ``replacements`` replaced by those (single-output)
+    Symbols, copied into their builder (for nesting a loaded graph in a trace)."""
+    target, new_refs = merge(list(replacements.values()))
+    by_name = dict(zip(replacements, new_refs))
+    source, copied = symbol._builder, {}         # source node id -> its copy's id
+
+    def mapped(ref: Ref) -> Ref:
+        node = source.nodes[ref.node]
+        if node.op == VAR and node.name in by_name:
+            return by_name[node.name]
+        return Ref(copied[ref.node], ref.index)
+
+    for node in symbol.topo_nodes():
+        if node.op == VAR and node.name in by_name:
+            continue
+        specs = None if target.typed and node.op != VAR else node.specs
+        inputs = tuple(mapped(r) for r in node.inputs)
+        copied[node.id] = target.add(node.op, node.name, inputs, node.attr_dict, len(node.specs), node.kind,
+                                     specs)
+    return Symbol(target, [mapped(r) for r in symbol._refs])
