@@ -1,23 +1,33 @@
-"""Every elementwise op's scalar C expression, rendered into a kernel, compiled and checked.
+"""The kernels GPU eager elementwise ops launch, run on the CPU: every elementwise op of the registry.
 
-The host C++ compiler builds the generated text and runs it on random data, compared with NumPy in
-float64; NVRTC compiles the very same text for sm_80 and sm_90 (no GPU needed). This is the CPU
-proof of the expressions that the GPU runs.
+A GPU eager call (``op.eager`` on a GPU device) renders its single-op kernel and hands the text to
+CuPy's ``RawModule``. Here the device is a stand-in whose array module is NumPy and whose
+``RawModule`` is the host C++ compiler, so the whole eager path (the op's dispatch, the kernel for
+broadcast and strided inputs, the launch arguments) runs, compiling the very text a GPU would, and the
+results are compared with the library's NumPy path in float64. NVRTC compiles the same texts for
+sm_80 and sm_90 (and ``tests/test_zz_nvrtc_generated.py`` compiles every text dumped here again).
+A fused group of one op renders the same text (up to its name and comments).
 """
 from __future__ import annotations
 
 import ctypes
+import re
 import zlib
 
 import numpy as np
 import pytest
 
+from gpuhybrid import nd
+from gpuhybrid.backend.cuda_elementwise import dump_kernel, eager_kernel
 from gpuhybrid.backend.dtypes import compute_dtype
 from gpuhybrid.backend.host_compiler import compile_host, find_host_compiler
+from gpuhybrid.backend.kernel_files import kernel_dir
 from gpuhybrid.backend.nvrtc import compile_to_ptx, nvrtc_available
 from gpuhybrid.codegen import single_op_kernel
+from gpuhybrid.codegen.fused import render_group
 from gpuhybrid.errors import GhError
-from gpuhybrid.ops import REGISTRY, TensorSpec
+from gpuhybrid.graph.ir import FusedGroup, FusedLine
+from gpuhybrid.ops import REGISTRY, TensorSpec, get_op
 
 DTYPES = ["float16", "float32", "float64", "int32", "int64", "bool"]
 # Relative/absolute tolerance of a stored result against the float64 reference, by output dtype.
@@ -30,6 +40,10 @@ ATTR_CASES = {
     "LeakyReLU": [{"act_type": "leaky", "slope": 0.1}, {"act_type": "elu", "slope": 0.7},
                   {"act_type": "selu", "slope": 0.25}, {"act_type": "gelu", "slope": 0.25}],
 }
+# Input layouts an eager call meets: contiguous of the output's shape (n elements), or, for a (6, 5)
+# output, views read in place (transposed, broadcast, reversed and stepped: see _inputs).
+CONTIGUOUS_SIZES = [0, 1, 37, 70000]       # 70000 > GH_PARALLEL_MIN runs the OpenMP loop
+STRIDED = "strided"
 
 
 def _scalar_attrs(op_name: str, dtype: str) -> list:
@@ -43,10 +57,7 @@ def _cases():
         if op.category != "elementwise":
             continue
         for dtype in DTYPES:
-            if name.endswith("_scalar"):
-                attr_sets = _scalar_attrs(name, dtype)
-            else:
-                attr_sets = ATTR_CASES.get(name, [{}])
+            attr_sets = _scalar_attrs(name, dtype) if name.endswith("_scalar") else ATTR_CASES.get(name, [{}])
             for attrs in attr_sets:
                 attrs = op.parse_attrs(attrs)
                 specs = [TensorSpec((4,), dtype)] * (len(op.inputs))
@@ -67,61 +78,127 @@ def _case_id(case) -> str:
     return f"{name}[{extra}]-{dtypes[0]}->{out}"
 
 
-def _random_input(op_name: str, dtype: str, n: int, rng: np.random.Generator) -> np.ndarray:
+def _random_values(op_name: str, dtype: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
     if dtype == "bool":
-        return rng.random(n) < 0.5
+        return rng.random(shape) < 0.5
     if dtype.startswith("int"):
         low = 1 if op_name in POSITIVE else -50
-        return rng.integers(low, 50, n).astype(dtype)
+        return rng.integers(low, 50, shape).astype(dtype)
     if op_name in POSITIVE:
-        return rng.uniform(0.1, 4.0, n).astype(dtype)
-    return rng.uniform(-4.0, 4.0, n).astype(dtype)
+        return rng.uniform(0.1, 4.0, shape).astype(dtype)
+    return rng.uniform(-4.0, 4.0, shape).astype(dtype)
+
+
+def _inputs(case, layout, seed_text: str) -> list:
+    """Random inputs of ``case`` in ``layout``: a contiguous size, or STRIDED (a (6, 5) output)."""
+    name, _, in_dtypes, _ = case
+    rng = np.random.default_rng(zlib.crc32(seed_text.encode()))
+    if layout != STRIDED:
+        return [_random_values(name, dt, (layout,), rng) for dt in in_dtypes]
+    # Per input position: transposed; a broadcast row; rows reversed and every other column.
+    views = [lambda a: a.T, lambda a: a, lambda a: a[::-1, 1::2]]
+    bases = [(5, 6), (1, 5), (6, 10)]
+    return [views[k % 3](_random_values(name, dt, bases[k % 3], rng)) for k, dt in enumerate(in_dtypes)]
+
+
+def _out_spec(case, inputs: list) -> TensorSpec:
+    shape = np.broadcast_shapes(*(a.shape for a in inputs))
+    return TensorSpec(shape, case[3])
+
+
+def _layouts():
+    return [(case, layout) for case in CASES for layout in [*CONTIGUOUS_SIZES, STRIDED]]
+
+
+class HostFunction:
+    """A compiled host kernel called as CuPy calls a RawKernel: ``f(grid, block, args)``."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, grid, block, args):
+        converted = []
+        for arg in args:
+            if isinstance(arg, np.ndarray):
+                converted.append(ctypes.c_void_p(arg.ctypes.data))      # the view's first element
+            else:
+                converted.append(np.ctypeslib.as_ctypes_type(arg.dtype)(arg.item()))
+        self.function(*converted)
+
+
+class HostModules:
+    """The ``RawModule`` of the stand-in device: sources precompiled in a few units by the fixture
+    (one compiler run per input dtype), looked up by their exact text."""
+
+    def __init__(self, functions: dict):
+        self.functions = functions
+        self.texts_seen: list = []
+
+    def __call__(self, code: str, options: tuple):
+        assert code.startswith("// gpuhybrid headers ") and f"-I{kernel_dir()}" in options
+        text = code.split("\n", 1)[1]
+        self.texts_seen.append(text)
+        functions = self.functions
+
+        class Module:
+            def get_function(self, name):
+                return HostFunction(functions[text, name])
+        return Module()
+
+
+class HostGpu:
+    """A device that says it is a GPU, with NumPy as its array module and the host compiler as NVRTC."""
+    is_gpu = True
+
+    def __init__(self, modules: HostModules, device_id: int = -1):
+        self.device_id = device_id        # eager kernels are cached per device and text
+        attributes = {"MultiProcessorCount": 4}
+
+        class Cuda:
+            @staticmethod
+            def Device(_):
+                return type("Device", (), {"attributes": attributes})()
+
+        self.xp = type("HostCupy", (), {"empty": staticmethod(np.empty), "cuda": Cuda,
+                                        "ascontiguousarray": staticmethod(np.ascontiguousarray),
+                                        "RawModule": staticmethod(modules)})()
 
 
 @pytest.fixture(scope="module")
-def host_kernels():
+def host_gpu():
     if find_host_compiler() is None:
         pytest.skip("no host C++ compiler")
-    sources = {case_id: single_op_kernel(*case) for case_id, case in zip(map(_case_id, CASES), CASES)}
-    # One translation unit per input dtype keeps the number of compiler runs small.
+    kernels = {}
+    for case, layout in _layouts():
+        name, attrs, _, _ = case
+        op = get_op(name)
+        inputs = _inputs(case, layout, f"{name}-{layout}")
+        plan = eager_kernel(op.name, op.scalar_expr(attrs), inputs, attrs, _out_spec(case, inputs),
+                            op.condition_inputs)
+        kernels[plan.kernel.text] = (plan.kernel, case[2][0])
+        dump_kernel(plan.kernel)        # test_zz_nvrtc_generated.py compiles it for CUDA too
     by_dtype: dict = {}
-    for case_id, case in zip(sources, CASES):
-        by_dtype.setdefault(case[2][0], []).append(sources[case_id])
-    libraries = {dt: compile_host("\n".join(k.text for k in ks), f"elementwise_{dt}")
-                 for dt, ks in by_dtype.items()}
-    return {case_id: (libraries[case[2][0]], sources[case_id]) for case_id, case in zip(sources, CASES)}
+    for text, (kernel, dtype) in kernels.items():
+        by_dtype.setdefault(dtype, {})[kernel.name] = kernel
+    functions = {}
+    for dtype, named in by_dtype.items():
+        library = compile_host("\n".join(k.text for k in named.values()), f"eager_{dtype}")
+        functions.update({(k.text, k.name): getattr(library, k.name) for k in named.values()})
+    return HostGpu(HostModules(functions))
 
 
-_CTYPES = {"float32": ctypes.c_float, "float64": ctypes.c_double, "int32": ctypes.c_int,
-           "int64": ctypes.c_longlong, "bool": ctypes.c_bool}
-
-
-def run_host_kernel(library, kernel, arrays: list, scalars: list, out: np.ndarray) -> None:
-    fn = getattr(library, kernel.name)
-    args = [ctypes.c_int(out.size), ctypes.c_void_p(out.ctypes.data)]
-    args += [ctypes.c_void_p(np.ascontiguousarray(a).ctypes.data) for a in arrays]
-    args += [_CTYPES[p.dtype](np.dtype(p.dtype).type(v).item()) for p, v in zip(kernel.params[1 + len(arrays):], scalars)]
-    fn(*args)
-
-
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-@pytest.mark.parametrize("n", [0, 1, 37, 70000])   # 70000 > GH_PARALLEL_MIN runs the OpenMP loop
-def test_generated_kernel_matches_numpy_float64(host_kernels, case, n):
+@pytest.mark.parametrize("case, layout", _layouts(), ids=[f"{_case_id(c)}-{n}" for c, n in _layouts()])
+def test_gpu_eager_kernel_run_on_the_cpu_matches_numpy_float64(host_gpu, case, layout):
     name, attrs, in_dtypes, out_dtype = case
-    library, kernel = host_kernels[_case_id(case)]
-    rng = np.random.default_rng(zlib.crc32(f"{name}-{n}".encode()))
-    arrays = [_random_input(name, dt, n, rng) for dt in in_dtypes]
-    scalar_names = [p.name for p in kernel.params[1 + len(arrays):]]
-    scalars = [attrs[s] for s in scalar_names]
-    out = np.empty(n, dtype=out_dtype)
-    run_host_kernel(library, kernel, arrays, scalars, out)
+    inputs = _inputs(case, layout, f"{name}-{layout}")
+    out = get_op(name).eager(host_gpu, inputs, attrs, [_out_spec(case, inputs)])
 
     # Reference: the library's NumPy path run on float64 copies of the inputs (independently tested
     # against hand-written formulas in test_ops_elementwise.py), then stored in the output dtype.
-    from gpuhybrid import nd
     calc = compute_dtype(*in_dtypes, out_dtype)
-    wide = [nd.array(a, dtype="float64" if calc.kind == "f" else a.dtype) for a in arrays]
+    wide = [nd.array(a, dtype="float64" if calc.kind == "f" else a.dtype) for a in inputs]
     expected = getattr(nd, name)(*wide, **{k: v for k, v in attrs.items() if k != "training"}).asnumpy()
+    assert out.shape == expected.shape and out.dtype == out_dtype and out.flags.c_contiguous
     if out_dtype in TOL:
         rtol, atol = TOL[out_dtype]
         np.testing.assert_allclose(out.astype(np.float64), expected.astype(out_dtype).astype(np.float64),
@@ -130,15 +207,51 @@ def test_generated_kernel_matches_numpy_float64(host_kernels, case, n):
         np.testing.assert_array_equal(out, expected.astype(out_dtype))
 
 
+def test_the_eager_path_compiled_the_texts_of_the_single_op_kernels(host_gpu):
+    # Contiguous inputs of the output's shape: the eager text is codegen's single-op kernel.
+    name, attrs, in_dtypes, out_dtype = next(c for c in CASES if c[0] == "add" and c[2][0] == "float32")
+    inputs = [np.ones(8, "float32")] * 2
+    fresh = HostGpu(host_gpu.xp.RawModule, device_id=-2)
+    get_op(name).eager(fresh, inputs, attrs, [TensorSpec((8,), out_dtype)])
+    assert fresh.xp.RawModule.texts_seen[-1] == single_op_kernel(name, attrs, in_dtypes, out_dtype).text
+
+
+def _without_names_and_comments(text: str, name: str) -> str:
+    lines = [re.sub(r"  // .*$", "", line) for line in text.replace(name, "KERNEL").splitlines()]
+    return "\n".join(line for line in lines if not line.startswith("//"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_a_fused_group_of_one_op_renders_the_single_op_kernel(case):
+    name, attrs, in_dtypes, out_dtype = case
+    group = FusedGroup(shape=(4,), input_specs=tuple(TensorSpec((4,), dt) for dt in in_dtypes),
+                       lines=(FusedLine(name, tuple(("in", k) for k in range(len(in_dtypes))),
+                                        tuple(sorted(attrs.items())), TensorSpec((4,), out_dtype)),),
+                       outputs=(0,))
+    fused = render_group(group).kernel
+    single = single_op_kernel(name, attrs, in_dtypes, out_dtype)
+    assert _without_names_and_comments(fused.text, fused.name) == \
+        _without_names_and_comments(single.text, single.name)
+    assert [(p.name, p.dtype) for p in fused.params] == [(p.name, p.dtype) for p in single.params]
+
+
+def _eager_texts(layouts) -> dict:
+    texts: dict = {}
+    for case, layout in layouts:
+        op, attrs = get_op(case[0]), case[1]
+        inputs = _inputs(case, layout, f"{case[0]}-{layout}")
+        plan = eager_kernel(op.name, op.scalar_expr(attrs), inputs, attrs, _out_spec(case, inputs),
+                            op.condition_inputs)
+        texts.setdefault(case[2][0], {})[plan.kernel.name] = plan.kernel.text
+    return texts
+
+
 @pytest.mark.skipif(not nvrtc_available(), reason="NVRTC (cuda-bindings) is not installed")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_every_generated_kernel_compiles_with_nvrtc(arch):
-    by_dtype: dict = {}
-    for case in CASES:
-        by_dtype.setdefault(case[2][0], []).append(single_op_kernel(*case).text)
-    for dtype, texts in by_dtype.items():
-        ptx = compile_to_ptx("\n".join(texts), f"elementwise_{dtype}", arch)
-        assert f".target {arch}" in ptx
+def test_every_gpu_eager_kernel_compiles_with_nvrtc(arch):
+    for dtype, texts in _eager_texts([(c, n) for c, n in _layouts() if n in (1, STRIDED)]).items():
+        ptx = compile_to_ptx("\n".join(texts.values()), f"eager_{dtype}", arch)
+        assert all(f".entry {name}" in ptx for name in texts)
 
 
 def test_generated_source_is_deterministic():
