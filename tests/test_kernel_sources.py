@@ -10,7 +10,6 @@ A fused group of one op renders the same text (up to its name and comments).
 """
 from __future__ import annotations
 
-import ctypes
 import re
 import zlib
 
@@ -21,13 +20,13 @@ from gpuhybrid import nd
 from gpuhybrid.backend.cuda_elementwise import dump_kernel, eager_kernel
 from gpuhybrid.backend.dtypes import compute_dtype
 from gpuhybrid.backend.host_compiler import compile_host, find_host_compiler
-from gpuhybrid.backend.kernel_files import kernel_dir
 from gpuhybrid.backend.nvrtc import compile_to_ptx, nvrtc_available
 from gpuhybrid.codegen import single_op_kernel
 from gpuhybrid.codegen.fused import render_group
 from gpuhybrid.errors import GhError
 from gpuhybrid.graph.ir import FusedGroup, FusedLine
 from gpuhybrid.ops import REGISTRY, TensorSpec, get_op
+from host_gpu import HostGpu, HostModules
 
 DTYPES = ["float16", "float32", "float64", "int32", "int64", "bool"]
 # Relative/absolute tolerance of a stored result against the float64 reference, by output dtype.
@@ -108,60 +107,6 @@ def _out_spec(case, inputs: list) -> TensorSpec:
 
 def _layouts():
     return [(case, layout) for case in CASES for layout in [*CONTIGUOUS_SIZES, STRIDED]]
-
-
-class HostFunction:
-    """A compiled host kernel called as CuPy calls a RawKernel: ``f(grid, block, args)``."""
-
-    def __init__(self, function):
-        self.function = function
-
-    def __call__(self, grid, block, args):
-        converted = []
-        for arg in args:
-            if isinstance(arg, np.ndarray):
-                converted.append(ctypes.c_void_p(arg.ctypes.data))      # the view's first element
-            else:
-                converted.append(np.ctypeslib.as_ctypes_type(arg.dtype)(arg.item()))
-        self.function(*converted)
-
-
-class HostModules:
-    """The ``RawModule`` of the stand-in device: sources precompiled in a few units by the fixture
-    (one compiler run per input dtype), looked up by their exact text."""
-
-    def __init__(self, functions: dict):
-        self.functions = functions
-        self.texts_seen: list = []
-
-    def __call__(self, code: str, options: tuple):
-        assert code.startswith("// gpuhybrid headers ") and f"-I{kernel_dir()}" in options
-        text = code.split("\n", 1)[1]
-        self.texts_seen.append(text)
-        functions = self.functions
-
-        class Module:
-            def get_function(self, name):
-                return HostFunction(functions[text, name])
-        return Module()
-
-
-class HostGpu:
-    """A device that says it is a GPU, with NumPy as its array module and the host compiler as NVRTC."""
-    is_gpu = True
-
-    def __init__(self, modules: HostModules, device_id: int = -1):
-        self.device_id = device_id        # eager kernels are cached per device and text
-        attributes = {"MultiProcessorCount": 4}
-
-        class Cuda:
-            @staticmethod
-            def Device(_):
-                return type("Device", (), {"attributes": attributes})()
-
-        self.xp = type("HostCupy", (), {"empty": staticmethod(np.empty), "cuda": Cuda,
-                                        "ascontiguousarray": staticmethod(np.ascontiguousarray),
-                                        "RawModule": staticmethod(modules)})()
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +202,30 @@ def test_every_gpu_eager_kernel_compiles_with_nvrtc(arch):
 def test_generated_source_is_deterministic():
     first = [single_op_kernel(*case).text for case in CASES[:20]]
     assert first == [single_op_kernel(*case).text for case in CASES[:20]]
+
+
+def _cubin(text: str, arch: str) -> None:
+    """NVRTC to a real architecture, which runs ptxas: inline PTX (the half conversions) is assembled,
+    where compiling to PTX alone would pass it through unchecked."""
+    from cuda.bindings import nvrtc
+
+    from gpuhybrid.backend.kernel_files import kernel_dir
+    err, program = nvrtc.nvrtcCreateProgram(text.encode(), b"cubin.cu", 0, [], [])
+    options = [f"--gpu-architecture={arch}".encode(), b"--std=c++17", f"--include-path={kernel_dir()}".encode()]
+    try:
+        (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        _, size = nvrtc.nvrtcGetProgramLogSize(program)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(program, log)
+        assert int(err) == 0, log.decode(errors="replace")
+        err, cubin_size = nvrtc.nvrtcGetCUBINSize(program)
+        assert int(err) == 0 and cubin_size > 0
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+
+
+@pytest.mark.skipif(not nvrtc_available(), reason="NVRTC (cuda-bindings) is not installed")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_half_conversions_assemble_for_real_gpus(arch):
+    casts = [c for c in CASES if c[0] == "cast" and "float16" in (c[2][0], c[3])]
+    _cubin("\n".join(single_op_kernel(*case).text for case in casts), arch)
