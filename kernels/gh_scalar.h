@@ -94,20 +94,21 @@ template <typename T> GH_FN T gh_selu(T x) {
 // The constructor is explicit so that a literal mixed into an expression cannot pick a wrapping or a
 // plain operator ambiguously; the value converts back to its plain type implicitly.
 template <typename S, typename U> struct gh_wrapping {
+  typedef gh_wrapping W;
   S v;
   gh_wrapping() = default;
   GH_MEMBER explicit gh_wrapping(S x) : v(x) {}
   GH_MEMBER operator S() const { return v; }
-  GH_MEMBER gh_wrapping operator-() const { return gh_wrapping(S(U(0) - U(v))); }
-  GH_MEMBER friend gh_wrapping operator+(gh_wrapping a, gh_wrapping b) { return gh_wrapping(S(U(a.v) + U(b.v))); }
-  GH_MEMBER friend gh_wrapping operator-(gh_wrapping a, gh_wrapping b) { return gh_wrapping(S(U(a.v) - U(b.v))); }
-  GH_MEMBER friend gh_wrapping operator*(gh_wrapping a, gh_wrapping b) { return gh_wrapping(S(U(a.v) * U(b.v))); }
-  GH_MEMBER friend bool operator==(gh_wrapping a, gh_wrapping b) { return a.v == b.v; }
-  GH_MEMBER friend bool operator!=(gh_wrapping a, gh_wrapping b) { return a.v != b.v; }
-  GH_MEMBER friend bool operator<(gh_wrapping a, gh_wrapping b) { return a.v < b.v; }
-  GH_MEMBER friend bool operator>(gh_wrapping a, gh_wrapping b) { return a.v > b.v; }
-  GH_MEMBER friend bool operator<=(gh_wrapping a, gh_wrapping b) { return a.v <= b.v; }
-  GH_MEMBER friend bool operator>=(gh_wrapping a, gh_wrapping b) { return a.v >= b.v; }
+  GH_MEMBER W operator-() const { return W(S(U(0) - U(v))); }
+  GH_MEMBER friend W operator+(W a, W b) { return W(S(U(a.v) + U(b.v))); }
+  GH_MEMBER friend W operator-(W a, W b) { return W(S(U(a.v) - U(b.v))); }
+  GH_MEMBER friend W operator*(W a, W b) { return W(S(U(a.v) * U(b.v))); }
+  GH_MEMBER friend bool operator==(W a, W b) { return a.v == b.v; }
+  GH_MEMBER friend bool operator!=(W a, W b) { return a.v != b.v; }
+  GH_MEMBER friend bool operator<(W a, W b) { return a.v < b.v; }
+  GH_MEMBER friend bool operator>(W a, W b) { return a.v > b.v; }
+  GH_MEMBER friend bool operator<=(W a, W b) { return a.v <= b.v; }
+  GH_MEMBER friend bool operator>=(W a, W b) { return a.v >= b.v; }
 };
 typedef gh_wrapping<int, unsigned int> gh_wrap_int;
 typedef gh_wrapping<long long, unsigned long long> gh_wrap_long;

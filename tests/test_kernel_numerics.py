@@ -21,7 +21,8 @@ from gpuhybrid.backend.host_compiler import find_host_compiler
 from gpuhybrid.ops import TensorSpec, get_op
 from host_gpu import HostGpu
 
-pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="generated CPU kernels need a C++ compiler")
+pytestmark = pytest.mark.skipif(find_host_compiler() is None,
+                                reason="generated CPU kernels need a C++ compiler")
 
 INT_DTYPES = ["int32", "int64"]
 
@@ -121,9 +122,10 @@ _CPU = _CpuDevice()
 def half_edges() -> np.ndarray:
     """float64 values where rounding to float16 through float32 goes wrong, and half's own edges."""
     one_ulp = 2.0 ** -10
-    values = [1 + 2**-11 + 2**-40, 1 + 2**-11, 1 + 3 * 2**-11, 1 + 3 * 2**-11 - 2**-40, -(1 + 2**-11 + 2**-40),
-              65504.0, 65519.99, 65520.0, -65520.0, 65536.0, 2.0**-24, 2.0**-25, 2.0**-25 + 2**-60,
-              1.5 * 2**-24, 2.0**-14 * (1 - 2**-11), 1e-300, -1e-300, 1e300, np.inf, -np.inf, np.nan, -0.0, 0.0]
+    values = [1 + 2**-11 + 2**-40, 1 + 2**-11, 1 + 3 * 2**-11, 1 + 3 * 2**-11 - 2**-40,
+              -(1 + 2**-11 + 2**-40), 65504.0, 65519.99, 65520.0, -65520.0, 65536.0, 2.0**-24, 2.0**-25,
+              2.0**-25 + 2**-60, 1.5 * 2**-24, 2.0**-14 * (1 - 2**-11), 1e-300, -1e-300, 1e300,
+              np.inf, -np.inf, np.nan, -0.0, 0.0]
     rng = np.random.default_rng(3)
     halves = rng.uniform(-60000, 60000, 200).astype(np.float16).astype(np.float64)
     ulps = np.spacing(np.abs(halves).astype(np.float16)).astype(np.float64)

@@ -211,7 +211,8 @@ def _cubin(text: str, arch: str) -> None:
 
     from gpuhybrid.backend.kernel_files import kernel_dir
     err, program = nvrtc.nvrtcCreateProgram(text.encode(), b"cubin.cu", 0, [], [])
-    options = [f"--gpu-architecture={arch}".encode(), b"--std=c++17", f"--include-path={kernel_dir()}".encode()]
+    options = [f"--gpu-architecture={arch}".encode(), b"--std=c++17",
+               f"--include-path={kernel_dir()}".encode()]
     try:
         (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
         _, size = nvrtc.nvrtcGetProgramLogSize(program)

@@ -44,7 +44,8 @@ def element_strides(array) -> tuple | None:
     return tuple(s // itemsize for s in array.strides)
 
 
-def eager_kernel(op_name: str, expr: str, inputs: list, attrs: dict, out_spec, conditions: tuple = ()) -> EagerKernel:
+def eager_kernel(op_name: str, expr: str, inputs: list, attrs: dict, out_spec,
+                 conditions: tuple = ()) -> EagerKernel:
     """The kernel that computes ``expr`` over ``inputs`` (arrays as they lie: broadcast, strided)
     into a fresh C-contiguous output of ``out_spec``. Inputs at the positions ``conditions`` are tested
     against zero and do not join the compute dtype."""
@@ -53,8 +54,8 @@ def eager_kernel(op_name: str, expr: str, inputs: list, attrs: dict, out_spec, c
         raise ValueError(f"{op_name}: an input's strides are not whole elements; pass a contiguous copy")
     # Attributes that shape the text (strings, flags: they name the kernel); numbers are parameters.
     named = tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, str) or v is True))
-    kernel, size, index_32 = _render(op_name, expr, layouts, tuple(out_spec.shape), np.dtype(out_spec.dtype).name,
-                                     tuple(conditions), named)
+    kernel, size, index_32 = _render(op_name, expr, layouts, tuple(out_spec.shape),
+                                     np.dtype(out_spec.dtype).name, tuple(conditions), named)
     scalars = tuple(_scalar(np.dtype(p.dtype), attrs[p.attr]) for p in kernel.params if not p.is_array)
     return EagerKernel(kernel, scalars, size, index_32)
 
@@ -99,7 +100,8 @@ def launch_elementwise(device, op_name: str, expr: str, inputs: list, attrs: dic
         function = _functions[(device.device_id, plan.kernel.text)] = module.get_function(plan.kernel.name)
     sm_count = _sm_counts.get(device.device_id)
     if sm_count is None:
-        sm_count = _sm_counts[device.device_id] = cp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
+        attributes = cp.cuda.Device(device.device_id).attributes
+        sm_count = _sm_counts[device.device_id] = attributes["MultiProcessorCount"]
     grid = max(1, min((plan.size + 255) // 256, sm_count * 32))     # as fused kernels (executor.fused)
     size_arg = (np.int32 if plan.index_32 else np.int64)(plan.size)   # the kernel's gh_index
     function((grid,), (256,), (size_arg, out, *inputs, *plan.scalars))

@@ -172,8 +172,8 @@ def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outp
     params += [f"{'' if p.name in overwritten else 'const '}{C_TYPES[p.dtype]}* GH_RESTRICT {p.name}"
                for p in inputs]
     params += [f"{c_literal_type(p.dtype)} {p.name}" for p in scalars]
-    loads = [f"const {c_literal_type(p.dtype)} {p.name}_v = gh_load({p.name}[{index_exprs.get(p.name, 'i')}]);"
-             for p in inputs]
+    loads = [f"const {c_literal_type(p.dtype)} {p.name}_v = "
+             f"gh_load({p.name}[{index_exprs.get(p.name, 'i')}]);" for p in inputs]
     compute = [f"const {c_literal_type(ln.dtype)} {ln.name} = {ln.expr};  // {ln.comment}" for ln in lines]
     stores = [f"{in_place.get(p.name, p.name)}[i] = GH_STORE({C_TYPES[p.dtype]}, {value});"
               for p, value in outputs]
@@ -235,7 +235,8 @@ def _vector4_loop(inputs: list, outputs: list, compute: list, element: list, in_
     ]
 
 
-def packed_entry(name: str, outputs: list, inputs: list, scalars: list, overwritten: set = frozenset()) -> list:
+def packed_entry(name: str, outputs: list, inputs: list, scalars: list,
+                 overwritten: set = frozenset()) -> list:
     """A CPU-only entry point with one signature for every kernel (array pointers, then scalars in
     8-byte slots), so that one small launcher can call any of them (``kernels/gh_host_launch.c``)."""
     args = ["(gh_index)n"]
@@ -277,5 +278,5 @@ def single_op_kernel(op_name: str, template: str, attrs: dict, in_dtypes: list, 
                               index_32=index_32, index_exprs=reads)
 
 
-__all__ = ["INDEX_32_LIMIT", "KernelSource", "Line", "Param", "broadcast_index", "element_index", "expression",
-           "render_elementwise", "single_op_kernel"]
+__all__ = ["INDEX_32_LIMIT", "KernelSource", "Line", "Param", "broadcast_index", "element_index",
+           "expression", "render_elementwise", "single_op_kernel"]

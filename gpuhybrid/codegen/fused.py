@@ -28,7 +28,8 @@ def render_group(group: FusedGroup, name: str | None = None, in_place: tuple = (
     for j, line in enumerate(group.lines):
         expr = line_expression(group, j, scalars)
         lines.append(Line(f"v{j}", line.spec.dtype.name, expr, describe(line, j)))
-    outputs = [(Param(f"out{k}", group.lines[j].spec.dtype.name), f"v{j}") for k, j in enumerate(group.outputs)]
+    outputs = [(Param(f"out{k}", group.lines[j].spec.dtype.name), f"v{j}")
+               for k, j in enumerate(group.outputs)]
     size = int(np.prod(group.shape, dtype=np.int64))
     shapes = ", ".join(str(tuple(s.shape)) for s in group.input_specs)
     over = {f"out{k}": f"in{j}" for k, j in in_place}

@@ -49,11 +49,12 @@ def line_expression(group: FusedGroup, j: int, scalars: list) -> str:
     line = group.lines[j]
     op, attrs = get_op(line.op), dict(line.attrs)
     template = op.scalar_expr(attrs)
-    operands = [(f"in{k}_v", group.input_specs[k].dtype) if kind == "in" else (f"v{k}", group.lines[k].spec.dtype)
-                for kind, k in line.operands]
+    operands = [(f"in{k}_v", group.input_specs[k].dtype) if kind == "in"
+                else (f"v{k}", group.lines[k].spec.dtype) for kind, k in line.operands]
     params = {attr: f"s{j}_{attr}" for attr in scalar_names(template)}
     expr, calc = expression(template, operands, line.spec.dtype, op.condition_inputs, params)
-    scalars.extend((Param(name, calc.name, is_array=False, attr=attr), attrs[attr]) for attr, name in params.items())
+    scalars.extend((Param(name, calc.name, is_array=False, attr=attr), attrs[attr])
+                   for attr, name in params.items())
     return expr
 
 
