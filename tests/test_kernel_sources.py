@@ -230,3 +230,55 @@ def _cubin(text: str, arch: str) -> None:
 def test_half_conversions_assemble_for_real_gpus(arch):
     casts = [c for c in CASES if c[0] == "cast" and "float16" in (c[2][0], c[3])]
     _cubin("\n".join(single_op_kernel(*case).text for case in casts), arch)
+
+
+# Kernels that ops outside the elementwise category launch on a GPU (BatchNorm's steps, Embedding's
+# index clipping) go through the same eager path: (name, template, NumPy function, input shapes and
+# dtypes, scalars, output dtype).
+def _norm_and_embedding_steps():
+    from gpuhybrid.ops import norm
+    x, vec = ((6, 4), "float32"), ((1, 4), "float32")
+    return [
+        ("norm_sqdev", norm.SQDEV_EXPR, norm._sqdev, [x, vec], {}, "float32"),
+        ("norm_apply", norm.NORMALIZE_EXPR, norm._normalize, [x, vec, vec, vec, vec], {"eps": 1e-5}, "float32"),
+        ("norm_apply", norm.NORMALIZE_NO_GAMMA_EXPR, norm._normalize_no_gamma, [((6, 4), "float64"),
+         ((1, 4), "float64"), ((1, 4), "float64"), ((1, 4), "float64")], {"eps": 1e-3}, "float64"),
+        ("norm_moving", norm.MOVING_EXPR, norm._moving_average, [((4,), "float32")] * 2,
+         {"momentum": 0.9, "batch_weight": 0.1}, "float32"),
+        ("embedding_index", norm.CLIP_INDEX_EXPR, norm._clip_index, [((5, 3), "float32")],
+         {"first": 0, "last": 7}, "int64"),
+        ("embedding_index", norm.CLIP_INDEX_EXPR, norm._clip_index, [((5, 3), "int64")],
+         {"first": 0, "last": 7}, "int64"),
+    ]
+
+
+@pytest.mark.parametrize("step", _norm_and_embedding_steps(), ids=lambda s: f"{s[0]}-{s[3][0][1]}")
+def test_gpu_eager_steps_of_other_ops_run_on_the_cpu_match_numpy(host_gpu, step):
+    from gpuhybrid.ops.norm import pointwise
+    name, template, np_fn, layout, scalars, out_dtype = step
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    inputs = [rng.uniform(-2, 12, shape).astype(dtype) if dtype.startswith("float")
+              else rng.integers(-5, 15, shape).astype(dtype) for shape, dtype in layout]
+    if name == "norm_apply":
+        inputs[2] = np.abs(inputs[2])                        # a variance
+    spec = TensorSpec(np.broadcast_shapes(*(a.shape for a in inputs)), out_dtype)
+    got = pointwise(host_gpu, name, template, np_fn, inputs, scalars, spec)
+    expected = pointwise(_CpuDevice(), name, template, np_fn, inputs, scalars, spec)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_gpu_eager_dropout_kernel_run_on_the_cpu_matches_numpy(host_gpu):
+    from gpuhybrid.backend.cuda_elementwise import launch_elementwise
+    from gpuhybrid.ops.nn import DROPOUT_EXPR
+    rng = np.random.default_rng(2)
+    x, draw = rng.normal(size=(7, 9)).astype("float32"), rng.random((7, 9), dtype=np.float32)
+    p = float(np.float32(0.3))
+    got = launch_elementwise(host_gpu, "Dropout", DROPOUT_EXPR, [x, draw], {"p": p, "scale": 1 / 0.7},
+                             TensorSpec(x.shape, "float32"))
+    expected = np.where(draw >= np.float32(p), x * np.float32(1 / 0.7), 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+class _CpuDevice:
+    is_gpu = False
