@@ -240,7 +240,8 @@ def _norm_and_embedding_steps():
     x, vec = ((6, 4), "float32"), ((1, 4), "float32")
     return [
         ("norm_sqdev", norm.SQDEV_EXPR, norm._sqdev, [x, vec], {}, "float32"),
-        ("norm_apply", norm.NORMALIZE_EXPR, norm._normalize, [x, vec, vec, vec, vec], {"eps": 1e-5}, "float32"),
+        ("norm_apply", norm.NORMALIZE_EXPR, norm._normalize, [x, vec, vec, vec, vec], {"eps": 1e-5},
+         "float32"),
         ("norm_apply", norm.NORMALIZE_NO_GAMMA_EXPR, norm._normalize_no_gamma, [((6, 4), "float64"),
          ((1, 4), "float64"), ((1, 4), "float64"), ((1, 4), "float64")], {"eps": 1e-3}, "float64"),
         ("norm_moving", norm.MOVING_EXPR, norm._moving_average, [((4,), "float32")] * 2,
