@@ -15,6 +15,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuhybrid import nd
 from gpuhybrid.backend.cuda_elementwise import dump_kernel, eager_kernel
@@ -283,3 +285,25 @@ def test_gpu_eager_dropout_kernel_run_on_the_cpu_matches_numpy(host_gpu):
 
 class _CpuDevice:
     is_gpu = False
+
+
+@settings(max_examples=150)
+@given(data=st.data())
+def test_element_index_reads_a_view_as_numpy_broadcasts_it(data):
+    from gpuhybrid.backend.cuda_elementwise import element_strides
+    from gpuhybrid.backend.kernel_text import element_index
+    base_shape = data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=3), label="base")
+    base = np.arange(int(np.prod(base_shape))).reshape(base_shape)
+    view = base
+    for axis in range(base.ndim):                     # a step, a reversal or a size-1 slice per axis
+        cut = data.draw(st.sampled_from([slice(None), slice(None, None, 2), slice(None, None, -1),
+                                         slice(1, 2)]), label=f"cut{axis}")
+        view = view[(slice(None),) * axis + (cut,)] if view.shape[axis] > 1 else view
+    view = view.transpose(data.draw(st.permutations(range(view.ndim)), label="axes"))
+    out_shape = tuple(data.draw(st.lists(st.integers(1, 3), max_size=1), label="lead")) + tuple(
+        d if d > 1 else data.draw(st.integers(1, 3), label="grow") for d in view.shape)
+    expr = element_index(out_shape, view.shape, element_strides(view)).replace("/", "//")
+    start = (view.ctypes.data - base.ctypes.data) // base.itemsize
+    expected = np.broadcast_to(view, out_shape).ravel()
+    got = [base.ravel()[start + eval(expr, {"i": i})] for i in range(expected.size)]
+    np.testing.assert_array_equal(got, expected)
