@@ -131,8 +131,8 @@ def element_index(out_shape: tuple, in_shape: tuple, in_strides: tuple | None = 
     C-contiguous when None) broadcast to ``out_shape``, at flat output index ``i`` (a C name)."""
     out_shape, in_shape = tuple(out_shape), tuple(in_shape)
     strides = contiguous_strides(in_shape) if in_strides is None else tuple(in_strides)
-    if in_shape == out_shape and all(s == c for s, c, d in zip(strides, contiguous_strides(in_shape), in_shape)
-                                     if d != 1):
+    dense = contiguous_strides(in_shape)
+    if in_shape == out_shape and all(s == c for s, c, d in zip(strides, dense, in_shape) if d != 1):
         return i                          # contiguous (a size-1 axis may have any stride)
     pad = len(out_shape) - len(in_shape)
     padded = (1,) * pad + in_shape
