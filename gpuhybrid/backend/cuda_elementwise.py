@@ -8,7 +8,7 @@ exactly one launch with the output dtype the registry's rule says. Inputs that a
 the output's shape are read at ``i``, and their kernel does not depend on the shape at all.
 
 ``eager_kernel`` (what to launch) is plain Python over shapes, strides and dtypes, so the CPU tests
-render, compile and run the very text a GPU eager call would launch (``tests/test_eager_kernels.py``).
+render, compile and run the very text a GPU eager call would launch (``tests/test_kernel_sources.py``).
 """
 from __future__ import annotations
 
