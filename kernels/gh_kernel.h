@@ -31,6 +31,9 @@ GH_FN float gh_half_to_float(unsigned short h) {
 GH_FN unsigned short gh_float_to_half(float f) {
   unsigned short h; asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f)); return h;
 }
+GH_FN unsigned short gh_double_to_half(double x) {   // one rounding, as __double2half
+  unsigned short h; asm("{ cvt.rn.f16.f64 %0, %1; }" : "=h"(h) : "d"(x)); return h;
+}
 #else
 #include <string.h>
 #ifndef GH_PARALLEL_MIN
@@ -48,10 +51,29 @@ static inline float gh_half_to_float(unsigned short h) { _Float16 v; memcpy(&v, 
 static inline unsigned short gh_float_to_half(float f) {
   _Float16 v = (_Float16)f; unsigned short h; memcpy(&h, &v, 2); return h;
 }
+// double -> half rounded once (through float, it would round twice: 1 + 2^-11 + 2^-40 must give
+// 1 + 2^-10, not 1). Float rounds to odd (truncate, then set the last bit when inexact), which keeps
+// the sticky information; float's 24 bits are more than the 11 + 2 the second rounding needs, so
+// rounding that to half to nearest even rounds the double once, whatever a compiler does for a
+// direct double -> _Float16 conversion.
+static inline unsigned short gh_double_to_half(double x) {
+  float f = (float)x;
+  if ((double)f != x && x == x && f - f == 0.0f) {     // inexact and finite
+    unsigned int bits; memcpy(&bits, &f, 4);
+    if (fabs((double)f) > fabs(x)) bits -= 1;         // rounded away from zero: step back toward it
+    bits |= 1u;
+    memcpy(&f, &bits, 4);
+  }
+  return gh_float_to_half(f);
+}
 #endif
 
-// A float value rounded to half precision (what storing it as float16 would keep).
+// A value rounded to half precision (what storing it as float16 would keep), as a float; a double is
+// rounded once, straight to half. Other values (bool, integers) convert to float first, which is exact
+// wherever half is finite (|x| < 65520).
 GH_FN float gh_round_half(float x) { return gh_half_to_float(gh_float_to_half(x)); }
+GH_FN float gh_round_half(double x) { return gh_half_to_float(gh_double_to_half(x)); }
+template <typename T> GH_FN float gh_round_half(T x) { return gh_round_half((float)x); }
 
 // Loads give the compute value; stores convert back to the storage type.
 template <typename T> GH_FN T gh_load(T x) { return x; }
@@ -64,6 +86,7 @@ template <> struct gh_store_as<gh_half> {
   template <typename C> GH_MEMBER gh_half operator()(C v) const {
     gh_half h; h.bits = gh_float_to_half((float)v); return h;
   }
+  GH_MEMBER gh_half operator()(double v) const { gh_half h; h.bits = gh_double_to_half(v); return h; }
 };
 #define GH_STORE(T, value) gh_store_as<T>()(value)
 

@@ -1,9 +1,10 @@
 // gh_scalar.h -- scalar helpers used by the registry's C expressions.
 //
-// The same text compiles three ways: inside CuPy ElementwiseKernels (eager GPU ops), with NVRTC in
-// generated kernels, and with the host C++ compiler for CPU kernels. Every helper is overloaded for
-// float and double; half values are converted to float before they reach a helper, so GPU math on
-// float16 data happens in float32.
+// Generated kernels (eager GPU ops, fused groups, row groups) include it through gh_kernel.h; the same
+// text compiles with NVRTC for the GPU and with the host C++ compiler for the CPU. Every helper is
+// overloaded for float and double; half values are converted to float before they reach a helper, so
+// math on float16 data happens in float32. Signed integers are computed in gh_wrap_int/gh_wrap_long,
+// which wrap around on overflow as NumPy's integers do.
 #ifndef GH_SCALAR_H
 #define GH_SCALAR_H
 
@@ -86,5 +87,30 @@ template <typename T> GH_FN T gh_elu(T x, T alpha) { return x > T(0) ? x : alpha
 template <typename T> GH_FN T gh_selu(T x) {
   return T(1.0507009873554804934) * (x > T(0) ? x : T(1.6732632423543772848) * gh_expm1(x));
 }
+
+// Signed integers that wrap around on overflow, as NumPy's int32/int64 do. Signed overflow is undefined
+// in C++ (a compiler may fold `x + 1 > x` to true) and NVRTC has no -fwrapv, so kernels compute signed
+// values in this type: +, - and * go through the unsigned type, whose arithmetic wraps by definition.
+// The constructor is explicit so that a literal mixed into an expression cannot pick a wrapping or a
+// plain operator ambiguously; the value converts back to its plain type implicitly.
+template <typename S, typename U> struct gh_wrapping {
+  typedef gh_wrapping W;
+  S v;
+  gh_wrapping() = default;
+  GH_MEMBER explicit gh_wrapping(S x) : v(x) {}
+  GH_MEMBER operator S() const { return v; }
+  GH_MEMBER W operator-() const { return W(S(U(0) - U(v))); }
+  GH_MEMBER friend W operator+(W a, W b) { return W(S(U(a.v) + U(b.v))); }
+  GH_MEMBER friend W operator-(W a, W b) { return W(S(U(a.v) - U(b.v))); }
+  GH_MEMBER friend W operator*(W a, W b) { return W(S(U(a.v) * U(b.v))); }
+  GH_MEMBER friend bool operator==(W a, W b) { return a.v == b.v; }
+  GH_MEMBER friend bool operator!=(W a, W b) { return a.v != b.v; }
+  GH_MEMBER friend bool operator<(W a, W b) { return a.v < b.v; }
+  GH_MEMBER friend bool operator>(W a, W b) { return a.v > b.v; }
+  GH_MEMBER friend bool operator<=(W a, W b) { return a.v <= b.v; }
+  GH_MEMBER friend bool operator>=(W a, W b) { return a.v >= b.v; }
+};
+typedef gh_wrapping<int, unsigned int> gh_wrap_int;
+typedef gh_wrapping<long long, unsigned long long> gh_wrap_long;
 
 #endif  // GH_SCALAR_H

@@ -1,43 +1,78 @@
-"""One CuPy kernel per eager elementwise op on the GPU, built from the op's scalar C expression.
+"""One generated kernel per eager elementwise op on the GPU: the single-op kernel text of
+``kernel_text.single_op_kernel`` (the text a fused group of that one op renders), compiled by NVRTC
+through CuPy's ``RawModule`` as fused kernels are, and launched over the operands as they lie.
 
-The expression text is the registry's (the same text fused kernels use); CuPy's ``ElementwiseKernel``
-supplies broadcasting and strides, so each eager op is exactly one launch with the output dtype the
-registry's rule says, whatever CuPy's own functions would have done.
+Broadcast and strided (non-contiguous, reversed) inputs are read in place: their element index is
+generated with the shape and strides as constants (``kernel_text.element_index``), so each eager op is
+exactly one launch with the output dtype the registry's rule says. Inputs that are contiguous and of
+the output's shape are read at ``i``, and their kernel does not depend on the shape at all.
+
+``eager_kernel`` (what to launch) is plain Python over shapes, strides and dtypes, so the CPU tests
+render, compile and run the very text a GPU eager call would launch (``tests/test_kernel_sources.py``).
 """
 from __future__ import annotations
 
-import string
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .dtypes import CUPY_C_TYPES, compute_dtype
-from .kernel_files import kernel_text
+from .compile_cache import headers_digest
+from .kernel_files import kernel_dir
+from .kernel_text import INDEX_32_LIMIT, KernelSource, element_index, single_op_kernel
 
-_kernels: dict = {}
-
-
-def expr_placeholders(expr: str) -> list:
-    """Names in ``{...}`` of a C template: input positions ('0', '1') and attribute names."""
-    return [name for _, name, _, _ in string.Formatter().parse(expr) if name is not None]
+_functions: dict = {}
+_sm_counts: dict = {}
 
 
-def launch_elementwise(device, op_name: str, expr: str, inputs: list, attrs: dict, out_spec,
-                       conditions: tuple = ()):
-    """Run ``expr`` over the broadcast ``inputs`` on ``device``; one launch, a fresh output array.
-    Inputs at the positions ``conditions`` are tested against zero and do not join the compute dtype."""
-    cp = device.xp
-    scalar_names = [n for n in expr_placeholders(expr) if not n.isdigit()]
-    in_dtypes = tuple(a.dtype.name for a in inputs)
-    calc = compute_dtype(*(d for k, d in enumerate(in_dtypes) if k not in conditions), out_spec.dtype)
-    key = (op_name, expr, in_dtypes, tuple(scalar_names), out_spec.dtype.name, calc.name, conditions)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        kernel = _kernels[key] = _build(cp, op_name, expr, in_dtypes, scalar_names, out_spec.dtype, calc,
-                                        conditions)
-    out = cp.empty(out_spec.shape, dtype=out_spec.dtype)
-    scalars = [_scalar(calc, attrs[n]) for n in scalar_names]
-    kernel(*inputs, *scalars, out)
-    return out
+@dataclass(frozen=True)
+class EagerKernel:
+    """What one eager call launches: the kernel, its scalar arguments (in parameter order) and ``n``."""
+    kernel: KernelSource
+    scalars: tuple
+    size: int
+    index_32: bool
+
+
+def element_strides(array) -> tuple | None:
+    """The strides of ``array`` (NumPy or CuPy) in elements, or None when one is not a whole number."""
+    itemsize = array.dtype.itemsize
+    if any(s % itemsize for s in array.strides):
+        return None
+    return tuple(s // itemsize for s in array.strides)
+
+
+def eager_kernel(op_name: str, expr: str, inputs: list, attrs: dict, out_spec,
+                 conditions: tuple = ()) -> EagerKernel:
+    """The kernel that computes ``expr`` over ``inputs`` (arrays as they lie: broadcast, strided)
+    into a fresh C-contiguous output of ``out_spec``. Inputs at the positions ``conditions`` are tested
+    against zero and do not join the compute dtype."""
+    layouts = tuple((tuple(a.shape), element_strides(a), np.dtype(a.dtype).name) for a in inputs)
+    if any(strides is None for _, strides, _ in layouts):
+        raise ValueError(f"{op_name}: an input's strides are not whole elements; pass a contiguous copy")
+    # Attributes that shape the text (strings, flags: they name the kernel); numbers are parameters.
+    named = tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, str) or v is True))
+    kernel, size, index_32 = _render(op_name, expr, layouts, tuple(out_spec.shape),
+                                     np.dtype(out_spec.dtype).name, tuple(conditions), named)
+    scalars = tuple(_scalar(np.dtype(p.dtype), attrs[p.attr]) for p in kernel.params if not p.is_array)
+    return EagerKernel(kernel, scalars, size, index_32)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render(op_name: str, expr: str, layouts: tuple, out_shape: tuple, out_dtype: str, conditions: tuple,
+            named: tuple) -> tuple:
+    """(kernel, n, 32-bit indexing) for inputs of ``layouts`` ((shape, element strides, dtype) each);
+    cached, so that an eager call renders no text once its layout was seen."""
+    size = int(np.prod(out_shape, dtype=np.int64))
+    index_exprs = tuple(element_index(out_shape, shape, strides) for shape, strides, _ in layouts)
+    reach = max([sum(abs(s) * (d - 1) for s, d in zip(strides, shape)) for shape, strides, _ in layouts],
+                default=0)
+    index_32 = size <= INDEX_32_LIMIT and reach <= INDEX_32_LIMIT
+    kernel = single_op_kernel(op_name, expr, dict(named), [dtype for _, _, dtype in layouts], out_dtype,
+                              conditions, index_exprs, index_32)
+    return kernel, size, index_32
 
 
 def _scalar(calc: np.dtype, value):
@@ -49,14 +84,44 @@ def _scalar(calc: np.dtype, value):
     return calc.type(value)
 
 
-def _build(cp, op_name, expr, in_dtypes, scalar_names, out_dtype, calc, conditions=()):
-    calc_c = CUPY_C_TYPES[calc.name]
-    params = [f"{dt} in{i}" for i, dt in enumerate(in_dtypes)]
-    params += [f"{calc.name} {name}" for name in scalar_names]
-    # A condition goes through double (exact for every input dtype; CuPy's float16 converts to it).
-    operands = {str(i): f"((bool)((double)in{i}))" if i in conditions else f"(({calc_c})in{i})"
-                for i in range(len(in_dtypes))}
-    operands.update({name: name for name in scalar_names})
-    body = f"out0 = ({CUPY_C_TYPES[np.dtype(out_dtype).name]})({expr.format(**operands)});"
-    return cp.ElementwiseKernel(", ".join(params), f"{np.dtype(out_dtype).name} out0", body,
-                                f"gh_{op_name}", preamble=kernel_text("gh_scalar.h"))
+def launch_elementwise(device, op_name: str, expr: str, inputs: list, attrs: dict, out_spec,
+                       conditions: tuple = ()):
+    """Run ``expr`` over the broadcast ``inputs`` on ``device``; one launch, a fresh output array."""
+    cp = device.xp
+    inputs = [a if element_strides(a) is not None else cp.ascontiguousarray(a) for a in inputs]
+    plan = eager_kernel(op_name, expr, inputs, attrs, out_spec, conditions)
+    out = cp.empty(out_spec.shape, dtype=out_spec.dtype)
+    if plan.size == 0:
+        return out
+    function = _functions.get((device.device_id, plan.kernel.text))
+    if function is None:
+        dump_kernel(plan.kernel)
+        module = cuda_module(cp, plan.kernel.text)
+        function = _functions[(device.device_id, plan.kernel.text)] = module.get_function(plan.kernel.name)
+    sm_count = _sm_counts.get(device.device_id)
+    if sm_count is None:
+        attributes = cp.cuda.Device(device.device_id).attributes
+        sm_count = _sm_counts[device.device_id] = attributes["MultiProcessorCount"]
+    grid = max(1, min((plan.size + 255) // 256, sm_count * 32))     # as fused kernels (executor.fused)
+    size_arg = (np.int32 if plan.index_32 else np.int64)(plan.size)   # the kernel's gh_index
+    function((grid,), (256,), (size_arg, out, *inputs, *plan.scalars))
+    return out
+
+
+def cuda_module(cp, text: str):
+    """The CuPy ``RawModule`` of a generated source (NVRTC, ``kernels/`` on the include path). CuPy's
+    kernel cache keys on the text and options, not on the headers it includes: the text names them."""
+    return cp.RawModule(code=f"// gpuhybrid headers {headers_digest()}\n{text}",
+                        options=(f"-I{kernel_dir()}", "--std=c++17"))
+
+
+def dump_kernel(kernel: KernelSource) -> None:
+    """``GPUHYBRID_DUMP_KERNELS=dir`` writes each generated source as ``<kernel>.cu`` (it compiles on
+    its own with ``kernels/`` on the include path; the suite compiles them all with NVRTC)."""
+    folder = os.environ.get("GPUHYBRID_DUMP_KERNELS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{kernel.name}.cu").write_text(kernel.text)
+
+
+__all__ = ["EagerKernel", "cuda_module", "dump_kernel", "eager_kernel", "launch_elementwise"]

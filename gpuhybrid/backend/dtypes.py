@@ -6,8 +6,6 @@ import numpy as np
 # C type of each storage dtype in generated kernels (half is stored as 16 bits, computed as float).
 C_TYPES = {"float16": "gh_half", "float32": "float", "float64": "double",
            "int32": "int", "int64": "long long", "bool": "bool"}
-# CuPy's elementwise kernels spell half as its own class.
-CUPY_C_TYPES = {**C_TYPES, "float16": "float16"}
 
 
 def compute_dtype(*dtypes) -> np.dtype:

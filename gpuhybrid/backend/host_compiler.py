@@ -4,8 +4,9 @@ The compiler is ``$CXX`` or the first of ``c++``, ``g++``, ``clang++`` on the PA
 flag is used when a probe shows the toolchain accepts it: ``-fopenmp`` (threads and ``simd`` loops),
 ``-march=native`` (the vector units of this CPU; the CPU's identity then joins the cache key) and
 glibc's ``libmvec`` (vectorised exp/log/tanh/...). ``-ffp-contract=off`` keeps a*b+c rounded as two
-operations, as the unfused ops round it. Binaries live in the kernel cache (``compile_cache``), so a
-second process that runs the same kernels compiles nothing.
+operations, as the unfused ops round it; ``-fwrapv`` makes signed overflow wrap around, as in NumPy.
+Binaries live in the kernel cache (``compile_cache``), so a second process that runs the same kernels
+compiles nothing.
 """
 from __future__ import annotations
 
@@ -41,8 +42,11 @@ class HostCompiler:
 
 # -fno-trapping-math: floating-point exception flags are never read, and without it GCC may not
 # evaluate arithmetic in both arms of a select, so loops over `x > 0 ? x : a * x` would not vectorise.
+# -fwrapv: signed integers wrap around on overflow, as NumPy's do (without it `x + 1 > x` may fold to
+# true); the generated text also computes them in wrapping types (gh_wrap_int), as NVRTC has no -fwrapv.
+# The flags are part of every cache key (compile_host), so binaries built without one are not reused.
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math",
-              "-ffp-contract=off")
+              "-ffp-contract=off", "-fwrapv")
 # Optional flag groups, each kept only if the probe compiles and links with it (on top of the previous).
 OPTIONAL_FLAGS = (("-fopenmp",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
 _PROBE = """

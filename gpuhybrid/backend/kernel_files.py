@@ -16,8 +16,3 @@ def kernel_dir() -> Path:
     raise FileNotFoundError(f"gpuhybrid's kernels/ folder is missing (looked in {_PACKAGE_DIR / 'kernels'} "
                             f"and {_PACKAGE_DIR.parent / 'kernels'}); reinstall gpuhybrid")
 
-
-@functools.lru_cache(maxsize=None)
-def kernel_text(name: str) -> str:
-    """The text of one file of ``kernels/``, e.g. ``gh_scalar.h``."""
-    return (kernel_dir() / name).read_text()

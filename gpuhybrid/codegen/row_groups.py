@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend.dtypes import C_TYPES, compute_dtype
+from ..backend.kernel_text import (INDEX_32_LIMIT, KernelSource, Param, broadcast_index, c_literal_type,
+                                   packed_entry)
 from ..graph.ir import ROW_REDUCTIONS, FusedGroup
-from .elementwise import KernelSource, Param, _packed_entry, c_literal_type
-from .fused import INDEX_32_LIMIT, FusedSource, broadcast_index, describe, group_name, line_expression
+from .lower import FusedSource, describe, group_name, line_expression
 
 
 def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
@@ -93,7 +94,7 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         *body,
         "  }",
         "}",
-        *_packed_entry(name, [(p, "") for p in outputs], inputs, [p for p, _ in scalars]),
+        *packed_entry(name, [(p, "") for p in outputs], inputs, [p for p, _ in scalars]),
         "",
     ])
     kernel = KernelSource(name=name, params=(*outputs, *inputs, *(p for p, _ in scalars)), text=text)
