@@ -148,7 +148,6 @@ def private_names_crossing() -> set:
 # Private names still crossing because the code around them is being rewritten in another branch;
 # each goes when that branch lands.
 KNOWN_CROSSINGS = {
-    ("gpuhybrid/codegen/row_groups.py", "_packed_entry"),   # removed by branch emitter (one kernel emitter)
     ("gpuhybrid/codegen/rowwise.py", "_packed_entry"),      # removed by branch pipeline (rowwise.py goes)
 }
 
@@ -162,17 +161,12 @@ def test_no_module_uses_another_modules_private_names():
 
 # --- no module imports itself back -----------------------------------------------------------------------
 
-# removed by branch emitter: fused.py's function-level import of row_groups.py
-KNOWN_CYCLE_EDGES = {("gpuhybrid.codegen.fused", "gpuhybrid.codegen.row_groups")}
-
 
 def test_no_import_cycles_between_modules():
     """Module by module, imports inside functions included (lint-imports checks packages' children; this
     also catches a package's __init__ and one of its modules importing each other)."""
     grimp = pytest.importorskip("grimp")     # installed with import-linter (the dev extra)
     graph = grimp.build_graph("gpuhybrid", cache_dir=None)
-    for a, b in KNOWN_CYCLE_EDGES:
-        graph.remove_import(importer=a, imported=b)
     cycles = sorted((importer, imported) for importer in graph.modules
                     for imported in graph.find_modules_directly_imported_by(importer)
                     if graph.chain_exists(importer=imported, imported=importer))
