@@ -164,8 +164,9 @@ class Parameter:
         return self._data
 
     def set_data(self, value) -> None:
-        """Replace the value, cast to this parameter's dtype (shape must match when known); a NumPy array
-        or a list goes to the parameter's device."""
+        """Set the value, cast to this parameter's dtype (shape must match when known); a NumPy array or
+        a list goes to the parameter's device. As in MXNet the parameter's array keeps its identity (an
+        NDArray got from ``data()`` earlier sees the new value) and its gradient, and holds a copy."""
         from ..ndarray import NDArray, array
         if not isinstance(value, NDArray):
             value = array(np.asarray(value), ctx=self._device(), dtype=self.dtype)
@@ -175,6 +176,11 @@ class Parameter:
         self.shape = tuple(value.shape)
         if np.dtype(value.dtype) != np.dtype(self.dtype):
             value = value.astype(self.dtype, copy=False)
+        held = self._data
+        if held is not None and held.spec == value.spec and held.ctx == value.ctx:
+            with held._device.activate():           # CuPy allocates on the current device
+                held._data = value._data.copy()
+            return
         self._replace_data(value)
 
     def _device(self):
@@ -203,9 +209,10 @@ class Parameter:
     def cast(self, dtype) -> None:
         """Change the dtype (the value is converted; an integer or bool parameter has no gradient)."""
         self.dtype = np.dtype(dtype).name
-        if self._data is not None:
-            self._replace_data(self._data.astype(self.dtype, copy=False))
-        self.grad_req = self._requested_grad_req
+        held, self._data = self._data, None
+        self.grad_req = self._requested_grad_req        # for the new dtype, before the data is attached
+        if held is not None:
+            self._replace_data(held.astype(self.dtype, copy=False))
         self._invalidate_plans()
 
     def var(self):
