@@ -193,3 +193,17 @@ def test_load_parameters_of_another_dtype_needs_cast_dtype(tmp_path):
     wide.load_parameters(str(tmp_path / "f64.params"), cast_dtype=True, dtype_source="saved")
     assert wide.weight.dtype == "float64"
     np.testing.assert_array_equal(wide.weight.data().asnumpy(), net.weight.data().asnumpy())
+
+
+def test_load_parameters_reads_an_export_keyed_by_full_names(tmp_path):
+    net = nn.HybridSequential()
+    net.add(nn.Dense(3, in_units=2, dtype="float64"), nn.Dense(1, in_units=3, dtype="float64"))
+    net.initialize(gluon.init.Normal(1.0))
+    net.hybridize()
+    x = nd.array(np.random.default_rng(4).normal(size=(2, 2)), dtype="float64")
+    want = net(x).asnumpy()
+    _, params_file = net.export(str(tmp_path / "model"))
+    for param in net.collect_params().values():
+        param.set_data(np.zeros(param.shape))
+    net.load_parameters(params_file)
+    np.testing.assert_array_equal(net(x).asnumpy(), want)

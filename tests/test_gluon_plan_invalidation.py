@@ -111,7 +111,8 @@ def recorded_grads(net, x, head):
     with autograd.record():
         loss = (net(x) * head).sum()
     loss.backward()
-    return {name: p.grad().asnumpy().copy() for name, p in net.collect_params().items() if p.grad_req != "null"}
+    return {name: p.grad().asnumpy().copy() for name, p in net.collect_params().items()
+            if p.grad_req != "null"}
 
 
 @FEW

@@ -110,4 +110,5 @@ def create(init) -> Initializer:
     if isinstance(init, str) and init.lower() in _BY_NAME:
         return _BY_NAME[init.lower()]()
     raise OpValueError(f"{init!r} is not an initializer; use one of gpuhybrid.gluon.init "
-                       f"({', '.join(sorted(set(c.__name__ for c in _BY_NAME.values())))}) or a name such as 'zeros'")
+                       f"({', '.join(sorted(set(c.__name__ for c in _BY_NAME.values())))}) or a name such as "
+                       f"'zeros'")

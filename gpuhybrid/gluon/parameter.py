@@ -130,8 +130,9 @@ class Parameter:
         device = as_device(ctx[0] if isinstance(ctx, (list, tuple)) else ctx)
         if not self.shape_known:
             if not self.allow_deferred_init:
-                raise DeferredInitializationError(f"parameter {self.name!r} has unknown shape {self.shape} and "
-                                                  f"does not allow deferred initialisation; give it a shape")
+                raise DeferredInitializationError(f"parameter {self.name!r} has unknown shape {self.shape} "
+                                                  f"and does not allow deferred initialisation; give it a "
+                                                  f"shape")
             self._data, self._deferred = None, (chosen, device)
             return
         self._replace_data(chosen(self.name, self.shape, self.dtype, device))

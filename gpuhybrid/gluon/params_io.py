@@ -58,9 +58,12 @@ def load_parameters(block, filename, ctx=None, allow_missing: bool = False, igno
     arrays = read_arrays(filename)
     params = block._structured_params()
     if not set(arrays) & set(params) and not any("." in key for key in arrays):
-        # keyed by name (ParameterDict.save, export, or an MXNet-style file): load by name
-        load_param_dict(block.collect_params(), filename, ctx, allow_missing, ignore_extra, block.prefix,
-                        cast_dtype, dtype_source, arrays={strip_kind(k): v for k, v in arrays.items()})
+        # keyed by name (ParameterDict.save with or without strip_prefix, export): load by name
+        named = block.collect_params()
+        names = [strip_kind(key) for key in arrays]
+        prefix = max(("", block.prefix), key=lambda p: sum(p + name in named for name in names))
+        load_param_dict(named, filename, ctx, allow_missing, ignore_extra, prefix, cast_dtype, dtype_source,
+                        arrays={strip_kind(k): v for k, v in arrays.items()})
         return
     _check_keys(filename, f"block {block.name}", params, arrays, allow_missing, ignore_extra)
     for key, param in params.items():
@@ -115,9 +118,9 @@ def assign_loaded(param, value, filename, key: str, ctx, cast_dtype: bool, dtype
                                  f"{param.shape}")
     if value.dtype != np.dtype(param.dtype):
         if not cast_dtype:
-            raise ParameterFileError(f"{filename}: {key} holds {value.dtype} but {param.name} is {param.dtype}; "
-                                     f"pass cast_dtype=True with dtype_source='saved' (take the file's dtype) "
-                                     f"or 'current' (convert to the parameter's)")
+            raise ParameterFileError(f"{filename}: {key} holds {value.dtype} but {param.name} is "
+                                     f"{param.dtype}; pass cast_dtype=True with dtype_source='saved' (take "
+                                     f"the file's dtype) or 'current' (convert to the parameter's)")
         if dtype_source == "saved":
             param.cast(value.dtype)
     device = ctx if ctx is not None else param._device()

@@ -32,7 +32,8 @@ class Dense(HybridBlock):
         if units <= 0:
             raise OpValueError(f"Dense: units must be positive, got {units}")
         self._units, self._in_units, self._flatten, self._use_bias = units, in_units, flatten, use_bias
-        self.weight = self.params_create("weight", shape=(units, in_units), dtype=dtype, init=weight_initializer)
+        self.weight = self.params_create("weight", shape=(units, in_units), dtype=dtype,
+                                         init=weight_initializer)
         self.bias = (self.params_create("bias", shape=(units,), dtype=dtype, init=bias_initializer)
                      if use_bias else None)
         with self.name_scope():
