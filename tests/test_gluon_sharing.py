@@ -149,3 +149,43 @@ def test_symbol_block_variable_read_twice_gets_both_gradients():
     loss.backward()
     want = values + np.sin(values)
     np.testing.assert_allclose(block.collect_params()["w"].grad().asnumpy(), want, rtol=1e-6)
+
+
+class ScopedNet(nn.HybridBlock):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.hidden = nn.Dense(4, in_units=3, activation="tanh", dtype="float64")
+            self.output = nn.Dense(2, in_units=4, dtype="float64")
+
+    def hybrid_forward(self, F, x):
+        return self.output(self.hidden(x))
+
+
+def test_a_whole_model_shares_another_models_parameters():
+    first = ScopedNet()
+    second = ScopedNet(params=first.collect_params())
+    assert second.hidden.weight is first.hidden.weight and second.output.bias is first.output.bias
+    first.initialize(gluon.init.Normal(1.0))
+    second.hybridize()
+    x = nd.array(np.random.default_rng(5).normal(size=(2, 3)), dtype="float64")
+    np.testing.assert_allclose(second(x).asnumpy(), first(x).asnumpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("deduplicate", [False, True])
+def test_shared_parameters_save_and_load(tmp_path, deduplicate):
+    from safetensors.numpy import load_file
+
+    def build():
+        net, _, _ = shared_pair(use_params_argument=True)
+        return net
+
+    net = build()
+    net.initialize(gluon.init.Normal(1.0))
+    path = str(tmp_path / "shared.params")
+    net.save_parameters(path, deduplicate=deduplicate)
+    assert len(load_file(path)) == (2 if deduplicate else 4)
+    fresh = build()
+    fresh.load_parameters(path)
+    x = nd.array(np.random.default_rng(6).normal(size=(2, 4)), dtype="float64")
+    np.testing.assert_array_equal(fresh(x).asnumpy(), net(x).asnumpy())

@@ -260,9 +260,10 @@ class Block:
     def forward(self, *args):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
-    def save_parameters(self, filename: str) -> None:
-        from .params_io import save_parameters
-        save_parameters(self, filename)
+    def save_parameters(self, filename: str, deduplicate: bool = False) -> None:
+        """Values keyed by structural path (``0.weight``); ``deduplicate`` stores a shared parameter once."""
+        from .params_io import save_structured
+        save_structured(self, filename, deduplicate)
 
     def load_parameters(self, filename: str, ctx=None, allow_missing: bool = False,
                         ignore_extra: bool = False, cast_dtype: bool = False,

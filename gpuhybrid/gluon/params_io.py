@@ -47,9 +47,17 @@ def strip_kind(key: str) -> str:
 
 
 def save_parameters(block, filename) -> None:
-    arrays = {}
+    save_structured(block, filename)
+
+
+def save_structured(block, filename, deduplicate: bool = False) -> None:
+    """Values keyed by structural path; ``deduplicate`` writes a shared parameter under its first path
+    only (loading fills its other uses from it)."""
+    arrays, written = {}, set()
     for key, param in block._structured_params().items():
-        arrays[key] = param.data().asnumpy()
+        if not (deduplicate and id(param) in written):
+            arrays[key] = param.data().asnumpy()
+            written.add(id(param))
     write_arrays(filename, arrays, metadata={"format": "gpuhybrid-parameters"})
 
 
@@ -65,7 +73,10 @@ def load_parameters(block, filename, ctx=None, allow_missing: bool = False, igno
         load_param_dict(named, filename, ctx, allow_missing, ignore_extra, prefix, cast_dtype, dtype_source,
                         arrays={strip_kind(k): v for k, v in arrays.items()})
         return
-    _check_keys(filename, f"block {block.name}", params, arrays, allow_missing, ignore_extra)
+    stored = {id(param): key for key, param in params.items() if key in arrays}
+    # a shared parameter saved once (deduplicate=True) is present through any of its paths
+    needed = {key: param for key, param in params.items() if id(param) not in stored or key in arrays}
+    _check_keys(filename, f"block {block.name}", needed, arrays, allow_missing, ignore_extra)
     for key, param in params.items():
         if key in arrays:
             assign_loaded(param, arrays[key], filename, key, ctx, cast_dtype, dtype_source)
