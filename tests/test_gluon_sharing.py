@@ -189,3 +189,21 @@ def test_shared_parameters_save_and_load(tmp_path, deduplicate):
     fresh.load_parameters(path)
     x = nd.array(np.random.default_rng(6).normal(size=(2, 4)), dtype="float64")
     np.testing.assert_array_equal(fresh(x).asnumpy(), net(x).asnumpy())
+
+
+LAYERS = {
+    "Dense": lambda **kw: nn.Dense(3, in_units=4, **kw),
+    "BatchNorm": lambda **kw: nn.BatchNorm(in_channels=4, **kw),
+    "LayerNorm": lambda **kw: nn.LayerNorm(in_channels=4, **kw),
+    "Embedding": lambda **kw: nn.Embedding(10, 4, **kw),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_every_layer_with_params_shares_all_its_parameters(layer):
+    first = LAYERS[layer]()
+    second = LAYERS[layer](params=first.params)
+    assert second.name != first.name
+    assert list(second.params) == list(first.params)
+    assert all(second.params[name] is param for name, param in first.params.items())
+    assert [id(p) for p in second._reg_params.values()] == [id(p) for p in first._reg_params.values()]
