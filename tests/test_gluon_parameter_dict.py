@@ -149,3 +149,12 @@ def test_reset_ctx_and_list_ctx_of_a_dict():
 def test_parameter_dict_repr_names_its_prefix():
     dense = nn.Dense(2, prefix="head_")
     assert repr(dense.params).startswith("head_ (") and "Parameter head_weight" in repr(dense.params)
+
+
+def test_several_devices_are_refused_not_dropped():
+    net = nn.Dense(2, in_units=2)
+    with pytest.raises(gh.DeviceError, match="one device"):
+        net.initialize(ctx=[gh.cpu(0), gh.cpu(1)])
+    net.initialize(ctx=[gh.cpu()])                           # a list of one device is fine
+    with pytest.raises(gh.DeviceError, match="one device"):
+        net.collect_params().reset_ctx([gh.cpu(0), gh.cpu(1)])

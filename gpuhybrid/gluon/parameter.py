@@ -127,7 +127,7 @@ class Parameter:
         if self._data is not None and not force_reinit:
             return
         chosen = initializers.create(self.init if self.init is not None else (init or default_init))
-        device = as_device(ctx[0] if isinstance(ctx, (list, tuple)) else ctx)
+        device = self._one_device(ctx)
         if not self.shape_known:
             if not self.allow_deferred_init:
                 raise DeferredInitializationError(f"parameter {self.name!r} has unknown shape {self.shape} "
@@ -184,6 +184,16 @@ class Parameter:
             return
         self._replace_data(value)
 
+    def _one_device(self, ctx):
+        """The device of ``ctx`` (one device, or a list of one: gpuhybrid keeps one copy per parameter)."""
+        if isinstance(ctx, (list, tuple)):
+            if len(set(ctx)) > 1:
+                raise DeviceError(f"parameter {self.name!r}: gpuhybrid keeps one copy of each parameter, "
+                                  f"on one device, but {len(ctx)} devices were given ({ctx}); pass one "
+                                  f"device (data parallelism over several devices is not supported)")
+            ctx = ctx[0] if ctx else None
+        return as_device(ctx)
+
     def _device(self):
         if self._data is not None:
             return self._data.ctx
@@ -201,7 +211,7 @@ class Parameter:
 
     def reset_ctx(self, ctx) -> None:
         """Move the value to ``ctx`` (a deferred parameter will be created there)."""
-        device = as_device(ctx[0] if isinstance(ctx, (list, tuple)) else ctx)
+        device = self._one_device(ctx)
         if self._data is not None:
             self._replace_data(self._data.as_in_context(device))
         elif self._deferred is not None:
