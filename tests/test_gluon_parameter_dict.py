@@ -158,3 +158,14 @@ def test_several_devices_are_refused_not_dropped():
     net.initialize(ctx=[gh.cpu()])                           # a list of one device is fine
     with pytest.raises(gh.DeviceError, match="one device"):
         net.collect_params().reset_ctx([gh.cpu(0), gh.cpu(1)])
+
+
+def test_initialising_twice_warns_and_keeps_the_values_unless_forced():
+    net = nn.Dense(2, in_units=3)
+    net.initialize()
+    before = net.weight.data().asnumpy().copy()
+    with pytest.warns(UserWarning, match="already initialised.*force_reinit=True"):
+        net.initialize(gluon.init.Constant(5.0))
+    np.testing.assert_array_equal(net.weight.data().asnumpy(), before)
+    net.initialize(gluon.init.Constant(5.0), force_reinit=True)
+    np.testing.assert_array_equal(net.weight.data().asnumpy(), np.full((2, 3), 5.0))

@@ -14,6 +14,7 @@ plans depend on (``grad_req``, dtype, device, shape) drops those blocks' plans.
 from __future__ import annotations
 
 import re
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -125,6 +126,8 @@ class Parameter:
 
     def initialize(self, init=None, ctx=None, default_init=None, force_reinit: bool = False) -> None:
         if self._data is not None and not force_reinit:
+            warnings.warn(f"parameter {self.name!r} is already initialised, ignoring; pass force_reinit=True "
+                          f"to initialise it again", stacklevel=4)
             return
         chosen = initializers.create(self.init if self.init is not None else (init or default_init))
         device = self._one_device(ctx)
