@@ -93,7 +93,7 @@ def test_missing_keys_raise_unless_allow_missing(tmp_path):
     block = nn.SymbolBlock.imports(symbol_file, ["data"], params_file, allow_missing=True)
     scale = block.collect_params()["scale"]
     assert not scale.is_initialized
-    block.initialize("ones")
+    scale.initialize("ones")
     x = np.random.default_rng(1).normal(size=(2, 3))
     np.testing.assert_array_equal(block(nd.array(x, dtype="float64")).asnumpy(),
                                   x + ARRAYS["offset"] + ARRAYS["flag"])
