@@ -207,3 +207,19 @@ def test_every_layer_with_params_shares_all_its_parameters(layer):
     assert list(second.params) == list(first.params)
     assert all(second.params[name] is param for name, param in first.params.items())
     assert [id(p) for p in second._reg_params.values()] == [id(p) for p in first._reg_params.values()]
+
+
+def test_symbol_block_shares_a_constant():
+    class Shift(nn.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.shift = self.params.get_constant("shift", [1.0, 2.0])
+
+        def hybrid_forward(self, F, x, shift):
+            return F.broadcast_add(x, shift)
+
+    net = Shift()
+    net.initialize()
+    block = nn.SymbolBlock(net(sym.var("data")), sym.var("data"), params=net.collect_params())
+    assert block.collect_params()[net.shift.name] is net.shift
+    np.testing.assert_array_equal(block(nd.zeros((1, 2))).asnumpy(), [[1.0, 2.0]])

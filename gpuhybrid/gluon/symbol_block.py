@@ -35,11 +35,13 @@ class SymbolBlock(HybridBlock):
         variables = {n.name: n for n in self._outputs.topo_nodes() if n.op == "var"}
         for name in sorted(args - set(self._input_names)):
             node = variables[name]
-            options = {"kind": "aux" if node.kind == "aux" else "param", "allow_deferred_init": True}
+            options = {"kind": "aux" if node.kind == "aux" else "param"}
             if node.dtype is not None:
                 options["dtype"] = node.dtype
             if node.shape is not None:
                 options["shape"] = node.shape
+            if self._params._find(name) is None:          # a new one waits for its shape if need be
+                options["allow_deferred_init"] = True
             try:
                 param = self._params.get(name, **options)
             except GhError as exc:
