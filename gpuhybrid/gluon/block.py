@@ -119,14 +119,19 @@ class Block:
     def _register_param(self, key: str, param: Parameter) -> None:
         """Hold ``param`` as attribute ``key`` (a hybrid_forward argument); a parameter no block has named
         yet takes this block's prefix."""
-        if not param._named_by_block and not param.name.startswith(self._prefix):
-            param.name = self._prefix + param.name
-        param._named_by_block = True
-        replaced = self._reg_params.pop(key, None)
+        renamed = param._named_by_block or param.name.startswith(self._prefix)
+        name = param.name if renamed else self._prefix + param.name
+        replaced = self._reg_params.get(key)
+        held = self._params._params.get(name)
+        if held is not None and held is not param and held is not replaced:
+            raise GhError(f"{self.name}.{key}: this block already holds another parameter named {name!r}; "
+                          f"give the Parameter another name (names key collect_params(), the traced graph "
+                          f"and the files)")
+        param.name, param._named_by_block = name, True
+        self._reg_params[key] = param                   # a replaced parameter keeps its position
         if replaced is not None and replaced is not param:
             self._forget_param(replaced)
-        self._params._add(param, f" in block {self.name}")
-        self._reg_params[key] = param
+        self._params._add(param)
         param._owners.add(self)
         self._drop_plans(structural=True)
 
