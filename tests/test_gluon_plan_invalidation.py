@@ -200,3 +200,12 @@ def test_overwriting_a_child_with_another_value_unregisters_it(replacement):
     net.fc2 = replacement
     assert list(net._children) == ["fc1"] and len(net.collect_params()) == 2
     assert net.cached_plans == 0
+
+
+def test_an_attribute_switching_between_child_and_parameter_is_registered_once():
+    net = TwoLayers()
+    net.fc2 = gluon.Parameter("fc2", shape=(1,))
+    assert "fc2" not in net._children and list(net._reg_params) == ["fc2"]
+    net.fc2 = nn.Dense(1)
+    assert "fc2" in net._children and not net._reg_params
+    assert net.fc2.weight.name in net.collect_params() and len(net.collect_params()) == 4

@@ -90,9 +90,13 @@ class Block:
     def __setattr__(self, name: str, value) -> None:
         held = self.__dict__.get(name)
         if isinstance(value, Block):
+            if name in self._reg_params:             # a parameter attribute becomes a child
+                self._unregister(name)
             if held is not value:
                 self.register_child(value, name)
         elif isinstance(value, Parameter):
+            if name in self._children:               # a child attribute becomes a parameter
+                self._unregister(name)
             if held is not value:
                 self._register_param(name, value)
         elif name in self.__dict__.get("_children", ()) or name in self.__dict__.get("_reg_params", ()):
