@@ -81,6 +81,7 @@ def test_get_constant_errors():
     with pytest.raises(gh.GhError, match="not a Constant"):
         params.get_constant("learned", [1.0])
     assert params.get_constant("k", [1, 2]).dtype == "float32"     # as MXNet: a list becomes float32
+    assert isinstance(params["c_k"], gluon.Constant)
 
 
 def test_update_select_and_setattr():
