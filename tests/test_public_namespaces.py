@@ -40,7 +40,7 @@ API = {
     "gpuhybrid.random": {"seed", "normal", "uniform", "randn"},
     "gpuhybrid.symbol": REGISTRY_NAMES | {"Symbol", "var", "Variable", "Group", "load", "load_json", "Executor",
                                           "TraceError", "SymbolFileError", "compile_symbol"},
-    "gpuhybrid.gluon": {"init", "nn", "loss", "data", "optimizer", "Block", "Sequential", "HybridBlock",
+    "gpuhybrid.gluon": {"init", "nn", "loss", "data", "optimizer", "Block", "Constant", "Sequential", "HybridBlock",
                         "SymbolBlock", "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"},
     "gpuhybrid.gluon.nn": {"Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense",
                            "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "BatchNorm",

@@ -3,9 +3,9 @@ loading, as in MXNet Gluon."""
 from . import data, init, loss, nn, optimizer
 from .block import Block, Sequential
 from .hybrid import HybridBlock
-from .parameter import DeferredInitializationError, Parameter, ParameterDict
+from .parameter import Constant, DeferredInitializationError, Parameter, ParameterDict
 from .symbol_block import SymbolBlock
 from .trainer import Trainer
 
 __all__ = ["init", "nn", "loss", "data", "optimizer", "Block", "Sequential", "HybridBlock", "SymbolBlock",
-           "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"]
+           "Parameter", "ParameterDict", "Constant", "DeferredInitializationError", "Trainer"]

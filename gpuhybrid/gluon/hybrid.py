@@ -95,9 +95,17 @@ class HybridBlock(Block):
                                 "static_outputs": static_outputs and static_alloc}
         if max_cached_plans is not None:
             self._max_cached_plans = max(1, int(max_cached_plans))
-        self._plans.clear()
+        self._drop_plans(structural=False)
         super().hybridize(active, static_alloc=static_alloc, static_shape=static_shape,
                           max_cached_plans=max_cached_plans, static_outputs=static_outputs)
+
+    def _forget_plans(self, structural: bool) -> None:
+        """Drop the compiled plans (the block tree or a parameter they assumed changed); ``structural``:
+        the last traced graph no longer describes the block either."""
+        self._plans.clear()
+        self._trace_count = 0
+        if structural:
+            self._last_trace = None
 
     @property
     def cached_plans(self) -> int:

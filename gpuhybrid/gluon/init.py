@@ -70,13 +70,21 @@ class Xavier(Initializer):
 
 
 class Constant(Initializer):
-    """Every element equal to ``value``."""
+    """Every element equal to ``value`` (a number, or an array broadcast to the parameter's shape)."""
 
-    def __init__(self, value: float):
+    def __init__(self, value):
         self.value = value
 
     def init_array(self, shape, dtype, ctx):
-        return nd.full(shape, self.value, ctx=ctx, dtype=dtype)
+        if np.ndim(self.value) == 0 and not hasattr(self.value, "asnumpy"):
+            return nd.full(shape, self.value, ctx=ctx, dtype=dtype)
+        host = self.value.asnumpy() if hasattr(self.value, "asnumpy") else np.asarray(self.value)
+        try:
+            host = np.broadcast_to(host, shape)
+        except ValueError:
+            raise OpValueError(f"Constant: a value of shape {host.shape} cannot fill a parameter of shape "
+                               f"{tuple(shape)}") from None
+        return nd.array(np.ascontiguousarray(host), ctx=ctx, dtype=dtype)
 
 
 class Zero(Constant):
@@ -102,7 +110,8 @@ def create(init) -> Initializer:
     if isinstance(init, str) and init.lower() in _BY_NAME:
         return _BY_NAME[init.lower()]()
     raise OpValueError(f"{init!r} is not an initializer; use one of gpuhybrid.gluon.init "
-                       f"({', '.join(sorted(set(c.__name__ for c in _BY_NAME.values())))}) or a name such as 'zeros'")
+                       f"({', '.join(sorted(set(c.__name__ for c in _BY_NAME.values())))}) or a name such as "
+                       f"'zeros'")
 
 
 __all__ = ["Initializer", "Uniform", "Normal", "Xavier", "Constant", "Zero", "One", "create"]

@@ -32,10 +32,12 @@ class Dense(HybridBlock):
         if units <= 0:
             raise OpValueError(f"Dense: units must be positive, got {units}")
         self._units, self._in_units, self._flatten, self._use_bias = units, in_units, flatten, use_bias
-        self.weight = self.params_create("weight", shape=(units, in_units), dtype=dtype, init=weight_initializer)
+        self.weight = self.params_create("weight", shape=(units, in_units), dtype=dtype,
+                                         init=weight_initializer)
         self.bias = (self.params_create("bias", shape=(units,), dtype=dtype, init=bias_initializer)
                      if use_bias else None)
-        self.act = Activation(activation, prefix=f"{self.name}_{activation}") if activation else None
+        with self.name_scope():
+            self.act = Activation(activation, prefix=f"{activation}_") if activation else None
 
     def infer_shape(self, x, *args) -> None:
         in_units = int(np.prod(x.shape[1:])) if self._flatten else x.shape[-1]
