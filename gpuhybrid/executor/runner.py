@@ -142,7 +142,7 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
     launch = getattr(step.eager, "launch", None)
     if launch is not None:
         kernel = step.eager
-        names["launch"] = launch
+        names["launch"], names[f"k{k}"] = launch, kernel      # k: keeps the kernel's library loaded
         names[f"e{k}"], names[f"n{k}"], names[f"b{k}"] = kernel.entry, kernel.size_arg, kernel.scalar_bytes
         if outs:
             targets = f"[{', '.join(outs)}]"
