@@ -108,7 +108,8 @@ def main() -> None:
     print(f"retracing {growth['shapes']} shapes: RSS {growth['rss_growth_mb']:+.1f} MB, "
           f"{growth.get('libraries_loaded_after', '?')} kernel libraries loaded, "
           f"{growth.get('libraries_unloaded', '?')} unloaded")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     report = {"device": "cpu", "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "python": platform.python_version(), "commit": commit,
               "date": datetime.datetime.now().isoformat(timespec="seconds"),

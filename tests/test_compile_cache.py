@@ -1,7 +1,6 @@
 """The on-disk kernel cache: reuse across processes, atomic concurrent writes, corrupt entries rebuilt."""
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys

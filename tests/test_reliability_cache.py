@@ -69,7 +69,8 @@ def test_truncated_library_with_a_matching_check_is_rebuilt_not_mapped(tmp_path,
     good = entry.read_bytes()
     _forge_checks(entry, good[: int(len(good) * fraction)])
     result = _child(tmp_path, 2)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", (result.returncode, result.stderr[-2000:])
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (result.returncode,
+                                                                      result.stderr[-2000:])
     assert len(entry.read_bytes()) == len(good) and elf_is_complete(entry.read_bytes())
 
 
@@ -146,9 +147,11 @@ def test_temporary_files_of_killed_writers_are_removed_on_next_start(tmp_path):
              folder / f".{'a' * 32}.tmp-{_host()}-{dead.pid}-0123abcd.cpp"]
     old = folder / f".{'b' * 32}.tmp-otherhost-{live_pid}-0123abcd.so"
     fresh = folder / f".{'c' * 32}.tmp-otherhost-{live_pid}-0123abcd.so"
-    for path in stale + [old, fresh]:
+    legacy = folder / f".{'d' * 32}.k2x9a0qz.so"          # an older version's mkstemp name
+    for path in stale + [old, fresh, legacy]:
         path.write_bytes(b"\0" * 4096)
     os.utime(old, (0, 0))                   # a day old: nobody's, whoever wrote it
+    os.utime(legacy, (0, 0))
     assert _child(tmp_path, 7).returncode == 0
     hidden = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
     assert hidden == [fresh.name]           # another host's writer may still be at work

@@ -14,7 +14,8 @@ from gpuhybrid import nd
 from gpuhybrid.backend.host_compiler import find_host_compiler
 from gpuhybrid.gluon import nn
 
-pytestmark = [pytest.mark.skipif(find_host_compiler() is None, reason="fused CPU kernels need a C++ compiler"),
+pytestmark = [pytest.mark.skipif(find_host_compiler() is None,
+                                 reason="fused CPU kernels need a C++ compiler"),
               pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")]
 
 # Large enough that the generated kernels run in parallel (more elements than GH_PARALLEL_MIN).

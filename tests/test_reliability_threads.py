@@ -53,7 +53,8 @@ def _inputs(count: int, seed: int) -> list:
     return [rng.normal(size=SHAPE) for _ in range(count)]
 
 
-@pytest.mark.parametrize("options", [{}, {"static_alloc": True}, {"static_alloc": True, "static_outputs": True}],
+@pytest.mark.parametrize("options", [{}, {"static_alloc": True},
+                                     {"static_alloc": True, "static_outputs": True}],
                          ids=["plain", "static_alloc", "static_outputs"])
 def test_concurrent_calls_of_one_plan_are_all_right(options, fast_switching):
     net = _net(**options)
@@ -81,7 +82,8 @@ def test_static_outputs_of_one_thread_survive_another_threads_call(fast_switchin
         barrier.wait()                 # both calls done before either output is read
         held[name + "_value"] = held[name].asnumpy().copy()
 
-    threads = [threading.Thread(target=hold, args=("a", first)), threading.Thread(target=hold, args=("b", second))]
+    threads = [threading.Thread(target=hold, args=("a", first)),
+               threading.Thread(target=hold, args=("b", second))]
     for thread in threads:
         thread.start()
     for thread in threads:

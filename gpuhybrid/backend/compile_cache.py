@@ -25,6 +25,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -137,7 +138,22 @@ def _folder(kind: str) -> Path:
     if folder not in _swept:
         _swept.add(folder)
         remove_stale_temps(folder)
+        _remove_old_hidden_files(folder)
     return folder
+
+
+def _remove_old_hidden_files(folder: Path) -> None:
+    """Hidden files an hour old in a cache folder: temporary files of killed writers from versions
+    that did not name them after their process (every writer renames its file within minutes)."""
+    cutoff = time.time() - 3600
+    try:
+        with os.scandir(folder) as scan:
+            old = [Path(item.path) for item in scan if item.name.startswith(".") and ".tmp-" not in item.name
+                   and item.is_file(follow_symlinks=False) and item.stat().st_mtime < cutoff]
+    except OSError:
+        return
+    for path in old:
+        path.unlink(missing_ok=True)
 
 
 def _fall_back(folder: Path, reason: OSError) -> None:
@@ -212,11 +228,8 @@ def load_cached(kind: str, key: str, suffix: str, build: Callable[[Path], None],
     """``load(path)`` of a private copy of the verified entry, removed once loaded. An entry that
     passes its check but does not load (``OSError``/``ImportError``) is rebuilt once."""
     for attempt in (0, 1):
-        data = cached_bytes(kind, key, suffix, build)
-        folder = _folder(kind)
-        copy = temp_path(folder, key, suffix)
+        copy = _private_copy(kind, key, suffix, cached_bytes(kind, key, suffix, build))
         try:
-            copy.write_bytes(data)
             return load(copy)
         except (OSError, ImportError):
             if attempt:
@@ -225,6 +238,23 @@ def load_cached(kind: str, key: str, suffix: str, build: Callable[[Path], None],
         finally:
             copy.unlink(missing_ok=True)     # a mapped library stays valid once its file is gone
     raise AssertionError("unreachable")
+
+
+def _private_copy(kind: str, key: str, suffix: str, data: bytes) -> Path:
+    """``data`` in a new file of this process (in the temporary cache when the disk is full)."""
+    folder = _folder(kind)
+    copy = None
+    try:
+        copy = temp_path(folder, key, suffix)
+        copy.write_bytes(data)
+        return copy
+    except OSError as exc:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+        if exc.errno not in _UNUSABLE or isinstance(exc, CacheUnusableError):
+            raise
+        _fall_back(folder, exc)
+        return _private_copy(kind, key, suffix, data)
 
 
 def enforce_size_cap(folder: Path, keep: str = "", limit: int | None = None) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 
 from ..backend import record_launches
 from ..backend.profiler import _open_counters
@@ -94,7 +95,7 @@ class _PerThreadRunner:
     buffers (and its CUDA graph), every other thread a runner over buffers allocated for that thread."""
 
     def __init__(self, plan, run):
-        self._plan, self._run = plan, run
+        self._plan, self._run = weakref.ref(plan), run     # weak: the plan holds this runner
         self._claimed, self._lock, self._local = False, threading.Lock(), threading.local()
 
     def __call__(self, inputs):
@@ -102,7 +103,7 @@ class _PerThreadRunner:
         if run is None:
             with self._lock:
                 claimed, self._claimed = self._claimed, True
-            run = self._local.run = _runner_over_new_buffers(self._plan) if claimed else self._run
+            run = self._local.run = _runner_over_new_buffers(self._plan()) if claimed else self._run
         return run(inputs)
 
 

@@ -10,8 +10,10 @@ stay in registers; values also needed outside become extra outputs of the same k
 """
 from __future__ import annotations
 
+import string
 from dataclasses import replace
 
+from ...backend.dtypes import C_TYPES, kernel_scalar_fits
 from ...ops import get_op
 from ..ir import CONST, FUSED, VAR, FusedGroup, FusedLine, Graph, Node, Ref, freeze_attrs
 from .rewrite import rebuild
@@ -24,6 +26,20 @@ MAX_GROUP_OPS = 1000
 def is_fusible(node: Node) -> bool:
     return (node.op not in (VAR, CONST, FUSED) and len(node.specs) == 1
             and get_op(node.op).category == "elementwise" and get_op(node.op).pure)
+
+
+def kernel_can_compute(node: Node, graph: Graph) -> bool:
+    """Whether a generated kernel can compute ``node``: its dtypes have C types (int8, uint64, ...
+    run op by op, as imperatively) and its compute dtype holds its scalar attributes (an int32 clip to
+    [-inf, 1e20] runs op by op instead of failing to pass the bounds)."""
+    dtypes = [graph.spec(ref).dtype for ref in node.inputs] + [node.spec.dtype]
+    if any(str(dtype) not in C_TYPES for dtype in dtypes):
+        return False
+    op, attrs = get_op(node.op), node.attr_dict
+    template = op.scalar_expr(attrs)
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name and not name.isdigit()}
+    calc = op.compute_dtype(dtypes[:-1], dtypes[-1])
+    return all(kernel_scalar_fits(calc, attrs[name]) for name in names)
 
 
 def split_bias_epilogue(graph: Graph) -> Graph:
@@ -82,7 +98,7 @@ def partition(graph: Graph) -> dict:
             upstream |= reach[ref.node]
             if ref.node in group_of:
                 upstream |= 1 << group_of[ref.node]
-        if is_fusible(node):
+        if is_fusible(node) and kernel_can_compute(node, graph):
             shape = node.spec.shape
             candidates = []
             for ref in node.inputs:
