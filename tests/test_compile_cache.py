@@ -1,7 +1,6 @@
 """The on-disk kernel cache: reuse across processes, atomic concurrent writes, corrupt entries rebuilt."""
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuhybrid.backend.compile_cache import check_text
 from gpuhybrid.backend.host_compiler import find_host_compiler
 
 pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="no host C++ compiler")
@@ -46,9 +46,9 @@ def _entries(cache: Path) -> list:
 def test_second_process_compiles_nothing(tmp_path):
     _run_children(tmp_path, [1])
     [entry] = _entries(tmp_path)
-    stamp = entry.stat().st_mtime_ns
+    inode = entry.stat().st_ino                 # a rebuild renames a new file into place
     _run_children(tmp_path, [2])
-    assert _entries(tmp_path) == [entry] and entry.stat().st_mtime_ns == stamp
+    assert _entries(tmp_path) == [entry] and entry.stat().st_ino == inode
 
 
 def test_concurrent_processes_share_one_entry(tmp_path):
@@ -68,8 +68,8 @@ def test_corrupt_entry_is_rebuilt(tmp_path, damage):
     elif damage == "garbage":
         entry.write_bytes(b"\0not a shared object" * 100)
     else:
-        Path(str(entry) + ".sha256").unlink()
+        Path(str(entry) + ".check").unlink()
     _run_children(tmp_path, [8])
     rebuilt = entry.read_bytes()
-    assert Path(str(entry) + ".sha256").read_text().strip() == hashlib.sha256(rebuilt).hexdigest()
+    assert Path(str(entry) + ".check").read_text() == check_text(entry.name[:-3], rebuilt)
     assert len(rebuilt) == len(good)          # a whole library again, not the damaged bytes

@@ -20,8 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compile_cache import cached_build, entry_key, headers_digest
+from .compile_cache import entry_key, headers_digest
 from .kernel_files import kernel_dir
+from .loaded_libraries import load_library
 
 # OpenMP threads of generated kernels sleep between parallel regions instead of spinning, unless the user
 # says otherwise: spinning threads steal the cores OpenBLAS's threads need for the GEMMs that run between
@@ -114,17 +115,13 @@ def _cpu_identity() -> str:
     return f"{model} [{hashlib.sha256(' '.join(sorted(features)).encode()).hexdigest()[:12]}]"
 
 
-_loaded: dict = {}
-
-
-def compile_host(source: str, name: str) -> ctypes.CDLL:
-    """Compile ``source`` (which includes headers from ``kernels/``) to a shared library and load it."""
+def compile_host(source: str, name: str, exports: tuple = ()) -> ctypes.CDLL:
+    """Compile ``source`` (which includes headers from ``kernels/``) to a shared library and load it
+    (``loaded_libraries``: once while in use, rebuilt when the cached library lacks a name in ``exports``)."""
     compiler = find_host_compiler()
     if compiler is None:
         raise HostCompileError("no host C++ compiler found (set CXX or install g++/clang++)")
     key = entry_key(source, headers_digest(), compiler.identity, " ".join(compiler.flags), "host")
-    if key in _loaded:
-        return _loaded[key]
 
     def build(out: Path) -> None:
         src = out.with_suffix(".cpp")
@@ -141,11 +138,4 @@ def compile_host(source: str, name: str) -> ctypes.CDLL:
             raise HostCompileError(f"{compiler.path} could not compile kernel {name} (source saved to {dump}):\n"
                                    f"{result.stderr.strip()}")
 
-    path = cached_build("host", key, ".so", build)
-    try:
-        library = ctypes.CDLL(str(path))
-    except OSError:
-        path.unlink(missing_ok=True)          # unloadable despite its checksum: rebuild once
-        library = ctypes.CDLL(str(cached_build("host", key, ".so", build)))
-    _loaded[key] = library
-    return library
+    return load_library("host", key, build, exports)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy
 
-from .compile_cache import cached_build, entry_key
+from .compile_cache import entry_key, load_cached
 from .host_compiler import find_host_compiler
 from .kernel_files import kernel_dir
 
@@ -37,11 +37,13 @@ def launcher():
         if result.returncode != 0:
             raise OSError(result.stderr)
 
-    try:
-        path = cached_build("host", key, importlib.machinery.EXTENSION_SUFFIXES[0], build)
+    def load(path: Path):
         spec = importlib.util.spec_from_file_location("gh_host_launch", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        return module
+
+    try:
+        return load_cached("host", key, importlib.machinery.EXTENSION_SUFFIXES[0], build, load)
     except (OSError, ImportError):
         return None
-    return module

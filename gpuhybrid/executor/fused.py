@@ -148,7 +148,8 @@ def compile_generated_steps(sources: list, device) -> list:
         launch_module = None
     else:
         for names, text in compile_units(sources, device):
-            library = compile_host(text, f"plan_{len(names)}_kernels")
+            library = compile_host(text, f"plan_{len(names)}_kernels",
+                                   exports=tuple(names) + tuple(f"{n}_packed" for n in names))
             for name in names:
                 functions[name] = getattr(library, name)
                 functions[name].packed = getattr(library, f"{name}_packed")

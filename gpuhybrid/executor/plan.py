@@ -20,7 +20,7 @@ from ..codegen.rowwise import render_row_kernel, row_kernel_applies
 from .fused import can_fuse_on, compile_generated_steps
 from .cuda_graph import GraphReplay, capture_blocker
 from .memory import plan_buffers, plan_in_place, slot_sizes
-from .runner import make_runner
+from .runner import guard_static_plan, make_runner
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class CompiledGraph:
             data = [i for i, n in enumerate(var_nodes) if n.kind not in ("param", "aux")]
             self.graph_replay = GraphReplay(self, self._run_fast, data, copy_outputs=not wants_static_outputs)
             self._run_fast = self.graph_replay
+        self._run_fast = guard_static_plan(self, self._run_fast)     # threads never share buffers mid-call
 
     def _plan_steps(self, slot_of: dict, static_alloc: bool) -> tuple:
         """The steps, in graph order: first their slots (what each reads, writes and frees), then which

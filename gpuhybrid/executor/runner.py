@@ -13,8 +13,18 @@ local variables (as torch.fx does for its GraphModules), e.g.::
 
 Every name a statement uses (implementations, attributes, output specs, constants) is bound once
 when the function is made. The text is kept on the plan (``runner_source``) for reading.
+
+A plan with static buffers is guarded against threads (``guard_static_plan``): calls of a
+``static_alloc`` plan take turns under a lock of the plan, and each thread calling a
+``static_outputs`` plan writes into buffers of its own (a thread's call overwrites what that thread's
+previous call returned, never another thread's outputs). A plan without static buffers has no state
+shared between calls and runs without a lock.
 """
 from __future__ import annotations
+
+import copy
+import threading
+import weakref
 
 from ..backend import record_launches
 from ..backend.profiler import open_counters
@@ -60,6 +70,51 @@ def make_runner(plan) -> tuple:
     return names["run"], source
 
 
+def guard_static_plan(plan, run):
+    """``run`` made safe to call from several threads at once when ``plan`` has static buffers."""
+    if not plan.static_alloc:
+        return run
+    if plan.static_outputs:
+        return _PerThreadRunner(plan, run)
+    return _SerialRunner(run)
+
+
+class _SerialRunner:
+    """Calls of one static_alloc plan, one at a time: its intermediates share buffers across calls."""
+
+    def __init__(self, run):
+        self._run, self._lock = run, threading.Lock()
+
+    def __call__(self, inputs):
+        with self._lock:
+            return self._run(inputs)
+
+
+class _PerThreadRunner:
+    """A static_outputs plan whose outputs outlive the call: the first calling thread uses the plan's
+    buffers (and its CUDA graph), every other thread a runner over buffers allocated for that thread."""
+
+    def __init__(self, plan, run):
+        self._plan, self._run = weakref.ref(plan), run     # weak: the plan holds this runner
+        self._claimed, self._lock, self._local = False, threading.Lock(), threading.local()
+
+    def __call__(self, inputs):
+        run = getattr(self._local, "run", None)
+        if run is None:
+            with self._lock:
+                claimed, self._claimed = self._claimed, True
+            run = self._local.run = _runner_over_new_buffers(self._plan()) if claimed else self._run
+        return run(inputs)
+
+
+def _runner_over_new_buffers(plan):
+    """The plan's runner over a fresh set of its static buffers (the plan itself is left as it is)."""
+    twin = copy.copy(plan)
+    twin.static_views = {}
+    twin._allocate_static_buffers()
+    return make_runner(twin)[0]
+
+
 def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
     """The expression that runs ``step`` (the k-th) on the comma-separated slot names ``reads``.
 
@@ -88,7 +143,7 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
     launch = getattr(step.eager, "launch", None)
     if launch is not None:
         kernel = step.eager
-        names["launch"] = launch
+        names["launch"], names[f"k{k}"] = launch, kernel      # k: keeps the kernel's library loaded
         names[f"e{k}"], names[f"n{k}"], names[f"b{k}"] = kernel.entry, kernel.size_arg, kernel.scalar_bytes
         if outs:
             targets = f"[{', '.join(outs)}]"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from .. import autograd
 from .. import ndarray as nd
 from .. import symbol as sym
+from ..backend.environment import env_int
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..ndarray import NDArray
@@ -34,7 +35,7 @@ from ..symbol.symbol import tracing_block
 from .block import Block
 from .parameter import DeferredInitializationError
 
-DEFAULT_MAX_CACHED_PLANS = int(os.environ.get("GPUHYBRID_MAX_CACHED_PLANS", "16"))
+DEFAULT_MAX_CACHED_PLANS = 16        # GPUHYBRID_MAX_CACHED_PLANS, read when a block is made
 
 # While tracing, layers that update running statistics (BatchNorm) record (parameter, new value) here.
 pending_aux_updates: contextvars.ContextVar[list | None] = contextvars.ContextVar("gpuhybrid_aux", default=None)
@@ -69,7 +70,7 @@ class HybridBlock(Block):
         super().__init__(prefix, params)
         self._active = False
         self._plans: OrderedDict = OrderedDict()
-        self._max_cached_plans = DEFAULT_MAX_CACHED_PLANS
+        self._max_cached_plans = env_int("GPUHYBRID_MAX_CACHED_PLANS", DEFAULT_MAX_CACHED_PLANS, minimum=1)
         self._trace_count = 0
         self._last_trace: TracedPlan | None = None
         self._hybrid_options: dict = {}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OpAttributeError
+from ..errors import OpAttributeError, OpValueError
 
 REQUIRED = object()
 
@@ -41,11 +41,17 @@ def _float(op, name, v):
     return float(v)
 
 
+_FLOAT64_MAX = int(np.finfo(np.float64).max)
+
+
 def _scalar(op, name, v):
     """A Python number kept as int or float: its kind matters for dtype promotion."""
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (int, np.integer)):
+        if abs(int(v)) > _FLOAT64_MAX:          # no dtype holds it: NumPy would raise OverflowError
+            raise OpValueError(f"{op}: attribute {name} is an integer of {len(str(abs(int(v))))} digits, beyond "
+                               f"every dtype (float64 reaches about 1.8e308); use a smaller number or float('inf')")
         return int(v)
     if isinstance(v, (float, np.floating)):
         return float(v)

@@ -275,7 +275,11 @@ def _embedding_eager(device, inputs, attrs, outs):
     # then truncated towards zero: NumPy's take(mode='clip'), as MXNet's Embedding. NaN is undefined.
     index = pointwise(device, "embedding_index", CLIP_INDEX_EXPR, _clip_index, [data],
                       {"first": 0, "last": attrs["input_dim"] - 1}, TensorSpec(data.shape, np.int64))
-    return device.xp.take(weight, index, axis=0)
+    try:
+        return device.xp.take(weight, index, axis=0)
+    except IndexError:      # only a NaN index survives the clip (NumPy checks; CuPy wraps, unchecked)
+        raise OpValueError(f"Embedding(input_dim={attrs['input_dim']}): an index in data {data.shape} is NaN; "
+                           f"indices must be numbers (replace NaN first, e.g. with nd.where)") from None
 
 
 def _embedding_infer_inputs(specs, attrs):

@@ -5,10 +5,9 @@ Every problem in a file is reported with the file (or "JSON text") and the field
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from ..backend.atomic_files import atomic_write
 from ..errors import GhError
 from ..ops import get_op
 from ..ops.attrs import dtype_name
@@ -49,22 +48,6 @@ def to_dict(symbol: Symbol) -> dict:
 
 def tojson(symbol: Symbol) -> str:
     return json.dumps(to_dict(symbol), indent=2)
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(symbol: Symbol, path) -> None:

@@ -10,16 +10,36 @@ stay in registers; values also needed outside become extra outputs of the same k
 """
 from __future__ import annotations
 
+import string
 from dataclasses import replace
 
+from ...backend.dtypes import C_TYPES, kernel_scalar_fits
 from ...ops import get_op
 from ..ir import CONST, FUSED, VAR, FusedGroup, FusedLine, Graph, Node, Ref, freeze_attrs
 from .rewrite import rebuild
+
+# The most ops one kernel fuses: the host compiler's time grows faster than linearly in a function's
+# length (a 2,000-op kernel took 9 s, 6,000 ops 48 s), so very long chains become several kernels.
+MAX_GROUP_OPS = 1000
 
 
 def is_fusible(node: Node) -> bool:
     return (node.op not in (VAR, CONST, FUSED) and len(node.specs) == 1
             and get_op(node.op).category == "elementwise" and get_op(node.op).pure)
+
+
+def kernel_can_compute(node: Node, graph: Graph) -> bool:
+    """Whether a generated kernel can compute ``node``: its dtypes have C types (int8, uint64, ...
+    run op by op, as imperatively) and its compute dtype holds its scalar attributes (an int32 clip to
+    [-inf, 1e20] runs op by op instead of failing to pass the bounds)."""
+    dtypes = [graph.spec(ref).dtype for ref in node.inputs] + [node.spec.dtype]
+    if any(str(dtype) not in C_TYPES for dtype in dtypes):
+        return False
+    op, attrs = get_op(node.op), node.attr_dict
+    template = op.scalar_expr(attrs)
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name and not name.isdigit()}
+    calc = op.compute_dtype(dtypes[:-1], dtypes[-1])
+    return all(kernel_scalar_fits(calc, attrs[name]) for name in names)
 
 
 def split_bias_epilogue(graph: Graph) -> Graph:
@@ -41,57 +61,79 @@ def partition(graph: Graph) -> dict:
     A node joins the group of one of its same-shape fusible producers, and groups of its other
     producers are merged in too, whenever the result stays acyclic: no member may read, from outside
     the group, a value that itself depends on the group.
-    """
-    parent: dict = {}           # union-find over group numbers
-    members: dict = {}          # root group -> node ids
-    group_of: dict = {}
-    reach: dict = {}            # node id -> groups its value depends on (excluding its own)
 
-    def find(group):
+    The checks are a few operations on bit sets (Python ints, one bit per group number), so the pass
+    is linear in the graph's length times the words of a set, not quadratic: ``reach[v]`` holds the
+    groups value ``v`` depends on (its own excluded), ``outside[g]`` the groups that the values group
+    ``g`` reads from outside itself depend on, ``numbers[g]`` the group numbers merged into ``g``.
+    """
+    parent: list = []           # union-find over group numbers
+    numbers: list = []          # root -> bit set of the group numbers merged into it
+    outside: list = []          # root -> bit set of the groups its outside inputs depend on
+    size: list = []             # root -> how many nodes the group holds
+    group_of: dict = {}
+    reach: dict = {}            # node id -> bit set of the groups its value depends on (excluding its own)
+    uses_left = {node.id: 0 for node in graph.nodes}
+    for node in graph.nodes:
+        for ref in node.inputs:
+            uses_left[ref.node] += 1
+
+    def find(group: int) -> int:
         while parent[group] != group:
+            parent[group] = parent[parent[group]]       # path halving
             group = parent[group]
         return group
 
-    def acyclic(nodes: list, groups: set) -> bool:
-        for member in nodes:
-            for ref in graph.node(member).inputs:
-                if ref.node in group_of and find(group_of[ref.node]) in groups:
-                    continue
-                if any(find(g) in groups for g in reach[ref.node]):
-                    return False
-        return True
+    def reads_from_outside(node: Node, group: int) -> int:
+        """The groups that ``node``'s inputs from outside ``group`` depend on."""
+        depends = 0
+        for ref in node.inputs:
+            if ref.node not in group_of or find(group_of[ref.node]) != group:
+                depends |= reach[ref.node]
+        return depends
 
     for node in graph.nodes:
-        upstream = set()
+        upstream = 0
         for ref in node.inputs:
             upstream |= reach[ref.node]
             if ref.node in group_of:
-                upstream.add(group_of[ref.node])
+                upstream |= 1 << group_of[ref.node]
+        if is_fusible(node) and kernel_can_compute(node, graph):
+            shape = node.spec.shape
+            candidates = []
+            for ref in node.inputs:
+                if ref.node in group_of and graph.node(ref.node).spec.shape == shape:
+                    group = find(group_of[ref.node])
+                    if group not in candidates:
+                        candidates.append(group)
+            chosen, reads = None, 0
+            for group in candidates:
+                reads = reads_from_outside(node, group)
+                if size[group] < MAX_GROUP_OPS and not (outside[group] | reads) & numbers[group]:
+                    chosen = group
+                    break
+            if chosen is None:
+                chosen, reads = len(parent), reads_from_outside(node, -1)
+                parent.append(chosen)
+                numbers.append(1 << chosen)
+                outside.append(0)
+                size.append(0)
+            outside[chosen] |= reads
+            size[chosen] += 1
+            group_of[node.id] = chosen
+            for other in candidates:               # fold the other producers' groups in when it is safe
+                if other != chosen and size[chosen] + size[other] <= MAX_GROUP_OPS and not (
+                        (outside[chosen] | outside[other]) & (numbers[chosen] | numbers[other])):
+                    parent[other] = chosen
+                    size[chosen] += size[other]
+                    numbers[chosen] |= numbers[other]
+                    outside[chosen] |= outside[other]
+            upstream &= ~numbers[chosen]
         reach[node.id] = upstream
-        if not is_fusible(node):
-            continue
-        shape = node.spec.shape
-        candidates = []
-        for ref in node.inputs:
-            if ref.node in group_of and graph.node(ref.node).spec.shape == shape:
-                group = find(group_of[ref.node])
-                if group not in candidates:
-                    candidates.append(group)
-        chosen = None
-        for group in candidates:
-            if acyclic(members[group] + [node.id], {group}):
-                chosen = group
-                break
-        if chosen is None:
-            chosen = len(parent)
-            parent[chosen], members[chosen] = chosen, []
-        members[chosen].append(node.id)
-        group_of[node.id] = chosen
-        for other in candidates:               # fold the other producers' groups in when it is safe
-            if other != chosen and acyclic(members[chosen] + members[other], {chosen, other}):
-                parent[other] = chosen
-                members[chosen] += members.pop(other)
-        reach[node.id] = {g for g in upstream if find(g) != chosen}
+        for ref in node.inputs:                    # a value nobody reads any more needs no set
+            uses_left[ref.node] -= 1
+            if not uses_left[ref.node]:
+                reach[ref.node] = 0
     return {node_id: find(group) for node_id, group in group_of.items()}
 
 
