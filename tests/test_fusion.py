@@ -265,7 +265,6 @@ def test_ctypes_fallback_launches_give_the_same_results(monkeypatch):
 def test_kernels_of_both_index_widths_never_share_a_translation_unit():
     # gh_kernel.h typedefs gh_index once per unit: a 64-bit kernel compiled after a 32-bit one in the
     # same text would index in 32 bits (and be passed a 64-bit n), or the other way round.
-    from gpuhybrid.codegen.rowwise import render_row_kernel
     from gpuhybrid.executor.fused import compile_generated_steps, compile_units
     from gpuhybrid.graph import optimize
     from gpuhybrid.graph.passes import PIPELINE, fusion_passes
@@ -286,9 +285,10 @@ def test_kernels_of_both_index_widths_never_share_a_translation_unit():
     host = np.random.default_rng(0).uniform(-2, 2, 37).astype(np.float32)
     np.testing.assert_allclose(small(gh.cpu(), [host], {}, [TensorSpec((37,), "float32")]),
                                np.tanh(host.astype(np.float64) * 2) + 1, rtol=1e-6, atol=1e-6)
-    # A row kernel's width comes from rows x cols, not from its rows (its n).
-    row = render_row_kernel("softmax", {"axis": -1, "temperature": None},
-                            [TensorSpec((65536, 65536), "float32")])
+    # A row group's width comes from rows x cols, not from its rows (its n).
+    rows = optimize(build_graph(sym.softmax(sym.var("x")), {"x": TensorSpec((65536, 65536), "float32")}),
+                    passes=PIPELINE + fusion_passes())
+    row = render_group(rows.fused_nodes[0].attr_dict["group"])
     assert (row.size, row.index_32) == (65536, False)
 
 

@@ -131,7 +131,7 @@ def compile_fused_steps(groups: list, device) -> list:
 
 
 def compile_generated_steps(sources: list, device) -> list:
-    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled in as few units as
+    """One FusedKernelStep per rendered source (elementwise and row groups), compiled in as few units as
     ``compile_units`` allows (one for a plan whose kernels all index in 32 bits)."""
     if not sources:
         return []               # a plan without generated kernels needs no compiler

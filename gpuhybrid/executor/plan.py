@@ -16,8 +16,7 @@ from ..graph.ir import CONST, FUSED, VAR, Graph
 from ..ops import get_op
 from ..ops.linalg import plain_gemm
 from ..codegen.fused import render_group
-from ..codegen.rowwise import render_row_kernel, row_kernel_applies
-from .fused import can_fuse_on, compile_generated_steps
+from .fused import compile_generated_steps
 from .cuda_graph import GraphReplay, capture_blocker
 from .memory import plan_buffers, plan_in_place, slot_sizes
 from .runner import make_runner
@@ -65,10 +64,9 @@ def _is_plain_matmul(node, graph: Graph) -> bool:
 class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
-    def __init__(self, graph: Graph, device: Device, row_kernels: bool | None = None,
-                 static_alloc: bool = False, static_outputs: bool = False, graph_capture: bool = False):
-        """``row_kernels``: run softmax/log_softmax/LayerNorm as generated row kernels (default: when
-        the device can compile generated kernels). ``static_alloc``: intermediates live in buffers
+    def __init__(self, graph: Graph, device: Device, static_alloc: bool = False,
+                 static_outputs: bool = False, graph_capture: bool = False):
+        """``static_alloc``: intermediates live in buffers
         allocated once (``memory.plan_buffers``); ``static_outputs`` puts the outputs there too, so each
         call overwrites what the previous one returned. ``graph_capture`` (a GPU): replay the plan as
         a CUDA graph when it qualifies (``cuda_graph.py``; ``capture_note`` says whether and why not)."""
@@ -78,7 +76,6 @@ class CompiledGraph:
         static_alloc = static_alloc or graph_capture
         static_outputs = static_outputs or graph_capture    # a captured graph writes fixed addresses
         self.static_alloc, self.static_outputs = static_alloc, static_alloc and static_outputs
-        self.row_kernels = can_fuse_on(device) if row_kernels is None else row_kernels
         slot_of = {}
         for node in graph.nodes:
             for i in range(len(node.specs)):
@@ -98,8 +95,7 @@ class CompiledGraph:
         self.steps = self._plan_steps(slot_of, static_alloc)
         kernels = library = 0
         for node in graph.compute_nodes:
-            generated = node.op == FUSED or node.id in self.row_nodes
-            k, lib = (1, 0) if generated else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
+            k, lib = (1, 0) if node.op == FUSED else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
             kernels, library = kernels + k, library + lib
         self.kernels_per_call, self.library_calls_per_call = kernels, library
         self.buffer_plan, self.static_views, self.capture_note = None, {}, None
@@ -130,15 +126,13 @@ class CompiledGraph:
         for position, node in enumerate(compute):
             for ref in node.inputs:
                 last_read[slot_of[(ref.node, ref.index)]] = position
-        self.row_nodes = {n.id for n in compute if self.row_kernels and row_kernel_applies(
-            n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])}
         steps = []
         for position, node in enumerate(compute):
             reads = tuple(slot_of[(r.node, r.index)] for r in node.inputs)
             writes = tuple(slot_of[(node.id, i)] for i in range(len(node.specs)))
             frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
                                   and s not in self.input_slots}))
-            uses_kernel = node.op == FUSED or node.id in self.row_nodes
+            uses_kernel = node.op == FUSED
             plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
             op = None if uses_kernel else get_op(node.op)
             into = not uses_kernel and op.eager_into is not None    # a library op with an out= path
@@ -151,9 +145,8 @@ class CompiledGraph:
         elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)
                        if node.op == FUSED and node.attr_dict["group"].row_axes is None}
         in_place = plan_in_place(self, elementwise, static_alloc)
-        sources = [render_group(n.attr_dict["group"], in_place=in_place.get(position, ())) if n.op == FUSED
-                   else render_row_kernel(n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])
-                   for position, n in enumerate(compute) if n.op == FUSED or n.id in self.row_nodes]
+        sources = [render_group(n.attr_dict["group"], in_place=in_place.get(position, ()))
+                   for position, n in enumerate(compute) if n.op == FUSED]
         generated = iter(compile_generated_steps(sources, self.device))
         return tuple(replace(step, eager=next(generated), in_place=in_place.get(position, ()))
                      if step.eager is None else step for position, step in enumerate(steps))

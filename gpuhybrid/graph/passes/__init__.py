@@ -16,7 +16,7 @@ from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
-from .lower import lower_batch_norm_inference, lower_small_gemms
+from .lower import lower_batch_norm_inference, lower_row_ops, lower_small_gemms
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -34,6 +34,7 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False) -> list:
     CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels.
     """
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
+              ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue)]
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
