@@ -205,6 +205,8 @@ def test_explain_shows_passes_groups_sources_and_launches(capsys):
     text = gh.inspect(net, nd.ones((1, 3)))
     assert text == capsys.readouterr().out.rstrip("\n")
     assert "-- after traced" in text and "-- after fuse_elementwise" in text
+    assert "-- pipeline: infer_shapes > remove_noops > " in text
+    assert "> lower_row_ops > split_bias_epilogue > fuse_elementwise > fuse_row_reductions\n" in text
     assert "-- fusion groups: 2" in text and "add > Activation" in text
     assert text.count("GH_KERNEL(") == 2
     assert "-- launches per call: 4 (2 kernels, 2 library calls)" in text

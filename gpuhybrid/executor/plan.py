@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backend import Device, record_launches
-from ..graph.ir import CONST, FUSED, VAR, Graph
+from ..graph.ir import CONST, FUSED, VAR, Graph, graph_launches
 from ..ops import get_op
 from ..ops.linalg import plain_gemm
 from ..codegen.fused import render_group
@@ -93,11 +93,8 @@ class CompiledGraph:
         # The plan's constants live in the template for every call: outputs that are constants get copies.
         self.const_slots = frozenset(i for i, value in enumerate(self.template) if value is not None)
         self.steps = self._plan_steps(slot_of, static_alloc)
-        kernels = library = 0
-        for node in graph.compute_nodes:
-            k, lib = (1, 0) if node.op == FUSED else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
-            kernels, library = kernels + k, library + lib
-        self.kernels_per_call, self.library_calls_per_call = kernels, library
+        # What the final graph lists is what a call launches: no decision below adds or removes one.
+        self.kernels_per_call, self.library_calls_per_call = graph_launches(graph)
         self.buffer_plan, self.static_views, self.capture_note = None, {}, None
         if static_alloc:
             self.buffer_plan = self._plan_buffers()

@@ -7,7 +7,7 @@ from .. import autograd
 from ..codegen.fused import render_group
 from ..executor.cuda_graph import VIEW_OPS
 from ..executor.memory import plan_memory
-from ..graph.ir import FUSED
+from ..graph.ir import FUSED, graph_launches
 
 
 def explain(block, *inputs, file=None) -> str:
@@ -17,7 +17,8 @@ def explain(block, *inputs, file=None) -> str:
     entry = block._trace(tuple(inputs), device, autograd.is_training(),
                          on_pass=lambda name, graph: stages.append((name, graph)))
     plan = entry.plan
-    out = [f"== {block.name}: hybridize() on inputs {', '.join(str(a.spec) for a in inputs)} on {device}"]
+    out = [f"== {block.name}: hybridize() on inputs {', '.join(str(a.spec) for a in inputs)} on {device}",
+           f"-- pipeline: {' > '.join(name for name, _ in stages if name != 'traced')}"]
     previous = None
     for name, graph in stages:
         text = str(graph)
@@ -51,8 +52,10 @@ def explain(block, *inputs, file=None) -> str:
                    f"{buffers.total_bytes / 1024:.1f} KiB, holding {len(buffers.buffer_of)} value(s)"
                    + (f", {len(buffers.kept)} of them outputs (static_outputs)" if buffers.kept else ""))
         out.append("   " + _allocated_per_call(plan))
-    out += ["", f"-- launches per call: {plan.launches_per_call} ({plan.kernels_per_call} kernels, "
-                f"{plan.library_calls_per_call} library calls); steps: "
+    # The final graph (printed above, after the last pass) lists every launch; the plan counts the same.
+    kernels, library = graph_launches(plan.graph)
+    out += ["", f"-- launches per call: {kernels + library} ({kernels} kernels, {library} library calls), "
+                f"as the graph after {stages[-1][0]} lists them; steps: "
                 f"{', '.join(step.name for step in plan.steps)}"]
     text = "\n".join(out)
     print(text, file=file or sys.stdout)
