@@ -13,7 +13,7 @@ from hypothesis import settings
 
 import gpuhybrid as gh
 from gpuhybrid.executor import CompiledGraph
-from launch_listing import checked_run
+from launch_listing import checked_run, close_tally, open_tally
 
 # Every kernel generated during the run is dumped here; test_zz_nvrtc_generated.py (collected last)
 # compiles each of them with NVRTC.
@@ -43,7 +43,8 @@ def _unmarked_tests_run_on_the_cpu(request, monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def _every_plan_launches_what_its_final_graph_lists():
-    run = CompiledGraph.run
-    CompiledGraph.run = checked_run(run)
+    run, tally = CompiledGraph.run, open_tally()
+    CompiledGraph.run = checked_run(run, tally)
     yield
     CompiledGraph.run = run
+    close_tally(tally)

@@ -10,7 +10,7 @@ from gpuhybrid import sym
 from gpuhybrid.backend import record_launches
 from gpuhybrid.executor import CompiledGraph
 from gpuhybrid.ops.registry import TensorSpec
-from launch_listing import checked_run, listed_launches
+from launch_listing import checked_run, close_tally, listed_launches, open_tally
 
 
 def test_fused_groups_print_their_lines_nested_and_each_launch_is_listed():
@@ -49,5 +49,9 @@ def test_a_call_launching_more_than_its_graph_lists_fails_the_check():
         record_launches(plan.device, 1, "kernel")           # a launch no graph line stands for
         return plan._run_fast(inputs)
 
-    with pytest.raises(AssertionError, match="launched 2 time.* lists 1 launch"):
-        checked_run(run_with_a_hidden_launch)(plan, [np.ones(3, np.float32)])
+    tally = open_tally()
+    try:
+        with pytest.raises(AssertionError, match="launched 2 time.* lists 1 launch"):
+            checked_run(run_with_a_hidden_launch, tally)(plan, [np.ones(3, np.float32)])
+    finally:
+        close_tally(tally)
