@@ -12,9 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backend import Device, record_launches
-from ..graph.ir import CONST, FUSED, VAR, Graph, graph_launches
+from ..graph.ir import CONST, FUSED, VAR, Graph, graph_launches, is_plain_gemm
 from ..ops import get_op
-from ..ops.linalg import plain_gemm
 from ..codegen.fused import render_group
 from .fused import compile_generated_steps
 from .cuda_graph import GraphReplay, capture_blocker
@@ -51,14 +50,6 @@ class _LibraryStep:
 
     def into(self, outputs: list, inputs: list):
         return self.eager_into(self.device, inputs, self.attrs, outputs)
-
-
-def _is_plain_matmul(node, graph: Graph) -> bool:
-    """A FullyConnected that is just ``x @ W.T`` (``ops.linalg.plain_gemm``)."""
-    if node.op != "FullyConnected":
-        return False
-    x, w = (graph.spec(r) for r in node.inputs[:2])
-    return plain_gemm(node.attr_dict, x, w, node.specs[0].dtype)
 
 
 class CompiledGraph:
@@ -130,7 +121,7 @@ class CompiledGraph:
             frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
                                   and s not in self.input_slots}))
             uses_kernel = node.op == FUSED
-            plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
+            plain_matmul = not uses_kernel and is_plain_gemm(node, self.graph)
             op = None if uses_kernel else get_op(node.op)
             into = not uses_kernel and op.eager_into is not None    # a library op with an out= path
             run = None if uses_kernel else (_LibraryStep(op, self.device, node.attr_dict)

@@ -5,9 +5,8 @@ import sys
 
 from .. import autograd
 from ..codegen.fused import render_group
-from ..executor.cuda_graph import VIEW_OPS
 from ..executor.memory import plan_memory
-from ..graph.ir import FUSED, graph_launches
+from ..graph.ir import FUSED, graph_launches, is_view
 
 
 def explain(block, *inputs, file=None) -> str:
@@ -68,7 +67,7 @@ def _allocated_per_call(plan) -> str:
     buffer_of = plan.buffer_plan.buffer_of
     outputs = [s for s in plan.output_slots if s not in buffer_of and s not in plan.const_slots]
     steps = [f"{step.name} ({node.op})" for step, node in zip(plan.steps, plan.graph.compute_nodes)
-             if node.op not in VIEW_OPS and any(w not in buffer_of and w not in plan.output_slots
+             if not is_view(node) and any(w not in buffer_of and w not in plan.output_slots
                                                  for w in step.writes)]
     if not outputs and not steps:
         return "allocated per call: nothing"

@@ -24,10 +24,11 @@ from typing import Iterable
 import numpy as np
 
 from ..ops import get_op
-from ..ops.registry import TensorSpec
+from ..ops.registry import REGISTRY, TensorSpec
 
 VAR, CONST, FUSED = "var", "const", "fused"
-ROW_REDUCTIONS = ("sum", "mean", "max", "min")      # the reductions a row group (FusedGroup) holds
+# The reductions a row group (FusedGroup) holds: the ops that declare OpDef.row_reduction.
+ROW_REDUCTIONS = tuple(op.name for op in REGISTRY.values() if op.row_reduction)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,19 @@ def _attr_text(value) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value).replace(" ", "") if isinstance(value, tuple) else repr(value) if isinstance(value, str) else str(value)
+
+
+def is_view(node: Node) -> bool:
+    """Whether ``node``'s result is a view of its input (``OpDef.view``): no launch, no new memory."""
+    return node.op not in (VAR, CONST, FUSED) and get_op(node.op).view
+
+
+def is_plain_gemm(node: Node, graph: Graph) -> bool:
+    """Whether ``node`` is just ``in0 @ in1.T`` of two matrices in one dtype (``OpDef.plain_gemm``)."""
+    if node.op in (VAR, CONST, FUSED):
+        return False
+    test = get_op(node.op).plain_gemm
+    return test is not None and test(node.attr_dict, [graph.spec(r) for r in node.inputs], list(node.specs))
 
 
 def node_launches(node: Node) -> tuple:

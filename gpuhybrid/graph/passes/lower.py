@@ -24,9 +24,8 @@ import numpy as np
 
 from ...backend.dtypes import compute_dtype
 from ...ops import get_op
-from ...ops.linalg import plain_gemm
 from ...ops.registry import TensorSpec, normalize_axis
-from ..ir import CONST, Graph, Node, Ref, freeze_attrs
+from ..ir import CONST, Graph, Node, Ref, freeze_attrs, is_plain_gemm
 
 # Batches up to this many rows: a GEMM there is a few thin matrix-vector products, which a row group
 # (one reduction per output element, bias and activation fused after it) computes in one kernel.
@@ -103,11 +102,10 @@ def lower_small_gemms(graph: Graph) -> Graph:
     it becomes also takes the bias-add and activation after it (``fuse_row_reductions``). Float16
     stays with the library: the fused product would be rounded to half precision before the sum."""
     def lowerable(node: Node) -> bool:
-        if node.op != "FullyConnected":
+        if not is_plain_gemm(node, graph):
             return False
-        x, w = (graph.spec(r) for r in node.inputs[:2])
-        return (plain_gemm(node.attr_dict, x, w, node.spec.dtype) and x.shape[0] <= SMALL_GEMM_ROWS
-                and x.dtype.name in ("float32", "float64"))
+        x = graph.spec(node.inputs[0])
+        return x.shape[0] <= SMALL_GEMM_ROWS and x.dtype.name in ("float32", "float64")
 
     def lower(node, inputs, add, spec) -> list:
         (rows, k), units, dtype = spec(inputs[0]).shape, node.spec.shape[1], node.spec.dtype
