@@ -17,7 +17,6 @@ the user's graph gave them (``CompiledGraph.named_values``, ``explain()``).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -26,6 +25,7 @@ from ...backend.dtypes import compute_dtype
 from ...ops import get_op
 from ...ops.registry import TensorSpec, normalize_axis
 from ..ir import CONST, Graph, Node, Ref, freeze_attrs, is_plain_gemm
+from .rewrite import GraphBuilder
 
 # Batches up to this many rows: a GEMM there is a few thin matrix-vector products, which a row group
 # (one reduction per output element, bias and activation fused after it) computes in one kernel.
@@ -34,35 +34,25 @@ SMALL_GEMM_ROWS = 16
 
 def _lower(graph: Graph, lowerable: Callable, lower: Callable) -> Graph:
     """Rebuild ``graph`` with every node that ``lowerable(node)`` accepts replaced by what
-    ``lower(node, inputs, add, spec)`` adds (``add(Node) -> Ref``; ``spec(Ref) -> TensorSpec``), which
-    returns one Ref per output of the node."""
+    ``lower(node, inputs, add, spec)`` adds (``add(Node) -> Ref`` of its first output;
+    ``spec(Ref) -> TensorSpec``), which returns one Ref per output of the node."""
     if not any(lowerable(n) for n in graph.nodes):
         return graph
-    nodes: list = []
-    mapping: dict = {}
+    builder = GraphBuilder(graph)
 
     def add(node: Node) -> Ref:
-        nodes.append(replace(node, id=len(nodes)))
-        return Ref(len(nodes) - 1, 0)
-
-    def spec(ref: Ref) -> TensorSpec:
-        return nodes[ref.node].specs[ref.index]
+        return builder.add(node)[0]
 
     for node in graph.nodes:
-        inputs = tuple(mapping[(r.node, r.index)] for r in node.inputs)
         if lowerable(node):
-            first_new = len(nodes)
-            refs = lower(node, inputs, add, spec)
+            first_new = len(builder.nodes)
+            refs = lower(node, builder.moved(node).inputs, add, builder.spec)
             if len(refs) == 1 and refs[0].node >= first_new:
-                nodes[refs[0].node] = replace(nodes[refs[0].node], name=node.name)
+                builder.rename(refs[0], node.name)
         else:
-            new = add(replace(node, inputs=inputs))
-            refs = [Ref(new.node, i) for i in range(len(node.specs))]
-        for i, ref in enumerate(refs):
-            mapping[(node.id, i)] = ref
-    outputs = tuple(mapping[(r.node, r.index)] for r in graph.outputs)
-    aux = tuple((name, mapping[(r.node, r.index)]) for name, r in graph.aux_updates)
-    return Graph(tuple(nodes), outputs, aux)
+            refs = builder.add(builder.moved(node))
+        builder.stand_for(node.id, refs)
+    return builder.build()
 
 
 def _attrs(op: str, **given) -> tuple:
