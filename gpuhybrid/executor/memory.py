@@ -1,9 +1,10 @@
 """Memory planning from a plan's liveness record (``graph.liveness``, computed once per plan): the
-peak memory its intermediates need, where static_alloc puts them, which kernels store in place.
+peak memory its intermediates need and where static_alloc puts them.
 
 A value is live from the step that writes it to the last step that reads it (plan outputs and aux
 updates stay live to the end). The plan frees each intermediate right after its last reader, and an
-elementwise kernel may write its output over an input that dies at that step (``plan_in_place``), so
+elementwise kernel may write its output over an input that dies at that step (the ``store_in_place``
+pass decides where: ``graph.passes.in_place``), so
 the peak is the largest total size of values live at once; ``explain()`` reports it.
 """
 from __future__ import annotations
@@ -96,39 +97,3 @@ def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> Buffer
         for buffer in releases.pop(position, ()):
             free.append((sizes[buffer], buffer))
     return BufferPlan(buffer_of, tuple(sizes), kept)
-
-
-def plan_in_place(plan, groups: dict, static_alloc: bool) -> dict:
-    """Which outputs of elementwise kernels are written over one of their inputs: step position ->
-    ((output index, input index), ...), for ``groups`` (step position -> its elementwise FusedGroup).
-
-    An output may take an input's memory when the input has its shape and dtype (so element ``i`` is
-    read only by the thread that writes element ``i``), is a fresh array of the plan (written by a
-    kernel or a GEMM, ``Liveness.fresh``: not an input of the plan, a constant or a view of anything), is
-    read once by the step, and dies there together with every value that may be a view of it. Under
-    ``static_alloc`` an output that leaves the plan (itself or through a view) is not written in
-    place: it leaves in a fresh array (or its own static buffer), not in an intermediate's buffer.
-    """
-    live = plan.liveness
-    size_of, leaving, users_of, last_use = live.sizes, live.leaving, live.views_of, live.last_use
-    # Under static_alloc only values in static buffers (written by steps that write into them).
-    owned = {s for s in live.fresh if s in live.into or not static_alloc} - live.external
-    chosen = {}
-    for position, group in groups.items():
-        step, pairs, taken = plan.steps[position], [], set()
-        for k, (slot, out) in enumerate(zip(step.writes, step.outs)):
-            if static_alloc and users_of[slot] & leaving:
-                continue
-            for j, (read, spec) in enumerate(zip(step.reads, group.input_specs)):
-                if (j in taken or read not in owned or step.reads.count(read) > 1 or size_of[read] == 0
-                        or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype):
-                    continue
-                views = users_of[read]
-                if views & leaving or any(last_use[v] > position for v in views):
-                    continue
-                pairs.append((k, j))
-                taken.add(j)
-                break
-        if pairs:
-            chosen[position] = tuple(pairs)
-    return chosen

@@ -12,13 +12,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backend import Device, record_launches
+from ..errors import GhError
 from ..codegen.fused import render_group
 from ..graph.implementation import implementation
 from ..graph.ir import CONST, FUSED, VAR, Graph, graph_launches
 from ..graph.liveness import liveness
+from ..graph.passes.in_place import IN_PLACE
 from .cuda_graph import GraphReplay, capture_blocker
 from .fused import compile_generated_steps
-from .memory import plan_buffers, plan_in_place
+from .memory import plan_buffers
 from .runner import make_runner
 
 
@@ -73,9 +75,10 @@ class CompiledGraph:
         self._number_slots(live)
         # 2. The constants every call starts from.
         self.template = self._place_constants(live)
-        # 3. One step per compute node, then in-place stores, then the kernels compiled as one unit.
+        # 3. One step per compute node, then the kernels, with the in-place stores the graph's
+        # store_in_place pass chose, compiled as one unit.
         self.steps = self._plan_steps(live, static_alloc)
-        self.steps = self._compile_kernels(plan_in_place(self, self._elementwise_groups(), static_alloc))
+        self.steps = self._compile_kernels(self._in_place_stores(static_alloc))
         # 4. What a call launches: what the final graph lists (no decision here adds or removes one).
         self.kernels_per_call, self.library_calls_per_call = graph_launches(graph)
         # 5. static_alloc: buffers, and whether the plan can be captured as a CUDA graph.
@@ -131,10 +134,20 @@ class CompiledGraph:
                               plain_matmul=impl.plain_gemm, writes_into=impl.writes_into, fresh=impl.fresh))
         return tuple(steps)
 
-    def _elementwise_groups(self) -> dict:
-        """step position -> FusedGroup, for the elementwise (not row) groups: what may store in place."""
-        return {position: node.attr_dict["group"] for position, node in enumerate(self.graph.compute_nodes)
-                if node.op == FUSED and node.attr_dict["group"].row_axes is None}
+    def _in_place_stores(self, static_alloc: bool) -> dict:
+        """step position -> (output k, input j) pairs that the store_in_place pass annotated."""
+        chosen = {}
+        for position, node in enumerate(self.graph.compute_nodes):
+            annotation = node.attr_dict.get(IN_PLACE) if node.op == FUSED else None
+            if annotation is None:
+                continue
+            if static_alloc and not annotation.static_alloc:
+                # Stores planned without static buffers may overwrite a value that has no buffer.
+                raise GhError(f"fused node {node.name}: its in-place stores were planned for a plan without "
+                              f"static buffers; run fusion_passes(static_alloc=True) for a static_alloc plan")
+            if annotation.pairs:
+                chosen[position] = annotation.pairs
+        return chosen
 
     def _compile_kernels(self, in_place: dict) -> tuple:
         """The steps with their generated kernels, rendered for their in-place stores and compiled as

@@ -225,7 +225,9 @@ def format_graph(graph: Graph) -> str:
         args = [_ref_text(graph, r) for r in n.inputs]
         if n.op == FUSED:
             group = n.attr_dict["group"]
-            lines.append(f"%{n.name} : {types} = fused({', '.join(args)}) {{{comment} {_group_extent(group)}")
+            stores = "".join(f", output {k} stored over {args[j]}" for k, j in _in_place_pairs(n))
+            lines.append(f"%{n.name} : {types} = fused({', '.join(args)}) {{{comment} "
+                         f"{_group_extent(group)}{stores}")
             lines += [f"    {line}" for line in _group_lines(group, args)]
             lines.append("  }")
             continue
@@ -236,6 +238,12 @@ def format_graph(graph: Graph) -> str:
     for name, ref in graph.aux_updates:
         lines.append(f"update {name} <- {_ref_text(graph, ref)}")
     return "\n".join(lines)
+
+
+def _in_place_pairs(node: Node) -> tuple:
+    """The (output k, input j) stores the store_in_place pass annotated on a fused node."""
+    annotation = node.attr_dict.get("in_place")
+    return annotation.pairs if annotation is not None else ()
 
 
 def _group_extent(group: FusedGroup) -> str:

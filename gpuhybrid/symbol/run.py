@@ -40,7 +40,8 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
     if fuse is None:
         fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
     capture = static_shape and device.is_gpu
-    passes = PIPELINE + fusion_passes(device.is_gpu, capture) if fuse else PIPELINE
+    static = static_alloc or static_shape
+    passes = PIPELINE + fusion_passes(device.is_gpu, capture, static) if fuse else PIPELINE
     return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device,
                          static_alloc=static_alloc or static_shape, static_outputs=static_outputs,
                          graph_capture=capture)

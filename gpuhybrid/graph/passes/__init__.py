@@ -17,6 +17,7 @@ from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
 from .lower import lower_batch_norm_inference, lower_row_ops, lower_small_gemms
+from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -27,11 +28,13 @@ PIPELINE: list = [
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("eliminate_dead_code", eliminate_dead_code),
 ]
-def fusion_passes(gpu: bool = False, graph_capture: bool = False) -> list:
+def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: bool = False) -> list:
     """The passes appended when the device can run generated kernels (executor.fused.can_fuse_on).
 
     On a GPU a few very long rows stay with the array library's reduction; a plan to be captured as a
-    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels.
+    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels. The last pass decides
+    the in-place stores, for a plan with static buffers (``static_alloc``, implied by
+    ``graph_capture``) or without: the CompiledGraph must be of the same kind.
     """
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
               ("lower_row_ops", lower_row_ops),
@@ -40,6 +43,8 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False) -> list:
         passes.append(("lower_small_gemms", lower_small_gemms))
     passes.append(("fuse_elementwise", fuse_elementwise))
     passes.append(("fuse_row_reductions", fuse_row_reductions_gpu if gpu else fuse_row_reductions))
+    static = static_alloc or graph_capture
+    passes.append(("store_in_place", lambda graph: store_in_place(graph, static_alloc=static)))
     return passes
 
 
@@ -90,5 +95,5 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
 
 
 __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "fuse_elementwise", "fuse_row_reductions",
-           "split_bias_epilogue", "optimize", "verify_graph", "infer_shapes", "remove_noops",
+           "split_bias_epilogue", "store_in_place", "optimize", "verify_graph", "infer_shapes", "remove_noops",
            "fold_constants", "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]
