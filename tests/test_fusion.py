@@ -148,7 +148,9 @@ def test_bias_add_and_activation_fuse_after_the_gemm():
     x = nd.random.normal(shape=(3, 5))
     y = net(x)
     graph = net._last_trace.plan.graph
-    assert [n.op for n in graph.compute_nodes] == ["FullyConnected", "fused"]
+    assert [n.op for n in graph.compute_nodes] == ["dot", "fused"]   # the GEMM the plan calls: x @ W.T
+    assert graph.compute_nodes[0].attr_dict == {"transpose_a": False, "transpose_b": True}
+    assert net._last_trace.plan.steps[0].plain_matmul
     [group] = [n.attr_dict["group"] for n in graph.fused_nodes]
     assert [line.op for line in group.lines] == ["add", "Activation"]
     w, b = net.weight.data().asnumpy().astype(np.float64), net.bias.data().asnumpy().astype(np.float64)
@@ -206,8 +208,8 @@ def test_explain_shows_passes_groups_sources_and_launches(capsys):
     assert text == capsys.readouterr().out.rstrip("\n")
     assert "-- after traced" in text and "-- after fuse_elementwise" in text
     assert "-- pipeline: infer_shapes > remove_noops > " in text
-    assert ("> lower_row_ops > split_bias_epilogue > fuse_elementwise > fuse_row_reductions > store_in_place\n"
-            in text)
+    assert ("> lower_row_ops > split_bias_epilogue > lower_plain_gemms > fuse_elementwise > fuse_row_reductions"
+            " > store_in_place\n" in text)
     assert "stored over %fullyconnected" in text           # the in-place stores are in the final graph
     assert "-- fusion groups: 2" in text and "add > Activation" in text
     assert text.count("GH_KERNEL(") == 2

@@ -17,7 +17,7 @@ def test_the_ops_declare_what_they_are():
     assert sorted(op.name for op in REGISTRY.values() if op.view) == [
         "expand_dims", "flatten", "reshape", "reshape_like", "squeeze"]
     assert ROW_REDUCTIONS == ("sum", "mean", "max", "min")
-    assert [op.name for op in REGISTRY.values() if op.plain_gemm] == ["FullyConnected"]
+    assert sorted(op.name for op in REGISTRY.values() if op.plain_gemm) == ["FullyConnected", "dot"]
     assert {op.name for op in REGISTRY.values() if op.identity} == {
         "reshape", "broadcast_to", "squeeze", "cast", "transpose", "flatten", "sum_to_shape", "Dropout"}
     assert get_op("Flatten").view and get_op("Reshape").view       # aliases are the same OpDef
@@ -45,3 +45,16 @@ def test_plain_gemm_is_a_bias_free_matrix_product_in_one_dtype():
     mixed = build_graph(sym.FullyConnected(x, w, no_bias=True, num_hidden=5),
                         {**specs, "w": TensorSpec((5, 3), "float64")})
     assert not is_plain_gemm(mixed.compute_nodes[0], mixed)
+
+
+def test_plain_gemms_become_the_dot_the_plan_calls():
+    from gpuhybrid.graph.passes import lower_plain_gemms
+    specs = {"x": TensorSpec((4, 3), "float32"), "w": TensorSpec((5, 3), "float32")}
+    x, w = sym.var("x"), sym.var("w")
+    graph = lower_plain_gemms(build_graph(sym.FullyConnected(x, w, no_bias=True, num_hidden=5, name="fc"), specs))
+    (gemm,) = graph.compute_nodes
+    assert (gemm.op, gemm.name, gemm.attr_dict["transpose_b"]) == ("dot", "fc", True)
+    assert is_plain_gemm(gemm, graph)
+    flat = build_graph(sym.FullyConnected(x, w, no_bias=True, num_hidden=5, flatten=False),
+                       {**specs, "x": TensorSpec((2, 4, 3), "float32")})
+    assert [n.op for n in lower_plain_gemms(flat).compute_nodes] == ["FullyConnected"]   # not a matrix

@@ -34,7 +34,8 @@ class Step:
     reads: tuple
     writes: tuple
     frees: tuple
-    plain_matmul: bool = False     # a FullyConnected that is just ``x @ W.T`` (the runner calls matmul)
+    plain_matmul: bool = False     # a GEMM that is just ``x @ W.T`` (OpDef.plain_gemm: the runner calls
+                                   # matmul directly)
     writes_into: bool = False      # can write into preallocated outputs (generated kernels, GEMMs,
                                    # reductions: ops with OpDef.eager_into)
     in_place: tuple = ()           # (output k, input j): output k is written over input j's array

@@ -7,7 +7,7 @@ nodes with op ``"var"`` (data and parameters, told apart by ``kind``); constants
 Passes build new graphs rather than mutating nodes. ``str(graph)`` prints one line per node, with the
 launches it costs when run (``node_launches``), and each fused group's own lines indented under it::
 
-    %fc0_gemm : float32[1, 256] = FullyConnected(%data, %fc0_weight, no_bias=True, num_hidden=256)  # 1 library call
+    %fc0_gemm : float32[1, 256] = dot(%data, %fc0_weight, transpose_a=False, transpose_b=True)  # 1 library call
     %fused_fc0_relu0 : float32[1, 256] = fused(%fc0_gemm, %fc0_bias) {  # 1 kernel over (1, 256)
         %fc0 : float32[1, 256] = add(%fc0_gemm, %fc0_bias)
         %relu0 : float32[1, 256] = relu(%fc0)

@@ -60,8 +60,16 @@ def _matmul_into(eager, lhs_rhs):
 
 
 TRANSPOSE_ATTRS = (Attr("transpose_a", "bool", False), Attr("transpose_b", "bool", False))
+def _dot_is_plain_gemm(attrs: dict, specs: list, outs: list) -> bool:
+    """``lhs @ rhs.T`` of two matrices in one dtype (what a bias-free FullyConnected lowers to)."""
+    lhs, rhs = specs
+    return (attrs["transpose_b"] and not attrs["transpose_a"] and len(lhs.shape) == len(rhs.shape) == 2
+            and lhs.dtype == rhs.dtype == outs[0].dtype)
+
+
 register(OpDef(name="dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
                infer=_dot_rule, eager=_dot_eager, kernels=0, library_calls=1, fresh_results=True,
+               plain_gemm=_dot_is_plain_gemm,
                eager_into=_matmul_into(_dot_eager, _dot_operands),
                doc="MXNet dot: contract the last axis of lhs with the first axis of rhs."))
 

@@ -16,7 +16,7 @@ from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
-from .lower import lower_batch_norm_inference, lower_row_ops, lower_small_gemms
+from .lower import lower_batch_norm_inference, lower_plain_gemms, lower_row_ops, lower_small_gemms
 from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
@@ -38,7 +38,8 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
     """
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
               ("lower_row_ops", lower_row_ops),
-              ("split_bias_epilogue", split_bias_epilogue)]
+              ("split_bias_epilogue", split_bias_epilogue),
+              ("lower_plain_gemms", lower_plain_gemms)]
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
     passes.append(("fuse_elementwise", fuse_elementwise))

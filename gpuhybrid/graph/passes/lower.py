@@ -9,6 +9,8 @@ that the fusion passes put them in generated kernels with their neighbours.
   maths: a max-subtracted exponential over a sum, or a mean and a two-pass variance, with elementwise
   ops around them, which the row-fusion pass makes one row group (one kernel) together with what
   produces their input and what reads their result. Over another axis they stay ops.
+- A bias-free FullyConnected of a matrix in one dtype (``lower_plain_gemms``) becomes the GEMM it is,
+  ``dot(x, W, transpose_b=True)``, which a plan runs as one direct ``matmul(x, W.T)``.
 - A small GEMM (``lower_small_gemms``, for plans captured as CUDA graphs) becomes a broadcast product
   and a row reduction.
 
@@ -85,9 +87,21 @@ def lower_batch_norm_inference(graph: Graph) -> Graph:
     return _lower(graph, _normalises_with_moving_stats, _batch_norm_as_norm_apply)
 
 
+def lower_plain_gemms(graph: Graph) -> Graph:
+    """Every FullyConnected that is just ``x @ W.T`` (``OpDef.plain_gemm``) as ``dot(x, W,
+    transpose_b=True)``: the final graph names the GEMM a plan calls."""
+    def lowerable(node: Node) -> bool:
+        return node.op == "FullyConnected" and is_plain_gemm(node, graph)
+
+    def lower(node, inputs, add, spec) -> list:
+        return [add(Node(-1, "dot", node.name, inputs[:2], _attrs("dot", transpose_b=True), node.specs))]
+
+    return _lower(graph, lowerable, lower)
+
+
 def lower_small_gemms(graph: Graph) -> Graph:
-    """``x @ W.T`` (a bias-free FullyConnected of a (rows, k) float32/float64 matrix, rows at most
-    SMALL_GEMM_ROWS) as ``sum(x[:, None, :] * W[None, :, :], axis=-1)``: a generated kernel instead of
+    """``x @ W.T`` (a plain GEMM, ``OpDef.plain_gemm``, of a (rows, k) float32/float64 matrix, rows at
+    most SMALL_GEMM_ROWS) as ``sum(x[:, None, :] * W[None, :, :], axis=-1)``: a generated kernel instead of
     a library call, for plans captured as CUDA graphs, where CuPy allows no cuBLAS call. The row group
     it becomes also takes the bias-add and activation after it (``fuse_row_reductions``). Float16
     stays with the library: the fused product would be rounded to half precision before the sum."""
