@@ -3,7 +3,8 @@
 ``conftest.py`` wraps ``CompiledGraph.run`` for the whole test session with ``checked_run``: each call
 counts its launches (a tally kept open among the profiler's counters for the whole session, so that a
 call allocates nothing for it: tests measure a call's memory) and compares them with the launches
-annotated on the top-level lines of ``str(plan.graph)`` (what ``explain()`` prints after the last pass). A decision
+annotated on the top-level lines of ``str(plan.graph)`` (what ``explain()`` prints after the last
+pass). A decision
 taken outside the graph passes that adds or removes a launch then fails whichever test ran that plan.
 Calls made while other threads run are not compared (their launches would be counted too), nor plans
 replayed as CUDA graphs (one launch for the whole graph).

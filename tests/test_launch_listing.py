@@ -20,7 +20,8 @@ def test_fused_groups_print_their_lines_nested_and_each_launch_is_listed():
     lines = str(plan.graph).splitlines()
     head = next(i for i, line in enumerate(lines) if "= fused(%x) {  # 1 kernel over (4, 6)" in line)
     assert lines[head + 1] == "    %relu0 : float32[4, 6] = relu(%x)"
-    assert lines[head + 2].startswith("    %mul_scalar") and lines[head + 3].startswith("    return %mul_scalar")
+    assert lines[head + 2].startswith("    %mul_scalar")
+    assert lines[head + 3].startswith("    return %mul_scalar")
     assert lines[head + 4] == "  }"
     assert any(line.startswith("%probs : float32[4, 6] = softmax(") and line.endswith("  # 5 kernels")
                for line in lines)                   # over axis 0 the op stays, with its own launches

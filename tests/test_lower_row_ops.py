@@ -102,7 +102,8 @@ def test_softmax_after_a_producer_is_one_launch_with_it():
 
 def test_other_axes_keep_the_op():
     x = sym.var("x")
-    plan = sym.compile_symbol(sym.softmax(x, axis=0), {"x": TensorSpec((4, 5), "float32")}, gh.cpu(), fuse=True)
+    plan = sym.compile_symbol(sym.softmax(x, axis=0), {"x": TensorSpec((4, 5), "float32")}, gh.cpu(),
+                              fuse=True)
     assert [n.op for n in plan.graph.compute_nodes] == ["softmax"]
     assert plan.kernels_per_call == 5                  # max, sub, exp, sum, div as array-library calls
     data = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)

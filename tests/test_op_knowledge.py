@@ -51,7 +51,8 @@ def test_plain_gemms_become_the_dot_the_plan_calls():
     from gpuhybrid.graph.passes import lower_plain_gemms
     specs = {"x": TensorSpec((4, 3), "float32"), "w": TensorSpec((5, 3), "float32")}
     x, w = sym.var("x"), sym.var("w")
-    graph = lower_plain_gemms(build_graph(sym.FullyConnected(x, w, no_bias=True, num_hidden=5, name="fc"), specs))
+    fc = sym.FullyConnected(x, w, no_bias=True, num_hidden=5, name="fc")
+    graph = lower_plain_gemms(build_graph(fc, specs))
     (gemm,) = graph.compute_nodes
     assert (gemm.op, gemm.name, gemm.attr_dict["transpose_b"]) == ("dot", "fc", True)
     assert is_plain_gemm(gemm, graph)

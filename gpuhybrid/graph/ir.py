@@ -7,9 +7,9 @@ nodes with op ``"var"`` (data and parameters, told apart by ``kind``); constants
 Passes build new graphs rather than mutating nodes. ``str(graph)`` prints one line per node, with the
 launches it costs when run (``node_launches``), and each fused group's own lines indented under it::
 
-    %fc0_gemm : float32[1, 256] = dot(%data, %fc0_weight, transpose_a=False, transpose_b=True)  # 1 library call
-    %fused_fc0_relu0 : float32[1, 256] = fused(%fc0_gemm, %fc0_bias) {  # 1 kernel over (1, 256)
-        %fc0 : float32[1, 256] = add(%fc0_gemm, %fc0_bias)
+    %fc0_gemm : float32[1, 256] = dot(%data, %fc0_w, transpose_a=False, transpose_b=True)  # 1 library call
+    %fused_fc0_relu0 : float32[1, 256] = fused(%fc0_gemm, %fc0_b) {  # 1 kernel over (1, 256)
+        %fc0 : float32[1, 256] = add(%fc0_gemm, %fc0_b)
         %relu0 : float32[1, 256] = relu(%fc0)
         return %relu0
       }

@@ -77,7 +77,8 @@ def liveness(graph: Graph) -> Liveness:
             last_use[r] = position
         for w in written:
             last_use.setdefault(w, position)
-    leaving = frozenset(slot_of[(r.node, r.index)] for r in (*graph.outputs, *(r for _, r in graph.aux_updates)))
+    leaving = frozenset(slot_of[(r.node, r.index)]
+                        for r in (*graph.outputs, *(ref for _, ref in graph.aux_updates)))
     return Liveness(slot_of, specs, sizes,
                     input_slots=tuple(slot_of[(n.id, 0)] for n in graph.nodes if n.op == VAR),
                     const_slots=frozenset(slot_of[(n.id, 0)] for n in graph.nodes if n.op == CONST),
