@@ -39,7 +39,6 @@ class Step:
     writes_into: bool = False      # can write into preallocated outputs (generated kernels, GEMMs,
                                    # reductions: ops with OpDef.eager_into)
     in_place: tuple = ()           # (output k, input j): output k is written over input j's array
-    fresh: bool = False            # writes new C-contiguous arrays, never views of its inputs
 
 
 class _LibraryStep:
@@ -132,7 +131,7 @@ class CompiledGraph:
             if not impl.generated and impl.eager_into is not None and static_alloc:
                 run = _LibraryStep(impl, self.device, node.attr_dict)
             steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
-                              plain_matmul=impl.plain_gemm, writes_into=impl.writes_into, fresh=impl.fresh))
+                              plain_matmul=impl.plain_gemm, writes_into=impl.writes_into))
         return tuple(steps)
 
     def _in_place_stores(self, static_alloc: bool) -> dict:

@@ -1,12 +1,13 @@
 """What running a node of a final graph means, resolved from the op registry once per node, so that
-the executor builds its steps from the graph alone (it never imports ``ops``)."""
+the executor builds its steps from the graph alone (it never imports ``ops``); the launches a node
+costs come from ``graph.ir.node_launches``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
 from ..ops import get_op
-from .ir import CONST, FUSED, VAR, Node, is_plain_gemm, node_launches
+from .ir import CONST, FUSED, VAR, Node, is_plain_gemm
 
 
 @dataclass(frozen=True)
@@ -15,8 +16,6 @@ class Implementation:
     eager: "Callable | None"          # eager(device, inputs, attrs, outs) -> output(s)
     eager_into: "Callable | None"     # eager_into(device, inputs, attrs, outputs): into given arrays
     fresh: bool                       # always new C-contiguous arrays, never views of its inputs
-    kernels: int
-    library_calls: int
     plain_gemm: bool = False          # just ``in0 @ in1.T`` (OpDef.plain_gemm)
 
     @property
@@ -33,12 +32,10 @@ def implementation(node: Node, graph) -> Implementation:
     """The Implementation of a compute node of ``graph``."""
     if node.op in (VAR, CONST):
         raise ValueError(f"{node.name} is a {node.op}: it has no implementation to run")
-    kernels, library = node_launches(node)
     if node.op == FUSED:
-        return Implementation(None, None, True, kernels, library)
+        return Implementation(None, None, True)
     op = get_op(node.op)
-    return Implementation(op.eager, op.eager_into, op.fresh_results, kernels, library,
-                          plain_gemm=is_plain_gemm(node, graph))
+    return Implementation(op.eager, op.eager_into, op.fresh_results, plain_gemm=is_plain_gemm(node, graph))
 
 
 __all__ = ["Implementation", "implementation"]
