@@ -28,6 +28,8 @@ PIPELINE: list = [
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("eliminate_dead_code", eliminate_dead_code),
 ]
+
+
 def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: bool = False) -> list:
     """The passes appended when the device can run generated kernels (executor.fused.can_fuse_on).
 
@@ -95,6 +97,8 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
     return graph
 
 
-__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "fuse_elementwise", "fuse_row_reductions",
-           "split_bias_epilogue", "store_in_place", "optimize", "verify_graph", "infer_shapes", "remove_noops",
-           "fold_constants", "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]
+__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_graph", "GraphInvariantError",
+           "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
+           "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
+           "lower_plain_gemms", "lower_small_gemms", "fuse_elementwise", "fuse_row_reductions",
+           "store_in_place"]
