@@ -210,7 +210,8 @@ class CompiledGraph:
                 group = node.attr_dict["group"]
                 names = [group.lines[j].name for j in group.outputs]
             else:
-                names = [node.name] if len(node.specs) == 1 else [f"{node.name}.{i}" for i in range(len(node.specs))]
+                names = ([node.name] if len(node.specs) == 1
+                         else [f"{node.name}.{i}" for i in range(len(node.specs))])
             for i, name in enumerate(names):
                 values[name] = slots[self.liveness.slot_of[(node.id, i)]]
         return values

@@ -39,8 +39,8 @@ def explain(block, *inputs, file=None) -> str:
         out += ["", f"-- kernel for %{node.name}", source.kernel.text]
     memory = plan_memory(plan)
     in_place = sum(len(step.in_place) for step in plan.steps)
-    out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB (at {memory.peak_step}); "
-                f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"
+    out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB "
+                f"(at {memory.peak_step}); {memory.total_bytes / 1024:.1f} KiB if nothing were freed"
                 + (f"; {in_place} value(s) written in place of a dying input" if in_place else "")]
     if plan.device.is_gpu and plan.static_alloc:
         out.append("   CUDA graph: " + ("one launch per call (static_shape)" if plan.graph_replay is not None

@@ -169,7 +169,9 @@ def _ref_text(graph: Graph, ref: Ref) -> str:
 def _attr_text(value) -> str:
     if isinstance(value, float):
         return repr(value)
-    return str(value).replace(" ", "") if isinstance(value, tuple) else repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, tuple):
+        return str(value).replace(" ", "")
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def is_view(node: Node) -> bool:
