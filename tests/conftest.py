@@ -1,6 +1,7 @@
 """Shared test setup: skip `gpu` tests without a GPU, run the other tests on the CPU, and stable
 hypothesis settings.
 
+Every call of a compiled plan is checked to launch what its final graph lists (launch_listing.py).
 The `gpu` marker itself is registered in pyproject.toml. Hypothesis uses the "ci" profile
 (derandomized: the same examples on every run) when the CI environment variable is set, else "dev".
 """
@@ -11,6 +12,8 @@ import pytest
 from hypothesis import settings
 
 import gpuhybrid as gh
+from gpuhybrid.executor import CompiledGraph
+from launch_listing import checked_run, close_tally, open_tally
 
 # Every kernel generated during the run is dumped here; test_zz_nvrtc_generated.py (collected last)
 # compiles each of them with NVRTC.
@@ -36,3 +39,12 @@ def _unmarked_tests_run_on_the_cpu(request, monkeypatch):
     device, and their bare ``nd.array(...)`` data would land on it next to ``gh.cpu()`` plans."""
     if request.node.get_closest_marker("gpu") is None and "GPUHYBRID_DEVICE" not in os.environ:
         monkeypatch.setenv("GPUHYBRID_DEVICE", "cpu")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _every_plan_launches_what_its_final_graph_lists():
+    run, tally = CompiledGraph.run, open_tally()
+    CompiledGraph.run = checked_run(run, tally)
+    yield
+    CompiledGraph.run = run
+    close_tally(tally)

@@ -148,7 +148,9 @@ def test_bias_add_and_activation_fuse_after_the_gemm():
     x = nd.random.normal(shape=(3, 5))
     y = net(x)
     graph = net._last_trace.plan.graph
-    assert [n.op for n in graph.compute_nodes] == ["FullyConnected", "fused"]
+    assert [n.op for n in graph.compute_nodes] == ["dot", "fused"]   # the GEMM the plan calls: x @ W.T
+    assert graph.compute_nodes[0].attr_dict == {"transpose_a": False, "transpose_b": True}
+    assert net._last_trace.plan.steps[0].plain_matmul
     [group] = [n.attr_dict["group"] for n in graph.fused_nodes]
     assert [line.op for line in group.lines] == ["add", "Activation"]
     w, b = net.weight.data().asnumpy().astype(np.float64), net.bias.data().asnumpy().astype(np.float64)
@@ -205,6 +207,10 @@ def test_explain_shows_passes_groups_sources_and_launches(capsys):
     text = gh.inspect(net, nd.ones((1, 3)))
     assert text == capsys.readouterr().out.rstrip("\n")
     assert "-- after traced" in text and "-- after fuse_elementwise" in text
+    assert "-- pipeline: infer_shapes > remove_noops > " in text
+    assert ("> lower_row_ops > split_bias_epilogue > lower_plain_gemms > fuse_elementwise"
+            " > fuse_row_reductions > store_in_place\n" in text)
+    assert "stored over %fullyconnected" in text           # the in-place stores are in the final graph
     assert "-- fusion groups: 2" in text and "add > Activation" in text
     assert text.count("GH_KERNEL(") == 2
     assert "-- launches per call: 4 (2 kernels, 2 library calls)" in text
@@ -265,7 +271,6 @@ def test_ctypes_fallback_launches_give_the_same_results(monkeypatch):
 def test_kernels_of_both_index_widths_never_share_a_translation_unit():
     # gh_kernel.h typedefs gh_index once per unit: a 64-bit kernel compiled after a 32-bit one in the
     # same text would index in 32 bits (and be passed a 64-bit n), or the other way round.
-    from gpuhybrid.codegen.rowwise import render_row_kernel
     from gpuhybrid.executor.fused import compile_generated_steps, compile_units
     from gpuhybrid.graph import optimize
     from gpuhybrid.graph.passes import PIPELINE, fusion_passes
@@ -286,9 +291,10 @@ def test_kernels_of_both_index_widths_never_share_a_translation_unit():
     host = np.random.default_rng(0).uniform(-2, 2, 37).astype(np.float32)
     np.testing.assert_allclose(small(gh.cpu(), [host], {}, [TensorSpec((37,), "float32")]),
                                np.tanh(host.astype(np.float64) * 2) + 1, rtol=1e-6, atol=1e-6)
-    # A row kernel's width comes from rows x cols, not from its rows (its n).
-    row = render_row_kernel("softmax", {"axis": -1, "temperature": None},
-                            [TensorSpec((65536, 65536), "float32")])
+    # A row group's width comes from rows x cols, not from its rows (its n).
+    rows = optimize(typed_graph(sym.softmax(sym.var("x")), {"x": TensorSpec((65536, 65536), "float32")}),
+                    passes=PIPELINE + fusion_passes())
+    row = render_group(rows.fused_nodes[0].attr_dict["group"])
     assert (row.size, row.index_32) == (65536, False)
 
 

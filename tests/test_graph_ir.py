@@ -35,8 +35,8 @@ def test_prints_one_line_per_node_with_dtype_and_shape():
         "%fc0_weight : float32[256, 100] = var(param)",
         "%fc0_bias : float32[256] = var(param)",
         "%fullyconnected0 : float32[1, 256] = FullyConnected(%data, %fc0_weight, %fc0_bias, flatten=True, "
-        "no_bias=False, num_hidden=256)",
-        "%relu0 : float32[1, 256] = relu(%fullyconnected0)",
+        "no_bias=False, num_hidden=256)  # 1 kernel, 1 library call",
+        "%relu0 : float32[1, 256] = relu(%fullyconnected0)  # 1 kernel",
         "return %relu0",
     ]
     assert format_graph(graph) == str(graph)

@@ -1,6 +1,7 @@
 """In-place kernels: an elementwise kernel writes its output over an input that dies at that step.
 
-The plan decides where that is safe (``executor.memory.plan_in_place``): the input has the output's
+The last graph pass decides where that is safe (``store_in_place``, graph/passes/in_place.py) and
+annotates the fused node, whose printed line says so: the input has the output's
 shape and dtype, is a fresh array of the plan (a GEMM's or a kernel's result, not a plan input, a
 constant or a view) and is read by nothing later, nor is any view of it. Each case below builds a
 plan where one of those conditions fails and checks that the plan leaves that input alone, and the
@@ -241,3 +242,23 @@ def test_a_dot_result_is_overwritten_and_a_transposed_view_is_not():
     got = _run(plan, values)
     np.testing.assert_allclose(got[0], np.maximum(values["a"] @ values["b"], 0) * 2, rtol=1e-12)
     np.testing.assert_allclose(got[1], np.tanh((values["b"] @ values["a"]).T) + 1, rtol=1e-12)
+
+
+def test_the_stores_are_a_graph_annotation_of_the_plan_kind_they_were_made_for():
+    from gpuhybrid.errors import GhError
+    from gpuhybrid.executor import CompiledGraph
+    from gpuhybrid.graph import optimize
+    from gpuhybrid.graph.passes import PIPELINE, fusion_passes
+    from gpuhybrid.graph.passes.in_place import in_place_of
+    from gpuhybrid.symbol.infer import typed_graph
+    x, w = sym.var("x"), sym.var("w")
+    out = sym.tanh(sym.FullyConnected(x, w, no_bias=True, num_hidden=5) * 2)
+    specs = {"x": TensorSpec((3, 4), "float32"), "w": TensorSpec((5, 4), "float32")}
+    graph = optimize(typed_graph(out, specs), passes=PIPELINE + fusion_passes())
+    (fused,) = graph.fused_nodes
+    assert in_place_of(fused) == ((0, 0),)                    # tanh(2 g) over the GEMM's result g
+    assert "= fused(%fullyconnected" in str(graph) and ", output 0 stored over %fullyconnected" in str(graph)
+    plan = CompiledGraph(graph, gh.cpu())
+    assert [step.in_place for step in plan.steps] == [(), ((0, 0),)]
+    with pytest.raises(GhError, match="fusion_passes\\(static_alloc=True\\)"):
+        CompiledGraph(graph, gh.cpu(), static_alloc=True)      # planned without static buffers

@@ -195,7 +195,7 @@ def _x_plus_one_greater_than_x(dtype: str):
     """The fused kernel of ``(x + 1) > x`` over 3 elements of ``dtype``."""
     from gpuhybrid.codegen.fused import render_group
     from gpuhybrid.graph.ir import FusedGroup, FusedLine
-    spec, out = TensorSpec((3,), dtype), TensorSpec((3,), "bool")
+    spec = TensorSpec((3,), dtype)
     add = get_op("add_scalar").parse_attrs({"scalar": 1})
     return render_group(FusedGroup(shape=(3,), input_specs=(spec,), outputs=(1,), lines=(
         FusedLine("add_scalar", (("in", 0),), tuple(sorted(add.items())), spec),

@@ -145,16 +145,8 @@ def private_names_crossing() -> set:
     return found
 
 
-# Private names still crossing because the code around them is being rewritten in another branch;
-# each goes when that branch lands.
-KNOWN_CROSSINGS = {
-    ("gpuhybrid/codegen/rowwise.py", "_packed_entry"),      # removed by branch pipeline (rowwise.py goes)
-}
-
-
 def test_no_module_uses_another_modules_private_names():
-    unexplained = sorted((where, line, name) for where, line, name in private_names_crossing()
-                         if (where, name) not in KNOWN_CROSSINGS)
+    unexplained = sorted(private_names_crossing())
     assert not unexplained, (f"private names used outside their module: {unexplained}; make them public "
                              f"with a docstring, or move the code that needs them")
 

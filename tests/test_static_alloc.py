@@ -344,7 +344,7 @@ def _static_plan(out, specs, passes=None):
     from gpuhybrid.graph import optimize
     from gpuhybrid.graph.passes import PIPELINE, fusion_passes
     from gpuhybrid.symbol.infer import typed_graph
-    graph = optimize(typed_graph(out, specs), passes=PIPELINE + (passes or fusion_passes()))
+    graph = optimize(typed_graph(out, specs), passes=PIPELINE + (passes or fusion_passes(static_alloc=True)))
     return CompiledGraph(graph, gh.cpu(), static_alloc=True, static_outputs=True)
 
 

@@ -28,8 +28,9 @@ def test_mlp_network_has_one_kernel_per_layer_and_shapes_on_arrows():
     net = network_of(mlp(), (1, 512))
     assert len(net.groups) == 3 and net.groups[0] == "add > Activation"
     assert (net.kernels_per_call, net.library_calls_per_call) == (3, 3)
-    gemms = [b for b in net.boxes if b.op == "FullyConnected"]
+    gemms = [b for b in net.boxes if b.op == "dot"]             # each Dense layer's GEMM, x @ W.T
     assert [b.group for b in gemms] == [None, None, None] and gemms[0].params == 256 * 512
+    assert gemms[0].detail == "256 units"
     assert {b.group for b in net.boxes if b.op == "Activation"} == {0, 1}
     assert {shape for _, _, shape in net.arrows} >= {"1×512", "1×256", "256×512", "1×128", "1×2"}
     ids = {b.id for b in net.boxes}
@@ -52,7 +53,7 @@ def test_hide_weights_drops_parameter_boxes_and_names_them_on_their_readers():
     light = without_weights(full)
     assert not [b for b in light.boxes if b.op in ("param", "aux", "const")]
     assert len(light.arrows) == len(full.arrows) - 6
-    first = next(b for b in light.boxes if b.op == "FullyConnected")
+    first = next(b for b in light.boxes if b.op == "dot")
     assert "dense" in render.label(first, show_reads=True) and "weight" in first.reads[0]
 
 

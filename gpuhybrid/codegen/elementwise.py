@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.kernel_text import KernelSource, Line, Param, packed_entry, render_elementwise
+from ..backend.kernel_text import KernelSource, Line, Param, render_elementwise
 from ..backend.kernel_text import single_op_kernel as render_single_op
 from ..ops import get_op
-
-# The hand-written row kernels (codegen/rowwise.py, to be retired) still import the packed entry by
-# this name.
-_packed_entry = packed_entry
 
 
 def single_op_kernel(op_name: str, attrs: dict, in_dtypes: list, out_dtype) -> KernelSource:

@@ -23,9 +23,9 @@ import warnings
 from collections import OrderedDict
 
 from ..backend import record_launches
+from ..graph.ir import is_view
 from .fused import FusedKernelStep
 
-VIEW_OPS = frozenset({"reshape", "expand_dims", "squeeze", "flatten", "Flatten", "reshape_like"})
 MAX_GRAPHS = 4
 
 
@@ -36,7 +36,7 @@ def capture_blocker(plan) -> str | None:
         if isinstance(step.eager, FusedKernelStep):
             if any(w not in in_buffers for w in step.writes):
                 return f"step {step.name} writes a value outside the static buffers"
-        elif node.op not in VIEW_OPS:
+        elif not is_view(node):
             kind = "a library call" if step.plain_matmul else f"op {node.op}"
             return f"step {step.name} is {kind}, which CuPy cannot capture"
     return None
@@ -132,4 +132,4 @@ def _record(cp, runner, fed: list) -> tuple:
     return outputs, aux, graph
 
 
-__all__ = ["GraphReplay", "capture_blocker", "VIEW_OPS"]
+__all__ = ["GraphReplay", "capture_blocker"]

@@ -18,7 +18,7 @@ from ..backend.compile_cache import headers_digest
 from ..backend.host_compiler import HostCompileError, compile_host, find_host_compiler
 from ..backend.host_launch import launcher
 from ..backend.kernel_files import kernel_dir
-from ..codegen.fused import FusedSource, render_group
+from ..codegen.fused import FusedSource
 
 _CTYPE_OF = {"float32": ctypes.c_float, "float64": ctypes.c_double, "int32": ctypes.c_int,
              "int64": ctypes.c_longlong, "bool": ctypes.c_bool}
@@ -125,13 +125,8 @@ class FusedKernelStep:
         return outputs[0] if len(outputs) == 1 else list(outputs)
 
 
-def compile_fused_steps(groups: list, device) -> list:
-    """One FusedKernelStep per FusedGroup; raises HostCompileError/CompileError when compiling fails."""
-    return compile_generated_steps([render_group(g) for g in groups], device)
-
-
 def compile_generated_steps(sources: list, device) -> list:
-    """One FusedKernelStep per rendered source (fused groups, row kernels), compiled in as few units as
+    """One FusedKernelStep per rendered source (elementwise and row groups), compiled in as few units as
     ``compile_units`` allows (one for a plan whose kernels all index in 32 bits)."""
     if not sources:
         return []               # a plan without generated kernels needs no compiler
@@ -179,4 +174,4 @@ def pack_scalars(params: list, values: tuple) -> bytes:
                     for p, v in zip(params, values))
 
 
-__all__ = ["FusedKernelStep", "compile_fused_steps", "can_fuse_on", "HostCompileError"]
+__all__ = ["FusedKernelStep", "compile_generated_steps", "can_fuse_on", "HostCompileError"]

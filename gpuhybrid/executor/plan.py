@@ -12,14 +12,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backend import Device, record_launches
-from ..graph.ir import CONST, FUSED, VAR, Graph
-from ..ops import get_op
-from ..ops.linalg import plain_gemm
+from ..errors import GhError
 from ..codegen.fused import render_group
-from ..codegen.rowwise import render_row_kernel, row_kernel_applies
-from .fused import can_fuse_on, compile_generated_steps
+from ..graph.implementation import implementation
+from ..graph.ir import CONST, FUSED, VAR, Graph, graph_launches
+from ..graph.liveness import liveness
+from ..graph.passes.in_place import IN_PLACE
 from .cuda_graph import GraphReplay, capture_blocker
-from .memory import plan_buffers, plan_in_place, slot_sizes
+from .fused import compile_generated_steps
+from .memory import plan_buffers
 from .runner import guard_static_plan, make_runner
 
 
@@ -33,19 +34,19 @@ class Step:
     reads: tuple
     writes: tuple
     frees: tuple
-    plain_matmul: bool = False     # a FullyConnected that is just ``x @ W.T`` (the runner calls matmul)
+    plain_matmul: bool = False     # a GEMM that is just ``x @ W.T`` (OpDef.plain_gemm: the runner calls
+                                   # matmul directly)
     writes_into: bool = False      # can write into preallocated outputs (generated kernels, GEMMs,
                                    # reductions: ops with OpDef.eager_into)
     in_place: tuple = ()           # (output k, input j): output k is written over input j's array
-    fresh: bool = False            # writes new C-contiguous arrays, never views of its inputs
 
 
 class _LibraryStep:
     """A library op under static_alloc: its eager call, and ``into(outputs, inputs)`` writing the
     result into the plan's buffers (``OpDef.eager_into``: ``matmul(..., out=)``, ``sum(..., out=)``)."""
 
-    def __init__(self, op, device, attrs: dict):
-        self.eager, self.eager_into, self.device, self.attrs = op.eager, op.eager_into, device, attrs
+    def __init__(self, impl, device, attrs: dict):
+        self.eager, self.eager_into, self.device, self.attrs = impl.eager, impl.eager_into, device, attrs
 
     def __call__(self, device, inputs, attrs, outs):
         return self.eager(device, inputs, attrs, outs)
@@ -54,54 +55,33 @@ class _LibraryStep:
         return self.eager_into(self.device, inputs, self.attrs, outputs)
 
 
-def _is_plain_matmul(node, graph: Graph) -> bool:
-    """A FullyConnected that is just ``x @ W.T`` (``ops.linalg.plain_gemm``)."""
-    if node.op != "FullyConnected":
-        return False
-    x, w = (graph.spec(r) for r in node.inputs[:2])
-    return plain_gemm(node.attr_dict, x, w, node.specs[0].dtype)
-
-
 class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
-    def __init__(self, graph: Graph, device: Device, row_kernels: bool | None = None,
-                 static_alloc: bool = False, static_outputs: bool = False, graph_capture: bool = False):
-        """``row_kernels``: run softmax/log_softmax/LayerNorm as generated row kernels (default: when
-        the device can compile generated kernels). ``static_alloc``: intermediates live in buffers
-        allocated once (``memory.plan_buffers``); ``static_outputs`` puts the outputs there too, so each
-        call overwrites what the previous one returned. ``graph_capture`` (a GPU): replay the plan as
-        a CUDA graph when it qualifies (``cuda_graph.py``; ``capture_note`` says whether and why not)."""
+    def __init__(self, graph: Graph, device: Device, static_alloc: bool = False,
+                 static_outputs: bool = False, graph_capture: bool = False):
+        """``static_alloc``: intermediates live in buffers allocated once (``memory.plan_buffers``);
+        ``static_outputs`` puts the outputs there too, so each call overwrites what the previous one
+        returned. ``graph_capture`` (a GPU): replay the plan as a CUDA graph when it qualifies
+        (``cuda_graph.py``; ``capture_note`` says whether and why not)."""
         self.graph, self.device = graph, device
         graph_capture = graph_capture and device.is_gpu
         wants_static_outputs = static_outputs
         static_alloc = static_alloc or graph_capture
         static_outputs = static_outputs or graph_capture    # a captured graph writes fixed addresses
         self.static_alloc, self.static_outputs = static_alloc, static_alloc and static_outputs
-        self.row_kernels = can_fuse_on(device) if row_kernels is None else row_kernels
-        slot_of = {}
-        for node in graph.nodes:
-            for i in range(len(node.specs)):
-                slot_of[(node.id, i)] = len(slot_of)
-        self.num_slots = len(slot_of)
-        self.input_names = [n.name for n in graph.nodes if n.op == VAR]
-        self.input_slots = tuple(slot_of[(n.id, 0)] for n in graph.nodes if n.op == VAR)
-        self.output_slots = tuple(slot_of[(r.node, r.index)] for r in graph.outputs)
-        self.aux_slots = tuple((name, slot_of[(r.node, r.index)]) for name, r in graph.aux_updates)
-        self.template = [None] * self.num_slots
-        with device.activate():
-            for node in graph.nodes:
-                if node.op == CONST:
-                    self.template[slot_of[(node.id, 0)]] = device.xp.asarray(np.asarray(node.value))
-        # The plan's constants live in the template for every call: outputs that are constants get copies.
-        self.const_slots = frozenset(i for i, value in enumerate(self.template) if value is not None)
-        self.steps = self._plan_steps(slot_of, static_alloc)
-        kernels = library = 0
-        for node in graph.compute_nodes:
-            generated = node.op == FUSED or node.id in self.row_nodes
-            k, lib = (1, 0) if generated else get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
-            kernels, library = kernels + k, library + lib
-        self.kernels_per_call, self.library_calls_per_call = kernels, library
+        # 1. Slots, sizes, views and last uses of every value (graph.liveness), once.
+        self.liveness = live = liveness(graph)
+        self._number_slots(live)
+        # 2. The constants every call starts from.
+        self.template = self._place_constants(live)
+        # 3. One step per compute node, then the kernels, with the in-place stores the graph's
+        # store_in_place pass chose, compiled as one unit.
+        self.steps = self._plan_steps(live, static_alloc)
+        self.steps = self._compile_kernels(self._in_place_stores(static_alloc))
+        # 4. What a call launches: what the final graph lists (no decision here adds or removes one).
+        self.kernels_per_call, self.library_calls_per_call = graph_launches(graph)
+        # 5. static_alloc: buffers, and whether the plan can be captured as a CUDA graph.
         self.buffer_plan, self.static_views, self.capture_note = None, {}, None
         if static_alloc:
             self.buffer_plan = self._plan_buffers()
@@ -112,6 +92,7 @@ class CompiledGraph:
                     self.static_outputs = False
                     self.buffer_plan = self._plan_buffers()
             self._allocate_static_buffers()
+        # 6. The hot path: straight-line code over the slots, replayed as a CUDA graph where it can be.
         self._run_fast, self.runner_source = make_runner(self)
         self.graph_replay = None
         if graph_capture and self.capture_note is None:
@@ -121,59 +102,76 @@ class CompiledGraph:
             self._run_fast = self.graph_replay
         self._run_fast = guard_static_plan(self, self._run_fast)     # threads never share buffers mid-call
 
-    def _plan_steps(self, slot_of: dict, static_alloc: bool) -> tuple:
-        """The steps, in graph order: first their slots (what each reads, writes and frees), then which
-        elementwise kernels write over a dying input (``memory.plan_in_place``), then the kernels,
-        rendered for that and compiled as one unit."""
-        keep = set(self.output_slots) | {s for _, s in self.aux_slots}
-        last_read: dict = {}
-        compute = self.graph.compute_nodes
-        for position, node in enumerate(compute):
-            for ref in node.inputs:
-                last_read[slot_of[(ref.node, ref.index)]] = position
-        self.row_nodes = {n.id for n in compute if self.row_kernels and row_kernel_applies(
-            n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])}
+    def _number_slots(self, live) -> None:
+        self.num_slots = len(live.specs)
+        self.input_names = [n.name for n in self.graph.nodes if n.op == VAR]
+        self.input_slots, self.const_slots = live.input_slots, live.const_slots
+        self.output_slots = tuple(live.slot_of[(r.node, r.index)] for r in self.graph.outputs)
+        self.aux_slots = tuple((name, live.slot_of[(r.node, r.index)]) for name, r in self.graph.aux_updates)
+
+    def _place_constants(self, live) -> list:
+        """slot -> the constant's device array (None elsewhere); outputs that are constants get copies."""
+        template = [None] * self.num_slots
+        with self.device.activate():
+            for node in self.graph.nodes:
+                if node.op == CONST:
+                    template[live.slot_of[(node.id, 0)]] = self.device.xp.asarray(np.asarray(node.value))
+        return template
+
+    def _plan_steps(self, live, static_alloc: bool) -> tuple:
+        """The steps, in graph order: what each reads, writes and frees, and how it runs (generated
+        kernels are compiled afterwards, ``_compile_kernels``)."""
+        keep, inputs = live.leaving, set(live.input_slots)
         steps = []
-        for position, node in enumerate(compute):
-            reads = tuple(slot_of[(r.node, r.index)] for r in node.inputs)
-            writes = tuple(slot_of[(node.id, i)] for i in range(len(node.specs)))
-            frees = tuple(sorted({s for s in reads if last_read[s] == position and s not in keep
-                                  and s not in self.input_slots}))
-            uses_kernel = node.op == FUSED or node.id in self.row_nodes
-            plain_matmul = not uses_kernel and _is_plain_matmul(node, self.graph)
-            op = None if uses_kernel else get_op(node.op)
-            into = not uses_kernel and op.eager_into is not None    # a library op with an out= path
-            run = None if uses_kernel else (_LibraryStep(op, self.device, node.attr_dict)
-                                            if into and static_alloc else op.eager)
+        for position, node in enumerate(self.graph.compute_nodes):
+            reads, writes = live.reads[position], live.writes[position]
+            frees = tuple(sorted({s for s in reads if live.last_use[s] == position and s not in keep
+                                  and s not in inputs}))
+            impl = implementation(node, self.graph)
+            run = impl.eager
+            if not impl.generated and impl.eager_into is not None and static_alloc:
+                run = _LibraryStep(impl, self.device, node.attr_dict)
             steps.append(Step(node.name, run, node.attr_dict, list(node.specs), reads, writes, frees,
-                              plain_matmul=plain_matmul, writes_into=uses_kernel or into,
-                              fresh=uses_kernel or op.fresh_results))
-        self.steps = tuple(steps)          # without their kernels yet: what plan_in_place reads
-        elementwise = {position: node.attr_dict["group"] for position, node in enumerate(compute)
-                       if node.op == FUSED and node.attr_dict["group"].row_axes is None}
-        in_place = plan_in_place(self, elementwise, static_alloc)
-        sources = [render_group(n.attr_dict["group"], in_place=in_place.get(position, ())) if n.op == FUSED
-                   else render_row_kernel(n.op, n.attr_dict, [self.graph.spec(r) for r in n.inputs])
-                   for position, n in enumerate(compute) if n.op == FUSED or n.id in self.row_nodes]
+                              plain_matmul=impl.plain_gemm, writes_into=impl.writes_into))
+        return tuple(steps)
+
+    def _in_place_stores(self, static_alloc: bool) -> dict:
+        """step position -> (output k, input j) pairs that the store_in_place pass annotated."""
+        chosen = {}
+        for position, node in enumerate(self.graph.compute_nodes):
+            annotation = node.attr_dict.get(IN_PLACE) if node.op == FUSED else None
+            if annotation is None:
+                continue
+            if static_alloc and not annotation.static_alloc:
+                # Stores planned without static buffers may overwrite a value that has no buffer.
+                raise GhError(f"fused node {node.name}: its in-place stores were planned for a plan without "
+                              f"static buffers; run fusion_passes(static_alloc=True) for a static_alloc plan")
+            if annotation.pairs:
+                chosen[position] = annotation.pairs
+        return chosen
+
+    def _compile_kernels(self, in_place: dict) -> tuple:
+        """The steps with their generated kernels, rendered for their in-place stores and compiled as
+        one unit."""
+        compute = self.graph.compute_nodes
+        sources = [render_group(n.attr_dict["group"], in_place=in_place.get(position, ()))
+                   for position, n in enumerate(compute) if n.op == FUSED]
         generated = iter(compile_generated_steps(sources, self.device))
         return tuple(replace(step, eager=next(generated), in_place=in_place.get(position, ()))
-                     if step.eager is None else step for position, step in enumerate(steps))
+                     if step.eager is None else step for position, step in enumerate(self.steps))
 
     def _plan_buffers(self):
         """Where static_alloc puts each value that a step can write into (``memory.plan_buffers``)."""
-        into = {w for step in self.steps if step.writes_into for w in step.writes}
-        return plan_buffers(self, into, self.static_outputs)
+        return plan_buffers(self, self.liveness.into, self.static_outputs)
 
     def _allocate_static_buffers(self) -> None:
         """The buffers of ``self.buffer_plan``, allocated once, and each slot's view into its buffer."""
-        xp = self.device.xp
+        xp, live = self.device.xp, self.liveness
         with self.device.activate():
             buffers = [xp.empty(nbytes, dtype=np.uint8) for nbytes in self.buffer_plan.buffer_bytes]
-        specs = [spec for node in self.graph.nodes for spec in node.specs]
-        size_of = slot_sizes(self.graph)
         for slot, buffer in self.buffer_plan.buffer_of.items():
-            spec = specs[slot]
-            self.static_views[slot] = buffers[buffer][:size_of[slot]].view(spec.dtype).reshape(spec.shape)
+            spec = live.specs[slot]
+            self.static_views[slot] = buffers[buffer][:live.sizes[slot]].view(spec.dtype).reshape(spec.shape)
 
     @property
     def launches_per_call(self) -> int:
@@ -207,14 +205,14 @@ class CompiledGraph:
 
     def named_values(self, slots: list) -> dict:
         """Original node name -> value, for every value a run computed (fused groups' outputs included)."""
-        values, slot = {}, 0
+        values = {}
         for node in self.graph.nodes:
             if node.op == FUSED:
                 group = node.attr_dict["group"]
                 names = [group.lines[j].name for j in group.outputs]
             else:
-                names = [node.name] if len(node.specs) == 1 else [f"{node.name}.{i}" for i in range(len(node.specs))]
-            for name in names:
-                values[name] = slots[slot]
-                slot += 1
+                names = ([node.name] if len(node.specs) == 1
+                         else [f"{node.name}.{i}" for i in range(len(node.specs))])
+            for i, name in enumerate(names):
+                values[name] = slots[self.liveness.slot_of[(node.id, i)]]
         return values

@@ -5,9 +5,8 @@ import sys
 
 from .. import autograd
 from ..codegen.fused import render_group
-from ..executor.cuda_graph import VIEW_OPS
 from ..executor.memory import plan_memory
-from ..graph.ir import FUSED
+from ..graph.ir import FUSED, graph_launches, is_view
 
 
 def explain(block, *inputs, file=None) -> str:
@@ -17,7 +16,8 @@ def explain(block, *inputs, file=None) -> str:
     entry = block._trace(tuple(inputs), device, autograd.is_training(),
                          on_pass=lambda name, graph: stages.append((name, graph)))
     plan = entry.plan
-    out = [f"== {block.name}: hybridize() on inputs {', '.join(str(a.spec) for a in inputs)} on {device}"]
+    out = [f"== {block.name}: hybridize() on inputs {', '.join(str(a.spec) for a in inputs)} on {device}",
+           f"-- pipeline: {' > '.join(name for name, _ in stages if name != 'traced')}"]
     previous = None
     for name, graph in stages:
         text = str(graph)
@@ -39,8 +39,8 @@ def explain(block, *inputs, file=None) -> str:
         out += ["", f"-- kernel for %{node.name}", source.kernel.text]
     memory = plan_memory(plan)
     in_place = sum(len(step.in_place) for step in plan.steps)
-    out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB (at {memory.peak_step}); "
-                f"{memory.total_bytes / 1024:.1f} KiB if nothing were freed"
+    out += ["", f"-- memory: peak of intermediates {memory.peak_bytes / 1024:.1f} KiB "
+                f"(at {memory.peak_step}); {memory.total_bytes / 1024:.1f} KiB if nothing were freed"
                 + (f"; {in_place} value(s) written in place of a dying input" if in_place else "")]
     if plan.device.is_gpu and plan.static_alloc:
         out.append("   CUDA graph: " + ("one launch per call (static_shape)" if plan.graph_replay is not None
@@ -51,8 +51,10 @@ def explain(block, *inputs, file=None) -> str:
                    f"{buffers.total_bytes / 1024:.1f} KiB, holding {len(buffers.buffer_of)} value(s)"
                    + (f", {len(buffers.kept)} of them outputs (static_outputs)" if buffers.kept else ""))
         out.append("   " + _allocated_per_call(plan))
-    out += ["", f"-- launches per call: {plan.launches_per_call} ({plan.kernels_per_call} kernels, "
-                f"{plan.library_calls_per_call} library calls); steps: "
+    # The final graph (printed above, after the last pass) lists every launch; the plan counts the same.
+    kernels, library = graph_launches(plan.graph)
+    out += ["", f"-- launches per call: {kernels + library} ({kernels} kernels, {library} library calls), "
+                f"as the graph after {stages[-1][0]} lists them; steps: "
                 f"{', '.join(step.name for step in plan.steps)}"]
     text = "\n".join(out)
     print(text, file=file or sys.stdout)
@@ -65,7 +67,7 @@ def _allocated_per_call(plan) -> str:
     buffer_of = plan.buffer_plan.buffer_of
     outputs = [s for s in plan.output_slots if s not in buffer_of and s not in plan.const_slots]
     steps = [f"{step.name} ({node.op})" for step, node in zip(plan.steps, plan.graph.compute_nodes)
-             if node.op not in VIEW_OPS and any(w not in buffer_of and w not in plan.output_slots
+             if not is_view(node) and any(w not in buffer_of and w not in plan.output_slots
                                                  for w in step.writes)]
     if not outputs and not steps:
         return "allocated per call: nothing"

@@ -4,9 +4,17 @@ A ``Graph`` is a tuple of ``Node``s in topological order plus the values it retu
 immutable equation ``(op, inputs, attrs)`` together with the ``TensorSpec`` (shape, dtype) of each
 value it produces; inputs refer to earlier nodes' outputs as ``Ref(node, index)``. Graph inputs are
 nodes with op ``"var"`` (data and parameters, told apart by ``kind``); constants are op ``"const"``.
-Passes build new graphs rather than mutating nodes. ``str(graph)`` prints one line per node::
+Passes build new graphs rather than mutating nodes. ``str(graph)`` prints one line per node, with the
+launches it costs when run (``node_launches``), and each fused group's own lines indented under it::
 
-    %fc0 : float32[1, 256] = FullyConnected(%data, %fc0_weight, %fc0_bias, num_hidden=256)
+    %fc0_gemm : float32[1, 256] = dot(%data, %fc0_w, transpose_a=False, transpose_b=True)  # 1 library call
+    %fused_fc0_relu0 : float32[1, 256] = fused(%fc0_gemm, %fc0_b) {  # 1 kernel over (1, 256)
+        %fc0 : float32[1, 256] = add(%fc0_gemm, %fc0_b)
+        %relu0 : float32[1, 256] = relu(%fc0)
+        return %relu0
+      }
+
+After the last pass, the annotated lines are every launch a call of the compiled plan issues.
 """
 from __future__ import annotations
 
@@ -15,10 +23,12 @@ from typing import Iterable
 
 import numpy as np
 
-from ..ops.registry import TensorSpec
+from ..ops import get_op
+from ..ops.registry import REGISTRY, TensorSpec
 
 VAR, CONST, FUSED = "var", "const", "fused"
-ROW_REDUCTIONS = ("sum", "mean", "max", "min")      # the reductions a row group (FusedGroup) holds
+# The reductions a row group (FusedGroup) holds: the ops that declare OpDef.row_reduction.
+ROW_REDUCTIONS = tuple(op.name for op in REGISTRY.values() if op.row_reduction)
 
 
 @dataclass(frozen=True)
@@ -159,11 +169,50 @@ def _ref_text(graph: Graph, ref: Ref) -> str:
 def _attr_text(value) -> str:
     if isinstance(value, float):
         return repr(value)
-    return str(value).replace(" ", "") if isinstance(value, tuple) else repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, tuple):
+        return str(value).replace(" ", "")
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def is_view(node: Node) -> bool:
+    """Whether ``node``'s result is a view of its input (``OpDef.view``): no launch, no new memory."""
+    return node.op not in (VAR, CONST, FUSED) and get_op(node.op).view
+
+
+def is_plain_gemm(node: Node, graph: Graph) -> bool:
+    """Whether ``node`` is just ``in0 @ in1.T`` of two matrices in one dtype (``OpDef.plain_gemm``)."""
+    if node.op in (VAR, CONST, FUSED):
+        return False
+    test = get_op(node.op).plain_gemm
+    return test is not None and test(node.attr_dict, [graph.spec(r) for r in node.inputs], list(node.specs))
+
+
+def node_launches(node: Node) -> tuple:
+    """(kernels, library calls) that running ``node`` issues: one kernel for a fused group, what the
+    op declares (``OpDef.launch_counts``) for any other op, nothing for variables and constants."""
+    if node.op in (VAR, CONST):
+        return 0, 0
+    if node.op == FUSED:
+        return 1, 0
+    return get_op(node.op).launch_counts(node.attr_dict, list(node.specs))
+
+
+def graph_launches(graph: Graph) -> tuple:
+    """(kernels, library calls) of one run of ``graph`` node by node."""
+    counts = [node_launches(n) for n in graph.compute_nodes]
+    return sum(k for k, _ in counts), sum(lib for _, lib in counts)
+
+
+def launch_text(kernels: int, library: int) -> str:
+    """``1 kernel``, ``2 kernels, 1 library call``; empty for none."""
+    parts = [f"{n} {what}{'s' if n != 1 else ''}"
+             for n, what in ((kernels, "kernel"), (library, "library call")) if n]
+    return ", ".join(parts)
 
 
 def format_graph(graph: Graph) -> str:
-    """One line per node: ``%name : dtype[shape] = op(%in, ..., attr=value)``."""
+    """One line per node: ``%name : dtype[shape] = op(%in, ..., attr=value)  # launches``; a fused
+    node's lines indented under it."""
     lines = []
     for n in graph.nodes:
         types = ", ".join(str(s) for s in n.specs)
@@ -173,19 +222,51 @@ def format_graph(graph: Graph) -> str:
         if n.op == CONST:
             lines.append(f"%{n.name} : {types} = const({_const_preview(n.value)})")
             continue
+        launches = launch_text(*node_launches(n))
+        comment = f"  # {launches}" if launches else ""
+        args = [_ref_text(graph, r) for r in n.inputs]
         if n.op == FUSED:
             group = n.attr_dict["group"]
-            args = ", ".join(_ref_text(graph, r) for r in n.inputs)
-            lines.append(f"%{n.name} : {types} = fused[{' > '.join(l.op for l in group.lines)}]({args})")
+            stores = "".join(f", output {k} stored over {args[j]}" for k, j in _in_place_pairs(n))
+            lines.append(f"%{n.name} : {types} = fused({', '.join(args)}) {{{comment} "
+                         f"{_group_extent(group)}{stores}")
+            lines += [f"    {line}" for line in _group_lines(group, args)]
+            lines.append("  }")
             continue
-        args = [_ref_text(graph, r) for r in n.inputs]
         args += [f"{k}={_attr_text(v)}" for k, v in n.attrs if k != "training" or v]
-        lines.append(f"%{n.name} : {types} = {n.op}({', '.join(args)})")
+        lines.append(f"%{n.name} : {types} = {n.op}({', '.join(args)}){comment}")
     outs = ", ".join(_ref_text(graph, r) for r in graph.outputs)
     lines.append(f"return {outs}")
     for name, ref in graph.aux_updates:
         lines.append(f"update {name} <- {_ref_text(graph, ref)}")
     return "\n".join(lines)
+
+
+def _in_place_pairs(node: Node) -> tuple:
+    """The (output k, input j) stores the store_in_place pass annotated on a fused node."""
+    annotation = node.attr_dict.get("in_place")
+    return annotation.pairs if annotation is not None else ()
+
+
+def _group_extent(group: FusedGroup) -> str:
+    shape = tuple(group.shape)
+    if group.row_axes is None:
+        return f"over {shape}"
+    k, last = group.row_axes, len(shape) - 1
+    return f"over the rows of {shape}, reducing " + (f"axis {k}" if k == last else f"axes {k}..{last}")
+
+
+def _group_lines(group: FusedGroup, inputs: list) -> list:
+    """A fused group's lines as graph lines: operands are the fused node's inputs (``inputs``, as
+    printed) or earlier lines, by the names of the nodes they were."""
+    names = [f"%{line.name}" if line.name else f"%v{j}" for j, line in enumerate(group.lines)]
+    out = []
+    for j, line in enumerate(group.lines):
+        args = [inputs[m] if kind == "in" else names[m] for kind, m in line.operands]
+        args += [f"{k}={_attr_text(v)}" for k, v in line.attrs if k != "training" or v]
+        out.append(f"{names[j]} : {line.spec} = {line.op}({', '.join(args)})")
+    out.append(f"return {', '.join(names[j] for j in group.outputs)}")
+    return out
 
 
 def _const_preview(value) -> str:

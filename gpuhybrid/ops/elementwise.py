@@ -14,7 +14,7 @@ import numpy as np
 from ..backend.cuda_elementwise import launch_elementwise
 from ..errors import DTypeError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, register, require_float, require_numeric
+from .registry import OpDef, TensorSpec, register, require_float, require_numeric, same_spec
 from .shapes import broadcast_shapes, promote, promote_with_scalar
 
 _np_erf = np.frompyfunc(math.erf, 1, 1)
@@ -53,10 +53,10 @@ def elementwise_eager(op_name: str, np_fn, c_template, condition_inputs: tuple =
 
 
 def _register_elementwise(name, inputs, infer, np_fn, c_expr, attrs=(), aliases=(), doc="",
-                          condition_inputs=()):
+                          condition_inputs=(), identity=None):
     register(OpDef(name=name, category="elementwise", inputs=inputs, attrs=attrs, infer=infer,
                    eager=elementwise_eager(name, np_fn, c_expr, condition_inputs), c_expr=c_expr,
-                   aliases=aliases, doc=doc, condition_inputs=condition_inputs))
+                   aliases=aliases, doc=doc, condition_inputs=condition_inputs, identity=identity))
 
 
 # --- unary ----------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ _register_elementwise("clip", ("data",), _clip_rule,
 
 _register_elementwise("cast", ("data",), lambda specs, attrs: TensorSpec(specs[0].shape, attrs["dtype"]),
                       lambda x, dtype: x.astype(dtype), "{0}", attrs=(Attr("dtype", "dtype"),),
-                      aliases=("Cast",), doc="Convert to another dtype.")
+                      aliases=("Cast",), identity=same_spec, doc="Convert to another dtype.")
 
 
 # --- activations with an act_type ----------------------------------------------------------------

@@ -60,8 +60,16 @@ def _matmul_into(eager, lhs_rhs):
 
 
 TRANSPOSE_ATTRS = (Attr("transpose_a", "bool", False), Attr("transpose_b", "bool", False))
+def _dot_is_plain_gemm(attrs: dict, specs: list, outs: list) -> bool:
+    """``lhs @ rhs.T`` of two matrices in one dtype (what a bias-free FullyConnected lowers to)."""
+    lhs, rhs = specs
+    return (attrs["transpose_b"] and not attrs["transpose_a"] and len(lhs.shape) == len(rhs.shape) == 2
+            and lhs.dtype == rhs.dtype == outs[0].dtype)
+
+
 register(OpDef(name="dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
                infer=_dot_rule, eager=_dot_eager, kernels=0, library_calls=1, fresh_results=True,
+               plain_gemm=_dot_is_plain_gemm,
                eager_into=_matmul_into(_dot_eager, _dot_operands),
                doc="MXNet dot: contract the last axis of lhs with the first axis of rhs."))
 
@@ -146,8 +154,8 @@ def _fc_rule(specs, attrs):
 
 def plain_gemm(attrs: dict, x, w, out_dtype) -> bool:
     """Whether a FullyConnected is just ``x @ W.T``: no bias, a matrix ``x``, one dtype throughout
-    (``x``, ``w``: arrays or TensorSpecs). Its eager fast path, the runner's direct matmul, and the
-    GEMMs a CUDA-graph plan generates (graph.passes.lower) all take this one test."""
+    (``x``, ``w``: arrays or TensorSpecs). Its eager fast path and out= path, and the graph passes
+    (through ``OpDef.plain_gemm``), all take this one test."""
     return attrs["no_bias"] and len(x.shape) == 2 and x.dtype == w.dtype == out_dtype
 
 
@@ -191,4 +199,5 @@ register(OpDef(name="FullyConnected", category="linalg", inputs=("data", "weight
                infer=_fc_rule, eager=_fc_eager, eager_into=_fc_into, fresh_results=True,
                input_count=lambda attrs: 2 if attrs["no_bias"] else 3, infer_inputs=_fc_infer_inputs,
                kernels=lambda attrs, specs: 0 if attrs["no_bias"] else 1, library_calls=1,
+               plain_gemm=lambda attrs, specs, outs: plain_gemm(attrs, specs[0], specs[1], outs[0].dtype),
                doc="y = x W^T + b, weight (units, in_units); flatten=True flattens all but the first axis."))

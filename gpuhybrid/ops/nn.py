@@ -54,6 +54,7 @@ register(OpDef(name="Dropout", category="nn", inputs=("data",),
                       Attr("mode", "str", "training", choices=("training", "always")),
                       Attr("training", "bool", False, doc="filled in from autograd's train mode")),
                infer=_dropout_rule, eager=_dropout_eager, uses_training_flag=True, pure=False,
+               identity=lambda attrs, data, out: not dropout_active(attrs),
                num_outputs=2, hidden_outputs=1,
                kernels=lambda attrs, specs: 2 if dropout_active(attrs) else 0,
                doc="Zero elements with probability p and scale the rest by 1/(1-p); identity outside "

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import OpValueError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float
+from .registry import OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float, same_spec
 
 
 def reduced_axes(shape: tuple, axis) -> tuple:
@@ -92,6 +92,7 @@ AXIS_ATTRS = (Attr("axis", "axes", None, doc="axis or axes to reduce; None reduc
 for _op in ("sum", "mean", "max", "min", "prod"):
     register(OpDef(name=_op, category="reduce", inputs=("data",), attrs=AXIS_ATTRS, infer=reduce_rule(_op),
                    eager=reduce_eager(_op), eager_into=reduce_into(_op), fresh_results=True,
+                   row_reduction=_op != "prod",     # a row group has no product (nor needs one)
                    aliases=(f"{_op}_axis",) if _op in ("sum", "max", "min") else (),
                    doc=f"{_op} over the given axes."))
 
@@ -189,6 +190,6 @@ def _sum_to_shape_eager(device, inputs, attrs, outs):
 register(OpDef(name="sum_to_shape", category="reduce", inputs=("data",),
                attrs=(Attr("shape", "shape", doc="the shape to sum down to; it must broadcast to data's"),),
                infer=_sum_to_shape_rule, eager=_sum_to_shape_eager,
-               kernels=lambda attrs, specs: 1,
+               kernels=lambda attrs, specs: 1, identity=same_spec,
                doc="Sum data over the axes that broadcasting added or stretched, giving `shape` (the "
                    "gradient of an operand that was broadcast); the data itself when the shapes are equal."))

@@ -60,6 +60,17 @@ class OpDef:
     # Elementwise inputs that are conditions (where's first): tested against zero in their own dtype,
     # and left out of the dtype the op computes in (an int64 `where` must not go through double).
     condition_inputs: tuple = ()
+    # The result is a view of the input (reshape, expand_dims, ...): no launch and no new memory, so a
+    # plan captured as a CUDA graph may hold it.
+    view: bool = False
+    # identity(attrs, input spec, output spec) -> whether the op returns its one input unchanged (a
+    # reshape to the same shape, an inactive Dropout): the remove_noops pass drops such nodes.
+    identity: "Callable[[dict, TensorSpec, TensorSpec], bool] | None" = None
+    # A reduction over trailing axes that a row group holds as one value per row (sum, mean, max, min).
+    row_reduction: bool = False
+    # plain_gemm(attrs, input specs, output specs) -> whether this call is just ``in0 @ in1.T`` of two
+    # matrices in one dtype: a library GEMM with nothing around it.
+    plain_gemm: "Callable[[dict, list, list], bool] | None" = None
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
     num_outputs: "int | Callable[[dict], int]" = 1
     # The last ``hidden_outputs`` outputs are values saved for the gradient rule (Dropout's draw, the batch
@@ -191,7 +202,12 @@ def normalize_axis(axis: int, ndim: int) -> int:
 
 
 __all__ = ["Attr", "REQUIRED", "TensorSpec", "OpDef", "REGISTRY", "register", "get_op", "list_ops",
-           "require_float", "require_numeric", "normalize_axis"]
+           "require_float", "require_numeric", "normalize_axis", "same_spec"]
+
+
+def same_spec(attrs: dict, data: TensorSpec, out: TensorSpec) -> bool:
+    """``OpDef.identity`` of ops that change nothing when the result has the input's shape and dtype."""
+    return data == out
 
 
 def into_by_copy(eager: Eager, device, inputs: list, attrs: dict, outputs: list):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, normalize_axis, register
+from .registry import OpDef, TensorSpec, normalize_axis, register, same_spec
 from .shapes import promote
 
 
@@ -74,16 +74,19 @@ def _view(fn):
     return lambda device, inputs, attrs, outs: fn(device.xp, *inputs, **attrs)
 
 
-def _shape_op(name, infer, eager, attrs=(), inputs=("data",), kernels=0, aliases=(), doc="", num_outputs=1):
+def _shape_op(name, infer, eager, attrs=(), inputs=("data",), kernels=0, aliases=(), doc="", num_outputs=1,
+              view=False, identity=None):
     register(OpDef(name=name, category="shape", inputs=inputs, attrs=attrs, infer=infer, eager=eager,
-                   kernels=kernels, aliases=aliases, doc=doc, num_outputs=num_outputs))
+                   kernels=kernels, aliases=aliases, doc=doc, num_outputs=num_outputs, view=view,
+                   identity=identity))
 
 
 _shape_op("reshape",
           lambda s, a: TensorSpec(mxnet_reshape(s[0].shape, a["shape"]), s[0].dtype),
           lambda device, inputs, attrs, outs: inputs[0].reshape(outs[0].shape),
           attrs=(Attr("shape", "shape", doc="target shape; MXNet codes 0, -1, -2, -3, -4"),),
-          aliases=("Reshape",), doc="Same data, new shape (a view when the input is contiguous).")
+          aliases=("Reshape",), view=True, identity=same_spec,
+          doc="Same data, new shape (a view when the input is contiguous).")
 
 
 def _transpose_rule(specs, attrs):
@@ -96,9 +99,15 @@ def _transpose_rule(specs, attrs):
     return TensorSpec(tuple(shape[a] for a in norm), specs[0].dtype)
 
 
+def _identity_permutation(attrs: dict, data: TensorSpec, out: TensorSpec) -> bool:
+    """A transpose that keeps every axis where it is."""
+    ndim, axes = len(out.shape), attrs["axes"]
+    return data == out and (ndim <= 1 or (axes is not None and [a % ndim for a in axes] == list(range(ndim))))
+
+
 _shape_op("transpose", _transpose_rule, _view(lambda xp, x, axes: xp.transpose(x, axes)),
           attrs=(Attr("axes", "axes", None, doc="permutation; None reverses the axes"),),
-          doc="Permute axes (a view).")
+          identity=_identity_permutation, doc="Permute axes (a view).")
 
 
 def _expand_dims_rule(specs, attrs):
@@ -108,7 +117,7 @@ def _expand_dims_rule(specs, attrs):
 
 
 _shape_op("expand_dims", _expand_dims_rule, _view(lambda xp, x, axis: xp.expand_dims(x, axis)),
-          attrs=(Attr("axis", "int"),), doc="Insert an axis of size 1.")
+          attrs=(Attr("axis", "int"),), view=True, doc="Insert an axis of size 1.")
 
 
 def _squeeze_rule(specs, attrs):
@@ -125,7 +134,7 @@ def _squeeze_rule(specs, attrs):
 _shape_op("squeeze", _squeeze_rule,
           lambda device, inputs, attrs, outs: inputs[0].reshape(outs[0].shape),
           attrs=(Attr("axis", "axes", None, doc="axes of size 1 to drop; None drops all"),),
-          doc="Drop axes of size 1.")
+          view=True, identity=same_spec, doc="Drop axes of size 1.")
 
 
 def _flatten_rule(specs, attrs):
@@ -135,7 +144,8 @@ def _flatten_rule(specs, attrs):
 
 
 _shape_op("flatten", _flatten_rule, lambda device, inputs, attrs, outs: inputs[0].reshape(outs[0].shape),
-          aliases=("Flatten",), doc="Collapse all but the first axis: (N, ...) -> (N, prod(...)).")
+          aliases=("Flatten",), view=True, identity=same_spec,
+          doc="Collapse all but the first axis: (N, ...) -> (N, prod(...)).")
 
 
 def _concat_rule(specs, attrs):
@@ -303,7 +313,8 @@ def _broadcast_to_rule(specs, attrs):
 
 _shape_op("broadcast_to", _broadcast_to_rule,
           lambda device, inputs, attrs, outs: device.xp.broadcast_to(inputs[0], outs[0].shape),
-          attrs=(Attr("shape", "shape"),), doc="Broadcast to a shape (0 keeps an axis) as a view.")
+          attrs=(Attr("shape", "shape"),), identity=same_spec,
+          doc="Broadcast to a shape (0 keeps an axis) as a view.")
 
 
 def _tile_rule(specs, attrs):
@@ -330,7 +341,7 @@ def _reshape_like_rule(specs, attrs):
 
 _shape_op("reshape_like", _reshape_like_rule,
           lambda device, inputs, attrs, outs: inputs[0].reshape(outs[0].shape), inputs=("lhs", "rhs"),
-          doc="lhs's data in rhs's shape (a view when lhs is contiguous); rhs is read for its shape only.")
+          view=True, doc="lhs's data in rhs's shape (a view when lhs is contiguous); rhs is read for its shape only.")
 
 
 def _getitem_backward_rule(specs, attrs):

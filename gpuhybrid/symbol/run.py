@@ -52,8 +52,9 @@ def compile_graph(graph: Graph, device: Device, on_pass: Callable | None = None,
     if fuse is None:
         fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
     capture = static_shape and device.is_gpu
-    passes = PIPELINE + fusion_passes(device.is_gpu, capture) if fuse else PIPELINE
-    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device, row_kernels=fuse,
+    static = static_alloc or static_shape
+    passes = PIPELINE + fusion_passes(device.is_gpu, capture, static) if fuse else PIPELINE
+    return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device,
                          static_alloc=static_alloc or static_shape, static_outputs=static_outputs,
                          graph_capture=capture)
 

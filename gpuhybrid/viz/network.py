@@ -53,11 +53,13 @@ def shape_text(spec: TensorSpec | None) -> str:
     return dims if spec.dtype == np.float32 else f"{dims} {spec.dtype.name}"
 
 
-def _detail(op: str, attrs: dict) -> str:
+def _detail(op: str, attrs: dict, spec: TensorSpec | None = None) -> str:
     if "scalar" in attrs:
         return f"{'r' if attrs.get('reverse') else ''}{attrs['scalar']:g}"
     if op == "FullyConnected":
         return f"{attrs['num_hidden']} units"
+    if op == "dot" and attrs.get("transpose_b") and spec is not None and len(spec.shape) == 2:
+        return f"{spec.shape[1]} units"          # x @ W.T: a dense layer's GEMM (graph.passes.lower)
     if op in ("Activation", "LeakyReLU"):
         return str(attrs.get("act_type", ""))
     axis = attrs.get("axis")
@@ -124,7 +126,8 @@ def _from_graph(graph, name: str) -> Network:
             _expand_fused(net, graph, node, value_box, param_sizes)
             continue
         else:
-            box = Box(f"n{node.id}", node.op, node.name, _detail(node.op, node.attr_dict), node.spec,
+            detail = _detail(node.op, node.attr_dict, node.spec)
+            box = Box(f"n{node.id}", node.op, node.name, detail, node.spec,
                       params=sum(param_sizes.get(r.node, 0) for r in node.inputs))
             box.reads = [graph.node(r.node).name for r in node.inputs if _is_weight(graph.node(r.node))]
             for ref in node.inputs:

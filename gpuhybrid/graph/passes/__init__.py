@@ -16,7 +16,8 @@ from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
-from .lower import lower_batch_norm_inference, lower_small_gemms
+from .lower import lower_batch_norm_inference, lower_plain_gemms, lower_row_ops, lower_small_gemms
+from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
 
@@ -27,18 +28,26 @@ PIPELINE: list = [
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("eliminate_dead_code", eliminate_dead_code),
 ]
-def fusion_passes(gpu: bool = False, graph_capture: bool = False) -> list:
+
+
+def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: bool = False) -> list:
     """The passes appended when the device can run generated kernels (executor.fused.can_fuse_on).
 
     On a GPU a few very long rows stay with the array library's reduction; a plan to be captured as a
-    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels.
+    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels. The last pass decides
+    the in-place stores, for a plan with static buffers (``static_alloc``, implied by
+    ``graph_capture``) or without: the CompiledGraph must be of the same kind.
     """
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
-              ("split_bias_epilogue", split_bias_epilogue)]
+              ("lower_row_ops", lower_row_ops),
+              ("split_bias_epilogue", split_bias_epilogue),
+              ("lower_plain_gemms", lower_plain_gemms)]
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
     passes.append(("fuse_elementwise", fuse_elementwise))
     passes.append(("fuse_row_reductions", fuse_row_reductions_gpu if gpu else fuse_row_reductions))
+    static = static_alloc or graph_capture
+    passes.append(("store_in_place", lambda graph: store_in_place(graph, static_alloc=static)))
     return passes
 
 
@@ -88,6 +97,8 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
     return graph
 
 
-__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "fuse_elementwise", "fuse_row_reductions",
-           "split_bias_epilogue", "optimize", "verify_graph", "infer_shapes", "remove_noops",
-           "fold_constants", "eliminate_common_subexpressions", "eliminate_dead_code", "GraphInvariantError"]
+__all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_graph", "GraphInvariantError",
+           "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
+           "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
+           "lower_plain_gemms", "lower_small_gemms", "fuse_elementwise", "fuse_row_reductions",
+           "store_in_place"]

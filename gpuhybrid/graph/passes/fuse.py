@@ -16,7 +16,7 @@ from dataclasses import replace
 from ...backend.dtypes import C_TYPES, kernel_scalar_fits
 from ...ops import get_op
 from ..ir import CONST, FUSED, VAR, FusedGroup, FusedLine, Graph, Node, Ref, freeze_attrs
-from .rewrite import rebuild
+from .rewrite import GraphBuilder, rebuild
 
 # The most ops one kernel fuses: the host compiler's time grows faster than linearly in a function's
 # length (a 2,000-op kernel took 9 s, 6,000 ops 48 s), so very long chains become several kernels.
@@ -204,7 +204,7 @@ def emit_units(graph: Graph, units: list, unit_of: dict) -> Graph:
 
     Units are emitted depth-first, so that each follows the units it reads (the caller's partition
     has no cycles)."""
-    nodes, mapping, done = [], {}, set()
+    builder, done = GraphBuilder(graph), set()
 
     def emit(index: int) -> None:
         if index in done:
@@ -213,17 +213,13 @@ def emit_units(graph: Graph, units: list, unit_of: dict) -> Graph:
         node, produces = units[index]
         for ref in node.inputs:
             emit(unit_of[ref.node])
-        new = replace(node, id=len(nodes), inputs=tuple(mapping[(r.node, r.index)] for r in node.inputs))
-        nodes.append(new)
+        refs = builder.add(builder.moved(node))
         if isinstance(produces[0], tuple):
-            for out_index, key in enumerate(produces):
-                mapping[key] = Ref(new.id, out_index)
+            for (member, out_index), ref in zip(produces, refs):
+                builder.stand_for(member, (ref,), first=out_index)
         else:
-            for i in range(len(new.specs)):
-                mapping[(node.id, i)] = Ref(new.id, i)
+            builder.stand_for(node.id, refs)
 
     for index in range(len(units)):
         emit(index)
-    outputs = tuple(mapping[(r.node, r.index)] for r in graph.outputs)
-    aux = tuple((name, mapping[(r.node, r.index)]) for name, r in graph.aux_updates)
-    return Graph(tuple(nodes), outputs, aux)
+    return builder.build()

@@ -5,20 +5,29 @@ that the fusion passes put them in generated kernels with their neighbours.
   ``norm_apply(x, mean, var, gamma, beta)`` with the per-channel vectors reshaped to broadcast along
   the channel axis (views, no launch); it fuses with the bias-add before it and the activation after
   it. Its other two outputs are the moving statistics, unchanged.
+- ``softmax``, ``log_softmax`` and ``LayerNorm`` over the last axis (``lower_row_ops``) become their
+  maths: a max-subtracted exponential over a sum, or a mean and a two-pass variance, with elementwise
+  ops around them, which the row-fusion pass makes one row group (one kernel) together with what
+  produces their input and what reads their result. Over another axis they stay ops.
+- A bias-free FullyConnected of a matrix in one dtype (``lower_plain_gemms``) becomes the GEMM it is,
+  ``dot(x, W, transpose_b=True)``, which a plan runs as one direct ``matmul(x, W.T)``.
 - A small GEMM (``lower_small_gemms``, for plans captured as CUDA graphs) becomes a broadcast product
   and a row reduction.
+
+The node that stands for a lowered node's (single) output takes its name, so that values keep the names
+the user's graph gave them (``CompiledGraph.named_values``, ``explain()``).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
+from ...backend.dtypes import compute_dtype
 from ...ops import get_op
-from ...ops.linalg import plain_gemm
 from ...ops.registry import TensorSpec, normalize_axis
-from ..ir import CONST, Graph, Node, Ref, freeze_attrs
+from ..ir import CONST, Graph, Node, Ref, freeze_attrs, is_plain_gemm
+from .rewrite import GraphBuilder
 
 # Batches up to this many rows: a GEMM there is a few thin matrix-vector products, which a row group
 # (one reduction per output element, bias and activation fused after it) computes in one kernel.
@@ -27,32 +36,25 @@ SMALL_GEMM_ROWS = 16
 
 def _lower(graph: Graph, lowerable: Callable, lower: Callable) -> Graph:
     """Rebuild ``graph`` with every node that ``lowerable(node)`` accepts replaced by what
-    ``lower(node, inputs, add, spec)`` adds (``add(Node) -> Ref``; ``spec(Ref) -> TensorSpec``), which
-    returns one Ref per output of the node."""
+    ``lower(node, inputs, add, spec)`` adds (``add(Node) -> Ref`` of its first output;
+    ``spec(Ref) -> TensorSpec``), which returns one Ref per output of the node."""
     if not any(lowerable(n) for n in graph.nodes):
         return graph
-    nodes: list = []
-    mapping: dict = {}
+    builder = GraphBuilder(graph)
 
     def add(node: Node) -> Ref:
-        nodes.append(replace(node, id=len(nodes)))
-        return Ref(len(nodes) - 1, 0)
-
-    def spec(ref: Ref) -> TensorSpec:
-        return nodes[ref.node].specs[ref.index]
+        return builder.add(node)[0]
 
     for node in graph.nodes:
-        inputs = tuple(mapping[(r.node, r.index)] for r in node.inputs)
         if lowerable(node):
-            refs = lower(node, inputs, add, spec)
+            first_new = len(builder.nodes)
+            refs = lower(node, builder.moved(node).inputs, add, builder.spec)
+            if len(refs) == 1 and refs[0].node >= first_new:
+                builder.rename(refs[0], node.name)
         else:
-            new = add(replace(node, inputs=inputs))
-            refs = [Ref(new.node, i) for i in range(len(node.specs))]
-        for i, ref in enumerate(refs):
-            mapping[(node.id, i)] = ref
-    outputs = tuple(mapping[(r.node, r.index)] for r in graph.outputs)
-    aux = tuple((name, mapping[(r.node, r.index)]) for name, r in graph.aux_updates)
-    return Graph(tuple(nodes), outputs, aux)
+            refs = builder.add(builder.moved(node))
+        builder.stand_for(node.id, refs)
+    return builder.build()
 
 
 def _attrs(op: str, **given) -> tuple:
@@ -85,18 +87,29 @@ def lower_batch_norm_inference(graph: Graph) -> Graph:
     return _lower(graph, _normalises_with_moving_stats, _batch_norm_as_norm_apply)
 
 
+def lower_plain_gemms(graph: Graph) -> Graph:
+    """Every FullyConnected that is just ``x @ W.T`` (``OpDef.plain_gemm``) as ``dot(x, W,
+    transpose_b=True)``: the final graph names the GEMM a plan calls."""
+    def lowerable(node: Node) -> bool:
+        return node.op == "FullyConnected" and is_plain_gemm(node, graph)
+
+    def lower(node, inputs, add, spec) -> list:
+        return [add(Node(-1, "dot", node.name, inputs[:2], _attrs("dot", transpose_b=True), node.specs))]
+
+    return _lower(graph, lowerable, lower)
+
+
 def lower_small_gemms(graph: Graph) -> Graph:
-    """``x @ W.T`` (a bias-free FullyConnected of a (rows, k) float32/float64 matrix, rows at most
-    SMALL_GEMM_ROWS) as ``sum(x[:, None, :] * W[None, :, :], axis=-1)``: a generated kernel instead of
+    """``x @ W.T`` (a plain GEMM, ``OpDef.plain_gemm``, of a (rows, k) float32/float64 matrix, rows at
+    most SMALL_GEMM_ROWS) as ``sum(x[:, None, :] * W[None, :, :], axis=-1)``: a generated kernel instead of
     a library call, for plans captured as CUDA graphs, where CuPy allows no cuBLAS call. The row group
     it becomes also takes the bias-add and activation after it (``fuse_row_reductions``). Float16
     stays with the library: the fused product would be rounded to half precision before the sum."""
     def lowerable(node: Node) -> bool:
-        if node.op != "FullyConnected":
+        if not is_plain_gemm(node, graph):
             return False
-        x, w = (graph.spec(r) for r in node.inputs[:2])
-        return (plain_gemm(node.attr_dict, x, w, node.spec.dtype) and x.shape[0] <= SMALL_GEMM_ROWS
-                and x.dtype.name in ("float32", "float64"))
+        x = graph.spec(node.inputs[0])
+        return x.shape[0] <= SMALL_GEMM_ROWS and x.dtype.name in ("float32", "float64")
 
     def lower(node, inputs, add, spec) -> list:
         (rows, k), units, dtype = spec(inputs[0]).shape, node.spec.shape[1], node.spec.dtype
@@ -109,3 +122,70 @@ def lower_small_gemms(graph: Graph) -> Graph:
         return [add(Node(-1, "sum", node.name, (products,), _attrs("sum", axis=-1), node.specs))]
 
     return _lower(graph, lowerable, lower)
+
+
+# --- softmax, log_softmax and LayerNorm as reductions and elementwise ops -----------------------------
+
+ROW_OPS = ("softmax", "log_softmax", "LayerNorm")
+
+
+def _lowers_to_rows(node: Node) -> bool:
+    """A registry softmax / log_softmax / LayerNorm over the last axis of a non-empty input: what a row
+    group computes in one kernel. Over another axis the op keeps its own implementation (a row group
+    reduces trailing axes only, and a transpose there and back costs two copies of the data); over an
+    empty input ``max`` has no identity, and the op returns its empty result."""
+    if node.op not in ROW_OPS or 0 in node.spec.shape:
+        return False
+    return node.attr_dict["axis"] in (-1, len(node.spec.shape) - 1)
+
+
+def _composer(node: Node, add: Callable, spec: Callable) -> Callable:
+    """``emit(op, *inputs, part=..., **attrs) -> Ref``: a node of ``op`` named ``<node>_<part>``, its
+    specs inferred by the registry."""
+    def emit(op: str, *inputs, part: str, **attrs) -> Ref:
+        parsed = get_op(op).parse_attrs(attrs)
+        specs = tuple(get_op(op).infer_specs([spec(r) for r in inputs], parsed))
+        return add(Node(-1, op, f"{node.name}_{part}", tuple(inputs), freeze_attrs(parsed), specs))
+    return emit
+
+
+def _row_op_as_composition(node: Node, inputs: tuple, add: Callable, spec: Callable) -> list:
+    """The op written with max/sum/mean and elementwise ops over its (last) axis: max-subtracted
+    softmax, two-pass variance, the inverse deviation once per row; ``fuse_row_reductions`` makes it
+    one row group.
+
+    Float16 data is computed in float32 and rounded once at the end, as the op's kernels compute it
+    (the compute dtype of its operands); the result has the op's dtype."""
+    attrs, emit = node.attr_dict, _composer(node, add, spec)
+    x = inputs[0]
+    axis = len(spec(x).shape) - 1
+    calc = compute_dtype(spec(x).dtype)
+    if calc != spec(x).dtype:
+        x = emit("cast", x, dtype=calc.name, part="compute")
+    over = {"axis": (axis,), "keepdims": True}
+    if node.op == "LayerNorm":
+        gamma, beta = inputs[1:]           # (C,): they broadcast along the last axis as they are
+        centred = emit("sub", x, emit("mean", x, part="mean", **over), part="centred")
+        variance = emit("mean", emit("mul", centred, centred, part="squares"), part="variance", **over)
+        inv_std = emit("rsqrt", emit("add_scalar", variance, scalar=attrs["eps"], part="variance_eps"),
+                       part="inv_std")
+        scaled = emit("mul", emit("mul", centred, inv_std, part="normalised"), gamma, part="scaled")
+        result = emit("add", scaled, beta, part="shifted")
+    else:
+        if attrs["temperature"] is not None:
+            x = emit("div_scalar", x, scalar=attrs["temperature"], part="tempered")
+        shifted = emit("sub", x, emit("max", x, part="max", **over), part="shifted")
+        exps = emit("exp", shifted, part="exp")
+        total = emit("sum", exps, part="sum", **over)
+        if node.op == "softmax":
+            result = emit("div", exps, total, part="normalised")
+        else:
+            result = emit("sub", shifted, emit("log", total, part="log_sum"), part="normalised")
+    if spec(result).dtype != node.spec.dtype:
+        result = emit("cast", result, dtype=node.spec.dtype.name, part="result")
+    return [result]
+
+
+def lower_row_ops(graph: Graph) -> Graph:
+    """Registry softmax, log_softmax and LayerNorm as compositions the row-fusion pass fuses."""
+    return _lower(graph, _lowers_to_rows, _row_op_as_composition)

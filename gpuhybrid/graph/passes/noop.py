@@ -1,24 +1,17 @@
-"""Removal of ops that return their input unchanged: a reshape/broadcast_to/squeeze/sum_to_shape to the
-same shape, a cast to the same dtype, an identity transpose, an inactive Dropout."""
+"""Removal of ops that return their input unchanged (``OpDef.identity``): a reshape/broadcast_to/squeeze/
+sum_to_shape to the same shape, a cast to the same dtype, an identity transpose, an inactive Dropout."""
 from __future__ import annotations
 
-from ..ir import CONST, VAR, Graph, Node, Ref
+from ...ops import get_op
+from ..ir import CONST, FUSED, VAR, Graph, Node, Ref
 from .rewrite import rebuild
-
-SAME_SHAPE_NOOPS = {"reshape", "broadcast_to", "squeeze", "cast", "transpose", "flatten", "sum_to_shape"}
 
 
 def is_noop(node: Node, input_spec) -> bool:
-    attrs = node.attr_dict
-    if node.op == "Dropout":
-        return not (attrs["p"] > 0 and (attrs["mode"] == "always" or attrs["training"]))
-    if node.op not in SAME_SHAPE_NOOPS or node.spec != input_spec:
+    if node.op in (VAR, CONST, FUSED):
         return False
-    if node.op == "transpose":
-        axes = attrs["axes"]
-        ndim = len(node.spec.shape)
-        return ndim <= 1 or (axes is not None and [a % ndim for a in axes] == list(range(ndim)))
-    return True
+    identity = get_op(node.op).identity
+    return identity is not None and identity(node.attr_dict, input_spec, node.spec)
 
 
 def remove_noops(graph: Graph) -> Graph:
