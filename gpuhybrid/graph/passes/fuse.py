@@ -21,6 +21,10 @@ from .rewrite import GraphBuilder, rebuild
 # The most ops one kernel fuses: the host compiler's time grows faster than linearly in a function's
 # length (a 2,000-op kernel took 9 s, 6,000 ops 48 s), so very long chains become several kernels.
 MAX_GROUP_OPS = 1000
+# The most arrays (inputs and outputs) one kernel takes: the CPU launcher's limit (GH_MAX_ARRAYS in
+# kernels/gh_host_launch.c), well inside CUDA's parameter space. A group whose values are read from
+# outside (the saved values of a recorded forward) can need more; it is cut into consecutive kernels.
+MAX_KERNEL_ARRAYS = 64
 
 
 def is_fusible(node: Node) -> bool:
@@ -174,8 +178,37 @@ def fuse_elementwise(graph: Graph) -> Graph:
     members: dict = {}
     for node_id, group in group_of.items():
         members.setdefault(group, []).append(node_id)
-    return replace_groups(graph, list(members.values()),
-                          lambda group: _group_node(graph, group, users, needed_outside))
+    groups = [chunk for group in members.values()
+              for chunk in split_by_arrays(graph, group, users, needed_outside)]
+    return replace_groups(graph, groups, lambda group: _group_node(graph, group, users, needed_outside))
+
+
+def split_by_arrays(graph: Graph, members: list, users: dict, needed_outside: set) -> list:
+    """``members`` (node ids in order) cut into consecutive runs of at most ``MAX_KERNEL_ARRAYS`` arrays
+    each: the values a run reads from outside it plus the values it leaves to others.
+
+    Runs are consecutive in the graph's order, so a later run may read an earlier one and never the
+    reverse: the cut adds no cycle. The counts are kept as members join (linear in the group)."""
+    runs, run, external, leaving = [], set(), set(), 0
+    outside_users: dict = {}           # member of the run -> readers not (yet) in the run
+    for member in members:
+        node = graph.node(member)
+        new_external = {ref for ref in node.inputs if ref.node not in run} - external
+        producers = {ref.node for ref in node.inputs if ref.node in run}
+        freed = sum(1 for p in producers if outside_users[p] == 1 and p not in needed_outside)
+        leaves = member in needed_outside or bool(users[member])
+        if run and len(external) + len(new_external) + leaving - freed + leaves > MAX_KERNEL_ARRAYS:
+            runs.append(sorted(run))
+            run, external, leaving, outside_users = set(), set(), 0, {}
+            new_external, producers, freed = set(node.inputs), set(), 0
+        for p in producers:
+            outside_users[p] -= 1
+        leaving += leaves - freed
+        external |= new_external
+        outside_users[member] = len(set(users[member]))
+        run.add(member)
+    runs.append(sorted(run))
+    return runs
 
 
 def replace_groups(graph: Graph, groups: list, make_node) -> Graph:

@@ -19,7 +19,7 @@ import numpy as np
 from ...ops.reduce import reduced_axes
 from ...ops.registry import TensorSpec
 from ..ir import FUSED, ROW_REDUCTIONS, FusedGroup, FusedLine, Graph, Node
-from .fuse import replace_groups
+from .fuse import MAX_KERNEL_ARRAYS, replace_groups
 
 # On a GPU a row group runs one thread block per row: a few long rows (a reduction over all axes of a
 # large array) would run on a few of its SMs, so those stay with the array library's reduction.
@@ -69,8 +69,8 @@ def _per_row(value_shape: tuple, shape: tuple, k: int) -> bool:
     return padded == tuple(shape[:k]) + (1,) * (len(shape) - k)
 
 
-def _regions(graph: Graph, long_row_limit: int | None) -> list:
-    """Lists of node ids, in order, each one row group to be."""
+def _regions(graph: Graph, long_row_limit: int | None, needed_outside: set, users: dict) -> list:
+    """Lists of node ids, in order, each one row group to be (of at most ``MAX_KERNEL_ARRAYS`` arrays)."""
     ancestors: dict = {}                      # node id -> bit mask of the nodes it depends on
     for node in graph.nodes:
         mask = 0
@@ -93,6 +93,8 @@ def _regions(graph: Graph, long_row_limit: int | None) -> list:
             members.append(producer.id)
         members.append(node.id)
         member_set, region_mask = set(members), sum(1 << m for m in members)
+        if _arrays(graph, member_set, shape, k, needed_outside, users) > MAX_KERNEL_ARRAYS:
+            continue
         for later in graph.nodes[node.id + 1:]:
             if later.id in taken or not any(r.node in member_set for r in later.inputs):
                 continue
@@ -101,6 +103,8 @@ def _regions(graph: Graph, long_row_limit: int | None) -> list:
             outside = [r for r in later.inputs if r.node not in member_set]
             if any(ancestors[r.node] & region_mask for r in outside):
                 continue                      # an input depends on the region: joining makes a cycle
+            if _arrays(graph, member_set | {later.id}, shape, k, needed_outside, users) > MAX_KERNEL_ARRAYS:
+                continue
             members.append(later.id)
             member_set.add(later.id)
             region_mask |= 1 << later.id
@@ -108,6 +112,19 @@ def _regions(graph: Graph, long_row_limit: int | None) -> list:
             taken.update(members)
             regions.append(members)
     return regions
+
+
+def _arrays(graph: Graph, members: set, shape: tuple, k: int, needed_outside: set, users: dict) -> int:
+    """How many arrays the row group of ``members`` would take: the values it reads from outside (a
+    row-shaped group's read apart, as ``_row_group_node`` indexes it) and the values it leaves."""
+    reads, leaving = set(), 0
+    for member in members:
+        node = graph.node(member)
+        row_shaped = node.op == FUSED and tuple(node.attr_dict["group"].shape) == tuple(shape[:k])
+        reads |= {(ref, row_shaped) for ref in node.inputs if ref.node not in members}
+        leaving += sum(1 for i in range(len(node.specs)) if (member, i) in needed_outside
+                       or any(u not in members for u in users[(member, i)]))
+    return len(reads) + leaving
 
 
 def _can_join(node: Node, graph: Graph, members: set, shape: tuple, k: int) -> bool:
@@ -173,17 +190,17 @@ def _row_group_node(graph: Graph, members: list, needed_outside: set, users: dic
 def fuse_row_reductions(graph: Graph, long_row_limit: int | None = None) -> Graph:
     """``long_row_limit``: leave alone reductions over fewer than FEW_ROWS rows longer than this (the
     GPU pipeline sets it to GPU_LONG_ROW)."""
-    regions = _regions(graph, long_row_limit)
-    if not regions:
-        return graph
     needed_outside = {(r.node, r.index) for r in (*graph.outputs, *(ref for _, ref in graph.aux_updates))}
     users: dict = {}                          # (node id, output index) -> ids of the nodes reading it
     for node in graph.nodes:
-        for ref in node.inputs:
-            users.setdefault((ref.node, ref.index), []).append(node.id)
-    for node in graph.nodes:
         for i in range(len(node.specs)):
-            users.setdefault((node.id, i), [])
+            users[(node.id, i)] = []
+    for node in graph.nodes:
+        for ref in node.inputs:
+            users[(ref.node, ref.index)].append(node.id)
+    regions = _regions(graph, long_row_limit, needed_outside, users)
+    if not regions:
+        return graph
     return replace_groups(graph, regions,
                           lambda members: _row_group_node(graph, members, needed_outside, users))
 
