@@ -337,8 +337,11 @@ def _pick(w, node, ins, in_specs):
     size = data_shape[axis]
     if attrs["mode"] == "clip":
         index = _clipped_index(w, ins[1], index_spec.dtype, size)
-    else:       # wrap: truncate, then the modulo with the divisor's sign (NumPy's mod)
-        index = w.op("Mod", w.cast(ins[1], index_spec.dtype, np.int64), w.scalar(size, np.int64), fmod=0)
+    else:       # wrap: truncate, then t - size * floor(t / size) (NumPy's mod, in float64: exact here)
+        whole = w.cast(w.cast(ins[1], index_spec.dtype, np.int64), np.int64, np.float64)
+        size_value = w.scalar(size, np.float64)
+        wrapped = w.op("Sub", whole, w.op("Mul", size_value, w.op("Floor", w.op("Div", whole, size_value))))
+        index = w.cast(wrapped, np.float64, np.int64)
     if len(index_spec.shape) < len(data_shape):
         index = w.unsqueeze(index, [axis])
     picked = w.op("GatherElements", ins[0], index, axis=axis)
