@@ -387,8 +387,8 @@ def _expand(ctx, node, attrs):
     # ONNX broadcasts both ways; MXNet's 0 keeps the input's size where the target says 1
     shape = tuple(0 if (d == 1 and i >= offset) else d for i, d in enumerate(target))
     x = ctx.tensor(name)
-    if offset:
-        x = sym.reshape(x, shape=(1,) * offset + (-2,))
+    for _ in range(offset):
+        x = sym.expand_dims(x, axis=0)
     return [sym.broadcast_to(x, shape=shape)]
 
 
