@@ -254,3 +254,10 @@ def test_pytorch_exported_model_runs_and_hybridizes(tmp_path):
             expected = model(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(block(nd.array(x)).asnumpy(), expected, rtol=1e-4, atol=1e-5)
     assert block.cached_plans == len(BATCHES)
+
+
+def test_node_with_malformed_inputs_is_an_onnx_error():
+    model = make([node("Clip", ["x", "lo"], name="clip7")], {"x": (3,)}, {"lo": np.float32([0.0, 1.0])})
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", F32, ["batch", 3]))
+    with pytest.raises(OnnxError, match=r"node 'clip7' \(Clip\): cannot translate it"):
+        gh.onnx.import_model(model)

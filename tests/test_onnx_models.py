@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -181,3 +183,30 @@ def test_block_export_errors_say_what_to_do(tmp_path):
         net.export(str(tmp_path / "x"), format="tflite")
     with pytest.raises(OnnxError, match="in_shapes"):
         gh.onnx.export_model(net)
+
+
+ACTIVATIONS = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh, "sigmoid": lambda v: 1 / (1 + np.exp(-v))}
+
+
+@settings(max_examples=12, deadline=None)
+@given(widths=st.lists(st.integers(1, 9), min_size=2, max_size=4), act=st.sampled_from(sorted(ACTIVATIONS)),
+       batches=st.tuples(st.integers(1, 7), st.integers(1, 7)), seed=st.integers(0, 2**16))
+def test_random_mlp_in_onnxruntime_equals_numpy_float64(widths, act, batches, seed):
+    """An MLP of random widths and activation, exported once, against NumPy in float64 at two batch sizes."""
+    from gpuhybrid import sym
+    rng = np.random.default_rng(seed)
+    x = sym.var("data")
+    params, h = {}, x
+    for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        params[f"w{k}"] = rng.standard_normal((n_out, n_in)).astype(np.float32)
+        params[f"b{k}"] = rng.standard_normal(n_out).astype(np.float32)
+        h = sym.FullyConnected(h, sym.var(f"w{k}"), sym.var(f"b{k}"), num_hidden=n_out)
+        h = sym.Activation(h, act_type=act)
+    model = gh.onnx.export_model(h, params, in_shapes=[(batches[0], widths[0])])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in batches:
+        data = rng.standard_normal((batch, widths[0])).astype(np.float32)
+        expected = data.astype(np.float64)
+        for k in range(len(widths) - 1):
+            expected = ACTIVATIONS[act](expected @ params[f"w{k}"].T.astype(np.float64) + params[f"b{k}"])
+        np.testing.assert_allclose(session.run(None, {"data": data})[0], expected, rtol=1e-4, atol=1e-5)

@@ -196,6 +196,9 @@ def build_symbols(model: onnx.ModelProto, where: str) -> tuple:
             raise
         except GhError as exc:
             raise ctx.fail(str(exc)) from None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # attributes of an unexpected type or arity in a file that passed the checker
+            raise ctx.fail(f"cannot translate it ({type(exc).__name__}: {exc})") from None
         for name, value in zip(node.output, outs):
             if isinstance(value, np.ndarray):
                 ctx.statics[name] = value
