@@ -53,8 +53,10 @@ def binary(op, data=None, tol=1e-5):
 
 
 def scalar(op, value, reverse=False, data=None):
-    return pytest.param(f"{op}_scalar", lambda x: getattr(sym, f"{op}_scalar")(x, scalar=value, reverse=reverse),
-                        [data or normal(4)], {}, 1e-5, id=f"{op}_scalar-{value}-{reverse}")
+    def build(x):
+        return getattr(sym, f"{op}_scalar")(x, scalar=value, reverse=reverse)
+    return pytest.param(f"{op}_scalar", build, [data or normal(4)], {}, 1e-5,
+                        id=f"{op}_scalar-{value}-{reverse}")
 
 
 POSITIVE_UNARY = {"log", "sqrt", "rsqrt", "log1p", "reciprocal"}
@@ -83,9 +85,10 @@ CASES = [
     case("cast", lambda x: sym.cast(sym.mul_scalar(x, scalar=3.0), dtype="int32"), normal(4)),
     case("norm_apply", lambda x, m, v, g, b: sym.norm_apply(x, m, v, g, b, eps=1e-3), normal(3, 2),
          {"m": fixed(1, 3, 1), "v": fixed(1, 3, 1, kind="positive"), "g": fixed(1, 3, 1), "b": fixed(3, 1)}),
-    *[pytest.param(op, lambda x, op=op, a=a, k=k: getattr(sym, op)(x, axis=a, keepdims=k), [positive(3, 4)], {},
-                   2e-5, id=f"{op}-{a}-{k}")
-      for op in ("sum", "mean", "max", "min", "prod") for a, k in ((1, False), ((1, 2), True), (None, False))],
+    *[pytest.param(op, lambda x, op=op, a=a, k=k: getattr(sym, op)(x, axis=a, keepdims=k), [positive(3, 4)],
+                   {}, 2e-5, id=f"{op}-{a}-{k}")
+      for op in ("sum", "mean", "max", "min", "prod")
+      for a, k in ((1, False), ((1, 2), True), (None, False))],
     case("sum", lambda x: sym.sum(x, axis=()), normal(3)),
     *[pytest.param("argmax", lambda x, a=a, k=k: sym.argmax(x, axis=a, keepdims=k), [normal(3, 4)], {}, 0,
                    id=f"argmax-{a}-{k}") for a, k in ((1, False), (-1, True), (None, False), (None, True))],
@@ -95,8 +98,10 @@ CASES = [
     case("dot", lambda x, w: sym.dot(x, w), normal(4), {"w": fixed(4, 3)}),
     case("dot", lambda x, w: sym.dot(x, w, transpose_b=True), normal(4), {"w": fixed(3, 4)}),
     case("dot", lambda x, w: sym.dot(x, w), normal(2, 4), {"w": fixed(4, 2, 3)}),
-    case("batch_dot", lambda x, y: sym.batch_dot(x, y, transpose_b=True), normal(2, 3), more_data=[normal(4, 3)]),
-    case("batch_dot", lambda x, y: sym.batch_dot(x, y, transpose_a=True), normal(3, 2), more_data=[normal(3, 4)]),
+    case("batch_dot", lambda x, y: sym.batch_dot(x, y, transpose_b=True), normal(2, 3),
+         more_data=[normal(4, 3)]),
+    case("batch_dot", lambda x, y: sym.batch_dot(x, y, transpose_a=True), normal(3, 2),
+         more_data=[normal(3, 4)]),
     case("matmul", lambda x, w: sym.matmul(x, w), normal(2, 3), {"w": fixed(3, 4)}),
     case("FullyConnected", lambda x, w, b: sym.FullyConnected(x, w, b, num_hidden=5), normal(2, 3),
          {"w": fixed(5, 6), "b": fixed(5)}),
@@ -105,12 +110,15 @@ CASES = [
     case("FullyConnected", lambda x, w, b: sym.FullyConnected(x, w, b, num_hidden=5, flatten=False),
          normal(2, 3), {"w": fixed(5, 3), "b": fixed(5)}),
     *[pytest.param("LayerNorm", lambda x, g, b, a=a: sym.LayerNorm(x, g, b, axis=a, eps=1e-3), [normal(3, 4)],
-                   {"g": fixed(4 if a == -1 else 3), "b": fixed(4 if a == -1 else 3)}, 2e-5, id=f"LayerNorm-{a}")
+                   {"g": fixed(4 if a == -1 else 3), "b": fixed(4 if a == -1 else 3)}, 2e-5,
+                   id=f"LayerNorm-{a}")
       for a in (-1, 1)],
-    *[pytest.param("BatchNorm", lambda x, g, b, m, v, a=a, f=f: sym.BatchNorm(x, g, b, m, v, axis=a, fix_gamma=f)[0],
+    *[pytest.param("BatchNorm",
+                   lambda x, g, b, m, v, a=a, f=f: sym.BatchNorm(x, g, b, m, v, axis=a, fix_gamma=f)[0],
                    [normal(3, 4)], {"g": fixed(3 if a == 1 else 4), "b": fixed(3 if a == 1 else 4),
                                     "m": fixed(3 if a == 1 else 4),
-                                    "v": fixed(3 if a == 1 else 4, kind="positive")}, 2e-5, id=f"BatchNorm-{a}-{f}")
+                                    "v": fixed(3 if a == 1 else 4, kind="positive")}, 2e-5,
+                   id=f"BatchNorm-{a}-{f}")
       for a, f in ((1, False), (1, True), (-1, False))],
     case("Dropout", lambda x: sym.relu(sym.Dropout(x, p=0.5)), normal(4)),
     case("Embedding", lambda x, w: sym.Embedding(x, w, input_dim=10, output_dim=4), integers(-3, 13, 5),
@@ -118,7 +126,8 @@ CASES = [
     *[pytest.param("pick", lambda x, i, m=m, k=k: sym.pick(x, i, axis=1, mode=m, keepdims=k),
                    [normal(5), integers(-7, 9)], {}, 0, id=f"pick-{m}-{k}")
       for m, k in (("clip", False), ("wrap", True))],
-    *[pytest.param("reshape", lambda x, s=s: sym.reshape(x, shape=s), [normal(2, 6)], {}, 0, id=f"reshape-{s}")
+    *[pytest.param("reshape", lambda x, s=s: sym.reshape(x, shape=s), [normal(2, 6)], {}, 0,
+                   id=f"reshape-{s}")
       for s in ((0, -1), (-1, 3, 4), (0, 3, 4), (-1,))],
     case("reshape_like", lambda x, y: sym.reshape_like(x, y), normal(6), more_data=[normal(2, 3)]),
     case("flatten", lambda x: sym.flatten(x), normal(2, 3)),
@@ -162,11 +171,13 @@ def _build(build, data_gens, params):
 
 
 def _gpuhybrid(out, arrays: dict) -> list:
-    return [o.asnumpy() for o in out.eval(ctx=gh.cpu(), **{n: nd.array(v, dtype=v.dtype) for n, v in arrays.items()})]
+    inputs = {n: nd.array(v, dtype=v.dtype) for n, v in arrays.items()}
+    return [o.asnumpy() for o in out.eval(ctx=gh.cpu(), **inputs)]
 
 
 @pytest.mark.parametrize("op, build, data_gens, param_shapes, tol", CASES)
-def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens, param_shapes, tol, tmp_path):
+def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens, param_shapes, tol,
+                                                            tmp_path):
     rng = np.random.default_rng(abs(hash(op)) % 2**32)
     out, names = _build(build, data_gens, param_shapes)
     params = {n: _param_value(rng, s, k) for n, (s, k) in param_shapes.items()}
@@ -230,7 +241,8 @@ def test_newer_opsets_export_valid_models(opset):
     model = gh.onnx.export_model(out, {}, in_shapes=[(2, 3)], opset=opset)
     assert model.opset_import[0].version == opset
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
-    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"data": x})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"data": x})
     np.testing.assert_allclose(got[0], _gpuhybrid(out, {"data": x})[0], rtol=1e-5, atol=1e-6)
 
 

@@ -74,7 +74,8 @@ CASES = [
     pytest.param(make([node("Gelu", ["x"])], {"x": (4,)}, opset=20), False, id="Gelu"),
     *[binary(op) for op in ("Add", "Sub", "Mul", "Max", "Min")],
     binary("Div", positive=True), binary("Pow", positive=True), binary("Mul", scalar=True),
-    pytest.param(make([node("Sub", ["w", "x"])], {"x": (4,)}, {"w": np.float32(2.0)}), False, id="Sub-rscalar"),
+    pytest.param(make([node("Sub", ["w", "x"])], {"x": (4,)}, {"w": np.float32(2.0)}), False,
+                 id="Sub-rscalar"),
     pytest.param(make([node("Max", ["x", "w", "v"])], {"x": (4,)}, {"w": w(4), "v": w(1, seed=2)}), False,
                  id="Max-3"),
     *[binary(op, cast=True) for op in ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual")],
@@ -94,10 +95,12 @@ CASES = [
     pytest.param(make([node("Gemm", ["x", "w"], transB=1)], {"x": (3,)}, {"w": w(5, 3)}), False,
                  id="Gemm-no-bias"),
     *[pytest.param(make([node(op, ["x", "axes"], keepdims=0)], {"x": (3, 4)}, {"axes": ints(-1)}, opset=18),
-                   True, id=f"{op}-18") for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")],
+                   True, id=f"{op}-18")
+      for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")],
     pytest.param(make([node("ReduceMean", ["x"], axes=[1, 2])], {"x": (3, 4)}), False, id="ReduceMean-17"),
     pytest.param(make([node("ReduceSum", ["x"])], {"x": (3,)}), False, id="ReduceSum-all"),
-    pytest.param(make([node("ArgMax", ["x"], ["i"], axis=1), node("Cast", ["i"], to=F32)], {"x": (5,)}), False,
+    pytest.param(make([node("ArgMax", ["x"], ["i"], axis=1), node("Cast", ["i"], to=F32)], {"x": (5,)}),
+                 False,
                  id="ArgMax"),
     pytest.param(make([node("Softmax", ["x"], axis=1)], {"x": (4, 3)}), False, id="Softmax"),
     pytest.param(make([node("LogSoftmax", ["x"])], {"x": (4,)}), False, id="LogSoftmax"),
@@ -114,10 +117,13 @@ CASES = [
                  id="Gather-scalar"),
     pytest.param(make([node("Gather", ["x", "k"], axis=-1)], {"x": (4, 3)}, {"k": ints(2, 0)}), False,
                  id="Gather-list"),
-    pytest.param(make([node("Cast", ["i"], ["j"], to=TensorProto.INT64), node("GatherElements", ["x", "j"], axis=1)],
+    pytest.param(make([node("Cast", ["i"], ["j"], to=TensorProto.INT64),
+                       node("GatherElements", ["x", "j"], axis=1)],
                       {"x": (5,), "i": (1,)}), "pick", id="GatherElements"),
-    pytest.param(make([node("Reshape", ["x", "s"])], {"x": (2, 6)}, {"s": ints(0, 3, -1)}), False, id="Reshape"),
-    pytest.param(make([node("Shape", ["r"], ["s"]), node("Reshape", ["x", "s"])], {"x": (6,), "r": (2, 3)}), False,
+    pytest.param(make([node("Reshape", ["x", "s"])], {"x": (2, 6)}, {"s": ints(0, 3, -1)}), False,
+                 id="Reshape"),
+    pytest.param(make([node("Shape", ["r"], ["s"]), node("Reshape", ["x", "s"])], {"x": (6,), "r": (2, 3)}),
+                 False,
                  id="Reshape-Shape"),
     pytest.param(make([node("Shape", ["x"], ["s"]), node("ConstantOfShape", ["s"], ["c"],
                                                          value=numpy_helper.from_array(np.float32([2.5]))),
@@ -128,7 +134,8 @@ CASES = [
     pytest.param(make([node("Flatten", ["x"])], {"x": (2, 3)}), False, id="Flatten"),
     pytest.param(make([node("Flatten", ["x"], axis=2)], {"x": (2, 3)}), False, id="Flatten-2"),
     pytest.param(make([node("Transpose", ["x"], perm=[0, 2, 1])], {"x": (2, 3)}), False, id="Transpose"),
-    pytest.param(make([node("Unsqueeze", ["x", "a"])], {"x": (3,)}, {"a": ints(-1, 1)}), False, id="Unsqueeze"),
+    pytest.param(make([node("Unsqueeze", ["x", "a"])], {"x": (3,)}, {"a": ints(-1, 1)}), False,
+                 id="Unsqueeze"),
     pytest.param(make([node("Squeeze", ["x", "a"])], {"x": (1, 3)}, {"a": ints(1)}), False, id="Squeeze"),
     pytest.param(make([node("Concat", ["x", "w"], axis=-1)], {"x": (3,), "w": (2,)}), False, id="Concat"),
     pytest.param(make([node("Split", ["x", "s"], ["a", "b"], axis=1), node("Sub", ["a", "b"])], {"x": (4,)},
@@ -139,7 +146,8 @@ CASES = [
                       {"s": ints(-1), "e": ints(-2**63), "a": ints(1), "k": ints(-2)}), False, id="Slice"),
     pytest.param(make([node("Slice", ["x", "s", "e"])], {"x": (6,)}, {"s": ints(0, 1), "e": ints(2**62, 4)}),
                  False, id="Slice-no-axes"),
-    pytest.param(make([node("Expand", ["x", "s"])], {"x": (1, 3)}, {"s": ints(2, 1, 4, 3)}), False, id="Expand"),
+    pytest.param(make([node("Expand", ["x", "s"])], {"x": (1, 3)}, {"s": ints(2, 1, 4, 3)}), False,
+                 id="Expand"),
     pytest.param(make([node("Tile", ["x", "r"])], {"x": (3,)}, {"r": ints(1, 2)}), False, id="Tile"),
 ]
 
@@ -160,7 +168,8 @@ def test_imported_model_matches_onnxruntime(model, kind):
     block = gh.onnx.import_model(model)
     rng = np.random.default_rng(0)
     for batch in BATCHES:
-        feeds = {i.name: _input(rng, i.name, [d.dim_value for d in i.type.tensor_type.shape.dim[1:]], batch, kind)
+        feeds = {i.name: _input(rng, i.name, [d.dim_value for d in i.type.tensor_type.shape.dim[1:]], batch,
+                                kind)
                  for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}}
         expected = session.run(None, feeds)
         got = block(*[nd.array(feeds[i.name]) for i in model.graph.input if i.name in feeds])
@@ -246,7 +255,8 @@ def test_pytorch_exported_model_runs_and_hybridizes(tmp_path):
                                 torch.nn.LogSoftmax(dim=1)).eval()
     path = tmp_path / "torch.onnx"
     torch.onnx.export(model, (torch.randn(2, 3, 4),), str(path), input_names=["data"], output_names=["out"],
-                      dynamic_axes={"data": {0: "batch"}, "out": {0: "batch"}}, opset_version=17, dynamo=False)
+                      dynamic_axes={"data": {0: "batch"}, "out": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
     block = gh.onnx.import_model(path)
     for batch in BATCHES:
         x = np.random.default_rng(batch).standard_normal((batch, 3, 4)).astype(np.float32)

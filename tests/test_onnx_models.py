@@ -117,7 +117,8 @@ def test_digits_classifier_after_training_steps(tmp_path):
         trainer.step(32)
     session = _check_everywhere(net, lambda b: x_all[1000:1000 + b], tmp_path / "digits")
     logits = session.run(None, {"data": x_all[1000:1200]})[0]
-    np.testing.assert_array_equal(logits.argmax(axis=1), net(nd.array(x_all[1000:1200])).asnumpy().argmax(axis=1))
+    predicted = net(nd.array(x_all[1000:1200])).asnumpy().argmax(axis=1)
+    np.testing.assert_array_equal(logits.argmax(axis=1), predicted)
 
 
 def test_norm_net_with_running_statistics(tmp_path):

@@ -77,7 +77,8 @@ def _elu(ctx, node, attrs):
 
 @rule("Selu")
 def _selu(ctx, node, attrs):
-    alpha, gamma = attrs.get("alpha", 1.67326319217681884765625), attrs.get("gamma", 1.05070102214813232421875)
+    alpha = attrs.get("alpha", 1.67326319217681884765625)
+    gamma = attrs.get("gamma", 1.05070102214813232421875)
     if not (math.isclose(alpha, 1.6732632, rel_tol=1e-6) and math.isclose(gamma, 1.0507010, rel_tol=1e-6)):
         raise ctx.fail(f"Selu with alpha={alpha}, gamma={gamma}: only the standard constants are supported")
     return [sym.LeakyReLU(ctx.tensor(node.input[0]), act_type="selu")]
@@ -86,7 +87,8 @@ def _selu(ctx, node, attrs):
 @rule("Gelu")
 def _gelu(ctx, node, attrs):
     if attrs.get("approximate", "none") != "none":
-        raise ctx.fail(f"Gelu with approximate={attrs['approximate']!r}: only the exact (erf) form is supported")
+        raise ctx.fail(f"Gelu with approximate={attrs['approximate']!r}: only the exact (erf) form is "
+                       f"supported")
     return [sym.gelu(ctx.tensor(node.input[0]))]
 
 
@@ -170,7 +172,8 @@ def _gemm(ctx, node, attrs):
     trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
     bias_name = _input(node, 2)
     a, b = ctx.tensor(node.input[0]), ctx.tensor(node.input[1])
-    if alpha == 1.0 and beta == 1.0 and not trans_a and trans_b and (bias_name is None or ctx.rank(bias_name) == 1):
+    vector_bias = bias_name is None or ctx.rank(bias_name) == 1
+    if alpha == 1.0 and beta == 1.0 and not trans_a and trans_b and vector_bias:
         # a Dense layer: x W^T + b
         bias = None if bias_name is None else ctx.tensor(bias_name)
         args = [a, b] if bias is None else [a, b, bias]

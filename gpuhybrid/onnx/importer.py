@@ -136,8 +136,8 @@ def _opset(model: onnx.ModelProto, where: str) -> int:
                         f"gpuhybrid cannot import (only the default ONNX domain)")
     opset = versions.get("ai.onnx", 0)
     if opset < OLDEST_OPSET:
-        raise OnnxError(f"import_model: {where} has opset {opset}; gpuhybrid imports opset {OLDEST_OPSET} and "
-                        f"newer: convert it with onnx.version_converter.convert_version(model, 17)")
+        raise OnnxError(f"import_model: {where} has opset {opset}; gpuhybrid imports opset {OLDEST_OPSET} "
+                        f"and newer: convert it with onnx.version_converter.convert_version(model, 17)")
     return opset
 
 
@@ -156,7 +156,8 @@ def _fold(ctx: ImportContext, node) -> list:
         feeds = {name: ctx.statics[name] for name in node.input if name}
         return list(ReferenceEvaluator(node).run(None, feeds))
     except Exception as exc:
-        raise ctx.fail(f"could not compute it from its constant inputs ({type(exc).__name__}: {exc})") from None
+        raise ctx.fail(f"could not compute it from its constant inputs ({type(exc).__name__}: {exc})") \
+            from None
 
 
 def build_symbols(model: onnx.ModelProto, where: str) -> tuple:
