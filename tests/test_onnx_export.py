@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 import gpuhybrid as gh                                   # noqa: E402
@@ -233,17 +233,35 @@ def test_export_checks_its_arguments():
         gh.onnx.export_model(out, {}, in_shapes=[(2,)], opset=12)
     with pytest.raises(OnnxError, match="in_shapes"):
         gh.onnx.export_model(out, {})
+    with pytest.raises(OnnxError, match="unsupported option.*large_model"):
+        gh.onnx.export_model(out, {}, in_shapes=[(2,)], large_model=True)
+    model = gh.onnx.export_model(out, {}, input_shape=[(2, 3)], input_type="float64",
+                                 run_shape_inference=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
 
 
-@pytest.mark.parametrize("opset", [17, 18, 20])
+def _opset_sensitive(x, g, b):
+    """Ops whose ONNX form changed after opset 17: reductions' axes, Split, Gelu; and LayerNorm, BatchNorm."""
+    h = sym.LayerNorm(x, g, b, axis=-1)
+    h = sym.BatchNorm(sym.reshape(h, shape=(0, 2, 2)), sym.ones((2,)), sym.zeros((2,)), sym.zeros((2,)),
+                      sym.ones((2,)), axis=1)[0]
+    parts = sym.split(sym.reshape(h, shape=(0, 4)), num_outputs=2, axis=1)
+    total = sym.max(parts[0], axis=1, keepdims=True) + sym.min(parts[1], axis=1, keepdims=True)
+    total = total + sym.prod(sym.sigmoid(parts[0]), axis=1, keepdims=True) + sym.mean(h, axis=(1, 2))
+    return sym.softmax(sym.gelu(sym.concat(total, sym.sum(parts[1], axis=1, keepdims=True), dim=1)))
+
+
+@pytest.mark.parametrize("opset", [17, 18, 20, 21])
 def test_newer_opsets_export_valid_models(opset):
-    out = sym.gelu(sym.mean(sym.var("data"), axis=1, keepdims=True))
-    model = gh.onnx.export_model(out, {}, in_shapes=[(2, 3)], opset=opset)
+    g, b = sym.var("g"), sym.var("b")
+    out = _opset_sensitive(sym.var("data"), g, b)
+    params = {"g": np.linspace(0.5, 1.5, 4, dtype=np.float32), "b": np.linspace(-1, 1, 4, dtype=np.float32)}
+    model = gh.onnx.export_model(out, params, in_shapes=[(2, 4)], opset=opset)
     assert model.opset_import[0].version == opset
-    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"data": x})
-    np.testing.assert_allclose(got[0], _gpuhybrid(out, {"data": x})[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[0], _gpuhybrid(out, {"data": x, **params})[0], rtol=1e-5, atol=1e-6)
 
 
 def test_static_export_fixes_the_batch():

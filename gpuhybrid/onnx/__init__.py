@@ -19,12 +19,12 @@ def _require_onnx() -> None:
 
 
 def export_model(sym_or_block, params=None, in_shapes=None, in_types="float32", onnx_file_path=None,
-                 dynamic: bool = True, opset: int | None = None, verbose: bool = False, **mxnet_only):
+                 dynamic: bool = True, opset: int | None = None, verbose: bool = False, **mxnet_options):
     """Write a Symbol or a HybridBlock as an ONNX model (see ``gpuhybrid.onnx.export.export_model``)."""
     _require_onnx()
     from .export import export_model as export
     return export(sym_or_block, params, in_shapes, in_types, onnx_file_path, dynamic, opset, verbose,
-                  **mxnet_only)
+                  **mxnet_options)
 
 
 def import_model(model_file, ctx=None):

@@ -30,7 +30,7 @@ OLDEST_OPSET = 17      # LayerNormalization, and the axes of ReduceSum/Split/Squ
 
 
 def export_model(sym_or_block, params=None, in_shapes=None, in_types=np.float32, onnx_file_path=None,
-                 dynamic: bool = True, opset: int | None = None, verbose: bool = False, **_mxnet_only):
+                 dynamic: bool = True, opset: int | None = None, verbose: bool = False, **mxnet_options):
     """Write ``sym_or_block`` as an ONNX model; returns ``onnx_file_path`` (or the ``onnx.ModelProto``
     when no path is given).
 
@@ -39,7 +39,15 @@ def export_model(sym_or_block, params=None, in_shapes=None, in_types=np.float32,
     file, for a Symbol. ``in_shapes``: one shape per data input (the Symbol's arguments that are not
     parameters, in order); ``in_types``: one dtype or one per input. ``dynamic``: axis 0 of every input is
     the symbolic ``batch``, so the model runs at any batch size. ``opset``: 17 (default) or newer.
+    MXNet's ``input_shape``/``input_type`` are taken for ``in_shapes``/``in_types``; its
+    ``run_shape_inference`` is accepted (every model is checked anyway).
     """
+    in_shapes = mxnet_options.pop("input_shape", in_shapes)
+    in_types = mxnet_options.pop("input_type", in_types)
+    mxnet_options.pop("run_shape_inference", None)
+    if mxnet_options:
+        raise OnnxError(f"export_model: unsupported option(s) {', '.join(sorted(mxnet_options))}; "
+                        f"dynamic=True makes axis 0 of every input dynamic, and models are written in one file")
     opset = DEFAULT_OPSET if opset is None else int(opset)
     newest = onnx.defs.onnx_opset_version()
     if not OLDEST_OPSET <= opset <= newest:
