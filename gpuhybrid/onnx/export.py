@@ -47,7 +47,7 @@ def export_model(sym_or_block, params=None, in_shapes=None, in_types=np.float32,
     mxnet_options.pop("run_shape_inference", None)
     if mxnet_options:
         raise OnnxError(f"export_model: unsupported option(s) {', '.join(sorted(mxnet_options))}; "
-                        f"dynamic=True makes axis 0 of every input dynamic, and models are written in one file")
+                        f"dynamic=True makes axis 0 of every input dynamic, and a model is one file")
     opset = DEFAULT_OPSET if opset is None else int(opset)
     newest = onnx.defs.onnx_opset_version()
     if not OLDEST_OPSET <= opset <= newest:
