@@ -128,7 +128,7 @@ CASES = [
       for m, k in (("clip", False), ("wrap", True))],
     *[pytest.param("reshape", lambda x, s=s: sym.reshape(x, shape=s), [normal(2, 6)], {}, 0,
                    id=f"reshape-{s}")
-      for s in ((0, -1), (-1, 3, 4), (0, 3, 4), (-1,))],
+      for s in ((0, -1), (-1, 3, 4), (0, 3, 4), (-1,), (2, -1), (-3, 0), (0, 0, -4, 3, -1))],
     case("reshape_like", lambda x, y: sym.reshape_like(x, y), normal(6), more_data=[normal(2, 3)]),
     case("flatten", lambda x: sym.flatten(x), normal(2, 3)),
     case("transpose", lambda x: sym.transpose(x, axes=(0, 2, 1)), normal(2, 3)),

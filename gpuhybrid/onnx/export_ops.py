@@ -16,10 +16,11 @@ import math
 import numpy as np
 
 from ..backend import cpu
+from ..errors import GhError
 from ..ops import get_op
 from ..ops.reduce import summed_axes
 from ..ops.registry import normalize_axis
-from ..ops.shape_ops import decode_index, slice_axis_key, slice_key
+from ..ops.shape_ops import decode_index, mxnet_reshape, slice_axis_key, slice_key
 from .error import OnnxError
 from .writer import INT64_MAX, INT64_MIN, OnnxWriter, onnx_dtype
 
@@ -350,14 +351,29 @@ def _pick(w, node, ins, in_specs):
 
 # --- shapes -------------------------------------------------------------------------------------------
 
+def batch_free_target(source: tuple, target: tuple, spec: tuple) -> list:
+    """The ONNX Reshape shape for MXNet's ``spec`` that holds at any batch size (axis 0 of ``source``):
+    the one output axis that changes with the batch becomes 0 (the batch itself, copied) or -1. Where
+    several axes change, or the spec fixes the batch, the traced ``target`` stays (fixed batch)."""
+    if not source or not source[0]:
+        return list(target)
+    try:
+        other = mxnet_reshape((2 * source[0],) + tuple(source[1:]), spec)
+    except GhError:
+        return list(target)
+    changed = [i for i, (a, b) in enumerate(zip(target, other)) if a != b]
+    if len(changed) != 1:
+        return list(target)
+    fixed = list(target)
+    fixed[changed[0]] = 0 if changed == [0] and target[0] == source[0] else -1
+    return fixed
+
+
 @rule("reshape")
 def _reshape(w, node, ins, in_specs):
-    source, target = in_specs[0].shape, list(_out(node).shape)
-    if w.dynamic_batch and source and target:
-        if target[0] == source[0]:
-            target[0] = 0                   # copy the (batch) axis 0 from the input
-        elif -1 in node.attr_dict["shape"]:
-            target[0] = -1                  # the axis that held -1 absorbs the batch
+    source, target = in_specs[0].shape, _out(node).shape
+    if w.dynamic_batch:
+        target = batch_free_target(source, target, node.attr_dict["shape"])
     return [w.reshape(ins[0], target)]
 
 
