@@ -34,7 +34,7 @@ _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
 
 # ndarray / symbol: the packages behind nd and sym (MXNet's mx.ndarray, mx.symbol).
-__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd", "profiler",
-           "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError",
-           "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
-           "__version__"]
+__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd",
+           "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
+           "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
+           "OpAttributeError", "OpValueError", "__version__"]
