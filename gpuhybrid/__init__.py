@@ -14,6 +14,7 @@ from . import autograd, profiler, random
 from . import ndarray as nd
 from . import symbol as sym
 from . import gluon
+from . import onnx  # export_model / import_model; the onnx package is imported on first use
 from . import viz  # plot_network / print_summary; matplotlib is imported only when drawing
 from .gluon import init
 from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
@@ -33,7 +34,7 @@ _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
 
 # ndarray / symbol: the packages behind nd and sym (MXNet's mx.ndarray, mx.symbol).
-__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler", "random",
-           "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
-           "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
-           "__version__"]
+__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd",
+           "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
+           "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
+           "OpAttributeError", "OpValueError", "__version__"]

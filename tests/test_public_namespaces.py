@@ -30,7 +30,7 @@ REGISTRY_NAMES = (set(REGISTRY) | set(ALIASES)) - GRADIENT_ONLY_OPS
 LAYERS = {"backend", "codegen", "errors", "executor", "graph", "ops"}
 
 API = {
-    "gpuhybrid": {"inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler",
+    "gpuhybrid": {"inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd", "profiler",
                   "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
                   "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
                   "OpAttributeError", "OpValueError", "__version__"},
@@ -49,6 +49,7 @@ API = {
                            "backward", "grad", "mark_variables", "AutogradError"},
     "gpuhybrid.gluon.init": {"Initializer", "Uniform", "Normal", "Xavier", "Constant", "Zero", "One", "create"},
     "gpuhybrid.profiler": {"LaunchCounts", "count_launches", "host_compiler"},
+    "gpuhybrid.onnx": {"export_model", "import_model", "import_to_gluon", "OnnxError"},
 }
 
 NOT_API = {
@@ -61,6 +62,8 @@ NOT_API = {
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers"},
+    # Its modules load on first use (they import the onnx package); error is where OnnxError lives.
+    "gpuhybrid.onnx": {"error", "export", "export_ops", "writer", "importer", "import_ops", "coverage"},
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad"},
 }

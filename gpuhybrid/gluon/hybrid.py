@@ -350,10 +350,11 @@ class HybridBlock(Block):
         from .explain import explain
         return explain(self, *inputs, file=file)
 
-    def export(self, path: str, epoch: int = 0) -> tuple:
-        """Write ``path-symbol.json`` and ``path-%04d.params`` (safetensors) from the last traced graph."""
+    def export(self, path: str, epoch: int = 0, format: str = "json") -> tuple:
+        """Write ``path-symbol.json`` and ``path-%04d.params`` (safetensors) from the last traced graph;
+        ``format="onnx"`` writes ``path.onnx`` for the last trace's input shapes instead (gpuhybrid.onnx)."""
         from .export import export_block
-        return export_block(self, path, epoch)
+        return export_block(self, path, epoch, format)
 
 
 def _input_vars(count: int):

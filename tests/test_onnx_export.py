@@ -1,0 +1,272 @@
+"""ONNX export: every exporter rule against ONNX Runtime, at two batch sizes (the dynamic axis), and
+back through import_model; the coverage of the registry; the errors of what does not export.
+
+Each case builds a small graph with ``sym`` whose first input has the batch on axis 0; the other
+operands are parameters (initializers). gpuhybrid's result (itself tested against NumPy elsewhere) and
+ONNX Runtime's must agree within float32 tolerance on random inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import gpuhybrid as gh                                   # noqa: E402
+from gpuhybrid import nd, sym                            # noqa: E402
+from gpuhybrid.onnx import OnnxError                     # noqa: E402
+from gpuhybrid.onnx.export_ops import EXPORT_RULES, NOT_EXPORTED   # noqa: E402
+from gpuhybrid.ops.registry import REGISTRY              # noqa: E402
+
+BATCHES = (3, 5)
+
+
+def normal(*shape):
+    return lambda rng, b: rng.standard_normal((b, *shape)).astype(np.float32)
+
+
+def positive(*shape):
+    return lambda rng, b: (np.abs(rng.standard_normal((b, *shape))) + 0.2).astype(np.float32)
+
+
+def integers(low, high, *shape):
+    """Whole numbers in float32 (comparisons then meet equal values; indices fall in and out of range)."""
+    return lambda rng, b: rng.integers(low, high, (b, *shape)).astype(np.float32)
+
+
+def fixed(*shape, kind="normal"):
+    return (shape, kind)
+
+
+def case(op, build, data, params=None, tol=1e-5, more_data=()):
+    """``build(*data_symbols, **param_symbols)`` -> Symbol; ``data``: generator of the batched input."""
+    return pytest.param(op, build, [data, *more_data], params or {}, tol, id=f"{op}")
+
+
+def unary(op, data=None, **attrs):
+    return case(op, lambda x: getattr(sym, op)(x, **attrs), data or normal(4), tol=2e-5)
+
+
+def binary(op, data=None, tol=1e-5):
+    return case(op, lambda x, w: getattr(sym, op)(x, w), data or normal(4), {"w": fixed(1, 4)}, tol)
+
+
+def scalar(op, value, reverse=False, data=None):
+    def build(x):
+        return getattr(sym, f"{op}_scalar")(x, scalar=value, reverse=reverse)
+    return pytest.param(f"{op}_scalar", build, [data or normal(4)], {}, 1e-5,
+                        id=f"{op}_scalar-{value}-{reverse}")
+
+
+POSITIVE_UNARY = {"log", "sqrt", "rsqrt", "log1p", "reciprocal"}
+UNARY_OPS = ["relu", "sigmoid", "tanh", "exp", "expm1", "abs", "sign", "square", "negative", "erf", "gelu",
+             "softrelu", "softsign", "sin", "cos", "floor", "ceil", "round", *sorted(POSITIVE_UNARY)]
+COMPARE = ["equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal"]
+
+CASES = [
+    *[unary(op, positive(4) if op in POSITIVE_UNARY else normal(4)) for op in UNARY_OPS],
+    *[pytest.param("Activation", lambda x, t=t: sym.Activation(x, act_type=t), [normal(4)], {}, 1e-5,
+                   id=f"Activation-{t}") for t in ("relu", "sigmoid", "tanh", "softrelu", "softsign")],
+    *[pytest.param("LeakyReLU", lambda x, t=t: sym.LeakyReLU(x, act_type=t, slope=0.3), [normal(4)], {}, 2e-5,
+                   id=f"LeakyReLU-{t}") for t in ("leaky", "elu", "selu", "gelu")],
+    *[binary(op) for op in ("add", "sub", "mul", "maximum", "minimum")],
+    binary("div", positive(4)),
+    case("pow", lambda x, w: sym.pow(x, w), positive(4), {"w": fixed(1, 4)}, 2e-5),
+    *[case(op, lambda x, w, op=op: getattr(sym, op)(x, w), integers(-2, 3, 4), {"w": fixed(1, 4, kind="int")})
+      for op in COMPARE],
+    *[scalar(op, 2.0, reverse) for op in ("add", "sub", "mul", "div", "maximum", "minimum")
+      for reverse in (False, True)],
+    scalar("pow", 2.0), scalar("pow", 1.5, True),
+    *[scalar(op, 1.0, reverse, integers(-2, 3, 4)) for op in COMPARE for reverse in (False, True)],
+    case("where", lambda x, a, b: sym.where(sym.greater_scalar(x, scalar=0.0), a, b), normal(4),
+         {"a": fixed(1, 4), "b": fixed(4)}),
+    case("clip", lambda x: sym.clip(x, a_min=-0.5, a_max=0.7), normal(4)),
+    case("cast", lambda x: sym.cast(sym.mul_scalar(x, scalar=3.0), dtype="int32"), normal(4)),
+    case("norm_apply", lambda x, m, v, g, b: sym.norm_apply(x, m, v, g, b, eps=1e-3), normal(3, 2),
+         {"m": fixed(1, 3, 1), "v": fixed(1, 3, 1, kind="positive"), "g": fixed(1, 3, 1), "b": fixed(3, 1)}),
+    *[pytest.param(op, lambda x, op=op, a=a, k=k: getattr(sym, op)(x, axis=a, keepdims=k), [positive(3, 4)],
+                   {}, 2e-5, id=f"{op}-{a}-{k}")
+      for op in ("sum", "mean", "max", "min", "prod")
+      for a, k in ((1, False), ((1, 2), True), (None, False))],
+    case("sum", lambda x: sym.sum(x, axis=()), normal(3)),
+    *[pytest.param("argmax", lambda x, a=a, k=k: sym.argmax(x, axis=a, keepdims=k), [normal(3, 4)], {}, 0,
+                   id=f"argmax-{a}-{k}") for a, k in ((1, False), (-1, True), (None, False), (None, True))],
+    *[pytest.param(op, lambda x, op=op, t=t: getattr(sym, op)(x, axis=1, temperature=t), [normal(4, 3)], {},
+                   1e-5, id=f"{op}-{t}") for op in ("softmax", "log_softmax") for t in (None, 2.0)],
+    case("sum_to_shape", lambda x: sym.sum_to_shape(x, shape=(3, 1)), normal(3, 4)),
+    case("dot", lambda x, w: sym.dot(x, w), normal(4), {"w": fixed(4, 3)}),
+    case("dot", lambda x, w: sym.dot(x, w, transpose_b=True), normal(4), {"w": fixed(3, 4)}),
+    case("dot", lambda x, w: sym.dot(x, w), normal(2, 4), {"w": fixed(4, 2, 3)}),
+    case("batch_dot", lambda x, y: sym.batch_dot(x, y, transpose_b=True), normal(2, 3),
+         more_data=[normal(4, 3)]),
+    case("batch_dot", lambda x, y: sym.batch_dot(x, y, transpose_a=True), normal(3, 2),
+         more_data=[normal(3, 4)]),
+    case("matmul", lambda x, w: sym.matmul(x, w), normal(2, 3), {"w": fixed(3, 4)}),
+    case("FullyConnected", lambda x, w, b: sym.FullyConnected(x, w, b, num_hidden=5), normal(2, 3),
+         {"w": fixed(5, 6), "b": fixed(5)}),
+    case("FullyConnected", lambda x, w: sym.FullyConnected(x, w, num_hidden=5, no_bias=True), normal(6),
+         {"w": fixed(5, 6)}),
+    case("FullyConnected", lambda x, w, b: sym.FullyConnected(x, w, b, num_hidden=5, flatten=False),
+         normal(2, 3), {"w": fixed(5, 3), "b": fixed(5)}),
+    *[pytest.param("LayerNorm", lambda x, g, b, a=a: sym.LayerNorm(x, g, b, axis=a, eps=1e-3), [normal(3, 4)],
+                   {"g": fixed(4 if a == -1 else 3), "b": fixed(4 if a == -1 else 3)}, 2e-5,
+                   id=f"LayerNorm-{a}")
+      for a in (-1, 1)],
+    *[pytest.param("BatchNorm",
+                   lambda x, g, b, m, v, a=a, f=f: sym.BatchNorm(x, g, b, m, v, axis=a, fix_gamma=f)[0],
+                   [normal(3, 4)], {"g": fixed(3 if a == 1 else 4), "b": fixed(3 if a == 1 else 4),
+                                    "m": fixed(3 if a == 1 else 4),
+                                    "v": fixed(3 if a == 1 else 4, kind="positive")}, 2e-5,
+                   id=f"BatchNorm-{a}-{f}")
+      for a, f in ((1, False), (1, True), (-1, False))],
+    case("Dropout", lambda x: sym.relu(sym.Dropout(x, p=0.5)), normal(4)),
+    case("Embedding", lambda x, w: sym.Embedding(x, w, input_dim=10, output_dim=4), integers(-3, 13, 5),
+         {"w": fixed(10, 4)}),
+    *[pytest.param("pick", lambda x, i, m=m, k=k: sym.pick(x, i, axis=1, mode=m, keepdims=k),
+                   [normal(5), integers(-7, 9)], {}, 0, id=f"pick-{m}-{k}")
+      for m, k in (("clip", False), ("wrap", True))],
+    *[pytest.param("reshape", lambda x, s=s: sym.reshape(x, shape=s), [normal(2, 6)], {}, 0,
+                   id=f"reshape-{s}")
+      for s in ((0, -1), (-1, 3, 4), (0, 3, 4), (-1,), (2, -1), (-3, 0), (0, 0, -4, 3, -1))],
+    case("reshape_like", lambda x, y: sym.reshape_like(x, y), normal(6), more_data=[normal(2, 3)]),
+    case("flatten", lambda x: sym.flatten(x), normal(2, 3)),
+    case("transpose", lambda x: sym.transpose(x, axes=(0, 2, 1)), normal(2, 3)),
+    case("expand_dims", lambda x: sym.expand_dims(x, axis=-1), normal(2)),
+    case("squeeze", lambda x: sym.squeeze(x, axis=(1,)), normal(1, 3)),
+    case("concat", lambda x, y: sym.concat(x, y, dim=1), normal(2), more_data=[normal(3)]),
+    case("stack", lambda x, y: sym.stack(x, y, axis=1), normal(3), more_data=[normal(3)]),
+    case("split", lambda x: sym.Group([sym.split(x, num_outputs=2, axis=1)[k] for k in (1, 0)]), normal(4)),
+    case("split", lambda x: sym.split(x, num_outputs=2, axis=1, squeeze_axis=True)[1], normal(2)),
+    case("slice", lambda x: sym.slice(x, begin=(None, 1), end=(None, 4), step=(None, 2)), normal(5)),
+    case("slice", lambda x: sym.slice(x, begin=(None, None), end=(None, None), step=(None, -1)), normal(5)),
+    case("slice_axis", lambda x: sym.slice_axis(x, axis=1, begin=1, end=None), normal(4)),
+    case("getitem", lambda x: x[:, 1], normal(4)),
+    case("getitem", lambda x: x[:, None, 1::2], normal(5)),
+    case("getitem", lambda x: x[..., -1], normal(2, 3)),
+    case("broadcast_to", lambda x: sym.broadcast_to(x, shape=(0, 4, 3)), normal(1, 3)),
+    case("tile", lambda x: sym.tile(x, reps=(1, 3)), normal(2)),
+    case("tile", lambda x: sym.tile(x, reps=(2, 1, 2)), normal(2)),
+    *[pytest.param(op, lambda x, op=op, a=a: x + getattr(sym, op)(**a), [normal(4)], {}, 1e-5, id=op)
+      for op, a in (("zeros", {"shape": (4,)}), ("ones", {"shape": (4,)}),
+                    ("full", {"shape": (4,), "value": 2.5}), ("arange", {"start": 4}))],
+    case("zeros_like", lambda x: sym.zeros_like(x) + x, normal(4)),
+    case("ones_like", lambda x: sym.ones_like(x), normal(4)),
+]
+
+
+def _param_value(rng, shape, kind):
+    if kind == "positive":
+        return (np.abs(rng.standard_normal(shape)) + 0.5).astype(np.float32)
+    if kind == "int":
+        return rng.integers(-2, 3, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _build(build, data_gens, params):
+    names = [f"x{k}" for k in range(len(data_gens))]
+    data = [sym.var(n) for n in names]
+    out = build(*data, **{n: sym.var(n) for n in params})
+    return out, names
+
+
+def _gpuhybrid(out, arrays: dict) -> list:
+    inputs = {n: nd.array(v, dtype=v.dtype) for n, v in arrays.items()}
+    return [o.asnumpy() for o in out.eval(ctx=gh.cpu(), **inputs)]
+
+
+@pytest.mark.parametrize("op, build, data_gens, param_shapes, tol", CASES)
+def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens, param_shapes, tol,
+                                                            tmp_path):
+    rng = np.random.default_rng(abs(hash(op)) % 2**32)
+    out, names = _build(build, data_gens, param_shapes)
+    params = {n: _param_value(rng, s, k) for n, (s, k) in param_shapes.items()}
+    first = [g(rng, BATCHES[0]) for g in data_gens]
+    path = gh.onnx.export_model(out, params, in_shapes=[a.shape for a in first],
+                                in_types=[a.dtype for a in first], onnx_file_path=tmp_path / "op.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    imported = gh.onnx.import_model(path)
+    for batch in BATCHES:
+        data = [g(rng, batch) for g in data_gens]
+        expected = _gpuhybrid(out, {**dict(zip(names, data)), **params})
+        got = session.run(None, dict(zip(names, data)))
+        assert len(got) == len(expected)
+        for e, g in zip(expected, got):
+            assert g.shape == e.shape and g.dtype == e.dtype, (op, batch)
+            np.testing.assert_allclose(g, e, rtol=tol, atol=tol, err_msg=f"{op} at batch {batch}")
+        back = imported(*[nd.array(d) for d in data])
+        back = list(back) if isinstance(back, tuple) else [back]
+        for e, b in zip(expected, back):
+            np.testing.assert_allclose(b.asnumpy(), e, rtol=tol, atol=tol, err_msg=f"{op} round trip")
+
+
+def test_every_registry_op_has_an_exporter_or_a_reason():
+    assert not set(EXPORT_RULES) & set(NOT_EXPORTED)
+    assert set(EXPORT_RULES) | set(NOT_EXPORTED) == set(REGISTRY), \
+        f"ops with neither: {sorted(set(REGISTRY) - set(EXPORT_RULES) - set(NOT_EXPORTED))}"
+    assert all(reason for reason in NOT_EXPORTED.values())
+
+
+def test_every_exporter_rule_has_a_correctness_case():
+    tested = {p.values[0] for p in CASES}
+    assert set(EXPORT_RULES) - tested == set()
+
+
+def test_an_op_without_exporter_names_the_op_and_the_node():
+    x = sym.var("data")
+    out = x + sym.random_normal(shape=(4,), name="noise")
+    with pytest.raises(OnnxError, match=r"node 'noise' is op 'random_normal'.*draws random"):
+        gh.onnx.export_model(out, {}, in_shapes=[(2, 4)])
+
+
+def test_active_dropout_is_refused_with_the_node():
+    out = sym.Dropout(sym.var("data"), p=0.5, mode="always", name="drop")
+    with pytest.raises(OnnxError, match="node 'drop' .*Dropout"):
+        gh.onnx.export_model(out, {}, in_shapes=[(2, 4)])
+
+
+def test_export_checks_its_arguments():
+    out = sym.relu(sym.var("data"))
+    with pytest.raises(OnnxError, match="1 input"):
+        gh.onnx.export_model(out, {}, in_shapes=[(2,), (3,)])
+    with pytest.raises(OnnxError, match="opset 12"):
+        gh.onnx.export_model(out, {}, in_shapes=[(2,)], opset=12)
+    with pytest.raises(OnnxError, match="in_shapes"):
+        gh.onnx.export_model(out, {})
+    with pytest.raises(OnnxError, match="unsupported option.*large_model"):
+        gh.onnx.export_model(out, {}, in_shapes=[(2,)], large_model=True)
+    model = gh.onnx.export_model(out, {}, input_shape=[(2, 3)], input_type="float64",
+                                 run_shape_inference=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+
+
+def _opset_sensitive(x, g, b):
+    """Ops whose ONNX form changed after opset 17: reductions' axes, Split, Gelu; and LayerNorm, BatchNorm."""
+    h = sym.LayerNorm(x, g, b, axis=-1)
+    h = sym.BatchNorm(sym.reshape(h, shape=(0, 2, 2)), sym.ones((2,)), sym.zeros((2,)), sym.zeros((2,)),
+                      sym.ones((2,)), axis=1)[0]
+    parts = sym.split(sym.reshape(h, shape=(0, 4)), num_outputs=2, axis=1)
+    total = sym.max(parts[0], axis=1, keepdims=True) + sym.min(parts[1], axis=1, keepdims=True)
+    total = total + sym.prod(sym.sigmoid(parts[0]), axis=1, keepdims=True) + sym.mean(h, axis=(1, 2))
+    return sym.softmax(sym.gelu(sym.concat(total, sym.sum(parts[1], axis=1, keepdims=True), dim=1)))
+
+
+@pytest.mark.parametrize("opset", [17, 18, 20, 21])
+def test_newer_opsets_export_valid_models(opset):
+    g, b = sym.var("g"), sym.var("b")
+    out = _opset_sensitive(sym.var("data"), g, b)
+    params = {"g": np.linspace(0.5, 1.5, 4, dtype=np.float32), "b": np.linspace(-1, 1, 4, dtype=np.float32)}
+    model = gh.onnx.export_model(out, params, in_shapes=[(2, 4)], opset=opset)
+    assert model.opset_import[0].version == opset
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"data": x})
+    np.testing.assert_allclose(got[0], _gpuhybrid(out, {"data": x, **params})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_static_export_fixes_the_batch():
+    model = gh.onnx.export_model(sym.relu(sym.var("data")), {}, in_shapes=[(2, 3)], dynamic=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 3]
+    dynamic = gh.onnx.export_model(sym.relu(sym.var("data")), {}, in_shapes=[(2, 3)])
+    assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"

@@ -1,0 +1,273 @@
+"""ONNX import: models built with ``onnx.helper`` (as PyTorch's exporter writes them, without needing
+PyTorch) run in gpuhybrid, hybridized, with ONNX Runtime's outputs at two batch sizes; every importer
+rule has a case; malformed and unsupported files give an OnnxError naming the file, the node and the op.
+A PyTorch model exported with ``torch.onnx.export`` runs too when PyTorch is installed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper   # noqa: E402
+
+import gpuhybrid as gh                                 # noqa: E402
+from gpuhybrid import nd                               # noqa: E402
+from gpuhybrid.onnx import OnnxError                   # noqa: E402
+from gpuhybrid.onnx.import_ops import IMPORT_RULES     # noqa: E402
+
+BATCHES = (2, 6)
+F32 = TensorProto.FLOAT
+
+
+def make(nodes, inputs, initializers=None, opset=17, outputs=("y",)):
+    """A model: ``inputs`` name -> shape after the batch axis (float32), initializers name -> array."""
+    graph = helper.make_graph(
+        nodes, "test", [helper.make_tensor_value_info(n, F32, ["batch", *s]) for n, s in inputs.items()],
+        [helper.make_empty_tensor_value_info(o) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    # the outputs' types as ONNX shape inference finds them (the checker wants them declared)
+    try:
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    except onnx.shape_inference.InferenceError:
+        inferred = {}
+    for k, out in enumerate(outputs):
+        if out in inferred and inferred[out].type.tensor_type.elem_type:
+            model.graph.output[k].CopyFrom(inferred[out])
+    return model
+
+
+def node(op_type, inputs, outputs=("y",), **attrs):
+    return helper.make_node(op_type, list(inputs), list(outputs), **attrs)
+
+
+def ints(*values):
+    return np.asarray(values, dtype=np.int64)
+
+
+def w(*shape, seed=1, positive=False):
+    value = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return np.abs(value) + 0.5 if positive else value
+
+
+def unary(op_type, positive=False, **attrs):
+    return pytest.param(make([node(op_type, ["x"], **attrs)], {"x": (4,)}), positive, id=op_type)
+
+
+def binary(op_type, positive=False, cast=False, scalar=False):
+    other = np.asarray(1.0, np.float32) if scalar else w(4)
+    out = "z" if cast else "y"
+    nodes = [node(op_type, ["x", "w"], [out])]
+    if cast:
+        nodes.append(node("Cast", [out], to=F32))
+    return pytest.param(make(nodes, {"x": (4,)}, {"w": other}), positive, id=f"{op_type}{'-scalar' * scalar}")
+
+
+UNARY = ["Relu", "Sigmoid", "Tanh", "Exp", "Abs", "Neg", "Erf", "Sign", "Floor", "Ceil", "Round", "Sin",
+         "Cos", "Softplus", "Softsign", "Identity"]
+CASES = [
+    *[unary(op) for op in UNARY],
+    *[unary(op, positive=True) for op in ("Log", "Sqrt", "Reciprocal")],
+    unary("Dropout"), unary("LeakyRelu", alpha=0.2), unary("Elu", alpha=0.7), unary("Selu"),
+    pytest.param(make([node("Gelu", ["x"])], {"x": (4,)}, opset=20), False, id="Gelu"),
+    *[binary(op) for op in ("Add", "Sub", "Mul", "Max", "Min")],
+    binary("Div", positive=True), binary("Pow", positive=True), binary("Mul", scalar=True),
+    pytest.param(make([node("Sub", ["w", "x"])], {"x": (4,)}, {"w": np.float32(2.0)}), False,
+                 id="Sub-rscalar"),
+    pytest.param(make([node("Max", ["x", "w", "v"])], {"x": (4,)}, {"w": w(4), "v": w(1, seed=2)}), False,
+                 id="Max-3"),
+    *[binary(op, cast=True) for op in ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual")],
+    pytest.param(make([node("Greater", ["x", "w"], ["c"]), node("Not", ["c"], ["n"]),
+                       node("Where", ["n", "x", "w"])], {"x": (4,)}, {"w": w(4)}), False, id="Not-Where"),
+    pytest.param(make([node("Clip", ["x", "lo", "hi"])], {"x": (4,)},
+                      {"lo": np.float32(-0.5), "hi": np.float32(0.5)}), False, id="Clip"),
+    pytest.param(make([node("Clip", ["x", "", "hi"])], {"x": (4,)}, {"hi": np.float32(0.2)}), False,
+                 id="Clip-max-only"),
+    pytest.param(make([node("Cast", ["x"], ["i"], to=TensorProto.INT32), node("Cast", ["i"], to=F32)],
+                      {"x": (4,)}), False, id="Cast"),
+    pytest.param(make([node("MatMul", ["x", "w"])], {"x": (2, 3)}, {"w": w(3, 5)}), False, id="MatMul"),
+    pytest.param(make([node("Gemm", ["x", "w", "b"], transB=1)], {"x": (3,)}, {"w": w(5, 3), "b": w(5)}),
+                 False, id="Gemm-dense"),
+    pytest.param(make([node("Gemm", ["x", "w", "b"], alpha=0.5, beta=2.0)], {"x": (3,)},
+                      {"w": w(3, 5), "b": w(1, 5)}), False, id="Gemm-general"),
+    pytest.param(make([node("Gemm", ["x", "w"], transB=1)], {"x": (3,)}, {"w": w(5, 3)}), False,
+                 id="Gemm-no-bias"),
+    *[pytest.param(make([node(op, ["x", "axes"], keepdims=0)], {"x": (3, 4)}, {"axes": ints(-1)}, opset=18),
+                   True, id=f"{op}-18")
+      for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")],
+    pytest.param(make([node("ReduceMean", ["x"], axes=[1, 2])], {"x": (3, 4)}), False, id="ReduceMean-17"),
+    pytest.param(make([node("ReduceSum", ["x"])], {"x": (3,)}), False, id="ReduceSum-all"),
+    pytest.param(make([node("ArgMax", ["x"], ["i"], axis=1), node("Cast", ["i"], to=F32)], {"x": (5,)}),
+                 False,
+                 id="ArgMax"),
+    pytest.param(make([node("Softmax", ["x"], axis=1)], {"x": (4, 3)}), False, id="Softmax"),
+    pytest.param(make([node("LogSoftmax", ["x"])], {"x": (4,)}), False, id="LogSoftmax"),
+    pytest.param(make([node("LayerNormalization", ["x", "g", "b"], epsilon=1e-3)], {"x": (3, 4)},
+                      {"g": w(4), "b": w(4, seed=2)}), False, id="LayerNormalization"),
+    pytest.param(make([node("LayerNormalization", ["x", "g"])], {"x": (4,)}, {"g": w(4)}), False,
+                 id="LayerNormalization-no-bias"),
+    pytest.param(make([node("BatchNormalization", ["x", "g", "b", "m", "v"], epsilon=1e-3)], {"x": (3, 4)},
+                      {"g": w(3), "b": w(3, seed=2), "m": w(3, seed=3), "v": w(3, seed=4, positive=True)}),
+                 False, id="BatchNormalization"),
+    pytest.param(make([node("Cast", ["x"], ["i"], to=TensorProto.INT64), node("Gather", ["table", "i"])],
+                      {"x": (3,)}, {"table": w(10, 4)}), "ids", id="Gather-embedding"),
+    pytest.param(make([node("Gather", ["x", "k"], axis=1)], {"x": (4, 3)}, {"k": np.int64(2)}), False,
+                 id="Gather-scalar"),
+    pytest.param(make([node("Gather", ["x", "k"], axis=-1)], {"x": (4, 3)}, {"k": ints(2, 0)}), False,
+                 id="Gather-list"),
+    pytest.param(make([node("Cast", ["i"], ["j"], to=TensorProto.INT64),
+                       node("GatherElements", ["x", "j"], axis=1)],
+                      {"x": (5,), "i": (1,)}), "pick", id="GatherElements"),
+    pytest.param(make([node("Reshape", ["x", "s"])], {"x": (2, 6)}, {"s": ints(0, 3, -1)}), False,
+                 id="Reshape"),
+    pytest.param(make([node("Shape", ["r"], ["s"]), node("Reshape", ["x", "s"])], {"x": (6,), "r": (2, 3)}),
+                 False,
+                 id="Reshape-Shape"),
+    pytest.param(make([node("Shape", ["x"], ["s"]), node("ConstantOfShape", ["s"], ["c"],
+                                                         value=numpy_helper.from_array(np.float32([2.5]))),
+                       node("Add", ["x", "c"])], {"x": (3,)}), False, id="ConstantOfShape"),
+    pytest.param(make([node("Shape", ["w"], ["s"]), node("Concat", ["minus", "s"], ["t"], axis=0),
+                       node("Reshape", ["x", "t"])], {"x": (6,)}, {"w": w(2, 3), "minus": ints(-1)}),
+                 False, id="Shape-of-known"),
+    pytest.param(make([node("Flatten", ["x"])], {"x": (2, 3)}), False, id="Flatten"),
+    pytest.param(make([node("Flatten", ["x"], axis=2)], {"x": (2, 3)}), False, id="Flatten-2"),
+    pytest.param(make([node("Transpose", ["x"], perm=[0, 2, 1])], {"x": (2, 3)}), False, id="Transpose"),
+    pytest.param(make([node("Unsqueeze", ["x", "a"])], {"x": (3,)}, {"a": ints(-1, 1)}), False,
+                 id="Unsqueeze"),
+    pytest.param(make([node("Squeeze", ["x", "a"])], {"x": (1, 3)}, {"a": ints(1)}), False, id="Squeeze"),
+    pytest.param(make([node("Concat", ["x", "w"], axis=-1)], {"x": (3,), "w": (2,)}), False, id="Concat"),
+    pytest.param(make([node("Split", ["x", "s"], ["a", "b"], axis=1), node("Sub", ["a", "b"])], {"x": (4,)},
+                      {"s": ints(2, 2)}), False, id="Split"),
+    pytest.param(make([node("Split", ["x", "s"], ["y", "b"], axis=1)], {"x": (5,)}, {"s": ints(2, 3)},
+                      outputs=("y", "b")), False, id="Split-uneven"),
+    pytest.param(make([node("Slice", ["x", "s", "e", "a", "k"])], {"x": (6,)},
+                      {"s": ints(-1), "e": ints(-2**63), "a": ints(1), "k": ints(-2)}), False, id="Slice"),
+    pytest.param(make([node("Slice", ["x", "s", "e"])], {"x": (6,)}, {"s": ints(0, 1), "e": ints(2**62, 4)}),
+                 False, id="Slice-no-axes"),
+    pytest.param(make([node("Expand", ["x", "s"])], {"x": (1, 3)}, {"s": ints(2, 1, 4, 3)}), False,
+                 id="Expand"),
+    pytest.param(make([node("Tile", ["x", "r"])], {"x": (3,)}, {"r": ints(1, 2)}), False, id="Tile"),
+]
+
+
+def _input(rng, name, shape, batch, kind):
+    if kind == "ids":
+        return rng.integers(0, 10, (batch, *shape)).astype(np.float32)
+    if kind == "pick" and name == "i":
+        return rng.integers(-5, 5, (batch, *shape)).astype(np.float32)
+    value = rng.standard_normal((batch, *shape)).astype(np.float32)
+    return np.abs(value) + 0.3 if kind is True else value
+
+
+@pytest.mark.parametrize("model, kind", CASES)
+def test_imported_model_matches_onnxruntime(model, kind):
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    block = gh.onnx.import_model(model)
+    rng = np.random.default_rng(0)
+    for batch in BATCHES:
+        feeds = {i.name: _input(rng, i.name, [d.dim_value for d in i.type.tensor_type.shape.dim[1:]], batch,
+                                kind)
+                 for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}}
+        expected = session.run(None, feeds)
+        got = block(*[nd.array(feeds[i.name]) for i in model.graph.input if i.name in feeds])
+        got = list(got) if isinstance(got, tuple) else [got]
+        for e, g in zip(expected, got):
+            np.testing.assert_allclose(g.asnumpy(), e, rtol=2e-5, atol=2e-5, err_msg=f"batch {batch}")
+    assert block.cached_plans == len(BATCHES)
+
+
+def test_every_importer_rule_has_a_case():
+    used = {n.op_type for p in CASES for n in p.values[0].graph.node}
+    assert set(IMPORT_RULES) - used == set()
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    with pytest.raises(OnnxError, match="nothing.onnx does not exist"):
+        gh.onnx.import_model(tmp_path / "nothing.onnx")
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x08\x07garbage that is no protobuf \xff\xfe" * 7)
+    with pytest.raises(OnnxError, match="bad.onnx"):
+        gh.onnx.import_model(path)
+
+
+def test_model_the_checker_rejects(tmp_path):
+    model = make([node("Relu", ["nowhere"])], {"x": (3,)})
+    path = tmp_path / "dangling.onnx"
+    onnx.save(model, path)
+    with pytest.raises(OnnxError, match="dangling.onnx.*checker"):
+        gh.onnx.import_model(path)
+
+
+def test_unsupported_op_names_node_and_op(tmp_path):
+    conv = helper.make_node("Conv", ["x", "k"], ["y"], name="conv1")
+    model = make([conv], {"x": (1, 5, 5)}, {"k": w(2, 1, 3, 3)})
+    path = tmp_path / "conv.onnx"
+    onnx.save(model, path)
+    with pytest.raises(OnnxError, match=r"conv.onnx: node 'conv1' \(Conv\): op Conv is not supported"):
+        gh.onnx.import_model(path)
+
+
+def test_old_opset_and_foreign_domain():
+    with pytest.raises(OnnxError, match="opset 11"):
+        gh.onnx.import_model(make([node("Relu", ["x"])], {"x": (3,)}, opset=11))
+    custom = make([helper.make_node("MyOp", ["x"], ["y"], domain="com.example")], {"x": (3,)})
+    custom.opset_import.append(helper.make_opsetid("com.example", 1))
+    custom.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", F32, ["batch", 3]))
+    with pytest.raises(OnnxError, match="com.example"):
+        gh.onnx.import_model(custom)
+
+
+def test_dynamic_shape_read_as_data_says_how_to_export():
+    model = make([node("Shape", ["x"], ["s"]), node("Gather", ["s", "zero"], ["n"]),
+                  node("Unsqueeze", ["n", "axis"], ["n1"]), node("Concat", ["n1", "minus"], ["t"], axis=0),
+                  node("Reshape", ["x", "t"])], {"x": (2, 3)},
+                 {"zero": np.int64(0), "axis": ints(0), "minus": ints(-1)})
+    with pytest.raises(OnnxError, match=r"\(Gather\).*shape of 'x' \(\('\?', 2, 3\)"):
+        gh.onnx.import_model(model)
+
+
+def test_attribute_inputs_must_be_known():
+    graph = helper.make_graph([node("Reshape", ["x", "s"])], "test",
+                              [helper.make_tensor_value_info("x", F32, ["batch", 6]),
+                               helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", F32, [None, None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(OnnxError, match="target shape of Reshape.*must be known"):
+        gh.onnx.import_model(model)
+
+
+# --- a model from PyTorch ---------------------------------------------------------------------------
+
+def test_pytorch_exported_model_runs_and_hybridizes(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.LayerNorm(16),
+                                torch.nn.GELU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 4),
+                                torch.nn.LogSoftmax(dim=1)).eval()
+    path = tmp_path / "torch.onnx"
+    torch.onnx.export(model, (torch.randn(2, 3, 4),), str(path), input_names=["data"], output_names=["out"],
+                      dynamic_axes={"data": {0: "batch"}, "out": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
+    block = gh.onnx.import_model(path)
+    for batch in BATCHES:
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 4)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(block(nd.array(x)).asnumpy(), expected, rtol=1e-4, atol=1e-5)
+    assert block.cached_plans == len(BATCHES)
+
+
+def test_node_with_malformed_inputs_is_an_onnx_error():
+    model = make([node("Clip", ["x", "lo"], name="clip7")], {"x": (3,)}, {"lo": np.float32([0.0, 1.0])})
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", F32, ["batch", 3]))
+    with pytest.raises(OnnxError, match=r"node 'clip7' \(Clip\): cannot translate it"):
+        gh.onnx.import_model(model)
