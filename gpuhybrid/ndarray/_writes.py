@@ -8,16 +8,18 @@ after recording raises instead of returning a wrong gradient.
 """
 from __future__ import annotations
 
+
 import numpy as np
 
 from .. import autograd
 from ..errors import DeviceError, DTypeError, OpValueError, ShapeError
-from ._array import NDArray
+
+# _array imports this module, so the NDArray class is reached as type(target), never imported here.
 
 _IN_PLACE_SYMBOLS = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/="}
 
 
-def share_version_of_view(out: NDArray, inputs) -> None:
+def share_version_of_view(out, inputs) -> None:
     """Give ``out`` the version counter of the input whose buffer it views (reshape, slicing, ...)."""
     if getattr(out._data, "base", None) is None:
         return
@@ -28,10 +30,10 @@ def share_version_of_view(out: NDArray, inputs) -> None:
             return
 
 
-def _index_array(index, target: NDArray, axis_hint: str):
+def _index_array(index, target, axis_hint: str):
     """An index array (NDArray, list or NumPy array) as an array of the target's backend: bools stay a
     mask; MXNet's float index arrays (``nd.array`` is float32) become integers if every value is one."""
-    if isinstance(index, NDArray):
+    if isinstance(index, type(target)):
         if index._device != target._device:
             raise DeviceError(f"x[index] = v: the index array is on {index._device}, x on {target._device}; "
                               f"move it first, e.g. index.as_in_context({target._device})")
@@ -53,12 +55,12 @@ def _index_array(index, target: NDArray, axis_hint: str):
     return data
 
 
-def _backend_key(key, target: NDArray):
+def _backend_key(key, target):
     """``key`` with its index arrays converted for the target's array module."""
     parts = key if isinstance(key, tuple) else (key,)
     converted = []
     for i, part in enumerate(parts):
-        if isinstance(part, (NDArray, list, np.ndarray)):
+        if isinstance(part, (type(target), list, np.ndarray)):
             converted.append(_index_array(part, target, f"(index {i})"))
         elif isinstance(part, (bool, np.bool_)) or part is None or part is Ellipsis \
                 or isinstance(part, (slice, int, np.integer)):
@@ -69,9 +71,9 @@ def _backend_key(key, target: NDArray):
     return tuple(converted) if isinstance(key, tuple) else converted[0]
 
 
-def _value_data(value, target: NDArray):
+def _value_data(value, target):
     """The right-hand side as a scalar or an array of the target's backend (not yet broadcast)."""
-    if isinstance(value, NDArray):
+    if isinstance(value, type(target)):
         if value._device != target._device:
             raise DeviceError(f"x[key] = v: v is on {value._device}, x on {target._device}; gpuhybrid never "
                               f"copies silently — use v.as_in_context({target._device})")
@@ -85,13 +87,13 @@ def _value_data(value, target: NDArray):
         return target._device.xp.asarray(host)
 
 
-def _guard_write(target: NDArray, value, what: str) -> None:
+def _guard_write(target, value, what: str) -> None:
     """Refuse writes that would make a recorded gradient wrong or silently skip one (as MXNet does)."""
-    value_needs_grad = isinstance(value, NDArray) and value._ag is not None
+    value_needs_grad = isinstance(value, type(target)) and value._ag is not None
     autograd.check_write(target, value_needs_grad, what)
 
 
-def write_into(target: NDArray, key, value) -> None:
+def write_into(target, key, value) -> None:
     """``target[key] = value``, in place."""
     _guard_write(target, value, "x[key] = v")
     backend_key = _backend_key(key, target)
@@ -107,7 +109,7 @@ def write_into(target: NDArray, key, value) -> None:
     target._version[0] += 1
 
 
-def update_in_place(target: NDArray, other, op: str) -> NDArray:
+def update_in_place(target, other, op: str):
     """``target op= other`` written into target's buffer (MXNet: ``x += y`` changes x, and its views)."""
     symbol = _IN_PLACE_SYMBOLS[op]
     _guard_write(target, other, f"x {symbol} y")
@@ -124,7 +126,7 @@ def update_in_place(target: NDArray, other, op: str) -> NDArray:
     return target
 
 
-def copy_into(source: NDArray, target: NDArray) -> None:
+def copy_into(source, target) -> None:
     """``source.copyto(target)``: the values of an array of the same shape, on any device."""
     if target.shape != source.shape:
         raise ShapeError(f"copyto: cannot copy shape {source.shape} into shape {target.shape}")
