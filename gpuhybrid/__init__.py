@@ -35,7 +35,7 @@ _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
 
 # ndarray / symbol: the packages behind nd and sym (MXNet's mx.ndarray, mx.symbol).
-__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler", "random",
-           "base", "context", "test_utils", "MXNetError", "current_context", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
-           "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
-           "__version__"]
+__all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler",
+           "random", "base", "context", "test_utils", "MXNetError", "current_context", "Context", "Device", "cpu",
+           "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError",
+           "DeviceUnavailableError", "OpAttributeError", "OpValueError", "__version__"]

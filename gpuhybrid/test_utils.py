@@ -81,8 +81,8 @@ def set_default_context(ctx) -> None:
 def rand_ndarray(shape, stype: str = "default", density=None, dtype=None, ctx=None):
     """Standard-normal values of ``shape`` (float32 unless ``dtype``) on ``ctx`` (``default_context()``)."""
     if stype != "default":
-        raise OpValueError(f"rand_ndarray: storage type {stype!r} is not supported; gpuhybrid has dense arrays "
-                           f"only (stype='default')")
+        raise OpValueError(f"rand_ndarray: storage type {stype!r} is not supported; gpuhybrid has dense "
+                           f"arrays only (stype='default')")
     host = np.random.standard_normal(tuple(shape))
     return nd.array(host, ctx=ctx if ctx is not None else default_context(), dtype=dtype or "float32")
 

@@ -161,8 +161,8 @@ def test_writing_into_the_recorded_graph_while_recording_raises():
 
 
 @pytest.mark.parametrize("write", [
-    lambda w: w.__setitem__(0, 5.0), lambda w: w.__iadd__(1.0), lambda w: w[0:1].__setitem__(slice(None), 0.0),
-    lambda w: nd.ones((3,)).copyto(w)], ids=["setitem", "iadd", "through-a-view", "copyto"])
+    lambda w: w.__setitem__(0, 5.0), lambda w: w.__iadd__(1.0),
+    lambda w: w[0:1].__setitem__(slice(None), 0.0), lambda w: nd.ones((3,)).copyto(w)], ids=["setitem", "iadd", "through-a-view", "copyto"])
 def test_backward_over_an_overwritten_array_raises(write):
     w = nd.array([1.0, 2.0, 3.0])
     w.attach_grad()

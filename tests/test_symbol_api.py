@@ -247,9 +247,10 @@ def unpack(s):
 
 
 @pytest.mark.parametrize("misuse, fix", [
-    (lambda s: bool(s > 0), "F.where"), (lambda s: float(s), "F.where"), (lambda s: s.asnumpy(), "after the call"),
-    (assign_item, "F.where(mask, v, x)"), (add_in_place, "x = x + y"), (unpack, "F.split"),
-    (lambda s: list(s), "F.split"), (lambda s: len(s), "F.split"), (lambda s: np.asarray(s), "after the call"),
+    (lambda s: bool(s > 0), "F.where"), (lambda s: float(s), "F.where"),
+    (lambda s: s.asnumpy(), "after the call"), (assign_item, "F.where(mask, v, x)"),
+    (add_in_place, "x = x + y"), (unpack, "F.split"), (lambda s: list(s), "F.split"),
+    (lambda s: len(s), "F.split"), (lambda s: np.asarray(s), "after the call"),
 ], ids=["bool", "float", "asnumpy", "setitem", "iadd", "unpack", "iterate", "len", "numpy"])
 def test_reading_or_mutating_a_symbol_says_what_to_do(misuse, fix):
     with pytest.raises(TraceError) as info:

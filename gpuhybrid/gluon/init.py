@@ -88,8 +88,8 @@ class Initializer:
             elif name.endswith(("gamma", "running_var", "moving_var")):
                 self._init_gamma(name, arr)
             else:
-                raise OpValueError(f"{type(self).__name__}: no initialisation pattern for {name!r}: called as "
-                                   f"init(name, arr), MXNet's rule fills names ending in weight, bias, gamma "
+                raise OpValueError(f"{type(self).__name__}: no initialisation pattern for {name!r}: called "
+                                   f"as init(name, arr), MXNet's rule fills names ending in weight, bias, gamma "
                                    f"or beta; give the parameter its own init= or use init.Mixed")
 
     def dumps(self) -> str:
@@ -133,8 +133,8 @@ class Xavier(Initializer):
 
     def scale_for(self, shape) -> float:
         if len(shape) < 2:
-            raise OpValueError(f"{type(self).__name__} needs a parameter with at least 2 dimensions, got shape "
-                               f"{tuple(shape)}; use Zero/Uniform for biases")
+            raise OpValueError(f"{type(self).__name__} needs a parameter with at least 2 dimensions, got "
+                               f"shape {tuple(shape)}; use Zero/Uniform for biases")
         receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
         fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
         fan = {"avg": (fan_in + fan_out) / 2, "in": fan_in, "out": fan_out}[self.factor_type]
@@ -166,8 +166,10 @@ class Orthogonal(Initializer):
 
     def init_array(self, shape, dtype, ctx):
         rows, rest = shape[0], int(np.prod(shape[1:]))
-        draw = (nd.random.uniform(-1.0, 1.0, shape=(rows, rest), dtype="float64") if self.rand_type == "uniform"
-                else nd.random.normal(0.0, 1.0, shape=(rows, rest), dtype="float64")).asnumpy()
+        if self.rand_type == "uniform":
+            draw = nd.random.uniform(-1.0, 1.0, shape=(rows, rest), dtype="float64").asnumpy()
+        else:
+            draw = nd.random.normal(0.0, 1.0, shape=(rows, rest), dtype="float64").asnumpy()
         u, _, vt = np.linalg.svd(draw, full_matrices=False)
         basis = u if u.shape == draw.shape else vt
         return nd.array(self.scale * basis.reshape(shape), ctx=ctx, dtype=dtype)
@@ -244,14 +246,14 @@ class Load(Initializer):
         if name in self.param:
             value = self.param[name]
             if tuple(value.shape) != tuple(shape):
-                raise ShapeError(f"Load: parameter {name!r} has shape {tuple(shape)} but the loaded value has "
-                                 f"shape {tuple(value.shape)}")
+                raise ShapeError(f"Load: parameter {name!r} has shape {tuple(shape)} but the loaded value "
+                                 f"has shape {tuple(value.shape)}")
             if self.verbose:
                 print(f"Initialized {name} by loading")
             return nd.array(value, ctx=ctx, dtype=dtype)
         if self.default_init is None:
-            raise OpValueError(f"Load: parameter {name!r} is not among the loaded names ({sorted(self.param)}) "
-                               f"and no default_init was given")
+            raise OpValueError(f"Load: parameter {name!r} is not among the loaded names "
+                               f"({sorted(self.param)}) and no default_init was given")
         if self.verbose:
             print(f"Initialized {name} by default")
         return self.default_init.make(name, shape, dtype, ctx)
@@ -278,5 +280,5 @@ def create(init) -> Initializer:
                        f"'zeros'")
 
 
-__all__ = ["Initializer", "InitializerNotImplementedError", "Uniform", "Normal", "Xavier", "MSRAPrelu", "Orthogonal", "Constant", "Zero", "One",
-           "Mixed", "Load", "create"]
+__all__ = ["Initializer", "InitializerNotImplementedError", "Uniform", "Normal", "Xavier", "MSRAPrelu",
+           "Orthogonal", "Constant", "Zero", "One", "Mixed", "Load", "create"]

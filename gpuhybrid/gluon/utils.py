@@ -35,8 +35,8 @@ def split_data(data, num_slice: int, batch_axis: int = 0, even_split: bool = Tru
     size = data.shape[batch_axis]
     if even_split and size % num_slice != 0:
         raise ShapeError(f"split_data: data of shape {data.shape} cannot be split evenly into {num_slice} "
-                         f"slices along axis {batch_axis}; use a batch size that is a multiple of {num_slice} "
-                         f"or pass even_split=False")
+                         f"slices along axis {batch_axis}; use a batch size that is a multiple of "
+                         f"{num_slice} or pass even_split=False")
     if size < num_slice:
         raise ShapeError(f"split_data: {num_slice} slices asked of data with shape {data.shape}, which has "
                          f"only {size} along axis {batch_axis}")
@@ -74,8 +74,8 @@ def clip_global_norm(arrays, max_norm: float, check_isfinite: bool = True):
     if check_isfinite:
         value = float(total.asscalar())
         if not math.isfinite(value):
-            warnings.warn("clip_global_norm: nan or inf found in the arrays; the clipped values are undefined",
-                          UserWarning, stacklevel=2)
+            warnings.warn("clip_global_norm: nan or inf found in the arrays; the clipped values are "
+                          "undefined", UserWarning, stacklevel=2)
         scale = min(max_norm / (value + 1e-8), 1.0)
         for a in arrays:
             a *= scale
@@ -123,11 +123,11 @@ def download(url: str, path=None, overwrite: bool = False, sha1_hash: str | None
             problem = exc
             Path(temporary).unlink(missing_ok=True)
     else:
-        raise DownloadError(f"download: cannot fetch {url} ({problem}); this machine may be offline. Fetch the "
-                            f"file elsewhere and put it at {target} (then download() uses it as it is)")
+        raise DownloadError(f"download: cannot fetch {url} ({problem}); this machine may be offline. "
+                            f"Fetch the file elsewhere and put it at {target} (then download() uses it as it is)")
     if sha1_hash is not None and not check_sha1(target, sha1_hash):
-        raise DownloadError(f"download: {target} fetched from {url} does not match SHA-1 {sha1_hash}; the file "
-                            f"may be corrupted or changed upstream")
+        raise DownloadError(f"download: {target} fetched from {url} does not match SHA-1 {sha1_hash}; the "
+                            f"file may be corrupted or changed upstream")
     return str(target)
 
 

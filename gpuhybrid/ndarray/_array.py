@@ -300,7 +300,8 @@ def eager_apply(op_name: str, inputs: list, attrs: dict):
     return invoke(op_name, inputs, attrs, device=device)
 
 
-from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402 (needs NDArray)
+# Imported here, below the class, because the writes module works on NDArrays.
+from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402
 
 # Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
 NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray").build())

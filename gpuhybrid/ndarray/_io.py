@@ -126,7 +126,8 @@ def _read_mxnet_array(reader: _Reader):
         storage = reader.take("i")
         if storage != 0:
             raise NDArrayFileError(f"nd.load: {reader.path} holds a sparse array (storage type {storage}); "
-                                   f"only dense arrays are read — save it dense (tostype('default')) in MXNet")
+                                   f"only dense arrays are read: save it dense (tostype('default')) in "
+                                   f"MXNet")
     if version == 0:                       # before format versions: the first word is ndim, dims are uint32
         ndim, dim_format = first, "I"
     else:

@@ -66,8 +66,8 @@ def _backend_key(key, target):
                 or isinstance(part, (slice, int, np.integer)):
             converted.append(part)
         else:
-            raise OpValueError(f"x[key] = v: index {part!r} ({type(part).__name__}) is not supported; use ints, "
-                               f"slices, ..., None, or integer/boolean index arrays")
+            raise OpValueError(f"x[key] = v: index {part!r} ({type(part).__name__}) is not supported; use "
+                               f"ints, slices, ..., None, or integer/boolean index arrays")
     return tuple(converted) if isinstance(key, tuple) else converted[0]
 
 
