@@ -58,6 +58,8 @@ def test_bad_data_is_refused(tmp_path, data, match):
 
 
 def test_unreadable_files_say_so(tmp_path):
+    with pytest.raises(nd.NDArrayFileError, match="folder"):
+        nd.save(str(tmp_path / "no" / "such" / "x"), [nd.ones(2)])
     with pytest.raises(nd.NDArrayFileError, match="cannot read"):
         nd.load(str(tmp_path / "absent"))
     garbage = tmp_path / "garbage"

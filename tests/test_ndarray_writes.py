@@ -220,3 +220,13 @@ def test_trainer_still_updates_after_in_place_writes():
     loss.backward()
     trainer.step(4)
     np.testing.assert_allclose(net.weight.data().asnumpy(), 0.5 - 0.1 * 1.0, rtol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=SEEDS, shift=st.integers(1, 3))
+def test_overlapping_writes_read_the_old_values_as_numpy_does(seed, shift):
+    rng = np.random.default_rng(seed)
+    want, x = _pair(rng, (8, 3))
+    want[shift:] = want[:-shift].copy()
+    x[shift:] = x[:-shift]
+    np.testing.assert_array_equal(x.asnumpy(), want)

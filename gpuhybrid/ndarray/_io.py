@@ -55,7 +55,11 @@ def save(fname, data) -> None:
     payload = to_bytes({key: np.array(value.asnumpy(), order="C") for key, value in items},
                        metadata={_KIND_KEY: kind, _ORDER_KEY: json.dumps([key for key, _ in items])})
     path = Path(fname)
-    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name + ".")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    except OSError as exc:
+        raise NDArrayFileError(f"nd.save: cannot write {path} ({exc.strerror}); does the folder "
+                               f"{path.parent} exist?") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)

@@ -98,6 +98,11 @@ def write_into(target, key, value) -> None:
     _guard_write(target, value, "x[key] = v")
     backend_key = _backend_key(key, target)
     data = _value_data(value, target)
+    xp = target._device.xp
+    # NumPy copies an operand that overlaps the target (x[1:] = x[:-1]) itself; CuPy does not.
+    if target._device.is_gpu and hasattr(data, "shape") and xp.may_share_memory(data, target._data):
+        with target._device.activate():
+            data = data.copy()
     try:
         with target._device.activate():
             target._data[backend_key] = data
