@@ -122,20 +122,19 @@ def _version_of(array) -> int:
     return 0 if counter is None else counter[0]
 
 
-def check_write(target, value_needs_grad: bool, what: str) -> None:
-    """Refuse, while recording, a write into an array of the recorded graph (MXNet refuses it too: the
-    gradient would be undefined) or of a value that needs a gradient (the write is not differentiated)."""
-    if not is_recording():
+def check_write(target, what: str) -> None:
+    """Refuse, while recording, a write into an array of the recorded graph: MXNet refuses it too, as the
+    gradient would be undefined. A result whose graph a backward pass freed becomes a plain array again,
+    as in MXNet. (A write into a fresh array is recorded by the caller.)"""
+    slot = target._ag
+    if slot is not None and slot.node is not None and slot.node.freed:
+        target._ag = None
         return
-    if target._ag is not None:
+    if is_recording() and slot is not None:
         raise AutogradError(f"{what}: assigning to an NDArray that is already in the recorded graph (it "
                             f"has attach_grad() or was computed inside autograd.record()) would make its "
                             f"gradient undefined; call backward() first, or do the write outside "
                             f"`with autograd.record():` (or write x = x + y for a new array)")
-    if value_needs_grad:
-        raise AutogradError(f"{what}: writing a value that needs a gradient into an array inside "
-                            f"autograd.record() is not differentiated; build the result with ops instead "
-                            f"(nd.concat, nd.where, x = x + y), or wrap the write in autograd.pause()")
 
 
 def needs_grad(array) -> bool:
@@ -255,8 +254,10 @@ def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bo
 def _node_gradients(F, node: TapeNode, out_grads: list, wants: list, create_graph: bool) -> list:
     if node.backward is not None:
         if create_graph:
-            raise AutogradError(f"create_graph=True cannot differentiate through hybridized block {node.op} "
-                                f"a second time; call hybridize(False) on it for higher-order gradients")
+            raise AutogradError(f"create_graph=True cannot differentiate through {node.op} (a hybridized "
+                                f"block or a recorded write into an array) a second time; call "
+                                f"hybridize(False) on the block, or build the array with ops, for "
+                                f"higher-order gradients")
         return node.backward(out_grads)
     rule = GRADIENTS.get(node.op)
     if rule is None:

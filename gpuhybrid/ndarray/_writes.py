@@ -87,15 +87,28 @@ def _value_data(value, target):
         return target._device.xp.asarray(host)
 
 
-def _guard_write(target, value, what: str) -> None:
-    """Refuse writes that would make a recorded gradient wrong or silently skip one (as MXNet does)."""
-    value_needs_grad = isinstance(value, type(target)) and value._ag is not None
-    autograd.check_write(target, value_needs_grad, what)
+def _guard_write(target, value, what: str) -> bool:
+    """Refuse writes into the recorded graph while recording (as MXNet does); True when the write must
+    itself be recorded (recording, and the value needs a gradient)."""
+    autograd.check_write(target, what)
+    return autograd.is_recording() and isinstance(value, type(target)) and value._ag is not None
+
+
+def _record_write(target, backend_key, value) -> None:
+    """Put ``target[key] = value`` on the tape: the gradient of ``value`` is the head gradient at
+    ``key`` (autograd sums it down to value's shape where the write broadcast it)."""
+    device, array_type = target._device, type(target)
+
+    def gradient_of_value(out_grads: list) -> list:
+        with device.activate():
+            return [array_type(device.xp.array(out_grads[0]._data[backend_key], copy=True), device)]
+
+    autograd.record_call("setitem", {}, [value], [target], backward=gradient_of_value)
 
 
 def write_into(target, key, value) -> None:
     """``target[key] = value``, in place."""
-    _guard_write(target, value, "x[key] = v")
+    recorded = _guard_write(target, value, "x[key] = v")
     backend_key = _backend_key(key, target)
     data = _value_data(value, target)
     xp = target._device.xp
@@ -112,22 +125,27 @@ def write_into(target, key, value) -> None:
                          f"{target.shape} at {key!r} ({exc}); the value must broadcast to the selected "
                          f"region and every index must be in range") from None
     target._version[0] += 1
+    if recorded:
+        _record_write(target, backend_key, value)
 
 
 def update_in_place(target, other, op: str):
     """``target op= other`` written into target's buffer (MXNet: ``x += y`` changes x, and its views)."""
     symbol = _IN_PLACE_SYMBOLS[op]
-    _guard_write(target, other, f"x {symbol} y")
-    result = target._binary(other, op)
+    recorded = _guard_write(target, other, f"x {symbol} y")
+    # A recorded update keeps x's old values for the gradient (x * y needs them) in a copy.
+    result = (target.copy() if recorded else target)._binary(other, op)
     if result.shape != target.shape:
         raise ShapeError(f"x {symbol} y: the result has shape {result.shape} but x has shape {target.shape}; "
                          f"in-place arithmetic cannot grow x (write x = x {symbol[0]} y for a new array)")
-    if result.dtype != target.dtype and target.dtype.kind != "f" and result.dtype.kind == "f":
+    if result.dtype != target.dtype and (recorded or target.dtype.kind != "f" and result.dtype.kind == "f"):
         raise DTypeError(f"x {symbol} y: the result is {result.dtype.name} but x is {target.dtype.name}; "
                          f"write x = x {symbol[0]} y for a new array, or convert x first with astype")
     with target._device.activate():
         target._data[...] = result._data
     target._version[0] += 1
+    if recorded and result._ag is not None:
+        target._ag = result._ag                # x now stands for the recorded result
     return target
 
 
@@ -135,11 +153,17 @@ def copy_into(source, target) -> None:
     """``source.copyto(target)``: the values of an array of the same shape, on any device."""
     if target.shape != source.shape:
         raise ShapeError(f"copyto: cannot copy shape {source.shape} into shape {target.shape}")
+    recorded = _guard_write(target, source, "copyto")
+    if recorded and source._device != target._device:
+        raise autograd.AutogradError(f"copyto: a copy from {source._device} to {target._device} inside "
+                                     f"autograd.record() is not differentiated; compute on one device, or "
+                                     f"wrap the copy in autograd.pause()")
     moved = source.as_in_context(target._device)
-    _guard_write(target, source, "copyto")
     with target._device.activate():
         target._data[...] = moved._data
     target._version[0] += 1
+    if recorded:
+        _record_write(target, Ellipsis, source)
 
 
 __all__ = ["write_into", "update_in_place", "copy_into", "share_version_of_view"]
