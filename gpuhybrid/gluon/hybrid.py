@@ -172,8 +172,8 @@ class HybridBlock(Block):
     def _call_cached(self, call_args: tuple):
         device = call_args[0]._device         # __call__ checked that args[0] is an NDArray
         # None stands for an optional input not given (MXNet allows it): hybrid_forward gets None there.
-        given = any(a is None for a in call_args)
-        args = tuple(a for a in call_args if a is not None) if given else call_args
+        has_none = any(a is None for a in call_args)
+        args = tuple(a for a in call_args if a is not None) if has_none else call_args
         for a in args:
             if not (isinstance(a, NDArray) and (a._device is device or a._device == device)):
                 self._check_inputs(args)      # raises the error that says what is wrong

@@ -10,7 +10,6 @@ Random ones draw from ``nd.random``, so ``gh.random.seed`` makes them reproducib
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -91,10 +90,6 @@ class Initializer:
                 raise OpValueError(f"{type(self).__name__}: no initialisation pattern for {name!r}: called "
                                    f"as init(name, arr), MXNet's rule fills names ending in weight, bias, gamma "
                                    f"or beta; give the parameter its own init= or use init.Mixed")
-
-    def dumps(self) -> str:
-        """MXNet's ``[name, kwargs]`` JSON text of this initialiser."""
-        return json.dumps([type(self).__name__.lower(), dict(vars(self))], default=repr)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
