@@ -22,25 +22,44 @@ def _host(value) -> np.ndarray:
 
 
 def _tolerance(given, table: dict, a: np.ndarray, b: np.ndarray) -> float:
-    if given is not None:
+    """``given`` (a number, or MXNet 1.9's dict dtype -> number), else the loosest default of a's and
+    b's dtypes."""
+    if given is not None and not isinstance(given, dict):
         return float(given)
+    table = table if given is None else {**table, **{np.dtype(k): v for k, v in given.items()}}
     kinds = [x.dtype for x in (a, b) if x.dtype in table]
     return max((table[k] for k in kinds), default=table[np.dtype("float64")])
 
 
-def almost_equal(a, b, rtol=None, atol=None, equal_nan: bool = False) -> bool:
-    """Whether |a - b| <= atol + rtol * |b| everywhere (NDArrays or host data)."""
+def _comparable(a, b, names, use_broadcast: bool) -> tuple:
+    """a and b as host arrays of one shape (broadcast unless ``use_broadcast=False``)."""
     a, b = _host(a), _host(b)
+    if a.shape == b.shape:
+        return a, b
+    try:
+        if not use_broadcast:
+            raise ValueError
+        return tuple(np.broadcast_arrays(a, b))
+    except ValueError:
+        raise AssertionError(f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}") from None
+
+
+def almost_equal(a, b, rtol=None, atol=None, equal_nan: bool = False, use_broadcast: bool = True) -> bool:
+    """Whether |a - b| <= atol + rtol * |b| everywhere (NDArrays or host data)."""
+    try:
+        a, b = _comparable(a, b, ("a", "b"), use_broadcast)
+    except AssertionError:
+        return False
     return bool(np.allclose(a, b, rtol=_tolerance(rtol, _RTOLS, a, b), atol=_tolerance(atol, _ATOLS, a, b),
                             equal_nan=equal_nan))
 
 
-def assert_almost_equal(a, b, rtol=None, atol=None, names=("a", "b"), equal_nan: bool = False) -> None:
+def assert_almost_equal(a, b, rtol=None, atol=None, names=("a", "b"), equal_nan: bool = False,
+                        use_broadcast: bool = True, mismatches=(10, 10)) -> None:
     """Raise ``AssertionError`` naming the worst element unless ``a`` and ``b`` agree within tolerance
-    (defaults by dtype as MXNet: float16 1e-2/1e-1, float32 1e-4/1e-3, float64 1e-5/1e-20)."""
-    a, b = _host(a), _host(b)
-    if a.shape != b.shape:
-        raise AssertionError(f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}")
+    (defaults by dtype as MXNet 1.9: float16 1e-2/1e-1, float32 1e-4/1e-3, float64 1e-5/1e-20).
+    ``mismatches`` is accepted for MXNet's signature; the message names the worst element and the count."""
+    a, b = _comparable(a, b, names, use_broadcast)
     rtol, atol = _tolerance(rtol, _RTOLS, a, b), _tolerance(atol, _ATOLS, a, b)
     if np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan):
         return

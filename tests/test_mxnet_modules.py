@@ -70,6 +70,11 @@ def test_same_shapes_and_exceptions():
     assert same(x, np.array([[1.0, 2.0]])) and not same(x, np.array([1.0, 2.0]))
     with pytest.raises(AssertionError, match="shape"):
         assert_almost_equal(x, np.ones(3))
+    assert_almost_equal(nd.array([[2.0, 2.0]]), np.array(2.0))       # broadcasts, as MXNet 1.9
+    with pytest.raises(AssertionError, match="shape"):
+        assert_almost_equal(nd.array([[2.0, 2.0]]), np.array(2.0), use_broadcast=False)
+    assert_almost_equal(x, x * 1.01, rtol={"float32": 0.02})        # per-dtype tolerances
+    assert not almost_equal(x, np.ones(3))
     assert_exception(lambda: nd.ones((2,)) + nd.ones((3,)), mx.ShapeError)
     with pytest.raises(AssertionError, match="did not raise"):
         assert_exception(lambda: None, ValueError)
