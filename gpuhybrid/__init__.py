@@ -10,7 +10,7 @@ Imperative use::
 """
 import sys as _sys
 
-from . import autograd, profiler, random
+from . import autograd, base, context, profiler, random, test_utils
 from . import ndarray as nd
 from . import symbol as sym
 from . import gluon
@@ -18,6 +18,8 @@ from . import onnx  # export_model / import_model; the onnx package is imported 
 from . import viz  # plot_network / print_summary; matplotlib is imported only when drawing
 from .gluon import init
 from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
+from .base import MXNetError
+from .context import current_context
 from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, OpAttributeError,
                      OpValueError, ShapeError)
 
@@ -35,6 +37,7 @@ _sys.modules[__name__ + ".sym"] = sym
 
 # ndarray / symbol: the packages behind nd and sym (MXNet's mx.ndarray, mx.symbol).
 __all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd",
-           "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
-           "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
-           "OpAttributeError", "OpValueError", "__version__"]
+           "profiler", "random", "base", "context", "test_utils", "MXNetError", "current_context", "Context",
+           "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
+           "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
+           "__version__"]

@@ -92,16 +92,49 @@ class TapeNode:
     """One recorded call: a registry op (``op``), or a hybridized block whose gradient is ``backward``
     (``backward(out_grads) -> input grads``, NDArrays or None)."""
 
-    __slots__ = ("op", "attrs", "inputs", "outputs", "backward", "freed")
+    __slots__ = ("op", "attrs", "inputs", "outputs", "backward", "freed", "versions")
 
     def __init__(self, op: str, attrs: dict, inputs: tuple, outputs: tuple, backward: Callable | None = None):
         self.op, self.attrs, self.inputs, self.outputs = op, attrs, inputs, outputs
         self.backward, self.freed = backward, False
+        # What each saved array's buffer version was, so backward can tell it was overwritten since.
+        self.versions = tuple(_version_of(x) for x in inputs + outputs)
+
+    def check_unchanged(self) -> None:
+        """Raise if an array this node saved was written in place after it was recorded."""
+        for position, (array, seen) in enumerate(zip(self.inputs + self.outputs, self.versions)):
+            if _version_of(array) != seen:
+                role = (f"input {position}" if position < len(self.inputs)
+                        else f"output {position - len(self.inputs)}")
+                raise AutogradError(
+                    f"backward: {role} of {self.op} (shape {tuple(array.shape)}) was written in place "
+                    f"(x[...] = v, x += y, copyto) after autograd.record() saved it; its gradient needs the "
+                    f"old values. Write into a copy (x = x.copy()) or do the write after backward()")
 
     def free(self) -> None:
         """Drop the saved arrays (what ``retain_graph=False`` does after a backward pass)."""
         self.inputs = self.outputs = ()
         self.backward, self.freed = None, True
+
+
+def _version_of(array) -> int:
+    counter = getattr(array, "_version", None)
+    return 0 if counter is None else counter[0]
+
+
+def check_write(target, what: str) -> None:
+    """Refuse, while recording, a write into an array of the recorded graph: MXNet refuses it too, as the
+    gradient would be undefined. A result whose graph a backward pass freed becomes a plain array again,
+    as in MXNet. (A write into a fresh array is recorded by the caller.)"""
+    slot = target._ag
+    if slot is not None and slot.node is not None and slot.node.freed:
+        target._ag = None
+        return
+    if is_recording() and slot is not None:
+        raise AutogradError(f"{what}: assigning to an NDArray that is already in the recorded graph (it "
+                            f"has attach_grad() or was computed inside autograd.record()) would make its "
+                            f"gradient undefined; call backward() first, or do the write outside "
+                            f"`with autograd.record():` (or write x = x + y for a new array)")
 
 
 def needs_grad(array) -> bool:
@@ -205,6 +238,7 @@ def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bo
             out_grads = [grads.get(id(y._ag)) if y._ag is not None else None for y in node.outputs]
             if all(g is None for g in out_grads):
                 continue
+            node.check_unchanged()
             wants = [x._ag is not None and x.dtype.kind == "f" and x.size > 0
                      and (id(x._ag) in targets or id(x._ag.node) in relevant) for x in node.inputs]
             in_grads = _node_gradients(F, node, out_grads, wants, create_graph)
@@ -220,8 +254,10 @@ def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bo
 def _node_gradients(F, node: TapeNode, out_grads: list, wants: list, create_graph: bool) -> list:
     if node.backward is not None:
         if create_graph:
-            raise AutogradError(f"create_graph=True cannot differentiate through hybridized block {node.op} "
-                                f"a second time; call hybridize(False) on it for higher-order gradients")
+            raise AutogradError(f"create_graph=True cannot differentiate through {node.op} (a hybridized "
+                                f"block or a recorded write into an array) a second time; call "
+                                f"hybridize(False) on the block, or build the array with ops, for "
+                                f"higher-order gradients")
         return node.backward(out_grads)
     rule = GRADIENTS.get(node.op)
     if rule is None:

@@ -242,15 +242,31 @@ def add_in_place(s):
     s += 1
 
 
-@pytest.mark.parametrize("misuse", [
-    lambda s: bool(s > 0), lambda s: float(s), lambda s: s.asnumpy(), assign_item, add_in_place,
-], ids=["bool", "float", "asnumpy", "setitem", "iadd"])
-def test_reading_or_mutating_a_symbol_says_what_to_do(misuse):
+def unpack(s):
+    a, b = s
+
+
+@pytest.mark.parametrize("misuse, fix", [
+    (lambda s: bool(s > 0), "F.where"), (lambda s: float(s), "F.where"),
+    (lambda s: s.asnumpy(), "after the call"), (assign_item, "F.where(mask, v, x)"),
+    (add_in_place, "x = x + y"), (unpack, "F.split"), (lambda s: list(s), "F.split"),
+    (lambda s: len(s), "F.split"), (lambda s: np.asarray(s), "after the call"),
+], ids=["bool", "float", "asnumpy", "setitem", "iadd", "unpack", "iterate", "len", "numpy"])
+def test_reading_or_mutating_a_symbol_says_what_to_do(misuse, fix):
     with pytest.raises(TraceError) as info:
         misuse(sym.var("x"))
     assert isinstance(info.value, gh.GhError) and isinstance(info.value, TypeError)
     message = str(info.value)
-    assert "F.where" in message and "imperative" in message, message
+    assert fix in message and "imperative" in message, message
+
+
+def test_a_multi_output_symbol_unpacks_into_its_outputs():
+    first, second = sym.split(sym.var("x"), num_outputs=2, axis=1)
+    assert len(sym.split(sym.var("y"), num_outputs=3)) == 3
+    host = np.random.default_rng(0).standard_normal((3, 4))
+    out = sym.Group([first * 2, second]).eval(gh.cpu(), x=nd.array(host, dtype="float64"))
+    np.testing.assert_allclose(out[0].asnumpy(), host[:, :2] * 2, rtol=1e-12)
+    np.testing.assert_allclose(out[1].asnumpy(), host[:, 2:], rtol=1e-12)
 
 
 # --- JSON round trips -------------------------------------------------------------------------------

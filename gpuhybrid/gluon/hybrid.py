@@ -151,10 +151,11 @@ class HybridBlock(Block):
     def infer_shape(self, *args) -> None:
         """Set the shapes of this block's deferred parameters from the inputs. Layers override this;
         the default traces ``hybrid_forward`` symbolically (so prints in it run once more)."""
-        names, in_syms = _input_vars(len(args))
-        out = self.forward(*in_syms)
+        present = [a for a in args if a is not None]          # None: an optional input not given
+        names, in_syms = _input_vars(len(present))
+        out = self.forward(*_with_nones(args, in_syms))
         outputs = out if isinstance(out, (list, tuple)) else [out]
-        specs = var_specs(typed_graph(sym.Group(outputs), {n: a.spec for n, a in zip(names, args)}))
+        specs = var_specs(typed_graph(sym.Group(outputs), {n: a.spec for n, a in zip(names, present)}))
         for param in self._reg_params.values():
             if param.name in specs and specs[param.name] is not None:
                 param.shape = specs[param.name].shape
@@ -169,20 +170,25 @@ class HybridBlock(Block):
             raise DeviceError(f"{self.name}: inputs are on different devices "
                               f"({', '.join(str(a.ctx) for a in args)}); move them to one device first")
 
-    def _call_cached(self, args: tuple):
-        device = args[0]._device              # __call__ checked that args[0] is an NDArray
+    def _call_cached(self, call_args: tuple):
+        device = call_args[0]._device         # __call__ checked that args[0] is an NDArray
+        # None stands for an optional input not given (MXNet allows it): hybrid_forward gets None there.
+        has_none = any(a is None for a in call_args)
+        args = tuple(a for a in call_args if a is not None) if has_none else call_args
         for a in args:
             if not (isinstance(a, NDArray) and (a._device is device or a._device == device)):
                 self._check_inputs(args)      # raises the error that says what is wrong
         training = autograd.is_training()
         key = (tuple([a.spec for a in args]), device, training)
+        if args is not call_args:
+            key += (tuple(a is None for a in call_args),)
         wants = None
         if autograd.is_recording():
             wants = tuple(a._ag is not None and a.dtype.kind == "f" for a in args)
             key += (wants,)
         entry = self._plans.get(key)
         if entry is None:
-            entry = self._trace(args, device, training, wants=wants)
+            entry = self._trace(call_args, device, training, wants=wants)
             if os.environ.get("GPUHYBRID_DEBUG_COMPARE") == "1":
                 from .debug import check_trace
                 check_trace(self, args, entry)
@@ -239,12 +245,13 @@ class HybridBlock(Block):
             warnings.warn(f"{self.name} has been traced {self._trace_count} times for different input "
                           f"signatures (shapes, dtypes, device, training flag); each trace compiles a new plan. "
                           f"Use fixed input shapes or raise hybridize(max_cached_plans=...)", stacklevel=3)
+        call_args, args = args, tuple(a for a in args if a is not None)
         names, in_syms = _input_vars(len(args))
         aux_updates: list = []
         tokens = (tracing_block.set(self.name), pending_aux_updates.set(aux_updates))
         try:
             with autograd.train_mode() if training else autograd.predict_mode():
-                out = self.forward(*in_syms)
+                out = self.forward(*_with_nones(call_args, in_syms))
         finally:
             pending_aux_updates.reset(tokens[1])
             tracing_block.reset(tokens[0])
@@ -360,6 +367,12 @@ class HybridBlock(Block):
 def _input_vars(count: int):
     names = ["data"] if count == 1 else [f"data{i}" for i in range(count)]
     return names, [sym.var(n) for n in names]
+
+
+def _with_nones(call_args: tuple, given: list) -> list:
+    """``given`` (one per non-None argument) with None put back where the call passed None."""
+    values = iter(given)
+    return [None if a is None else next(values) for a in call_args]
 
 
 def _count_outputs(out) -> int:

@@ -129,7 +129,9 @@ class Parameter:
             warnings.warn(f"parameter {self.name!r} is already initialised, ignoring; pass force_reinit=True "
                           f"to initialise it again", stacklevel=4)
             return
-        chosen = initializers.create(self.init if self.init is not None else (init or default_init))
+        # MXNet: an init given here wins; else the parameter's own, else the block-wide default_init.
+        chosen = initializers.create(init if init is not None else
+                                     self.init if self.init is not None else default_init)
         device = self._one_device(ctx)
         if not self.shape_known:
             if not self.allow_deferred_init:

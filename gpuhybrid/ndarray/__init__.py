@@ -11,6 +11,7 @@ from ..backend import waitall
 from . import random
 from ._array import NDArray
 from ._creation import arange, array, empty, from_dlpack, full, ones, zeros
+from ._io import NDArrayFileError, load, save
 
 _HANDWRITTEN = {"arange", "full", "ones", "zeros"}  # these take ctx= and a positional shape
 _OPS = {name: fn for name, fn in vars(NDArray.F).items()
@@ -18,4 +19,4 @@ _OPS = {name: fn for name, fn in vars(NDArray.F).items()
 globals().update(_OPS)
 
 __all__ = sorted({"NDArray", "array", "arange", "empty", "from_dlpack", "full", "ones", "zeros", "random",
-                  "waitall"} | set(_OPS))
+                  "waitall", "save", "load", "NDArrayFileError"} | set(_OPS))

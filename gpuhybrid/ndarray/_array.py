@@ -52,10 +52,13 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     record_launches(device, library, "library")
     if len(outs) == 1 and not isinstance(result, (list, tuple)):
         out = NDArray(result, device, outs[0])
+        share_version_of_view(out, inputs)
         if autograd.is_recording() and any(x._ag is not None for x in inputs):
             autograd.record_call(op.name, attrs, inputs, [out])
         return out
     arrays = [NDArray(r, device, s) for r, s in zip(result, outs)]
+    for array in arrays:
+        share_version_of_view(array, inputs)
     if autograd.is_recording() and any(x._ag is not None for x in inputs):
         autograd.record_call(op.name, attrs, inputs, arrays)
     if op.hidden_outputs:        # outputs kept for the gradient rule only (Dropout's draw)
@@ -67,7 +70,7 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
 class NDArray(OperatorMixin):
     """A fixed-size multi-dimensional array on one device."""
 
-    __slots__ = ("_data", "_device", "_spec", "_ag")
+    __slots__ = ("_data", "_device", "_spec", "_ag", "_version")
     _what = "NDArray"
     # Every registry op as an eager function (set below the class): nd's functions plus the gradient-only
     # ops (``pick_backward``, ...). Autograd runs gradient rules with it as ``F``, so it needs no nd import.
@@ -83,6 +86,7 @@ class NDArray(OperatorMixin):
         self._device = device
         self._spec = spec
         self._ag = None             # autograd's GradSlot: set for leaves (attach_grad) and recorded results
+        self._version = [0]         # bumped by every write into the buffer; shared with views of it
 
     # --- what it is --------------------------------------------------------------------------------
     @property
@@ -152,11 +156,7 @@ class NDArray(OperatorMixin):
     def copyto(self, other):
         """Copy to a device (returns the new array) or into an existing NDArray of the same shape."""
         if isinstance(other, NDArray):
-            if other.shape != self.shape:
-                raise ShapeError(f"copyto: cannot copy shape {self.shape} into shape {other.shape}")
-            moved = self.copyto(other._device)
-            with other._device.activate():
-                other._data[...] = moved._data
+            copy_into(self, other)
             return other
         target = as_device(other)
         if target.is_gpu:
@@ -205,14 +205,27 @@ class NDArray(OperatorMixin):
 
     def detach(self) -> "NDArray":
         """The same data, cut off from the recorded graph (no gradient flows through it)."""
-        return NDArray(self._data, self._device, self._spec)
+        alias = NDArray(self._data, self._device, self._spec)
+        alias._version = self._version
+        return alias
 
     # --- shape -------------------------------------------------------------------------------------
     def __getitem__(self, key) -> "NDArray":
         if isinstance(key, (NDArray, list, np.ndarray)):
-            raise OpValueError("indexing with arrays or lists is not supported: only ints, slices, None and "
-                               "... (basic indexing); use nd.where or slice/slice_axis instead")
+            raise OpValueError("reading with index arrays or lists is not supported: only ints, slices, None "
+                               "and ... (basic indexing); use nd.take / nd.pick / nd.where (writing with "
+                               "index arrays, x[idx] = v, is supported)")
         return invoke("getitem", [self], {"key": encode_index(key)})
+
+    def __setitem__(self, key, value) -> None:
+        """``x[key] = value`` in place (every view of x sees it): ints, slices, ``...``, integer or
+        boolean index arrays; ``value`` is a number, an NDArray or host data, broadcast to ``x[key]``."""
+        write_into(self, key, value)
+
+    def __iadd__(self, other): return update_in_place(self, other, "add")
+    def __isub__(self, other): return update_in_place(self, other, "sub")
+    def __imul__(self, other): return update_in_place(self, other, "mul")
+    def __itruediv__(self, other): return update_in_place(self, other, "div")
 
     def __len__(self) -> int:
         if not self.shape:
@@ -286,6 +299,9 @@ def eager_apply(op_name: str, inputs: list, attrs: dict):
     device = as_device(attrs.pop("ctx", None)) if not get_op(op_name).inputs else None
     return invoke(op_name, inputs, attrs, device=device)
 
+
+# Imported here, below the class, because the writes module works on NDArrays.
+from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402
 
 # Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
 NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray").build())

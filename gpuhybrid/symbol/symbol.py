@@ -141,11 +141,21 @@ def merge(symbols) -> tuple:
     return target, refs
 
 
-def _trace_hint(what: str) -> str:
+_CONTROL_FLOW_FIX = "Use F.where(cond, x, y) instead of Python `if`"
+_ITERATION_FIX = ("To take it apart use F.split(x, num_outputs=n, axis=a) (a multi-output Symbol unpacks: "
+                  "a, b = F.split(x, num_outputs=2)), or index it with x[i] / F.slice_axis")
+_ASSIGNMENT_FIX = ("A graph cannot change an array in place: build the new value with ops instead, e.g. "
+                   "x = F.where(mask, v, x) for a masked write, F.concat(x[:i], v, x[i+1:], dim=0) for a "
+                   "slice, x = x + y for x += y")
+_VALUE_FIX = ("Return the Symbol from hybrid_forward and read the NDArray it becomes (out.asnumpy()) after "
+              "the call")
+
+
+def _trace_hint(what: str, fix: str = _CONTROL_FLOW_FIX) -> str:
     block = tracing_block.get()
     where = f"while hybridizing block {block!r}" if block else "on a Symbol"
-    return (f"{what} {where}: a Symbol has no value until the graph runs. Use F.where(cond, x, y) instead "
-            f"of Python `if`, keep this block imperative (don't call hybridize()), or make it a plain Block")
+    return (f"{what} {where}: a Symbol has no value until the graph runs. {fix}; or keep this block "
+            f"imperative (don't call hybridize()), or make it a plain Block")
 
 
 class Symbol(OperatorMixin):
@@ -181,7 +191,9 @@ class Symbol(OperatorMixin):
         return [Symbol(self._builder, [ref]) for ref in self._refs]
 
     def __len__(self) -> int:
-        raise TraceError(_trace_hint("len() of a Symbol"))
+        if len(self._refs) > 1:
+            return len(self._refs)
+        raise TraceError(_trace_hint("len() of a Symbol", _ITERATION_FIX))
 
     @property
     def num_outputs(self) -> int:
@@ -248,18 +260,30 @@ class Symbol(OperatorMixin):
         raise TraceError(_trace_hint("using a Symbol as an index"))
 
     def __iter__(self):
-        raise TraceError(_trace_hint("iterating over a Symbol"))
+        """A multi-output Symbol yields its outputs (``a, b = F.split(x, num_outputs=2)``)."""
+        if len(self._refs) > 1:
+            return iter(self._each_output())
+        raise TraceError(_trace_hint("iterating over (or unpacking) a single-output Symbol", _ITERATION_FIX))
 
     def asnumpy(self):
-        raise TraceError(_trace_hint("asnumpy() of a Symbol"))
+        raise TraceError(_trace_hint("asnumpy() of a Symbol", _VALUE_FIX))
 
-    asscalar = item = wait_to_read = __array__ = asnumpy
+    def asscalar(self):
+        raise TraceError(_trace_hint("asscalar() of a Symbol", _VALUE_FIX))
+
+    item = asscalar
+
+    def wait_to_read(self):
+        raise TraceError(_trace_hint("wait_to_read() of a Symbol", _VALUE_FIX))
+
+    def __array__(self, *_args, **_kwargs):
+        raise TraceError(_trace_hint("converting a Symbol to a NumPy array", _VALUE_FIX))
 
     def __setitem__(self, key, value):
-        raise TraceError(_trace_hint("in-place assignment x[...] = v"))
+        raise TraceError(_trace_hint("item assignment x[...] = v", _ASSIGNMENT_FIX))
 
     def _in_place(self, *_):
-        raise TraceError(_trace_hint("in-place arithmetic (x += y); write x = x + y"))
+        raise TraceError(_trace_hint("in-place arithmetic (x += y)", _ASSIGNMENT_FIX))
 
     __iadd__ = __isub__ = __imul__ = __itruediv__ = __ipow__ = _in_place
 
