@@ -207,7 +207,7 @@ def test_explain_shows_passes_groups_sources_and_launches(capsys):
     text = gh.inspect(net, nd.ones((1, 3)))
     assert text == capsys.readouterr().out.rstrip("\n")
     assert "-- after traced" in text and "-- after fuse_elementwise" in text
-    assert "-- pipeline: infer_shapes > remove_noops > " in text
+    assert "-- pipeline: remove_noops > fold_constants > " in text
     assert ("> lower_row_ops > split_bias_epilogue > lower_plain_gemms > fuse_elementwise"
             " > fuse_row_reductions > store_in_place\n" in text)
     assert "stored over %fullyconnected" in text           # the in-place stores are in the final graph

@@ -21,8 +21,9 @@ from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
 
+# Graphs arrive typed (symbol.infer.typed_graph infers every spec once, as they are built): no pass
+# re-infers them; verify_graph does, to check that each pass kept the specs true.
 PIPELINE: list = [
-    ("infer_shapes", infer_shapes),
     ("remove_noops", remove_noops),
     ("fold_constants", fold_constants),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
