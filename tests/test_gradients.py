@@ -365,7 +365,7 @@ UNARY_DOMAINS = {
     "abs": {"away": 1e-3}, "square": {}, "reciprocal": {"away": 0.2}, "negative": {}, "erf": {}, "gelu": {},
     "softrelu": {}, "softsign": {"away": 1e-3}, "sin": {}, "cos": {},
     "sign": {"away": 0.1}, "floor": {"avoid_integers": True}, "ceil": {"avoid_integers": True},
-    "round": {"avoid_integers": True},
+    "round": {"avoid_integers": True}, "log_sigmoid": {},
 }
 
 CASES = {name: unary(name, **domain) for name, domain in UNARY_DOMAINS.items()}
@@ -400,6 +400,44 @@ CASES.update({
 for _cmp in ("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal"):
     CASES[_cmp] = binary(_cmp, distinct=True)
     CASES[f"{_cmp}_scalar"] = scalar_op(_cmp, distinct=True)
+for _logical in ("logical_and", "logical_or", "logical_xor"):
+    CASES[_logical] = binary(_logical)
+    CASES[f"{_logical}_scalar"] = scalar_op(_logical)
+
+
+def _off_integers(ratio) -> bool:
+    """floor(ratio) jumps at integers: finite differences need the ratio away from them."""
+    return bool(np.abs(ratio - np.round(ratio)).min(initial=1.0) > 1e-3)
+
+
+@st.composite
+def mod(draw):
+    fn, (a, b), check = draw(binary("mod", rhs={"away": 0.3}))
+    assume(_off_integers(np.asarray(a / b)))
+    return fn, [a, b], check
+
+
+@st.composite
+def mod_scalar(draw):
+    scalar, reverse = draw(st.floats(0.3, 2) | st.floats(-2, -0.3)), draw(st.booleans())
+    x = draw(values(draw(small_shapes()), away=0.3))
+    assume(_off_integers(scalar / x if reverse else x / scalar))
+    return (lambda F, v: F.mod_scalar(v, scalar=scalar, reverse=reverse)), [x], {}
+
+
+@st.composite
+def hard_sigmoid(draw):
+    x = draw(values(draw(small_shapes())))
+    assume(np.abs(x * 0.3 + 0.4).min(initial=1.0) > 1e-3 and np.abs(x * 0.3 - 0.6).min(initial=1.0) > 1e-3)
+    return (lambda F, v: F.hard_sigmoid(v, alpha=0.3, beta=0.4)), [x], {}
+
+
+CASES.update({
+    "mod": mod(), "mod_scalar": mod_scalar(), "hypot": binary("hypot", lhs={"away": 0.2}),
+    "hypot_scalar": scalar_op("hypot", scalars=st.floats(0.2, 2) | st.floats(-2, -0.2)),
+    "hard_sigmoid": hard_sigmoid(),
+    "smooth_l1": case(lambda F, x: F.smooth_l1(x, scalar=1.5), {}),
+})
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
 
