@@ -438,6 +438,106 @@ CASES.update({
     "hard_sigmoid": hard_sigmoid(),
     "smooth_l1": case(lambda F, x: F.smooth_l1(x, scalar=1.5), {}),
 })
+@st.composite
+def take(draw):
+    shape = draw(small_shapes(min_dims=1))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    mode = draw(st.sampled_from(["clip", "wrap"]))
+    size = shape[axis]
+    index = draw(hnp.arrays(np.float64, draw(small_shapes(max_dims=2)),
+                            elements=st.integers(-size - 2, size + 2)))
+    fn = lambda F, x, i: F.take(x, i, axis=axis, mode=mode)  # noqa: E731
+    return fn, [draw(values(shape)), index], {"wrt": [0]}
+
+
+@st.composite
+def one_hot(draw):
+    index = draw(values(draw(small_shapes(max_dims=2)), lo=-1.0, hi=4.0, avoid_integers=True))
+    return (lambda F, i: F.one_hot(i, depth=3, dtype="float64")), [index], {}
+
+
+@st.composite
+def ordering(draw, name):
+    """Distinct values (no ties: an order that flips between them has no derivative)."""
+    shape = draw(small_shapes(min_dims=1))
+    x = draw(values(shape))
+    assume(np.diff(np.sort(x, axis=None)).min(initial=1.0) > 1e-3)
+    ascend = draw(st.booleans())
+    if name == "sort":
+        axis = draw(st.integers(-len(shape), len(shape) - 1))
+        return (lambda F, v: F.sort(v, axis=axis, is_ascend=ascend)), [x], {}
+    axis = draw(st.none() | st.integers(-len(shape), len(shape) - 1))
+    if name == "argsort":
+        return (lambda F, v: F.argsort(v, axis=axis, is_ascend=ascend, dtype="float64")), [x], {}
+    size = x.size if axis is None else shape[axis]
+    k = draw(st.integers(0, size))
+    ret_typ = draw(st.sampled_from(["value", "both", "indices", "mask"]))
+
+    def fn(F, v):
+        out = F.topk(v, axis=axis, k=k, ret_typ=ret_typ, is_ascend=ascend, dtype="float64")
+        return out[0] if ret_typ == "both" else out
+    return fn, [x], {}
+
+
+@st.composite
+def cumsum(draw):
+    shape = draw(small_shapes(min_dims=1))
+    axis = draw(st.none() | st.integers(-len(shape), len(shape) - 1))
+    return (lambda F, v: F.cumsum(v, axis=axis)), [draw(values(shape))], {}
+
+
+@st.composite
+def norm(draw):
+    shape = draw(small_shapes(min_dims=1))
+    ord_ = draw(st.sampled_from([1, 2]))
+    axis = draw(st.none() | st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1).map(tuple))
+    keepdims = draw(st.booleans())
+    x = draw(values(shape, away=0.1))
+    return (lambda F, v: F.norm(v, ord=ord_, axis=axis, keepdims=keepdims)), [x], {}
+
+
+@st.composite
+def l2_normalization(draw):
+    mode = draw(st.sampled_from(["instance", "channel", "spatial"]))
+    shape = draw(small_shapes(min_dims=3 if mode == "spatial" else 2))
+    x = draw(values(shape, away=0.1))
+    return (lambda F, v: F.L2Normalization(v, mode=mode, eps=1e-3)), [x], {}
+
+
+@st.composite
+def sequence_mask(draw):
+    axis, use = draw(st.sampled_from([0, 1])), draw(st.booleans())
+    shape = draw(small_shapes(min_dims=2))
+    time, batch = (shape[0], shape[1]) if axis == 0 else (shape[1], shape[0])
+    lengths = draw(hnp.arrays(np.float64, (batch,), elements=st.integers(0, time)))
+    x = draw(values(shape))
+    if not use:
+        return (lambda F, v: F.SequenceMask(v, axis=axis, value=-1.0)), [x], {}
+    fn = lambda F, v, n: F.SequenceMask(v, n, use_sequence_length=True, value=-1.0, axis=axis)  # noqa: E731
+    return fn, [x, lengths], {"wrt": [0]}
+
+
+@st.composite
+def broadcast_like(draw):
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=0, max_dims=3, max_side=3))
+    target = np.zeros(shapes.result_shape)
+    fn = lambda F, v, like: F.broadcast_like(v, like)  # noqa: E731
+    return fn, [draw(values(shapes.input_shapes[0])), target], {"wrt": [0]}
+
+
+@st.composite
+def broadcast_axis(draw):
+    shape = draw(small_shapes(min_dims=1, max_side=1))
+    axes = draw(st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1).map(tuple))
+    sizes = tuple(draw(st.integers(1, 3)) for _ in axes)
+    return (lambda F, v: F.broadcast_axis(v, axis=axes, size=sizes)), [draw(values(shape))], {}
+
+
+CASES.update({
+    "take": take(), "one_hot": one_hot(), "sort": ordering("sort"), "argsort": ordering("argsort"),
+    "topk": ordering("topk"), "cumsum": cumsum(), "norm": norm(), "L2Normalization": l2_normalization(),
+    "SequenceMask": sequence_mask(), "broadcast_like": broadcast_like(), "broadcast_axis": broadcast_axis(),
+})
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
 

@@ -35,7 +35,8 @@ def test_smooth_l1_matches_mxnet_formula(data):
     dtype = data.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
     x = data.draw(arrays(dtype, shapes(), -4.0, 4.0), label="x")
     sigma = data.draw(st.sampled_from([0.5, 1.0, 2.0]), label="sigma")
-    ref = np.where(np.abs(f64(x)) < 1 / sigma**2, 0.5 * (sigma * f64(x)) ** 2, np.abs(f64(x)) - 0.5 / sigma**2)
+    v = f64(x)
+    ref = np.where(np.abs(v) < 1 / sigma**2, 0.5 * (sigma * v) ** 2, np.abs(v) - 0.5 / sigma**2)
     assert_matches(run_op("smooth_l1", to_nd(x), scalar=sigma), ref, dtype, loose=True)
 
 
@@ -50,3 +51,222 @@ def test_mod_takes_the_divisors_sign_as_numpy_and_mxnet():
     # Zero divisors: 0 for integers (NumPy and MXNet), NaN for floats (NumPy; MXNet gives 0).
     assert nd.mod(nd.array([3], dtype="int64"), nd.array([0], dtype="int64")).asnumpy()[0] == 0
     assert np.isnan(nd.mod(nd.array([3.0]), nd.array([0.0])).asnumpy()[0])
+
+
+# --- indexing -----------------------------------------------------------------------------------------
+
+COVERS |= {"take", "one_hot", "sort", "argsort", "topk", "cumsum", "norm", "L2Normalization", "SequenceMask",
+           "broadcast_like", "broadcast_axis", "broadcast_axes"}
+INDEXED_DTYPES = ["float32", "float64", "int32", "int64"]
+
+
+@SETTINGS
+@given(data=st.data())
+def test_take_clips_or_wraps_like_numpy(data):
+    dtype = data.draw(st.sampled_from(INDEXED_DTYPES), label="dtype")
+    shape = data.draw(shapes(min_dims=1, min_side=1, max_dims=3), label="shape")
+    x = data.draw(arrays(dtype, shape), label="x")
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    size = shape[axis]
+    index = data.draw(hnp.arrays(np.int64, shapes(max_dims=2), elements=st.integers(-2 * size, 2 * size)))
+    mode = data.draw(st.sampled_from(["clip", "wrap"]), label="mode")
+    out = run_op("take", to_nd(x), nd.array(index, dtype="float32"), axis=axis, mode=mode)
+    assert_matches(out, np.take(f64(x), index, axis=axis, mode=mode), dtype)
+
+
+def test_take_truncates_float_indices_and_is_a_method():
+    x = nd.array(np.arange(10.0).reshape(5, 2))
+    np.testing.assert_array_equal(x.take(nd.array([1.9, -0.5, 7.0])).asnumpy(),
+                                  np.arange(10.0).reshape(5, 2)[[1, 0, 4]])
+    with pytest.raises(gh.OpAttributeError, match="mode"):
+        nd.take(x, nd.array([0]), mode="raise")
+
+
+@SETTINGS
+@given(index=hnp.arrays(np.int64, shapes(max_dims=3), elements=st.integers(-2, 6)),
+       depth=st.integers(0, 5), on=st.sampled_from([1.0, 2.5]), off=st.sampled_from([0.0, -1.0]),
+       dtype=st.sampled_from(["float32", "int32", "float64"]))
+def test_one_hot_matches_reference_and_ignores_out_of_range_indices(index, depth, on, off, dtype):
+    out = run_op("one_hot", nd.array(index, dtype="float32"), depth=depth, on_value=on, off_value=off,
+                 dtype=dtype)
+    ref = np.where(np.arange(depth) == index[..., None], on, off)
+    assert out.dtype == np.dtype(dtype) and out.shape == index.shape + (depth,)
+    np.testing.assert_array_equal(out.asnumpy(), ref.astype(dtype))
+
+
+# --- ordering -----------------------------------------------------------------------------------------
+
+def _distinct(data, dtype, shape):
+    """Distinct values (ties have no single order), shuffled."""
+    count = int(np.prod(shape))
+    values = data.draw(st.permutations(range(-count, count, 2)), label="values")[:count]
+    return np.asarray(values, dtype=np.float64).astype(dtype).reshape(shape)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_sort_and_argsort_match_numpy(data):
+    dtype = data.draw(st.sampled_from(INDEXED_DTYPES), label="dtype")
+    shape = data.draw(shapes(min_dims=1, min_side=1, max_dims=3), label="shape")
+    x = _distinct(data, dtype, shape)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    ascend = data.draw(st.booleans(), label="ascend")
+    ref_order = np.argsort(x, axis=axis) if ascend else np.flip(np.argsort(x, axis=axis), axis=axis)
+    assert_matches(run_op("sort", to_nd(x), axis=axis, is_ascend=ascend),
+                   np.take_along_axis(f64(x), ref_order, axis=axis), dtype)
+    got = run_op("argsort", to_nd(x), axis=axis, is_ascend=ascend)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.asnumpy(), ref_order)
+    flat = nd.argsort(to_nd(x), axis=None, dtype="int64").asnumpy()
+    np.testing.assert_array_equal(flat, np.argsort(x, axis=None))
+
+
+def test_sort_is_stable_and_puts_nan_last():
+    x = nd.array([2.0, np.nan, 1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(nd.argsort(x, dtype="int32").asnumpy(), [2, 4, 0, 3, 1])
+    np.testing.assert_array_equal(nd.sort(x).asnumpy()[:4], [1.0, 1.0, 2.0, 2.0])
+
+
+@SETTINGS
+@given(data=st.data())
+def test_topk_values_indices_mask_and_both(data):
+    dtype = data.draw(st.sampled_from(INDEXED_DTYPES), label="dtype")
+    shape = data.draw(shapes(min_dims=1, min_side=1, max_dims=3), label="shape")
+    x = _distinct(data, dtype, shape)
+    axis = data.draw(st.none() | st.integers(-len(shape), len(shape) - 1), label="axis")
+    flat, work_axis = (x.reshape(-1), 0) if axis is None else (x, axis)
+    k = data.draw(st.integers(0, flat.shape[work_axis]), label="k")
+    ascend = data.draw(st.booleans(), label="ascend")
+    kept = flat.shape[work_axis] if k < 1 else k
+    ref_order = np.argsort(flat if ascend else -f64(flat), axis=work_axis)
+    ref_indices = np.take(ref_order, np.arange(kept), axis=work_axis)
+    ref_values = np.take_along_axis(f64(flat), ref_indices, axis=work_axis)
+    common = dict(axis=axis, k=k, is_ascend=ascend)
+    np.testing.assert_array_equal(run_op("topk", to_nd(x), **common).asnumpy(), ref_indices)
+    assert_matches(run_op("topk", to_nd(x), ret_typ="value", **common), ref_values, dtype)
+    values, indices = run_op("topk", to_nd(x), ret_typ="both", dtype="int64", **common)
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices.asnumpy(), ref_indices)
+    assert_matches(values, ref_values, dtype)
+    if axis is not None:
+        mask = np.zeros(x.shape)
+        np.put_along_axis(mask, ref_indices, 1.0, axis=axis)
+        assert_matches(run_op("topk", to_nd(x), ret_typ="mask", **common), mask, dtype)
+
+
+def test_topk_defaults_are_mxnets_and_too_large_k_is_an_error():
+    x = nd.array([[1.0, 3.0, 2.0]])
+    np.testing.assert_array_equal(nd.topk(x).asnumpy(), [[1.0]])       # largest, indices, float32
+    with pytest.raises(gh.OpValueError, match="k=4"):
+        nd.topk(x, k=4)
+
+
+# --- accumulations and norms -----------------------------------------------------------------------------
+
+@SETTINGS
+@given(data=st.data())
+def test_cumsum_matches_numpy(data):
+    dtype = data.draw(st.sampled_from(list(FLOAT_DTYPES) + ["int32", "int64", "bool"]), label="dtype")
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    x = data.draw(arrays(dtype, shape, -4.0, 4.0), label="x")
+    axis = data.draw(st.none() | st.integers(-len(shape), len(shape) - 1), label="axis")
+    out = run_op("cumsum", to_nd(x), axis=axis)
+    expected = np.cumsum(x, axis=axis).dtype
+    assert out.dtype == (expected if dtype != "float16" else np.float16)
+    assert_matches(out, np.cumsum(f64(x), axis=axis), out.dtype.name, scale=4.0 * max(x.size, 1))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_norm_matches_numpy(data):
+    dtype = data.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    x = data.draw(arrays(dtype, shape, -4.0, 4.0), label="x")
+    ord_ = data.draw(st.sampled_from([1, 2]), label="ord")
+    axis = data.draw(st.none() | st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1)
+                     .map(tuple), label="axis")
+    keepdims = data.draw(st.booleans(), label="keepdims")
+    ref = np.sum(np.abs(f64(x)), axis=axis, keepdims=keepdims) if ord_ == 1 else \
+        np.sqrt(np.sum(f64(x) ** 2, axis=axis, keepdims=keepdims))
+    out = run_op("norm", to_nd(x), ord=ord_, axis=axis, keepdims=keepdims)
+    assert out.shape == np.shape(ref)
+    assert_matches(out, ref, dtype, loose=True, scale=4.0 * max(x.size, 1))
+    assert to_nd(x).norm(ord=ord_, axis=axis, keepdims=keepdims).shape == np.shape(ref)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_l2_normalization_modes(data):
+    dtype = data.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
+    mode = data.draw(st.sampled_from(["instance", "channel", "spatial"]), label="mode")
+    shape = data.draw(shapes(min_dims=3 if mode == "spatial" else 2, max_dims=4, min_side=1), label="shape")
+    x = data.draw(arrays(dtype, shape, -4.0, 4.0), label="x")
+    axes = {"instance": tuple(range(1, len(shape))), "channel": (1,), "spatial": tuple(range(2, len(shape)))}
+    ref = f64(x) / np.sqrt(np.sum(f64(x) ** 2, axis=axes[mode], keepdims=True) + 1e-10)
+    assert_matches(run_op("L2Normalization", to_nd(x), mode=mode), ref, dtype, loose=True)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_sequence_mask_matches_reference(data):
+    axis = data.draw(st.sampled_from([0, 1]), label="axis")
+    shape = data.draw(shapes(min_dims=2, max_dims=4, min_side=1), label="shape")
+    x = data.draw(arrays("float32", shape), label="x")
+    time, batch = (shape[0], shape[1]) if axis == 0 else (shape[1], shape[0])
+    lengths = data.draw(hnp.arrays(np.float64, (batch,), elements=st.floats(0, time)), label="lengths")
+    steps = np.arange(time)
+    keep = steps[:, None] < np.trunc(lengths)[None, :]
+    keep = (keep if axis == 0 else keep.T).reshape(keep.shape[::1 - 2 * axis] + (1,) * (len(shape) - 2))
+    out = run_op("SequenceMask", to_nd(x), to_nd(lengths), use_sequence_length=True, value=-7.0, axis=axis)
+    np.testing.assert_array_equal(out.asnumpy(), np.where(keep, x, np.float32(-7.0)))
+    np.testing.assert_array_equal(nd.SequenceMask(to_nd(x)).asnumpy(), x)
+    with pytest.raises(gh.OpValueError, match="sequence_length"):
+        nd.SequenceMask(to_nd(x), nd.zeros((batch + 1,)), use_sequence_length=True, axis=axis)
+
+
+# --- broadcasting -----------------------------------------------------------------------------------------
+
+@SETTINGS
+@given(data=st.data())
+def test_broadcast_like_and_broadcast_axis(data):
+    shapes_ = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=0, max_dims=3, max_side=3))
+    x = data.draw(arrays("float32", shapes_.input_shapes[0]), label="x")
+    like = nd.zeros(shapes_.result_shape)
+    assert_matches(run_op("broadcast_like", to_nd(x), like), np.broadcast_to(f64(x), shapes_.result_shape),
+                   "float32")
+    y = data.draw(arrays("int32", (2, 1, 3, 1)), label="y")
+    out = run_op("broadcast_axis", to_nd(y), axis=(1, 3), size=(4, 2))
+    assert_matches(out, np.broadcast_to(f64(y), (2, 4, 3, 2)), "int32")
+    assert_matches(run_op("broadcast_axes", to_nd(y), axis=1, size=5), np.broadcast_to(f64(y), (2, 5, 3, 1)),
+                   "int32")
+    partial = nd.broadcast_like(to_nd(y), nd.zeros((7, 6)), lhs_axes=(1,), rhs_axes=(0,))
+    assert partial.shape == (2, 7, 3, 1)
+    with pytest.raises(gh.ShapeError, match="size 2"):
+        nd.broadcast_axis(to_nd(y), axis=0, size=4)
+
+
+# --- the same ops traced ------------------------------------------------------------------------------
+
+def test_new_ops_trace_and_run_hybridized():
+    """A hybridized block built from these ops gives the eager results."""
+    from gpuhybrid import gluon
+
+    class Block(gluon.HybridBlock):
+        def hybrid_forward(self, F, x, index, lengths):
+            picked = F.take(x, index, axis=1)
+            masked = F.SequenceMask(x, lengths, use_sequence_length=True, axis=1)
+            top = F.topk(x, k=2, ret_typ="value")
+            return (F.L2Normalization(picked) + F.broadcast_like(F.norm(x, axis=1, keepdims=True), picked),
+                    F.cumsum(masked, axis=1) + F.sort(x) + F.broadcast_mod(x, F.ones_like(x) * 0.75),
+                    top + F.one_hot(F.topk(x, k=2), depth=5).sum(axis=-1) + F.argsort(x, axis=0)[:, :2])
+
+    rng = np.random.default_rng(3)
+    x = nd.array(rng.normal(size=(3, 5)))
+    index, lengths = nd.array([4, 0, 2]), nd.array([5, 1, 3])
+    block = Block()
+    eager = block(x, index, lengths)
+    block.hybridize()
+    traced = block(x, index, lengths)
+    for a, b in zip(eager, traced):
+        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-6)
+    assert sym.topk(sym.var("x"), ret_typ="both").num_outputs == 2

@@ -262,11 +262,14 @@ _register_elementwise("LeakyReLU", ("data",), unary_rule("float"),
 
 # --- MXNet's activations and losses with parameters --------------------------------------------------
 
-_register_elementwise("hard_sigmoid", ("data",), unary_rule("float"),
-                      lambda x, alpha, beta: np.clip(x * np.asarray(alpha, x.dtype) + np.asarray(beta, x.dtype),
-                                                     0, 1),
+def np_hard_sigmoid(x, alpha, beta):
+    return np.clip(x * np.asarray(alpha, x.dtype) + np.asarray(beta, x.dtype), 0, 1)
+
+
+_register_elementwise("hard_sigmoid", ("data",), unary_rule("float"), np_hard_sigmoid,
                       "gh_hard_sigmoid({0}, {alpha}, {beta})",
-                      attrs=(Attr("alpha", "float", 0.2, doc="slope"), Attr("beta", "float", 0.5, doc="offset")),
+                      attrs=(Attr("alpha", "float", 0.2, doc="slope"),
+                             Attr("beta", "float", 0.5, doc="offset")),
                       doc="max(0, min(1, alpha * x + beta)).")
 
 
@@ -277,5 +280,7 @@ def np_smooth_l1(x, scalar):
 
 _register_elementwise("smooth_l1", ("data",), unary_rule("float"), np_smooth_l1,
                       "gh_smooth_l1({0}, {scalar})",
-                      attrs=(Attr("scalar", "float", 1.0, doc="sigma: the quadratic part is |x| < 1/sigma**2"),),
-                      doc="MXNet's smooth L1: 0.5 (sigma x)**2 where |x| < 1/sigma**2, else |x| - 0.5/sigma**2.")
+                      attrs=(Attr("scalar", "float", 1.0,
+                                  doc="sigma: the quadratic part is |x| < 1/sigma**2"),),
+                      doc="MXNet's smooth L1: 0.5 (sigma x)**2 where |x| < 1/sigma**2, "
+                          "else |x| - 0.5/sigma**2.")

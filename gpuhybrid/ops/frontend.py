@@ -84,6 +84,10 @@ class OperatorMixin:
         return self._apply("reshape", [self], {"shape": shape, **kwargs})
 
 
+# Ops of several inputs that MXNet's NDArray (and Symbol) also offer as methods: x.take(indices), ...
+METHODS_WITH_INPUTS = ("take", "broadcast_like", "pick", "one_hot", "cumsum")
+
+
 def describe(op: OpDef) -> str:
     """A docstring from the registry entry: what it does, its inputs and attributes."""
     lines = [op.doc or op.name, "", f"Inputs: {', '.join(op.inputs) or 'none'}."]
@@ -150,11 +154,15 @@ class Frontend:
     def method(self, op: OpDef):
         """``x.<op>(*attrs, **attrs)`` for a one-input op; positional arguments fill attributes in order."""
         def method(this, *args, **kwargs):
+            others = 0          # further array inputs first (x.take(indices)), then attributes
+            while others < min(len(args), len(op.inputs) - 1) and isinstance(args[others], self.array_type):
+                others += 1
+            inputs, args = [this, *args[:others]], args[others:]
             if len(args) > len(op.attrs):
                 raise OpValueError(f"{op.name}: too many positional arguments; it has attributes "
                                    f"{', '.join(a.name for a in op.attrs) or 'none'}")
             kwargs.update({attr.name: value for attr, value in zip(op.attrs, args)})
-            return self.apply(op.name, [this], kwargs)
+            return self.apply(op.name, inputs, kwargs)
         method.__name__ = op.name
         method.__doc__ = describe(op)
         return method
@@ -165,6 +173,7 @@ class Frontend:
         functions.update({alias: self.function(REGISTRY[target], alias) for alias, target in ALIASES.items()})
         for name, op in REGISTRY.items():
             one_input = op.inputs == ("data",) and op.category in ("elementwise", "reduce", "shape", "nn")
-            if one_input and not hasattr(self.array_type, name) and not name.endswith("_scalar"):
+            if ((one_input or name in METHODS_WITH_INPUTS) and not hasattr(self.array_type, name)
+                    and not name.endswith("_scalar")):
                 setattr(self.array_type, name, self.method(op))
         return functions
