@@ -533,10 +533,22 @@ def broadcast_axis(draw):
     return (lambda F, v: F.broadcast_axis(v, axis=axes, size=sizes)), [draw(values(shape))], {}
 
 
+@st.composite
+def instance_norm(draw):
+    shape = draw(small_shapes(min_dims=3, min_side=2))
+    x = draw(values(shape))
+    spread = np.ptp(x.reshape(shape[0], shape[1], -1), axis=2)
+    assume(spread.min() > 0.1)
+    c = shape[1]
+    return ((lambda F, *a: F.InstanceNorm(*a, eps=1e-3)), [x, draw(values((c,))), draw(values((c,)))],
+            {"rtol": 1e-5})
+
+
 CASES.update({
     "take": take(), "one_hot": one_hot(), "sort": ordering("sort"), "argsort": ordering("argsort"),
     "topk": ordering("topk"), "cumsum": cumsum(), "norm": norm(), "L2Normalization": l2_normalization(),
     "SequenceMask": sequence_mask(), "broadcast_like": broadcast_like(), "broadcast_axis": broadcast_axis(),
+    "InstanceNorm": instance_norm(),
 })
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
@@ -563,3 +575,4 @@ def test_fused_backward_of_elementwise_ops_matches(name, data):
     """The backward graphs of elementwise ops are elementwise too: compiled fused kernels agree."""
     fn, inputs, check = data.draw(CASES[name])
     check_op_gradients(fn, inputs, fuse=True, **check)
+

@@ -270,3 +270,32 @@ def test_new_ops_trace_and_run_hybridized():
     for a, b in zip(eager, traced):
         np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-6, atol=1e-6)
     assert sym.topk(sym.var("x"), ret_typ="both").num_outputs == 2
+
+
+# --- InstanceNorm (the op under nn.InstanceNorm and nn.GroupNorm) ----------------------------------------
+
+COVERS |= {"InstanceNorm"}
+
+
+@SETTINGS
+@given(data=st.data())
+def test_instance_norm_op_matches_reference(data):
+    dtype = data.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
+    shape = data.draw(shapes(min_dims=2, max_dims=4, min_side=1), label="shape")
+    x = data.draw(arrays(dtype, shape, -4.0, 4.0), label="x")
+    gamma = data.draw(arrays(dtype, (shape[1],), 0.5, 2.0), label="gamma")
+    beta = data.draw(arrays(dtype, (shape[1],)), label="beta")
+    axes = tuple(range(2, len(shape)))
+    v = f64(x)
+    centred = v - v.mean(axis=axes, keepdims=True)
+    vector = (1, -1) + (1,) * (len(shape) - 2)
+    normal = centred / np.sqrt((centred ** 2).mean(axis=axes, keepdims=True) + 1e-3)
+    ref = normal * f64(gamma).reshape(vector) + f64(beta).reshape(vector)
+    out = run_op("InstanceNorm", to_nd(x), to_nd(gamma), to_nd(beta))
+    assert_matches(out, ref, dtype, loose=True, scale=8.0)
+
+
+def test_instance_norm_infers_gamma_and_beta_when_traced():
+    graph_out = sym.InstanceNorm(sym.var("x"), sym.var("gamma"), sym.var("beta"))
+    _, out_shapes, _ = graph_out.infer_shape(x=(2, 5, 3))
+    assert out_shapes == [(2, 5, 3)]

@@ -40,11 +40,14 @@ API = {
     "gpuhybrid.random": {"seed", "normal", "uniform", "randn"},
     "gpuhybrid.symbol": REGISTRY_NAMES | {"Symbol", "var", "Variable", "Group", "load", "load_json", "Executor",
                                           "TraceError", "SymbolFileError", "compile_symbol"},
-    "gpuhybrid.gluon": {"init", "nn", "loss", "data", "optimizer", "Block", "Constant", "Sequential", "HybridBlock",
+    "gpuhybrid.gluon": {"init", "nn", "contrib", "loss", "data", "optimizer", "Block", "Constant", "Sequential", "HybridBlock",
                         "SymbolBlock", "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"},
     "gpuhybrid.gluon.nn": {"Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense",
-                           "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "BatchNorm",
-                           "LayerNorm", "Embedding"},
+                           "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "Identity",
+                           "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU", "PReLU", "ELU",
+                           "SELU", "GELU", "Swish"},
+    "gpuhybrid.gluon.contrib": {"nn"},
+    "gpuhybrid.gluon.contrib.nn": {"Concurrent", "HybridConcurrent"},
     "gpuhybrid.autograd": {"record", "pause", "train_mode", "predict_mode", "is_recording", "is_training",
                            "backward", "grad", "mark_variables", "AutogradError"},
     "gpuhybrid.gluon.init": {"Initializer", "Uniform", "Normal", "Xavier", "Constant", "Zero", "One", "create"},
@@ -60,7 +63,8 @@ NOT_API = {
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary"},
-    "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers"},
+    "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations"},
+    "gpuhybrid.gluon.contrib.nn": {"concurrent"},
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad"},
 }

@@ -532,6 +532,19 @@ def _layer_norm(F, c):
     return [dx, F.sum(g * xhat, axis=others), F.sum(g, axis=others)]
 
 
+@gradient("InstanceNorm")
+def _instance_norm(F, c):
+    x, gamma = c.inputs[0], c.inputs[1]
+    shape, g = c.in_specs[0].shape, c.g
+    axes = tuple(range(2, len(shape)))
+    others, vector = _channel_layout(shape, 1)
+    xhat, inv_std = _normalised(F, x, axes, c.attrs["eps"])
+    dxhat = g * F.reshape(gamma, shape=vector)
+    dx = inv_std * (dxhat - F.mean(dxhat, axis=axes, keepdims=True)
+                    - xhat * F.mean(dxhat * xhat, axis=axes, keepdims=True))
+    return [dx, F.sum(g * xhat, axis=others), F.sum(g, axis=others)]
+
+
 @gradient("Embedding")
 def _embedding(F, c):
     return [None, F.embedding_backward(c.x, c.g, input_dim=c.attrs["input_dim"],
