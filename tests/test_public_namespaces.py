@@ -47,6 +47,11 @@ API = {
                            "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU", "PReLU", "ELU",
                            "SELU", "GELU", "Swish"},
     "gpuhybrid.gluon.contrib": {"nn"},
+    "gpuhybrid.gluon.data": {"Dataset", "SimpleDataset", "ArrayDataset", "DataLoader", "vision"},
+    "gpuhybrid.gluon.data.vision": {"datasets", "transforms", "MNIST", "FashionMNIST", "CIFAR10"},
+    "gpuhybrid.gluon.data.vision.datasets": {"MNIST", "FashionMNIST", "CIFAR10", "ImageDataset", "read_idx"},
+    "gpuhybrid.gluon.data.vision.transforms": {"Compose", "ToTensor", "Normalize", "Resize",
+                                               "RandomFlipLeftRight", "resize_image"},
     "gpuhybrid.gluon.contrib.nn": {"Concurrent", "HybridConcurrent"},
     "gpuhybrid.autograd": {"record", "pause", "train_mode", "predict_mode", "is_recording", "is_training",
                            "backward", "grad", "mark_variables", "AutogradError"},
@@ -65,6 +70,7 @@ NOT_API = {
                         "explain", "export", "summary"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations"},
     "gpuhybrid.gluon.contrib.nn": {"concurrent"},
+    "gpuhybrid.gluon.data": {"dataloader", "dataset"},
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad"},
 }
