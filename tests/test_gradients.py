@@ -568,7 +568,8 @@ def test_gradient_matches_finite_differences_and_symbolic(name, data):
     check_op_gradients(fn, inputs, **check)
 
 
-@pytest.mark.parametrize("name", ["mul", "div", "sigmoid", "where", "maximum", "LeakyReLU"])
+@pytest.mark.parametrize("name", ["mul", "div", "sigmoid", "where", "maximum", "LeakyReLU", "mod", "hypot",
+                                  "log_sigmoid", "hard_sigmoid", "smooth_l1"])
 @settings(GRAD_SETTINGS, max_examples=2)
 @given(data=st.data())
 def test_fused_backward_of_elementwise_ops_matches(name, data):

@@ -299,3 +299,29 @@ def test_instance_norm_infers_gamma_and_beta_when_traced():
     graph_out = sym.InstanceNorm(sym.var("x"), sym.var("gamma"), sym.var("beta"))
     _, out_shapes, _ = graph_out.infer_shape(x=(2, 5, 3))
     assert out_shapes == [(2, 5, 3)]
+
+
+def test_new_elementwise_ops_fuse_into_one_kernel_forward_and_backward():
+    """mod, hypot, the logical ops, log_sigmoid, hard_sigmoid and smooth_l1 carry C expressions: one
+    hybridized chain of them (broadcast operands included) is one generated kernel, and agrees with NumPy."""
+    from gpuhybrid.backend.host_compiler import find_host_compiler
+    from gpuhybrid.ops.registry import TensorSpec
+    if find_host_compiler() is None:
+        pytest.skip("fused CPU kernels need a C++ compiler")
+    x, y = sym.var("x"), sym.var("y")
+    chain = (sym.broadcast_mod(x, y) + sym.broadcast_hypot(x, y) * sym.broadcast_logical_xor(x, y)
+             + sym.log_sigmoid(x) + sym.hard_sigmoid(x, alpha=0.3, beta=0.4) + sym.smooth_l1(x, scalar=2.0)
+             + sym.broadcast_logical_and(x, y) - sym.broadcast_logical_or(x, y))
+    specs = {"x": TensorSpec((3, 4), "float64"), "y": TensorSpec((4,), "float64")}
+    plan = sym.compile_symbol(chain, specs, gh.cpu(), fuse=True)
+    assert len(plan.graph.fused_nodes) == 1 and plan.kernels_per_call == 1
+    rng = np.random.default_rng(2)
+    a = np.where(rng.random((3, 4)) < 0.2, 0.0, rng.normal(size=(3, 4)) * 3)
+    b = np.array([0.0, -1.5, 2.25, 0.75])            # a zero divisor: NaN from mod, as NumPy
+    (got,), _ = plan.run([a, b])
+    with np.errstate(all="ignore"):
+        expected = (np.mod(a, b) + np.hypot(a, b) * np.logical_xor(a, b) - np.logaddexp(0, -a)
+                    + np.clip(0.3 * a + 0.4, 0, 1)
+                    + np.where(np.abs(a) < 0.25, 2.0 * a * a, np.abs(a) - 0.125)
+                    + np.logical_and(a, b) - np.logical_or(a, b))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
