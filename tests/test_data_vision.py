@@ -232,7 +232,7 @@ def test_workers_give_the_batches_of_a_single_process(last_batch):
 
 
 def test_worker_batches_keep_ndarray_samples_and_custom_batchify():
-    data = SimpleDataset([nd.array([float(i), 2.0 * i]) for i in range(5)])
+    data = SimpleDataset([nd.array([float(i), 2.0 * i], ctx=gh.cpu()) for i in range(5)])   # workers: CPU
     batches = list(DataLoader(data, batch_size=2, num_workers=2))
     assert [b.shape for b in batches] == [(2, 2), (2, 2), (1, 2)]
     np.testing.assert_array_equal(batches[1].asnumpy(), [[2.0, 4.0], [3.0, 6.0]])

@@ -8,6 +8,8 @@ Batches are NDArrays on ``ctx`` (the default device unless given), in the dtype 
 With ``num_workers > 0`` each batch is read by one of that many processes (forked where the platform
 can, so the dataset is not pickled); workers compute on the CPU and send NumPy arrays back, and the
 batches arrive in order. Each worker draws from its own seed, so random transforms differ between them.
+A forked process must not use the GPU, so samples read by workers must be NumPy arrays or CPU NDArrays
+(the vision datasets' are); the batches themselves land on ``ctx`` as usual.
 """
 from __future__ import annotations
 
