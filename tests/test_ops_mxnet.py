@@ -325,3 +325,29 @@ def test_new_elementwise_ops_fuse_into_one_kernel_forward_and_backward():
                     + np.where(np.abs(a) < 0.25, 2.0 * a * a, np.abs(a) - 0.125)
                     + np.logical_and(a, b) - np.logical_or(a, b))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_new_ops_survive_a_symbol_file_round_trip():
+    """Their attributes (None axes and dtypes, strings, tuples) save to JSON and load back the same."""
+    from gpuhybrid.ops.registry import TensorSpec
+    x, index, lengths = sym.var("x"), sym.var("i"), sym.var("n")
+    outputs = sym.Group([
+        sym.topk(x, k=2, ret_typ="value", axis=None), sym.take(x, index, axis=1, mode="wrap"),
+        sym.cumsum(x, axis=0, dtype="float64"), sym.norm(x, ord=1, axis=(0, 1)),
+        sym.SequenceMask(x, lengths, use_sequence_length=True, value=-1.0),
+        sym.broadcast_axis(sym.expand_dims(x, axis=0), axis=0, size=3), sym.one_hot(index, depth=4),
+        sym.L2Normalization(x, mode="channel"), x % 2.5, sym.argsort(x, axis=None)])
+    text = outputs.tojson()
+    loaded = sym.load_json(text)
+    assert loaded.tojson() == text
+    specs = {"x": TensorSpec((3, 4), "float32"), "i": TensorSpec((2,), "float32"),
+             "n": TensorSpec((4,), "float32")}
+    feeds = {"x": np.random.default_rng(0).random((3, 4)).astype(np.float32),
+             "i": np.array([1.0, 5.0], np.float32), "n": np.array([1.0, 2.0, 3.0, 0.0], np.float32)}
+    plan = sym.compile_symbol(loaded, specs, gh.cpu())
+    got, _ = plan.run([feeds[name] for name in plan.input_names])
+    eager = [nd.topk(nd.array(feeds["x"]), k=2, ret_typ="value", axis=None),
+             nd.take(nd.array(feeds["x"]), nd.array(feeds["i"]), axis=1, mode="wrap")]
+    for value, reference in zip(got, eager):
+        np.testing.assert_array_equal(value, reference.asnumpy())
+    assert [np.shape(v) for v in got[2:]] == [(3, 4), (), (3, 4), (3, 3, 4), (2, 4), (3, 4), (3, 4), (12,)]
