@@ -113,4 +113,35 @@ template <typename S, typename U> struct gh_wrapping {
 typedef gh_wrapping<int, unsigned int> gh_wrap_int;
 typedef gh_wrapping<long long, unsigned long long> gh_wrap_long;
 
+// Remainder with the divisor's sign, as NumPy's mod (and MXNet's broadcast_mod): floats follow
+// npy_divmod (a zero remainder takes the divisor's sign, x mod 0 is NaN); integers give 0 for a zero
+// divisor, as NumPy does, and x mod -1 is 0 without evaluating INT_MIN % -1 (which traps).
+GH_FN float gh_mod(float a, float b) {
+  const float r = fmodf(a, b);
+  return r != 0.0f ? ((r < 0.0f) != (b < 0.0f) ? r + b : r) : copysignf(0.0f, b);
+}
+GH_FN double gh_mod(double a, double b) {
+  const double r = fmod(a, b);
+  return r != 0.0 ? ((r < 0.0) != (b < 0.0) ? r + b : r) : copysign(0.0, b);
+}
+template <typename S, typename U> GH_FN gh_wrapping<S, U> gh_mod(gh_wrapping<S, U> a, gh_wrapping<S, U> b) {
+  if (b.v == S(0) || b.v == S(-1)) return gh_wrapping<S, U>(S(0));
+  const S r = a.v % b.v;
+  return gh_wrapping<S, U>(r != S(0) && ((r < S(0)) != (b.v < S(0))) ? S(r + b.v) : r);
+}
+GH_FN float gh_hypot(float a, float b) { return hypotf(a, b); }
+GH_FN double gh_hypot(double a, double b) { return hypot(a, b); }
+template <typename T> GH_FN T gh_log_sigmoid(T x) {  // -softplus(-x): finite for large |x|
+  return -gh_softplus(-x);
+}
+template <typename T> GH_FN T gh_hard_sigmoid(T x, T alpha, T beta) {  // NaN stays NaN, as NumPy's clip
+  const T y = alpha * x + beta;
+  return y < T(0) ? T(0) : (y > T(1) ? T(1) : y);
+}
+template <typename T> GH_FN T gh_smooth_l1(T x, T sigma) {  // MXNet's: quadratic inside |x| < 1/sigma^2
+  const T s2 = sigma * sigma;
+  const T ax = gh_abs(x);
+  return ax < T(1) / s2 ? T(0.5) * s2 * x * x : ax - T(0.5) / s2;
+}
+
 #endif  // GH_SCALAR_H

@@ -268,6 +268,7 @@ UNARY = {
     "floor": Unary(np.floor, lo=-100.0, hi=100.0),
     "ceil": Unary(np.ceil, lo=-100.0, hi=100.0),
     "round": Unary(round_half_even64, lo=-100.0, hi=100.0),
+    "log_sigmoid": Unary(lambda x: -np.logaddexp(0.0, -x), loose=True),
 }
 UNARY_ALIASES = {"softplus": "softrelu"}
 
@@ -306,10 +307,19 @@ BINARY = {
     "greater_equal": Binary(lambda a, b: (a >= b) * 1.0, compare=True, grid=0.5),
     "lesser": Binary(lambda a, b: (a < b) * 1.0, compare=True, grid=0.5),
     "lesser_equal": Binary(lambda a, b: (a <= b) * 1.0, compare=True, grid=0.5),
+    "mod": Binary(np.mod, rhs_away=0.25),
+    "hypot": Binary(np.hypot, true_division=True),
+    "logical_and": Binary(lambda a, b: np.logical_and(a, b) * 1.0, compare=True, grid=0.5),
+    "logical_or": Binary(lambda a, b: np.logical_or(a, b) * 1.0, compare=True, grid=0.5),
+    "logical_xor": Binary(lambda a, b: np.logical_xor(a, b) * 1.0, compare=True, grid=0.5),
 }
 BINARY_ALIASES = {"elemwise_add": "add", "broadcast_add": "add", "subtract": "sub", "broadcast_sub": "sub",
                   "multiply": "mul", "broadcast_mul": "mul", "divide": "div", "broadcast_div": "div",
-                  "power": "pow", "broadcast_power": "pow"}
+                  "power": "pow", "broadcast_power": "pow", "elemwise_sub": "sub", "elemwise_mul": "mul",
+                  "elemwise_div": "div"}
+BINARY_ALIASES.update({f"broadcast_{name}": name for name in (
+    "maximum", "minimum", "equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal", "mod",
+    "hypot", "logical_and", "logical_or", "logical_xor")})
 
 
 def binary_reference(name: str, a, b) -> np.ndarray:

@@ -365,7 +365,7 @@ UNARY_DOMAINS = {
     "abs": {"away": 1e-3}, "square": {}, "reciprocal": {"away": 0.2}, "negative": {}, "erf": {}, "gelu": {},
     "softrelu": {}, "softsign": {"away": 1e-3}, "sin": {}, "cos": {},
     "sign": {"away": 0.1}, "floor": {"avoid_integers": True}, "ceil": {"avoid_integers": True},
-    "round": {"avoid_integers": True},
+    "round": {"avoid_integers": True}, "log_sigmoid": {},
 }
 
 CASES = {name: unary(name, **domain) for name, domain in UNARY_DOMAINS.items()}
@@ -400,6 +400,156 @@ CASES.update({
 for _cmp in ("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal"):
     CASES[_cmp] = binary(_cmp, distinct=True)
     CASES[f"{_cmp}_scalar"] = scalar_op(_cmp, distinct=True)
+for _logical in ("logical_and", "logical_or", "logical_xor"):
+    CASES[_logical] = binary(_logical)
+    CASES[f"{_logical}_scalar"] = scalar_op(_logical)
+
+
+def _off_integers(ratio) -> bool:
+    """floor(ratio) jumps at integers: finite differences need the ratio away from them."""
+    return bool(np.abs(ratio - np.round(ratio)).min(initial=1.0) > 1e-3)
+
+
+@st.composite
+def mod(draw):
+    fn, (a, b), check = draw(binary("mod", rhs={"away": 0.3}))
+    assume(_off_integers(np.asarray(a / b)))
+    return fn, [a, b], check
+
+
+@st.composite
+def mod_scalar(draw):
+    scalar, reverse = draw(st.floats(0.3, 2) | st.floats(-2, -0.3)), draw(st.booleans())
+    x = draw(values(draw(small_shapes()), away=0.3))
+    assume(_off_integers(scalar / x if reverse else x / scalar))
+    return (lambda F, v: F.mod_scalar(v, scalar=scalar, reverse=reverse)), [x], {}
+
+
+@st.composite
+def hard_sigmoid(draw):
+    x = draw(values(draw(small_shapes())))
+    assume(np.abs(x * 0.3 + 0.4).min(initial=1.0) > 1e-3 and np.abs(x * 0.3 - 0.6).min(initial=1.0) > 1e-3)
+    return (lambda F, v: F.hard_sigmoid(v, alpha=0.3, beta=0.4)), [x], {}
+
+
+CASES.update({
+    "mod": mod(), "mod_scalar": mod_scalar(), "hypot": binary("hypot", lhs={"away": 0.2}),
+    "hypot_scalar": scalar_op("hypot", scalars=st.floats(0.2, 2) | st.floats(-2, -0.2)),
+    "hard_sigmoid": hard_sigmoid(),
+    "smooth_l1": case(lambda F, x: F.smooth_l1(x, scalar=1.5), {}),
+})
+@st.composite
+def take(draw):
+    shape = draw(small_shapes(min_dims=1))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    mode = draw(st.sampled_from(["clip", "wrap"]))
+    size = shape[axis]
+    index = draw(hnp.arrays(np.float64, draw(small_shapes(max_dims=2)),
+                            elements=st.integers(-size - 2, size + 2)))
+    fn = lambda F, x, i: F.take(x, i, axis=axis, mode=mode)  # noqa: E731
+    return fn, [draw(values(shape)), index], {"wrt": [0]}
+
+
+@st.composite
+def one_hot(draw):
+    index = draw(values(draw(small_shapes(max_dims=2)), lo=-1.0, hi=4.0, avoid_integers=True))
+    return (lambda F, i: F.one_hot(i, depth=3, dtype="float64")), [index], {}
+
+
+@st.composite
+def ordering(draw, name):
+    """Distinct values (no ties: an order that flips between them has no derivative)."""
+    shape = draw(small_shapes(min_dims=1))
+    x = draw(values(shape))
+    assume(np.diff(np.sort(x, axis=None)).min(initial=1.0) > 1e-3)
+    ascend = draw(st.booleans())
+    if name == "sort":
+        axis = draw(st.integers(-len(shape), len(shape) - 1))
+        return (lambda F, v: F.sort(v, axis=axis, is_ascend=ascend)), [x], {}
+    axis = draw(st.none() | st.integers(-len(shape), len(shape) - 1))
+    if name == "argsort":
+        return (lambda F, v: F.argsort(v, axis=axis, is_ascend=ascend, dtype="float64")), [x], {}
+    size = x.size if axis is None else shape[axis]
+    k = draw(st.integers(0, size))
+    ret_typ = draw(st.sampled_from(["value", "both", "indices", "mask"]))
+
+    def fn(F, v):
+        out = F.topk(v, axis=axis, k=k, ret_typ=ret_typ, is_ascend=ascend, dtype="float64")
+        return out[0] if ret_typ == "both" else out
+    return fn, [x], {}
+
+
+@st.composite
+def cumsum(draw):
+    shape = draw(small_shapes(min_dims=1))
+    axis = draw(st.none() | st.integers(-len(shape), len(shape) - 1))
+    return (lambda F, v: F.cumsum(v, axis=axis)), [draw(values(shape))], {}
+
+
+@st.composite
+def norm(draw):
+    shape = draw(small_shapes(min_dims=1))
+    ord_ = draw(st.sampled_from([1, 2]))
+    axis = draw(st.none() | st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1).map(tuple))
+    keepdims = draw(st.booleans())
+    x = draw(values(shape, away=0.1))
+    return (lambda F, v: F.norm(v, ord=ord_, axis=axis, keepdims=keepdims)), [x], {}
+
+
+@st.composite
+def l2_normalization(draw):
+    mode = draw(st.sampled_from(["instance", "channel", "spatial"]))
+    shape = draw(small_shapes(min_dims=3 if mode == "spatial" else 2))
+    x = draw(values(shape, away=0.1))
+    return (lambda F, v: F.L2Normalization(v, mode=mode, eps=1e-3)), [x], {}
+
+
+@st.composite
+def sequence_mask(draw):
+    axis, use = draw(st.sampled_from([0, 1])), draw(st.booleans())
+    shape = draw(small_shapes(min_dims=2))
+    time, batch = (shape[0], shape[1]) if axis == 0 else (shape[1], shape[0])
+    lengths = draw(hnp.arrays(np.float64, (batch,), elements=st.integers(0, time)))
+    x = draw(values(shape))
+    if not use:
+        return (lambda F, v: F.SequenceMask(v, axis=axis, value=-1.0)), [x], {}
+    fn = lambda F, v, n: F.SequenceMask(v, n, use_sequence_length=True, value=-1.0, axis=axis)  # noqa: E731
+    return fn, [x, lengths], {"wrt": [0]}
+
+
+@st.composite
+def broadcast_like(draw):
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=0, max_dims=3, max_side=3))
+    target = np.zeros(shapes.result_shape)
+    fn = lambda F, v, like: F.broadcast_like(v, like)  # noqa: E731
+    return fn, [draw(values(shapes.input_shapes[0])), target], {"wrt": [0]}
+
+
+@st.composite
+def broadcast_axis(draw):
+    shape = draw(small_shapes(min_dims=1, max_side=1))
+    axes = draw(st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1).map(tuple))
+    sizes = tuple(draw(st.integers(1, 3)) for _ in axes)
+    return (lambda F, v: F.broadcast_axis(v, axis=axes, size=sizes)), [draw(values(shape))], {}
+
+
+@st.composite
+def instance_norm(draw):
+    shape = draw(small_shapes(min_dims=3, min_side=2))
+    x = draw(values(shape))
+    spread = np.ptp(x.reshape(shape[0], shape[1], -1), axis=2)
+    assume(spread.min() > 0.1)
+    c = shape[1]
+    return ((lambda F, *a: F.InstanceNorm(*a, eps=1e-3)), [x, draw(values((c,))), draw(values((c,)))],
+            {"rtol": 1e-5})
+
+
+CASES.update({
+    "take": take(), "one_hot": one_hot(), "sort": ordering("sort"), "argsort": ordering("argsort"),
+    "topk": ordering("topk"), "cumsum": cumsum(), "norm": norm(), "L2Normalization": l2_normalization(),
+    "SequenceMask": sequence_mask(), "broadcast_like": broadcast_like(), "broadcast_axis": broadcast_axis(),
+    "InstanceNorm": instance_norm(),
+})
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
 
@@ -418,10 +568,12 @@ def test_gradient_matches_finite_differences_and_symbolic(name, data):
     check_op_gradients(fn, inputs, **check)
 
 
-@pytest.mark.parametrize("name", ["mul", "div", "sigmoid", "where", "maximum", "LeakyReLU"])
+@pytest.mark.parametrize("name", ["mul", "div", "sigmoid", "where", "maximum", "LeakyReLU", "mod", "hypot",
+                                  "log_sigmoid", "hard_sigmoid", "smooth_l1"])
 @settings(GRAD_SETTINGS, max_examples=2)
 @given(data=st.data())
 def test_fused_backward_of_elementwise_ops_matches(name, data):
     """The backward graphs of elementwise ops are elementwise too: compiled fused kernels agree."""
     fn, inputs, check = data.draw(CASES[name])
     check_op_gradients(fn, inputs, fuse=True, **check)
+

@@ -1,11 +1,11 @@
 """The gluon layer: blocks, parameters, initialisers, layers, losses, optimizers, the Trainer and data
 loading, as in MXNet Gluon."""
-from . import data, init, loss, nn, optimizer, utils
+from . import contrib, data, init, loss, nn, optimizer, utils
 from .block import Block, Sequential
 from .hybrid import HybridBlock
 from .parameter import Constant, DeferredInitializationError, Parameter, ParameterDict
 from .symbol_block import SymbolBlock
 from .trainer import Trainer
 
-__all__ = ["init", "nn", "loss", "data", "optimizer", "utils", "Block", "Sequential", "HybridBlock", "SymbolBlock",
-           "Parameter", "ParameterDict", "Constant", "DeferredInitializationError", "Trainer"]
+__all__ = ["init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Sequential", "HybridBlock",
+           "SymbolBlock", "Parameter", "ParameterDict", "Constant", "DeferredInitializationError", "Trainer"]

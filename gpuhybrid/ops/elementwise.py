@@ -96,6 +96,7 @@ UNARY = [
     ("floor", "gh_floor({0})", np.floor, "float", ()),
     ("ceil", "gh_ceil({0})", np.ceil, "float", ()),
     ("round", "gh_rint({0})", np.round, "float", ()),   # half to even, as NumPy
+    ("log_sigmoid", "gh_log_sigmoid({0})", lambda x: -np.logaddexp(0, -x), "float", ()),
 ]
 
 for _name, _expr, _fn, _domain, _aliases in UNARY:
@@ -160,16 +161,39 @@ BINARY = [
     ("greater_equal", "({0} >= {1})", np.greater_equal, "any", True),
     ("lesser", "({0} < {1})", np.less, "any", True),
     ("lesser_equal", "({0} <= {1})", np.less_equal, "any", True),
+    ("mod", "gh_mod({0}, {1})", np.mod, "numeric", False),
+    ("hypot", "gh_hypot({0}, {1})", np.hypot, "true_div", False),
+    ("logical_and", "((bool){0} && (bool){1})", np.logical_and, "any", True),
+    ("logical_or", "((bool){0} || (bool){1})", np.logical_or, "any", True),
+    ("logical_xor", "((bool){0} != (bool){1})", np.logical_xor, "any", True),
 ]
-BINARY_ALIASES = {"add": ("elemwise_add", "broadcast_add"), "sub": ("subtract", "broadcast_sub"),
-                  "mul": ("multiply", "broadcast_mul"), "div": ("divide", "broadcast_div"),
-                  "pow": ("power", "broadcast_power")}
+BINARY_ALIASES = {"add": ("elemwise_add", "broadcast_add"),
+                  "pow": ("power", "broadcast_power"),
+                  "sub": ("subtract", "broadcast_sub", "elemwise_sub"),
+                  "mul": ("multiply", "broadcast_mul", "elemwise_mul"),
+                  "div": ("divide", "broadcast_div", "elemwise_div")}
+# MXNet's broadcast_* names of the ops above (which broadcast anyway).
+BINARY_ALIASES.update({name: (f"broadcast_{name}",) for name in (
+    "maximum", "minimum", "equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal", "mod",
+    "hypot", "logical_and", "logical_or", "logical_xor")})
+BINARY_DOCS = {
+    "mod": "Elementwise remainder with the divisor's sign, as NumPy's mod (and MXNet's); x mod 0 is 0 "
+           "for integers and NaN for floats, as in NumPy (MXNet gives 0 for floats too).",
+    "hypot": "Elementwise sqrt(lhs**2 + rhs**2) with NumPy broadcasting, without overflow; integers "
+             "give float64, as NumPy.",
+    "logical_and": "Elementwise logical and (non-zero is true); 1/0 in the operands' promoted dtype, "
+                   "as MXNet.",
+    "logical_or": "Elementwise logical or (non-zero is true); 1/0 in the operands' promoted dtype, "
+                  "as MXNet.",
+    "logical_xor": "Elementwise logical exclusive or (non-zero is true); 1/0 in the operands' promoted "
+                   "dtype, as MXNet.",
+}
 SCALAR_ATTRS = (Attr("scalar", "scalar", doc="the Python number"),
                 Attr("reverse", "bool", False, doc="scalar OP x instead of x OP scalar"))
 
 for _name, _expr, _fn, _domain, _is_cmp in BINARY:
-    _doc = ("Elementwise comparison; 1/0 in the operands' promoted dtype, as MXNet." if _is_cmp
-            else f"Elementwise {_name} with NumPy broadcasting.")
+    _doc = BINARY_DOCS.get(_name) or ("Elementwise comparison; 1/0 in the operands' promoted dtype, as MXNet."
+                                      if _is_cmp else f"Elementwise {_name} with NumPy broadcasting.")
     _register_elementwise(_name, ("lhs", "rhs"), binary_rule(_domain, _is_cmp), _fn, _expr,
                           aliases=BINARY_ALIASES.get(_name, ()), doc=_doc)
     _register_elementwise(f"{_name}_scalar", ("data",), scalar_rule(_domain, _is_cmp), scalar_numpy(_fn),
@@ -234,3 +258,29 @@ _register_elementwise("LeakyReLU", ("data",), unary_rule("float"),
                       attrs=(Attr("act_type", "str", "leaky", choices=tuple(LEAKY_EXPR)),
                              Attr("slope", "float", 0.25, doc="negative slope (leaky) or alpha (elu)")),
                       doc="Leaky ReLU family: leaky, elu, selu, gelu.")
+
+
+# --- MXNet's activations and losses with parameters --------------------------------------------------
+
+def np_hard_sigmoid(x, alpha, beta):
+    return np.clip(x * np.asarray(alpha, x.dtype) + np.asarray(beta, x.dtype), 0, 1)
+
+
+_register_elementwise("hard_sigmoid", ("data",), unary_rule("float"), np_hard_sigmoid,
+                      "gh_hard_sigmoid({0}, {alpha}, {beta})",
+                      attrs=(Attr("alpha", "float", 0.2, doc="slope"),
+                             Attr("beta", "float", 0.5, doc="offset")),
+                      doc="max(0, min(1, alpha * x + beta)).")
+
+
+def np_smooth_l1(x, scalar):
+    s2 = np.asarray(scalar * scalar, x.dtype)
+    return np.where(np.abs(x) < 1 / s2, 0.5 * s2 * x * x, np.abs(x) - 0.5 / s2)
+
+
+_register_elementwise("smooth_l1", ("data",), unary_rule("float"), np_smooth_l1,
+                      "gh_smooth_l1({0}, {scalar})",
+                      attrs=(Attr("scalar", "float", 1.0,
+                                  doc="sigma: the quadratic part is |x| < 1/sigma**2"),),
+                      doc="MXNet's smooth L1: 0.5 (sigma x)**2 where |x| < 1/sigma**2, "
+                          "else |x| - 0.5/sigma**2.")

@@ -44,6 +44,8 @@ class OperatorMixin:
     def __rmul__(self, o): return self._binary(o, "mul", True)
     def __truediv__(self, o): return self._binary(o, "div")
     def __rtruediv__(self, o): return self._binary(o, "div", True)
+    def __mod__(self, o): return self._binary(o, "mod")
+    def __rmod__(self, o): return self._binary(o, "mod", True)
     def __pow__(self, o): return self._binary(o, "pow")
     def __rpow__(self, o): return self._binary(o, "pow", True)
     def __eq__(self, o): return self._binary(o, "equal")
@@ -80,6 +82,10 @@ class OperatorMixin:
         elif len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
         return self._apply("reshape", [self], {"shape": shape, **kwargs})
+
+
+# Ops of several inputs that MXNet's NDArray (and Symbol) also offer as methods: x.take(indices), ...
+METHODS_WITH_INPUTS = ("take", "broadcast_like", "pick", "one_hot", "cumsum")
 
 
 def describe(op: OpDef) -> str:
@@ -148,11 +154,15 @@ class Frontend:
     def method(self, op: OpDef):
         """``x.<op>(*attrs, **attrs)`` for a one-input op; positional arguments fill attributes in order."""
         def method(this, *args, **kwargs):
+            others = 0          # further array inputs first (x.take(indices)), then attributes
+            while others < min(len(args), len(op.inputs) - 1) and isinstance(args[others], self.array_type):
+                others += 1
+            inputs, args = [this, *args[:others]], args[others:]
             if len(args) > len(op.attrs):
                 raise OpValueError(f"{op.name}: too many positional arguments; it has attributes "
                                    f"{', '.join(a.name for a in op.attrs) or 'none'}")
             kwargs.update({attr.name: value for attr, value in zip(op.attrs, args)})
-            return self.apply(op.name, [this], kwargs)
+            return self.apply(op.name, inputs, kwargs)
         method.__name__ = op.name
         method.__doc__ = describe(op)
         return method
@@ -163,6 +173,7 @@ class Frontend:
         functions.update({alias: self.function(REGISTRY[target], alias) for alias, target in ALIASES.items()})
         for name, op in REGISTRY.items():
             one_input = op.inputs == ("data",) and op.category in ("elementwise", "reduce", "shape", "nn")
-            if one_input and not hasattr(self.array_type, name) and not name.endswith("_scalar"):
+            if ((one_input or name in METHODS_WITH_INPUTS) and not hasattr(self.array_type, name)
+                    and not name.endswith("_scalar")):
                 setattr(self.array_type, name, self.method(op))
         return functions

@@ -112,6 +112,7 @@ UNARY = {
     "softsign": lambda F, x, y, g: g / F.square(F.abs(x) + 1),
     "sin": lambda F, x, y, g: g * F.cos(x),
     "cos": lambda F, x, y, g: -g * F.sin(x),
+    "log_sigmoid": lambda F, x, y, g: g * F.sigmoid(F.negative(x)),
 }
 
 
@@ -168,7 +169,21 @@ def _pow(F, c):
 # Ties send the gradient to the left operand, as MXNet does.
 gradient("maximum")(lambda F, c: [c.g * (c.inputs[0] >= c.inputs[1]), c.g * (c.inputs[0] < c.inputs[1])])
 gradient("minimum")(lambda F, c: [c.g * (c.inputs[0] <= c.inputs[1]), c.g * (c.inputs[0] > c.inputs[1])])
-no_gradient("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal")
+no_gradient("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal",
+            "logical_and", "logical_or", "logical_xor")
+
+
+@gradient("mod")
+def _mod(F, c):
+    """a mod b = a - floor(a / b) * b: the floor is flat between its jumps."""
+    a, b = c.inputs
+    return [c.g if c.want(0) else None, -c.g * F.floor(a / b) if c.want(1) else None]
+
+
+@gradient("hypot")
+def _hypot(F, c):
+    a, b = c.inputs
+    return [c.g * a / c.y if c.want(0) else None, c.g * b / c.y if c.want(1) else None]
 
 
 # --- elementwise: with a Python scalar ---------------------------------------------------------------
@@ -196,7 +211,28 @@ def _pow_scalar(F, c):
 gradient("maximum_scalar")(lambda F, c: [c.g * (c.x >= c.attrs["scalar"])])
 gradient("minimum_scalar")(lambda F, c: [c.g * (c.x <= c.attrs["scalar"])])
 no_gradient(*(f"{name}_scalar" for name in
-              ("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal")))
+              ("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal", "logical_and",
+               "logical_or", "logical_xor")))
+gradient("hypot_scalar")(lambda F, c: [c.g * c.x / c.y])
+
+
+@gradient("mod_scalar")
+def _mod_scalar(F, c):
+    if c.attrs["reverse"]:                     # s mod x = s - floor(s / x) * x
+        return [-c.g * F.floor(F.div_scalar(c.x, scalar=c.attrs["scalar"], reverse=True))]
+    return [c.g]
+
+
+@gradient("hard_sigmoid")
+def _hard_sigmoid(F, c):
+    return [c.g * c.attrs["alpha"] * (c.y > 0) * (c.y < 1)]
+
+
+@gradient("smooth_l1")
+def _smooth_l1(F, c):
+    """sigma**2 x inside the quadratic part, sign(x) outside: both are clip(sigma**2 x, -1, 1)."""
+    s2 = c.attrs["scalar"] ** 2
+    return [c.g * F.clip(c.x * s2, -1.0, 1.0)]
 
 
 # --- where, clip, cast ----------------------------------------------------------------------------------
@@ -493,6 +529,19 @@ def _layer_norm(F, c):
     dxhat = g * F.reshape(gamma, shape=vector)
     dx = inv_std * (dxhat - F.mean(dxhat, axis=axis, keepdims=True)
                     - xhat * F.mean(dxhat * xhat, axis=axis, keepdims=True))
+    return [dx, F.sum(g * xhat, axis=others), F.sum(g, axis=others)]
+
+
+@gradient("InstanceNorm")
+def _instance_norm(F, c):
+    x, gamma = c.inputs[0], c.inputs[1]
+    shape, g = c.in_specs[0].shape, c.g
+    axes = tuple(range(2, len(shape)))
+    others, vector = _channel_layout(shape, 1)
+    xhat, inv_std = _normalised(F, x, axes, c.attrs["eps"])
+    dxhat = g * F.reshape(gamma, shape=vector)
+    dx = inv_std * (dxhat - F.mean(dxhat, axis=axes, keepdims=True)
+                    - xhat * F.mean(dxhat * xhat, axis=axes, keepdims=True))
     return [dx, F.sum(g * xhat, axis=others), F.sum(g, axis=others)]
 
 

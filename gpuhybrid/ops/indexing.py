@@ -1,4 +1,4 @@
-"""Picking one element per row by an index array: ``pick`` (MXNet's, used by the cross-entropy loss) and
+"""Indexing by index arrays: ``pick`` (MXNet's, used by the cross-entropy loss), ``take``, ``one_hot`` and
 ``pick_backward``, which scatters a gradient back to the picked positions.
 
 Indices of any numeric dtype are clipped to the axis (``mode='clip'``) or wrapped around it
@@ -94,3 +94,59 @@ register(OpDef(name="pick_backward", category="nn", inputs=("data", "index"),
                attrs=PICK_ATTRS + (Attr("shape", "shape", doc="shape of the array that was picked from"),),
                infer=_pick_backward_rule, eager=_pick_backward_eager, kernels=3,   # positions, compare, where
                doc="Zeros of `shape` with data written at the positions pick read: the gradient of pick."))
+
+
+# --- take, one_hot -------------------------------------------------------------------------------------
+
+def _take_rule(specs, attrs):
+    data, index = specs
+    require_numeric(index.dtype, "indices")
+    if not data.shape:
+        raise ShapeError("needs data with at least one axis")
+    axis = normalize_axis(attrs["axis"], len(data.shape))
+    if data.shape[axis] == 0:
+        raise ShapeError(f"cannot take from axis {axis} of size 0")
+    return TensorSpec(data.shape[:axis] + index.shape + data.shape[axis + 1:], data.dtype)
+
+
+def _take_eager(device, inputs, attrs, outs):
+    data, index = inputs
+    axis = normalize_axis(attrs["axis"], data.ndim)
+    positions = _positions(device.xp, index, data.shape[axis], attrs["mode"], index.shape)
+    return device.xp.asarray(device.xp.take(data, positions, axis=axis))   # a 0-d index gives a scalar
+
+
+register(OpDef(name="take", category="nn", inputs=("a", "indices"),
+               attrs=(Attr("axis", "int", 0, doc="the axis to take along"),
+                      Attr("mode", "str", "clip", choices=("clip", "wrap"),
+                           doc="out-of-range indices: clip to the axis or wrap around it")),
+               infer=_take_rule, eager=_take_eager, kernels=2,   # the positions, the gather
+               doc="The slices of `a` at `indices` along axis: shape a[:axis] + indices + a[axis+1:]. "
+                   "Indices are truncated to integers after clipping or wrapping (MXNet's mode='raise' "
+                   "is not offered: out-of-range indices are clipped or wrapped)."))
+
+
+def _one_hot_rule(specs, attrs):
+    require_numeric(specs[0].dtype, "indices")
+    if attrs["depth"] < 0:
+        raise ShapeError(f"depth={attrs['depth']} must not be negative")
+    return TensorSpec(specs[0].shape + (attrs["depth"],), attrs["dtype"])
+
+
+def _one_hot_eager(device, inputs, attrs, outs):
+    xp, index = device.xp, inputs[0]
+    positions = xp.trunc(index).astype(np.int64) if index.dtype.kind == "f" else index
+    hit = xp.arange(attrs["depth"]) == positions[..., None]
+    dtype = outs[0].dtype
+    on, off = xp.asarray(attrs["on_value"], dtype=dtype), xp.asarray(attrs["off_value"], dtype=dtype)
+    return xp.where(hit, on, off)
+
+
+register(OpDef(name="one_hot", category="nn", inputs=("indices",),
+               attrs=(Attr("depth", "int", doc="the length of each one-hot vector"),
+                      Attr("on_value", "float", 1.0, doc="the value at the index"),
+                      Attr("off_value", "float", 0.0, doc="the value elsewhere"),
+                      Attr("dtype", "dtype", "float32", doc="the result's dtype")),
+               infer=_one_hot_rule, eager=_one_hot_eager, kernels=2,
+               doc="A vector of length depth per index: on_value at the (truncated) index, off_value "
+                   "elsewhere; indices outside [0, depth) give all off_value, as MXNet."))

@@ -1,4 +1,4 @@
-"""Neural-network ops that are not plain elementwise math: Dropout.
+"""Neural-network ops that are not plain elementwise math: Dropout, L2Normalization, SequenceMask.
 
 Dropout has a hidden second output for its gradient rule: the uniform draw that decided which elements
 were kept (float32, the input's shape) while it drops, the input itself otherwise (never read then).
@@ -12,7 +12,7 @@ from ..backend import rng
 from ..backend.cuda_elementwise import launch_elementwise
 from ..errors import OpValueError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, register, require_float
+from .registry import OpDef, TensorSpec, register, require_float, require_numeric
 
 # Kept elements are scaled by 1/(1-p) so that the expected value is unchanged (inverted dropout).
 DROPOUT_EXPR = "({1} >= {p} ? {0} * {scale} : 0)"
@@ -59,3 +59,78 @@ register(OpDef(name="Dropout", category="nn", inputs=("data",),
                kernels=lambda attrs, specs: 2 if dropout_active(attrs) else 0,
                doc="Zero elements with probability p and scale the rest by 1/(1-p); identity outside "
                    "training unless mode='always'."))
+
+
+# --- L2Normalization, SequenceMask -------------------------------------------------------------------
+
+def l2_normalized_axes(ndim: int, mode: str) -> tuple:
+    """The axes L2Normalization sums over: all but the batch axis (instance), the channel axis (channel),
+    or the axes after the channel (spatial)."""
+    return {"instance": tuple(range(1, ndim)), "channel": (1,), "spatial": tuple(range(2, ndim))}[mode]
+
+
+def _l2_normalization_rule(specs, attrs):
+    x = specs[0]
+    require_float(x.dtype)
+    least = {"instance": 2, "channel": 2, "spatial": 3}[attrs["mode"]]
+    if len(x.shape) < least:
+        raise OpValueError(f"mode={attrs['mode']!r} needs at least a {least}-d input, got shape {x.shape}")
+    return TensorSpec(x.shape, x.dtype)
+
+
+def _l2_normalization_eager(device, inputs, attrs, outs):
+    xp, x = device.xp, inputs[0]
+    acc = np.dtype(np.float32 if x.dtype == np.float16 else x.dtype)
+    axes = l2_normalized_axes(x.ndim, attrs["mode"])
+    with np.errstate(all="ignore"):
+        square_sum = xp.sum(xp.square(x.astype(acc)), axis=axes, keepdims=True)
+        return (x / xp.sqrt(square_sum + acc.type(attrs["eps"]))).astype(x.dtype, copy=False)
+
+
+register(OpDef(name="L2Normalization", category="nn", inputs=("data",),
+               attrs=(Attr("eps", "float", 1e-10, doc="added to the sum of squares"),
+                      Attr("mode", "str", "instance", choices=("instance", "channel", "spatial"),
+                           doc="normalise each sample, each channel vector, or each channel's plane")),
+               infer=_l2_normalization_rule, eager=_l2_normalization_eager, kernels=4,
+               doc="x / sqrt(sum(x**2) + eps), the sum over the axes that mode names (MXNet's)."))
+
+
+def _sequence_mask_rule(specs, attrs):
+    x = specs[0]
+    axis = attrs["axis"]
+    if axis not in (0, 1) or len(x.shape) < 2:
+        raise OpValueError(f"needs data of at least 2 axes (time and batch) and axis 0 or 1, got shape "
+                           f"{x.shape} and axis={axis}")
+    if len(specs) > 1:
+        batch = x.shape[1 - axis]
+        require_numeric(specs[1].dtype, "sequence_length")
+        if specs[1].shape != (batch,):
+            raise OpValueError(f"sequence_length must have shape ({batch},) (the batch axis {1 - axis} of "
+                               f"data {x.shape}), got {specs[1].shape}")
+    return TensorSpec(x.shape, x.dtype)
+
+
+def _sequence_mask_eager(device, inputs, attrs, outs):
+    xp, x = device.xp, inputs[0]
+    if not attrs["use_sequence_length"]:
+        return x
+    lengths, axis = inputs[1], attrs["axis"]
+    lengths = xp.trunc(lengths) if lengths.dtype.kind == "f" else lengths
+    steps = xp.arange(x.shape[axis])
+    # (time, batch) or (batch, time), then ones for the feature axes
+    keep = steps[:, None] < lengths[None, :] if axis == 0 else lengths[:, None] > steps[None, :]
+    keep = keep.reshape(keep.shape + (1,) * (x.ndim - 2))
+    return xp.where(keep, x, xp.asarray(attrs["value"], dtype=x.dtype))
+
+
+register(OpDef(name="SequenceMask", category="nn", inputs=("data", "sequence_length"),
+               attrs=(Attr("use_sequence_length", "bool", False,
+                           doc="mask by sequence_length (else identity)"),
+                      Attr("value", "float", 0.0, doc="the value written past each sequence's end"),
+                      Attr("axis", "int", 0,
+                           doc="the time axis: 0 for (time, batch, ...), 1 for (batch, time, ...)")),
+               infer=_sequence_mask_rule, eager=_sequence_mask_eager,
+               input_count=lambda attrs: 2 if attrs["use_sequence_length"] else 1,
+               kernels=lambda attrs, specs: 2 if attrs["use_sequence_length"] else 0,
+               doc="data with the steps at and after each sequence's length set to value (MXNet's "
+                   "SequenceMask; lengths are truncated to integers)."))

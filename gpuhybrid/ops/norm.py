@@ -246,6 +246,40 @@ register(OpDef(
         "gamma and beta have shape (data.shape[axis],)."))
 
 
+# --- InstanceNorm -------------------------------------------------------------------------------------
+
+def _instance_norm_rule(specs, attrs):
+    x = specs[0]
+    require_float(x.dtype, "data")
+    _check_eps(attrs)
+    if len(x.shape) < 2:
+        raise ShapeError(f"needs data of shape (N, C, ...), got {x.shape}")
+    where = f"axis 1 (the channels) of data {x.shape}"
+    for name, spec in zip(("gamma", "beta"), specs[1:]):
+        _check_vector(spec, name, x.shape[1], where)
+    return TensorSpec(x.shape, x.dtype)
+
+
+def _instance_norm_eager(device, inputs, attrs, outs):
+    x, gamma, beta = inputs
+    if x.size == 0:
+        return device.xp.empty(outs[0].shape, dtype=outs[0].dtype)
+    vector_shape = _channel_shape(x.ndim, 1, x.shape[1])
+    mean, var = _batch_stats(device, x, tuple(range(2, x.ndim)))
+    return _normalized(device, x, mean, var, gamma.reshape(vector_shape), beta.reshape(vector_shape),
+                       attrs["eps"], outs[0])
+
+
+register(OpDef(
+    name="InstanceNorm", category="nn", inputs=("data", "gamma", "beta"),
+    attrs=(Attr("eps", "float", 1e-3, doc="added to the variance before the square root (MXNet's 1e-3)"),),
+    infer=_instance_norm_rule, eager=_instance_norm_eager,
+    infer_inputs=lambda specs, attrs: _fill_vectors(specs, 1),
+    kernels=lambda attrs, specs: 4 if _size(specs[0].shape) else 0,
+    doc="Each example's channel normalised over the axes after the channels: (x - mean) / sqrt(var + eps) "
+        "* gamma + beta, gamma and beta of shape (C,) for data (N, C, ...)."))
+
+
 # --- Embedding ---------------------------------------------------------------------------------------
 
 CLIP_INDEX_EXPR = "gh_clip({0}, {first}, {last})"

@@ -193,3 +193,68 @@ register(OpDef(name="sum_to_shape", category="reduce", inputs=("data",),
                kernels=lambda attrs, specs: 1, identity=same_spec,
                doc="Sum data over the axes that broadcasting added or stretched, giving `shape` (the "
                    "gradient of an operand that was broadcast); the data itself when the shapes are equal."))
+
+
+# --- cumsum and norm --------------------------------------------------------------------------------------
+
+def _cumsum_dtype(dtype: np.dtype, requested) -> np.dtype:
+    if requested is not None:
+        return np.dtype(requested)
+    return np.dtype("int64") if dtype.kind in "biu" else dtype     # NumPy's accumulator of ints and bools
+
+
+def _cumsum_rule(specs, attrs):
+    x = specs[0]
+    if attrs["axis"] is None:
+        return TensorSpec((int(np.prod(x.shape)),), _cumsum_dtype(x.dtype, attrs["dtype"]))
+    if not x.shape:
+        raise OpValueError("a 0-d input has no axis to accumulate along; use axis=None")
+    normalize_axis(attrs["axis"], len(x.shape))
+    return TensorSpec(x.shape, _cumsum_dtype(x.dtype, attrs["dtype"]))
+
+
+def _cumsum_eager(device, inputs, attrs, outs):
+    x, axis, dtype = inputs[0], attrs["axis"], outs[0].dtype
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    acc = np.float32 if dtype == np.float16 else dtype   # float16 sums run in float32, rounded once
+    return device.xp.cumsum(x, axis=axis, dtype=acc).astype(dtype, copy=False)
+
+
+register(OpDef(name="cumsum", category="reduce", inputs=("a",),
+               attrs=(Attr("axis", "opt_int", None, doc="the axis to accumulate along; None flattens"),
+                      Attr("dtype", "dtype", None, doc="the result's dtype; ints and bools give int64")),
+               infer=_cumsum_rule, eager=_cumsum_eager,
+               doc="Running sums along an axis, as NumPy's cumsum."))
+
+
+def _norm_rule(specs, attrs):
+    x = specs[0]
+    require_float(x.dtype)
+    if attrs["ord"] not in (1, 2):
+        raise OpValueError(f"ord={attrs['ord']} is not supported; use 1 or 2 (as MXNet)")
+    axes = reduced_axes(x.shape, attrs["axis"])
+    dtype = x.dtype if attrs["out_dtype"] is None else np.dtype(attrs["out_dtype"])
+    return TensorSpec(reduced_shape(x.shape, axes, attrs["keepdims"]), dtype)
+
+
+def _norm_eager(device, inputs, attrs, outs):
+    xp, x = device.xp, inputs[0]
+    axes = reduced_axes(x.shape, attrs["axis"])
+    acc = np.float32 if x.dtype == np.float16 else x.dtype
+    with np.errstate(all="ignore"):
+        if attrs["ord"] == 1:
+            result = xp.sum(xp.abs(x), axis=axes, keepdims=attrs["keepdims"], dtype=acc)
+        else:
+            result = xp.sqrt(xp.sum(xp.square(x.astype(acc)), axis=axes, keepdims=attrs["keepdims"]))
+    return _c_order(xp, xp.asarray(result).astype(outs[0].dtype, copy=False))
+
+
+register(OpDef(name="norm", category="reduce", inputs=("data",),
+               attrs=(Attr("ord", "int", 2, doc="1 (sum of magnitudes) or 2 (Euclidean)"),
+                      Attr("axis", "axes", None, doc="axis or axes to reduce; None reduces all"),
+                      Attr("out_dtype", "dtype", None, doc="the result's dtype; the input's by default"),
+                      Attr("keepdims", "bool", False, doc="keep reduced axes with size 1")),
+               infer=_norm_rule, eager=_norm_eager, fresh_results=True,
+               kernels=lambda attrs, specs: 2 + (attrs["ord"] == 2),
+               doc="The L1 or L2 norm over the given axes (all of them by default: the Frobenius norm)."))

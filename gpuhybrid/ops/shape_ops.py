@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
 from .registry import OpDef, TensorSpec, normalize_axis, register, same_spec
-from .shapes import promote
+from .shapes import broadcast_shapes, promote
 
 
 def _size(shape) -> int:
@@ -365,3 +365,52 @@ _shape_op("getitem_backward", _getitem_backward_rule, _getitem_backward_eager,
                  Attr("key", "index", doc="encoded basic index (see encode_index)")),
           kernels=2, doc="Zeros of `shape` with data written at [key]: the gradient of x[key], slice and "
                          "slice_axis.")
+
+
+# --- broadcast_like, broadcast_axis ---------------------------------------------------------------------
+
+def _stretched(shape: tuple, axes: tuple, sizes: tuple, what: str) -> tuple:
+    """``shape`` with each of ``axes`` (size 1) stretched to the matching size."""
+    if len(axes) != len(sizes):
+        raise ShapeError(f"{what}: {len(axes)} axes but {len(sizes)} sizes")
+    out = list(shape)
+    for axis, size in zip(axes, sizes):
+        axis = normalize_axis(axis, len(shape))
+        if out[axis] != 1 and out[axis] != size:
+            raise ShapeError(f"axis {axis} of {shape} has size {out[axis]}: only size-1 axes broadcast "
+                             f"(to {size})")
+        out[axis] = size
+    return tuple(out)
+
+
+def _broadcast_like_rule(specs, attrs):
+    lhs, rhs = specs
+    lhs_axes, rhs_axes = attrs["lhs_axes"], attrs["rhs_axes"]
+    if lhs_axes is None and rhs_axes is None:
+        if len(lhs.shape) > len(rhs.shape) or broadcast_shapes(lhs.shape, rhs.shape) != rhs.shape:
+            raise ShapeError(f"lhs {lhs.shape} does not broadcast to rhs's shape {rhs.shape}")
+        return TensorSpec(rhs.shape, lhs.dtype)
+    if lhs_axes is None or rhs_axes is None:
+        raise ShapeError("give both lhs_axes and rhs_axes, or neither")
+    sizes = tuple(rhs.shape[normalize_axis(a, len(rhs.shape))] for a in rhs_axes)
+    return TensorSpec(_stretched(lhs.shape, lhs_axes, sizes, "broadcast_like"), lhs.dtype)
+
+
+_shape_op("broadcast_like", _broadcast_like_rule,
+          lambda device, inputs, attrs, outs: device.xp.broadcast_to(inputs[0], outs[0].shape),
+          inputs=("lhs", "rhs"),
+          attrs=(Attr("lhs_axes", "axes", None, doc="axes of lhs to broadcast (default: all, NumPy rules)"),
+                 Attr("rhs_axes", "axes", None, doc="the axes of rhs whose sizes they take")),
+          doc="lhs broadcast to rhs's shape (or only lhs_axes to the sizes of rhs_axes), as a view.")
+
+
+def _broadcast_axis_rule(specs, attrs):
+    shape = specs[0].shape
+    return TensorSpec(_stretched(shape, attrs["axis"], attrs["size"], "broadcast_axis"), specs[0].dtype)
+
+
+_shape_op("broadcast_axis", _broadcast_axis_rule,
+          lambda device, inputs, attrs, outs: device.xp.broadcast_to(inputs[0], outs[0].shape),
+          attrs=(Attr("axis", "shape", (), doc="the size-1 axes to broadcast"),
+                 Attr("size", "shape", (), doc="their new sizes")),
+          aliases=("broadcast_axes",), doc="Size-1 axes broadcast to the given sizes, as a view.")

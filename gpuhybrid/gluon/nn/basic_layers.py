@@ -1,4 +1,4 @@
-"""Basic layers: Dense, Activation, Dropout, Flatten, Lambda, HybridLambda, HybridSequential."""
+"""Basic layers: Dense, Activation, Dropout, Flatten, Identity, Lambda, HybridLambda, HybridSequential."""
 from __future__ import annotations
 
 import numpy as np
@@ -117,3 +117,10 @@ class HybridLambda(HybridBlock):
 
     def hybrid_forward(self, F, x, *args):
         return self._function(F, x, *args)
+
+
+class Identity(HybridBlock):
+    """Returns its input unchanged (a placeholder branch, e.g. a residual's shortcut)."""
+
+    def hybrid_forward(self, F, x):
+        return x

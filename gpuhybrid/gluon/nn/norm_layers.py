@@ -1,4 +1,5 @@
-"""Normalisation and embedding layers: BatchNorm, LayerNorm, Embedding (MXNet Gluon's signatures).
+"""Normalisation and embedding layers: BatchNorm, LayerNorm, InstanceNorm, GroupNorm, Embedding
+(MXNet Gluon's signatures).
 
 BatchNorm keeps running statistics as ``aux`` parameters. While training it updates them after every
 call: imperatively by writing the op's new values into the parameters, and when hybridized by handing
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from ... import autograd
 from ...errors import OpValueError
+from ...ndarray import NDArray
 from ...symbol import Symbol
 from ..hybrid import HybridBlock, pending_aux_updates
 
@@ -111,3 +113,68 @@ class Embedding(HybridBlock):
 
     def _repr_args(self) -> str:
         return f"{self._kwargs['input_dim']} -> {self._kwargs['output_dim']}, {self.weight.dtype}"
+
+
+class InstanceNorm(HybridBlock):
+    """Normalise each example's channel over its other axes (N, C, ...): (x - mean) / sqrt(var + eps)
+    * gamma + beta, gamma and beta per channel. Channels are axis 1 (MXNet's default ``axis``); as in
+    MXNet, ``scale`` is off by default (gamma stays one)."""
+
+    def __init__(self, axis: int = 1, epsilon: float = 1e-5, center: bool = True, scale: bool = False,
+                 beta_initializer="zeros", gamma_initializer="ones", in_channels: int = 0,
+                 prefix: str | None = None, params=None):
+        super().__init__(prefix, params)
+        if axis != 1:
+            raise OpValueError(f"InstanceNorm: axis={axis} is not supported; channels must be axis 1 "
+                               f"(transpose the input to (N, C, ...) first)")
+        if in_channels < 0:
+            raise OpValueError(f"InstanceNorm: in_channels must be >= 0 (0 infers it), got {in_channels}")
+        self._epsilon = epsilon
+        shape = (in_channels,)
+        self.gamma = self.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
+                                        grad_req="write" if scale else "null")
+        self.beta = self.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
+                                       grad_req="write" if center else "null")
+
+    def infer_shape(self, x, *args) -> None:
+        if x.ndim < 2:
+            raise OpValueError(f"InstanceNorm: needs input of shape (N, C, ...), got {x.shape}")
+        self.gamma.shape = self.beta.shape = (x.shape[1],)
+
+    def hybrid_forward(self, F, x, gamma, beta):
+        return F.InstanceNorm(x, gamma, beta, eps=self._epsilon)
+
+    def _repr_args(self) -> str:
+        return f"eps={self._epsilon}, in_channels={self.gamma.shape[0] or None}"
+
+
+class GroupNorm(HybridBlock):
+    """Split the channels (axis 1) of each example into ``num_groups`` groups and normalise each group
+    over its channels and the other axes. As in MXNet 1.x, gamma and beta have one value per group
+    (shape ``(num_groups,)``), and the number of channels must divide into the groups."""
+
+    def __init__(self, num_groups: int = 1, epsilon: float = 1e-5, center: bool = True, scale: bool = True,
+                 beta_initializer="zeros", gamma_initializer="ones", prefix: str | None = None, params=None):
+        super().__init__(prefix, params)
+        if num_groups < 1:
+            raise OpValueError(f"GroupNorm: num_groups must be >= 1, got {num_groups}")
+        self._num_groups, self._epsilon = num_groups, epsilon
+        shape = (num_groups,)
+        self.gamma = self.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
+                                        grad_req="write" if scale else "null")
+        self.beta = self.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
+                                       grad_req="write" if center else "null")
+
+    def forward(self, x, *args):
+        if isinstance(x, NDArray) and (x.ndim < 2 or x.shape[1] % self._num_groups):
+            raise OpValueError(f"GroupNorm {self.name}: {x.shape[1]} channels (input shape {x.shape}) do "
+                               f"not divide into num_groups={self._num_groups}")
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x, gamma, beta):
+        # (N, groups, rest): each group is a "channel" of InstanceNorm, with its own gamma and beta
+        groups = F.reshape(x, shape=(0, self._num_groups, -1))
+        return F.reshape_like(F.InstanceNorm(groups, gamma, beta, eps=self._epsilon), x)
+
+    def _repr_args(self) -> str:
+        return f"num_groups={self._num_groups}, eps={self._epsilon}"
