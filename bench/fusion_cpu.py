@@ -51,14 +51,14 @@ class LayerNorm(nn.HybridBlock):
 
 
 class SoftmaxOp(nn.HybridBlock):
-    """The softmax op itself (a row kernel of its own when hybridized)."""
+    """The softmax op itself (lowered to a row group when hybridized: lower_row_ops, fuse_row_reductions)."""
 
     def hybrid_forward(self, F, x):
         return F.softmax(x, axis=-1)
 
 
 def layer_norm_op():
-    """Gluon's LayerNorm layer over 1024 channels (the LayerNorm op: a row kernel when hybridized)."""
+    """Gluon's LayerNorm layer over 1024 channels (the LayerNorm op, lowered to a row group when hybridized)."""
     block = nn.LayerNorm(in_channels=1024)
     block.initialize()
     return block

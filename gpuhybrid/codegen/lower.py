@@ -28,7 +28,7 @@ class FusedSource:
     # reads a computed value set it.
     scalar_math: bool = False
     # (output k, input j) pairs: the kernel stores output k through input j's pointer, so the caller
-    # passes the same array as both (``executor.memory.plan_in_place`` decides where that is safe).
+    # passes the same array as both (the ``store_in_place`` pass decides where that is safe).
     in_place: tuple = ()
     # Indices (and ``n``) are 32-bit (``#define GH_INDEX_32``), else 64-bit. Kernels of both widths never
     # share a translation unit: ``gh_kernel.h`` typedefs ``gh_index`` once per unit.
