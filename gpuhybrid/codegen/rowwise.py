@@ -102,7 +102,8 @@ def render_row_kernel(op: str, attrs: dict, in_specs: list) -> FusedSource:
     ])
     kernel = KernelSource(name=name, params=(out, *inputs, *scalars), text=text)
     values = (cols,) + tuple(v for _, v in scalar_values)
-    return FusedSource(kernel, values, rows, row_length=cols, index_32=index_32)
+    shapes = (tuple(x.shape),) * 2 + tuple(tuple(s.shape) for s in in_specs[1:len(inputs)])
+    return FusedSource(kernel, values, rows, row_length=cols, index_32=index_32, array_shapes=shapes)
 
 
 __all__ = ["ROW_OPS", "row_kernel_applies", "render_row_kernel"]
