@@ -32,6 +32,7 @@ struct dim3_value { unsigned int x, y, z; };
 
 enum FiberState { RUNNABLE, AT_BARRIER, AT_SHUFFLE, EXITED };
 enum Order { IN_ORDER = 0, REVERSED = 1, RANDOM = 2 };
+enum ShuffleKind { SHUFFLE_XOR = 0, SHUFFLE_IDX = 1, SHUFFLE_UP = 2, SHUFFLE_DOWN = 3 };
 
 struct Fiber {
   ucontext_t context;
