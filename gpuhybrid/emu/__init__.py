@@ -12,7 +12,6 @@ with buffers off float4 alignment, and what it stores is compared with its CPU b
 
 runs every kernel ``GPUHYBRID_DUMP_KERNELS=DIR`` dumped (docs/testing.md says what it proves and what not).
 """
-from __future__ import annotations
 
 from .batch import KernelOutcome, emulate, summary
 from .build import EmuBuildError, build_emulated, build_reference
