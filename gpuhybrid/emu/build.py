@@ -96,9 +96,10 @@ def _unit(texts: list, emulated: bool) -> str:
     widths = {"#define GH_INDEX_32" in t for t in texts}
     if len(widths) > 1:
         raise ValueError("32-bit and 64-bit kernels cannot share a unit (gh_kernel.h typedefs gh_index once)")
-    parts = ["\n".join(texts)]
+    # Reports name the kernel's own file and line (as dumped: <kernel>.cu).
+    parts = [f'#line 1 "{kernel_signature(t)[0]}.cu"\n{t}' for t in texts]
     if emulated:
-        parts += ["#ifndef GH_CUDA", '#error "the kernel headers did not take their CUDA branch"', "#endif",
+        parts += ['#line 1 "gh_emu_entries.cpp"', "#ifndef GH_CUDA", '#error "the kernel headers did not take their CUDA branch"', "#endif",
                   "struct gh_emu_arguments { long long n; void* const* p; const unsigned char* s; };",
                   *(emu_entry(t) for t in texts)]
     return "\n".join(parts)
