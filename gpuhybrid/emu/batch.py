@@ -3,8 +3,10 @@ launched under every configuration and compared with its CPU branch; one ``Kerne
 """
 from __future__ import annotations
 
+import os
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,27 +66,38 @@ def emulate(specs: list, check: bool = True, headers: Path | None = None,
     for outcome in outcomes:
         if progress:
             progress(outcome)
+    batches = []
     for width in (True, False):
         group = [s for s in runnable if s.index_32 == width]
-        for start in range(0, len(group), batch_size):
-            batch = group[start:start + batch_size]
-            for outcome in _emulate_batch(batch, check, headers):
+        batches += [group[start:start + batch_size] for start in range(0, len(group), batch_size)]
+    # The compiler runs for later batches while this thread launches the kernels of earlier ones.
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        builds = [pool.submit(_build, batch, check, headers) for batch in batches]
+        for batch, build in zip(batches, builds):
+            for outcome in _emulate_batch(batch, check, headers, build.result()):
                 outcomes.append(outcome)
                 if progress:
                     progress(outcome)
     return outcomes
 
 
-def _emulate_batch(batch: list, check: bool, headers: Path | None) -> list:
+def _build(batch: list, check: bool, headers: Path | None):
+    """(emulated library path, reference library path), or the EmuBuildError compiling raised."""
     texts = [s.text for s in batch]
     try:
-        emulated = EmulatedLibrary(build_emulated(texts, check, headers))
-        reference = ReferenceLibrary(build_reference(texts, headers))
+        return build_emulated(texts, check, headers), build_reference(texts, headers)
     except EmuBuildError as error:
+        return error
+
+
+def _emulate_batch(batch: list, check: bool, headers: Path | None, built=None) -> list:
+    built = _build(batch, check, headers) if built is None else built
+    if isinstance(built, EmuBuildError):
         if len(batch) == 1:
-            return [KernelOutcome(batch[0].name, "error", str(error))]
+            return [KernelOutcome(batch[0].name, "error", str(built))]
         # Find the kernel that does not compile: each on its own.
         return [o for spec in batch for o in _emulate_batch([spec], check, headers)]
+    emulated, reference = EmulatedLibrary(built[0]), ReferenceLibrary(built[1])
     outcomes = []
     for spec in batch:
         seed = zlib.crc32(spec.name.encode())
