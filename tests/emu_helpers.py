@@ -6,7 +6,6 @@ import numpy as np
 
 import gpuhybrid as gh
 from gpuhybrid import sym
-from gpuhybrid.backend.kernel_text import contiguous_strides
 from gpuhybrid.emu import EmulatedLibrary, LaunchSpec, build_emulated, load_dump
 from gpuhybrid.ops.registry import TensorSpec
 
@@ -17,8 +16,9 @@ def probe_spec(name: str, body: str, arrays: list, scalars: list = (), n: int | 
     params = ["gh_index n"]
     params += [f"{'' if a.startswith('out') else 'const '}{c}* GH_RESTRICT {a}" for a, c, _, _ in arrays]
     params += [f"{c} {s}" for s, c, _, _ in scalars]
-    text = "\n".join(["#define GH_INDEX_32", '#include "gh_row.h"', f"GH_KERNEL({name})({', '.join(params)}) {{",
-                      "#ifdef GH_CUDA", body, "#endif", "}", ""])
+    signature = f"GH_KERNEL({name})({', '.join(params)}) {{"
+    text = "\n".join(["#define GH_INDEX_32", '#include "gh_row.h"', signature, "#ifdef GH_CUDA", body, "#endif",
+                      "}", ""])
     meta = {"kernel": name, "n": n if n is not None else arrays[0][3], "index_32": True, "row_length": 0,
             "arrays": [{"name": a, "dtype": d, "output": a.startswith("out"), "shape": [size], "strides": [1]}
                        for a, _, d, size in arrays],
@@ -30,22 +30,15 @@ def emulated(*specs, check: bool = True, headers=None) -> EmulatedLibrary:
     return EmulatedLibrary(build_emulated([s.text for s in specs], check, headers))
 
 
-def dumped_kernels(folder, monkeypatch) -> dict:
-    """Name -> LaunchSpec of every kernel dumped in ``folder``."""
-    return {path.stem: spec for path, spec in load_dump(folder)}
 
 
-def dump_fused(monkeypatch, folder, expr, specs: dict, fuse_inputs: list | None = None) -> dict:
+def dump_fused(monkeypatch, folder, expr, specs: dict) -> tuple:
     """Compile ``expr`` for ``specs`` on the CPU with kernels dumped to ``folder``; the new LaunchSpecs."""
     monkeypatch.setenv("GPUHYBRID_DUMP_KERNELS", str(folder))
     before = set(folder.glob("*.cu")) if folder.exists() else set()
     plan = sym.compile_symbol(expr, {k: TensorSpec(*v) for k, v in specs.items()}, gh.cpu(), fuse=True)
     made = {p.stem for p in set(folder.glob("*.cu")) - before}
-    return plan, {name: spec for name, spec in dumped_kernels(folder, monkeypatch).items() if name in made}
-
-
-def strided(shape: tuple) -> list:
-    return list(contiguous_strides(shape))
+    return plan, {path.stem: spec for path, spec in load_dump(folder) if path.stem in made}
 
 
 def float_bits(values: np.ndarray) -> np.ndarray:

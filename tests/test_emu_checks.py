@@ -29,7 +29,8 @@ from gpuhybrid.emu.runner import REDZONE, scalar_bytes
 pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="no host C++ compiler")
 _NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)     # Linux's value; Python < 3.13 does not name it
 
-ROW_REDUCE_FIRST_BARRIER = "  __syncthreads();                                   // `partial` may still be read from a last call\n"
+ROW_REDUCE_FIRST_BARRIER = ("  __syncthreads();                                   "
+                            "// `partial` may still be read from a last call\n")
 ROW_REDUCE_RAW_BARRIER = "  if (lane == 0) partial[warp] = v;\n  __syncthreads();\n"
 ROW_REDUCE_LAST_BARRIER = "  if (threadIdx.x == 0) partial[0] = v;\n  __syncthreads();\n"
 
@@ -38,7 +39,8 @@ MUTANTS = {
     "missing WAR barrier (a row's reduction overwrites what the last one still reads)":
         ("layernorm_f32", "gh_row.h", ROW_REDUCE_FIRST_BARRIER, "", "RACECHECK"),
     "missing RAW barrier (warp sums read before they are written)":
-        ("softmax_f32", "gh_row.h", ROW_REDUCE_RAW_BARRIER, "  if (lane == 0) partial[warp] = v;\n", "RACECHECK"),
+        ("softmax_f32", "gh_row.h", ROW_REDUCE_RAW_BARRIER, "  if (lane == 0) partial[warp] = v;\n",
+         "RACECHECK"),
     "conditional __syncthreads":
         ("softmax_f32", "gh_row.h", ROW_REDUCE_LAST_BARRIER,
          "  if (threadIdx.x == 0) partial[0] = v;\n  if (threadIdx.x < 32) __syncthreads();\n", "SYNCCHECK"),
@@ -135,8 +137,8 @@ def _last_block_at(spec, n: int):
         pointers.append(base)
     grid, block = launch_dims(n, 0, REFERENCE_SM_COUNT)
     library.library.gh_emu_run_blocks(grid - 1, grid)
-    problems = library.launch(spec, LaunchConfig("last block", grid, block), (ctypes.c_void_p * len(pointers))(
-        *pointers), scalar_bytes(spec), n)
+    arguments = (ctypes.c_void_p * len(pointers))(*pointers)
+    problems = library.launch(spec, LaunchConfig("last block", grid, block), arguments, scalar_bytes(spec), n)
     reports = library.reports()
     library.library.gh_emu_reset()
     del pointers

@@ -30,11 +30,11 @@ def dump(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("GPUHYBRID_DUMP_KERNELS", str(folder))
         x, y, w, b = sym.var("x"), sym.var("y"), sym.var("w"), sym.var("b")
-        sym.compile_symbol(sym.tanh(x * 2.5 + y) - y, {"x": TensorSpec((3, 40), "float16"),
-                                                       "y": TensorSpec((40,), "float16")}, gh.cpu(), fuse=True)
+        halves = {"x": TensorSpec((3, 40), "float16"), "y": TensorSpec((40,), "float16")}
+        sym.compile_symbol(sym.tanh(x * 2.5 + y) - y, halves, gh.cpu(), fuse=True)
         e = sym.exp(x - sym.max(x, axis=-1, keepdims=True))
-        sym.compile_symbol(e / sym.sum(e, axis=-1, keepdims=True), {"x": TensorSpec((6, 70), "float32")}, gh.cpu(),
-                           fuse=True)
+        sym.compile_symbol(e / sym.sum(e, axis=-1, keepdims=True), {"x": TensorSpec((6, 70), "float32")},
+                           gh.cpu(), fuse=True)
         sym.compile_symbol(sym.tanh(sym.FullyConnected(x, w, b, num_hidden=6) * 0.5),
                            {"x": TensorSpec((5, 7), "float64"), "w": TensorSpec((6, 7), "float64"),
                             "b": TensorSpec((6,), "float64")}, gh.cpu())
@@ -55,7 +55,8 @@ def test_dumps_carry_the_launch_metadata(dump):
     fused = _metadata(dump, "gh_fused_mul_scalar")
     assert fused["n"] == 120 and fused["row_length"] == 0 and fused["index_32"]
     assert [(a["name"], a["dtype"], a["shape"], a["output"]) for a in fused["arrays"]] == [
-        ("out0", "float16", [3, 40], True), ("in0", "float16", [3, 40], False), ("in1", "float16", [40], False)]
+        ("out0", "float16", [3, 40], True), ("in0", "float16", [3, 40], False),
+        ("in1", "float16", [40], False)]
     assert [s["value"] for s in fused["scalars"]] == [2.5]
     assert (fused["launch"]["reference_grid"], fused["launch"]["reference_block"]) == launch_dims(120, 0, 132)
     assert fused["launch"]["reference_sm_count"] == REFERENCE_SM_COUNT and "SMs" in fused["launch"]["grid"]
@@ -91,8 +92,8 @@ def test_the_command_reports_races_in_check_mode(dump, tmp_path, capsys):
     headers = tmp_path / "kernels"
     shutil.copytree(kernel_dir(), headers)
     text = (headers / "gh_row.h").read_text()
-    (headers / "gh_row.h").write_text(text.replace("  if (lane == 0) partial[warp] = v;\n  __syncthreads();\n",
-                                                   "  if (lane == 0) partial[warp] = v;\n"))
+    barrier = "  if (lane == 0) partial[warp] = v;\n  __syncthreads();\n"
+    (headers / "gh_row.h").write_text(text.replace(barrier, "  if (lane == 0) partial[warp] = v;\n"))
     assert main([str(dump), "--check", "--include", str(headers), "--only", "gh_rows_*"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("REPORT   gh_rows_") and "RACECHECK" in out and "gh_row.h:" in out

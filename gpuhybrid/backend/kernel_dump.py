@@ -57,7 +57,8 @@ def kernel_metadata(kernel: KernelSource, size: int, index_32: bool, scalar_valu
         "arrays": [{"name": p.name, "dtype": p.dtype, "output": p.name.startswith("out"),
                     "shape": [int(d) for d in shape], "strides": [int(s) for s in stride]}
                    for p, shape, stride in zip(arrays, array_shapes, strides)],
-        "scalars": [{"name": p.name, "dtype": p.dtype, "value": _plain(v)} for p, v in zip(scalars, scalar_values)],
+        "scalars": [{"name": p.name, "dtype": p.dtype, "value": _plain(v)}
+                    for p, v in zip(scalars, scalar_values)],
         "in_place": [[int(k), int(j)] for k, j in in_place],
         "launch": {**launch_rule(row_length), "reference_sm_count": REFERENCE_SM_COUNT,
                    "reference_grid": grid, "reference_block": block},

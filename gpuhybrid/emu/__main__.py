@@ -18,7 +18,8 @@ from .launch_spec import load_dump
 
 def parse_args(argv: list | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gpuhybrid.emu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="a GPUHYBRID_DUMP_KERNELS folder (<kernel>.cu + <kernel>.json)")
+    parser.add_argument("folder", type=Path,
+                        help="a GPUHYBRID_DUMP_KERNELS folder (<kernel>.cu + <kernel>.json)")
     parser.add_argument("--check", action="store_true",
                         help="instrument every access: racecheck, initcheck, memcheck, misaligned accesses "
                              "(synccheck and the comparison always run)")

@@ -45,8 +45,8 @@ def _outcome(spec: LaunchSpec, results: list) -> KernelOutcome:
                              + first.reports.rstrip(), results)
     if mismatched:
         first = mismatched[0]
-        return KernelOutcome(spec.name, "mismatch", f"{summary}; {first.config.label}: " + "; ".join(first.mismatches),
-                             results)
+        detail = f"{summary}; {first.config.label}: " + "; ".join(first.mismatches)
+        return KernelOutcome(spec.name, "mismatch", detail, results)
     return KernelOutcome(spec.name, "ok", summary, results)
 
 
@@ -101,8 +101,8 @@ def _emulate_batch(batch: list, check: bool, headers: Path | None, built=None) -
     outcomes = []
     for spec in batch:
         seed = zlib.crc32(spec.name.encode())
-        outcomes.append(_outcome(spec, check_kernel(spec, emulated, reference, launch_configs(spec, seed=seed),
-                                                    seed)))
+        configs = launch_configs(spec, seed=seed)
+        outcomes.append(_outcome(spec, check_kernel(spec, emulated, reference, configs, seed)))
     return outcomes
 
 
@@ -110,7 +110,8 @@ def summary(outcomes: list, seconds: float | None = None) -> str:
     counts = {status: sum(o.status == status for o in outcomes)
               for status in ("ok", "mismatch", "report", "error", "skipped")}
     launches = sum(len(o.results) for o in outcomes)
-    text = (f"{len(outcomes)} kernels, {launches} launches: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    counted = ", ".join(f"{v} {k}" for k, v in counts.items())
+    text = f"{len(outcomes)} kernels, {launches} launches: {counted}"
     return text + (f" in {seconds:.1f} s" if seconds is not None else "")
 
 

@@ -55,7 +55,8 @@ def kernel_signature(text: str) -> tuple:
     """(kernel name, parameters after ``n``) parsed from a generated source's ``GH_KERNEL`` line."""
     match = _SIGNATURE.search(text)
     if match is None:
-        raise EmuBuildError("no GH_KERNEL(name)(...) signature in the source: not a gpuhybrid generated kernel")
+        raise EmuBuildError("no GH_KERNEL(name)(...) signature in the source: not a gpuhybrid generated "
+                            "kernel")
     params = []
     for item in [p.strip() for p in match.group(2).split(",")][1:]:
         if "GH_RESTRICT" in item:
@@ -85,8 +86,9 @@ def emu_entry(text: str) -> str:
         f"__attribute__((no_sanitize_thread)) static void gh_emu_body_{name}(void* arg) {{",
         "  const gh_emu_arguments* a = (const gh_emu_arguments*)arg;", *unpack,
         f"  {name}({', '.join(args)});", "}",
-        f'extern "C" __attribute__((visibility("default"))) int gh_emu_run_{name}(unsigned grid, unsigned block, '
-        "int order, unsigned seed, long long n, void* const* p, const unsigned char* s) {",
+        'extern "C" __attribute__((visibility("default")))',
+        f"int gh_emu_run_{name}(unsigned grid, unsigned block, int order, unsigned seed, long long n, "
+        "void* const* p, const unsigned char* s) {",
         "  gh_emu_arguments a{n, p, s};",
         f"  return gh_emu_launch(grid, block, gh_emu_body_{name}, &a, order, seed);", "}", ""])
 
@@ -99,7 +101,8 @@ def _unit(texts: list, emulated: bool) -> str:
     # Reports name the kernel's own file and line (as dumped: <kernel>.cu).
     parts = [f'#line 1 "{kernel_signature(t)[0]}.cu"\n{t}' for t in texts]
     if emulated:
-        parts += ['#line 1 "gh_emu_entries.cpp"', "#ifndef GH_CUDA", '#error "the kernel headers did not take their CUDA branch"', "#endif",
+        parts += ['#line 1 "gh_emu_entries.cpp"', "#ifndef GH_CUDA",
+                  '#error "the kernel headers did not take their CUDA branch"', "#endif",
                   "struct gh_emu_arguments { long long n; void* const* p; const unsigned char* s; };",
                   *(emu_entry(t) for t in texts)]
     return "\n".join(parts)
@@ -110,6 +113,10 @@ def _headers_key(headers: Path) -> str:
     for path in sorted([*headers.glob("*.h"), *(kernel_dir() / "emu").glob("*")]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 def _compiler() -> str:
@@ -132,8 +139,8 @@ def runtime_object() -> Path:
     key = hashlib.sha256(source.read_bytes() + compiler.encode()).hexdigest()[:32]
 
     def build(target: Path) -> None:
-        _run([compiler, "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-c", str(source), "-o", str(target)],
-             "the emulator runtime (kernels/emu/gh_emu_runtime.cpp)")
+        _run([compiler, "-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-c", str(source),
+              "-o", str(target)], "the emulator runtime (kernels/emu/gh_emu_runtime.cpp)")
     return cached_build("emu", key, ".o", build)
 
 
@@ -144,7 +151,7 @@ def build_emulated(texts: list, check: bool = True, headers: Path | None = None)
     flags = (*COMMON_FLAGS, *EMU_FLAGS, *(CHECK_FLAGS if check else FAST_FLAGS))
     unit = _unit(texts, emulated=True)
     runtime = runtime_object()
-    key = hashlib.sha256("\0".join([unit, _headers_key(headers), compiler, *flags]).encode()).hexdigest()[:32]
+    key = _key(unit, _headers_key(headers), compiler, *flags)
 
     def build(target: Path) -> None:
         source = target.with_suffix(".cpp")
@@ -164,7 +171,7 @@ def build_reference(texts: list, headers: Path | None = None) -> Path:
     headers = Path(headers or kernel_dir())
     compiler = _compiler()
     unit = _unit(texts, emulated=False)
-    key = hashlib.sha256("\0".join([unit, _headers_key(headers), compiler, *REFERENCE_FLAGS]).encode()).hexdigest()[:32]
+    key = _key(unit, _headers_key(headers), compiler, *REFERENCE_FLAGS)
 
     def build(target: Path) -> None:
         source = target.with_suffix(".cpp")
@@ -175,5 +182,5 @@ def build_reference(texts: list, headers: Path | None = None) -> Path:
     return cached_build("emu", key, ".so", build)
 
 
-__all__ = ["EmuBuildError", "KernelParam", "build_emulated", "build_reference", "emu_entry", "kernel_signature",
-           "runtime_object"]
+__all__ = ["EmuBuildError", "KernelParam", "build_emulated", "build_reference", "emu_entry",
+           "kernel_signature", "runtime_object"]

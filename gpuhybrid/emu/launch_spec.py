@@ -74,13 +74,14 @@ class LaunchSpec:
 
     @classmethod
     def from_metadata(cls, text: str, meta: dict, source: Path | None = None) -> "LaunchSpec":
-        arrays = tuple(ArraySpec(a["name"], a["dtype"], bool(a["output"]), tuple(a["shape"]), tuple(a["strides"]))
-                       for a in meta["arrays"])
+        arrays = tuple(ArraySpec(a["name"], a["dtype"], bool(a["output"]), tuple(a["shape"]),
+                                 tuple(a["strides"])) for a in meta["arrays"])
         scalars = tuple((s["name"], s["dtype"], s["value"]) for s in meta["scalars"])
-        spec = cls(meta["kernel"], text, int(meta["n"]), bool(meta["index_32"]), int(meta["row_length"]), arrays,
-                   scalars, tuple(tuple(p) for p in meta.get("in_place", ())), source)
+        spec = cls(meta["kernel"], text, int(meta["n"]), bool(meta["index_32"]), int(meta["row_length"]),
+                   arrays, scalars, tuple(tuple(p) for p in meta.get("in_place", ())), source)
         if f"GH_KERNEL({spec.name})" not in text:
-            raise DumpError(f"{source or spec.name}: the metadata names kernel {spec.name}, the source another")
+            raise DumpError(f"{source or spec.name}: the metadata names kernel {spec.name}, the source "
+                            "another; dump them again together")
         return spec
 
     @property
@@ -112,8 +113,8 @@ class LaunchSpec:
                 arrays.append(ArraySpec(a.name, a.dtype, a.output, (size,), (1,)))
             else:
                 arrays.append(a)
-        return LaunchSpec(self.name, self.text, n, self.index_32, self.row_length, tuple(arrays), self.scalars,
-                          self.in_place, self.source)
+        return LaunchSpec(self.name, self.text, n, self.index_32, self.row_length, tuple(arrays),
+                          self.scalars, self.in_place, self.source)
 
 
 def load_dump(folder: Path) -> list:
@@ -123,7 +124,9 @@ def load_dump(folder: Path) -> list:
         try:
             found.append((source, LaunchSpec.from_dump(source)))
         except (DumpError, KeyError, ValueError) as error:
-            found.append((source, error if isinstance(error, DumpError) else DumpError(f"{source.name}: {error!r}")))
+            if not isinstance(error, DumpError):
+                error = DumpError(f"{source.name}: unreadable launch metadata ({error!r}); dump it again")
+            found.append((source, error))
     return found
 
 

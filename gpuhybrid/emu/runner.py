@@ -65,7 +65,8 @@ def launch_configs(spec: LaunchSpec, sm_count: int = REFERENCE_SM_COUNT, seed: i
                LaunchConfig(f"grid={small} reversed", small, block, REVERSED),
                LaunchConfig(f"grid={small} random", small, block, RANDOM, seed)]
     if "float4" in spec.text:
-        configs.append(LaunchConfig(f"H100 grid={grid}, buffers 4 B off float4 alignment", grid, block, shift=4))
+        label = f"H100 grid={grid}, buffers 4 B off float4 alignment"
+        configs.append(LaunchConfig(label, grid, block, shift=4))
     return configs
 
 
@@ -105,7 +106,8 @@ class Buffer:
         self.start = start
 
     def redzones_intact(self) -> bool:
-        return bool((self.raw[:self.start] == 0xFF).all() and (self.raw[self.start + self.nbytes:] == 0xFF).all())
+        below, above = self.raw[:self.start], self.raw[self.start + self.nbytes:]
+        return bool((below == 0xFF).all() and (above == 0xFF).all())
 
 
 def scalar_bytes(spec: LaunchSpec) -> bytes:
@@ -149,16 +151,18 @@ class EmulatedLibrary:
         self.library = ctypes.CDLL(str(path))
         self.library.gh_emu_reports.restype = ctypes.c_char_p
         self.library.gh_emu_stats.restype = ctypes.c_char_p
-        self.library.gh_emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p,
-                                                   ctypes.c_int]
+        self.library.gh_emu_add_buffer.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong,
+                                                   ctypes.c_char_p, ctypes.c_int]
         self.library.gh_emu_run_blocks.argtypes = [ctypes.c_uint, ctypes.c_uint]
 
-    def launch(self, spec: LaunchSpec, config: LaunchConfig, pointers, scalars: bytes, n: int | None = None) -> int:
+    def launch(self, spec: LaunchSpec, config: LaunchConfig, pointers, scalars: bytes,
+               n: int | None = None) -> int:
+        """Launches ``spec``'s kernel (over ``n`` elements, else its own); the problems found."""
         entry = getattr(self.library, f"gh_emu_run_{spec.name}")
         entry.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_longlong,
                           ctypes.c_void_p, ctypes.c_char_p]
-        return entry(config.grid, config.block, config.order, config.seed, spec.n if n is None else n, pointers,
-                     scalars)
+        return entry(config.grid, config.block, config.order, config.seed, spec.n if n is None else n,
+                     pointers, scalars)
 
     def register(self, base: int, nbytes: int, name: str, output: bool) -> None:
         self.library.gh_emu_add_buffer(base, nbytes, REDZONE, name.encode(), int(output))
@@ -218,8 +222,8 @@ def compare_outputs(spec: LaunchSpec, got: dict, want: dict) -> list:
             kind = "not bit-identical"
         if not same.all():
             k = int(np.argmin(same))
-            lines.append(f"{a.name}: {int((~same).sum())} of {same.size} {a.dtype} values {kind} to the CPU branch "
-                         f"(first at {k}: CUDA branch {g[k]!r}, CPU branch {w[k]!r})")
+            lines.append(f"{a.name}: {int((~same).sum())} of {same.size} {a.dtype} values {kind} to the CPU "
+                         f"branch (first at {k}: CUDA branch {g[k]!r}, CPU branch {w[k]!r})")
     return lines
 
 

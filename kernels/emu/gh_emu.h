@@ -85,7 +85,7 @@ static inline void gh_emu_ptx_cvt(const char* op, Out* out, const In* in) {
   } else if (!strcmp(op, "cvt.rn.f16.f32") && sizeof(Out) == 2 && sizeof(In) == 4) {  // nearest even
     float f; memcpy(&f, in, 4); _Float16 h = (_Float16)f; memcpy(out, &h, 2);
   } else if (!strcmp(op, "cvt.rn.f16.f64") && sizeof(Out) == 2 && sizeof(In) == 8) {  // one rounding
-    double d; memcpy(&d, in, 8); _Float16 h = (_Float16)d; memcpy(out, &h, 2);         // libgcc's __truncdfhf2
+    double d; memcpy(&d, in, 8); _Float16 h = (_Float16)d; memcpy(out, &h, 2);   // libgcc __truncdfhf2
   } else if (!strcmp(op, "cvt.rz.f16.f32") && sizeof(Out) == 2 && sizeof(In) == 4) {  // toward zero
     float f; memcpy(&f, in, 4); _Float16 h = (_Float16)f; unsigned short bits; memcpy(&bits, &h, 2);
     if (f == f && fabsf(f) != INFINITY && fabsf((float)h) > fabsf(f)) bits = (unsigned short)(bits - 1);

@@ -83,7 +83,8 @@ static std::string report_text;
 static std::map<std::string, int> seen_reports;
 static long problems = 0;
 static uintptr_t library_base = 0, tls_base = 0, tls_size = 0;
-static unsigned long stat_blocks = 0, stat_switches = 0, stat_barriers = 0, stat_shuffles = 0, stat_accesses = 0;
+static unsigned long stat_blocks = 0, stat_switches = 0, stat_barriers = 0, stat_shuffles = 0;
+static unsigned long stat_accesses = 0;
 
 static std::string format(const char* f, ...) __attribute__((format(printf, 1, 2)));
 static std::string format(const char* f, ...) {
@@ -149,7 +150,10 @@ static void fiber_main() {
 }
 
 static const char* state_name(FiberState s) {
-  return s == RUNNABLE ? "running" : s == AT_BARRIER ? "at __syncthreads" : s == AT_SHUFFLE ? "at a shuffle" : "exited";
+  return s == RUNNABLE     ? "running"
+         : s == AT_BARRIER ? "at __syncthreads"
+         : s == AT_SHUFFLE ? "at a shuffle"
+                           : "exited";
 }
 
 // The lane `lane` reads from, by CUDA's rules for each shuffle kind (within segments of `width` lanes).
@@ -202,19 +206,20 @@ static bool complete_shuffles(unsigned w, bool stuck) {
                       mask, site.c_str(), f->file, f->line));
       if (!(mask >> (f->tid - first) & 1))
         report("shuffle-self " + site,
-               format("SYNCCHECK: shuffle at %s: lane %u's mask 0x%08x leaves the lane itself out", site.c_str(),
-                      f->tid - first, mask));
+               format("SYNCCHECK: shuffle at %s: lane %u's mask 0x%08x leaves the lane itself out",
+                      site.c_str(), f->tid - first, mask));
     }
     for (Fiber* f : lanes) {
       int lane = f->tid - first, source = source_lane(*f, lane);
       unsigned t = first + source;
-      if (t < L.block && (mask >> source & 1) && L.fibers[t].state == AT_SHUFFLE && L.fibers[t].mask == mask) {
+      bool takes_part = t < L.block && (mask >> source & 1);
+      if (takes_part && L.fibers[t].state == AT_SHUFFLE && L.fibers[t].mask == mask) {
         memcpy(f->result, L.fibers[t].value, f->size);
       } else {
         memset(f->result, 0xFF, f->size);   // undefined on the GPU: poison
         report("shuffle-source " + site,
-               format("SYNCCHECK: shuffle at %s: lane %d reads lane %d, which takes no part (value undefined)",
-                      site.c_str(), lane, source));
+               format("SYNCCHECK: shuffle at %s: lane %d reads lane %d, which takes no part (value "
+                      "undefined)", site.c_str(), lane, source));
       }
     }
     for (Fiber* f : lanes) f->state = RUNNABLE;
@@ -236,11 +241,12 @@ static bool release_barrier() {
   for (auto& [site, count] : sites) where += format(" %s x%d", site.c_str(), count);
   if (exited)
     report("barrier-divergent " + sites.begin()->first,
-           format("SYNCCHECK: divergent __syncthreads in block %u: %u thread(s) wait at%s; %u exited without it",
-                  L.current_block, waiting, where.c_str(), exited));
+           format("SYNCCHECK: divergent __syncthreads in block %u: %u thread(s) wait at%s; %u exited "
+                  "without it", L.current_block, waiting, where.c_str(), exited));
   else if (sites.size() > 1)
     report("barrier-sites " + sites.begin()->first,
-           format("SYNCCHECK: block %u: threads meet at different __syncthreads:%s", L.current_block, where.c_str()));
+           format("SYNCCHECK: block %u: threads meet at different __syncthreads:%s", L.current_block,
+                  where.c_str()));
   ++L.epoch;
   ++stat_barriers;
   for (Fiber& f : L.fibers)
@@ -325,6 +331,15 @@ static bool concurrent(uint32_t other, uint32_t other_epoch) {
   return other_epoch == L.epoch;                               // a block: ordered by a barrier between
 }
 
+// A hazard between an earlier access (`first` at `first_pc`) and this thread's, with no barrier between.
+static void hazard(const char* kind, const char* space, const Region& r, unsigned long offset, uint32_t first,
+                   uint32_t first_pc, uint32_t me, uint32_t pc) {
+  report(format("%s %s %x %x", kind, space, first_pc, pc),
+         format("RACECHECK: %s hazard on %s %s+%lu: %s %s, then %s %s, no barrier between", kind, space,
+                r.name.c_str(), offset, thread_name(first).c_str(), pc_name(first_pc).c_str(),
+                thread_name(me).c_str(), pc_name(pc).c_str()));
+}
+
 static void check_access(uintptr_t address, unsigned n, bool write, uintptr_t return_address) {
   if (!L.active || !L.current) return;
   ++stat_accesses;
@@ -334,8 +349,8 @@ static void check_access(uintptr_t address, unsigned n, bool write, uintptr_t re
     if (address < r.base || address + n > r.base + r.size) {
       report(format("bounds %s %x", r.name.c_str(), pc),
              format("MEMCHECK: out-of-bounds %s of %u bytes at %s%+ld (%lu bytes) by %s %s",
-                    write ? "write" : "read", n, r.name.c_str(), (long)(address - r.base), (unsigned long)r.size,
-                    thread_name(me).c_str(), pc_name(pc).c_str()));
+                    write ? "write" : "read", n, r.name.c_str(), (long)(address - r.base),
+                    (unsigned long)r.size, thread_name(me).c_str(), pc_name(pc).c_str()));
       return;
     }
     if (r.shadow.empty()) return;
@@ -345,15 +360,9 @@ static void check_access(uintptr_t address, unsigned n, bool write, uintptr_t re
       Cell& c = r.shadow[offset];
       if (write) {
         if (c.writer && c.writer != me && concurrent(c.writer, c.write_epoch))
-          report(format("waw %s %x %x", space, c.write_pc, pc),
-                 format("RACECHECK: write-after-write hazard on %s %s+%lu: %s %s and %s %s, no barrier between",
-                        space, r.name.c_str(), offset, thread_name(c.writer).c_str(), pc_name(c.write_pc).c_str(),
-                        thread_name(me).c_str(), pc_name(pc).c_str()));
+          hazard("write-after-write", space, r, offset, c.writer, c.write_pc, me, pc);
         if (c.reader && (c.reader != me || c.many_readers) && concurrent(c.reader, c.read_epoch))
-          report(format("war %s %x %x", space, c.read_pc, pc),
-                 format("RACECHECK: write-after-read hazard on %s %s+%lu: read by %s %s, written by %s %s, no "
-                        "barrier between", space, r.name.c_str(), offset, thread_name(c.reader).c_str(),
-                        pc_name(c.read_pc).c_str(), thread_name(me).c_str(), pc_name(pc).c_str()));
+          hazard("write-after-read", space, r, offset, c.reader, c.read_pc, me, pc);
         c.writer = me; c.write_epoch = L.epoch; c.write_pc = pc;
         c.reader = 0; c.many_readers = 0; c.written = 1;
       } else {
@@ -362,10 +371,7 @@ static void check_access(uintptr_t address, unsigned n, bool write, uintptr_t re
                  format("INITCHECK: read of %s %s+%lu before any thread wrote it, by %s %s", space,
                         r.name.c_str(), offset, thread_name(me).c_str(), pc_name(pc).c_str()));
         if (c.writer && c.writer != me && concurrent(c.writer, c.write_epoch))
-          report(format("raw %s %x %x", space, c.write_pc, pc),
-                 format("RACECHECK: read-after-write hazard on %s %s+%lu: written by %s %s, read by %s %s, no "
-                        "barrier between", space, r.name.c_str(), offset, thread_name(c.writer).c_str(),
-                        pc_name(c.write_pc).c_str(), thread_name(me).c_str(), pc_name(pc).c_str()));
+          hazard("read-after-write", space, r, offset, c.writer, c.write_pc, me, pc);
         if (!c.reader || !concurrent(c.reader, c.read_epoch)) {
           c.reader = me; c.read_epoch = L.epoch; c.read_pc = pc; c.many_readers = 0;
         } else if (c.reader != me) {
@@ -382,7 +388,8 @@ static void check_access(uintptr_t address, unsigned n, bool write, uintptr_t re
   if (dladdr((void*)address, &info) && info.dli_fname) return;
   report(format("wild %x", pc),
          format("MEMCHECK: %s of %u bytes at %#lx, outside every buffer, by %s %s: launch aborted",
-                write ? "write" : "read", n, (unsigned long)address, thread_name(me).c_str(), pc_name(pc).c_str()));
+                write ? "write" : "read", n, (unsigned long)address, thread_name(me).c_str(),
+                pc_name(pc).c_str()));
   abort_launch();
 }
 }  // namespace gh_emu
@@ -390,16 +397,22 @@ static void check_access(uintptr_t address, unsigned n, bool write, uintptr_t re
 using namespace gh_emu;
 
 // GCC's -fsanitize=thread instrumentation calls these.
-#define GH_EMU_ACCESS_HOOKS(n)                                                                             \
-  extern "C" void __tsan_read##n(void* a) { check_access((uintptr_t)a, n, false, (uintptr_t)__builtin_return_address(0)); } \
-  extern "C" void __tsan_write##n(void* a) { check_access((uintptr_t)a, n, true, (uintptr_t)__builtin_return_address(0)); } \
-  extern "C" void __tsan_unaligned_read##n(void* a) { check_access((uintptr_t)a, n, false, (uintptr_t)__builtin_return_address(0)); } \
-  extern "C" void __tsan_unaligned_write##n(void* a) { check_access((uintptr_t)a, n, true, (uintptr_t)__builtin_return_address(0)); } \
-  extern "C" void __tsan_volatile_read##n(void* a) { check_access((uintptr_t)a, n, false, (uintptr_t)__builtin_return_address(0)); } \
-  extern "C" void __tsan_volatile_write##n(void* a) { check_access((uintptr_t)a, n, true, (uintptr_t)__builtin_return_address(0)); }
-GH_EMU_ACCESS_HOOKS(1) GH_EMU_ACCESS_HOOKS(2) GH_EMU_ACCESS_HOOKS(4) GH_EMU_ACCESS_HOOKS(8) GH_EMU_ACCESS_HOOKS(16)
-extern "C" void __tsan_read_range(void* a, unsigned long n) { check_access((uintptr_t)a, n, false, (uintptr_t)__builtin_return_address(0)); }
-extern "C" void __tsan_write_range(void* a, unsigned long n) { check_access((uintptr_t)a, n, true, (uintptr_t)__builtin_return_address(0)); }
+// The caller's address: the instrumented access in the kernel library.
+#define GH_EMU_CALLER ((uintptr_t)__builtin_return_address(0))
+#define GH_EMU_HOOK(name, n, write) \
+  extern "C" void __tsan_##name(void* a) { check_access((uintptr_t)a, n, write, GH_EMU_CALLER); }
+#define GH_EMU_ACCESS_HOOKS(n)                                                           \
+  GH_EMU_HOOK(read##n, n, false) GH_EMU_HOOK(write##n, n, true)                          \
+  GH_EMU_HOOK(unaligned_read##n, n, false) GH_EMU_HOOK(unaligned_write##n, n, true)      \
+  GH_EMU_HOOK(volatile_read##n, n, false) GH_EMU_HOOK(volatile_write##n, n, true)
+GH_EMU_ACCESS_HOOKS(1) GH_EMU_ACCESS_HOOKS(2) GH_EMU_ACCESS_HOOKS(4) GH_EMU_ACCESS_HOOKS(8)
+GH_EMU_ACCESS_HOOKS(16)
+extern "C" void __tsan_read_range(void* a, unsigned long n) {
+  check_access((uintptr_t)a, n, false, GH_EMU_CALLER);
+}
+extern "C" void __tsan_write_range(void* a, unsigned long n) {
+  check_access((uintptr_t)a, n, true, GH_EMU_CALLER);
+}
 extern "C" void __tsan_init() {}
 extern "C" void __tsan_func_entry(void*) {}
 extern "C" void __tsan_func_exit() {}
@@ -409,8 +422,12 @@ extern "C" void __tsan_vptr_read(void**) {}
 // UBSan's handlers (-fsanitize=alignment,bounds,signed-integer-overflow,shift), in GCC's ABI.
 struct SourceLocation { const char* file; uint32_t line, column; };
 struct TypeDescriptor { uint16_t kind, info; char name[1]; };
-struct TypeMismatchData { SourceLocation location; const TypeDescriptor* type; unsigned char log_alignment, check_kind; };
-struct OutOfBoundsData { SourceLocation location; const TypeDescriptor* array_type; const TypeDescriptor* index_type; };
+struct TypeMismatchData {
+  SourceLocation location;
+  const TypeDescriptor* type;
+  unsigned char log_alignment, check_kind;
+};
+struct OutOfBoundsData { SourceLocation location; const TypeDescriptor* array_type, * index_type; };
 struct OverflowData { SourceLocation location; const TypeDescriptor* type; };
 static std::string site_of(const SourceLocation& l) { return format("%s:%u", l.file, l.line); }
 static std::string who() { return L.current ? thread_name(current_id()) : std::string("(host)"); }
@@ -422,38 +439,46 @@ extern "C" void __ubsan_handle_type_mismatch_v1(TypeMismatchData* d, uintptr_t p
            format("MEMCHECK: null pointer access at %s by %s", site_of(d->location).c_str(), who().c_str()));
   else if (pointer & (alignment - 1))
     report("misaligned " + site_of(d->location),
-           format("MEMCHECK: misaligned access to %s (needs %lu-byte alignment) at ...%03lx, %s by %s: launch aborted",
+           format("MEMCHECK: misaligned access to %s (needs %lu-byte alignment) at ...%03lx, %s by %s: "
+                  "launch aborted",
                   d->type->name, (unsigned long)alignment, (unsigned long)(pointer & 0xfff),
                   site_of(d->location).c_str(), who().c_str()));
   else
     return;
   if (L.active && L.current) abort_launch();   // the GPU faults ("misaligned address")
 }
-extern "C" void __ubsan_handle_type_mismatch_v1_abort(TypeMismatchData* d, uintptr_t p) { __ubsan_handle_type_mismatch_v1(d, p); }
+extern "C" void __ubsan_handle_type_mismatch_v1_abort(TypeMismatchData* d, uintptr_t p) {
+  __ubsan_handle_type_mismatch_v1(d, p);
+}
 extern "C" void __ubsan_handle_out_of_bounds(OutOfBoundsData* d, uintptr_t index) {
   report("array-bounds " + site_of(d->location),
          format("MEMCHECK: index %ld out of bounds for %s at %s by %s", (long)index, d->array_type->name,
                 site_of(d->location).c_str(), who().c_str()));
 }
-extern "C" void __ubsan_handle_out_of_bounds_abort(OutOfBoundsData* d, uintptr_t i) { __ubsan_handle_out_of_bounds(d, i); }
+extern "C" void __ubsan_handle_out_of_bounds_abort(OutOfBoundsData* d, uintptr_t i) {
+  __ubsan_handle_out_of_bounds(d, i);
+}
 #define GH_EMU_OVERFLOW_HOOK(op)                                                                          \
   extern "C" void __ubsan_handle_##op##_overflow(OverflowData* d, uintptr_t, uintptr_t) {               \
     report("overflow " + site_of(d->location),                                                          \
-           format("UB: signed %s overflows %s at %s by %s", #op, d->type->name, site_of(d->location).c_str(), \
-                  who().c_str()));                                                                      \
+           format("UB: signed %s overflows %s at %s by %s", #op, d->type->name,                        \
+                  site_of(d->location).c_str(), who().c_str()));                                        \
   }                                                                                                     \
   extern "C" void __ubsan_handle_##op##_overflow_abort(OverflowData* d, uintptr_t a, uintptr_t b) {     \
     __ubsan_handle_##op##_overflow(d, a, b);                                                            \
   }
 GH_EMU_OVERFLOW_HOOK(add) GH_EMU_OVERFLOW_HOOK(sub) GH_EMU_OVERFLOW_HOOK(mul)
 extern "C" void __ubsan_handle_negate_overflow(OverflowData* d, uintptr_t) {
-  report("overflow " + site_of(d->location), format("UB: signed negation overflows at %s", site_of(d->location).c_str()));
+  std::string site = site_of(d->location);
+  report("overflow " + site, format("UB: signed negation overflows at %s", site.c_str()));
 }
 extern "C" void __ubsan_handle_divrem_overflow(OverflowData* d, uintptr_t, uintptr_t) {
-  report("divrem " + site_of(d->location), format("UB: division overflows or divides by zero at %s", site_of(d->location).c_str()));
+  std::string site = site_of(d->location);
+  report("divrem " + site, format("UB: division overflows or divides by zero at %s", site.c_str()));
 }
 extern "C" void __ubsan_handle_shift_out_of_bounds(OverflowData* d, uintptr_t, uintptr_t) {
-  report("shift " + site_of(d->location), format("UB: shift out of bounds at %s", site_of(d->location).c_str()));
+  std::string site = site_of(d->location);
+  report("shift " + site, format("UB: shift out of bounds at %s", site.c_str()));
 }
 
 // ---------------------------------------------------------------- the driver's API (gpuhybrid/emu)
@@ -467,9 +492,8 @@ extern "C" __attribute__((visibility("default"))) void gh_emu_reset() {
   L.end_block = ~0u;
 }
 // Registers a global buffer: accesses to its redzones are reported; `output`: reads before writes are.
-extern "C" __attribute__((visibility("default"))) void gh_emu_add_buffer(void* base, unsigned long bytes,
-                                                                         unsigned long redzone, const char* name,
-                                                                         int output) {
+extern "C" __attribute__((visibility("default")))
+void gh_emu_add_buffer(void* base, unsigned long bytes, unsigned long redzone, const char* name, int output) {
   Region r{(uintptr_t)base, bytes, redzone, name, false, output != 0, std::vector<Cell>()};
   if (bytes <= SHADOW_LIMIT) r.shadow.resize(bytes);
   regions.push_back(std::move(r));
@@ -482,8 +506,8 @@ extern "C" __attribute__((visibility("default"))) const char* gh_emu_reports() {
 extern "C" __attribute__((visibility("default"))) long gh_emu_problems() { return problems; }
 static std::string stats_text;
 extern "C" __attribute__((visibility("default"))) const char* gh_emu_stats() {
-  stats_text = format("blocks=%lu fiber-switches=%lu barriers=%lu shuffles=%lu checked-accesses=%lu", stat_blocks,
-                      stat_switches, stat_barriers, stat_shuffles, stat_accesses);
+  stats_text = format("blocks=%lu fiber-switches=%lu barriers=%lu shuffles=%lu checked-accesses=%lu",
+                      stat_blocks, stat_switches, stat_barriers, stat_shuffles, stat_accesses);
   return stats_text.c_str();
 }
 
@@ -495,7 +519,8 @@ extern "C" int gh_emu_launch(unsigned grid, unsigned block, void (*body)(void*),
   dl_iterate_phdr(find_library, nullptr);
   regions.erase(std::remove_if(regions.begin(), regions.end(), [](const Region& r) { return r.shared; }),
                 regions.end());
-  if (tls_size) regions.push_back(Region{tls_base, tls_size, 0, "shared", true, false, std::vector<Cell>(tls_size)});
+  if (tls_size)
+    regions.push_back(Region{tls_base, tls_size, 0, "shared", true, false, std::vector<Cell>(tls_size)});
   if (block == 0 || block > 1024) {
     report("launch-block", format("LAUNCH: blockDim.x = %u is outside 1..1024", block));
     return (int)(problems - before);
@@ -505,7 +530,8 @@ extern "C" int gh_emu_launch(unsigned grid, unsigned block, void (*body)(void*),
     return (int)(problems - before);
   }
   if (tls_size > 48 * 1024)
-    report("launch-shared", format("LAUNCH: %lu bytes of static __shared__ exceed 48 KiB", (unsigned long)tls_size));
+    report("launch-shared",
+           format("LAUNCH: %lu bytes of static __shared__ exceed 48 KiB", (unsigned long)tls_size));
   L.grid = grid;
   L.block = block;
   L.body = body;
