@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import gpuhybrid.backend.cuda_elementwise as cuda_elementwise
+import gpuhybrid.emu.build as emu_build
 import gpuhybrid.executor.fused as executor_fused
 from emu_helpers import dump_fused, emulated, float_bits, probe_spec
 from gpuhybrid import sym
@@ -92,6 +93,21 @@ def test_each_library_keeps_its_own_shared_memory():
             assert result.ok, result.reports
             np.testing.assert_allclose(outputs["out0"], values.reshape(7, 96).astype(np.float64).sum(1) + 0.5,
                                        rtol=1e-5, atol=1e-5)
+
+
+def test_without_hidden_non_unique_symbols_a_second_library_shares_the_first_ones(monkeypatch):
+    """The failure the flags prevent: GCC makes the reduction's `static thread_local` a process-wide
+    unique symbol, so the second library's kernel writes the first library's shared memory."""
+    monkeypatch.setattr(emu_build, "EMU_FLAGS", ())
+    arrays = [("out0", "float", "float32", 7), ("in0", "float", "float32", 7 * 96)]
+    values = np.random.default_rng(3).uniform(-1, 1, 7 * 96).astype(np.float32)
+    problems = []
+    for name in ("emu_probe_unique_a", "emu_probe_unique_b"):
+        spec = probe_spec(name, BLOCK_SUM, arrays, [("bias", "float", "float32", 0.5)], n=7 * 96)
+        _, result = emulated(spec).run(spec, LaunchConfig("probe", 2, 96), {"in0": values})
+        problems.append((result.problems, result.reports))
+    assert problems[0][0] == 0 and problems[1][0] > 0
+    assert "outside every buffer" in problems[1][1] and "gh_block_reduce" in problems[1][1]
 
 
 def _eager_spec(op_name: str, inputs: list, out_dtype: str, attrs: dict | None = None) -> LaunchSpec:
