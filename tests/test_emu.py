@@ -207,3 +207,19 @@ def test_emulated_softmax_rows_match_numpy_float64(tmp_path, monkeypatch):
     want = np.exp(h - h.max(-1, keepdims=True))
     want /= want.sum(-1, keepdims=True)
     np.testing.assert_allclose(outputs["out0"].reshape(9, 300), want, rtol=2e-6, atol=1e-8)
+
+
+def test_large_kernels_run_on_fewer_elements_inside_their_recorded_arrays():
+    """Elementwise: arrays read at the element index shrink with n, broadcast ones keep their extent.
+    Rows: whole rows; a per-row output shrinks, an input of one row's length (gamma) does not."""
+    def spec(n, row_length, arrays):
+        meta = {"kernel": "k", "n": n, "index_32": True, "row_length": row_length, "scalars": [],
+                "arrays": [{"name": name, "dtype": "float32", "output": name.startswith("out"), "shape": shape,
+                            "strides": list(contiguous_strides(tuple(shape)))} for name, shape in arrays]}
+        return LaunchSpec.from_metadata("GH_KERNEL(k)(gh_index n) {}", meta)
+
+    small = spec(4096 * 300, 0, [("out0", [4096, 300]), ("in0", [4096, 300]), ("in1", [300])]).reduced(1027)
+    assert small.n == 1027 and [a.shape for a in small.arrays] == [(1027,), (1027,), (300,)]
+    rows = spec(64, 64, [("out0", [64, 64]), ("out1", [64]), ("in0", [64, 64]), ("in1", [64])]).reduced(1027)
+    assert rows.n == 16 and [a.shape for a in rows.arrays] == [(1024,), (16,), (1024,), (64,)]
+    assert spec(3, 5, [("out0", [3, 5]), ("in0", [3, 5])]).reduced(1027).n == 3
