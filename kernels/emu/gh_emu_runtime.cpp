@@ -14,6 +14,7 @@
 // barriers and shuffles: other interleavings are covered by the shadow checker, not by running them.
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -313,10 +314,7 @@ static void abort_launch() {
 extern "C" void* __tls_get_addr(void*);
 struct TlsIndex { unsigned long module, offset; };
 static int find_library(dl_phdr_info* info, size_t, void*) {
-  Dl_info self;
-  dladdr((void*)&find_library, &self);
-  if ((void*)info->dlpi_addr != self.dli_fbase) return 0;
-  library_base = info->dlpi_addr;
+  if (info->dlpi_addr != library_base) return 0;
   for (int i = 0; i < info->dlpi_phnum; ++i)
     if (info->dlpi_phdr[i].p_type == PT_TLS && info->dlpi_phdr[i].p_memsz) {
       TlsIndex index{info->dlpi_tls_modid, 0};
@@ -324,6 +322,21 @@ static int find_library(dl_phdr_info* info, size_t, void*) {
       tls_size = info->dlpi_phdr[i].p_memsz;
     }
   return 1;
+}
+
+// Finds this library's base and the calling thread's TLS block, once per thread that launches (a
+// process with a thousand libraries loaded would otherwise pay for a walk over all of them per launch).
+static void find_shared_memory() {
+  static pthread_t known_thread;
+  static bool known = false;
+  if (known && pthread_equal(known_thread, pthread_self())) return;
+  Dl_info self;
+  dladdr((void*)&find_library, &self);
+  library_base = (uintptr_t)self.dli_fbase;
+  tls_base = tls_size = 0;
+  dl_iterate_phdr(find_library, nullptr);
+  known_thread = pthread_self();
+  known = true;
 }
 
 static bool concurrent(uint32_t other, uint32_t other_epoch) {
@@ -515,8 +528,7 @@ extern "C" __attribute__((visibility("default"))) const char* gh_emu_stats() {
 extern "C" int gh_emu_launch(unsigned grid, unsigned block, void (*body)(void*), void* arg, int order,
                              unsigned seed) {
   long before = problems;
-  tls_base = tls_size = 0;
-  dl_iterate_phdr(find_library, nullptr);
+  find_shared_memory();
   regions.erase(std::remove_if(regions.begin(), regions.end(), [](const Region& r) { return r.shared; }),
                 regions.end());
   if (tls_size)
