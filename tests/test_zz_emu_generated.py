@@ -9,8 +9,8 @@ what it stores must equal its CPU branch's output (bits for elementwise kernels,
 reductions, whose order differs by design).
 
 Cost: kernels compile in batches of 48 per translation unit (one compiler run per batch and branch)
-into the kernel cache: about 47 s of CPU time for the suite's ~1950 kernels with an empty cache
-(docs/testing.md), 10 s with a warm one.
+into the kernel cache: 77 s inside a full run for the suite's ~1930 kernels with an empty cache on
+2 cores (docs/testing.md), 10 s with a warm one.
 """
 from __future__ import annotations
 
