@@ -25,14 +25,21 @@ struct gh_half { unsigned short bits; };
 #define GH_FOR_EACH(i, n) \
   for (gh_index i = (gh_index)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
        i += (gh_index)blockDim.x * gridDim.x)
+// One PTX conversion `op` of `in` into `out` (constraint letters out_c, in_c). GH_CUDA_EMU: the CPU
+// emulator of this branch (kernels/emu/gh_emu.h) carries out the instruction the text names.
+#ifdef GH_CUDA_EMU
+#define GH_PTX_CVT(op, out_c, out, in_c, in) gh_emu_ptx_cvt(op, &(out), &(in))
+#else
+#define GH_PTX_CVT(op, out_c, out, in_c, in) asm("{ " op " %0, %1; }" : "=" out_c(out) : in_c(in))
+#endif
 GH_FN float gh_half_to_float(unsigned short h) {
-  float f; asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h)); return f;
+  float f; GH_PTX_CVT("cvt.f32.f16", "f", f, "h", h); return f;
 }
 GH_FN unsigned short gh_float_to_half(float f) {
-  unsigned short h; asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f)); return h;
+  unsigned short h; GH_PTX_CVT("cvt.rn.f16.f32", "h", h, "f", f); return h;
 }
 GH_FN unsigned short gh_double_to_half(double x) {   // one rounding, as __double2half
-  unsigned short h; asm("{ cvt.rn.f16.f64 %0, %1; }" : "=h"(h) : "d"(x)); return h;
+  unsigned short h; GH_PTX_CVT("cvt.rn.f16.f64", "h", h, "d", x); return h;
 }
 #else
 #include <string.h>

@@ -120,10 +120,10 @@ def host_gpu():
         name, attrs, _, _ = case
         op = get_op(name)
         inputs = _inputs(case, layout, f"{name}-{layout}")
-        plan = eager_kernel(op.name, op.scalar_expr(attrs), inputs, attrs, _out_spec(case, inputs),
-                            op.condition_inputs)
+        spec = _out_spec(case, inputs)
+        plan = eager_kernel(op.name, op.scalar_expr(attrs), inputs, attrs, spec, op.condition_inputs)
         kernels[plan.kernel.text] = (plan.kernel, case[2][0])
-        dump_kernel(plan.kernel)        # test_zz_nvrtc_generated.py compiles it for CUDA too
+        dump_kernel(plan, inputs, spec.shape)   # the test_zz_* files compile and emulate it for CUDA too
     by_dtype: dict = {}
     for text, (kernel, dtype) in kernels.items():
         by_dtype.setdefault(dtype, {})[kernel.name] = kernel

@@ -68,12 +68,16 @@ API = {
                              "rand_shape_nd"},
     "gpuhybrid.profiler": {"LaunchCounts", "count_launches", "host_compiler"},
     "gpuhybrid.onnx": {"export_model", "import_model", "import_to_gluon", "OnnxError"},
+    # The CUDA emulator of generated kernels (a test tool: python -m gpuhybrid.emu DIR).
+    "gpuhybrid.emu": {"ArraySpec", "DumpError", "EmuBuildError", "EmulatedLibrary", "KernelOutcome",
+                      "LaunchConfig", "LaunchSpec", "ReferenceLibrary", "build_emulated", "build_reference",
+                      "check_kernel", "emulate", "launch_configs", "load_dump", "summary"},
 }
 
 NOT_API = {
     # The layers themselves: importable by whoever extends gpuhybrid (error messages name
     # gpuhybrid.ops.list_ops()), not re-exported. bench and demo appear once something imports them.
-    "gpuhybrid": LAYERS | {"bench", "demo"},
+    "gpuhybrid": LAYERS | {"bench", "demo", "emu"},
     # The rules run with F = sym (symbol/gradient.py) call the gradient-only ops as attributes.
     "gpuhybrid.symbol": {"gradient", "infer", "limits", "run", "serialize", "symbol"} | GRADIENT_ONLY_OPS,
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
@@ -85,6 +89,7 @@ NOT_API = {
     # Its modules load on first use (they import the onnx package); error is where OnnxError lives.
     "gpuhybrid.onnx": {"error", "export", "export_ops", "writer", "importer", "import_ops", "coverage"},
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
+    "gpuhybrid.emu": {"batch", "build", "launch_spec", "runner"},
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad",
                            "check_write"},
 }

@@ -6,19 +6,16 @@ NVRTC (NVIDIA's cuda-bindings + nvidia-cuda-nvrtc) needs none.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
+from generated_kernels import generated_sources
 from gpuhybrid.backend.nvrtc import compile_to_ptx, nvrtc_available
 
 pytestmark = pytest.mark.skipif(not nvrtc_available(), reason="NVRTC (cuda-bindings) is not installed")
 
 
 def _generated() -> list:
-    folder = Path(os.environ["GPUHYBRID_DUMP_KERNELS"])
-    return sorted(folder.glob("*.cu"))
+    return generated_sources()
 
 
 def test_the_suite_generated_kernels():

@@ -216,6 +216,13 @@ def cached_bytes(kind: str, key: str, suffix: str, build: Callable[[Path], None]
         return _build_entry(_folder(kind), key, suffix, build)
 
 
+def cached_build(kind: str, key: str, suffix: str, build: Callable[[Path], None]) -> Path:
+    """The path of a verified entry (built when needed), for tools that hand the file itself to another
+    program: the CUDA emulator links its runtime object and loads its test libraries from there."""
+    cached_bytes(kind, key, suffix, build)
+    return _folder(kind) / f"{key}{suffix}"
+
+
 def invalidate(kind: str, key: str, suffix: str) -> None:
     """Remove an entry (and its check), so that the next use rebuilds it."""
     folder = cache_dir() / kind

@@ -13,15 +13,16 @@ render, compile and run the very text a GPU eager call would launch (``tests/tes
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .compile_cache import headers_digest
+from .gpu_launch import launch_dims
+from .kernel_dump import dump_folder, kernel_metadata
+from .kernel_dump import dump_kernel as dump_kernel_files
 from .kernel_files import kernel_dir
-from .kernel_text import INDEX_32_LIMIT, KernelSource, element_index, single_op_kernel
+from .kernel_text import INDEX_32_LIMIT, KernelSource, contiguous_strides, element_index, single_op_kernel
 
 _functions: dict = {}
 _sm_counts: dict = {}
@@ -95,16 +96,16 @@ def launch_elementwise(device, op_name: str, expr: str, inputs: list, attrs: dic
         return out
     function = _functions.get((device.device_id, plan.kernel.text))
     if function is None:
-        dump_kernel(plan.kernel)
+        dump_kernel(plan, inputs, out_spec.shape)
         module = cuda_module(cp, plan.kernel.text)
         function = _functions[(device.device_id, plan.kernel.text)] = module.get_function(plan.kernel.name)
     sm_count = _sm_counts.get(device.device_id)
     if sm_count is None:
         attributes = cp.cuda.Device(device.device_id).attributes
         sm_count = _sm_counts[device.device_id] = attributes["MultiProcessorCount"]
-    grid = max(1, min((plan.size + 255) // 256, sm_count * 32))     # as fused kernels (executor.fused)
+    grid, block = launch_dims(plan.size, 0, sm_count)
     size_arg = (np.int32 if plan.index_32 else np.int64)(plan.size)   # the kernel's gh_index
-    function((grid,), (256,), (size_arg, out, *inputs, *plan.scalars))
+    function((grid,), (block,), (size_arg, out, *inputs, *plan.scalars))
     return out
 
 
@@ -115,13 +116,15 @@ def cuda_module(cp, text: str):
                         options=(f"-I{kernel_dir()}", "--std=c++17"))
 
 
-def dump_kernel(kernel: KernelSource) -> None:
-    """``GPUHYBRID_DUMP_KERNELS=dir`` writes each generated source as ``<kernel>.cu`` (it compiles on
-    its own with ``kernels/`` on the include path; the suite compiles them all with NVRTC)."""
-    folder = os.environ.get("GPUHYBRID_DUMP_KERNELS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"{kernel.name}.cu").write_text(kernel.text)
+def dump_kernel(plan: EagerKernel, inputs: list, out_shape: tuple) -> None:
+    """``GPUHYBRID_DUMP_KERNELS=dir`` writes each generated source as ``<kernel>.cu`` and its launch over
+    ``inputs`` (as they lie: shapes and element strides) as ``<kernel>.json`` (``kernel_dump``)."""
+    if dump_folder() is None:
+        return
+    shapes = (tuple(out_shape), *(tuple(a.shape) for a in inputs))
+    strides = (contiguous_strides(tuple(out_shape)), *(element_strides(a) for a in inputs))
+    dump_kernel_files(plan.kernel, kernel_metadata(plan.kernel, plan.size, plan.index_32, plan.scalars, shapes,
+                                                   strides))
 
 
 __all__ = ["EagerKernel", "cuda_module", "dump_kernel", "eager_kernel", "launch_elementwise"]

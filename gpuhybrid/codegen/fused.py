@@ -38,8 +38,9 @@ def render_group(group: FusedGroup, name: str | None = None, in_place: tuple = (
     index_32 = size <= INDEX_32_LIMIT
     kernel = render_elementwise(name, inputs, [p for p, _ in scalars], lines, outputs,
                                 index_32=index_32, index_exprs=index_exprs, header=header, in_place=over)
+    shapes = tuple(tuple(group.shape) for _ in outputs) + tuple(tuple(s.shape) for s in group.input_specs)
     return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place),
-                       index_32=index_32)
+                       index_32=index_32, array_shapes=shapes)
 
 
 __all__ = ["FusedSource", "INDEX_32_LIMIT", "broadcast_index", "render_group"]

@@ -33,6 +33,8 @@ class FusedSource:
     # Indices (and ``n``) are 32-bit (``#define GH_INDEX_32``), else 64-bit. Kernels of both widths never
     # share a translation unit: ``gh_kernel.h`` typedefs ``gh_index`` once per unit.
     index_32: bool = True
+    # The shapes of the array parameters, in parameter order (the dumped launch metadata, kernel_dump).
+    array_shapes: tuple = ()
 
 
 def group_name(group: FusedGroup) -> str:

@@ -98,8 +98,10 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         "",
     ])
     kernel = KernelSource(name=name, params=(*outputs, *inputs, *(p for p, _ in scalars)), text=text)
+    shapes = tuple(tuple(group.lines[j].spec.shape) for j in group.outputs) + tuple(
+        tuple(s.shape) for s in group.input_specs)
     return FusedSource(kernel, tuple(v for _, v in scalars), rows, row_length=cols, scalar_math=scalar_math,
-                       index_32=index_32)
+                       index_32=index_32, array_shapes=shapes)
 
 
 def _input_indices(group: FusedGroup) -> tuple:

@@ -2,21 +2,21 @@
 launched as plain steps — through ctypes on the CPU, through CuPy's RawModule on a GPU.
 
 ``GPUHYBRID_DUMP_KERNELS=dir`` writes every generated source as ``<kernel>.cu``, which compiles on its
-own with ``kernels/`` on the include path.
+own with ``kernels/`` on the include path, and its launch metadata as ``<kernel>.json``.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 import struct
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from ..backend.compile_cache import headers_digest
+from ..backend.gpu_launch import launch_dims
 from ..backend.host_compiler import HostCompileError, compile_host, find_host_compiler
 from ..backend.host_launch import launcher
+from ..backend.kernel_dump import dump_folder, dump_kernel, kernel_metadata
 from ..backend.kernel_files import kernel_dir
 from ..codegen.fused import FusedSource
 
@@ -49,12 +49,12 @@ def _address(array: np.ndarray) -> int:
 
 
 def dump_sources(sources: list) -> None:
-    folder = os.environ.get("GPUHYBRID_DUMP_KERNELS")
-    if not folder:
+    """``GPUHYBRID_DUMP_KERNELS=dir``: each source and its launch metadata (``backend.kernel_dump``)."""
+    if dump_folder() is None:
         return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        (Path(folder) / f"{source.kernel.name}.cu").write_text(source.kernel.text)
+    for s in sources:
+        dump_kernel(s.kernel, kernel_metadata(s.kernel, s.size, s.index_32, s.scalar_values, s.array_shapes,
+                                              row_length=s.row_length, in_place=s.in_place))
 
 
 class FusedKernelStep:
@@ -70,12 +70,7 @@ class FusedKernelStep:
             self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, source.scalar_values))
             self.size_arg = (np.int32 if source.index_32 else np.int64)(source.size)   # the kernel's gh_index
             sm_count = device.xp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
-            if source.row_length:      # a block per row: enough warps to cover the row, at most 8
-                self.block = min(256, 32 * max(1, -(-source.row_length // 32)))
-                self.grid = max(1, min(source.size, sm_count * 8))
-            else:
-                self.block = 256
-                self.grid = max(1, min((source.size + 255) // 256, sm_count * 32))
+            self.grid, self.block = launch_dims(source.size, source.row_length, sm_count)
         elif launch_module is not None:
             # One C call through the launcher extension: the packed entry, outputs, inputs, scalar bytes.
             self.entry = ctypes.cast(function.packed, ctypes.c_void_p).value
