@@ -520,3 +520,6 @@ def _fill_like(w, node, ins, in_specs):
     from onnx import numpy_helper
     fill = np.ones(1, in_specs[0].dtype) if node.op == "ones_like" else np.zeros(1, in_specs[0].dtype)
     return [w.op("ConstantOfShape", w.op("Shape", ins[0]), value=numpy_helper.from_array(fill))]
+
+
+from . import _export_mxnet  # noqa: E402,F401  (registers the rules of MXNet's extra ops)

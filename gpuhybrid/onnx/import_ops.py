@@ -255,11 +255,11 @@ def _gather(ctx, node, attrs):
         rows, columns = ctx.statics[data].shape
         return [sym.Embedding(ctx.tensor(indices), ctx.tensor(data), input_dim=rows, output_dim=columns,
                               dtype=ctx.statics[data].dtype)]
-    if not ctx.is_static(indices):
-        raise ctx.fail("Gather with computed indices is supported as an embedding lookup only (a 2-d "
-                       "initializer table, axis 0)")
-    index = ctx.static(indices, "the indices of Gather")
     rank = ctx.rank(data)
+    if not ctx.is_static(indices):
+        # take's wrap mode counts negative indices from the end, as ONNX does for indices in range
+        return [sym.take(ctx.tensor(data), ctx.tensor(indices), axis=axis, mode="wrap")]
+    index = ctx.static(indices, "the indices of Gather")
     if axis < 0:
         if rank is None:
             raise ctx.fail("Gather with a negative axis needs the rank of its data, which is unknown")
@@ -380,6 +380,9 @@ def _slice(ctx, node, attrs):
 @rule("Expand")
 def _expand(ctx, node, attrs):
     name = node.input[0]
+    like = ctx.shape_of.get(node.input[1])
+    if like is not None:            # Expand(x, Shape(y)): x broadcast like y
+        return [sym.broadcast_like(ctx.tensor(name), ctx.tensor(like))]
     target = [int(d) for d in ctx.static(node.input[1], "the shape of Expand").reshape(-1)]
     rank = ctx.rank(name)
     if rank is None:
@@ -437,3 +440,6 @@ def _reshape(ctx, node, attrs):
     if attrs.get("allowzero", 0) and 0 in shape:
         raise ctx.fail("Reshape with allowzero=1 and a 0 in the shape (an empty axis) is not supported")
     return [sym.reshape(ctx.tensor(node.input[0]), shape=tuple(shape))]   # ONNX's 0 and -1 are MXNet's
+
+
+from . import _import_mxnet  # noqa: E402,F401  (registers the rules of MXNet's extra ops)
