@@ -75,7 +75,8 @@ TO_INT64 = node("Cast", ["x"], ["xi"], to=TensorProto.INT64)
 MXNET_CASES = [
     pytest.param(make([TO_INT32, *as_float("Mod", ["xi", "d"], fmod=0)], {"x": (4,)},
                       {"d": np.int32([3, -4, 5, -2])}), "ties", id="Mod-int"),
-    pytest.param(make([node("Mod", ["x", "d"], fmod=1)], {"x": (4,)}, {"d": np.float32([2.5, -1.5, 0.7, -3])}),
+    pytest.param(make([node("Mod", ["x", "d"], fmod=1)], {"x": (4,)},
+                      {"d": np.float32([2.5, -1.5, 0.7, -3])}),
                  "whole", id="Mod-fmod"),
     pytest.param(make([TO_INT64, *as_float("Mod", ["xi", "d"])], {"x": (4,)}, {"d": np.int64(-2)}), "ties",
                  id="Mod-scalar"),

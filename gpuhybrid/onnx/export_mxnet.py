@@ -1,6 +1,7 @@
 """Exporter rules of MXNet's extra ops (issue 13): mod, hypot, logical ops, activations and losses with
 parameters, take/one_hot, sort/argsort/topk, cumsum, norm, L2Normalization, SequenceMask, broadcast_like,
-broadcast_axis and InstanceNorm. Registered into ``export_ops.EXPORT_RULES`` on import.
+broadcast_axis and InstanceNorm, in ``MXNET_EXPORT_RULES`` (export_ops adds them to ``EXPORT_RULES``;
+a rule is called as there).
 
 Where ONNX Runtime's operator differs from gpuhybrid at an edge (x mod 0, ties in a descending sort,
 out-of-range one-hot indices), the rule writes a composition that gives gpuhybrid's result instead.
@@ -9,11 +10,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops.nn import l2_normalized_axes
 from ..ops.reduce import reduced_axes
 from ..ops.registry import normalize_axis
-from ..ops.nn import l2_normalized_axes
-from .export_ops import _clipped_index, _out, rule
 from .writer import INT64_MIN, OnnxWriter
+
+MXNET_EXPORT_RULES: dict = {}
+
+
+def rule(*names):
+    def register(fn):
+        for name in names:
+            MXNET_EXPORT_RULES[name] = fn
+        return fn
+    return register
+
+
+def _out(node):
+    return node.specs[0]
 
 
 # --- binary ops: mod, hypot, logical ------------------------------------------------------------------
@@ -55,8 +69,11 @@ LOGICAL = {"logical_and": "And", "logical_or": "Or", "logical_xor": "Xor"}
 def _binary_mxnet(w: OnnxWriter, name: str, a: str, b: str, a_dtype, b_dtype, out_dtype) -> str:
     if name in LOGICAL:      # non-zero is true (NaN too); 1/0 in the result's dtype
         return w.cast(w.op(LOGICAL[name], w.to_bool(a, a_dtype), w.to_bool(b, b_dtype)), np.bool_, out_dtype)
-    a, b = w.cast(a, a_dtype, out_dtype), w.cast(b, b_dtype, out_dtype)
-    return _mod(w, a, b, out_dtype) if name == "mod" else _hypot(w, a, b, out_dtype)
+    if name == "mod":
+        return _mod(w, w.cast(a, a_dtype, out_dtype), w.cast(b, b_dtype, out_dtype), out_dtype)
+    # float16 in float32 (IsInf takes float16 only from opset 20), rounded once
+    wide = np.float32 if np.dtype(out_dtype) == np.float16 else out_dtype
+    return w.cast(_hypot(w, w.cast(a, a_dtype, wide), w.cast(b, b_dtype, wide), wide), wide, out_dtype)
 
 
 @rule("mod", "hypot", *LOGICAL)
@@ -117,7 +134,7 @@ def _take(w, node, ins, in_specs):
     axis = normalize_axis(attrs["axis"], len(shape))
     size, index_dtype = shape[axis], in_specs[1].dtype
     if attrs["mode"] == "clip":
-        index = _clipped_index(w, ins[1], index_dtype, size)
+        index = w.clipped_index(ins[1], index_dtype, size)
     else:
         index = _wrapped_index(w, ins[1], index_dtype, size)
     return [w.op("Gather", ins[0], index, axis=axis)]

@@ -1,6 +1,6 @@
 """Importer rules of the ONNX ops that map to MXNet's extra ops (issue 13): Mod, And/Or/Xor, IsInf,
-HardSigmoid, CumSum, ReduceL1/ReduceL2, InstanceNormalization, TopK and OneHot. Registered into
-``import_ops.IMPORT_RULES`` on import.
+HardSigmoid, CumSum, ReduceL1/ReduceL2, InstanceNormalization, TopK and OneHot, in
+``MXNET_IMPORT_RULES`` (import_ops adds them to ``IMPORT_RULES``; a rule is called as there).
 """
 from __future__ import annotations
 
@@ -9,13 +9,22 @@ import math
 import numpy as np
 
 from .. import symbol as sym
-from .import_ops import _axes, _binary, rule
+
+MXNET_IMPORT_RULES: dict = {}
+
+
+def rule(*names):
+    def register(fn):
+        for name in names:
+            MXNET_IMPORT_RULES[name] = fn
+        return fn
+    return register
 
 
 @rule("Mod")
 def _mod(ctx, node, attrs):
     lhs, rhs = node.input[0], node.input[1]
-    remainder = _binary(ctx, "mod", lhs, rhs)          # NumPy's mod: the divisor's sign (fmod=0)
+    remainder = ctx.binary("mod", lhs, rhs)          # NumPy's mod: the divisor's sign (fmod=0)
     if not attrs.get("fmod", 0):
         return [remainder]
     # C's fmod takes the dividend's sign: move the nonzero remainders whose sign is the divisor's back
@@ -30,7 +39,7 @@ LOGICAL = {"And": "logical_and", "Or": "logical_or", "Xor": "logical_xor"}
 
 @rule(*LOGICAL)
 def _logical(ctx, node, attrs):
-    return [_binary(ctx, LOGICAL[node.op_type], node.input[0], node.input[1])]
+    return [ctx.binary(LOGICAL[node.op_type], node.input[0], node.input[1])]
 
 
 @rule("IsInf")
@@ -56,12 +65,13 @@ def _cumsum(ctx, node, attrs):
     axis = int(ctx.static(node.input[1], "the axis of CumSum").reshape(()))
     dtype = ctx.dtype(node.input[0])
     # ONNX sums in the input's dtype (gpuhybrid would widen ints to int64)
-    return [sym.cumsum(ctx.tensor(node.input[0]), axis=axis, dtype=None if dtype is None else np.dtype(dtype))]
+    dtype = None if dtype is None else np.dtype(dtype)
+    return [sym.cumsum(ctx.tensor(node.input[0]), axis=axis, dtype=dtype)]
 
 
 @rule("ReduceL1", "ReduceL2")
 def _reduce_norm(ctx, node, attrs):
-    axes = _axes(ctx, node, attrs, 1)
+    axes = ctx.axes(node, attrs, 1)
     if not axes and attrs.get("noop_with_empty_axes", 0):
         return [ctx.tensor(node.input[0])]
     return [sym.norm(ctx.tensor(node.input[0]), ord=1 if node.op_type == "ReduceL1" else 2,
