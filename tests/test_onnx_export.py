@@ -191,7 +191,7 @@ MXNET_CASES = [
          mixed_signs(4), tol=2e-3),
         case("log_sigmoid", lambda x: sym.log_sigmoid(x), mixed_signs(4), tol=2e-5),
     case("hard_sigmoid", lambda x: sym.hard_sigmoid(x, alpha=0.3, beta=0.4), mixed_signs(4)),
-    *[case("smooth_l1", lambda x, s=s: sym.smooth_l1(x, scalar=s), mixed_signs(6)) for s in (1.0, 0.7)],
+    *[case("smooth_l1", lambda x, s=s: sym.smooth_l1(x, scalar=s), mixed_signs(6)) for s in (1.0, 0.7, 0.0)],
     case("take", lambda x, w: sym.take(w, x, axis=0, mode="clip"), integers(-3, 9, 4), {"w": fixed(6, 3)}),
     case("take", lambda x: sym.take(x, sym.cast(sym.arange(start=-4, stop=5), dtype="int32"), axis=1,
                                     mode="wrap"), normal(3)),

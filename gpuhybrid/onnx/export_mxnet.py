@@ -115,8 +115,9 @@ def _smooth_l1(w, node, ins, in_specs):
     s2 = np.asarray(node.attr_dict["scalar"] ** 2, dtype)
     magnitude = w.op("Abs", x)
     quadratic = w.op("Mul", w.op("Mul", x, x), w.scalar(0.5 * s2, dtype))
-    linear = w.op("Sub", magnitude, w.scalar(np.asarray(0.5, dtype) / s2, dtype))
-    inside = w.op("Less", magnitude, w.scalar(np.asarray(1, dtype) / s2, dtype))
+    with np.errstate(divide="ignore"):          # sigma 0: all quadratic (the bound is inf), as gpuhybrid
+        linear = w.op("Sub", magnitude, w.scalar(np.asarray(0.5, dtype) / s2, dtype))
+        inside = w.op("Less", magnitude, w.scalar(np.asarray(1, dtype) / s2, dtype))
     return [w.op("Where", inside, quadratic, linear)]
 
 
