@@ -155,11 +155,116 @@ CASES = [
 ]
 
 
+def mixed_signs(*shape):
+    """Nonzero values of both signs, some whole numbers (mod meets exact multiples, logical ops zeros)."""
+    def draw(rng, b):
+        x = rng.standard_normal((b, *shape)) * 3
+        x[..., ::2] = np.round(x[..., ::2])
+        return x.astype(np.float32)
+    return draw
+
+
+def with_ties(*shape):
+    """Few distinct values, so that sorting meets ties (gpuhybrid's order of equal values is checked)."""
+    return lambda rng, b: rng.integers(-2, 3, (b, *shape)).astype(np.float32)
+
+
+def lengths(high):
+    """Fractional sequence lengths in [0, high + 1), one per example of the batch."""
+    return lambda rng, b: (rng.integers(0, high + 1, b) + rng.random(b) * 0.9).astype(np.float32)
+
+
+BINARY_MXNET = ("mod", "hypot", "logical_and", "logical_or", "logical_xor")
+MXNET_CASES = [
+    *[case(op, lambda x, w, op=op: getattr(sym, op)(x, w), mixed_signs(4), {"w": fixed(1, 4, kind="mixed")})
+      for op in BINARY_MXNET],
+    *[pytest.param(f"{op}_scalar", lambda x, op=op, v=v, r=r: getattr(sym, f"{op}_scalar")(x, scalar=v,
+                                                                                           reverse=r),
+                   [mixed_signs(4)], {}, 1e-5, id=f"{op}_scalar-{v}-{r}")
+      for op, v in (("mod", -2.5), ("mod", 3.0), ("hypot", 2.0), ("logical_and", 0.5), ("logical_or", 0.0),
+                    ("logical_xor", 1.0))
+      for r in (False, True)],
+    case("mod", lambda x, w: sym.mod(sym.cast(x, dtype="int32"), sym.cast(w, dtype="int32")),
+         integers(-9, 10, 4), {"w": fixed(1, 4, kind="int_with_zero")}),
+    case("mod_scalar", lambda x: sym.mod_scalar(sym.cast(x, dtype="int64"), scalar=-3), integers(-9, 10, 4)),
+    case("hypot", lambda x: sym.hypot(sym.cast(x, dtype="float16"), sym.cast(x, dtype="float16") + 1.0),
+         mixed_signs(4), tol=2e-3),
+        case("log_sigmoid", lambda x: sym.log_sigmoid(x), mixed_signs(4), tol=2e-5),
+    case("hard_sigmoid", lambda x: sym.hard_sigmoid(x, alpha=0.3, beta=0.4), mixed_signs(4)),
+    *[case("smooth_l1", lambda x, s=s: sym.smooth_l1(x, scalar=s), mixed_signs(6)) for s in (1.0, 0.7, 0.0)],
+    case("take", lambda x, w: sym.take(w, x, axis=0, mode="clip"), integers(-3, 9, 4), {"w": fixed(6, 3)}),
+    case("take", lambda x: sym.take(x, sym.cast(sym.arange(start=-4, stop=5), dtype="int32"), axis=1,
+                                    mode="wrap"), normal(3)),
+    case("take", lambda x, i: sym.take(x, i, axis=1, mode="wrap"), normal(4), more_data=[integers(-9, 9, 2)]),
+    case("one_hot", lambda x: sym.one_hot(x, depth=5, on_value=2.0, off_value=-1.0), mixed_signs(3)),
+    case("one_hot", lambda x: sym.one_hot(sym.cast(x, dtype="int32"), depth=4, dtype="int32"),
+         integers(-5, 6, 3)),
+    *[pytest.param("sort", lambda x, a=a, up=up: sym.sort(x, axis=a, is_ascend=up), [with_ties(6, 2)], {}, 0,
+                   id=f"sort-{a}-{up}") for a, up in ((1, True), (1, False), (0, False))],
+    *[pytest.param("argsort", lambda x, a=a, up=up: sym.argsort(x, axis=a, is_ascend=up), [with_ties(6, 2)],
+                   {}, 0, id=f"argsort-{a}-{up}")
+      for a, up in ((1, True), (-2, False), (None, False), (0, True))],
+    *[pytest.param("topk", lambda x, a=a, k=k, t=t, up=up: sym.topk(x, axis=a, k=k, ret_typ=t, is_ascend=up),
+                   [with_ties(6, 2)], {}, 0, id=f"topk-{a}-{k}-{t}-{up}")
+      for a, k, t, up in ((1, 3, "indices", False), (1, 2, "value", True), (-1, 2, "both", False),
+                          (None, 4, "both", True), (1, 3, "mask", False), (None, 5, "mask", True),
+                          (0, 2, "indices", False), (1, 0, "value", False))],
+    *[pytest.param("cumsum", lambda x, a=a, d=d: sym.cumsum(x, axis=a, dtype=d), [integers(-5, 6, 3, 2)], {},
+                   1e-5, id=f"cumsum-{a}-{d}")
+      for a, d in ((1, None), (-1, "float64"), (None, None), (0, None))],
+    case("cumsum", lambda x: sym.cumsum(sym.cast(x, dtype="bool"), axis=1), integers(-1, 2, 4)),
+    case("cumsum", lambda x: sym.cumsum(sym.cast(x, dtype="int32"), axis=1, dtype="int32"),
+         integers(-5, 6, 4)),
+    case("cumsum", lambda x: sym.cumsum(sym.cast(x, dtype="float16"), axis=1), normal(4), tol=2e-3),
+    *[pytest.param("norm", lambda x, o=o, a=a, k=k: sym.norm(x, ord=o, axis=a, keepdims=k), [normal(3, 4)],
+                   {},
+                   2e-5, id=f"norm-{o}-{a}-{k}")
+      for o, a, k in ((1, None, False), (2, None, False), (2, (1,), True), (1, (-1, 1), False),
+                      (2, (), False))],
+    case("norm", lambda x: sym.norm(sym.cast(x, dtype="float16"), axis=(1,), out_dtype="float32"),
+         normal(4), tol=2e-3),
+    *[pytest.param("L2Normalization", lambda x, m=m: sym.L2Normalization(x, mode=m, eps=1e-4),
+                   [normal(3, 2, 2)], {}, 2e-5, id=f"L2Normalization-{m}")
+      for m in ("instance", "channel", "spatial")],
+    case("SequenceMask", lambda x, n: sym.SequenceMask(x, n, use_sequence_length=True, value=-7.0, axis=0),
+         normal(4, 2), {"n": fixed(4, kind="length")}),
+    case("SequenceMask", lambda x, n: sym.SequenceMask(x, n, use_sequence_length=True, axis=1), normal(5, 2),
+         more_data=[lengths(5)]),
+    case("SequenceMask", lambda x: sym.SequenceMask(x), normal(4)),
+    case("InstanceNorm", lambda x, g, b: sym.InstanceNorm(x, g, b, eps=1e-2), normal(3, 4),
+         {"g": fixed(3), "b": fixed(3)}, 2e-5),
+    case("InstanceNorm", lambda x, g, b: sym.InstanceNorm(x, g, b), normal(2, 3, 2),
+         {"g": fixed(2), "b": fixed(2)}, 2e-5),
+    case("InstanceNorm", lambda x, g, b: sym.InstanceNorm(x, g, b), normal(3),
+         {"g": fixed(3), "b": fixed(3)}),
+    case("broadcast_like", lambda x, y: sym.broadcast_like(x, y), normal(1, 3), more_data=[normal(4, 3)]),
+    case("broadcast_like", lambda x, y: sym.broadcast_like(x, y, lhs_axes=(1,), rhs_axes=(0,)), normal(1, 2),
+         {"y": fixed(4, 7)}),
+    case("broadcast_axis", lambda x: sym.broadcast_axis(x, axis=(1, 3), size=(3, 2)), normal(1, 2, 1)),
+]
+CASES += MXNET_CASES
+# Exports whose ONNX form the importer does not read back: the reason for each.
+NOT_READ_BACK = {
+    **{f"topk-{a}-{k}-mask-{up}": "ScatterElements (topk's mask) has no importer rule"
+       for a, k, up in ((1, 3, False), (None, 5, True))},
+    "topk-0-2-indices-False": "the length of the dynamic batch axis, as Shape -> Gather, is not read back",
+    **{name: "the length of the dynamic batch axis (sorted in descending order) is not read back"
+       for name in ("sort-0-False", "argsort-None-False", "argsort-0-True")},
+    "SequenceMask0": "the length of the dynamic time axis, as Shape -> Gather -> Range, is not read back",
+}
+
+
 def _param_value(rng, shape, kind):
     if kind == "positive":
         return (np.abs(rng.standard_normal(shape)) + 0.5).astype(np.float32)
     if kind == "int":
         return rng.integers(-2, 3, shape).astype(np.float32)
+    if kind == "int_with_zero":
+        return np.resize(np.asarray([0, -1, 3, -4], np.float32), shape)
+    if kind == "mixed":
+        return np.resize(np.asarray([2.5, -1.5, 0.0, -3.0], np.float32), shape)
+    if kind == "length":
+        return (rng.integers(0, 5, shape) + rng.random(shape) * 0.9).astype(np.float32)
     return rng.standard_normal(shape).astype(np.float32)
 
 
@@ -177,7 +282,7 @@ def _gpuhybrid(out, arrays: dict) -> list:
 
 @pytest.mark.parametrize("op, build, data_gens, param_shapes, tol", CASES)
 def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens, param_shapes, tol,
-                                                            tmp_path):
+                                                            tmp_path, request):
     rng = np.random.default_rng(abs(hash(op)) % 2**32)
     out, names = _build(build, data_gens, param_shapes)
     params = {n: _param_value(rng, s, k) for n, (s, k) in param_shapes.items()}
@@ -185,7 +290,8 @@ def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens
     path = gh.onnx.export_model(out, params, in_shapes=[a.shape for a in first],
                                 in_types=[a.dtype for a in first], onnx_file_path=tmp_path / "op.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    imported = gh.onnx.import_model(path)
+    case_id = request.node.callspec.id
+    imported = None if case_id in NOT_READ_BACK else gh.onnx.import_model(path)
     for batch in BATCHES:
         data = [g(rng, batch) for g in data_gens]
         expected = _gpuhybrid(out, {**dict(zip(names, data)), **params})
@@ -194,6 +300,8 @@ def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens
         for e, g in zip(expected, got):
             assert g.shape == e.shape and g.dtype == e.dtype, (op, batch)
             np.testing.assert_allclose(g, e, rtol=tol, atol=tol, err_msg=f"{op} at batch {batch}")
+        if imported is None:
+            continue
         back = imported(*[nd.array(d) for d in data])
         back = list(back) if isinstance(back, tuple) else [back]
         for e, b in zip(expected, back):

@@ -65,6 +65,47 @@ def binary(op_type, positive=False, cast=False, scalar=False):
     return pytest.param(make(nodes, {"x": (4,)}, {"w": other}), positive, id=f"{op_type}{'-scalar' * scalar}")
 
 
+def as_float(op_type, inputs, **attrs):
+    """``op_type`` into z, then z cast to float32 as y (integer and boolean results)."""
+    return [node(op_type, inputs, ["z"], **attrs), node("Cast", ["z"], to=F32)]
+
+
+TO_INT32 = node("Cast", ["x"], ["xi"], to=TensorProto.INT32)
+TO_INT64 = node("Cast", ["x"], ["xi"], to=TensorProto.INT64)
+MXNET_CASES = [
+    pytest.param(make([TO_INT32, *as_float("Mod", ["xi", "d"], fmod=0)], {"x": (4,)},
+                      {"d": np.int32([3, -4, 5, -2])}), "ties", id="Mod-int"),
+    pytest.param(make([node("Mod", ["x", "d"], fmod=1)], {"x": (4,)},
+                      {"d": np.float32([2.5, -1.5, 0.7, -3])}),
+                 "whole", id="Mod-fmod"),
+    pytest.param(make([TO_INT64, *as_float("Mod", ["xi", "d"])], {"x": (4,)}, {"d": np.int64(-2)}), "ties",
+                 id="Mod-scalar"),
+    *[pytest.param(make([node("Greater", ["x", "zero"], ["a"]), node("Less", ["x", "w"], ["b"]),
+                         *as_float(op, ["a", "b"])], {"x": (4,)}, {"zero": np.float32(0), "w": w(4)}),
+                   False, id=op) for op in ("And", "Or", "Xor")],
+    pytest.param(make([node("Div", ["x", "d"], ["q"]), *as_float("IsInf", ["q"])], {"x": (4,)},
+                      {"d": np.float32([0, 1, 0, 2])}), False, id="IsInf"),
+    unary("HardSigmoid", alpha=0.3, beta=0.6),
+    pytest.param(make([node("CumSum", ["x", "a"])], {"x": (3, 4)}, {"a": np.int64(-1)}), False, id="CumSum"),
+    pytest.param(make([TO_INT32, *as_float("CumSum", ["xi", "a"])], {"x": (3, 4)}, {"a": np.int32(1)}),
+                 "ties", id="CumSum-int"),
+    pytest.param(make([node("ReduceL1", ["x", "axes"], keepdims=0)], {"x": (3, 4)}, {"axes": ints(-1)},
+                      opset=18), False, id="ReduceL1-18"),
+    pytest.param(make([node("ReduceL2", ["x"], axes=[1, 2])], {"x": (3, 4)}), False, id="ReduceL2-17"),
+    pytest.param(make([node("InstanceNormalization", ["x", "g", "b"], epsilon=1e-3)], {"x": (3, 4)},
+                      {"g": w(3), "b": w(3, seed=2)}), False, id="InstanceNormalization"),
+    *[pytest.param(make([node("TopK", ["x", "k"], ["y", "i"], axis=a, largest=big)], {"x": (6, 3)},
+                        {"k": ints(3)}, outputs=("y", "i")), "ties", id=f"TopK-{a}-{big}")
+      for a, big in ((1, 1), (-1, 0))],
+    pytest.param(make([TO_INT64, node("OneHot", ["xi", "depth", "values"])], {"x": (4,)},
+                      {"depth": np.int64(4), "values": np.float32([-1, 2])}), "ties", id="OneHot"),
+    pytest.param(make([node("Cast", ["i"], ["j"], to=TensorProto.INT64), node("Gather", ["x", "j"], axis=1)],
+                      {"x": (5,), "i": (2,)}), "pick", id="Gather-computed"),
+    pytest.param(make([node("Shape", ["r"], ["s"]), node("Expand", ["x", "s"])], {"x": (1, 3), "r": (4, 3)}),
+                 False, id="Expand-Shape"),
+]
+
+
 UNARY = ["Relu", "Sigmoid", "Tanh", "Exp", "Abs", "Neg", "Erf", "Sign", "Floor", "Ceil", "Round", "Sin",
          "Cos", "Softplus", "Softsign", "Identity"]
 CASES = [
@@ -149,6 +190,7 @@ CASES = [
     pytest.param(make([node("Expand", ["x", "s"])], {"x": (1, 3)}, {"s": ints(2, 1, 4, 3)}), False,
                  id="Expand"),
     pytest.param(make([node("Tile", ["x", "r"])], {"x": (3,)}, {"r": ints(1, 2)}), False, id="Tile"),
+    *MXNET_CASES,
 ]
 
 
@@ -157,6 +199,12 @@ def _input(rng, name, shape, batch, kind):
         return rng.integers(0, 10, (batch, *shape)).astype(np.float32)
     if kind == "pick" and name == "i":
         return rng.integers(-5, 5, (batch, *shape)).astype(np.float32)
+    if kind == "ties":        # whole numbers: equal values (ties to order) and exact remainders
+        return rng.integers(-3, 4, (batch, *shape)).astype(np.float32)
+    if kind == "whole":       # half of them whole numbers, some multiples of the divisors
+        value = rng.standard_normal((batch, *shape)) * 4
+        value[..., ::2] = np.round(value[..., ::2])
+        return value.astype(np.float32)
     value = rng.standard_normal((batch, *shape)).astype(np.float32)
     return np.abs(value) + 0.3 if kind is True else value
 

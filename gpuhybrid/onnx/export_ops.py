@@ -318,15 +318,9 @@ def _dropout(w, node, ins, in_specs):
     return [ins[0], ins[0]]
 
 
-def _clipped_index(w: OnnxWriter, index: str, dtype, size: int) -> str:
-    """Indices clipped to [0, size - 1], then truncated to int64 (MXNet's clip mode)."""
-    low, high = w.scalar(0, dtype), w.scalar(size - 1, dtype)
-    return w.cast(w.op("Clip", index, low, high), dtype, np.int64)
-
-
 @rule("Embedding")
 def _embedding(w, node, ins, in_specs):
-    index = _clipped_index(w, ins[0], in_specs[0].dtype, node.attr_dict["input_dim"])
+    index = w.clipped_index(ins[0], in_specs[0].dtype, node.attr_dict["input_dim"])
     return [w.op("Gather", ins[1], index, axis=0)]
 
 
@@ -337,7 +331,7 @@ def _pick(w, node, ins, in_specs):
     axis = normalize_axis(attrs["axis"], len(data_shape))
     size = data_shape[axis]
     if attrs["mode"] == "clip":
-        index = _clipped_index(w, ins[1], index_spec.dtype, size)
+        index = w.clipped_index(ins[1], index_spec.dtype, size)
     else:       # wrap: truncate, then t - size * floor(t / size) (NumPy's mod, in float64: exact here)
         whole = w.cast(w.cast(ins[1], index_spec.dtype, np.int64), np.int64, np.float64)
         size_value = w.scalar(size, np.float64)
@@ -520,3 +514,8 @@ def _fill_like(w, node, ins, in_specs):
     from onnx import numpy_helper
     fill = np.ones(1, in_specs[0].dtype) if node.op == "ones_like" else np.zeros(1, in_specs[0].dtype)
     return [w.op("ConstantOfShape", w.op("Shape", ins[0]), value=numpy_helper.from_array(fill))]
+
+
+from .export_mxnet import MXNET_EXPORT_RULES     # noqa: E402  (MXNet's extra ops, issue 13)
+
+EXPORT_RULES.update(MXNET_EXPORT_RULES)

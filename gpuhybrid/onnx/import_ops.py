@@ -34,14 +34,6 @@ def _input(node, k: int):
     return names[k] if k < len(names) else None
 
 
-def _axes(ctx, node, attrs, position: int):
-    """The axes of Squeeze/Unsqueeze/Reduce*: an attribute in older opsets, an input in newer ones."""
-    if "axes" in attrs:
-        return [int(a) for a in attrs["axes"]]
-    name = _input(node, position)
-    return None if name is None else [int(a) for a in ctx.static(name, "axes").reshape(-1)]
-
-
 # --- elementwise -------------------------------------------------------------------------------------
 
 UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
@@ -97,28 +89,6 @@ BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", 
           "Less": "lesser", "LessOrEqual": "lesser_equal"}
 
 
-def _scalar_operand(ctx, name: str, other: str):
-    """The Python number of a known one-element operand that broadcasting cannot widen, else None."""
-    if not ctx.is_static(name):
-        return None
-    value = ctx.statics[name]
-    other_rank = ctx.rank(other)
-    if value.size != 1 or (value.ndim and (other_rank is None or other_rank < value.ndim)):
-        return None
-    return value.reshape(()).item()
-
-
-def _binary(ctx, op: str, lhs: str, rhs: str):
-    """``lhs OP rhs`` with a known scalar side as the op's ``_scalar`` form (no parameter for it)."""
-    right = _scalar_operand(ctx, rhs, lhs)
-    if right is not None:
-        return getattr(sym, f"{op}_scalar")(ctx.tensor(lhs), scalar=right)
-    left = _scalar_operand(ctx, lhs, rhs)
-    if left is not None:
-        return getattr(sym, f"{op}_scalar")(ctx.tensor(rhs), scalar=left, reverse=True)
-    return getattr(sym, op)(ctx.tensor(lhs), ctx.tensor(rhs))
-
-
 @rule(*BINARY)
 def _binary_rule(ctx, node, attrs):
     op = BINARY[node.op_type]
@@ -127,7 +97,7 @@ def _binary_rule(ctx, node, attrs):
         for name in node.input[1:]:
             result = getattr(sym, op)(result, ctx.tensor(name))
         return [result]
-    return [_binary(ctx, op, node.input[0], node.input[1])]
+    return [ctx.binary(op, node.input[0], node.input[1])]
 
 
 @rule("Not")
@@ -197,7 +167,7 @@ REDUCTIONS = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "Red
 
 @rule(*REDUCTIONS)
 def _reduce(ctx, node, attrs):
-    axes = _axes(ctx, node, attrs, 1)
+    axes = ctx.axes(node, attrs, 1)
     x = ctx.tensor(node.input[0])
     if not axes:
         if attrs.get("noop_with_empty_axes", 0):
@@ -255,11 +225,11 @@ def _gather(ctx, node, attrs):
         rows, columns = ctx.statics[data].shape
         return [sym.Embedding(ctx.tensor(indices), ctx.tensor(data), input_dim=rows, output_dim=columns,
                               dtype=ctx.statics[data].dtype)]
-    if not ctx.is_static(indices):
-        raise ctx.fail("Gather with computed indices is supported as an embedding lookup only (a 2-d "
-                       "initializer table, axis 0)")
-    index = ctx.static(indices, "the indices of Gather")
     rank = ctx.rank(data)
+    if not ctx.is_static(indices):
+        # take's wrap mode counts negative indices from the end, as ONNX does for indices in range
+        return [sym.take(ctx.tensor(data), ctx.tensor(indices), axis=axis, mode="wrap")]
+    index = ctx.static(indices, "the indices of Gather")
     if axis < 0:
         if rank is None:
             raise ctx.fail("Gather with a negative axis needs the rank of its data, which is unknown")
@@ -316,7 +286,7 @@ def _transpose(ctx, node, attrs):
 
 @rule("Unsqueeze")
 def _unsqueeze(ctx, node, attrs):
-    axes, name = _axes(ctx, node, attrs, 1), node.input[0]
+    axes, name = ctx.axes(node, attrs, 1), node.input[0]
     if any(a < 0 for a in axes):
         rank = ctx.rank(name)
         if rank is None:
@@ -330,7 +300,7 @@ def _unsqueeze(ctx, node, attrs):
 
 @rule("Squeeze")
 def _squeeze(ctx, node, attrs):
-    axes = _axes(ctx, node, attrs, 1)
+    axes = ctx.axes(node, attrs, 1)
     return [sym.squeeze(ctx.tensor(node.input[0]), axis=None if axes is None else tuple(axes))]
 
 
@@ -380,6 +350,9 @@ def _slice(ctx, node, attrs):
 @rule("Expand")
 def _expand(ctx, node, attrs):
     name = node.input[0]
+    like = ctx.shape_of.get(node.input[1])
+    if like is not None:            # Expand(x, Shape(y)): x broadcast like y
+        return [sym.broadcast_like(ctx.tensor(name), ctx.tensor(like))]
     target = [int(d) for d in ctx.static(node.input[1], "the shape of Expand").reshape(-1)]
     rank = ctx.rank(name)
     if rank is None:
@@ -437,3 +410,8 @@ def _reshape(ctx, node, attrs):
     if attrs.get("allowzero", 0) and 0 in shape:
         raise ctx.fail("Reshape with allowzero=1 and a 0 in the shape (an empty axis) is not supported")
     return [sym.reshape(ctx.tensor(node.input[0]), shape=tuple(shape))]   # ONNX's 0 and -1 are MXNet's
+
+
+from .import_mxnet import MXNET_IMPORT_RULES     # noqa: E402  (MXNet's extra ops, issue 13)
+
+IMPORT_RULES.update(MXNET_IMPORT_RULES)

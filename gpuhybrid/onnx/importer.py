@@ -79,6 +79,33 @@ class ImportContext:
                             f"Constant), since gpuhybrid takes it as an attribute; this one is computed")
         return self.statics[name]
 
+    def axes(self, node, attrs: dict, position: int) -> list | None:
+        """The axes of Squeeze/Unsqueeze/Reduce*: an attribute in older opsets, an input in newer ones."""
+        if "axes" in attrs:
+            return [int(a) for a in attrs["axes"]]
+        name = node.input[position] if position < len(node.input) else None
+        return None if not name else [int(a) for a in self.static(name, "axes").reshape(-1)]
+
+    def binary(self, op: str, lhs: str, rhs: str):
+        """``lhs OP rhs`` with a known scalar side as the op's ``_scalar`` form (no parameter for it)."""
+        right = self._scalar_operand(rhs, lhs)
+        if right is not None:
+            return getattr(sym, f"{op}_scalar")(self.tensor(lhs), scalar=right)
+        left = self._scalar_operand(lhs, rhs)
+        if left is not None:
+            return getattr(sym, f"{op}_scalar")(self.tensor(rhs), scalar=left, reverse=True)
+        return getattr(sym, op)(self.tensor(lhs), self.tensor(rhs))
+
+    def _scalar_operand(self, name: str, other: str):
+        """The Python number of a known one-element operand that broadcasting cannot widen, else None."""
+        if not self.is_static(name):
+            return None
+        value = self.statics[name]
+        other_rank = self.rank(other)
+        if value.size != 1 or (value.ndim and (other_rank is None or other_rank < value.ndim)):
+            return None
+        return value.reshape(()).item()
+
     def rank(self, name: str) -> int | None:
         if name in self.statics:
             return self.statics[name].ndim

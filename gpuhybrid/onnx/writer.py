@@ -89,6 +89,11 @@ class OnnxWriter:
         """A condition: true where ``name`` is non-zero."""
         return self.cast(name, dtype, np.bool_)
 
+    def clipped_index(self, index: str, dtype, size: int) -> str:
+        """Indices clipped to [0, size - 1], then truncated to int64 (MXNet's clip mode)."""
+        low, high = self.scalar(0, dtype), self.scalar(size - 1, dtype)
+        return self.cast(self.op("Clip", index, low, high), dtype, np.int64)
+
     def reduce(self, op_type: str, name: str, axes, keepdims: bool) -> str:
         """A Reduce* node over ``axes`` (None: all axes). ReduceSum takes its axes as an input from opset 13,
         the others from opset 18."""
