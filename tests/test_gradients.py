@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gpuhybrid.ops import REGISTRY
 from gpuhybrid.ops.gradients import GRADIENTS
 from gpuhybrid.ops.shape_ops import encode_index
+from conv_grad_cases import CONV_CASES
 from grad_helpers import check_op_gradients
 from helpers import SETTINGS
 
@@ -400,6 +401,7 @@ CASES.update({
 for _cmp in ("equal", "not_equal", "greater", "greater_equal", "lesser", "lesser_equal"):
     CASES[_cmp] = binary(_cmp, distinct=True)
     CASES[f"{_cmp}_scalar"] = scalar_op(_cmp, distinct=True)
+CASES.update(CONV_CASES)
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
 

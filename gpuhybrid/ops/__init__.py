@@ -1,6 +1,6 @@
 """The ops layer: one registry of every op (see ``registry.py``); importing this fills it."""
 from .registry import REGISTRY, OpDef, TensorSpec, get_op, list_ops, register
 # noqa: F401 below: importing these modules registers their ops
-from . import elementwise, reduce, linalg, shape_ops, creation, nn, norm, indexing  # noqa: F401
+from . import elementwise, reduce, linalg, shape_ops, creation, nn, norm, indexing, conv, pool  # noqa: F401
 
 __all__ = ["REGISTRY", "OpDef", "TensorSpec", "get_op", "list_ops", "register"]
