@@ -52,12 +52,12 @@ def geometry(attrs: dict, op: str = "Convolution") -> Geometry:
     kernel = attrs["kernel"]
     dims = len(kernel)
     if not 1 <= dims <= 3:
-        raise OpValueError(f"{op}: kernel={kernel} must have 1, 2 or 3 entries (1-D, 2-D or 3-D)")
+        raise OpValueError(f"kernel={kernel} must have 1, 2 or 3 entries (1-D, 2-D or 3-D)")
 
     def per_axis(name: str, default: int) -> tuple:
         value = attrs.get(name) or (default,) * dims
         if len(value) != dims:
-            raise OpValueError(f"{op}: {name}={value} has {len(value)} entries but kernel={kernel} has {dims}; "
+            raise OpValueError(f"{name}={value} has {len(value)} entries but kernel={kernel} has {dims}; "
                                f"give one {name} per spatial axis")
         return tuple(value)
 
@@ -65,7 +65,7 @@ def geometry(attrs: dict, op: str = "Convolution") -> Geometry:
     for name, value, low in (("kernel", kernel, 1), ("stride", stride, 1), ("dilate", dilate, 1),
                              ("pad", pad, 0)):
         if min(value) < low:
-            raise OpValueError(f"{op}: {name}={value} must be >= {low} on every axis "
+            raise OpValueError(f"{name}={value} must be >= {low} on every axis "
                                f"(a {name} of {min(value)} is meaningless); e.g. {name}={(low,) * dims}")
     return Geometry(tuple(kernel), stride, dilate, pad)
 
@@ -75,15 +75,15 @@ def check_layout(attrs: dict, dims: int, op: str) -> None:
     if layout is None or layout == CHANNEL_FIRST[dims]:
         return
     if layout in CHANNEL_LAST.values():
-        raise OpValueError(f"{op}: layout={layout!r} is not one this device can run; use "
+        raise OpValueError(f"layout={layout!r} is not one this device can run; use "
                            f"{CHANNEL_FIRST[dims]!r} (channel first), e.g. transpose the data with "
                            f"transpose(axes={(0, dims + 1) + tuple(range(1, dims + 1))})")
-    raise OpValueError(f"{op}: layout={layout!r} does not fit a {dims}-D kernel; use {CHANNEL_FIRST[dims]!r}")
+    raise OpValueError(f"layout={layout!r} does not fit a {dims}-D kernel; use {CHANNEL_FIRST[dims]!r}")
 
 
 def check_data_rank(data: TensorSpec, dims: int, op: str, kernel: tuple) -> None:
     if len(data.shape) != dims + 2:
-        raise ShapeError(f"{op}: a {dims}-D kernel {kernel} needs {dims + 2}-d data "
+        raise ShapeError(f"a {dims}-D kernel {kernel} needs {dims + 2}-d data "
                          f"({CHANNEL_FIRST[dims]}: batch, channels, {dims} spatial axes), got data of shape "
                          f"{data.shape}; reshape the data (e.g. add a batch axis with expand_dims(axis=0)) "
                          f"or use a {len(data.shape) - 2}-D layer")
@@ -92,7 +92,7 @@ def check_data_rank(data: TensorSpec, dims: int, op: str, kernel: tuple) -> None
 def check_fits(in_spatial: tuple, geom: Geometry, op: str, shape: tuple) -> None:
     padded = tuple(i + 2 * p for i, p in zip(in_spatial, geom.pad))
     if any(dk > p for dk, p in zip(geom.dilated_kernel, padded)):
-        raise ShapeError(f"{op}: kernel {geom.kernel} (dilated to {geom.dilated_kernel}) is larger than the "
+        raise ShapeError(f"kernel {geom.kernel} (dilated to {geom.dilated_kernel}) is larger than the "
                          f"padded input {padded} (data {shape}, pad {geom.pad}); use a smaller kernel or "
                          f"dilation, more padding, or a larger input")
 
@@ -189,15 +189,15 @@ def _float_dtype(specs) -> np.dtype:
 
 def _check_groups(channels: int, filters: int, groups: int, op: str, shape: tuple) -> None:
     if groups < 1:
-        raise OpValueError(f"{op}: num_group={groups} must be >= 1")
+        raise OpValueError(f"num_group={groups} must be >= 1")
     if channels % groups or filters % groups:
-        raise ShapeError(f"{op}: num_group={groups} must divide both the data's {channels} channels (data "
+        raise ShapeError(f"num_group={groups} must divide both the data's {channels} channels (data "
                          f"{shape}) and num_filter={filters}; choose a num_group that divides both")
 
 
 def _check_bias(specs, attrs, filters: int, op: str) -> None:
     if not attrs["no_bias"] and specs[2].shape != (filters,):
-        raise ShapeError(f"{op}: bias must have shape ({filters},) (one per filter), got {specs[2].shape}")
+        raise ShapeError(f"bias must have shape ({filters},) (one per filter), got {specs[2].shape}")
 
 
 def _conv_rule(specs, attrs):
@@ -207,11 +207,11 @@ def _conv_rule(specs, attrs):
     check_data_rank(x, geom.dims, "Convolution", geom.kernel)
     channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
     if filters < 1:
-        raise OpValueError(f"Convolution: num_filter={filters} must be >= 1")
+        raise OpValueError(f"num_filter={filters} must be >= 1")
     _check_groups(channels, filters, groups, "Convolution", x.shape)
     expected = (filters, channels // groups) + geom.kernel
     if w.shape != expected:
-        raise ShapeError(f"Convolution: weight {w.shape} does not fit data {x.shape} with {channels} channels: "
+        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} channels: "
                          f"expected {expected} (num_filter, channels / num_group, *kernel); give the layer "
                          f"in_channels={channels} or feed data with {w.shape[1] * groups} channels")
     check_fits(x.shape[2:], geom, "Convolution", x.shape)
@@ -284,16 +284,16 @@ def deconv_pad_adj(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
     if not target:
         adj = attrs["adj"] or (0,) * geom.dims
         if len(adj) != geom.dims or min(adj) < 0:
-            raise OpValueError(f"Deconvolution: adj={adj} needs one entry >= 0 per spatial axis")
+            raise OpValueError(f"adj={adj} needs one entry >= 0 per spatial axis")
         return geom.pad, tuple(adj)
     if len(target) != geom.dims:
-        raise OpValueError(f"Deconvolution: target_shape={target} needs one entry per spatial axis "
+        raise OpValueError(f"target_shape={target} needs one entry per spatial axis "
                            f"(kernel {geom.kernel})")
     pads, adjs = [], []
     for i, s, dk, t in zip(in_spatial, geom.stride, geom.dilated_kernel, target):
         total = s * (i - 1) + dk - t
         if total < -(s - 1):
-            raise ShapeError(f"Deconvolution: target_shape={target} is larger than a stride-{s} transposed "
+            raise ShapeError(f"target_shape={target} is larger than a stride-{s} transposed "
                              f"convolution of {in_spatial} can reach; use a smaller target_shape")
         adj = total % 2 if total >= 0 else -total
         pads.append(max((total + 1) // 2, 0))
@@ -320,17 +320,17 @@ def _deconv_rule(specs, attrs):
     check_data_rank(x, geom.dims, "Deconvolution", geom.kernel)
     channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
     if filters < 1:
-        raise OpValueError(f"Deconvolution: num_filter={filters} must be >= 1")
+        raise OpValueError(f"num_filter={filters} must be >= 1")
     _check_groups(channels, filters, groups, "Deconvolution", x.shape)
     expected = (channels, filters // groups) + geom.kernel
     if w.shape != expected:
-        raise ShapeError(f"Deconvolution: weight {w.shape} does not fit data {x.shape} with {channels} "
+        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} "
                          f"channels: expected {expected} (channels, num_filter / num_group, *kernel); give "
                          f"the layer in_channels={channels} or feed data with {w.shape[0]} channels")
     _check_bias(specs, attrs, filters, "Deconvolution")
     _, out_spatial = deconv_geometry(attrs, x.shape[2:])
     if min(out_spatial) < 1:
-        raise ShapeError(f"Deconvolution: data {x.shape} with kernel {geom.kernel}, stride {geom.stride} and "
+        raise ShapeError(f"data {x.shape} with kernel {geom.kernel}, stride {geom.stride} and "
                          f"pad {geom.pad} gives an empty output {out_spatial}; use less padding")
     return TensorSpec((x.shape[0], filters) + out_spatial, _float_dtype(specs))
 
@@ -383,7 +383,7 @@ def _weight_grad_rule(specs, attrs):
     check_fits(x.shape[2:], geom, "convolution_weight_backward", x.shape)
     reach = geom.out_spatial(x.shape[2:])
     if x.shape[0] != g.shape[0] or any(o > r for o, r in zip(g.shape[2:], reach)):
-        raise ShapeError(f"convolution_weight_backward: gradient {g.shape} does not fit data {x.shape} "
+        raise ShapeError(f"gradient {g.shape} does not fit data {x.shape} "
                          f"(at most {reach} output positions per sample)")
     return TensorSpec((g.shape[1], x.shape[1] // groups) + geom.kernel, _float_dtype(specs))
 

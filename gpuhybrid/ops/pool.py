@@ -28,11 +28,11 @@ def pool_geometry(attrs: dict, data_shape: tuple, op: str = "Pooling") -> Geomet
     spatial = tuple(data_shape[2:])
     if attrs["global_pool"]:
         if not 1 <= len(spatial) <= 3:
-            raise ShapeError(f"{op}: global pooling needs 3-d to 5-d data ({', '.join(CHANNEL_FIRST.values())}),"
+            raise ShapeError(f"global pooling needs 3-d to 5-d data ({', '.join(CHANNEL_FIRST.values())}),"
                              f" got data of shape {data_shape}")
         return Geometry(spatial, (1,) * len(spatial), (1,) * len(spatial), (0,) * len(spatial))
     if not attrs["kernel"]:
-        raise OpValueError(f"{op}: kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
+        raise OpValueError(f"kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
     return geometry({**attrs, "dilate": ()}, op)
 
 
@@ -57,13 +57,13 @@ def _pool_rule(specs, attrs, op="Pooling"):
     check_data_rank(x, geom.dims, op, geom.kernel)
     padded = tuple(i + 2 * p for i, p in zip(x.shape[2:], geom.pad))
     if any(k > p for k, p in zip(geom.kernel, padded)):
-        raise ShapeError(f"{op}: kernel {geom.kernel} is larger than the padded input {padded} (data "
+        raise ShapeError(f"kernel {geom.kernel} is larger than the padded input {padded} (data "
                          f"{x.shape}, pad {geom.pad}); use a smaller kernel, more padding or global_pool=True")
     if any(p >= k for p, k in zip(geom.pad, geom.kernel)):
-        raise OpValueError(f"{op}: pad={geom.pad} must be smaller than kernel={geom.kernel} on every axis "
+        raise OpValueError(f"pad={geom.pad} must be smaller than kernel={geom.kernel} on every axis "
                            f"(a window of padding only has nothing to pool)")
     if attrs["pool_type"] == "lp" and attrs["p_value"] not in (1, 2, 3):
-        raise OpValueError(f"{op}: pool_type='lp' needs p_value=1, 2 or 3, got {attrs['p_value']}")
+        raise OpValueError(f"pool_type='lp' needs p_value=1, 2 or 3, got {attrs['p_value']}")
     out_spatial, _ = pool_out(attrs, geom, x.shape[2:])
     return TensorSpec(x.shape[:2] + out_spatial, x.dtype)
 
@@ -165,11 +165,11 @@ register(OpDef(name="Pooling", category="nn", inputs=("data",), attrs=POOL_ATTRS
 def _pool_backward_rule(specs, attrs):
     x, g = specs
     if attrs["pool_type"] == "lp":
-        raise OpValueError("pooling_backward: lp pooling's gradient is composed of sum pooling's; "
+        raise OpValueError("lp pooling's gradient is composed of sum pooling's; "
                            "use pool_type='sum'")
     expected = _pool_rule([x], attrs, "pooling_backward")
     if g.shape != expected.shape:
-        raise ShapeError(f"pooling_backward: gradient {g.shape} does not match the pooled shape {expected.shape}")
+        raise ShapeError(f"gradient {g.shape} does not match the pooled shape {expected.shape}")
     return TensorSpec(x.shape, x.dtype)
 
 
@@ -198,11 +198,11 @@ register(OpDef(name="pooling_backward", category="nn", inputs=("data", "grad"), 
 def _gather_rule(specs, attrs):
     x, v = specs
     if attrs["pool_type"] != "max":
-        raise OpValueError("pooling_gather_backward: only max pooling routes by position; "
+        raise OpValueError("only max pooling routes by position; "
                            f"pool_type={attrs['pool_type']!r} has the linear adjoint Pooling")
     pooled = _pool_rule([x], attrs, "pooling_gather_backward")
     if v.shape != x.shape:
-        raise ShapeError(f"pooling_gather_backward: values {v.shape} must have the data's shape {x.shape}")
+        raise ShapeError(f"values {v.shape} must have the data's shape {x.shape}")
     return TensorSpec(pooled.shape, promote_float(x, v))
 
 
@@ -234,10 +234,10 @@ def upsampling_scales(specs, attrs) -> list:
     """Per input, the factor that brings it to the first input's size times ``scale``."""
     scale = attrs["scale"]
     if scale < 1:
-        raise OpValueError(f"UpSampling: scale={scale} must be >= 1")
+        raise OpValueError(f"scale={scale} must be >= 1")
     first = specs[0]
     if len(first.shape) < 3:
-        raise ShapeError(f"UpSampling: data must be channel first with spatial axes (e.g. NCHW), got shape "
+        raise ShapeError(f"data must be channel first with spatial axes (e.g. NCHW), got shape "
                          f"{first.shape}; add the missing axes with expand_dims")
     target = tuple(d * scale for d in first.shape[2:])
     scales = []
@@ -245,7 +245,7 @@ def upsampling_scales(specs, attrs) -> list:
         if len(spec.shape) != len(first.shape) or spec.shape[0] != first.shape[0] or any(
                 t % d for t, d in zip(target, spec.shape[2:])) or len(
                 {t // d for t, d in zip(target, spec.shape[2:])}) != 1:
-            raise ShapeError(f"UpSampling: input {spec.shape} cannot be scaled by a whole factor to the "
+            raise ShapeError(f"input {spec.shape} cannot be scaled by a whole factor to the "
                              f"output size {target} of the first input {first.shape}")
         scales.append(target[0] // spec.shape[2])
     return scales
@@ -253,10 +253,10 @@ def upsampling_scales(specs, attrs) -> list:
 
 def _upsampling_rule(specs, attrs):
     if attrs["sample_type"] != "nearest":
-        raise OpValueError(f"UpSampling: sample_type={attrs['sample_type']!r} is not available; "
+        raise OpValueError(f"sample_type={attrs['sample_type']!r} is not available; "
                            f"use 'nearest', or Deconvolution for a learned (bilinear) up-sampling")
     if attrs["num_args"] and attrs["num_args"] != len(specs):
-        raise OpValueError(f"UpSampling: num_args={attrs['num_args']} but {len(specs)} input(s) given")
+        raise OpValueError(f"num_args={attrs['num_args']} but {len(specs)} input(s) given")
     for spec in specs:
         require_float(spec.dtype)
     upsampling_scales(specs, attrs)
@@ -264,7 +264,7 @@ def _upsampling_rule(specs, attrs):
     spatial = tuple(d * attrs["scale"] for d in first.shape[2:])
     if attrs["multi_input_mode"] == "sum":
         if len({s.shape[1] for s in specs}) != 1:
-            raise ShapeError(f"UpSampling: multi_input_mode='sum' needs inputs with equal channels, got "
+            raise ShapeError(f"multi_input_mode='sum' needs inputs with equal channels, got "
                              f"{[s.shape for s in specs]}; use multi_input_mode='concat'")
         channels = first.shape[1]
     else:
