@@ -251,3 +251,18 @@ def test_bad_pooling_raises():
         nd.Pooling(nd.zeros((1, 1, 2, 2)))
     with pytest.raises(GhError, match="sample_type='bilinear' is not available"):
         nd.UpSampling(nd.zeros((1, 1, 2, 2)), scale=2, sample_type="bilinear")
+
+
+@pytest.mark.parametrize("name, inputs, attrs", [
+    ("Deconvolution", [(1, 2, 3, 3), (2, 2, 3, 3)], dict(kernel=(3, 3), pad=(1, 1), num_filter=2, no_bias=True)),
+    ("pooling_backward", [(1, 2, 4, 4), (1, 2, 4, 4)], dict(kernel=(3, 3), pad=(1, 1), stride=(1, 1))),
+    ("Convolution", [(1, 4, 5, 5), (4, 1, 3, 3)], dict(kernel=(3, 3), num_filter=4, num_group=4, no_bias=True)),
+])
+def test_results_are_fresh_c_contiguous_arrays(name, inputs, attrs):
+    """OpDef.fresh_results: a plan may let a generated kernel write over these results once they die."""
+    from gpuhybrid.ops import get_op
+    op = get_op(name)
+    arrays = [np.random.default_rng(0).standard_normal(s).astype(np.float32) for s in inputs]
+    parsed = op.parse_attrs(attrs)
+    outs = op.infer_specs([TensorSpec(a.shape, a.dtype) for a in arrays], parsed)
+    assert op.fresh_results and op.eager(gh.cpu(), arrays, parsed, outs).flags.c_contiguous

@@ -44,7 +44,10 @@ API = {
                         "SymbolBlock", "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"},
     "gpuhybrid.gluon.nn": {"Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense",
                            "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "BatchNorm",
-                           "LayerNorm", "Embedding"},
+                           "LayerNorm", "Embedding", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
+                           "Conv2DTranspose", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D",
+                           "AvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+                           "ReflectionPad2D"},
     "gpuhybrid.autograd": {"record", "pause", "train_mode", "predict_mode", "is_recording", "is_training",
                            "backward", "grad", "mark_variables", "AutogradError"},
     "gpuhybrid.gluon.init": {"Initializer", "Uniform", "Normal", "Xavier", "Constant", "Zero", "One", "create"},
@@ -60,7 +63,7 @@ NOT_API = {
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary"},
-    "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers"},
+    "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "conv_layers"},
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad"},
 }

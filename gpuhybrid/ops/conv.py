@@ -134,7 +134,9 @@ def col2im(xp, cols, geom: Geometry, in_spatial: tuple, dtype):
     padded = xp.zeros(cols.shape[:2] + tuple(i + 2 * p for i, p in zip(in_spatial, geom.pad)), dtype=dtype)
     for offset in itertools.product(*(range(k) for k in geom.kernel)):
         padded[offset_region(offset, geom, out_spatial)] += cols[(slice(None), slice(None)) + offset]
-    return padded[(Ellipsis,) + tuple(slice(p, p + i) for p, i in zip(geom.pad, in_spatial))]
+    # a copy when padded: results are fresh C-contiguous arrays (OpDef.fresh_results), kernels may write them
+    inside = (Ellipsis,) + tuple(slice(p, p + i) for p, i in zip(geom.pad, in_spatial))
+    return xp.ascontiguousarray(padded[inside])
 
 
 def _columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
@@ -156,7 +158,7 @@ def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
     cols = _columns(xp, x, geom, out_spatial, groups)
     wm = w.reshape(groups, filters // groups, -1)
     y = xp.einsum("gfk,ngkp->ngfp", wm, cols) if _per_filter(filters, groups) else xp.matmul(wm, cols)
-    return y.reshape((n, filters) + tuple(out_spatial))
+    return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
 
 
 def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
@@ -171,12 +173,21 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
 
 
 def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
-    """The adjoint of ``conv_forward`` in w: x (N, C, *in), g (N, F, *out) -> (F, C/groups, *kernel)."""
-    n, channels, filters = x.shape[0], x.shape[1], g.shape[1]
-    cols = _columns(xp, x, geom, g.shape[2:], groups)           # (N, G, Cg*K, P)
-    gm = g.reshape(n, groups, filters // groups, -1)            # (N, G, Fg, P)
-    parts = [xp.tensordot(gm[:, k], cols[:, k], axes=([0, 2], [0, 2])) for k in range(groups)]
-    return xp.stack(parts).reshape((filters, channels // groups) + geom.kernel)
+    """The adjoint of ``conv_forward`` in w: x (N, C, *in), g (N, F, *out) -> (F, C/groups, *kernel).
+
+    The columns are gathered batch-inside, (C, *kernel, N, *out), so that one GEMM per group contracts the
+    batch and the positions together: (Fg, N*P) x (N*P, Cg*K), the second operand a transposed view."""
+    n, channels, filters, out_spatial = x.shape[0], x.shape[1], g.shape[1], g.shape[2:]
+    dims = geom.dims
+    view = windows(xp, pad_spatial(xp, x, geom.pad, geom.pad), geom, out_spatial)    # (N, C, *k, *out)
+    cols = xp.ascontiguousarray(view.transpose((1,) + tuple(range(2, 2 + dims)) + (0,)
+                                               + tuple(range(2 + dims, 2 + 2 * dims))))
+    cols = cols.reshape(groups, -1, n * int(np.prod(out_spatial, dtype=np.int64)))   # (G, Cg*K, N*P)
+    gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, -1).transpose(1, 2, 0, 3))
+    gt = gt.reshape(groups, filters // groups, -1)
+    # 2-D products: NumPy's stacked matmul leaves BLAS for a transposed operand (100x slower here)
+    dw = xp.stack([xp.matmul(gt[k], cols[k].T) for k in range(groups)])             # (G, Fg, Cg*K)
+    return dw.reshape((filters, channels // groups) + geom.kernel)
 
 
 # --- shape rules -------------------------------------------------------------------------------------
@@ -397,5 +408,5 @@ def _weight_grad_eager(device, inputs, attrs, outs):
 register(OpDef(name="convolution_weight_backward", category="nn", inputs=("data", "grad"),
                attrs=tuple(a for a in CONV_ATTRS if a.name in ("kernel", "stride", "dilate", "pad", "num_group")),
                infer=_weight_grad_rule, eager=_weight_grad_eager, fresh_results=True,
-               kernels=1, library_calls=lambda attrs, specs: attrs["num_group"],
+               kernels=3, library_calls=lambda attrs, specs: attrs["num_group"],
                doc="The weight gradient of Convolution: sum over the batch of grad x im2col(data)."))

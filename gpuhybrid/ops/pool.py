@@ -124,7 +124,7 @@ class _Windows:
         grad = self.xp.zeros(self.padded_shape, dtype=dtype)
         for k, offset in enumerate(self.offsets):
             grad[self.region(offset)] += per_offset(k)
-        return grad[self.inside]
+        return self.xp.ascontiguousarray(grad[self.inside])     # fresh C-contiguous (OpDef.fresh_results)
 
 
 def _pool_eager(device, inputs, attrs, outs):
