@@ -278,6 +278,7 @@ CONV_ATTRS = (Attr("kernel", "shape", doc="window size per spatial axis: (3,), (
 
 register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bias"), attrs=CONV_ATTRS,
                infer=_conv_rule, eager=_conv_eager, fresh_results=True, infer_inputs=_conv_infer_inputs,
+               bias_axis=1,
                input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
                # the im2col copy (padding included), the product, the bias-add
                kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
@@ -372,7 +373,7 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
                attrs=CONV_ATTRS + (Attr("adj", "shape", (), doc="extra rows at the end of each axis"),
                                    Attr("target_shape", "shape", (),
                                         doc="output spatial shape; sets pad and adj when given")),
-               infer=_deconv_rule, eager=_deconv_eager, fresh_results=True,
+               infer=_deconv_rule, eager=_deconv_eager, fresh_results=True, bias_axis=1,
                infer_inputs=_deconv_infer_inputs, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
                # the product, the col2im scatter, the bias-add
                kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
