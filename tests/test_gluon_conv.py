@@ -1,7 +1,7 @@
 """The convolution and pooling layers: MXNet Gluon's arguments, deferred in_channels, shapes against NumPy,
 imperative == hybridized (forward and gradients), errors that name the layer, and real training: d2l's
-LeNet (ReLU and max pooling) on scikit-learn's digits reaches >= 95% both ways with equal loss curves, and a small
-ResNet of d2l's residual blocks lowers its loss, hybridized == imperative.
+LeNet (ReLU and max pooling) on scikit-learn's digits reaches >= 95% both ways with equal loss curves, and
+a small ResNet of d2l's residual blocks lowers its loss, hybridized == imperative.
 """
 from __future__ import annotations
 
@@ -125,8 +125,8 @@ def test_channel_mismatch_and_wrong_rank_name_the_layer(hybridize):
     net = _net(conv)
     if hybridize:
         net.hybridize()
-    with pytest.raises(GhError, match=rf"{conv.name}.*\(1, 2, 8, 8\).*2 channels|{conv.name}.*weight .* does not "
-                                      rf"fit data \(1, 2, 8, 8\)"):
+    with pytest.raises(GhError, match=rf"{conv.name}.*\(1, 2, 8, 8\).*2 channels"
+                                      rf"|{conv.name}.*weight .* does not fit data \(1, 2, 8, 8\)"):
         net(nd.ones((1, 2, 8, 8)))
     with pytest.raises(GhError, match=rf"{conv.name}.*needs 4-d .*\(8, 8\)|{conv.name}.*needs 4-d data"):
         net(nd.ones((8, 8)))
@@ -138,8 +138,8 @@ def test_kernel_larger_than_input_names_the_layer_and_the_fix(hybridize):
     net = _net(conv)
     if hybridize:
         net.hybridize()
-    with pytest.raises(GhError, match=rf"{conv.name}.*kernel \(5, 5\).* larger than the padded input \(3, 3\).*"
-                                      r"use a smaller kernel"):
+    with pytest.raises(GhError, match=rf"{conv.name}.*kernel \(5, 5\).* larger than the padded input "
+                                      r"\(3, 3\).*use a smaller kernel"):
         net(nd.ones((1, 1, 3, 3)))
 
 

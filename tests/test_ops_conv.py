@@ -36,7 +36,8 @@ def conv_reference(x, w, b, stride, dilate, pad, groups):
     y = np.zeros((n, f) + out)
     for g in range(groups):
         for tap in itertools.product(*(range(k) for k in kernel)):
-            region = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilate, out, stride))
+            region = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                           for t, d, o, s in zip(tap, dilate, out, stride))
             patch = xp[(slice(None), slice(g * cg, (g + 1) * cg)) + region]
             taps = w[(slice(g * fg, (g + 1) * fg), slice(None)) + tap]
             y[:, g * fg:(g + 1) * fg] += np.einsum("nc...,fc->nf...", patch, taps)
@@ -205,7 +206,8 @@ def test_weight_backward_is_the_adjoint_of_convolution(geom, seed):
     y = conv_reference(x, w, None, stride, dilate, pad, groups)
     g = rng.standard_normal(y.shape)
     dw = EAGER.convolution_weight_backward(nd.array(x, dtype="float64"), nd.array(g, dtype="float64"),
-                                        kernel=kernel, stride=stride, dilate=dilate, pad=pad, num_group=groups)
+                                           kernel=kernel, stride=stride, dilate=dilate, pad=pad,
+                                           num_group=groups)
     assert np.isclose((g * y).sum(), (dw.asnumpy() * w).sum(), rtol=1e-10, atol=1e-10)
 
 
@@ -215,7 +217,8 @@ def test_pooling_gradient_ops_against_numpy():
     g = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     dx = EAGER.pooling_backward(nd.array(x, dtype="float64"), nd.array(g, dtype="float64"), **attrs).asnumpy()
     np.testing.assert_array_equal(dx, [[[[0, 3, 0], [0, 0, 0], [3, 0, 4]]]])
-    picked = EAGER.pooling_gather_backward(nd.array(x, dtype="float64"), nd.array(x * 10, dtype="float64"), **attrs)
+    picked = EAGER.pooling_gather_backward(nd.array(x, dtype="float64"), nd.array(x * 10, dtype="float64"),
+                                           **attrs)
     np.testing.assert_array_equal(picked.asnumpy(), [[[[50, 50], [70, 80]]]])
     avg = EAGER.pooling_backward(nd.array(x, dtype="float64"), nd.array(g, dtype="float64"),
                               **{**attrs, "pool_type": "avg"}).asnumpy()
@@ -225,11 +228,13 @@ def test_pooling_gradient_ops_against_numpy():
 # --- bad input ------------------------------------------------------------------------------------------
 
 BAD = [
-    (dict(kernel=(3, 3), num_filter=4), (1, 3, 8, 8), (4, 2, 3, 3), "weight .* does not fit data .* 3 channels"),
+    (dict(kernel=(3, 3), num_filter=4), (1, 3, 8, 8), (4, 2, 3, 3),
+     "weight .* does not fit data .* 3 channels"),
     (dict(kernel=(9, 9), num_filter=4), (1, 3, 8, 8), (4, 3, 9, 9), "kernel .* larger than the padded input"),
     (dict(kernel=(3, 3), stride=(0, 1), num_filter=4), (1, 3, 8, 8), (4, 3, 3, 3), "stride=.* must be >= 1"),
     (dict(kernel=(3, 3), dilate=(1, 0), num_filter=4), (1, 3, 8, 8), (4, 3, 3, 3), "dilate=.* must be >= 1"),
-    (dict(kernel=(3, 3), num_filter=4, layout="NHWC"), (1, 8, 8, 3), (4, 3, 3, 3), "layout='NHWC' is not one this device can run"),
+    (dict(kernel=(3, 3), num_filter=4, layout="NHWC"), (1, 8, 8, 3), (4, 3, 3, 3),
+     "layout='NHWC' is not one this device can run"),
     (dict(kernel=(3, 3), num_filter=4), (3, 8, 8), (4, 3, 3, 3), "needs 4-d data .* got data of shape"),
     (dict(kernel=(3, 3), num_filter=4, num_group=2), (1, 3, 8, 8), (4, 1, 3, 3), "num_group=2 must divide"),
 ]
@@ -241,7 +246,8 @@ def test_bad_convolutions_raise_errors_that_name_shapes_and_fixes(attrs, x_shape
         nd.Convolution(nd.zeros(x_shape), nd.zeros(w_shape), no_bias=True, **attrs)
     with pytest.raises(GhError, match=message):
         sym.compile_symbol(sym.Convolution(sym.var("x"), sym.var("w"), no_bias=True, **attrs),
-                           {"x": TensorSpec(x_shape, "float32"), "w": TensorSpec(w_shape, "float32")}, gh.cpu())
+                           {"x": TensorSpec(x_shape, "float32"), "w": TensorSpec(w_shape, "float32")},
+                           gh.cpu())
 
 
 def test_bad_pooling_raises():
@@ -254,9 +260,11 @@ def test_bad_pooling_raises():
 
 
 @pytest.mark.parametrize("name, inputs, attrs", [
-    ("Deconvolution", [(1, 2, 3, 3), (2, 2, 3, 3)], dict(kernel=(3, 3), pad=(1, 1), num_filter=2, no_bias=True)),
+    ("Deconvolution", [(1, 2, 3, 3), (2, 2, 3, 3)],
+     dict(kernel=(3, 3), pad=(1, 1), num_filter=2, no_bias=True)),
     ("pooling_backward", [(1, 2, 4, 4), (1, 2, 4, 4)], dict(kernel=(3, 3), pad=(1, 1), stride=(1, 1))),
-    ("Convolution", [(1, 4, 5, 5), (4, 1, 3, 3)], dict(kernel=(3, 3), num_filter=4, num_group=4, no_bias=True)),
+    ("Convolution", [(1, 4, 5, 5), (4, 1, 3, 3)],
+     dict(kernel=(3, 3), num_filter=4, num_group=4, no_bias=True)),
 ])
 def test_results_are_fresh_c_contiguous_arrays(name, inputs, attrs):
     """OpDef.fresh_results: a plan may let a generated kernel write over these results once they die."""

@@ -22,7 +22,8 @@ SPECS = {"x": TensorSpec((2, 4, 6, 5), "float64"), "w": TensorSpec((4, 4, 3, 3),
 
 def _residual_block():
     x = sym.var("x")
-    conv = sym.Convolution(x, sym.var("w"), sym.var("b"), kernel=(3, 3), pad=(1, 1), num_filter=4, name="conv0")
+    conv = sym.Convolution(x, sym.var("w"), sym.var("b"), kernel=(3, 3), pad=(1, 1), num_filter=4,
+                           name="conv0")
     return sym.relu(conv + x, name="out")
 
 

@@ -322,7 +322,8 @@ def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
     """(the geometry with the effective pad, out spatial)."""
     geom = geometry(attrs, "Deconvolution")
     pad, adj = deconv_pad_adj(attrs, geom, in_spatial)
-    return Geometry(geom.kernel, geom.stride, geom.dilate, pad), deconv_out_spatial(geom, pad, adj, in_spatial)
+    out_spatial = deconv_out_spatial(geom, pad, adj, in_spatial)
+    return Geometry(geom.kernel, geom.stride, geom.dilate, pad), out_spatial
 
 
 def _deconv_rule(specs, attrs):
@@ -407,7 +408,8 @@ def _weight_grad_eager(device, inputs, attrs, outs):
 
 
 register(OpDef(name="convolution_weight_backward", category="nn", inputs=("data", "grad"),
-               attrs=tuple(a for a in CONV_ATTRS if a.name in ("kernel", "stride", "dilate", "pad", "num_group")),
+               attrs=tuple(a for a in CONV_ATTRS
+                           if a.name in ("kernel", "stride", "dilate", "pad", "num_group")),
                infer=_weight_grad_rule, eager=_weight_grad_eager, fresh_results=True,
                kernels=3, library_calls=lambda attrs, specs: attrs["num_group"],
                doc="The weight gradient of Convolution: sum over the batch of grad x im2col(data)."))

@@ -42,7 +42,7 @@ def pool_out(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
     for i, k, s, p in zip(in_spatial, geom.kernel, geom.stride, geom.pad):
         span = i + 2 * p - k
         o = (-(-span // s) if attrs["pooling_convention"] == "full" else span // s) + 1
-        if (o - 1) * s >= i + p:     # a last window of padding only pools nothing: drop it (as ceil_mode does)
+        if (o - 1) * s >= i + p:     # a last window of padding only pools nothing: drop it (as ceil_mode)
             o -= 1
         outs.append(o)
         extra.append(max((o - 1) * s + k - (i + 2 * p), 0))
@@ -58,7 +58,8 @@ def _pool_rule(specs, attrs, op="Pooling"):
     padded = tuple(i + 2 * p for i, p in zip(x.shape[2:], geom.pad))
     if any(k > p for k, p in zip(geom.kernel, padded)):
         raise ShapeError(f"kernel {geom.kernel} is larger than the padded input {padded} (data "
-                         f"{x.shape}, pad {geom.pad}); use a smaller kernel, more padding or global_pool=True")
+                         f"{x.shape}, pad {geom.pad}); use a smaller kernel, more padding or "
+                         f"global_pool=True")
     if any(p >= k for p, k in zip(geom.pad, geom.kernel)):
         raise OpValueError(f"pad={geom.pad} must be smaller than kernel={geom.kernel} on every axis "
                            f"(a window of padding only has nothing to pool)")
@@ -282,8 +283,8 @@ def nearest(xp, x, scale: int):
 
 def _upsampling_eager(device, inputs, attrs, outs):
     xp, out = device.xp, outs[0]
-    scaled = [nearest(xp, x, s).astype(out.dtype, copy=False)
-              for x, s in zip(inputs, upsampling_scales([TensorSpec(a.shape, a.dtype) for a in inputs], attrs))]
+    scales = upsampling_scales([TensorSpec(a.shape, a.dtype) for a in inputs], attrs)
+    scaled = [nearest(xp, x, s).astype(out.dtype, copy=False) for x, s in zip(inputs, scales)]
     if len(scaled) == 1:
         return xp.ascontiguousarray(scaled[0])
     if attrs["multi_input_mode"] == "sum":

@@ -3,9 +3,9 @@ from ..block import Block, Sequential
 from ..hybrid import HybridBlock
 from ..symbol_block import SymbolBlock
 from .basic_layers import Activation, Dense, Dropout, Flatten, HybridLambda, HybridSequential, Lambda
-from .conv_layers import (AvgPool1D, AvgPool2D, AvgPool3D, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose,
-                          Conv3D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, MaxPool1D,
-                          MaxPool2D, MaxPool3D, ReflectionPad2D)
+from .conv_layers import (AvgPool1D, AvgPool2D, AvgPool3D, Conv1D, Conv1DTranspose, Conv2D,
+                          Conv2DTranspose, Conv3D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
+                          GlobalMaxPool2D, MaxPool1D, MaxPool2D, MaxPool3D, ReflectionPad2D)
 from .norm_layers import BatchNorm, Embedding, LayerNorm
 
 __all__ = ["Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense", "Activation",

@@ -71,8 +71,8 @@ class _Conv(HybridBlock):
                         "pad": _tuple(padding, dims, "padding", kind), "num_filter": channels,
                         "num_group": groups, "no_bias": not use_bias,
                         "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
-        for name, key, low in (("kernel_size", "kernel", 1), ("strides", "stride", 1), ("dilation", "dilate", 1),
-                               ("padding", "pad", 0)):
+        for name, key, low in (("kernel_size", "kernel", 1), ("strides", "stride", 1),
+                               ("dilation", "dilate", 1), ("padding", "pad", 0)):
             if min(self._kwargs[key]) < low:
                 raise OpValueError(f"{kind}: {name}={self._kwargs[key]} must be >= {low} on every axis; "
                                    f"e.g. {name}={(low,) * dims}")
@@ -95,15 +95,15 @@ class _Conv(HybridBlock):
         """Rank and channels of an NDArray input, in the layer's words (symbols: checked at trace time)."""
         dims, kind = self._dims, type(self).__name__
         if len(x.shape) != dims + 2:
-            raise GhError(f"{self.name} ({kind}): needs {dims + 2}-d input ({_LAYOUTS[dims]}: batch, channels, "
-                          f"{dims} spatial axes), got shape {x.shape}; add a batch axis with "
+            raise GhError(f"{self.name} ({kind}): needs {dims + 2}-d input ({_LAYOUTS[dims]}: batch, "
+                          f"channels, {dims} spatial axes), got shape {x.shape}; add a batch axis with "
                           f"expand_dims(axis=0) or use a {len(x.shape) - 2}-D layer")
         channels = x.shape[1]
         expected = self._known_in_channels()
         if expected and channels != expected:
-            raise GhError(f"{self.name} ({kind}): input {x.shape} has {channels} channels but the layer's weight "
-                          f"{self.weight.shape} expects {expected}; feed {expected}-channel data or create "
-                          f"the layer with in_channels={channels} (or 0 to infer it)")
+            raise GhError(f"{self.name} ({kind}): input {x.shape} has {channels} channels but the layer's "
+                          f"weight {self.weight.shape} expects {expected}; feed {expected}-channel data or "
+                          f"create the layer with in_channels={channels} (or 0 to infer it)")
         if channels % self._groups:
             raise GhError(f"{self.name} ({kind}): input {x.shape} has {channels} channels, which groups="
                           f"{self._groups} does not divide; use a groups that divides the channels")
@@ -159,7 +159,8 @@ class Conv3D(_Conv):
 
 
 class Conv1DTranspose(_Conv):
-    """1-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels, channels / groups, k)."""
+    """1-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels,
+    channels / groups, k)."""
     _dims, _op_name = 1, "Deconvolution"
 
 
@@ -174,12 +175,13 @@ class _Pool(HybridBlock):
 
     _dims, _pool_type, _global = 2, "max", False
 
-    def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False, layout: str | None = None,
-                 count_include_pad: bool = True, prefix: str | None = None, params=None):
+    def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False,
+                 layout: str | None = None, count_include_pad: bool = True, prefix: str | None = None,
+                 params=None):
         super().__init__(prefix, params)
         dims, kind = self._dims, type(self).__name__
-        self._kwargs = {"pool_type": self._pool_type, "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind),
-                        "global_pool": self._global}
+        self._kwargs = {"pool_type": self._pool_type, "global_pool": self._global,
+                        "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
         if not self._global:
             kernel = _tuple(pool_size, dims, "pool_size", kind)
             self._kwargs.update(kernel=kernel, stride=_tuple(kernel if strides is None else strides, dims,
@@ -210,8 +212,8 @@ def _pool_class(name: str, dims: int, pool_type: str, is_global: bool = False, d
                                  "__module__": __name__})
 
 
-MaxPool1D = _pool_class("MaxPool1D", 1, "max", doc="Max pooling over (N, C, W); strides default to pool_size.")
-MaxPool2D = _pool_class("MaxPool2D", 2, "max", doc="Max pooling over (N, C, H, W); strides default to pool_size.")
+MaxPool1D = _pool_class("MaxPool1D", 1, "max", doc="Max pooling over (N, C, W); strides default to the size.")
+MaxPool2D = _pool_class("MaxPool2D", 2, "max", doc="Max pooling over (N, C, H, W); strides default to size.")
 MaxPool3D = _pool_class("MaxPool3D", 3, "max", doc="Max pooling over (N, C, D, H, W).")
 AvgPool1D = _pool_class("AvgPool1D", 1, "avg", doc="Average pooling over (N, C, W).")
 AvgPool2D = _pool_class("AvgPool2D", 2, "avg", doc="Average pooling over (N, C, H, W).")
