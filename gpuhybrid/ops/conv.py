@@ -47,7 +47,7 @@ class Geometry:
                      for i, p, dk, s in zip(in_spatial, self.pad, self.dilated_kernel, self.stride))
 
 
-def geometry(attrs: dict, op: str = "Convolution") -> Geometry:
+def geometry(attrs: dict) -> Geometry:
     """The checked geometry of ``attrs`` (kernel, stride, dilate, pad; the last three default per axis)."""
     kernel = attrs["kernel"]
     dims = len(kernel)
@@ -70,7 +70,7 @@ def geometry(attrs: dict, op: str = "Convolution") -> Geometry:
     return Geometry(tuple(kernel), stride, dilate, pad)
 
 
-def check_layout(attrs: dict, dims: int, op: str) -> None:
+def check_layout(attrs: dict, dims: int) -> None:
     layout = attrs.get("layout")
     if layout is None or layout == CHANNEL_FIRST[dims]:
         return
@@ -81,7 +81,7 @@ def check_layout(attrs: dict, dims: int, op: str) -> None:
     raise OpValueError(f"layout={layout!r} does not fit a {dims}-D kernel; use {CHANNEL_FIRST[dims]!r}")
 
 
-def check_data_rank(data: TensorSpec, dims: int, op: str, kernel: tuple) -> None:
+def check_data_rank(data: TensorSpec, dims: int, kernel: tuple) -> None:
     if len(data.shape) != dims + 2:
         raise ShapeError(f"a {dims}-D kernel {kernel} needs {dims + 2}-d data "
                          f"({CHANNEL_FIRST[dims]}: batch, channels, {dims} spatial axes), got data of shape "
@@ -89,7 +89,7 @@ def check_data_rank(data: TensorSpec, dims: int, op: str, kernel: tuple) -> None
                          f"or use a {len(data.shape) - 2}-D layer")
 
 
-def check_fits(in_spatial: tuple, geom: Geometry, op: str, shape: tuple) -> None:
+def check_fits(in_spatial: tuple, geom: Geometry, shape: tuple) -> None:
     padded = tuple(i + 2 * p for i, p in zip(in_spatial, geom.pad))
     if any(dk > p for dk, p in zip(geom.dilated_kernel, padded)):
         raise ShapeError(f"kernel {geom.kernel} (dilated to {geom.dilated_kernel}) is larger than the "
@@ -198,7 +198,7 @@ def _float_dtype(specs) -> np.dtype:
     return dtype
 
 
-def _check_groups(channels: int, filters: int, groups: int, op: str, shape: tuple) -> None:
+def _check_groups(channels: int, filters: int, groups: int, shape: tuple) -> None:
     if groups < 1:
         raise OpValueError(f"num_group={groups} must be >= 1")
     if channels % groups or filters % groups:
@@ -206,27 +206,27 @@ def _check_groups(channels: int, filters: int, groups: int, op: str, shape: tupl
                          f"{shape}) and num_filter={filters}; choose a num_group that divides both")
 
 
-def _check_bias(specs, attrs, filters: int, op: str) -> None:
+def _check_bias(specs, attrs, filters: int) -> None:
     if not attrs["no_bias"] and specs[2].shape != (filters,):
         raise ShapeError(f"bias must have shape ({filters},) (one per filter), got {specs[2].shape}")
 
 
 def _conv_rule(specs, attrs):
     x, w = specs[0], specs[1]
-    geom = geometry(attrs, "Convolution")
-    check_layout(attrs, geom.dims, "Convolution")
-    check_data_rank(x, geom.dims, "Convolution", geom.kernel)
+    geom = geometry(attrs)
+    check_layout(attrs, geom.dims)
+    check_data_rank(x, geom.dims, geom.kernel)
     channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
     if filters < 1:
         raise OpValueError(f"num_filter={filters} must be >= 1")
-    _check_groups(channels, filters, groups, "Convolution", x.shape)
+    _check_groups(channels, filters, groups, x.shape)
     expected = (filters, channels // groups) + geom.kernel
     if w.shape != expected:
         raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} channels: "
                          f"expected {expected} (num_filter, channels / num_group, *kernel); give the layer "
                          f"in_channels={channels} or feed data with {w.shape[1] * groups} channels")
-    check_fits(x.shape[2:], geom, "Convolution", x.shape)
-    _check_bias(specs, attrs, filters, "Convolution")
+    check_fits(x.shape[2:], geom, x.shape)
+    _check_bias(specs, attrs, filters)
     return TensorSpec((x.shape[0], filters) + geom.out_spatial(x.shape[2:]), _float_dtype(specs))
 
 
@@ -320,7 +320,7 @@ def deconv_out_spatial(geom: Geometry, pad: tuple, adj: tuple, in_spatial: tuple
 
 def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
     """(the geometry with the effective pad, out spatial)."""
-    geom = geometry(attrs, "Deconvolution")
+    geom = geometry(attrs)
     pad, adj = deconv_pad_adj(attrs, geom, in_spatial)
     out_spatial = deconv_out_spatial(geom, pad, adj, in_spatial)
     return Geometry(geom.kernel, geom.stride, geom.dilate, pad), out_spatial
@@ -328,19 +328,19 @@ def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
 
 def _deconv_rule(specs, attrs):
     x, w = specs[0], specs[1]
-    geom = geometry(attrs, "Deconvolution")
-    check_layout(attrs, geom.dims, "Deconvolution")
-    check_data_rank(x, geom.dims, "Deconvolution", geom.kernel)
+    geom = geometry(attrs)
+    check_layout(attrs, geom.dims)
+    check_data_rank(x, geom.dims, geom.kernel)
     channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
     if filters < 1:
         raise OpValueError(f"num_filter={filters} must be >= 1")
-    _check_groups(channels, filters, groups, "Deconvolution", x.shape)
+    _check_groups(channels, filters, groups, x.shape)
     expected = (channels, filters // groups) + geom.kernel
     if w.shape != expected:
         raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} "
                          f"channels: expected {expected} (channels, num_filter / num_group, *kernel); give "
                          f"the layer in_channels={channels} or feed data with {w.shape[0]} channels")
-    _check_bias(specs, attrs, filters, "Deconvolution")
+    _check_bias(specs, attrs, filters)
     _, out_spatial = deconv_geometry(attrs, x.shape[2:])
     if min(out_spatial) < 1:
         raise ShapeError(f"data {x.shape} with kernel {geom.kernel}, stride {geom.stride} and "
@@ -388,12 +388,12 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
 
 def _weight_grad_rule(specs, attrs):
     x, g = specs
-    geom = geometry(attrs, "convolution_weight_backward")
-    check_data_rank(x, geom.dims, "convolution_weight_backward", geom.kernel)
-    check_data_rank(g, geom.dims, "convolution_weight_backward", geom.kernel)
+    geom = geometry(attrs)
+    check_data_rank(x, geom.dims, geom.kernel)
+    check_data_rank(g, geom.dims, geom.kernel)
     groups = attrs["num_group"]
-    _check_groups(x.shape[1], g.shape[1], groups, "convolution_weight_backward", x.shape)
-    check_fits(x.shape[2:], geom, "convolution_weight_backward", x.shape)
+    _check_groups(x.shape[1], g.shape[1], groups, x.shape)
+    check_fits(x.shape[2:], geom, x.shape)
     reach = geom.out_spatial(x.shape[2:])
     if x.shape[0] != g.shape[0] or any(o > r for o, r in zip(g.shape[2:], reach)):
         raise ShapeError(f"gradient {g.shape} does not fit data {x.shape} "

@@ -23,7 +23,7 @@ from .registry import OpDef, TensorSpec, register, require_float
 POOL_TYPES = ("max", "avg", "sum", "lp")
 
 
-def pool_geometry(attrs: dict, data_shape: tuple, op: str = "Pooling") -> Geometry:
+def pool_geometry(attrs: dict, data_shape: tuple) -> Geometry:
     """The window of ``attrs`` over data of ``data_shape`` (the whole spatial extent when global)."""
     spatial = tuple(data_shape[2:])
     if attrs["global_pool"]:
@@ -33,7 +33,7 @@ def pool_geometry(attrs: dict, data_shape: tuple, op: str = "Pooling") -> Geomet
         return Geometry(spatial, (1,) * len(spatial), (1,) * len(spatial), (0,) * len(spatial))
     if not attrs["kernel"]:
         raise OpValueError(f"kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
-    return geometry({**attrs, "dilate": ()}, op)
+    return geometry({**attrs, "dilate": ()})
 
 
 def pool_out(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
@@ -49,12 +49,12 @@ def pool_out(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
     return tuple(outs), tuple(extra)
 
 
-def _pool_rule(specs, attrs, op="Pooling"):
+def _pool_rule(specs, attrs):
     x = specs[0]
     require_float(x.dtype)
-    geom = pool_geometry(attrs, x.shape, op)
-    check_layout(attrs, geom.dims, op)
-    check_data_rank(x, geom.dims, op, geom.kernel)
+    geom = pool_geometry(attrs, x.shape)
+    check_layout(attrs, geom.dims)
+    check_data_rank(x, geom.dims, geom.kernel)
     padded = tuple(i + 2 * p for i, p in zip(x.shape[2:], geom.pad))
     if any(k > p for k, p in zip(geom.kernel, padded)):
         raise ShapeError(f"kernel {geom.kernel} is larger than the padded input {padded} (data "
@@ -168,7 +168,7 @@ def _pool_backward_rule(specs, attrs):
     if attrs["pool_type"] == "lp":
         raise OpValueError("lp pooling's gradient is composed of sum pooling's; "
                            "use pool_type='sum'")
-    expected = _pool_rule([x], attrs, "pooling_backward")
+    expected = _pool_rule([x], attrs)
     if g.shape != expected.shape:
         raise ShapeError(f"gradient {g.shape} does not match the pooled shape {expected.shape}")
     return TensorSpec(x.shape, x.dtype)
@@ -201,7 +201,7 @@ def _gather_rule(specs, attrs):
     if attrs["pool_type"] != "max":
         raise OpValueError("only max pooling routes by position; "
                            f"pool_type={attrs['pool_type']!r} has the linear adjoint Pooling")
-    pooled = _pool_rule([x], attrs, "pooling_gather_backward")
+    pooled = _pool_rule([x], attrs)
     if v.shape != x.shape:
         raise ShapeError(f"values {v.shape} must have the data's shape {x.shape}")
     return TensorSpec(pooled.shape, promote_float(x, v))
