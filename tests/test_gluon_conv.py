@@ -110,6 +110,23 @@ def test_reflection_pad_matches_numpy():
         np.testing.assert_array_equal(got, np.pad(x, ((0, 0), (0, 0)) + width, mode="reflect"))
 
 
+def test_a_hybridized_cnn_exports_and_imports_without_its_class(tmp_path):
+    """MXNet's save/load tutorial with a CNN: export, then SymbolBlock.imports predicts the same."""
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(6, kernel_size=5, padding=2, activation="relu"), nn.MaxPool2D(ceil_mode=True),
+            nn.Conv2DTranspose(4, 3, strides=2, output_padding=1),
+            nn.AvgPool2D(3, strides=1, padding=1, count_include_pad=False), nn.GlobalAvgPool2D(),
+            nn.Dense(10))
+    net.initialize()
+    x = nd.array(np.random.default_rng(4).standard_normal((2, 1, 12, 12)))
+    net.hybridize()
+    expected = net(x).asnumpy()
+    net.export(str(tmp_path / "cnn"))
+    loaded = nn.SymbolBlock.imports(str(tmp_path / "cnn-symbol.json"), ["data"],
+                                    str(tmp_path / "cnn-0000.params"))
+    np.testing.assert_array_equal(loaded(x).asnumpy(), expected)
+
+
 # --- errors name the layer, imperatively and at trace time ---------------------------------------------
 
 def _net(*layers):
