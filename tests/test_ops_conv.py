@@ -274,3 +274,16 @@ def test_results_are_fresh_c_contiguous_arrays(name, inputs, attrs):
     parsed = op.parse_attrs(attrs)
     outs = op.infer_specs([TensorSpec(a.shape, a.dtype) for a in arrays], parsed)
     assert op.fresh_results and op.eager(gh.cpu(), arrays, parsed, outs).flags.c_contiguous
+
+
+def test_an_empty_batch_gives_empty_results_and_zero_weight_gradients():
+    from gpuhybrid import autograd
+    x, w, b = nd.zeros((0, 2, 5, 5)), nd.ones((4, 1, 3, 3)), nd.zeros((4,))
+    w.attach_grad()
+    with autograd.record():
+        y = nd.Convolution(x, w, b, kernel=(3, 3), num_filter=4, num_group=2)
+    y.backward()
+    assert y.shape == (0, 4, 3, 3) and not w.grad.asnumpy().any()
+    assert nd.Deconvolution(x, nd.ones((2, 2, 3, 3)), kernel=(3, 3), num_filter=2, no_bias=True).shape == (
+        0, 2, 7, 7)
+    assert nd.Pooling(x, kernel=(2, 2), pool_type="avg").shape == (0, 2, 4, 4)

@@ -143,7 +143,12 @@ def _columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
     """im2col: (N, groups, C/groups * prod(kernel), prod(out)), one contiguous copy."""
     padded = pad_spatial(xp, x, geom.pad, geom.pad)
     cols = xp.ascontiguousarray(windows(xp, padded, geom, out_spatial))
-    return cols.reshape(x.shape[0], groups, -1, int(np.prod(out_spatial, dtype=np.int64)))
+    return cols.reshape(x.shape[0], groups, x.shape[1] // groups * _size(geom.kernel), _size(out_spatial))
+
+
+def _size(shape: tuple) -> int:
+    """Elements of ``shape``: reshapes name every size (a -1 cannot be solved for an empty batch)."""
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def _per_filter(num_filter: int, groups: int) -> bool:
@@ -156,7 +161,7 @@ def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
     """Convolution of x (N, C, *in) with w (F, C/groups, *kernel): (N, F, *out) in x's dtype."""
     n, filters = x.shape[0], w.shape[0]
     cols = _columns(xp, x, geom, out_spatial, groups)
-    wm = w.reshape(groups, filters // groups, -1)
+    wm = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel))
     y = xp.einsum("gfk,ngkp->ngfp", wm, cols) if _per_filter(filters, groups) else xp.matmul(wm, cols)
     return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
 
@@ -165,8 +170,8 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
     """The adjoint of ``conv_forward`` in x: g (N, F, *out) -> (N, C, *in), C = w.shape[1] * groups."""
     n, filters, out_spatial = g.shape[0], g.shape[1], g.shape[2:]
     channels = w.shape[1] * groups
-    gm = g.reshape(n, groups, filters // groups, -1)
-    wt = w.reshape(groups, filters // groups, -1).swapaxes(1, 2)
+    gm = g.reshape(n, groups, filters // groups, _size(out_spatial))
+    wt = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel)).swapaxes(1, 2)
     cols = xp.einsum("gkf,ngfp->ngkp", wt, gm) if _per_filter(filters, groups) else xp.matmul(wt, gm)
     cols = cols.reshape((n, channels) + geom.kernel + tuple(out_spatial))
     return col2im(xp, cols, geom, tuple(in_spatial), g.dtype)
@@ -182,10 +187,11 @@ def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
     view = windows(xp, pad_spatial(xp, x, geom.pad, geom.pad), geom, out_spatial)    # (N, C, *k, *out)
     cols = xp.ascontiguousarray(view.transpose((1,) + tuple(range(2, 2 + dims)) + (0,)
                                                + tuple(range(2 + dims, 2 + 2 * dims))))
-    cols = cols.reshape(groups, -1, n * int(np.prod(out_spatial, dtype=np.int64)))   # (G, Cg*K, N*P)
-    gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, -1).transpose(1, 2, 0, 3))
-    gt = gt.reshape(groups, filters // groups, -1)
-    # 2-D products: NumPy's stacked matmul leaves BLAS for a transposed operand (100x slower here)
+    taps, positions = channels // groups * _size(geom.kernel), _size(out_spatial)
+    cols = cols.reshape(groups, taps, n * positions)                                 # (G, Cg*K, N*P)
+    gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
+    gt = gt.reshape(groups, filters // groups, n * positions)
+    # one plain 2-D product per group: each is a single BLAS call on a transposed view
     dw = xp.stack([xp.matmul(gt[k], cols[k].T) for k in range(groups)])             # (G, Fg, Cg*K)
     return dw.reshape((filters, channels // groups) + geom.kernel)
 
