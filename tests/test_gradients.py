@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gpuhybrid.ops import REGISTRY
 from gpuhybrid.ops.gradients import GRADIENTS
 from gpuhybrid.ops.shape_ops import encode_index
+from conv_grad_cases import CONV_CASES
 from grad_helpers import check_op_gradients
 from helpers import SETTINGS
 
@@ -550,6 +551,7 @@ CASES.update({
     "SequenceMask": sequence_mask(), "broadcast_like": broadcast_like(), "broadcast_axis": broadcast_axis(),
     "InstanceNorm": instance_norm(),
 })
+CASES.update(CONV_CASES)
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
 

@@ -46,8 +46,11 @@ API = {
                         "SymbolBlock", "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"},
     "gpuhybrid.gluon.nn": {"Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense",
                            "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "Identity",
-                           "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU", "PReLU", "ELU",
-                           "SELU", "GELU", "Swish"},
+                           "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU", "PReLU",
+                           "ELU", "SELU", "GELU", "Swish", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
+                           "Conv2DTranspose", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D",
+                           "AvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D",
+                           "GlobalAvgPool2D", "ReflectionPad2D"},
     "gpuhybrid.gluon.contrib": {"nn"},
     "gpuhybrid.gluon.data": {"Dataset", "SimpleDataset", "ArrayDataset", "DataLoader", "vision"},
     "gpuhybrid.gluon.data.vision": {"datasets", "transforms", "MNIST", "FashionMNIST", "CIFAR10"},
@@ -83,7 +86,7 @@ NOT_API = {
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary"},
-    "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations"},
+    "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations", "conv_layers"},
     "gpuhybrid.gluon.contrib.nn": {"concurrent"},
     "gpuhybrid.gluon.data": {"dataloader", "dataset"},
     # Its modules load on first use (they import the onnx package); error is where OnnxError lives.
@@ -127,7 +130,8 @@ def test_nd_and_sym_alias_their_packages():
 
 
 def test_gradient_only_ops_are_on_ndarray_F_not_in_nd():
-    assert GRADIENT_ONLY_OPS == {"getitem_backward", "pick_backward", "embedding_backward"}
+    assert GRADIENT_ONLY_OPS == {"getitem_backward", "pick_backward", "embedding_backward",
+                                 "convolution_weight_backward", "pooling_backward", "pooling_gather_backward"}
     for name in GRADIENT_ONLY_OPS:
         assert not hasattr(nd, name)
         assert callable(getattr(nd.NDArray.F, name))

@@ -15,9 +15,10 @@ from .modes import MODES
 from .peers import PEERS
 from .suite import Settings, run_case
 from .timing import copy_bandwidth
+from .conv_workloads import lenet_case, resnet18_case
 from .workloads import chain_case, layernorm_case, mlp_case, softmax_case, train_case
 
-WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train")
+WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train", "lenet", "resnet18")
 DESCRIPTION = """\
 Time gpuhybrid imperatively and hybridized (and hybridized with static_alloc/static_shape) on the
 lecture's MLP, elementwise chains, softmax, layer norm and an MLP training step; with --peers, the same
@@ -75,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
                         f"{', '.join(PEERS)} (name the workloads before a bare --peers)")
     g = p.add_argument_group("sizes (comma-separated lists make a sweep)")
     g.add_argument("--batch-size", type=sizes, default=None,
-                   help="mlp and train batch sizes (default 1 for mlp, 64 for train)")
+                   help="mlp, train, lenet and resnet18 batch sizes (default 1 for mlp and lenet, 64 for "
+                        "train, 16 for resnet18)")
     g.add_argument("--chain-length", type=sizes, default=[8], help="elementwise ops in the chain (default 8)")
     g.add_argument("--elements", type=size, default=1 << 22,
                    help="elements the chain runs over (default 2^22)")
@@ -150,6 +152,10 @@ def build_cases(args) -> list:
             cases.append(layernorm_case(args.rows, args.cols))
         elif workload == "train":
             cases += [train_case(b) for b in args.batch_size or [64]]
+        elif workload == "lenet":
+            cases += [lenet_case(b) for b in args.batch_size or [1]]
+        elif workload == "resnet18":
+            cases += [resnet18_case(b) for b in args.batch_size or [16]]
     return cases
 
 

@@ -17,6 +17,7 @@ import importlib
 
 import numpy as np
 
+from . import conv_workloads
 from .timing import Runner
 from .training import LEARNING_RATE, Skip, numpy_train_runner, observed
 from .workloads import Case
@@ -57,7 +58,16 @@ class ArrayOps:
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
 
     def FullyConnected(self, x, w, b, num_hidden=None):  # noqa: N802 (MXNet's name)
-        return x @ w.T + b
+        return x.reshape(x.shape[0], -1) @ w.T + b       # MXNet's flatten=True
+
+    def Convolution(self, *args, **attrs):  # noqa: N802
+        return conv_workloads.array_convolution(self.xp, *args, **attrs)
+
+    def Pooling(self, x, **attrs):  # noqa: N802
+        return conv_workloads.array_pooling(self.xp, x, **attrs)
+
+    def BatchNorm(self, *args, **attrs):  # noqa: N802
+        return conv_workloads.array_batch_norm(self.xp, *args, **attrs)
 
 
 class TorchOps:
@@ -79,7 +89,16 @@ class TorchOps:
         return self.torch.mean(x, dim=axis, keepdim=keepdims)
 
     def FullyConnected(self, x, w, b, num_hidden=None):  # noqa: N802
-        return self.torch.nn.functional.linear(x, w, b)
+        return self.torch.nn.functional.linear(x.flatten(1), w, b)
+
+    def Convolution(self, *args, **attrs):  # noqa: N802
+        return conv_workloads.torch_convolution(self.torch, *args, **attrs)
+
+    def Pooling(self, x, **attrs):  # noqa: N802
+        return conv_workloads.torch_pooling(self.torch, x, **attrs)
+
+    def BatchNorm(self, *args, **attrs):  # noqa: N802
+        return conv_workloads.torch_batch_norm(self.torch, *args, **attrs)
 
 
 def _import(module: str):

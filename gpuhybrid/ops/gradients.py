@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conv import Geometry, deconv_geometry, geometry as conv_geometry
 from .nn import dropout_active
+from .pool import upsampling_scales
 from .reduce import reduced_axes, reduced_shape
 from .registry import TensorSpec, normalize_axis
 from .shape_ops import encode_index, slice_axis_key, slice_key
@@ -565,6 +567,125 @@ def _pick(F, c):
 gradient("pick_backward")(lambda F, c: [F.pick(c.g, c.inputs[1], axis=c.attrs["axis"],
                                                keepdims=c.attrs["keepdims"], mode=c.attrs["mode"]), None])
 no_gradient("zeros_like", "ones_like")
+
+
+
+# --- convolution, pooling, up-sampling -----------------------------------------------------------------
+# Each gradient is written with the others: Convolution's data gradient is a Deconvolution (and the
+# other way round), both weight gradients are convolution_weight_backward, whose own gradients are the
+# two convolutions again; max pooling routes through pooling_backward and pooling_gather_backward.
+
+def _geometry_attrs(geom: Geometry) -> dict:
+    return {"kernel": geom.kernel, "stride": geom.stride, "dilate": geom.dilate, "pad": geom.pad}
+
+
+def _crop_spatial(F, value, have: tuple, want: tuple):
+    """``value`` without the trailing positions that no window reached (``have`` -> ``want``)."""
+    if tuple(have) == tuple(want):
+        return value
+    return F.slice(value, begin=(None, None) + (0,) * len(want), end=(None, None) + tuple(want))
+
+
+def _conv_data_gradient(F, g, w, geom: Geometry, groups: int, data_shape: tuple, out_spatial: tuple):
+    """The adjoint of a convolution in its data: a Deconvolution whose ``adj`` restores the input rows that
+    the last window did not reach."""
+    adj = tuple(i + 2 * p - ((o - 1) * s + dk) for i, p, o, s, dk in
+                zip(data_shape[2:], geom.pad, out_spatial, geom.stride, geom.dilated_kernel))
+    return F.Deconvolution(g, w, adj=adj, num_filter=data_shape[1], num_group=groups, no_bias=True,
+                           **_geometry_attrs(geom))
+
+
+def _spatial_sum(F, g, ndim: int):
+    return F.sum(g, axis=(0,) + tuple(range(2, ndim)))
+
+
+@gradient("Convolution")
+def _convolution(F, c):
+    x, w = c.inputs[:2]
+    geom, groups, out_shape = conv_geometry(c.attrs), c.attrs["num_group"], c.out_specs[0].shape
+    grads = [None] * len(c.inputs)
+    if c.want(0):
+        grads[0] = _conv_data_gradient(F, c.g, w, geom, groups, c.in_specs[0].shape, out_shape[2:])
+    if c.want(1):
+        grads[1] = F.convolution_weight_backward(x, c.g, num_group=groups, **_geometry_attrs(geom))
+    if len(c.inputs) > 2 and c.want(2):
+        grads[2] = _spatial_sum(F, c.g, len(out_shape))
+    return grads
+
+
+@gradient("Deconvolution")
+def _deconvolution(F, c):
+    x, w = c.inputs[:2]
+    x_shape, out_shape = c.in_specs[0].shape, c.out_specs[0].shape
+    geom, _ = deconv_geometry(c.attrs, x_shape[2:])
+    groups = c.attrs["num_group"]
+    grads = [None] * len(c.inputs)
+    if c.want(0):
+        dx = F.Convolution(c.g, w, num_filter=x_shape[1], num_group=groups, no_bias=True,
+                           **_geometry_attrs(geom))
+        grads[0] = _crop_spatial(F, dx, geom.out_spatial(out_shape[2:]), x_shape[2:])
+    if c.want(1):
+        grads[1] = F.convolution_weight_backward(c.g, x, num_group=groups, **_geometry_attrs(geom))
+    if len(c.inputs) > 2 and c.want(2):
+        grads[2] = _spatial_sum(F, c.g, len(out_shape))
+    return grads
+
+
+@gradient("convolution_weight_backward")
+def _convolution_weight_backward(F, c):
+    """<G, dW(x, g)> = <g, conv(x, G)>: bilinear in x and g."""
+    x, g = c.inputs
+    geom, groups = conv_geometry(c.attrs), c.attrs["num_group"]
+    x_shape, g_shape = c.in_specs[0].shape, c.in_specs[1].shape
+    grads = [None, None]
+    if c.want(0):
+        grads[0] = _conv_data_gradient(F, g, c.g, geom, groups, x_shape, g_shape[2:])
+    if c.want(1):
+        dg = F.Convolution(x, c.g, num_filter=g_shape[1], num_group=groups, no_bias=True,
+                           **_geometry_attrs(geom))
+        grads[1] = _crop_spatial(F, dg, geom.out_spatial(x_shape[2:]), g_shape[2:])
+    return grads
+
+
+@gradient("Pooling")
+def _pooling(F, c):
+    attrs = c.attrs
+    if attrs["pool_type"] != "lp":
+        return [F.pooling_backward(c.x, c.g, **attrs)]
+    # y = (sum x^p)^(1/p): dy/dx = (x / y)^(p-1), spread over each window as sum pooling spreads
+    p, as_sum = attrs["p_value"], {**attrs, "pool_type": "sum"}
+    if p == 1:
+        return [F.pooling_backward(c.x, c.g, **as_sum)]
+    per_window = c.g / c.y if p == 2 else c.g / (c.y * c.y)
+    return [F.pooling_backward(c.x, per_window, **as_sum) * (c.x if p == 2 else c.x * c.x)]
+
+
+@gradient("pooling_backward")
+def _pooling_backward(F, c):
+    """Linear in the gradient; piecewise constant in the data (max: which tap wins)."""
+    if c.attrs["pool_type"] == "max":
+        return [None, F.pooling_gather_backward(c.x, c.g, **c.attrs)]
+    return [None, F.Pooling(c.g, **c.attrs)]
+
+
+gradient("pooling_gather_backward")(lambda F, c: [None, F.pooling_backward(c.x, c.g, **c.attrs)])
+
+
+@gradient("UpSampling")
+def _upsampling(F, c):
+    grads, channel = [], 0
+    scales = upsampling_scales(c.in_specs, c.attrs)
+    single = len(c.inputs) == 1 or c.attrs["multi_input_mode"] == "sum"
+    for i, (spec, scale) in enumerate(zip(c.in_specs, scales)):
+        n, channels, spatial = spec.shape[0], spec.shape[1], spec.shape[2:]
+        part = c.g if single else F.slice_axis(c.g, axis=1, begin=channel, end=channel + channels)
+        channel += channels
+        if not c.want(i):
+            grads.append(None)
+            continue
+        blocks = F.reshape(part, shape=(n, channels) + tuple(v for d in spatial for v in (d, scale)))
+        grads.append(F.sum(blocks, axis=tuple(3 + 2 * k for k in range(len(spatial)))))
+    return grads
 
 
 __all__ = ["GRADIENTS", "GradCall", "fit_gradient"]

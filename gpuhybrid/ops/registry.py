@@ -72,6 +72,10 @@ class OpDef:
     # matrices in one dtype: a library GEMM with nothing around it.
     plain_gemm: "Callable[[dict, list, list], bool] | None" = None
     input_count: "Callable[[dict], int] | None" = None  # when optional inputs depend on attrs
+    # The op adds its last input (a bias, one value per index of this output axis) to a product unless
+    # attr ``no_bias``: the graph may compute the product alone (with no_bias=True) and add the bias in the
+    # elementwise epilogue that fuses with what follows (Convolution, Deconvolution: axis 1).
+    bias_axis: "int | None" = None
     num_outputs: "int | Callable[[dict], int]" = 1
     # The last ``hidden_outputs`` outputs are values saved for the gradient rule (Dropout's draw, the batch
     # statistics of BatchNorm): graphs and the tape see them, ``nd`` and ``sym`` callers do not (MXNet's

@@ -11,6 +11,7 @@ import numpy as np
 
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
+from .conv_epilogue import split_bias_add
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
@@ -42,6 +43,7 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
               ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue),
+              ("split_bias_add", split_bias_add),
               ("lower_plain_gemms", lower_plain_gemms)]
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
@@ -101,5 +103,5 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
 __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_graph", "GraphInvariantError",
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
-           "lower_plain_gemms", "lower_small_gemms", "fuse_elementwise", "fuse_row_reductions",
-           "store_in_place"]
+           "split_bias_add", "lower_plain_gemms", "lower_small_gemms", "fuse_elementwise",
+           "fuse_row_reductions", "store_in_place"]

@@ -1,0 +1,268 @@
+"""Convolution and pooling layers (MXNet Gluon's signatures): Conv1D/2D/3D, Conv1DTranspose/2DTranspose,
+Max/AvgPool1D/2D/3D, GlobalMax/AvgPool1D/2D, ReflectionPad2D.
+
+A convolution's weight is (channels, in_channels / groups, *kernel_size); ``in_channels=0`` infers it
+from the first input (a transposed convolution's weight is (in_channels, channels / groups, *kernel)).
+Input errors (a wrong rank, a channel count that does not fit the weight) name the layer: imperatively
+here, and at trace time through the hybridized block's own error wrapping.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ...errors import GhError, OpValueError
+from ...ndarray import NDArray
+from ..hybrid import HybridBlock
+from .basic_layers import Activation
+
+_LAYOUTS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+
+
+def _tuple(value, dims: int, name: str, layer: str) -> tuple:
+    """An int or a tuple of ``dims`` ints, as MXNet's layers take them."""
+    if isinstance(value, int):
+        return (value,) * dims
+    value = tuple(value)
+    if len(value) != dims or not all(isinstance(v, int) for v in value):
+        raise OpValueError(f"{layer}: {name}={value!r} must be an int or a tuple of {dims} ints")
+    return value
+
+
+def _check_layout(layout: str, dims: int, layer: str) -> str:
+    if layout != _LAYOUTS[dims]:
+        raise OpValueError(f"{layer}: layout={layout!r} is not one this device can run; use "
+                           f"layout={_LAYOUTS[dims]!r} (channel first) and transpose the data to it")
+    return layout
+
+
+@contextmanager
+def _named_errors(layer: HybridBlock, x):
+    """Op errors of an imperative call prefixed with the layer (a trace names the node, ``<layer>_fwd``)."""
+    try:
+        yield
+    except GhError as exc:
+        if not isinstance(x, NDArray):
+            raise
+        raise type(exc)(f"{layer.name} ({type(layer).__name__}): {exc}") from None
+
+
+class _Conv(HybridBlock):
+    """The shared body of the convolution layers (``op_name`` Convolution or Deconvolution)."""
+
+    _dims = 2
+    _op_name = "Convolution"
+
+    def __init__(self, channels: int, kernel_size, strides=1, padding=0, dilation=1, groups: int = 1,
+                 layout: str | None = None, activation: str | None = None, use_bias: bool = True,
+                 weight_initializer=None, bias_initializer="zeros", in_channels: int = 0,
+                 output_padding=0, dtype="float32", prefix: str | None = None, params=None):
+        super().__init__(prefix, params)
+        dims, kind = self._dims, type(self).__name__
+        if channels <= 0 or groups <= 0 or in_channels < 0:
+            raise OpValueError(f"{kind}: channels={channels} and groups={groups} must be positive and "
+                               f"in_channels={in_channels} >= 0 (0 infers it)")
+        if channels % groups or in_channels % groups:
+            raise OpValueError(f"{kind}: groups={groups} must divide channels={channels} and "
+                               f"in_channels={in_channels}")
+        self._channels, self._in_channels, self._groups = channels, in_channels, groups
+        self._kwargs = {"kernel": _tuple(kernel_size, dims, "kernel_size", kind),
+                        "stride": _tuple(strides, dims, "strides", kind),
+                        "dilate": _tuple(dilation, dims, "dilation", kind),
+                        "pad": _tuple(padding, dims, "padding", kind), "num_filter": channels,
+                        "num_group": groups, "no_bias": not use_bias,
+                        "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
+        for name, key, low in (("kernel_size", "kernel", 1), ("strides", "stride", 1),
+                               ("dilation", "dilate", 1), ("padding", "pad", 0)):
+            if min(self._kwargs[key]) < low:
+                raise OpValueError(f"{kind}: {name}={self._kwargs[key]} must be >= {low} on every axis; "
+                                   f"e.g. {name}={(low,) * dims}")
+        if self._op_name == "Deconvolution":
+            self._kwargs["adj"] = _tuple(output_padding, dims, "output_padding", kind)
+        self.weight = self.params_create("weight", shape=self._weight_shape(in_channels), dtype=dtype,
+                                         init=weight_initializer)
+        self.bias = (self.params_create("bias", shape=(channels,), dtype=dtype, init=bias_initializer)
+                     if use_bias else None)
+        with self.name_scope():
+            self.act = Activation(activation, prefix=f"{activation}_") if activation else None
+
+    def _weight_shape(self, in_channels: int) -> tuple:
+        kernel = self._kwargs["kernel"]
+        if self._op_name == "Deconvolution":
+            return (in_channels, self._channels // self._groups) + kernel
+        return (self._channels, in_channels // self._groups) + kernel
+
+    def _check_input(self, x) -> None:
+        """Rank and channels of an NDArray input, in the layer's words (symbols: checked at trace time)."""
+        dims, kind = self._dims, type(self).__name__
+        if len(x.shape) != dims + 2:
+            raise GhError(f"{self.name} ({kind}): needs {dims + 2}-d input ({_LAYOUTS[dims]}: batch, "
+                          f"channels, {dims} spatial axes), got shape {x.shape}; add a batch axis with "
+                          f"expand_dims(axis=0) or use a {len(x.shape) - 2}-D layer")
+        channels = x.shape[1]
+        expected = self._known_in_channels()
+        if expected and channels != expected:
+            raise GhError(f"{self.name} ({kind}): input {x.shape} has {channels} channels but the layer's "
+                          f"weight {self.weight.shape} expects {expected}; feed {expected}-channel data or "
+                          f"create the layer with in_channels={channels} (or 0 to infer it)")
+        if channels % self._groups:
+            raise GhError(f"{self.name} ({kind}): input {x.shape} has {channels} channels, which groups="
+                          f"{self._groups} does not divide; use a groups that divides the channels")
+
+    def _known_in_channels(self) -> int:
+        shape = self.weight.shape
+        if self._op_name == "Deconvolution":
+            return shape[0]
+        return shape[1] * self._groups if shape[1] else 0
+
+    def infer_shape(self, x, *args) -> None:
+        self._check_input(x)
+        self.weight.shape = self._weight_shape(x.shape[1])
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        if isinstance(x, NDArray):
+            self._check_input(x)
+        op, named = getattr(F, self._op_name), {**self._kwargs, "name": f"{self.name}_fwd"}
+        with _named_errors(self, x):
+            out = op(x, weight, bias, **named) if bias is not None else op(x, weight, **named)
+        return self.act(out) if self.act is not None else out
+
+    def _repr_args(self) -> str:
+        k = self._kwargs
+        in_channels = self._known_in_channels() or None
+        text = f"{in_channels} -> {self._channels}, kernel_size={k['kernel']}, stride={k['stride']}"
+        if any(p for p in k["pad"]):
+            text += f", padding={k['pad']}"
+        if any(d != 1 for d in k["dilate"]):
+            text += f", dilation={k['dilate']}"
+        if self._groups != 1:
+            text += f", groups={self._groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.act is not None:
+            text += f", Activation({self.act._act_type})"
+        return text
+
+
+class Conv1D(_Conv):
+    """1-D convolution over (N, C, W); weight (channels, in_channels / groups, k)."""
+    _dims = 1
+
+
+class Conv2D(_Conv):
+    """2-D convolution over (N, C, H, W); weight (channels, in_channels / groups, kh, kw)."""
+    _dims = 2
+
+
+class Conv3D(_Conv):
+    """3-D convolution over (N, C, D, H, W); weight (channels, in_channels / groups, kd, kh, kw)."""
+    _dims = 3
+
+
+class Conv1DTranspose(_Conv):
+    """1-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels,
+    channels / groups, k)."""
+    _dims, _op_name = 1, "Deconvolution"
+
+
+class Conv2DTranspose(_Conv):
+    """2-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels, channels / groups,
+    kh, kw)."""
+    _dims, _op_name = 2, "Deconvolution"
+
+
+class _Pool(HybridBlock):
+    """The shared body of the pooling layers."""
+
+    _dims, _pool_type, _global = 2, "max", False
+
+    def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False,
+                 layout: str | None = None, count_include_pad: bool = True, prefix: str | None = None,
+                 params=None):
+        super().__init__(prefix, params)
+        dims, kind = self._dims, type(self).__name__
+        self._kwargs = {"pool_type": self._pool_type, "global_pool": self._global,
+                        "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
+        if not self._global:
+            kernel = _tuple(pool_size, dims, "pool_size", kind)
+            self._kwargs.update(kernel=kernel, stride=_tuple(kernel if strides is None else strides, dims,
+                                                             "strides", kind),
+                                pad=_tuple(padding, dims, "padding", kind),
+                                pooling_convention="full" if ceil_mode else "valid")
+            if self._pool_type == "avg":
+                self._kwargs["count_include_pad"] = count_include_pad
+
+    def hybrid_forward(self, F, x):
+        if isinstance(x, NDArray) and len(x.shape) != self._dims + 2:
+            raise GhError(f"{self.name} ({type(self).__name__}): needs {self._dims + 2}-d input "
+                          f"({_LAYOUTS[self._dims]}), got shape {x.shape}; reshape the input or use a "
+                          f"{len(x.shape) - 2}-D pooling layer")
+        with _named_errors(self, x):
+            return F.Pooling(x, name=f"{self.name}_fwd", **self._kwargs)
+
+    def _repr_args(self) -> str:
+        k = self._kwargs
+        if self._global:
+            return ""
+        return (f"size={k['kernel']}, stride={k['stride']}, padding={k['pad']}, "
+                f"ceil_mode={k['pooling_convention'] == 'full'}")
+
+
+def _pool_class(name: str, dims: int, pool_type: str, is_global: bool = False, doc: str = "") -> type:
+    return type(name, (_Pool,), {"_dims": dims, "_pool_type": pool_type, "_global": is_global, "__doc__": doc,
+                                 "__module__": __name__})
+
+
+MaxPool1D = _pool_class("MaxPool1D", 1, "max", doc="Max pooling over (N, C, W); strides default to the size.")
+MaxPool2D = _pool_class("MaxPool2D", 2, "max", doc="Max pooling over (N, C, H, W); strides default to size.")
+MaxPool3D = _pool_class("MaxPool3D", 3, "max", doc="Max pooling over (N, C, D, H, W).")
+AvgPool1D = _pool_class("AvgPool1D", 1, "avg", doc="Average pooling over (N, C, W).")
+AvgPool2D = _pool_class("AvgPool2D", 2, "avg", doc="Average pooling over (N, C, H, W).")
+AvgPool3D = _pool_class("AvgPool3D", 3, "avg", doc="Average pooling over (N, C, D, H, W).")
+GlobalMaxPool1D = _pool_class("GlobalMaxPool1D", 1, "max", True, "Max over the whole width: (N, C, 1).")
+GlobalMaxPool2D = _pool_class("GlobalMaxPool2D", 2, "max", True, "Max over each feature map: (N, C, 1, 1).")
+GlobalAvgPool1D = _pool_class("GlobalAvgPool1D", 1, "avg", True, "Mean over the whole width: (N, C, 1).")
+GlobalAvgPool2D = _pool_class("GlobalAvgPool2D", 2, "avg", True, "Mean over each feature map: (N, C, 1, 1).")
+
+
+class ReflectionPad2D(HybridBlock):
+    """Pad the two spatial axes of (N, C, H, W) by mirroring the data at its edges (the edge row itself not
+    repeated); ``padding`` an int, or MXNet's 8-tuple pad_width (zeros for N and C, then before/after per
+    axis). Written with slices (step -1) and concatenations, which have their own gradients."""
+
+    def __init__(self, padding=0, prefix: str | None = None, params=None):
+        super().__init__(prefix, params)
+        if isinstance(padding, int):
+            padding = (0, 0, 0, 0, padding, padding, padding, padding)
+        padding = tuple(padding)
+        if len(padding) != 8 or any(padding[:4]) or min(padding) < 0:
+            raise OpValueError(f"ReflectionPad2D: padding={padding!r} must be an int >= 0 or an 8-tuple "
+                               f"(0, 0, 0, 0, top, bottom, left, right)")
+        self._padding = padding
+
+    def hybrid_forward(self, F, x):
+        if isinstance(x, NDArray):
+            if len(x.shape) != 4:
+                raise GhError(f"{self.name} (ReflectionPad2D): needs 4-d input (NCHW), got shape {x.shape}")
+            for axis, (before, after) in ((2, self._padding[4:6]), (3, self._padding[6:8])):
+                if max(before, after) >= x.shape[axis]:
+                    raise GhError(f"{self.name} (ReflectionPad2D): padding {max(before, after)} must be "
+                                  f"smaller than axis {axis} of the input {x.shape}; pad less")
+        for axis, (before, after) in ((2, self._padding[4:6]), (3, self._padding[6:8])):
+            parts = []
+            if before:
+                parts.append(F.slice(x, begin=self._at(axis, before), end=self._at(axis, 0),
+                                     step=self._at(axis, -1)))
+            parts.append(x)
+            if after:
+                parts.append(F.slice(x, begin=self._at(axis, -2), end=self._at(axis, -2 - after),
+                                     step=self._at(axis, -1)))
+            if len(parts) > 1:
+                x = F.concat(*parts, dim=axis)
+        return x
+
+    @staticmethod
+    def _at(axis: int, value: int) -> tuple:
+        return (None,) * axis + (value,)
+
+    def _repr_args(self) -> str:
+        return f"padding={self._padding}"

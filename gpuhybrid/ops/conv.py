@@ -1,0 +1,421 @@
+"""Convolutions: Convolution, Deconvolution and the weight gradient they share (MXNet names and semantics).
+
+Data is channel-first (NCW, NCHW, NCDHW); a weight is (num_filter, in_channels / num_group, *kernel).
+The eager implementation is im2col + GEMM: a strided view of the padded input holds every window
+(``windows``), one copy makes it the column matrix, and one batched matmul per group multiplies it with
+the weight, which leaves the result already in NC* layout. The data gradient is the transposed product
+scattered back window by window (``col2im``: one strided add per kernel offset), which is also what
+Deconvolution computes forward. ``convolution_weight_backward`` is the weight gradient, an op of its own
+so that the gradient rules of all three stay closed (each one's gradient is written with the others).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend.dtypes import compute_dtype
+from ..errors import OpValueError, ShapeError
+from .attrs import Attr
+from .registry import OpDef, TensorSpec, register, require_float
+from .shapes import promote
+
+CHANNEL_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+CHANNEL_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+LAYOUTS = tuple(CHANNEL_FIRST.values()) + tuple(CHANNEL_LAST.values())
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where each window of a convolution or pooling reads: per spatial axis."""
+    kernel: tuple
+    stride: tuple
+    dilate: tuple
+    pad: tuple
+
+    @property
+    def dims(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def dilated_kernel(self) -> tuple:
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilate))
+
+    def out_spatial(self, in_spatial: tuple) -> tuple:
+        return tuple((i + 2 * p - dk) // s + 1
+                     for i, p, dk, s in zip(in_spatial, self.pad, self.dilated_kernel, self.stride))
+
+
+def geometry(attrs: dict) -> Geometry:
+    """The checked geometry of ``attrs`` (kernel, stride, dilate, pad; the last three default per axis)."""
+    kernel = attrs["kernel"]
+    dims = len(kernel)
+    if not 1 <= dims <= 3:
+        raise OpValueError(f"kernel={kernel} must have 1, 2 or 3 entries (1-D, 2-D or 3-D)")
+
+    def per_axis(name: str, default: int) -> tuple:
+        value = attrs.get(name) or (default,) * dims
+        if len(value) != dims:
+            raise OpValueError(f"{name}={value} has {len(value)} entries but kernel={kernel} has {dims}; "
+                               f"give one {name} per spatial axis")
+        return tuple(value)
+
+    stride, dilate, pad = per_axis("stride", 1), per_axis("dilate", 1), per_axis("pad", 0)
+    for name, value, low in (("kernel", kernel, 1), ("stride", stride, 1), ("dilate", dilate, 1),
+                             ("pad", pad, 0)):
+        if min(value) < low:
+            raise OpValueError(f"{name}={value} must be >= {low} on every axis "
+                               f"(a {name} of {min(value)} is meaningless); e.g. {name}={(low,) * dims}")
+    return Geometry(tuple(kernel), stride, dilate, pad)
+
+
+def check_layout(attrs: dict, dims: int) -> None:
+    layout = attrs.get("layout")
+    if layout is None or layout == CHANNEL_FIRST[dims]:
+        return
+    if layout in CHANNEL_LAST.values():
+        raise OpValueError(f"layout={layout!r} is not one this device can run; use "
+                           f"{CHANNEL_FIRST[dims]!r} (channel first), e.g. transpose the data with "
+                           f"transpose(axes={(0, dims + 1) + tuple(range(1, dims + 1))})")
+    raise OpValueError(f"layout={layout!r} does not fit a {dims}-D kernel; use {CHANNEL_FIRST[dims]!r}")
+
+
+def check_data_rank(data: TensorSpec, dims: int, kernel: tuple) -> None:
+    if len(data.shape) != dims + 2:
+        raise ShapeError(f"a {dims}-D kernel {kernel} needs {dims + 2}-d data "
+                         f"({CHANNEL_FIRST[dims]}: batch, channels, {dims} spatial axes), got data of shape "
+                         f"{data.shape}; reshape the data (e.g. add a batch axis with expand_dims(axis=0)) "
+                         f"or use a {len(data.shape) - 2}-D layer")
+
+
+def check_fits(in_spatial: tuple, geom: Geometry, shape: tuple) -> None:
+    padded = tuple(i + 2 * p for i, p in zip(in_spatial, geom.pad))
+    if any(dk > p for dk, p in zip(geom.dilated_kernel, padded)):
+        raise ShapeError(f"kernel {geom.kernel} (dilated to {geom.dilated_kernel}) is larger than the "
+                         f"padded input {padded} (data {shape}, pad {geom.pad}); use a smaller kernel or "
+                         f"dilation, more padding, or a larger input")
+
+
+# --- im2col and col2im -------------------------------------------------------------------------------
+
+def pad_spatial(xp, x, before: tuple, after: tuple, value=0):
+    """``x`` with ``before``/``after`` elements of ``value`` around each spatial axis (x itself if none)."""
+    if not any(before) and not any(after):
+        return x
+    shape = x.shape[:2] + tuple(n + b + a for n, b, a in zip(x.shape[2:], before, after))
+    padded = xp.full(shape, value, dtype=x.dtype)
+    padded[(Ellipsis,) + tuple(slice(b, b + n) for b, n in zip(before, x.shape[2:]))] = x
+    return padded
+
+
+def windows(xp, padded, geom: Geometry, out_spatial: tuple):
+    """A (N, C, *kernel, *out) strided view of ``padded``: element [n, c, k..., o...] is what kernel
+    offset k reads for output position o."""
+    strides = padded.strides
+    spatial = strides[2:]
+    return xp.lib.stride_tricks.as_strided(
+        padded, padded.shape[:2] + geom.kernel + tuple(out_spatial),
+        strides[:2] + tuple(s * d for s, d in zip(spatial, geom.dilate))
+        + tuple(s * t for s, t in zip(spatial, geom.stride)))
+
+
+def offset_region(offset: tuple, geom: Geometry, out_spatial: tuple) -> tuple:
+    """The strided slice of the padded input that kernel offset ``offset`` reads over all outputs."""
+    return (slice(None), slice(None)) + tuple(
+        slice(k * d, k * d + (o - 1) * s + 1, s)
+        for k, d, s, o in zip(offset, geom.dilate, geom.stride, out_spatial))
+
+
+def col2im(xp, cols, geom: Geometry, in_spatial: tuple, dtype):
+    """Scatter-add columns (N, C, *kernel, *out) back into (N, C, *in_spatial): the adjoint of im2col
+    (padding cropped off)."""
+    out_spatial = cols.shape[2 + geom.dims:]
+    padded = xp.zeros(cols.shape[:2] + tuple(i + 2 * p for i, p in zip(in_spatial, geom.pad)), dtype=dtype)
+    for offset in itertools.product(*(range(k) for k in geom.kernel)):
+        padded[offset_region(offset, geom, out_spatial)] += cols[(slice(None), slice(None)) + offset]
+    # a copy when padded: results are fresh C-contiguous arrays (OpDef.fresh_results), kernels may write them
+    inside = (Ellipsis,) + tuple(slice(p, p + i) for p, i in zip(geom.pad, in_spatial))
+    return xp.ascontiguousarray(padded[inside])
+
+
+def _columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
+    """im2col: (N, groups, C/groups * prod(kernel), prod(out)), one contiguous copy."""
+    padded = pad_spatial(xp, x, geom.pad, geom.pad)
+    cols = xp.ascontiguousarray(windows(xp, padded, geom, out_spatial))
+    return cols.reshape(x.shape[0], groups, x.shape[1] // groups * _size(geom.kernel), _size(out_spatial))
+
+
+def _size(shape: tuple) -> int:
+    """Elements of ``shape``: reshapes name every size (a -1 cannot be solved for an empty batch)."""
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _per_filter(num_filter: int, groups: int) -> bool:
+    """One filter per group (depthwise): each group's product is a vector, which einsum does in one loop
+    where a batched matmul would make N * groups tiny library calls."""
+    return num_filter == groups and groups > 1
+
+
+def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
+    """Convolution of x (N, C, *in) with w (F, C/groups, *kernel): (N, F, *out) in x's dtype."""
+    n, filters = x.shape[0], w.shape[0]
+    cols = _columns(xp, x, geom, out_spatial, groups)
+    wm = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel))
+    y = xp.einsum("gfk,ngkp->ngfp", wm, cols) if _per_filter(filters, groups) else xp.matmul(wm, cols)
+    return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
+
+
+def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
+    """The adjoint of ``conv_forward`` in x: g (N, F, *out) -> (N, C, *in), C = w.shape[1] * groups."""
+    n, filters, out_spatial = g.shape[0], g.shape[1], g.shape[2:]
+    channels = w.shape[1] * groups
+    gm = g.reshape(n, groups, filters // groups, _size(out_spatial))
+    wt = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel)).swapaxes(1, 2)
+    cols = xp.einsum("gkf,ngfp->ngkp", wt, gm) if _per_filter(filters, groups) else xp.matmul(wt, gm)
+    cols = cols.reshape((n, channels) + geom.kernel + tuple(out_spatial))
+    return col2im(xp, cols, geom, tuple(in_spatial), g.dtype)
+
+
+def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
+    """The adjoint of ``conv_forward`` in w: x (N, C, *in), g (N, F, *out) -> (F, C/groups, *kernel).
+
+    The columns are gathered batch-inside, (C, *kernel, N, *out), so that one GEMM per group contracts the
+    batch and the positions together: (Fg, N*P) x (N*P, Cg*K), the second operand a transposed view."""
+    n, channels, filters, out_spatial = x.shape[0], x.shape[1], g.shape[1], g.shape[2:]
+    dims = geom.dims
+    view = windows(xp, pad_spatial(xp, x, geom.pad, geom.pad), geom, out_spatial)    # (N, C, *k, *out)
+    cols = xp.ascontiguousarray(view.transpose((1,) + tuple(range(2, 2 + dims)) + (0,)
+                                               + tuple(range(2 + dims, 2 + 2 * dims))))
+    taps, positions = channels // groups * _size(geom.kernel), _size(out_spatial)
+    cols = cols.reshape(groups, taps, n * positions)                                 # (G, Cg*K, N*P)
+    gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
+    gt = gt.reshape(groups, filters // groups, n * positions)
+    # one plain 2-D product per group: each is a single BLAS call on a transposed view
+    dw = xp.stack([xp.matmul(gt[k], cols[k].T) for k in range(groups)])             # (G, Fg, Cg*K)
+    return dw.reshape((filters, channels // groups) + geom.kernel)
+
+
+# --- shape rules -------------------------------------------------------------------------------------
+
+def _float_dtype(specs) -> np.dtype:
+    dtype = promote(*(s.dtype for s in specs))
+    require_float(dtype, "operand")
+    return dtype
+
+
+def _check_groups(channels: int, filters: int, groups: int, shape: tuple) -> None:
+    if groups < 1:
+        raise OpValueError(f"num_group={groups} must be >= 1")
+    if channels % groups or filters % groups:
+        raise ShapeError(f"num_group={groups} must divide both the data's {channels} channels (data "
+                         f"{shape}) and num_filter={filters}; choose a num_group that divides both")
+
+
+def _check_bias(specs, attrs, filters: int) -> None:
+    if not attrs["no_bias"] and specs[2].shape != (filters,):
+        raise ShapeError(f"bias must have shape ({filters},) (one per filter), got {specs[2].shape}")
+
+
+def _conv_rule(specs, attrs):
+    x, w = specs[0], specs[1]
+    geom = geometry(attrs)
+    check_layout(attrs, geom.dims)
+    check_data_rank(x, geom.dims, geom.kernel)
+    channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
+    if filters < 1:
+        raise OpValueError(f"num_filter={filters} must be >= 1")
+    _check_groups(channels, filters, groups, x.shape)
+    expected = (filters, channels // groups) + geom.kernel
+    if w.shape != expected:
+        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} channels: "
+                         f"expected {expected} (num_filter, channels / num_group, *kernel); give the layer "
+                         f"in_channels={channels} or feed data with {w.shape[1] * groups} channels")
+    check_fits(x.shape[2:], geom, x.shape)
+    _check_bias(specs, attrs, filters)
+    return TensorSpec((x.shape[0], filters) + geom.out_spatial(x.shape[2:]), _float_dtype(specs))
+
+
+def _conv_infer_inputs(specs, attrs):
+    """Weight and bias from the data (deferred in_channels)."""
+    x = specs[0]
+    if x is None or len(x.shape) < 2 or attrs["num_group"] < 1 or x.shape[1] % attrs["num_group"]:
+        return specs
+    filters = attrs["num_filter"]
+    filled = [x, specs[1] or TensorSpec((filters, x.shape[1] // attrs["num_group"]) + tuple(attrs["kernel"]),
+                                        x.dtype)]
+    if len(specs) > 2:
+        filled.append(specs[2] or TensorSpec((filters,), x.dtype))
+    return filled
+
+
+def _calc(inputs, out_dtype):
+    """Operands in the dtype the products are computed in (float16 in float32)."""
+    calc = compute_dtype(*(a.dtype for a in inputs), out_dtype)
+    return [a.astype(calc, copy=False) for a in inputs]
+
+
+def _add_bias(y, bias):
+    return y + bias.reshape((1, -1) + (1,) * (y.ndim - 2))
+
+
+def _conv_eager(device, inputs, attrs, outs):
+    xp, out = device.xp, outs[0]
+    x, w, *bias = _calc(inputs, out.dtype)
+    y = conv_forward(xp, x, w, geometry(attrs), attrs["num_group"], out.shape[2:])
+    if bias:
+        y = _add_bias(y, bias[0])
+    return y.astype(out.dtype, copy=False)
+
+
+def _gemm_launches(attrs, specs):
+    """Library calls of one im2col product: none for depthwise (einsum), one batched GEMM otherwise."""
+    return 0 if _per_filter(attrs["num_filter"], attrs["num_group"]) else 1
+
+
+CONV_ATTRS = (Attr("kernel", "shape", doc="window size per spatial axis: (3,), (3, 3) or (3, 3, 3)"),
+              Attr("stride", "shape", (), doc="step per spatial axis; () is 1 everywhere"),
+              Attr("dilate", "shape", (), doc="spacing of the kernel's taps; () is 1 everywhere"),
+              Attr("pad", "shape", (), doc="zeros added on both sides of each spatial axis; () is 0"),
+              Attr("num_filter", "int", doc="output channels"),
+              Attr("num_group", "int", 1, doc="channel groups; num_group = channels is depthwise"),
+              Attr("no_bias", "bool", False),
+              Attr("layout", "str", None, choices=LAYOUTS, doc="NCW, NCHW or NCDHW (channel first)"))
+
+register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bias"), attrs=CONV_ATTRS,
+               infer=_conv_rule, eager=_conv_eager, fresh_results=True, infer_inputs=_conv_infer_inputs,
+               bias_axis=1,
+               input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
+               # the im2col copy (padding included), the product, the bias-add
+               kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
+               + _per_filter(attrs["num_filter"], attrs["num_group"]),
+               library_calls=_gemm_launches,
+               doc="N-D convolution (cross-correlation) of channel-first data with (num_filter, "
+                   "channels / num_group, *kernel) weights, plus a bias per filter."))
+
+
+# --- Deconvolution (transposed convolution) ----------------------------------------------------------
+
+def deconv_pad_adj(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
+    """(pad, adj) per axis: as given, or (with ``target_shape``) what makes the output that shape."""
+    target = attrs["target_shape"]
+    if not target:
+        adj = attrs["adj"] or (0,) * geom.dims
+        if len(adj) != geom.dims or min(adj) < 0:
+            raise OpValueError(f"adj={adj} needs one entry >= 0 per spatial axis")
+        return geom.pad, tuple(adj)
+    if len(target) != geom.dims:
+        raise OpValueError(f"target_shape={target} needs one entry per spatial axis "
+                           f"(kernel {geom.kernel})")
+    pads, adjs = [], []
+    for i, s, dk, t in zip(in_spatial, geom.stride, geom.dilated_kernel, target):
+        total = s * (i - 1) + dk - t
+        if total < -(s - 1):
+            raise ShapeError(f"target_shape={target} is larger than a stride-{s} transposed "
+                             f"convolution of {in_spatial} can reach; use a smaller target_shape")
+        adj = total % 2 if total >= 0 else -total
+        pads.append(max((total + 1) // 2, 0))
+        adjs.append(adj)
+    return tuple(pads), tuple(adjs)
+
+
+def deconv_out_spatial(geom: Geometry, pad: tuple, adj: tuple, in_spatial: tuple) -> tuple:
+    return tuple(s * (i - 1) + dk - 2 * p + a
+                 for s, i, dk, p, a in zip(geom.stride, in_spatial, geom.dilated_kernel, pad, adj))
+
+
+def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
+    """(the geometry with the effective pad, out spatial)."""
+    geom = geometry(attrs)
+    pad, adj = deconv_pad_adj(attrs, geom, in_spatial)
+    out_spatial = deconv_out_spatial(geom, pad, adj, in_spatial)
+    return Geometry(geom.kernel, geom.stride, geom.dilate, pad), out_spatial
+
+
+def _deconv_rule(specs, attrs):
+    x, w = specs[0], specs[1]
+    geom = geometry(attrs)
+    check_layout(attrs, geom.dims)
+    check_data_rank(x, geom.dims, geom.kernel)
+    channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
+    if filters < 1:
+        raise OpValueError(f"num_filter={filters} must be >= 1")
+    _check_groups(channels, filters, groups, x.shape)
+    expected = (channels, filters // groups) + geom.kernel
+    if w.shape != expected:
+        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} "
+                         f"channels: expected {expected} (channels, num_filter / num_group, *kernel); give "
+                         f"the layer in_channels={channels} or feed data with {w.shape[0]} channels")
+    _check_bias(specs, attrs, filters)
+    _, out_spatial = deconv_geometry(attrs, x.shape[2:])
+    if min(out_spatial) < 1:
+        raise ShapeError(f"data {x.shape} with kernel {geom.kernel}, stride {geom.stride} and "
+                         f"pad {geom.pad} gives an empty output {out_spatial}; use less padding")
+    return TensorSpec((x.shape[0], filters) + out_spatial, _float_dtype(specs))
+
+
+def _deconv_infer_inputs(specs, attrs):
+    x = specs[0]
+    if x is None or len(x.shape) < 2 or attrs["num_group"] < 1 or attrs["num_filter"] % attrs["num_group"]:
+        return specs
+    filters = attrs["num_filter"]
+    filled = [x, specs[1] or TensorSpec((x.shape[1], filters // attrs["num_group"]) + tuple(attrs["kernel"]),
+                                        x.dtype)]
+    if len(specs) > 2:
+        filled.append(specs[2] or TensorSpec((filters,), x.dtype))
+    return filled
+
+
+def _deconv_eager(device, inputs, attrs, outs):
+    out = outs[0]
+    x, w, *bias = _calc(inputs, out.dtype)
+    geom, out_spatial = deconv_geometry(attrs, x.shape[2:])
+    y = conv_data_grad(device.xp, x, w, geom, attrs["num_group"], out_spatial)
+    if bias:
+        y = _add_bias(y, bias[0])
+    return y.astype(out.dtype, copy=False)
+
+
+register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "bias"),
+               attrs=CONV_ATTRS + (Attr("adj", "shape", (), doc="extra rows at the end of each axis"),
+                                   Attr("target_shape", "shape", (),
+                                        doc="output spatial shape; sets pad and adj when given")),
+               infer=_deconv_rule, eager=_deconv_eager, fresh_results=True, bias_axis=1,
+               infer_inputs=_deconv_infer_inputs, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
+               # the product, the col2im scatter, the bias-add
+               kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
+               + _per_filter(attrs["num_filter"], attrs["num_group"]),
+               library_calls=_gemm_launches,
+               doc="Transposed convolution (the data gradient of Convolution), weight (channels, "
+                   "num_filter / num_group, *kernel)."))
+
+
+# --- the weight gradient -----------------------------------------------------------------------------
+
+def _weight_grad_rule(specs, attrs):
+    x, g = specs
+    geom = geometry(attrs)
+    check_data_rank(x, geom.dims, geom.kernel)
+    check_data_rank(g, geom.dims, geom.kernel)
+    groups = attrs["num_group"]
+    _check_groups(x.shape[1], g.shape[1], groups, x.shape)
+    check_fits(x.shape[2:], geom, x.shape)
+    reach = geom.out_spatial(x.shape[2:])
+    if x.shape[0] != g.shape[0] or any(o > r for o, r in zip(g.shape[2:], reach)):
+        raise ShapeError(f"gradient {g.shape} does not fit data {x.shape} "
+                         f"(at most {reach} output positions per sample)")
+    return TensorSpec((g.shape[1], x.shape[1] // groups) + geom.kernel, _float_dtype(specs))
+
+
+def _weight_grad_eager(device, inputs, attrs, outs):
+    x, g = _calc(inputs, outs[0].dtype)
+    dw = conv_weight_grad(device.xp, x, g, geometry(attrs), attrs["num_group"])
+    return dw.astype(outs[0].dtype, copy=False)
+
+
+register(OpDef(name="convolution_weight_backward", category="nn", inputs=("data", "grad"),
+               attrs=tuple(a for a in CONV_ATTRS
+                           if a.name in ("kernel", "stride", "dilate", "pad", "num_group")),
+               infer=_weight_grad_rule, eager=_weight_grad_eager, fresh_results=True,
+               kernels=3, library_calls=lambda attrs, specs: attrs["num_group"],
+               doc="The weight gradient of Convolution: sum over the batch of grad x im2col(data)."))
