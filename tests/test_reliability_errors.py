@@ -118,3 +118,25 @@ def test_max_cached_plans_from_the_environment(monkeypatch):
     monkeypatch.setenv("GPUHYBRID_MAX_CACHED_PLANS", "nope")
     with pytest.raises(ConfigurationError):
         nn.Dense(2)
+
+
+@pytest.mark.parametrize("name", ["GPUHYBRID_FUSE", "GPUHYBRID_VERIFY_PASSES", "GPUHYBRID_DEBUG_COMPARE"])
+@pytest.mark.parametrize("value", ["yes", "2", "true"])
+def test_switches_from_the_environment_are_validated(monkeypatch, name, value):
+    """A switch set to anything but 0 or 1 was silently read as off (or on, for GPUHYBRID_FUSE)."""
+    block = Lambda(lambda F, x: F.relu(x) * 2)
+    block.hybridize()
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"{name}={value!r} is not allowed: use 1 .* or 0"):
+        block(nd.array(np.arange(6.0).reshape(2, 3)))
+
+
+@pytest.mark.parametrize("name", ["GPUHYBRID_FUSE", "GPUHYBRID_VERIFY_PASSES", "GPUHYBRID_DEBUG_COMPARE"])
+@pytest.mark.parametrize("value", ["0", "1", ""])
+def test_switches_on_and_off_give_the_same_results(monkeypatch, name, value):
+    data = np.random.default_rng(5).standard_normal((2, 3))
+    block = Lambda(lambda F, x: F.relu(x) * 2 + F.tanh(x))
+    block.hybridize()
+    monkeypatch.setenv(name, value)
+    got = block(nd.array(data, dtype="float64")).asnumpy()
+    np.testing.assert_allclose(got, np.maximum(data, 0) * 2 + np.tanh(data), rtol=1e-12)

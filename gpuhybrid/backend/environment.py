@@ -28,6 +28,17 @@ def env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """The switch in ``$name``: ``1`` (on) or ``0`` (off); ``default`` when unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if text not in ("0", "1"):
+        raise ConfigurationError(f"{name}={text!r} is not allowed: use 1 (on) or 0 (off), or unset it for "
+                                 f"the default ({int(default)})")
+    return text == "1"
+
+
 def env_bytes(name: str, default: int) -> int:
     """A size in bytes in ``$name``: an integer >= 0, optionally with a K, M, G or T suffix (powers of
     1024), e.g. ``512M``; ``default`` when unset or empty."""

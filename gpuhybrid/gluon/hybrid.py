@@ -14,7 +14,6 @@ whose gradient runs the backward plan.
 from __future__ import annotations
 
 import contextvars
-import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from .. import autograd
 from .. import ndarray as nd
 from .. import symbol as sym
-from ..backend.environment import env_int
+from ..backend.environment import env_flag, env_int
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..ndarray import NDArray
@@ -189,7 +188,7 @@ class HybridBlock(Block):
         entry = self._plans.get(key)
         if entry is None:
             entry = self._trace(call_args, device, training, wants=wants)
-            if os.environ.get("GPUHYBRID_DEBUG_COMPARE") == "1":
+            if env_flag("GPUHYBRID_DEBUG_COMPARE", False):
                 from .debug import check_trace
                 check_trace(self, args, entry)
             self._plans[key] = entry

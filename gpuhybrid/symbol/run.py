@@ -2,13 +2,13 @@
 (typed Graph → passes → CompiledGraph) that hybridized blocks use too."""
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from .. import autograd
 from ..backend import Device, as_device
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
+from ..backend.environment import env_flag
 from ..executor.fused import can_fuse_on
 from ..graph import optimize
 from ..graph.passes import PIPELINE, fusion_passes
@@ -50,7 +50,7 @@ def compile_graph(graph: Graph, device: Device, on_pass: Callable | None = None,
     if on_pass is not None:
         on_pass("traced", graph)
     if fuse is None:
-        fuse = os.environ.get("GPUHYBRID_FUSE", "1") != "0" and can_fuse_on(device)
+        fuse = env_flag("GPUHYBRID_FUSE", True) and can_fuse_on(device)
     capture = static_shape and device.is_gpu
     static = static_alloc or static_shape
     passes = PIPELINE + fusion_passes(device.is_gpu, capture, static) if fuse else PIPELINE

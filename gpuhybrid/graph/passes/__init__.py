@@ -4,11 +4,11 @@ Set ``GPUHYBRID_VERIFY_PASSES=1`` (or pass ``verify=True``) to check the graph a
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
 
+from ...backend.environment import env_flag
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
 from .conv_epilogue import split_bias_add
@@ -90,7 +90,7 @@ def verify_graph(graph: Graph, after: str = "") -> None:
 def optimize(graph: Graph, passes: list | None = None, verify: bool | None = None,
              on_pass: Callable[[str, Graph], None] | None = None) -> Graph:
     """Run ``passes`` (default ``PIPELINE``) in order; ``on_pass(name, graph)`` sees each result."""
-    verify = os.environ.get("GPUHYBRID_VERIFY_PASSES") == "1" if verify is None else verify
+    verify = env_flag("GPUHYBRID_VERIFY_PASSES", False) if verify is None else verify
     for name, run_pass in passes if passes is not None else PIPELINE:
         graph = run_pass(graph)
         if verify:
