@@ -17,6 +17,7 @@ from . import gluon
 from . import viz  # plot_network / print_summary; matplotlib is imported only when drawing
 from .gluon import init
 from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
+from .backend.host_threads import get_num_threads, set_num_threads   # threads of generated CPU kernels
 from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, OpAttributeError,
                      OpValueError, ShapeError)
 
@@ -36,4 +37,4 @@ _sys.modules[__name__ + ".sym"] = sym
 __all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler", "random",
            "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
            "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
-           "__version__"]
+           "set_num_threads", "get_num_threads", "__version__"]

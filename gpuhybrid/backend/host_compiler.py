@@ -1,7 +1,8 @@
 """Compiling generated kernel sources with the host C++ compiler and loading them with ctypes.
 
 The compiler is ``$CXX`` or the first of ``c++``, ``g++``, ``clang++`` on the PATH. Each optional
-flag is used when a probe shows the toolchain accepts it: ``-fopenmp`` (threads and ``simd`` loops),
+flag is used when a probe shows the toolchain accepts it: ``-fopenmp-simd`` (``simd`` loops; threads
+come from gpuhybrid's own pool, ``host_threads``, not from OpenMP),
 ``-march=native`` (the vector units of this CPU; the CPU's identity then joins the cache key) and
 glibc's ``libmvec`` (vectorised exp/log/tanh/...). ``-ffp-contract=off`` keeps a*b+c rounded as two
 operations, as the unfused ops round it; ``-fwrapv`` makes signed overflow wrap around, as in NumPy.
@@ -22,12 +23,8 @@ from pathlib import Path
 
 from .compile_cache import entry_key, headers_digest
 from .kernel_files import kernel_dir
+from .host_threads import runtime as thread_runtime
 from .loaded_libraries import load_library
-
-# OpenMP threads of generated kernels sleep between parallel regions instead of spinning, unless the user
-# says otherwise: spinning threads steal the cores OpenBLAS's threads need for the GEMMs that run between
-# kernels (a training step on 2 cores was 3-4x slower). Set before libgomp loads with the first kernel.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
 class HostCompileError(RuntimeError):
@@ -49,14 +46,14 @@ class HostCompiler:
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math",
               "-ffp-contract=off", "-fwrapv")
 # Optional flag groups, each kept only if the probe compiles and links with it (on top of the previous).
-OPTIONAL_FLAGS = (("-fopenmp",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
+OPTIONAL_FLAGS = (("-fopenmp-simd",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
 _PROBE = """
 #include <math.h>
 #if defined(GH_USE_LIBMVEC)
 extern "C" float expf(float) noexcept __attribute__((simd("notinbranch")));
 #endif
 extern "C" void probe(float* y, const float* x, int n) {
-#pragma omp parallel for simd
+#pragma omp simd
   for (int i = 0; i < n; ++i) y[i] = expf(x[i]);
 }
 """
@@ -122,6 +119,7 @@ def compile_host(source: str, name: str, exports: tuple = ()) -> ctypes.CDLL:
     if compiler is None:
         raise HostCompileError("no host C++ compiler found (set CXX or install g++/clang++)")
     key = entry_key(source, headers_digest(), compiler.identity, " ".join(compiler.flags), "host")
+    thread_runtime()            # loaded (RTLD_GLOBAL) first: kernel loops call its gh_part
 
     def build(out: Path) -> None:
         src = out.with_suffix(".cpp")

@@ -1,0 +1,107 @@
+"""The threads of generated CPU kernels: gpuhybrid's own small pool (``kernels/gh_threads.c``).
+
+Policy, the same whether or not PyTorch, JAX or scikit-learn (other OpenMP or BLAS runtimes) share the
+process: a launch whose arrays hold fewer than ``parallel_min()`` elements runs on the calling thread;
+a larger one is cut into chunks that the caller and the workers claim, so a worker that another process
+keeps off its core only delays its own chunk; idle workers sleep (after a look of about 10 µs) instead
+of spinning against the BLAS threads of the GEMMs between kernels. Kernels no longer use OpenMP, so
+no OpenMP runtime's settings (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) reach them.
+
+The number of threads (the caller included) is ``GPUHYBRID_NUM_THREADS`` when set, else the CPUs this
+process may run on, at most 8; ``gpuhybrid.set_num_threads(k)`` changes it (1: every kernel on its
+calling thread). BLAS (NumPy's OpenBLAS) keeps its own threads and settings.
+
+The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
+library, whose loops resolve ``gh_part`` against it.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import GhError
+from .compile_cache import entry_key, load_cached
+from .kernel_files import kernel_dir
+
+DEFAULT_MAX_THREADS = 8
+
+
+def _default_threads() -> int:
+    text = os.environ.get("GPUHYBRID_NUM_THREADS", "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise GhError(f"GPUHYBRID_NUM_THREADS={text!r} is not a positive integer; set it to the number of "
+                          "threads generated CPU kernels may use (1 runs them on the calling thread)")
+        return value
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    return max(1, min(available, DEFAULT_MAX_THREADS))
+
+
+@functools.lru_cache(maxsize=None)
+def runtime() -> ctypes.CDLL:
+    """The loaded thread-pool library (built on first use; needs the host C compiler)."""
+    from .host_compiler import find_host_compiler
+    compiler = find_host_compiler()
+    if compiler is None:
+        raise GhError("generated CPU kernels need a host C++ compiler (set CXX or install g++/clang++)")
+    source = (kernel_dir() / "gh_threads.c").read_text()
+    key = entry_key(source, compiler.identity, "gh-threads")
+
+    def build(out: Path) -> None:
+        result = subprocess.run([compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-",
+                                 "-o", str(out)], input=source, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise OSError(f"{compiler.path} could not compile kernels/gh_threads.c:\n{result.stderr.strip()}")
+
+    library = load_cached("host", key, ".so", build, lambda path: ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL))
+    library.gh_parallel_run.restype = None
+    library.gh_parallel_run.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_longlong]
+    library.gh_set_threads.argtypes = [ctypes.c_int]
+    library.gh_set_parallel_min.argtypes = [ctypes.c_longlong]
+    library.gh_get_parallel_min.restype = ctypes.c_longlong
+    library.gh_set_threads(_default_threads())
+    return library
+
+
+def run_address() -> int:
+    """The address of ``gh_parallel_run`` (the launcher extension calls kernels through it)."""
+    return ctypes.cast(runtime().gh_parallel_run, ctypes.c_void_p).value
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` threads (the calling one included) for large generated CPU kernels; 1 runs
+    every kernel on its calling thread. BLAS threads are not affected."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise GhError(f"set_num_threads({threads!r}): give a positive integer (1 runs generated CPU kernels "
+                      "on the calling thread)")
+    runtime().gh_set_threads(threads)
+
+
+def get_num_threads() -> int:
+    """The number of threads large generated CPU kernels use."""
+    return runtime().gh_get_threads()
+
+
+def set_parallel_min(elements: int) -> None:
+    """Launches touching fewer array elements than this run on the calling thread (default 32768)."""
+    runtime().gh_set_parallel_min(int(elements))
+
+
+def parallel_min() -> int:
+    return runtime().gh_get_parallel_min()
+
+
+def started_workers() -> int:
+    """Worker threads running now (started at the first parallel launch; 0 after fork until then)."""
+    return runtime().gh_started_workers()
