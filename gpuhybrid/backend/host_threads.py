@@ -9,7 +9,11 @@ no OpenMP runtime's settings (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) reach th
 
 The number of threads (the caller included) is ``GPUHYBRID_NUM_THREADS`` when set, else the CPUs this
 process may run on, at most 8; ``gpuhybrid.set_num_threads(k)`` changes it (1: every kernel on its
-calling thread). BLAS (NumPy's OpenBLAS) keeps its own threads and settings.
+calling thread). Both also set the threads of NumPy's OpenBLAS (the GEMMs of every plan), so that one
+number governs all the threads gpuhybrid's work runs on; without either, BLAS keeps NumPy's setting.
+On a machine where other processes hold cores, ``GPUHYBRID_NUM_THREADS=1`` is the setting to use:
+OpenBLAS's threads wait for each other in lock step, and a GEMM whose second thread has no core runs
+10-100x slower (measured: docs/threads.md).
 
 The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
 library, whose loops resolve ``gh_part`` against it.
@@ -63,7 +67,8 @@ def runtime() -> ctypes.CDLL:
         if result.returncode != 0:
             raise OSError(f"{compiler.path} could not compile kernels/gh_threads.c:\n{result.stderr.strip()}")
 
-    library = load_cached("host", key, ".so", build, lambda path: ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL))
+    library = load_cached("threads", key, ".so", build,
+                          lambda path: ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL))
     library.gh_parallel_run.restype = None
     library.gh_parallel_run.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p,
                                         ctypes.c_longlong]
@@ -71,7 +76,39 @@ def runtime() -> ctypes.CDLL:
     library.gh_set_parallel_min.argtypes = [ctypes.c_longlong]
     library.gh_get_parallel_min.restype = ctypes.c_longlong
     library.gh_set_threads(_default_threads())
+    if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
+        _set_blas_threads(library.gh_get_threads())
     return library
+
+
+def _blas_setters() -> list:
+    """The ``*_set_num_threads`` functions of the OpenBLAS libraries loaded in this process (NumPy's
+    wheels ship one with a ``scipy_`` prefix and a ``64_`` suffix)."""
+    import numpy                # noqa: F401  (loads NumPy's BLAS, if it was not loaded yet)
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1]})
+    names = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
+             "openblas_set_num_threads")
+    setters = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+        except OSError:
+            continue
+        setters += [getattr(library, name) for name in names if hasattr(library, name)][:1]
+    return setters
+
+
+def _set_blas_threads(threads: int) -> int:
+    """Set every loaded OpenBLAS to ``threads`` threads; how many libraries were set."""
+    setters = _blas_setters()
+    for setter in setters:
+        setter.argtypes = [ctypes.c_int]
+        setter(threads)
+    return len(setters)
 
 
 def run_address() -> int:
@@ -80,12 +117,13 @@ def run_address() -> int:
 
 
 def set_num_threads(threads: int) -> None:
-    """Use ``threads`` threads (the calling one included) for large generated CPU kernels; 1 runs
-    every kernel on its calling thread. BLAS threads are not affected."""
+    """Use ``threads`` threads (the calling one included) for large generated CPU kernels and for
+    NumPy's OpenBLAS; 1 runs every kernel and GEMM on its calling thread."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise GhError(f"set_num_threads({threads!r}): give a positive integer (1 runs generated CPU kernels "
-                      "on the calling thread)")
+                      "and BLAS on the calling thread)")
     runtime().gh_set_threads(threads)
+    _set_blas_threads(threads)
 
 
 def get_num_threads() -> int:
