@@ -9,6 +9,9 @@
  *     caller finishes the work alone when a worker is slow to wake (another process on its core);
  *   - a worker looks for the next job for a few microseconds, then sleeps on a condition variable:
  *     idle workers never spin against BLAS or other processes;
+ *   - when the caller waited for a worker longer than it worked itself (the worker lost its core to
+ *     another process in the middle of a chunk), the next launches run on the caller alone: 16 of
+ *     them, twice as many after each such wait (at most 4096), halved after each launch that went well;
  *   - one job at a time: a launch from a second thread while one runs goes serially on its thread;
  *   - after fork the child has no workers: they are started again at its first parallel launch.
  *
@@ -19,6 +22,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 
 typedef void (*gh_packed_kernel)(long long n, void* const* arrays, const unsigned char* scalars);
 typedef struct { long long begin, end; } gh_span;
@@ -26,6 +30,8 @@ typedef struct { long long begin, end; } gh_span;
 #define GH_MAX_WORKERS 63
 #define GH_WORKER_SPINS 4000        /* a worker's look for the next job before it sleeps (~10 µs) */
 #define GH_CHUNKS_PER_THREAD 4      /* more chunks than threads: a late worker leaves its share to others */
+#define GH_BACKOFF_FIRST 16         /* serial launches after a launch that waited on a descheduled worker */
+#define GH_BACKOFF_MOST 4096
 
 static __thread int current_chunk, current_chunks;     /* 0 chunks: the caller runs the whole range */
 
@@ -37,6 +43,7 @@ static struct {
   atomic_llong parallel_min;
   unsigned generation;
   int started, stop;
+  int backoff, serial_left;     /* (with busy held) serial launches owed after a slow parallel one */
   gh_packed_kernel kernel;
   long long n;
   void* const* arrays;
@@ -126,6 +133,12 @@ static void stop_workers(void) {
   pool.started = 0;
 }
 
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void acquire_pool(void) {
   while (atomic_exchange(&pool.busy, 1)) sched_yield();
 }
@@ -138,6 +151,12 @@ void gh_parallel_run(gh_packed_kernel kernel, long long n, void* const* arrays, 
   long long minimum = atomic_load_explicit(&pool.parallel_min, memory_order_relaxed);
   if (threads <= 1 || work < minimum || n < 2 || current_chunks > 0 || atomic_exchange(&pool.busy, 1)) {
     kernel(n, arrays, scalars);
+    return;
+  }
+  if (pool.serial_left > 0) {             /* backing off after a launch that waited on a worker */
+    --pool.serial_left;
+    kernel(n, arrays, scalars);
+    atomic_store_explicit(&pool.busy, 0, memory_order_release);
     return;
   }
   if (pool.started < threads - 1) start_workers();
@@ -157,10 +176,19 @@ void gh_parallel_run(gh_packed_kernel kernel, long long n, void* const* arrays, 
   atomic_store_explicit(&pool.ticket, (unsigned long long)generation << 32, memory_order_release);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
+  long long start = now_ns();
   run_chunks(generation);
+  long long own = now_ns();
   for (int spin = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < chunks; ++spin) {
     if (spin < 1000) cpu_relax();
     else sched_yield();          /* a worker holds a chunk but not a core: give it ours */
+  }
+  if (now_ns() - own > own - start + 20000) {          /* waited longer than it worked (+20 µs) */
+    pool.backoff = pool.backoff ? (pool.backoff * 2 > GH_BACKOFF_MOST ? GH_BACKOFF_MOST : pool.backoff * 2)
+                                : GH_BACKOFF_FIRST;
+    pool.serial_left = pool.backoff;
+  } else {
+    pool.backoff /= 2;
   }
   atomic_store_explicit(&pool.busy, 0, memory_order_release);
 }
@@ -174,13 +202,16 @@ void gh_set_threads(int threads) {
     stop_workers();
     atomic_store(&pool.threads, threads);
   }
+  pool.backoff = pool.serial_left = 0;
   atomic_store_explicit(&pool.busy, 0, memory_order_release);
 }
 
 int gh_get_threads(void) { return atomic_load(&pool.threads); }
 
 /* Launches touching fewer elements than this run on the calling thread. */
-void gh_set_parallel_min(long long elements) { atomic_store(&pool.parallel_min, elements < 1 ? 1 : elements); }
+void gh_set_parallel_min(long long elements) {
+  atomic_store(&pool.parallel_min, elements < 1 ? 1 : elements);
+}
 
 long long gh_get_parallel_min(void) { return atomic_load(&pool.parallel_min); }
 
@@ -194,6 +225,7 @@ static void forget_workers_in_child(void) {
   pool.wake = wake;
   pool.started = 0;
   pool.stop = 0;
+  pool.backoff = pool.serial_left = 0;
   atomic_store(&pool.busy, 0);
 }
 

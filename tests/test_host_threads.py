@@ -19,7 +19,8 @@ from gpuhybrid.backend import host_threads
 from gpuhybrid.backend.host_compiler import find_host_compiler
 from gpuhybrid.gluon import HybridBlock
 
-pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="generated CPU kernels need a C++ compiler")
+pytestmark = pytest.mark.skipif(find_host_compiler() is None,
+                                reason="generated CPU kernels need a C++ compiler")
 
 
 class ChainAndSoftmax(HybridBlock):
@@ -113,7 +114,8 @@ def test_set_num_threads_sets_openblas_as_well(pool_settings):
     try:
         gh.set_num_threads(1)
         assert gh.get_num_threads() == 1
-        assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"][0] == 1
+        now = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"]
+        assert now[0] == 1
     finally:
         threadpoolctl.threadpool_limits(before, user_api="blas")
 
@@ -153,7 +155,8 @@ def test_environment_variable_sets_the_thread_count():
 
 def test_environment_variable_that_is_not_a_count_is_a_clear_error():
     result = _child("plain", env={"GPUHYBRID_NUM_THREADS": "many"})
-    assert result.returncode != 0 and "GPUHYBRID_NUM_THREADS='many' is not a positive integer" in result.stderr
+    assert result.returncode != 0
+    assert "GPUHYBRID_NUM_THREADS='many' is not a positive integer" in result.stderr
 
 
 def test_kernels_right_with_pytorch_loaded_first():

@@ -41,8 +41,8 @@ def _default_threads() -> int:
         except ValueError:
             value = 0
         if value < 1:
-            raise GhError(f"GPUHYBRID_NUM_THREADS={text!r} is not a positive integer; set it to the number of "
-                          "threads generated CPU kernels may use (1 runs them on the calling thread)")
+            raise GhError(f"GPUHYBRID_NUM_THREADS={text!r} is not a positive integer; set it to the number "
+                          "of threads generated CPU kernels may use (1 runs them on the calling thread)")
         return value
     try:
         available = len(os.sched_getaffinity(0))
@@ -62,8 +62,8 @@ def runtime() -> ctypes.CDLL:
     key = entry_key(source, compiler.identity, "gh-threads")
 
     def build(out: Path) -> None:
-        result = subprocess.run([compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-",
-                                 "-o", str(out)], input=source, capture_output=True, text=True, check=False)
+        command = [compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-", "-o", str(out)]
+        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise OSError(f"{compiler.path} could not compile kernels/gh_threads.c:\n{result.stderr.strip()}")
 
@@ -90,8 +90,8 @@ def _blas_setters() -> list:
     except OSError:
         return []
     paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1]})
-    names = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-             "openblas_set_num_threads")
+    names = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+             "openblas_set_num_threads64_", "openblas_set_num_threads")
     setters = []
     for path in paths:
         try:
