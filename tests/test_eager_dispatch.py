@@ -112,3 +112,22 @@ def test_training_flag_ops_are_prepared_per_mode():
     with autograd.train_mode():
         trained = nd.Dropout(x, p=0.5).asnumpy()
     assert (trained == 0).any() and (trained == 2).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(symbol=st.sampled_from(sorted(OPERATORS)), scalar=st.sampled_from([0.5, -3, 2, 1e-3, 0.0, 7.25]),
+       reverse=st.booleans(), dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**31 - 1))
+def test_scalar_operators_fast_path_equals_the_eager_rule(symbol, scalar, reverse, dtype, seed):
+    from gpuhybrid.ndarray._array import invoke
+    x = np.random.default_rng(seed).normal(size=(3, 5)) * 4
+    a = nd.array(x, dtype=dtype)
+    name = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[symbol]
+    rule = invoke(f"{name}_scalar", [a], {"scalar": scalar, "reverse": reverse}).asnumpy()
+    for _ in range(2):                        # the second call takes the fast path
+        got = _apply(symbol, scalar, a) if reverse else _apply(symbol, a, scalar)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got.asnumpy(), rule)
+    with np.errstate(all="ignore"):           # x / 0.0 is inf, as the rule computes it
+        want = OPERATORS[symbol](scalar, x) if reverse else OPERATORS[symbol](x, scalar)
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(rule, want, rtol=tol, atol=tol)

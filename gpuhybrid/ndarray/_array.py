@@ -80,10 +80,30 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
         ufunc = None
     if ufunc is not None and not attrs:
         a, b = inputs[0].spec, inputs[1].spec
-        if len(_checked_arithmetic) >= _PREPARED_MAX:
-            _checked_arithmetic.clear()
-        _checked_arithmetic[op_name, a.shape, b.shape, a.dtype, b.dtype] = (ufunc, outs[0])
+        _remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
+    _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
     return op, attrs, outs, kernels, library, ufunc
+
+
+def _remember_arithmetic(key: tuple, checked: tuple) -> None:
+    if len(_checked_arithmetic) >= _PREPARED_MAX:
+        _checked_arithmetic.clear()
+    _checked_arithmetic[key] = checked
+
+
+def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSpec) -> None:
+    """``x * 0.5`` and the like: remembered when the result keeps the array's floating dtype, where
+    the ufunc with the (weak) Python scalar is what the eager rule computes, without a cast."""
+    if not op.name.endswith("_scalar") or len(inputs) != 1 or inputs[0]._device.is_gpu:
+        return
+    ufunc = _CPU_ARITHMETIC.get(op.name[:-len("_scalar")])
+    scalar = attrs.get("scalar")
+    spec = inputs[0].spec
+    if (ufunc is None or scalar.__class__ not in (int, float) or out.dtype != spec.dtype
+            or out.dtype.kind != "f"):
+        return
+    _remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
+                         (ufunc, out, scalar))
 
 
 def _ufunc_ignoring_fp_errors(ufunc, a, b):
@@ -183,6 +203,17 @@ class NDArray(OperatorMixin):
                     and not autograd.is_recording() and not _launch_counting.open_counters):
                 return NDArray(_ufunc_ignoring_fp_errors(checked[0], a._data, b._data), a._device, checked[1])
             return invoke(op, [a, b], _NO_ATTRS)
+        cls = other.__class__
+        if cls is float or cls is int:
+            spec = self._spec or self.spec
+            scalar_op = op + "_scalar"
+            checked = _checked_arithmetic.get((scalar_op, spec.shape, spec.dtype, cls, other, reverse))
+            if (checked is not None and not self._device.is_gpu and not autograd.is_recording()
+                    and not _launch_counting.open_counters):
+                ufunc, out, scalar = checked
+                a, b = (scalar, self._data) if reverse else (self._data, scalar)
+                return NDArray(_ufunc_ignoring_fp_errors(ufunc, a, b), self._device, out)
+            return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
         return OperatorMixin._binary(self, other, op, reverse)
 
     def __init__(self, data, device: Device, spec: TensorSpec | None = None):
