@@ -33,7 +33,7 @@ API = {
     "gpuhybrid": {"inspect", "nd", "ndarray", "sym", "symbol", "gluon", "viz", "init", "autograd", "profiler",
                   "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
                   "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
-                  "OpAttributeError", "OpValueError", "__version__"},
+                  "OpAttributeError", "OpValueError", "set_num_threads", "get_num_threads", "__version__"},
     "gpuhybrid.ndarray": REGISTRY_NAMES | {"NDArray", "array", "arange", "empty", "from_dlpack", "full", "ones",
                                            "zeros", "random", "waitall"},
     "gpuhybrid.ndarray.random": {"normal", "uniform", "randn", "seed"},

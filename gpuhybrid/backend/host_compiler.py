@@ -21,9 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compile_cache import entry_key, headers_digest
+from .compile_cache import entry_key, headers_digest, load_cached
 from .kernel_files import kernel_dir
-from .host_threads import runtime as thread_runtime
 from .loaded_libraries import load_library
 
 
@@ -137,3 +136,31 @@ def compile_host(source: str, name: str, exports: tuple = ()) -> ctypes.CDLL:
                                    f"{result.stderr.strip()}")
 
     return load_library("host", key, build, exports)
+
+
+@functools.lru_cache(maxsize=None)
+def thread_runtime() -> ctypes.CDLL:
+    """The kernel thread pool (``kernels/gh_threads.c``), built once and loaded with ``RTLD_GLOBAL`` so
+    that kernel libraries resolve ``gh_part`` against it; its policy lives in ``host_threads``."""
+    compiler = find_host_compiler()
+    if compiler is None:
+        raise HostCompileError("no host C++ compiler found (set CXX or install g++/clang++)")
+    source = (kernel_dir() / "gh_threads.c").read_text()
+    key = entry_key(source, compiler.identity, "gh-threads")
+
+    def build(out: Path) -> None:
+        command = [compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-",
+                   "-o", str(out)]
+        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise OSError(f"{compiler.path} could not compile kernels/gh_threads.c:\n{result.stderr.strip()}")
+
+    library = load_cached("threads", key, ".so", build,
+                          lambda path: ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL))
+    library.gh_parallel_run.restype = None
+    library.gh_parallel_run.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_longlong]
+    library.gh_set_threads.argtypes = [ctypes.c_int]
+    library.gh_set_parallel_min.argtypes = [ctypes.c_longlong]
+    library.gh_get_parallel_min.restype = ctypes.c_longlong
+    return library

@@ -23,12 +23,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import subprocess
 from pathlib import Path
 
 from ..errors import GhError
-from .compile_cache import entry_key, load_cached
-from .kernel_files import kernel_dir
+from .host_compiler import thread_runtime
 
 DEFAULT_MAX_THREADS = 8
 
@@ -53,28 +51,8 @@ def _default_threads() -> int:
 
 @functools.lru_cache(maxsize=None)
 def runtime() -> ctypes.CDLL:
-    """The loaded thread-pool library (built on first use; needs the host C compiler)."""
-    from .host_compiler import find_host_compiler
-    compiler = find_host_compiler()
-    if compiler is None:
-        raise GhError("generated CPU kernels need a host C++ compiler (set CXX or install g++/clang++)")
-    source = (kernel_dir() / "gh_threads.c").read_text()
-    key = entry_key(source, compiler.identity, "gh-threads")
-
-    def build(out: Path) -> None:
-        command = [compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-", "-o", str(out)]
-        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise OSError(f"{compiler.path} could not compile kernels/gh_threads.c:\n{result.stderr.strip()}")
-
-    library = load_cached("threads", key, ".so", build,
-                          lambda path: ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL))
-    library.gh_parallel_run.restype = None
-    library.gh_parallel_run.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p,
-                                        ctypes.c_longlong]
-    library.gh_set_threads.argtypes = [ctypes.c_int]
-    library.gh_set_parallel_min.argtypes = [ctypes.c_longlong]
-    library.gh_get_parallel_min.restype = ctypes.c_longlong
+    """The loaded thread-pool library with this process's default thread count applied."""
+    library = thread_runtime()
     library.gh_set_threads(_default_threads())
     if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
         _set_blas_threads(library.gh_get_threads())
