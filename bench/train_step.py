@@ -3,14 +3,13 @@ at batch 64, imperative vs hybridized, measured side by side in one run (interle
 with the launches per step of both. Writes every figure to bench/results/<device>-train-<date>.json
 (the CPU by default; ``--device gpu`` on a machine with one).
 
-Each thread configuration runs in its own process, because the OpenMP runtime of the generated kernels
-and OpenBLAS read theirs when they load: 'default' is the environment as given (gpuhybrid itself makes
-OMP_WAIT_POLICY default to passive); 'omp-passive' sets OMP_WAIT_POLICY=passive explicitly (OpenMP
-threads sleep instead of spinning between kernels, so that they do not compete with OpenBLAS's threads
-for the cores); 'one-thread' sets OMP_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1.
+Each thread configuration runs in its own process, because OpenBLAS reads its settings when it loads:
+'default' is the environment as given; 'kernels-one-thread' runs the generated kernels on the calling
+thread (GPUHYBRID_NUM_THREADS=1 also sets OpenBLAS to 1 thread, see docs/threads.md); 'one-thread' sets
+GPUHYBRID_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1.
 
     python bench/train_step.py [--device cpu|gpu] [--steps 50] [--repeats 9]
-                               [--configs default,omp-passive,one-thread] [--out PATH]
+                               [--configs default,kernels-one-thread,one-thread] [--out PATH]
 """
 from __future__ import annotations
 
@@ -25,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = {"default": {}, "omp-passive": {"OMP_WAIT_POLICY": "passive"},
-           "one-thread": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}}
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "GOMP_SPINCOUNT")
+CONFIGS = {"default": {}, "kernels-one-thread": {"GPUHYBRID_NUM_THREADS": "1"},
+           "one-thread": {"GPUHYBRID_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}}
+THREAD_VARIABLES = ("GPUHYBRID_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS")
 BATCH, FEATURES, CLASSES = 64, 512, 2
 
 
@@ -122,7 +121,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.device, args.steps, args.repeats)))
         return
-    all_configs = "default,omp-passive,one-thread" if args.device == "cpu" else "default"
+    all_configs = "default,kernels-one-thread,one-thread" if args.device == "cpu" else "default"
     names = (args.configs or all_configs).split(",")
 
     import numpy as np

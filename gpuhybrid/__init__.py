@@ -20,6 +20,7 @@ from .gluon import init
 from .backend import Context, Device, cpu, default_device, gpu, num_gpus, waitall
 from .base import MXNetError
 from .context import current_context
+from .backend.host_threads import get_num_threads, set_num_threads   # threads of generated CPU kernels
 from .errors import (DeviceError, DeviceUnavailableError, DTypeError, GhError, OpAttributeError,
                      OpValueError, ShapeError)
 
@@ -40,4 +41,4 @@ __all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", 
            "profiler", "random", "base", "context", "test_utils", "MXNetError", "current_context", "Context",
            "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
            "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
-           "__version__"]
+           "set_num_threads", "get_num_threads", "__version__"]

@@ -10,6 +10,10 @@
  *   scalars  a bytes object of 8-byte slots.
  * Returns the output array when there is one, else a list of them.
  *
+ * set_runner(address) names gpuhybrid's thread pool (gh_parallel_run in kernels/gh_threads.c): every
+ * launch goes through it with the largest array's element count as the work, and the GIL is released
+ * when the work is large enough for the pool to split it.
+ *
  * Built with the NumPy C API (PyArray_DATA is a field read, where the buffer protocol costs a
  * few hundred nanoseconds per array). Compiled once per Python and NumPy version by gpuhybrid's
  * kernel cache; ctypes is the fallback when it cannot be.
@@ -20,9 +24,12 @@
 #include <numpy/arrayobject.h>
 
 #define GH_MAX_ARRAYS 64
-#define GH_PARALLEL_MIN 32768
+#define GH_RELEASE_GIL_MIN 32768      /* elements: below, releasing the GIL costs more than it frees */
 
 typedef void (*gh_packed_kernel)(long long n, void* const* arrays, const unsigned char* scalars);
+typedef void (*gh_runner)(gh_packed_kernel kernel, long long n, void* const* arrays,
+                          const unsigned char* scalars, long long work);
+static gh_runner runner = NULL;
 
 /* A new reference to a fresh C-contiguous array of (shape, dtype), or NULL with an exception set. */
 static PyObject* new_output(PyObject* spec) {
@@ -69,6 +76,7 @@ static PyObject* launch(PyObject* self, PyObject* const* args, Py_ssize_t nargs)
     return NULL;
   }
   PyObject* held[GH_MAX_ARRAYS];      /* new references: outputs, then inputs */
+  long long work = 0;                 /* elements of the largest array */
   void* pointers[GH_MAX_ARRAYS];
   Py_ssize_t count = 0;
   PyObject* const* outs = PySequence_Fast_ITEMS(args[2]);
@@ -87,21 +95,25 @@ static PyObject* launch(PyObject* self, PyObject* const* args, Py_ssize_t nargs)
     }
     held[count] = out;
     pointers[count] = PyArray_DATA((PyArrayObject*)out);
+    if (PyArray_SIZE((PyArrayObject*)out) > work) work = PyArray_SIZE((PyArrayObject*)out);
   }
   for (Py_ssize_t k = 0; k < n_in; ++k, ++count) {
     PyObject* in = PyArray_FROM_OF(PyList_GET_ITEM(args[3], k), NPY_ARRAY_CARRAY_RO);
     if (in == NULL) goto fail;
     held[count] = in;
     pointers[count] = PyArray_DATA((PyArrayObject*)in);
+    if (PyArray_SIZE((PyArrayObject*)in) > work) work = PyArray_SIZE((PyArrayObject*)in);
   }
   {
     const unsigned char* scalars = (const unsigned char*)PyBytes_AS_STRING(args[4]);
-    if (n >= GH_PARALLEL_MIN) {
-      Py_BEGIN_ALLOW_THREADS
+    if (runner == NULL) {
       kernel(n, pointers, scalars);
+    } else if (work >= GH_RELEASE_GIL_MIN) {
+      Py_BEGIN_ALLOW_THREADS
+      runner(kernel, n, pointers, scalars, work);
       Py_END_ALLOW_THREADS
     } else {
-      kernel(n, pointers, scalars);
+      runner(kernel, n, pointers, scalars, work);
     }
   }
   for (Py_ssize_t i = n_out; i < count; ++i) Py_DECREF(held[i]);
@@ -120,7 +132,16 @@ fail:
   return NULL;
 }
 
+static PyObject* set_runner(PyObject* self, PyObject* address) {
+  (void)self;
+  void* pointer = PyLong_AsVoidPtr(address);
+  if (pointer == NULL && PyErr_Occurred()) return NULL;
+  runner = (gh_runner)pointer;
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+  {"set_runner", set_runner, METH_O, "Launch kernels through gh_parallel_run at this address (0: directly)."},
   {"launch", (PyCFunction)(void (*)(void))launch, METH_FASTCALL, "Call a packed CPU kernel."},
   {NULL, NULL, 0, NULL},
 };

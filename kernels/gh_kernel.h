@@ -2,8 +2,9 @@
 // signature and the element loop, for both targets.
 //
 //   CUDA (NVRTC):      GH_KERNEL(name)(...) is a __global__ function; GH_FOR_EACH is a grid-stride loop.
-//   CPU (host C++):    GH_KERNEL(name)(...) is an extern "C" function; GH_FOR_EACH is an OpenMP
-//                      "parallel for simd" loop that stays on one thread below GH_PARALLEL_MIN elements.
+//   CPU (host C++):    GH_KERNEL(name)(...) is an extern "C" function; GH_FOR_EACH is a "simd" loop over
+//                      this thread's part of [0, n) (gh_part: all of it, unless gpuhybrid's thread
+//                      pool, kernels/gh_threads.c, runs the kernel in chunks).
 // Define GH_INDEX_32 before including this file when every index fits in 32 bits.
 #ifndef GH_KERNEL_H
 #define GH_KERNEL_H
@@ -43,14 +44,15 @@ GH_FN unsigned short gh_double_to_half(double x) {   // one rounding, as __doubl
 }
 #else
 #include <string.h>
-#ifndef GH_PARALLEL_MIN
-#define GH_PARALLEL_MIN 32768
-#endif
 #define GH_RESTRICT __restrict__
 #define GH_KERNEL(name) extern "C" void name
+// The part [begin, end) of [0, n) the calling thread runs, in multiples of `grain` (kernels/gh_threads.c).
+struct gh_span { long long begin, end; };
+extern "C" gh_span gh_part(long long n, long long grain);
+// Chunks of 16 elements keep each thread's stores on whole vectors and cache lines.
 #define GH_FOR_EACH(i, n) \
-  _Pragma("omp parallel for simd schedule(static) if((n) > GH_PARALLEL_MIN)") \
-  for (gh_index i = 0; i < (n); ++i)
+  if (const gh_span gh_span_##i = gh_part((n), 16); true) \
+  _Pragma("omp simd") for (gh_index i = (gh_index)gh_span_##i.begin; i < (gh_index)gh_span_##i.end; ++i)
 #ifndef __FLT16_MAX__
 #error "this host C++ compiler has no _Float16; float16 kernels need GCC >= 12 or Clang >= 15"
 #endif

@@ -1,7 +1,7 @@
 // gh_row.h -- row-wise kernels (softmax, log_softmax, LayerNorm): one row per thread block on the GPU,
-// one row per loop iteration (rows spread over OpenMP threads) on the CPU, from the same source.
+// one row per loop iteration (rows spread over gpuhybrid's kernel threads) on the CPU, from the same source.
 //
-//   GH_FOR_EACH_ROW(r, rows, cols)  CUDA: blocks stride over rows     CPU: OpenMP loop over rows
+//   GH_FOR_EACH_ROW(r, rows, cols)  CUDA: blocks stride over rows     CPU: loop over this thread's rows
 //   GH_FOR_EACH_COL(j, cols)        CUDA: threads stride over a row   CPU: a simd loop over the row
 //   GH_SUM_COLS(j, cols, acc)       the same, for a loop that adds into `acc` (a simd reduction)
 //   GH_MAX_COLS(j, cols)            the same, for a loop that takes a running maximum
@@ -49,8 +49,8 @@ template <typename T> __device__ __forceinline__ T gh_row_sum(T v) { return gh_b
 #else
 typedef double gh_acc_float;
 #define GH_FOR_EACH_ROW(r, rows, cols) \
-  GH_PRAGMA(omp parallel for schedule(static) if((rows) * (cols) > GH_PARALLEL_MIN)) \
-  for (gh_index r = 0; r < (rows); ++r)
+  if (const gh_span gh_rows_##r = gh_part((rows), 1); true) \
+  for (gh_index r = (gh_index)gh_rows_##r.begin; r < (gh_index)gh_rows_##r.end; ++r)
 #define GH_FOR_EACH_COL(j, cols) _Pragma("omp simd") for (gh_index j = 0; j < (cols); ++j)
 #define GH_SUM_COLS(j, cols, acc) GH_PRAGMA(omp simd reduction(+:acc)) for (gh_index j = 0; j < (cols); ++j)
 #define GH_MAX_COLS(j, cols) for (gh_index j = 0; j < (cols); ++j)

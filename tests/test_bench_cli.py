@@ -53,8 +53,10 @@ def test_smoke_run_every_workload_writes_valid_json_and_plot(tmp_path):
     validate(doc)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = {(r["label"], r["name"]): r for r in doc["results"]}
-    assert {r["workload"] for r in doc["results"]} == {"mlp", "chain", "softmax", "layernorm", "train", "lenet",
-                                                      "resnet18"}
+    workloads = {"mlp", "chain", "softmax", "layernorm", "train", "eager", "lenet", "resnet18"}
+    assert {r["workload"] for r in doc["results"]} == workloads
+    eager = rows[("eager elements=16 ops=8", "gpuhybrid imperative")]
+    assert eager["status"] == "ok" and eager["launches_per_call"]["total"] == 8     # one per op
     hybrid = rows[("chain length=3 elements=2^12", "gpuhybrid hybridized")]
     assert hybrid["status"] == "ok" and hybrid["launches_per_call"]["total"] < 3
     assert rows[("chain length=3 elements=2^12", "gpuhybrid imperative")]["launches_per_call"]["total"] == 3

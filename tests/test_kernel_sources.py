@@ -43,7 +43,7 @@ ATTR_CASES = {
 }
 # Input layouts an eager call meets: contiguous of the output's shape (n elements), or, for a (6, 5)
 # output, views read in place (transposed, broadcast, reversed and stepped: see _inputs).
-CONTIGUOUS_SIZES = [0, 1, 37, 70000]       # 70000 > GH_PARALLEL_MIN runs the OpenMP loop
+CONTIGUOUS_SIZES = [0, 1, 37, 70000]       # 70000: more than one vector loop and its tail
 STRIDED = "strided"
 
 

@@ -34,7 +34,7 @@ API = {
                   "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
                   "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
                   "OpAttributeError", "OpValueError", "__version__", "base", "context", "test_utils",
-                  "MXNetError", "current_context"},
+                  "MXNetError", "current_context", "set_num_threads", "get_num_threads"},
     "gpuhybrid.ndarray": REGISTRY_NAMES | {"NDArray", "array", "arange", "empty", "from_dlpack", "full", "ones",
                                            "zeros", "random", "waitall", "save", "load", "NDArrayFileError"},
     "gpuhybrid.ndarray.random": {"normal", "uniform", "randn", "seed"},

@@ -1,6 +1,6 @@
-"""fork after a parallel kernel: the child runs kernels (its forking thread on one OpenMP thread, threads
-it starts in parallel) instead of hanging in libgomp, as DataLoader workers with the default start
-method on Linux would."""
+"""fork after a parallel kernel: the child runs kernels (the kernel thread pool starts its workers
+again at the child's first parallel launch) instead of hanging on workers that fork did not copy, as
+DataLoader workers with the default start method on Linux would."""
 from __future__ import annotations
 
 import multiprocessing
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.skipif(find_host_compiler() is None,
                                  reason="fused CPU kernels need a C++ compiler"),
               pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")]
 
-# Large enough that the generated kernels run in parallel (more elements than GH_PARALLEL_MIN).
+# Large enough that the generated kernels run in parallel (more elements than host_threads.parallel_min()).
 SHAPE = (4096, 40)
 
 

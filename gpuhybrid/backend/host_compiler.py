@@ -1,7 +1,8 @@
 """Compiling generated kernel sources with the host C++ compiler and loading them with ctypes.
 
 The compiler is ``$CXX`` or the first of ``c++``, ``g++``, ``clang++`` on the PATH. Each optional
-flag is used when a probe shows the toolchain accepts it: ``-fopenmp`` (threads and ``simd`` loops),
+flag is used when a probe shows the toolchain accepts it: ``-fopenmp-simd`` (``simd`` loops; threads
+come from gpuhybrid's own pool, ``host_threads``, not from OpenMP),
 ``-march=native`` (the vector units of this CPU; the CPU's identity then joins the cache key) and
 glibc's ``libmvec`` (vectorised exp/log/tanh/...). ``-ffp-contract=off`` keeps a*b+c rounded as two
 operations, as the unfused ops round it. Signed overflow wraps around, as in NumPy, through the
@@ -21,14 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compile_cache import entry_key, headers_digest
+from .compile_cache import entry_key, headers_digest, load_cached
 from .kernel_files import kernel_dir
 from .loaded_libraries import load_library
-
-# OpenMP threads of generated kernels sleep between parallel regions instead of spinning, unless the user
-# says otherwise: spinning threads steal the cores OpenBLAS's threads need for the GEMMs that run between
-# kernels (a training step on 2 cores was 3-4x slower). Set before libgomp loads with the first kernel.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
 class HostCompileError(RuntimeError):
@@ -51,14 +47,14 @@ class HostCompiler:
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math",
               "-ffp-contract=off")
 # Optional flag groups, each kept only if the probe compiles and links with it (on top of the previous).
-OPTIONAL_FLAGS = (("-fopenmp",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
+OPTIONAL_FLAGS = (("-fopenmp-simd",), ("-march=native",), ("-DGH_USE_LIBMVEC", "-lmvec"))
 _PROBE = """
 #include <math.h>
 #if defined(GH_USE_LIBMVEC)
 extern "C" float expf(float) noexcept __attribute__((simd("notinbranch")));
 #endif
 extern "C" void probe(float* y, const float* x, int n) {
-#pragma omp parallel for simd
+#pragma omp simd
   for (int i = 0; i < n; ++i) y[i] = expf(x[i]);
 }
 """
@@ -124,6 +120,7 @@ def compile_host(source: str, name: str, exports: tuple = ()) -> ctypes.CDLL:
     if compiler is None:
         raise HostCompileError("no host C++ compiler found (set CXX or install g++/clang++)")
     key = entry_key(source, headers_digest(), compiler.identity, " ".join(compiler.flags), "host")
+    thread_runtime()            # loaded (RTLD_GLOBAL) first: kernel loops call its gh_part
 
     def build(out: Path) -> None:
         src = out.with_suffix(".cpp")
@@ -141,3 +138,31 @@ def compile_host(source: str, name: str, exports: tuple = ()) -> ctypes.CDLL:
                                    f"{result.stderr.strip()}")
 
     return load_library("host", key, build, exports)
+
+
+@functools.lru_cache(maxsize=None)
+def thread_runtime() -> ctypes.CDLL:
+    """The kernel thread pool (``kernels/gh_threads.c``), built once and loaded with ``RTLD_GLOBAL`` so
+    that kernel libraries resolve ``gh_part`` against it; its policy lives in ``host_threads``."""
+    compiler = find_host_compiler()
+    if compiler is None:
+        raise HostCompileError("no host C++ compiler found (set CXX or install g++/clang++)")
+    source = (kernel_dir() / "gh_threads.c").read_text()
+    key = entry_key(source, compiler.identity, "gh-threads")
+
+    def build(out: Path) -> None:
+        command = [compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-",
+                   "-o", str(out)]
+        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise OSError(f"{compiler.path} could not compile kernels/gh_threads.c:\n{result.stderr.strip()}")
+
+    library = load_cached("threads", key, ".so", build,
+                          lambda path: ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL))
+    library.gh_parallel_run.restype = None
+    library.gh_parallel_run.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_longlong]
+    library.gh_set_threads.argtypes = [ctypes.c_int]
+    library.gh_set_parallel_min.argtypes = [ctypes.c_longlong]
+    library.gh_get_parallel_min.restype = ctypes.c_longlong
+    return library

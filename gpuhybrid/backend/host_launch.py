@@ -1,6 +1,7 @@
 """Fast calls into generated CPU kernels: a small CPython extension (``kernels/gh_host_launch.c``, on
 the NumPy C API) built once per Python and NumPy version through the kernel cache. Where it cannot be
-built (no Python headers), ``launcher()`` returns None and callers use ctypes."""
+built (no Python headers), ``launcher()`` returns None and callers use ctypes (kernels then run on the
+calling thread). Launches go through the kernel thread pool (``host_threads``)."""
 from __future__ import annotations
 
 import functools
@@ -15,6 +16,7 @@ import numpy
 
 from .compile_cache import entry_key, load_cached
 from .host_compiler import find_host_compiler
+from .host_threads import run_address
 from .kernel_files import kernel_dir
 
 
@@ -44,6 +46,8 @@ def launcher():
         return module
 
     try:
-        return load_cached("host", key, importlib.machinery.EXTENSION_SUFFIXES[0], build, load)
+        module = load_cached("host", key, importlib.machinery.EXTENSION_SUFFIXES[0], build, load)
     except (OSError, ImportError):
         return None
+    module.set_runner(run_address())
+    return module

@@ -16,12 +16,13 @@ from .peers import PEERS
 from .suite import Settings, run_case
 from .timing import copy_bandwidth
 from .conv_workloads import lenet_case, resnet18_case
-from .workloads import chain_case, layernorm_case, mlp_case, softmax_case, train_case
+from .workloads import chain_case, eager_case, layernorm_case, mlp_case, softmax_case, train_case
 
-WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train", "lenet", "resnet18")
+WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train", "eager", "lenet", "resnet18")
 DESCRIPTION = """\
 Time gpuhybrid imperatively and hybridized (and hybridized with static_alloc/static_shape) on the
-lecture's MLP, elementwise chains, softmax, layer norm and an MLP training step; with --peers, the same
+lecture's MLP, elementwise chains, softmax, layer norm, an MLP training step and the per-op cost of eager
+dispatch (eight ops on 16 values); with --peers, the same
 workloads through NumPy, PyTorch (eager, torch.compile), JAX (jit) and on a GPU CuPy (eager, fuse).
 Every runner's result is checked against a float64 NumPy reference before it is timed."""
 EPILOG = """\
@@ -29,6 +30,7 @@ examples:
   gpuhybrid-bench mlp                                the lecture's MLP at batch 1
   gpuhybrid-bench mlp --batch-size 1,64,1024 --peers the MLP at three batch sizes, with every peer
   gpuhybrid-bench chain --chain-length 1,4,16 --plot chain.png
+  gpuhybrid-bench eager --peers numpy,torch          per-op cost of imperative calls on 16 values
   gpuhybrid-bench all --peers --results-dir bench/results   writes <device>-<date>.json and .png
 The JSON format is documented in docs/bench.md (schema: docs/bench-schema.json)."""
 
@@ -156,6 +158,8 @@ def build_cases(args) -> list:
             cases += [lenet_case(b) for b in args.batch_size or [1]]
         elif workload == "resnet18":
             cases += [resnet18_case(b) for b in args.batch_size or [16]]
+        elif workload == "eager":
+            cases.append(eager_case(16))
     return cases
 
 

@@ -50,6 +50,22 @@ def chain(F, x, length: int):
     return x
 
 
+EAGER_OPS = 8                           # ops in one call of ``eager_ops``
+
+
+def eager_ops(F, x, y):
+    """Eight small ops as imperative code issues them: arithmetic on two arrays and with scalars,
+    and activations. On 16 values, a call costs what dispatching eight ops costs."""
+    a = x * y
+    b = a + x
+    c = b * 0.5
+    d = F.tanh(c)
+    e = d - y
+    f = F.relu(e)
+    g = f + 1.0
+    return F.sigmoid(g)
+
+
 def softmax(F, x):
     """Row softmax as people write it by hand: subtract the row max, exponentiate, normalise."""
     e = F.exp(x - F.max(x, axis=-1, keepdims=True))
@@ -71,6 +87,11 @@ class ChainBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         return chain(F, x, self.length)
+
+
+class EagerOpsBlock(nn.HybridBlock):
+    def hybrid_forward(self, F, x, y):
+        return eager_ops(F, x, y)
 
 
 class SoftmaxBlock(nn.HybridBlock):
@@ -149,6 +170,15 @@ def chain_case(length: int, elements: int, seed: int = 0) -> Case:
                 bytes_per_call=2 * elements * FLOAT32, flops_per_call=length * elements)
 
 
+def eager_case(elements: int = 16, seed: int = 0) -> Case:
+    """Per-op dispatch cost: ``eager_ops`` on ``elements`` values (imperative gpuhybrid against NumPy and
+    PyTorch eager; the hybridized modes fuse it, for comparison). Per op: the median over EAGER_OPS."""
+    rng = np.random.default_rng(seed)
+    return Case("eager", {"elements": elements, "ops": EAGER_OPS},
+                [_normal(rng, (elements,)), _normal(rng, (elements,))], [], eager_ops,
+                make_block=EagerOpsBlock, flops_per_call=EAGER_OPS * elements)
+
+
 def softmax_case(rows: int, cols: int, seed: int = 0) -> Case:
     rng = np.random.default_rng(seed)
     return Case("softmax", {"rows": rows, "cols": cols}, [_normal(rng, (rows, cols), 2.0)], [], softmax,
@@ -204,5 +234,6 @@ def float64_reference(case: Case, numpy_ops) -> np.ndarray:
     return case.reference
 
 
-__all__ = ["Case", "mlp_case", "chain_case", "softmax_case", "layernorm_case", "train_case", "build_block",
+__all__ = ["Case", "mlp_case", "chain_case", "eager_case", "eager_ops", "EAGER_OPS",
+           "softmax_case", "layernorm_case", "train_case", "build_block",
            "host_inputs", "float64_reference", "mlp", "chain", "softmax", "layernorm", "lecture_mlp"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import autograd
 from ..backend import Device, as_device, default_device, record_launches
+from ..backend import profiler as _launch_counting
 from ..errors import DeviceError, DTypeError, OpValueError, ShapeError
 from ..ops import get_op
 from ..ops.frontend import Frontend, OperatorMixin
@@ -22,44 +23,157 @@ from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
 
 
-def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = None):
-    """Check, infer and run ``op_name`` now; returns an NDArray, or a list of them for multi-output ops.
+# What ``invoke`` works out per call before it runs an op, kept per (op, attributes, input specs,
+# training flag): the parsed attributes, the output specs and the launch counts. Cleared when full.
+_prepared: dict = {}
+_PREPARED_MAX = 4096
+# Attribute values that may key the cache: their class joins the key (2, 2.0 and True hash alike).
+_KEYABLE = (int, float, bool, str, type(None), np.generic)
+_TRAINING_FLAG_OPS: set = set()     # ops whose prepared form depends on autograd.is_training()
+# Binary arithmetic that NumPy computes exactly as the registry's eager rule when both operands already
+# have the result's floating dtype: the ufunc is called directly (no promotion, no cast afterwards).
+_CPU_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
+_NO_ATTRS: dict = {}
+# (op, shapes, dtypes) -> (ufunc, output spec): CPU arithmetic that ``invoke`` has checked once; the
+# operators then call the ufunc directly while nothing records or counts launches.
+_checked_arithmetic: dict = {}
+try:    # NumPy >= 2 keeps the floating-point error policy in a context variable: the fast path sets it
+    # directly (np.errstate's Python object costs more than the 16-value ufunc it wraps)
+    from numpy._core._ufunc_config import _extobj_contextvar as _fp_policy, _make_extobj
+    _FP_IGNORE = _make_extobj(all="ignore")
+except ImportError:
+    _fp_policy = None
 
-    ``device`` is used only by ops without inputs; otherwise the inputs' common device is used.
-    """
+
+def _attrs_key(attrs: dict):
+    """A hashable key for ``attrs``, or None when a value is not a plain scalar or tuple of ints."""
+    key = []
+    for name, value in attrs.items():
+        cls = value.__class__
+        if cls is tuple:
+            if not all(v.__class__ is int for v in value):
+                return None
+        elif not isinstance(value, _KEYABLE):
+            return None
+        key.append((name, cls, value))
+    return tuple(key)
+
+
+def _prepare(op_name: str, inputs: Sequence, attrs: dict):
+    """(op, parsed attributes, output specs, kernels, library calls): checked and inferred."""
     op = get_op(op_name)
-    if op.uses_training_flag and "training" not in attrs:
-        attrs = {**attrs, "training": autograd.is_training()}
+    if op.uses_training_flag:
+        _TRAINING_FLAG_OPS.add(op_name)
+        if "training" not in attrs:
+            attrs = {**attrs, "training": autograd.is_training()}
     attrs = op.parse_attrs(attrs)
     for i, x in enumerate(inputs):
         if not isinstance(x, NDArray):
             name = op.inputs[min(i, len(op.inputs) - 1)].lstrip("*")
             raise DTypeError(f"{op.name}: input {name!r} must be an NDArray, got {type(x).__name__}; "
                              f"wrap host data with nd.array(...)")
+    outs = op.infer_specs([x.spec for x in inputs], attrs)
+    kernels, library = op.launch_counts(attrs, outs)
+    ufunc = _CPU_ARITHMETIC.get(op.name)
+    if ufunc is not None and not (outs[0].dtype.kind == "f" and all(x.dtype == outs[0].dtype for x in inputs)
+                                  and not inputs[0]._device.is_gpu):
+        ufunc = None
+    if ufunc is not None and not attrs:
+        a, b = inputs[0].spec, inputs[1].spec
+        _remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
+    _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
+    return op, attrs, outs, kernels, library, ufunc
+
+
+def _remember_arithmetic(key: tuple, checked: tuple) -> None:
+    if len(_checked_arithmetic) >= _PREPARED_MAX:
+        _checked_arithmetic.clear()
+    _checked_arithmetic[key] = checked
+
+
+def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSpec) -> None:
+    """``x * 0.5`` and the like: remembered when the result keeps the array's floating dtype, where
+    the ufunc with the (weak) Python scalar is what the eager rule computes, without a cast."""
+    if not op.name.endswith("_scalar") or len(inputs) != 1 or inputs[0]._device.is_gpu:
+        return
+    ufunc = _CPU_ARITHMETIC.get(op.name[:-len("_scalar")])
+    scalar = attrs.get("scalar")
+    spec = inputs[0].spec
+    if (ufunc is None or scalar.__class__ not in (int, float) or out.dtype != spec.dtype
+            or out.dtype.kind != "f"):
+        return
+    _remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
+                         (ufunc, out, scalar))
+
+
+def _ufunc_ignoring_fp_errors(ufunc, a, b):
+    """``ufunc(a, b)`` as an ndarray, inf/nan following IEEE without warnings (as the eager rules)."""
+    if _fp_policy is not None:
+        token = _fp_policy.set(_FP_IGNORE)
+        try:
+            result = ufunc(a, b)
+        finally:
+            _fp_policy.reset(token)
+    else:
+        with np.errstate(all="ignore"):
+            result = ufunc(a, b)
+    return result if result.__class__ is np.ndarray else np.asarray(result)   # 0-d: a NumPy scalar
+
+
+def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = None):
+    """Check, infer and run ``op_name`` now; returns an NDArray, or a list of them for multi-output ops.
+
+    ``device`` is used only by ops without inputs; otherwise the inputs' common device is used. What
+    depends only on the op, its attributes and its inputs' specs is worked out once (``_prepared``).
+    """
+    attrs_key = _attrs_key(attrs) if attrs else ()
+    prepared = key = None
+    if attrs_key is not None:
+        try:
+            key = (op_name, attrs_key, *[(x._spec or x.spec).shape for x in inputs],
+                   *[x._spec.dtype for x in inputs])
+        except AttributeError:        # an input that is not an NDArray: _prepare says so
+            key = None
+        if key is not None and op_name in _TRAINING_FLAG_OPS:
+            key += (autograd.is_training(),)
+        prepared = _prepared.get(key) if key is not None else None
+    if prepared is None:
+        prepared = _prepare(op_name, inputs, attrs)
+        if key is not None:
+            if len(_prepared) >= _PREPARED_MAX:
+                _prepared.clear()
+            _prepared[key] = prepared
+    op, attrs, outs, kernels, library, ufunc = prepared
     if inputs:
         device = inputs[0]._device
-        if any(x._device != device for x in inputs):
-            raise DeviceError(f"{op.name}: inputs are on different devices "
-                              f"({', '.join(str(a._device) for a in inputs)}); gpuhybrid never copies "
-                              f"silently — move them first, e.g. x.as_in_context({device})")
+        for x in inputs:
+            if x._device is not device and x._device != device:
+                raise DeviceError(f"{op.name}: inputs are on different devices "
+                                  f"({', '.join(str(a._device) for a in inputs)}); gpuhybrid never copies "
+                                  f"silently — move them first, e.g. x.as_in_context({device})")
     elif device is None:
         device = default_device()
-    outs = op.infer_specs([x.spec for x in inputs], attrs)
-    with device.activate():
+    if device.is_gpu:
+        with device.activate():
+            result = op.eager(device, [x._data for x in inputs], attrs, outs)
+    elif ufunc is not None:
+        result = _ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
+    else:
         result = op.eager(device, [x._data for x in inputs], attrs, outs)
-    kernels, library = op.launch_counts(attrs, outs)
-    record_launches(device, kernels, "kernel")
-    record_launches(device, library, "library")
+    if _launch_counting.open_counters:
+        record_launches(device, kernels, "kernel")
+        record_launches(device, library, "library")
+    recording = autograd.is_recording() and any(x._ag is not None for x in inputs)
     if len(outs) == 1 and not isinstance(result, (list, tuple)):
         out = NDArray(result, device, outs[0])
         share_version_of_view(out, inputs)
-        if autograd.is_recording() and any(x._ag is not None for x in inputs):
+        if recording:
             autograd.record_call(op.name, attrs, inputs, [out])
         return out
     arrays = [NDArray(r, device, s) for r, s in zip(result, outs)]
     for array in arrays:
         share_version_of_view(array, inputs)
-    if autograd.is_recording() and any(x._ag is not None for x in inputs):
+    if recording:
         autograd.record_call(op.name, attrs, inputs, arrays)
     if op.hidden_outputs:        # outputs kept for the gradient rule only (Dropout's draw)
         visible = arrays[:len(arrays) - op.hidden_outputs]
@@ -80,6 +194,30 @@ class NDArray(OperatorMixin):
 
     def _apply(self, op: str, inputs: list, attrs: dict) -> "NDArray":
         return invoke(op, inputs, attrs)
+
+    def _binary(self, other, op: str, reverse: bool = False):
+        # The arithmetic operators' fast path: two NDArrays on one CPU, already checked by invoke for
+        # these shapes and dtypes, while nothing records or counts: the ufunc, then the result.
+        if other.__class__ is NDArray:
+            a, b = (other, self) if reverse else (self, other)
+            sa, sb = a._spec or a.spec, b._spec or b.spec
+            checked = _checked_arithmetic.get((op, sa.shape, sb.shape, sa.dtype, sb.dtype))
+            if (checked is not None and a._device is b._device and not a._device.is_gpu
+                    and not autograd.is_recording() and not _launch_counting.open_counters):
+                return NDArray(_ufunc_ignoring_fp_errors(checked[0], a._data, b._data), a._device, checked[1])
+            return invoke(op, [a, b], _NO_ATTRS)
+        cls = other.__class__
+        if cls is float or cls is int:
+            spec = self._spec or self.spec
+            scalar_op = op + "_scalar"
+            checked = _checked_arithmetic.get((scalar_op, spec.shape, spec.dtype, cls, other, reverse))
+            if (checked is not None and not self._device.is_gpu and not autograd.is_recording()
+                    and not _launch_counting.open_counters):
+                ufunc, out, scalar = checked
+                a, b = (scalar, self._data) if reverse else (self._data, scalar)
+                return NDArray(_ufunc_ignoring_fp_errors(ufunc, a, b), self._device, out)
+            return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
+        return OperatorMixin._binary(self, other, op, reverse)
 
     def __init__(self, data, device: Device, spec: TensorSpec | None = None):
         self._data = data
@@ -296,6 +434,8 @@ def eager_apply(op_name: str, inputs: list, attrs: dict):
     """What an ``nd.<op>(...)`` call does once its inputs and attributes are sorted out."""
     attrs.pop("name", None)  # MXNet code passes name= for symbols; meaningless eagerly
     # Ops without inputs (random_normal, ...) take MXNet's ctx=; the others run where their inputs are.
+    if inputs and "ctx" not in attrs:
+        return invoke(op_name, inputs, attrs)
     device = as_device(attrs.pop("ctx", None)) if not get_op(op_name).inputs else None
     return invoke(op_name, inputs, attrs, device=device)
 

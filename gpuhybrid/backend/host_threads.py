@@ -1,0 +1,123 @@
+"""The threads of generated CPU kernels: gpuhybrid's own small pool (``kernels/gh_threads.c``).
+
+Policy, the same whether or not PyTorch, JAX or scikit-learn (other OpenMP or BLAS runtimes) share the
+process: a launch whose arrays hold fewer than ``parallel_min()`` elements runs on the calling thread;
+a larger one is cut into chunks that the caller and the workers claim, so a worker that another process
+keeps off its core only delays its own chunk; idle workers sleep (after a look of about 10 µs) instead
+of spinning against the BLAS threads of the GEMMs between kernels. Kernels no longer use OpenMP, so
+no OpenMP runtime's settings (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) reach them.
+
+The number of threads (the caller included) is ``GPUHYBRID_NUM_THREADS`` when set, else the CPUs this
+process may run on, at most 8; ``gpuhybrid.set_num_threads(k)`` changes it (1: every kernel on its
+calling thread). Both also set the threads of NumPy's OpenBLAS (the GEMMs of every plan), so that one
+number governs all the threads gpuhybrid's work runs on; without either, BLAS keeps NumPy's setting.
+On a machine where other processes hold cores, ``GPUHYBRID_NUM_THREADS=1`` is the setting to use:
+OpenBLAS's threads wait for each other in lock step, and a GEMM whose second thread has no core runs
+10-100x slower (measured: docs/threads.md).
+
+The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
+library, whose loops resolve ``gh_part`` against it.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+
+from ..errors import GhError
+from .host_compiler import thread_runtime
+
+DEFAULT_MAX_THREADS = 8
+
+
+def _default_threads() -> int:
+    text = os.environ.get("GPUHYBRID_NUM_THREADS", "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise GhError(f"GPUHYBRID_NUM_THREADS={text!r} is not a positive integer; set it to the number "
+                          "of threads generated CPU kernels may use (1 runs them on the calling thread)")
+        return value
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    return max(1, min(available, DEFAULT_MAX_THREADS))
+
+
+@functools.lru_cache(maxsize=None)
+def runtime() -> ctypes.CDLL:
+    """The loaded thread-pool library with this process's default thread count applied."""
+    library = thread_runtime()
+    library.gh_set_threads(_default_threads())
+    if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
+        _set_blas_threads(library.gh_get_threads())
+    return library
+
+
+def _blas_setters() -> list:
+    """The ``*_set_num_threads`` functions of the OpenBLAS libraries loaded in this process (NumPy's
+    wheels ship one with a ``scipy_`` prefix and a ``64_`` suffix)."""
+    import numpy                # noqa: F401  (loads NumPy's BLAS, if it was not loaded yet)
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1]})
+    names = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+             "openblas_set_num_threads64_", "openblas_set_num_threads")
+    setters = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+        except OSError:
+            continue
+        setters += [getattr(library, name) for name in names if hasattr(library, name)][:1]
+    return setters
+
+
+def _set_blas_threads(threads: int) -> int:
+    """Set every loaded OpenBLAS to ``threads`` threads; how many libraries were set."""
+    setters = _blas_setters()
+    for setter in setters:
+        setter.argtypes = [ctypes.c_int]
+        setter(threads)
+    return len(setters)
+
+
+def run_address() -> int:
+    """The address of ``gh_parallel_run`` (the launcher extension calls kernels through it)."""
+    return ctypes.cast(runtime().gh_parallel_run, ctypes.c_void_p).value
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` threads (the calling one included) for large generated CPU kernels and for
+    NumPy's OpenBLAS; 1 runs every kernel and GEMM on its calling thread."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise GhError(f"set_num_threads({threads!r}): give a positive integer (1 runs generated CPU kernels "
+                      "and BLAS on the calling thread)")
+    runtime().gh_set_threads(threads)
+    _set_blas_threads(threads)
+
+
+def get_num_threads() -> int:
+    """The number of threads large generated CPU kernels use."""
+    return runtime().gh_get_threads()
+
+
+def set_parallel_min(elements: int) -> None:
+    """Launches touching fewer array elements than this run on the calling thread (default 32768)."""
+    runtime().gh_set_parallel_min(int(elements))
+
+
+def parallel_min() -> int:
+    return runtime().gh_get_parallel_min()
+
+
+def started_workers() -> int:
+    """Worker threads running now (started at the first parallel launch; 0 after fork until then)."""
+    return runtime().gh_started_workers()
