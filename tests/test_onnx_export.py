@@ -271,6 +271,8 @@ CONV_CASES = [
          adj=(1, 0), num_filter=3),
     conv("Deconvolution", normal(4, 5), (4, 1, 3), kernel=(3,), stride=(2,), num_group=2, no_bias=True,
          target_shape=(10,), num_filter=2),
+    conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), target_shape=(6,), num_filter=2),
+    conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), stride=(3,), pad=(1,), adj=(3,), num_filter=2),
     # 6 rows: the 'full' last window reads one row past the padding; 7 columns: its last window would
     # cover padding only, which gpuhybrid drops
     *[pool(normal(2, 6, 7), pool_type=t, kernel=(3, 2), stride=(2, 2), pad=(1, 1), pooling_convention=c)
@@ -278,6 +280,7 @@ CONV_CASES = [
     pool(normal(2, 6, 7), pool_type="avg", kernel=(3, 3), stride=(2, 2), pad=(1, 1), pooling_convention="full",
          count_include_pad=False),
     *[pool(normal(2, 5, 6), pool_type="lp", p_value=p, kernel=(2, 3), stride=(1, 2)) for p in (1, 2, 3)],
+    pool(normal(3, 5, 5), pool_type="avg", kernel=(2, 2), stride=(2, 2), pooling_convention="full"),
     pool(normal(3, 8), pool_type="max", kernel=(3,), stride=(2,), pooling_convention="full"),
     pool(normal(2, 3, 4, 5), pool_type="avg", kernel=(2, 2, 2), pad=(1, 0, 1)),
     *[pool(normal(3, 4, 5), pool_type=t, global_pool=True) for t in ("max", "avg", "sum", "lp")],
@@ -372,6 +375,14 @@ def test_an_op_without_exporter_names_the_op_and_the_node():
     out = x + sym.random_normal(shape=(4,), name="noise")
     with pytest.raises(OnnxError, match=r"node 'noise' is op 'random_normal'.*draws random"):
         gh.onnx.export_model(out, {}, in_shapes=[(2, 4)])
+
+
+def test_deconvolution_beyond_output_padding_is_refused_with_the_node():
+    x, weight = sym.var("data"), sym.var("w")
+    out = sym.Deconvolution(x, weight, kernel=(3,), stride=(2,), adj=(2,), num_filter=2, no_bias=True,
+                            name="up")
+    with pytest.raises(OnnxError, match=r"node 'up' \(Deconvolution\).*adj \(2,\).*output_padding"):
+        gh.onnx.export_model(out, {"w": np.ones((3, 2, 3), np.float32)}, in_shapes=[(2, 3, 5)])
 
 
 def test_active_dropout_is_refused_with_the_node():

@@ -36,18 +36,10 @@ def _wide(dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
-def _check_layout(attrs: dict, dims: int) -> None:
-    layout = attrs.get("layout")
-    if layout is not None and not layout.startswith("NC"):
-        raise OnnxError(f"layout={layout!r} is channel last; ONNX's Conv and pooling take channel-first data "
-                        f"(transpose to {'NC' + layout[1:-1]!r} before the op)")
-
-
 @rule("Convolution", "Deconvolution")
 def _convolution(w, node, ins, in_specs):
     attrs, out = node.attr_dict, node.specs[0]
     geom = geometry(attrs)
-    _check_layout(attrs, geom.dims)
     wide = _wide(out.dtype)
     x, weight = (w.cast(n, s.dtype, wide) for n, s in zip(ins[:2], in_specs[:2]))
     operands = [x, weight] + ([] if attrs["no_bias"] else [w.cast(ins[2], in_specs[2].dtype, wide)])
@@ -57,11 +49,15 @@ def _convolution(w, node, ins, in_specs):
         y = w.op("Conv", *operands, pads=list(geom.pad) * 2, **common)
     else:
         pad, adj = deconv_pad_adj(attrs, geom, in_specs[0].shape[2:])
-        if any(a >= max(s, d) for a, s, d in zip(adj, geom.stride, geom.dilate)):
-            raise OnnxError(f"Deconvolution's adj {adj} (from adj or target_shape) is not smaller than the "
-                            f"stride {geom.stride} or the dilation {geom.dilate} on every axis, which ONNX's "
-                            f"ConvTranspose output_padding requires; choose a target_shape within a stride")
-        y = w.op("ConvTranspose", *operands, pads=list(pad) * 2, output_padding=list(adj), **common)
+        # gpuhybrid's extra end rows first take back end padding; only the rest is output_padding
+        end_pads = [max(p - a, 0) for p, a in zip(pad, adj)]
+        output_padding = [max(a - p, 0) for p, a in zip(pad, adj)]
+        if any(o >= max(s, d) for o, s, d in zip(output_padding, geom.stride, geom.dilate)):
+            raise OnnxError(f"Deconvolution's adj {adj} (from adj or target_shape) exceeds the pad {pad} by "
+                            f"the stride {geom.stride} or the dilation {geom.dilate} or more, which ONNX's "
+                            f"ConvTranspose output_padding does not allow; use a smaller adj or target_shape")
+        y = w.op("ConvTranspose", *operands, pads=list(pad) + end_pads, output_padding=output_padding,
+                 **common)
     return [w.cast(y, wide, out.dtype)]
 
 
@@ -101,7 +97,6 @@ def _pooling(w, node, ins, in_specs):
     attrs, out = node.attr_dict, node.specs[0]
     shape, kind = in_specs[0].shape, attrs["pool_type"]
     geom = pool_geometry(attrs, shape)
-    _check_layout(attrs, geom.dims)
     wide = _wide(out.dtype)
     x = w.cast(ins[0], in_specs[0].dtype, wide)
     spatial_axes = list(range(2, len(shape)))
@@ -115,7 +110,8 @@ def _pooling(w, node, ins, in_specs):
     pads = list(geom.pad) + [p + e for p, e in zip(geom.pad, extra)]
     if kind == "max":
         y = w.op("MaxPool", x, kernel_shape=list(geom.kernel), strides=list(geom.stride), pads=pads)
-    elif kind == "avg" and not attrs["count_include_pad"]:
+    elif kind == "avg" and (not attrs["count_include_pad"] or not any(geom.pad)):
+        # without padding, counting it or not is the same: the form ONNX's count_include_pad=0 reads
         y = w.op("AveragePool", x, kernel_shape=list(geom.kernel), strides=list(geom.stride), pads=pads,
                  count_include_pad=0)
     elif kind == "avg" and not any(extra):

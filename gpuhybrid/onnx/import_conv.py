@@ -53,15 +53,23 @@ def _conv(ctx, node, attrs):
     kernel = _ints(attrs, "kernel_shape", weight_shape[2:])
     dims, group = len(kernel), int(attrs.get("group", 1))
     common = dict(kernel=kernel, stride=_ints(attrs, "strides", (1,) * dims),
-                  dilate=_ints(attrs, "dilations", (1,) * dims),
-                  pad=_symmetric_pads(ctx, _ints(attrs, "pads", ()), dims), num_group=group,
-                  no_bias=len(names) < 3)
+                  dilate=_ints(attrs, "dilations", (1,) * dims), num_group=group, no_bias=len(names) < 3)
     operands = [ctx.tensor(n) for n in names]
+    pads = _ints(attrs, "pads", ()) or (0,) * (2 * dims)
     if node.op_type == "Conv":
-        return [sym.Convolution(*operands, num_filter=int(weight_shape[0]), **common)]
+        pad = _symmetric_pads(ctx, pads, dims)
+        return [sym.Convolution(*operands, num_filter=int(weight_shape[0]), pad=pad, **common)]
+    filters = int(weight_shape[1]) * group
     target = _ints(attrs, "output_shape", ())
-    return [sym.Deconvolution(*operands, num_filter=int(weight_shape[1]) * group, target_shape=target,
-                              adj=() if target else _ints(attrs, "output_padding", (0,) * dims), **common)]
+    if target:     # ONNX then splits the padding as gpuhybrid's target_shape does (the start the larger)
+        return [sym.Deconvolution(*operands, num_filter=filters, target_shape=target, **common)]
+    # less padding at the end is gpuhybrid's adj: the output runs that much further
+    begin, end = pads[:dims], pads[dims:]
+    if any(b < e for b, e in zip(begin, end)):
+        raise ctx.fail(f"pads={list(pads)} pad an axis more at the end than at the start, which gpuhybrid's "
+                       f"Deconvolution cannot (crop the output instead)")
+    adj = tuple(b - e + o for b, e, o in zip(begin, end, _ints(attrs, "output_padding", (0,) * dims)))
+    return [sym.Deconvolution(*operands, num_filter=filters, pad=begin, adj=adj, **common)]
 
 
 @rule("GlobalMaxPool", "GlobalAveragePool")
