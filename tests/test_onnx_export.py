@@ -272,13 +272,14 @@ CONV_CASES = [
     conv("Deconvolution", normal(4, 5), (4, 1, 3), kernel=(3,), stride=(2,), num_group=2, no_bias=True,
          target_shape=(10,), num_filter=2),
     conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), target_shape=(6,), num_filter=2),
-    conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), stride=(3,), pad=(1,), adj=(3,), num_filter=2),
+    conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), stride=(3,), pad=(1,), adj=(3,),
+         num_filter=2),
     # 6 rows: the 'full' last window reads one row past the padding; 7 columns: its last window would
     # cover padding only, which gpuhybrid drops
     *[pool(normal(2, 6, 7), pool_type=t, kernel=(3, 2), stride=(2, 2), pad=(1, 1), pooling_convention=c)
       for t in ("max", "avg", "sum") for c in ("valid", "full")],
-    pool(normal(2, 6, 7), pool_type="avg", kernel=(3, 3), stride=(2, 2), pad=(1, 1), pooling_convention="full",
-         count_include_pad=False),
+    pool(normal(2, 6, 7), pool_type="avg", kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+         pooling_convention="full", count_include_pad=False),
     *[pool(normal(2, 5, 6), pool_type="lp", p_value=p, kernel=(2, 3), stride=(1, 2)) for p in (1, 2, 3)],
     pool(normal(3, 5, 5), pool_type="avg", kernel=(2, 2), stride=(2, 2), pooling_convention="full"),
     pool(normal(3, 8), pool_type="max", kernel=(3,), stride=(2,), pooling_convention="full"),

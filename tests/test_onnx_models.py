@@ -1,6 +1,6 @@
 """Whole models through ONNX: the lecture's MLP, a digits classifier trained for a few steps, a
-BatchNorm/LayerNorm/Dropout/softmax net with running statistics, a LeNet-like CNN, an embedding model and a block with two
-outputs. Each runs in ONNX Runtime at two batch sizes (one export, a dynamic batch axis) with
+BatchNorm/LayerNorm/Dropout/softmax net with running statistics, a LeNet-like CNN, an embedding model and
+a block with two outputs. Each runs in ONNX Runtime at two batch sizes (one export, a dynamic batch axis) with
 gpuhybrid's outputs, and comes back through import_model to the same outputs, hybridized."""
 from __future__ import annotations
 
