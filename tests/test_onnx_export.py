@@ -282,6 +282,8 @@ CONV_CASES = [
          pooling_convention="full", count_include_pad=False),
     *[pool(normal(2, 5, 6), pool_type="lp", p_value=p, kernel=(2, 3), stride=(1, 2)) for p in (1, 2, 3)],
     pool(normal(3, 5, 5), pool_type="avg", kernel=(2, 2), stride=(2, 2), pooling_convention="full"),
+    pool(lambda rng, b: rng.standard_normal((b, 3, 6, 7)).astype(np.float16), 2e-3, pool_type="avg",
+         kernel=(3, 3), stride=(2, 2), pad=(1, 1), pooling_convention="full"),
     pool(normal(3, 8), pool_type="max", kernel=(3,), stride=(2,), pooling_convention="full"),
     pool(normal(2, 3, 4, 5), pool_type="avg", kernel=(2, 2, 2), pad=(1, 0, 1)),
     *[pool(normal(3, 4, 5), pool_type=t, global_pool=True) for t in ("max", "avg", "sum", "lp")],
@@ -299,8 +301,9 @@ NOT_READ_BACK = {
     "topk-0-2-indices-False": "the length of the dynamic batch axis, as Shape -> Gather, is not read back",
     **{name: "the length of the dynamic batch axis (sorted in descending order) is not read back"
        for name in ("sort-0-False", "argsort-None-False", "argsort-0-True")},
-    **{f"Pooling-(3, 2)-{t}-full": "AveragePool counting the 'full' convention's extra end padding (a sum "
-       "of windows) has no gpuhybrid Pooling to read back as" for t in ("avg", "sum")},
+    **{f"Pooling-{k}-{t}-full": "AveragePool counting the 'full' convention's extra end padding (a sum "
+       "of windows) has no gpuhybrid Pooling to read back as"
+       for k, t in (((3, 2), "avg"), ((3, 2), "sum"), ((3, 3), "avg"))},
     "SequenceMask0": "the length of the dynamic time axis, as Shape -> Gather -> Range, is not read back",
 }
 
