@@ -243,6 +243,57 @@ MXNET_CASES = [
     case("broadcast_axis", lambda x: sym.broadcast_axis(x, axis=(1, 3), size=(3, 2)), normal(1, 2, 1)),
 ]
 CASES += MXNET_CASES
+
+
+def conv(op, data, weight, tol=2e-5, **attrs):
+    """``op`` (Convolution or Deconvolution) with a bias unless no_bias; the id names the attributes."""
+    with_bias = not attrs.get("no_bias")
+    params = {"w": fixed(*weight), **({"b": fixed(attrs["num_filter"])} if with_bias else {})}
+    build = (lambda x, w, b, a=attrs: getattr(sym, op)(x, w, b, **a)) if with_bias else \
+        (lambda x, w, a=attrs: getattr(sym, op)(x, w, **a))
+    label = "-".join(f"{k}{v}" for k, v in sorted(attrs.items()) if k != "num_filter")
+    return pytest.param(op, build, [data], params, tol, id=f"{op}-{label}")
+
+
+def pool(data, tol=2e-5, **attrs):
+    label = "-".join(f"{v}" for k, v in sorted(attrs.items()) if k not in ("kernel", "stride", "pad"))
+    return pytest.param("Pooling", lambda x, a=attrs: sym.Pooling(x, **a), [data], {}, tol,
+                        id=f"Pooling-{attrs.get('kernel', '')}-{label}")
+
+
+CONV_CASES = [
+    conv("Convolution", normal(2, 7), (3, 2, 3), kernel=(3,), num_filter=3),
+    conv("Convolution", normal(4, 7, 6), (6, 2, 3, 2), kernel=(3, 2), stride=(2, 1), pad=(1, 1),
+         dilate=(1, 2), num_group=2, num_filter=6),
+    conv("Convolution", normal(2, 5, 4, 4), (3, 2, 2, 2, 2), kernel=(2, 2, 2), pad=(1, 0, 1), no_bias=True,
+         num_filter=3),
+    conv("Deconvolution", normal(2, 4, 5), (2, 3, 3, 3), kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+         adj=(1, 0), num_filter=3),
+    conv("Deconvolution", normal(4, 5), (4, 1, 3), kernel=(3,), stride=(2,), num_group=2, no_bias=True,
+         target_shape=(10,), num_filter=2),
+    conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), target_shape=(6,), num_filter=2),
+    conv("Deconvolution", normal(3, 5), (3, 2, 3), kernel=(3,), stride=(3,), pad=(1,), adj=(3,),
+         num_filter=2),
+    # 6 rows: the 'full' last window reads one row past the padding; 7 columns: its last window would
+    # cover padding only, which gpuhybrid drops
+    *[pool(normal(2, 6, 7), pool_type=t, kernel=(3, 2), stride=(2, 2), pad=(1, 1), pooling_convention=c)
+      for t in ("max", "avg", "sum") for c in ("valid", "full")],
+    pool(normal(2, 6, 7), pool_type="avg", kernel=(3, 3), stride=(2, 2), pad=(1, 1),
+         pooling_convention="full", count_include_pad=False),
+    *[pool(normal(2, 5, 6), pool_type="lp", p_value=p, kernel=(2, 3), stride=(1, 2)) for p in (1, 2, 3)],
+    pool(normal(3, 5, 5), pool_type="avg", kernel=(2, 2), stride=(2, 2), pooling_convention="full"),
+    pool(lambda rng, b: rng.standard_normal((b, 3, 6, 7)).astype(np.float16), 2e-3, pool_type="avg",
+         kernel=(3, 3), stride=(2, 2), pad=(1, 1), pooling_convention="full"),
+    pool(normal(3, 8), pool_type="max", kernel=(3,), stride=(2,), pooling_convention="full"),
+    pool(normal(2, 3, 4, 5), pool_type="avg", kernel=(2, 2, 2), pad=(1, 0, 1)),
+    *[pool(normal(3, 4, 5), pool_type=t, global_pool=True) for t in ("max", "avg", "sum", "lp")],
+    pytest.param("UpSampling", lambda x: sym.UpSampling(x, scale=2), [normal(2, 3, 4)], {}, 1e-6,
+                 id="UpSampling-one"),
+    *[pytest.param("UpSampling", lambda x, y, m=m: sym.UpSampling(x, y, scale=2, multi_input_mode=m),
+                   [normal(2, 2, 3), normal(2, 4, 6)], {}, 1e-6, id=f"UpSampling-{m}")
+      for m in ("concat", "sum")],
+]
+CASES += CONV_CASES
 # Exports whose ONNX form the importer does not read back: the reason for each.
 NOT_READ_BACK = {
     **{f"topk-{a}-{k}-mask-{up}": "ScatterElements (topk's mask) has no importer rule"
@@ -250,6 +301,9 @@ NOT_READ_BACK = {
     "topk-0-2-indices-False": "the length of the dynamic batch axis, as Shape -> Gather, is not read back",
     **{name: "the length of the dynamic batch axis (sorted in descending order) is not read back"
        for name in ("sort-0-False", "argsort-None-False", "argsort-0-True")},
+    **{f"Pooling-{k}-{t}-full": "AveragePool counting the 'full' convention's extra end padding (a sum "
+       "of windows) has no gpuhybrid Pooling to read back as"
+       for k, t in (((3, 2), "avg"), ((3, 2), "sum"), ((3, 3), "avg"))},
     "SequenceMask0": "the length of the dynamic time axis, as Shape -> Gather -> Range, is not read back",
 }
 
@@ -325,6 +379,14 @@ def test_an_op_without_exporter_names_the_op_and_the_node():
     out = x + sym.random_normal(shape=(4,), name="noise")
     with pytest.raises(OnnxError, match=r"node 'noise' is op 'random_normal'.*draws random"):
         gh.onnx.export_model(out, {}, in_shapes=[(2, 4)])
+
+
+def test_deconvolution_beyond_output_padding_is_refused_with_the_node():
+    x, weight = sym.var("data"), sym.var("w")
+    out = sym.Deconvolution(x, weight, kernel=(3,), stride=(2,), adj=(2,), num_filter=2, no_bias=True,
+                            name="up")
+    with pytest.raises(OnnxError, match=r"node 'up' \(Deconvolution\).*adj \(2,\).*output_padding"):
+        gh.onnx.export_model(out, {"w": np.ones((3, 2, 3), np.float32)}, in_shapes=[(2, 3, 5)])
 
 
 def test_active_dropout_is_refused_with_the_node():

@@ -108,6 +108,35 @@ MXNET_CASES = [
 
 UNARY = ["Relu", "Sigmoid", "Tanh", "Exp", "Abs", "Neg", "Erf", "Sign", "Floor", "Ceil", "Round", "Sin",
          "Cos", "Softplus", "Softsign", "Identity"]
+CONV_CASES = [
+    pytest.param(make([node("Conv", ["x", "k", "b"], pads=[1, 1, 1, 1], strides=[2, 1], dilations=[1, 2],
+                            group=2)], {"x": (4, 7, 6)}, {"k": w(6, 2, 3, 2), "b": w(6, seed=2)}), False,
+                 id="Conv"),
+    pytest.param(make([node("Conv", ["x", "k"], kernel_shape=[3])], {"x": (2, 7)}, {"k": w(3, 2, 3)}), False,
+                 id="Conv-1d-no-bias"),
+    pytest.param(make([node("ConvTranspose", ["x", "k", "b"], strides=[2, 2], pads=[1, 1, 1, 1],
+                            output_padding=[1, 0])], {"x": (4, 3, 5)},
+                      {"k": w(4, 3, 3, 3), "b": w(3, seed=2)}), False, id="ConvTranspose"),
+    pytest.param(make([node("ConvTranspose", ["x", "k"], strides=[2], group=2, output_shape=[10])],
+                      {"x": (4, 5)}, {"k": w(4, 1, 3)}), False, id="ConvTranspose-output-shape"),
+    pytest.param(make([node("MaxPool", ["x"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 1, 1])],
+                      {"x": (2, 6, 7)}), False, id="MaxPool"),
+    pytest.param(make([node("MaxPool", ["x"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+                            ceil_mode=1)], {"x": (2, 6, 7)}), False, id="MaxPool-ceil"),
+    pytest.param(make([node("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 2, 1])],
+                      {"x": (2, 6, 7)}), False, id="AveragePool-end-pad"),
+    pytest.param(make([node("AveragePool", ["x"], kernel_shape=[2, 2], pads=[1, 1, 1, 1],
+                            count_include_pad=1)], {"x": (2, 4, 5)}), False, id="AveragePool-with-pad"),
+    pytest.param(make([node("AveragePool", ["x"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+                            ceil_mode=1, count_include_pad=1)], {"x": (2, 6, 7)}), False,
+                 id="AveragePool-ceil-with-pad"),
+    pytest.param(make([node("GlobalMaxPool", ["x"])], {"x": (3, 4, 5)}), False, id="GlobalMaxPool"),
+    pytest.param(make([node("GlobalAveragePool", ["x"])], {"x": (3, 4)}), False, id="GlobalAveragePool"),
+    pytest.param(make([node("Resize", ["x", "", "s"], mode="nearest", nearest_mode="floor",
+                            coordinate_transformation_mode="asymmetric")], {"x": (2, 3, 4)},
+                      {"s": np.float32([1, 1, 2, 2])}), False, id="Resize-nearest"),
+]
+
 CASES = [
     *[unary(op) for op in UNARY],
     *[unary(op, positive=True) for op in ("Log", "Sqrt", "Reciprocal")],
@@ -191,6 +220,7 @@ CASES = [
                  id="Expand"),
     pytest.param(make([node("Tile", ["x", "r"])], {"x": (3,)}, {"r": ints(1, 2)}), False, id="Tile"),
     *MXNET_CASES,
+    *CONV_CASES,
 ]
 
 
@@ -255,12 +285,40 @@ def test_model_the_checker_rejects(tmp_path):
 
 
 def test_unsupported_op_names_node_and_op(tmp_path):
-    conv = helper.make_node("Conv", ["x", "k"], ["y"], name="conv1")
-    model = make([conv], {"x": (1, 5, 5)}, {"k": w(2, 1, 3, 3)})
-    path = tmp_path / "conv.onnx"
+    hardmax = helper.make_node("Hardmax", ["x"], ["y"], name="hard1")
+    model = make([hardmax], {"x": (5,)})
+    path = tmp_path / "hard.onnx"
     onnx.save(model, path)
-    with pytest.raises(OnnxError, match=r"conv.onnx: node 'conv1' \(Conv\): op Conv is not supported"):
+    with pytest.raises(OnnxError, match=r"hard.onnx: node 'hard1' \(Hardmax\): op Hardmax is not supported"):
         gh.onnx.import_model(path)
+
+
+@pytest.mark.parametrize("op, attrs, message", [
+    ("Conv", {"pads": [1, 1, 0, 0]}, r"pads=\[1, 1, 0, 0\] differ at the start and the end"),
+    ("Conv", {"auto_pad": "SAME_UPPER"}, "auto_pad='SAME_UPPER' is not supported"),
+    ("MaxPool", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}, "gpuhybrid pads both sides alike"),
+    ("MaxPool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, "no dilation"),
+    ("AveragePool", {"kernel_shape": [2, 2], "pads": [1, 1, 2, 2], "strides": [2, 2],
+                     "count_include_pad": 1}, "pads both sides alike"),
+])
+def test_convolution_forms_gpuhybrid_lacks_name_the_node(op, attrs, message):
+    inputs = ["x", "k"] if op == "Conv" else ["x"]
+    model = make([helper.make_node(op, inputs, ["y"], name="n1", **attrs)], {"x": (1, 5, 5)},
+                 {"k": w(2, 1, 3, 3)} if op == "Conv" else None)
+    with pytest.raises(OnnxError, match=rf"node 'n1' \({op}\): .*{message}"):
+        gh.onnx.import_model(model)
+
+
+def test_resize_other_than_whole_nearest_names_the_node():
+    linear = make([helper.make_node("Resize", ["x", "", "s"], ["y"], name="r1", mode="linear")],
+                  {"x": (1, 2, 2)}, {"s": np.float32([1, 1, 2, 2])})
+    with pytest.raises(OnnxError, match=r"node 'r1' \(Resize\): only nearest Resize"):
+        gh.onnx.import_model(linear)
+    fractional = make([helper.make_node("Resize", ["x", "", "s"], ["y"], name="r2", mode="nearest",
+                                        nearest_mode="floor", coordinate_transformation_mode="asymmetric")],
+                      {"x": (1, 2, 2)}, {"s": np.float32([1, 1, 1.5, 1.5])})
+    with pytest.raises(OnnxError, match=r"node 'r2' \(Resize\): scales=.*whole factor"):
+        gh.onnx.import_model(fractional)
 
 
 def test_old_opset_and_foreign_domain():

@@ -1,6 +1,6 @@
 """Whole models through ONNX: the lecture's MLP, a digits classifier trained for a few steps, a
-BatchNorm/LayerNorm/Dropout/softmax net with running statistics, an embedding model and a block with two
-outputs. Each runs in ONNX Runtime at two batch sizes (one export, a dynamic batch axis) with
+BatchNorm/LayerNorm/Dropout/softmax net with running statistics, a LeNet-like CNN, an embedding model and
+a block with two outputs. Each runs in ONNX Runtime at two batch sizes (one export, a dynamic batch axis) with
 gpuhybrid's outputs, and comes back through import_model to the same outputs, hybridized."""
 from __future__ import annotations
 
@@ -119,6 +119,22 @@ def test_digits_classifier_after_training_steps(tmp_path):
     logits = session.run(None, {"data": x_all[1000:1200]})[0]
     predicted = net(nd.array(x_all[1000:1200])).asnumpy().argmax(axis=1)
     np.testing.assert_array_equal(logits.argmax(axis=1), predicted)
+
+
+def test_lenet_conv_pool_dense(tmp_path):
+    """Conv2D -> MaxPool2D -> Conv2D -> AvgPool2D ('full' windows) -> Dense: Conv, MaxPool, AveragePool."""
+    gh.random.seed(3)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(6, 5, padding=2, activation="relu"), nn.MaxPool2D(2, 2),
+            nn.Conv2D(16, 3, activation="relu"), nn.AvgPool2D(2, 2, ceil_mode=True), nn.Flatten(),
+            nn.Dense(24, activation="relu"), nn.Dense(10))
+    net.initialize(gh.init.Xavier())
+    net.hybridize()
+    net(nd.array(_normal((2, 1, 14, 14), 0)))
+    session = _check_everywhere(net, lambda b: _normal((b, 1, 14, 14), b), tmp_path / "lenet", 2e-5, 2e-5)
+    kinds = {n.op_type for n in __import__("onnx").load(str(tmp_path / "lenet.onnx")).graph.node}
+    assert {"Conv", "MaxPool", "AveragePool"} <= kinds
+    assert session.get_outputs()[0].shape == ["batch", 10]
 
 
 def test_norm_net_with_running_statistics(tmp_path):

@@ -91,7 +91,7 @@ NOT_API = {
     "gpuhybrid.gluon.data": {"dataloader", "dataset"},
     # Its modules load on first use (they import the onnx package); error is where OnnxError lives.
     "gpuhybrid.onnx": {"error", "export", "export_ops", "writer", "importer", "import_ops", "coverage",
-                       "export_mxnet", "import_mxnet"},
+                       "export_mxnet", "import_mxnet", "export_conv", "import_conv"},
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.emu": {"batch", "build", "launch_spec", "runner"},
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad",

@@ -34,6 +34,8 @@ NOT_EXPORTED = {
     "getitem_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
     "pick_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
     "embedding_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
+    **{name: "gradient-only: appears in backward graphs, never in a traced forward graph"
+       for name in ("convolution_weight_backward", "pooling_backward", "pooling_gather_backward")},
 }
 
 
@@ -519,3 +521,6 @@ def _fill_like(w, node, ins, in_specs):
 from .export_mxnet import MXNET_EXPORT_RULES     # noqa: E402  (MXNet's extra ops, issue 13)
 
 EXPORT_RULES.update(MXNET_EXPORT_RULES)
+from .export_conv import CONV_EXPORT_RULES       # noqa: E402  (convolution and pooling, issue 17)
+
+EXPORT_RULES.update(CONV_EXPORT_RULES)

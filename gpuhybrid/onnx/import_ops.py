@@ -415,3 +415,6 @@ def _reshape(ctx, node, attrs):
 from .import_mxnet import MXNET_IMPORT_RULES     # noqa: E402  (MXNet's extra ops, issue 13)
 
 IMPORT_RULES.update(MXNET_IMPORT_RULES)
+from .import_conv import CONV_IMPORT_RULES       # noqa: E402  (convolution and pooling, issue 17)
+
+IMPORT_RULES.update(CONV_IMPORT_RULES)
