@@ -351,3 +351,14 @@ def test_new_ops_survive_a_symbol_file_round_trip():
     for value, reference in zip(got, eager):
         np.testing.assert_array_equal(value, reference.asnumpy())
     assert [np.shape(v) for v in got[2:]] == [(3, 4), (), (3, 4), (3, 3, 4), (2, 4), (3, 4), (3, 4), (12,)]
+
+
+def test_hypot_of_bools_is_computed_in_float64():
+    """NumPy computes np.hypot of two bools in float16; the dtype rule says float64, so the eager path
+    computes in float64 (a hypothesis example found 1.4140625 for hypot(True, True))."""
+    flags = np.array([[True, False], [True, True]])
+    other = np.array([True, True])
+    got = nd.hypot(nd.array(flags, dtype="bool"), nd.array(other, dtype="bool"))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got.asnumpy(), np.hypot(flags.astype(np.float64), other.astype(np.float64)),
+                               rtol=1e-15)

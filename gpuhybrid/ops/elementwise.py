@@ -146,6 +146,12 @@ def scalar_numpy(fn):
     return lambda x, scalar, reverse: fn(scalar, x) if reverse else fn(x, scalar)
 
 
+def _hypot(a, b):
+    """np.hypot computing bools in float64, as the dtype rule says (NumPy would compute them in float16)."""
+    a, b = (np.asarray(v, dtype=np.float64) if np.asarray(v).dtype == np.bool_ else v for v in (a, b))
+    return np.hypot(a, b)
+
+
 BINARY = [
     # name, C template, NumPy function, domain, is a comparison
     ("add", "({0} + {1})", np.add, "numeric", False),
@@ -162,7 +168,7 @@ BINARY = [
     ("lesser", "({0} < {1})", np.less, "any", True),
     ("lesser_equal", "({0} <= {1})", np.less_equal, "any", True),
     ("mod", "gh_mod({0}, {1})", np.mod, "numeric", False),
-    ("hypot", "gh_hypot({0}, {1})", np.hypot, "true_div", False),
+    ("hypot", "gh_hypot({0}, {1})", _hypot, "true_div", False),
     ("logical_and", "((bool){0} && (bool){1})", np.logical_and, "any", True),
     ("logical_or", "((bool){0} || (bool){1})", np.logical_or, "any", True),
     ("logical_xor", "((bool){0} != (bool){1})", np.logical_xor, "any", True),
