@@ -58,7 +58,8 @@ class SoftmaxOp(nn.HybridBlock):
 
 
 def layer_norm_op():
-    """Gluon's LayerNorm layer over 1024 channels (the LayerNorm op, lowered to a row group when hybridized)."""
+    """Gluon's LayerNorm layer over 1024 channels (the LayerNorm op, lowered to a row group when
+    hybridized)."""
     block = nn.LayerNorm(in_channels=1024)
     block.initialize()
     return block

@@ -42,9 +42,15 @@ __device__ __forceinline__ T gh_block_reduce(T v, Combine combine, T identity) {
 struct gh_max_op { template <typename T> __device__ T operator()(T a, T b) const { return gh_max(a, b); } };
 struct gh_min_op { template <typename T> __device__ T operator()(T a, T b) const { return gh_min(a, b); } };
 struct gh_sum_op { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
-template <typename T> __device__ __forceinline__ T gh_row_max(T v) { return gh_block_reduce(v, gh_max_op(), (T)-GH_INFINITY); }
-template <typename T> __device__ __forceinline__ T gh_row_min(T v) { return gh_block_reduce(v, gh_min_op(), (T)GH_INFINITY); }
-template <typename T> __device__ __forceinline__ T gh_row_sum(T v) { return gh_block_reduce(v, gh_sum_op(), (T)0); }
+template <typename T> __device__ __forceinline__ T gh_row_max(T v) {
+    return gh_block_reduce(v, gh_max_op(), (T)-GH_INFINITY);
+}
+template <typename T> __device__ __forceinline__ T gh_row_min(T v) {
+    return gh_block_reduce(v, gh_min_op(), (T)GH_INFINITY);
+}
+template <typename T> __device__ __forceinline__ T gh_row_sum(T v) {
+    return gh_block_reduce(v, gh_sum_op(), (T)0);
+}
 #define GH_ROW_LEADER (threadIdx.x == 0)
 #else
 typedef double gh_acc_float;

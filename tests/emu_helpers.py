@@ -17,8 +17,8 @@ def probe_spec(name: str, body: str, arrays: list, scalars: list = (), n: int | 
     params += [f"{'' if a.startswith('out') else 'const '}{c}* GH_RESTRICT {a}" for a, c, _, _ in arrays]
     params += [f"{c} {s}" for s, c, _, _ in scalars]
     signature = f"GH_KERNEL({name})({', '.join(params)}) {{"
-    text = "\n".join(["#define GH_INDEX_32", '#include "gh_row.h"', signature, "#ifdef GH_CUDA", body, "#endif",
-                      "}", ""])
+    text = "\n".join(["#define GH_INDEX_32", '#include "gh_row.h"', signature, "#ifdef GH_CUDA", body,
+                      "#endif", "}", ""])
     meta = {"kernel": name, "n": n if n is not None else arrays[0][3], "index_32": True, "row_length": 0,
             "arrays": [{"name": a, "dtype": d, "output": a.startswith("out"), "shape": [size], "strides": [1]}
                        for a, _, d, size in arrays],

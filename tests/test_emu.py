@@ -214,8 +214,9 @@ def test_large_kernels_run_on_fewer_elements_inside_their_recorded_arrays():
     Rows: whole rows; a per-row output shrinks, an input of one row's length (gamma) does not."""
     def spec(n, row_length, arrays):
         meta = {"kernel": "k", "n": n, "index_32": True, "row_length": row_length, "scalars": [],
-                "arrays": [{"name": name, "dtype": "float32", "output": name.startswith("out"), "shape": shape,
-                            "strides": list(contiguous_strides(tuple(shape)))} for name, shape in arrays]}
+                "arrays": [{"name": name, "dtype": "float32", "output": name.startswith("out"),
+                            "shape": shape, "strides": list(contiguous_strides(tuple(shape)))}
+                           for name, shape in arrays]}
         return LaunchSpec.from_metadata("GH_KERNEL(k)(gh_index n) {}", meta)
 
     small = spec(4096 * 300, 0, [("out0", [4096, 300]), ("in0", [4096, 300]), ("in1", [300])]).reduced(1027)

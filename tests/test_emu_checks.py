@@ -12,7 +12,6 @@ import shutil
 import sys
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 import gpuhybrid.emu.runner as runner

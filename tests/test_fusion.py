@@ -79,7 +79,8 @@ def evaluate(F, inputs, steps, extra_output):
             values.append(apply(F, step[1], values[step[2]], values[step[3]]))
         elif kind == "scalar":
             _, name, i, scalar, reverse = step
-            values.append(getattr(F, name)(scalar, values[i]) if reverse else getattr(F, name)(values[i], scalar))
+            op = getattr(F, name)
+            values.append(op(scalar, values[i]) if reverse else op(values[i], scalar))
         else:
             _, c, a, b = step
             values.append(F.where(values[c] > 0, values[a], values[b]))
@@ -101,7 +102,8 @@ def _reference_step(values, step):
 
 
 @settings(max_examples=60, deadline=None)
-@given(dag=elementwise_dags(), dtype=st.sampled_from(["float16", "float32", "float64"]), seed=st.integers(0, 999))
+@given(dag=elementwise_dags(), dtype=st.sampled_from(["float16", "float32", "float64"]),
+       seed=st.integers(0, 999))
 def test_random_elementwise_dags_fused_equal_imperative_and_numpy(dag, dtype, seed):
     shapes, steps, extra_output = dag
     rng = np.random.default_rng(seed)
@@ -110,8 +112,8 @@ def test_random_elementwise_dags_fused_equal_imperative_and_numpy(dag, dtype, se
     imperative = [v.asnumpy() for v in evaluate(nd, arrays, steps, extra_output)]
     names = [f"x{i}" for i in range(len(shapes))]
     graph_outputs = evaluate(sym, [sym.var(n) for n in names], steps, extra_output)
-    plan = sym.compile_symbol(sym.Group(graph_outputs), {n: TensorSpec(s, dtype) for n, s in zip(names, shapes)},
-                              gh.cpu(), fuse=True)
+    specs = {n: TensorSpec(s, dtype) for n, s in zip(names, shapes)}
+    plan = sym.compile_symbol(sym.Group(graph_outputs), specs, gh.cpu(), fuse=True)
     verify_graph(plan.graph)
     by_name = dict(zip(names, host))
     fused, _ = plan.run([by_name[n] for n in plan.input_names])
@@ -131,7 +133,8 @@ def test_values_needed_outside_are_extra_outputs_of_one_kernel():
     a = sym.exp(sym.tanh(x))
     b = a * 3 + 1
     total = sym.sum(a, axis=0)             # needs `a` outside the group (axis 0: no row group)
-    plan = sym.compile_symbol(sym.Group([b, total]), {"x": TensorSpec((4, 8), "float32")}, gh.cpu(), fuse=True)
+    plan = sym.compile_symbol(sym.Group([b, total]), {"x": TensorSpec((4, 8), "float32")}, gh.cpu(),
+                              fuse=True)
     [fused] = plan.graph.fused_nodes
     assert len(fused.specs) == 2 and plan.kernels_per_call == 2   # the fused kernel and the sum
     data = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
@@ -182,8 +185,8 @@ def test_dumped_kernels_compile_on_their_own(tmp_path, monkeypatch):
 def test_generated_source_is_deterministic_and_readable():
     def build():
         x, y = sym.var("x"), sym.var("y")
-        plan = sym.compile_symbol(sym.relu(x + y) * 0.5, {"x": TensorSpec((2, 3), "float32"),
-                                                          "y": TensorSpec((3,), "float32")}, gh.cpu(), fuse=True)
+        specs = {"x": TensorSpec((2, 3), "float32"), "y": TensorSpec((3,), "float32")}
+        plan = sym.compile_symbol(sym.relu(x + y) * 0.5, specs, gh.cpu(), fuse=True)
         return render_group(plan.graph.fused_nodes[0].attr_dict["group"]).kernel.text
     first, second = build(), build()
     assert first == second

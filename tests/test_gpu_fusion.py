@@ -17,7 +17,8 @@ pytestmark = pytest.mark.gpu
 
 
 @settings(max_examples=30, deadline=None)
-@given(dag=elementwise_dags(), dtype=st.sampled_from(["float16", "float32", "float64"]), seed=st.integers(0, 999))
+@given(dag=elementwise_dags(), dtype=st.sampled_from(["float16", "float32", "float64"]),
+       seed=st.integers(0, 999))
 def test_random_elementwise_dags_fused_on_gpu_equal_cpu(dag, dtype, seed):
     shapes, steps, extra_output = dag
     rng = np.random.default_rng(seed)

@@ -179,7 +179,8 @@ def test_a_recorded_write_passes_the_gradient_to_the_value(seed, broadcast, inde
     want_y[rows] = written
     np.testing.assert_allclose(y.asnumpy(), want_y, rtol=1e-12)
     want_grad = 2 * weights[rows]
-    np.testing.assert_allclose(x.grad.asnumpy(), want_grad.sum(axis=0) if broadcast else want_grad, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.asnumpy(), want_grad.sum(axis=0) if broadcast else want_grad,
+                               rtol=1e-12)
 
 
 @settings(max_examples=25, deadline=None)
@@ -221,7 +222,8 @@ def test_a_recorded_copyto_passes_the_gradient():
 
 @pytest.mark.parametrize("write", [
     lambda w: w.__setitem__(0, 5.0), lambda w: w.__iadd__(1.0),
-    lambda w: w[0:1].__setitem__(slice(None), 0.0), lambda w: nd.ones((3,)).copyto(w)], ids=["setitem", "iadd", "through-a-view", "copyto"])
+    lambda w: w[0:1].__setitem__(slice(None), 0.0), lambda w: nd.ones((3,)).copyto(w)],
+    ids=["setitem", "iadd", "through-a-view", "copyto"])
 def test_backward_over_an_overwritten_array_raises(write):
     w = nd.array([1.0, 2.0, 3.0])
     w.attach_grad()

@@ -30,27 +30,28 @@ REGISTRY_NAMES = (set(REGISTRY) | set(ALIASES)) - GRADIENT_ONLY_OPS
 LAYERS = {"backend", "codegen", "errors", "executor", "graph", "ops"}
 
 API = {
-    "gpuhybrid": {"inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd", "profiler",
-                  "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall",
-                  "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
+    "gpuhybrid": {"inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd",
+                  "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device",
+                  "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
                   "OpAttributeError", "OpValueError", "__version__", "base", "context", "test_utils",
                   "MXNetError", "current_context", "set_num_threads", "get_num_threads"},
-    "gpuhybrid.ndarray": REGISTRY_NAMES | {"NDArray", "array", "arange", "empty", "from_dlpack", "full", "ones",
-                                           "zeros", "random", "waitall", "save", "load", "NDArrayFileError"},
+    "gpuhybrid.ndarray": REGISTRY_NAMES | {"NDArray", "array", "arange", "empty", "from_dlpack", "full",
+                                           "ones", "zeros", "random", "waitall", "save", "load",
+                                           "NDArrayFileError"},
     "gpuhybrid.ndarray.random": {"normal", "uniform", "randn", "seed"},
     "gpuhybrid.random": {"seed", "normal", "uniform", "randn"},
-    "gpuhybrid.symbol": REGISTRY_NAMES | {"Symbol", "var", "Variable", "Group", "load", "load_json", "Executor",
-                                          "TraceError", "SymbolFileError", "compile_symbol"},
+    "gpuhybrid.symbol": REGISTRY_NAMES | {"Symbol", "var", "Variable", "Group", "load", "load_json",
+                                          "Executor", "TraceError", "SymbolFileError", "compile_symbol"},
     "gpuhybrid.gluon": {"init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Constant",
-                        "Sequential", "HybridBlock",
-                        "SymbolBlock", "Parameter", "ParameterDict", "DeferredInitializationError", "Trainer"},
+                        "Sequential", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict",
+                        "DeferredInitializationError", "Trainer"},
     "gpuhybrid.gluon.nn": {"Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense",
                            "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "Identity",
-                           "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU", "PReLU",
-                           "ELU", "SELU", "GELU", "Swish", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
-                           "Conv2DTranspose", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D",
-                           "AvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D",
-                           "GlobalAvgPool2D", "ReflectionPad2D"},
+                           "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU",
+                           "PReLU", "ELU", "SELU", "GELU", "Swish", "Conv1D", "Conv2D", "Conv3D",
+                           "Conv1DTranspose", "Conv2DTranspose", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+                           "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+                           "GlobalAvgPool1D", "GlobalAvgPool2D", "ReflectionPad2D"},
     "gpuhybrid.gluon.contrib": {"nn"},
     "gpuhybrid.gluon.data": {"Dataset", "SimpleDataset", "ArrayDataset", "DataLoader", "vision"},
     "gpuhybrid.gluon.data.vision": {"datasets", "transforms", "MNIST", "FashionMNIST", "CIFAR10"},
@@ -66,9 +67,9 @@ API = {
                               "DownloadError"},
     "gpuhybrid.base": {"MXNetError"},
     "gpuhybrid.context": {"Context", "Device", "cpu", "gpu", "cpu_pinned", "num_gpus", "current_context"},
-    "gpuhybrid.test_utils": {"almost_equal", "assert_almost_equal", "same", "assert_exception", "default_context",
-                             "set_default_context", "rand_ndarray", "rand_shape_2d", "rand_shape_3d",
-                             "rand_shape_nd"},
+    "gpuhybrid.test_utils": {"almost_equal", "assert_almost_equal", "same", "assert_exception",
+                             "default_context", "set_default_context", "rand_ndarray", "rand_shape_2d",
+                             "rand_shape_3d", "rand_shape_nd"},
     "gpuhybrid.profiler": {"LaunchCounts", "count_launches", "host_compiler"},
     "gpuhybrid.onnx": {"export_model", "import_model", "import_to_gluon", "OnnxError"},
     # The CUDA emulator of generated kernels (a test tool: python -m gpuhybrid.emu DIR).
@@ -165,7 +166,8 @@ def private_names_crossing() -> set:
         where = path.relative_to(PACKAGE_DIR.parent).as_posix()
         modules = set()              # names that the top-level imports bind to gpuhybrid modules
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("gpuhybrid")):
+            if isinstance(node, ast.ImportFrom) and (node.level
+                                                     or (node.module or "").startswith("gpuhybrid")):
                 found |= {(where, node.lineno, a.name) for a in node.names if _is_private(a.name)}
                 if node in tree.body:
                     origin = _module_path(path, node.level, node.module)

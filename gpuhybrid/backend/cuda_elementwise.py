@@ -123,8 +123,8 @@ def dump_kernel(plan: EagerKernel, inputs: list, out_shape: tuple) -> None:
         return
     shapes = (tuple(out_shape), *(tuple(a.shape) for a in inputs))
     strides = (contiguous_strides(tuple(out_shape)), *(element_strides(a) for a in inputs))
-    dump_kernel_files(plan.kernel, kernel_metadata(plan.kernel, plan.size, plan.index_32, plan.scalars, shapes,
-                                                   strides))
+    dump_kernel_files(plan.kernel, kernel_metadata(plan.kernel, plan.size, plan.index_32, plan.scalars,
+                                                   shapes, strides))
 
 
 __all__ = ["EagerKernel", "cuda_module", "dump_kernel", "eager_kernel", "launch_elementwise"]

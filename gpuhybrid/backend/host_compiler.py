@@ -127,15 +127,16 @@ def compile_host(source: str, name: str, exports: tuple = ()) -> ctypes.CDLL:
         src.write_text(source)
         try:
             compile_flags, libraries = _split_link_flags(compiler.flags)
-            result = subprocess.run([compiler.path, *compile_flags, f"-I{kernel_dir()}", str(src), "-o", str(out),
-                                     *libraries], capture_output=True, text=True, check=False)
+            command = [compiler.path, *compile_flags, f"-I{kernel_dir()}", str(src), "-o", str(out),
+                       *libraries]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
         finally:
             src.unlink()
         if result.returncode != 0:
             dump = out.with_name(f"{name}.failed.cpp")
             dump.write_text(source)
-            raise HostCompileError(f"{compiler.path} could not compile kernel {name} (source saved to {dump}):\n"
-                                   f"{result.stderr.strip()}")
+            raise HostCompileError(f"{compiler.path} could not compile kernel {name} "
+                                   f"(source saved to {dump}):\n{result.stderr.strip()}")
 
     return load_library("host", key, build, exports)
 

@@ -67,7 +67,8 @@ class FusedKernelStep:
         self.launch = None
         scalar_params = [p for p in params if not p.is_array]
         if device.is_gpu:
-            self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, source.scalar_values))
+            self.scalars = tuple(np.dtype(p.dtype).type(v)
+                                 for p, v in zip(scalar_params, source.scalar_values))
             self.size_arg = (np.int32 if source.index_32 else np.int64)(source.size)   # the kernel's gh_index
             sm_count = device.xp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
             self.grid, self.block = launch_dims(source.size, source.row_length, sm_count)
@@ -81,8 +82,10 @@ class FusedKernelStep:
             size_type = ctypes.c_int if source.index_32 else ctypes.c_longlong
             n_arrays = len(params) - len(scalar_params)
             # Declared argument types let ctypes convert plain ints and floats quickly on each call.
-            function.argtypes = [size_type] + [ctypes.c_void_p] * n_arrays + [_CTYPE_OF[p.dtype] for p in scalar_params]
-            self.scalars = tuple(np.dtype(p.dtype).type(v).item() for p, v in zip(scalar_params, source.scalar_values))
+            function.argtypes = ([size_type] + [ctypes.c_void_p] * n_arrays
+                                 + [_CTYPE_OF[p.dtype] for p in scalar_params])
+            self.scalars = tuple(np.dtype(p.dtype).type(v).item()
+                                 for p, v in zip(scalar_params, source.scalar_values))
             self.size_arg = source.size
 
     def __call__(self, device, inputs, attrs, outs):

@@ -7,5 +7,6 @@ from .parameter import Constant, DeferredInitializationError, Parameter, Paramet
 from .symbol_block import SymbolBlock
 from .trainer import Trainer
 
-__all__ = ["init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Sequential", "HybridBlock",
-           "SymbolBlock", "Parameter", "ParameterDict", "Constant", "DeferredInitializationError", "Trainer"]
+__all__ = ["init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Sequential",
+           "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict", "Constant",
+           "DeferredInitializationError", "Trainer"]

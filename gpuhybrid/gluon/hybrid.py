@@ -37,7 +37,8 @@ from .parameter import DeferredInitializationError
 DEFAULT_MAX_CACHED_PLANS = 16        # GPUHYBRID_MAX_CACHED_PLANS, read when a block is made
 
 # While tracing, layers that update running statistics (BatchNorm) record (parameter, new value) here.
-pending_aux_updates: contextvars.ContextVar[list | None] = contextvars.ContextVar("gpuhybrid_aux", default=None)
+pending_aux_updates: contextvars.ContextVar[list | None] = contextvars.ContextVar("gpuhybrid_aux",
+                                                                                  default=None)
 
 
 @dataclass
@@ -126,7 +127,8 @@ class HybridBlock(Block):
             params = {key: p.var() for key, p in self._reg_params.items()}
             return self.hybrid_forward(sym, x, *args, **params)
         if not isinstance(x, NDArray):
-            raise GhError(f"{self.name}: the first input must be an NDArray or a Symbol, got {type(x).__name__}")
+            raise GhError(f"{self.name}: the first input must be an NDArray or a Symbol, "
+                          f"got {type(x).__name__}")
         self._finish_deferred_params(x, *args)
         params = {key: p.data(x.ctx) for key, p in self._reg_params.items()}
         return self.hybrid_forward(nd, x, *args, **params)
@@ -163,7 +165,8 @@ class HybridBlock(Block):
     def _check_inputs(self, args: tuple) -> None:
         for i, a in enumerate(args):
             if not isinstance(a, NDArray):
-                raise GhError(f"{self.name}: hybridized blocks take NDArrays; input {i} is {type(a).__name__}")
+                raise GhError(f"{self.name}: hybridized blocks take NDArrays; "
+                              f"input {i} is {type(a).__name__}")
         device = args[0].ctx
         if any(a.ctx != device for a in args):
             raise DeviceError(f"{self.name}: inputs are on different devices "
@@ -242,7 +245,8 @@ class HybridBlock(Block):
         self._trace_count += 1
         if self._trace_count > self._max_cached_plans:
             warnings.warn(f"{self.name} has been traced {self._trace_count} times for different input "
-                          f"signatures (shapes, dtypes, device, training flag); each trace compiles a new plan. "
+                          f"signatures (shapes, dtypes, device, training flag); "
+                          f"each trace compiles a new plan. "
                           f"Use fixed input shapes or raise hybridize(max_cached_plans=...)", stacklevel=3)
         call_args, args = args, tuple(a for a in args if a is not None)
         names, in_syms = _input_vars(len(args))
@@ -318,7 +322,8 @@ class HybridBlock(Block):
         var_names = list(dict.fromkeys(n.name for n in graph_symbol.variables() if n.name not in specs))
         unknown = [n for n in var_names if n not in by_name]
         if unknown:
-            raise GhError(f"{self.name}: the traced graph reads {', '.join(unknown)}, which are neither inputs "
+            raise GhError(f"{self.name}: the traced graph reads {', '.join(unknown)}, "
+                          f"which are neither inputs "
                           f"nor parameters of this block; create arrays inside hybrid_forward with F ops")
         known = dict(specs)
         known.update({n: by_name[n].data().spec for n in var_names if by_name[n].is_initialized})
@@ -335,8 +340,9 @@ class HybridBlock(Block):
                     param.data()                     # raises the "call initialize()" error
                 param.finish_deferred_init(inferred[name])
             if param.data().ctx != device:
-                raise DeviceError(f"{self.name}: parameter {param.name} is on {param.data().ctx} but the input "
-                                  f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
+                raise DeviceError(f"{self.name}: parameter {param.name} is on {param.data().ctx} "
+                                  f"but the input is on {device}; "
+                                  f"initialize(ctx=...) or collect_params().reset_ctx(...)")
             params[name] = param
         bound = {name: param.data().spec for name, param in params.items()}
         if any(inferred[name] != spec for name, spec in bound.items()):

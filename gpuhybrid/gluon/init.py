@@ -88,8 +88,8 @@ class Initializer:
                 self._init_gamma(name, arr)
             else:
                 raise OpValueError(f"{type(self).__name__}: no initialisation pattern for {name!r}: called "
-                                   f"as init(name, arr), MXNet's rule fills names ending in weight, bias, gamma "
-                                   f"or beta; give the parameter its own init= or use init.Mixed")
+                                   f"as init(name, arr), MXNet's rule fills names ending in weight, bias, "
+                                   f"gamma or beta; give the parameter its own init= or use init.Mixed")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

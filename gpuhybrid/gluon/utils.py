@@ -124,7 +124,8 @@ def download(url: str, path=None, overwrite: bool = False, sha1_hash: str | None
             Path(temporary).unlink(missing_ok=True)
     else:
         raise DownloadError(f"download: cannot fetch {url} ({problem}); this machine may be offline. "
-                            f"Fetch the file elsewhere and put it at {target} (then download() uses it as it is)")
+                            f"Fetch the file elsewhere and put it at {target} "
+                            f"(then download() uses it as it is)")
     if sha1_hash is not None and not check_sha1(target, sha1_hash):
         raise DownloadError(f"download: {target} fetched from {url} does not match SHA-1 {sha1_hash}; the "
                             f"file may be corrupted or changed upstream")

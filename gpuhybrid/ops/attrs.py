@@ -50,8 +50,9 @@ def _scalar(op, name, v):
         return bool(v)
     if isinstance(v, (int, np.integer)):
         if abs(int(v)) > _FLOAT64_MAX:          # no dtype holds it: NumPy would raise OverflowError
-            raise OpValueError(f"{op}: attribute {name} is an integer of {len(str(abs(int(v))))} digits, beyond "
-                               f"every dtype (float64 reaches about 1.8e308); use a smaller number or float('inf')")
+            raise OpValueError(f"{op}: attribute {name} is an integer of {len(str(abs(int(v))))} digits, "
+                               f"beyond every dtype (float64 reaches about 1.8e308); "
+                               f"use a smaller number or float('inf')")
         return int(v)
     if isinstance(v, (float, np.floating)):
         return float(v)
@@ -76,7 +77,8 @@ def _int_tuple(op, name, v):
     try:
         return tuple(_int(op, name, d) for d in v)
     except TypeError:
-        raise OpAttributeError(f"{op}: attribute {name} must be an int or a tuple of ints, got {v!r}") from None
+        raise OpAttributeError(f"{op}: attribute {name} must be an int or a tuple of ints, "
+                               f"got {v!r}") from None
 
 
 def _opt_int_tuple(op, name, v):
@@ -110,7 +112,8 @@ def _index_key(op, name, v):
 CONVERTERS = {
     "int": _int, "float": _float, "scalar": _scalar, "bool": _bool, "str": _str,
     "shape": _int_tuple, "axes": _opt_int_tuple, "opt_int": _opt_int, "opt_float": _opt_float,
-    "bounds": _slice_bound_tuple, "dtype": lambda op, name, v: dtype_name(v, op, name), "any": _any, "index": _index_key,
+    "bounds": _slice_bound_tuple, "dtype": lambda op, name, v: dtype_name(v, op, name), "any": _any,
+    "index": _index_key,
 }
 
 

@@ -217,8 +217,9 @@ def _check_bias(specs, attrs, filters: int) -> None:
         raise ShapeError(f"bias must have shape ({filters},) (one per filter), got {specs[2].shape}")
 
 
-def _conv_rule(specs, attrs):
-    x, w = specs[0], specs[1]
+def _checked_geometry(x, attrs) -> tuple:
+    """(geometry, channels, num_filter, num_group) of a convolution or deconvolution over data spec
+    ``x``, after the checks both share: layout, data rank, num_filter and the group split."""
     geom = geometry(attrs)
     check_layout(attrs, geom.dims)
     check_data_rank(x, geom.dims, geom.kernel)
@@ -226,6 +227,12 @@ def _conv_rule(specs, attrs):
     if filters < 1:
         raise OpValueError(f"num_filter={filters} must be >= 1")
     _check_groups(channels, filters, groups, x.shape)
+    return geom, channels, filters, groups
+
+
+def _conv_rule(specs, attrs):
+    x, w = specs[0], specs[1]
+    geom, channels, filters, groups = _checked_geometry(x, attrs)
     expected = (filters, channels // groups) + geom.kernel
     if w.shape != expected:
         raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} channels: "
@@ -334,13 +341,7 @@ def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
 
 def _deconv_rule(specs, attrs):
     x, w = specs[0], specs[1]
-    geom = geometry(attrs)
-    check_layout(attrs, geom.dims)
-    check_data_rank(x, geom.dims, geom.kernel)
-    channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
-    if filters < 1:
-        raise OpValueError(f"num_filter={filters} must be >= 1")
-    _check_groups(channels, filters, groups, x.shape)
+    geom, channels, filters, groups = _checked_geometry(x, attrs)
     expected = (channels, filters // groups) + geom.kernel
     if w.shape != expected:
         raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} "

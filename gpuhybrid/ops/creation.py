@@ -28,10 +28,12 @@ def _creation(name, infer, eager, attrs, inputs=(), doc=""):
                    doc=doc))
 
 
-_creation("zeros", _fill_rule, lambda device, inputs, attrs, outs: device.xp.zeros(outs[0].shape, outs[0].dtype),
-          SHAPE_DTYPE, doc="An array of zeros.")
-_creation("ones", _fill_rule, lambda device, inputs, attrs, outs: device.xp.ones(outs[0].shape, outs[0].dtype),
-          SHAPE_DTYPE, doc="An array of ones.")
+_creation("zeros", _fill_rule,
+          lambda device, inputs, attrs, outs: device.xp.zeros(outs[0].shape, outs[0].dtype), SHAPE_DTYPE,
+          doc="An array of zeros.")
+_creation("ones", _fill_rule,
+          lambda device, inputs, attrs, outs: device.xp.ones(outs[0].shape, outs[0].dtype), SHAPE_DTYPE,
+          doc="An array of ones.")
 
 
 def _full_rule(specs, attrs):
@@ -102,10 +104,12 @@ def _sample(draw):
 register(OpDef(name="random_normal", category="random", inputs=(), pure=False,
                attrs=(Attr("loc", "float", 0.0), Attr("scale", "float", 1.0)) + SHAPE_DTYPE,
                infer=_random_rule, kernels=lambda attrs, specs: 3 + (attrs["dtype"] == "float16"),
-               eager=_sample(lambda g, shape, dt, a: g.standard_normal(shape, dtype=dt) * dt(a["scale"]) + dt(a["loc"])),
+               eager=_sample(lambda g, shape, dt, a:
+                             g.standard_normal(shape, dtype=dt) * dt(a["scale"]) + dt(a["loc"])),
                aliases=("normal",), doc="Samples from N(loc, scale^2); seeded by gh.random.seed."))
 register(OpDef(name="random_uniform", category="random", inputs=(), pure=False,
                attrs=(Attr("low", "float", 0.0), Attr("high", "float", 1.0)) + SHAPE_DTYPE,
                infer=_random_rule, kernels=lambda attrs, specs: 3 + (attrs["dtype"] == "float16"),
-               eager=_sample(lambda g, shape, dt, a: g.random(shape, dtype=dt) * dt(a["high"] - a["low"]) + dt(a["low"])),
+               eager=_sample(lambda g, shape, dt, a:
+                             g.random(shape, dtype=dt) * dt(a["high"] - a["low"]) + dt(a["low"])),
                aliases=("uniform",), doc="Samples from U[low, high); seeded by gh.random.seed."))

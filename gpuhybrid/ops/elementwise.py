@@ -228,7 +228,8 @@ def _clip_rule(specs, attrs):
 _register_elementwise("clip", ("data",), _clip_rule,
                       lambda x, a_min, a_max: np.minimum(np.maximum(x, a_min), a_max),
                       "gh_clip({0}, {a_min}, {a_max})",
-                      attrs=(Attr("a_min", "float", doc="lower bound"), Attr("a_max", "float", doc="upper bound")),
+                      attrs=(Attr("a_min", "float", doc="lower bound"),
+                             Attr("a_max", "float", doc="upper bound")),
                       doc="Limit values to [a_min, a_max].")
 
 _register_elementwise("cast", ("data",), lambda specs, attrs: TensorSpec(specs[0].shape, attrs["dtype"]),

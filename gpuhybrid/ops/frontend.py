@@ -141,7 +141,8 @@ class Frontend:
             if scalar_variant and len(args) == 2 and (is_scalar(args[0]) or is_scalar(args[1])):
                 lhs, rhs = args
                 if is_scalar(lhs) and is_scalar(rhs):
-                    raise DTypeError(f"{op.name}: at least one operand must be an {self.what}, got two numbers")
+                    raise DTypeError(f"{op.name}: at least one operand must be an {self.what}, "
+                                     f"got two numbers")
                 array, number, reverse = (rhs, lhs, True) if is_scalar(lhs) else (lhs, rhs, False)
                 return self.apply(scalar_variant, [array], {"scalar": number, "reverse": reverse, **kwargs})
             inputs = self.collect_inputs(op, args, kwargs)

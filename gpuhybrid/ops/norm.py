@@ -312,7 +312,8 @@ def _embedding_eager(device, inputs, attrs, outs):
     try:
         return device.xp.take(weight, index, axis=0)
     except IndexError:      # only a NaN index survives the clip (NumPy checks; CuPy wraps, unchecked)
-        raise OpValueError(f"Embedding(input_dim={attrs['input_dim']}): an index in data {data.shape} is NaN; "
+        raise OpValueError(f"Embedding(input_dim={attrs['input_dim']}): "
+                           f"an index in data {data.shape} is NaN; "
                            f"indices must be numbers (replace NaN first, e.g. with nd.where)") from None
 
 

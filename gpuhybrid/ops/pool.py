@@ -32,7 +32,7 @@ def pool_geometry(attrs: dict, data_shape: tuple) -> Geometry:
                              f" got data of shape {data_shape}")
         return Geometry(spatial, (1,) * len(spatial), (1,) * len(spatial), (0,) * len(spatial))
     if not attrs["kernel"]:
-        raise OpValueError(f"kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
+        raise OpValueError("kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
     return geometry({**attrs, "dilate": ()})
 
 

@@ -131,7 +131,8 @@ class OpDef:
         expected = self.input_count(attrs) if self.input_count else len(self.inputs)
         if n != expected:
             names = ", ".join(self.inputs[:expected]) or "none"
-            raise OpValueError(f"{self.name}: takes {expected} input(s) ({names}) with these attributes, got {n}")
+            raise OpValueError(f"{self.name}: takes {expected} input(s) ({names}) with these attributes, "
+                               f"got {n}")
 
     def output_count(self, attrs: dict) -> int:
         """Every output, hidden ones included."""

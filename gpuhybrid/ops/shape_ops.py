@@ -27,7 +27,8 @@ def mxnet_reshape(src: tuple, spec: tuple) -> tuple:
             out.append(code); i += 1
         elif code == 0:
             if i >= len(src):
-                raise ShapeError(f"code 0 at position {k} copies input axis {i}, but the input has {len(src)} axes")
+                raise ShapeError(f"code 0 at position {k} copies input axis {i}, "
+                                 f"but the input has {len(src)} axes")
             out.append(src[i]); i += 1
         elif code == -1:
             if infer_at is not None:
@@ -37,7 +38,8 @@ def mxnet_reshape(src: tuple, spec: tuple) -> tuple:
             out.extend(src[i:]); i = len(src)
         elif code == -3:
             if i + 1 >= len(src):
-                raise ShapeError(f"code -3 merges input axes {i} and {i + 1}, but the input has {len(src)} axes")
+                raise ShapeError(f"code -3 merges input axes {i} and {i + 1}, "
+                                 f"but the input has {len(src)} axes")
             out.append(src[i] * src[i + 1]); i += 2
         elif code == -4:
             if k + 2 >= len(spec):
@@ -54,7 +56,8 @@ def mxnet_reshape(src: tuple, spec: tuple) -> tuple:
             if d2 == -1:
                 d2 = whole // d1 if d1 else 0
             if d1 * d2 != whole:
-                raise ShapeError(f"code -4 cannot split an axis of size {whole} into {spec[k + 1]} x {spec[k + 2]}")
+                raise ShapeError(f"code -4 cannot split an axis of size {whole} "
+                                 f"into {spec[k + 1]} x {spec[k + 2]}")
             out.extend((d1, d2)); i += 1; k += 2
         else:
             raise ShapeError(f"{code} is not a valid reshape code (use positive sizes, 0, -1, -2, -3 or -4)")
@@ -62,10 +65,12 @@ def mxnet_reshape(src: tuple, spec: tuple) -> tuple:
     if infer_at is not None:
         known = _size([d for j, d in enumerate(out) if j != infer_at])
         if known == 0 or _size(src) % known:
-            raise ShapeError(f"cannot infer the -1 in {spec}: {_size(src)} elements do not divide into {known}")
+            raise ShapeError(f"cannot infer the -1 in {spec}: "
+                             f"{_size(src)} elements do not divide into {known}")
         out[infer_at] = _size(src) // known
     if _size(out) != _size(src):
-        raise ShapeError(f"cannot reshape {src} ({_size(src)} elements) to {tuple(out)} ({_size(out)} elements)")
+        raise ShapeError(f"cannot reshape {src} ({_size(src)} elements) "
+                         f"to {tuple(out)} ({_size(out)} elements)")
     return tuple(out)
 
 
@@ -154,8 +159,10 @@ def _concat_rule(specs, attrs):
         raise ShapeError("cannot concatenate 0-d arrays; use stack")
     axis = normalize_axis(attrs["dim"], len(first))
     for s in specs[1:]:
-        if len(s.shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s.shape, first)) if i != axis):
-            raise ShapeError(f"shapes {', '.join(str(x.shape) for x in specs)} must agree on every axis but {axis}")
+        if len(s.shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s.shape, first))
+                                             if i != axis):
+            raise ShapeError(f"shapes {', '.join(str(x.shape) for x in specs)} "
+                             f"must agree on every axis but {axis}")
     total = sum(s.shape[axis] for s in specs)
     return TensorSpec(first[:axis] + (total,) + first[axis + 1:], promote(*(s.dtype for s in specs)))
 
@@ -341,7 +348,8 @@ def _reshape_like_rule(specs, attrs):
 
 _shape_op("reshape_like", _reshape_like_rule,
           lambda device, inputs, attrs, outs: inputs[0].reshape(outs[0].shape), inputs=("lhs", "rhs"),
-          view=True, doc="lhs's data in rhs's shape (a view when lhs is contiguous); rhs is read for its shape only.")
+          view=True, doc="lhs's data in rhs's shape (a view when lhs is contiguous); "
+                         "rhs is read for its shape only.")
 
 
 def _getitem_backward_rule(specs, attrs):

@@ -36,7 +36,8 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
     graph = typed_graph(symbol, specs, training=training)
     if aux_names:
         split = len(graph.outputs) - len(aux_names)
-        graph = graph.replace(graph.nodes, graph.outputs[:split], tuple(zip(aux_names, graph.outputs[split:])))
+        graph = graph.replace(graph.nodes, graph.outputs[:split],
+                              tuple(zip(aux_names, graph.outputs[split:])))
     return compile_graph(graph, device, on_pass=on_pass, fuse=fuse, static_alloc=static_alloc,
                          static_outputs=static_outputs, static_shape=static_shape)
 
@@ -144,5 +145,8 @@ def bind(symbol: Symbol, ctx=None, args=None, aux_states=None, **_ignored) -> Ex
 
 def eval_symbol(symbol: Symbol, ctx=None, **arrays) -> list:
     """Compute the outputs for the given arrays (MXNet's ``Symbol.eval``)."""
-    device = as_device(ctx) if ctx is not None else (next(iter(arrays.values())).ctx if arrays else as_device(None))
+    if ctx is not None:
+        device = as_device(ctx)
+    else:
+        device = next(iter(arrays.values())).ctx if arrays else as_device(None)
     return bind(symbol, device, arrays).forward(is_train=autograd.is_training())

@@ -15,6 +15,17 @@ from ...symbol import Symbol
 from ..hybrid import HybridBlock, pending_aux_updates
 
 
+def _gamma_beta(block: HybridBlock, shape: tuple, scale: bool, center: bool, gamma_initializer,
+                beta_initializer) -> tuple:
+    """The (gamma, beta) parameters of a normalisation layer; ``scale=False`` / ``center=False`` fix
+    them at one / zero with ``grad_req='null'``, as in MXNet."""
+    gamma = block.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
+                                grad_req="write" if scale else "null")
+    beta = block.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
+                               grad_req="write" if center else "null")
+    return gamma, beta
+
+
 class BatchNorm(HybridBlock):
     """Normalise each channel (``axis``) with batch statistics while training, running ones otherwise.
 
@@ -34,10 +45,7 @@ class BatchNorm(HybridBlock):
         self._kwargs = {"axis": axis, "eps": epsilon, "momentum": momentum, "fix_gamma": not scale,
                         "use_global_stats": use_global_stats}
         shape = (in_channels,)
-        self.gamma = self.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
-                                        grad_req="write" if scale else "null")
-        self.beta = self.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
-                                       grad_req="write" if center else "null")
+        self.gamma, self.beta = _gamma_beta(self, shape, scale, center, gamma_initializer, beta_initializer)
         self.running_mean = self.params_create("running_mean", shape=shape, init=running_mean_initializer,
                                                kind="aux")
         self.running_var = self.params_create("running_var", shape=shape, init=running_variance_initializer,
@@ -78,10 +86,7 @@ class LayerNorm(HybridBlock):
             raise OpValueError(f"LayerNorm: in_channels must be >= 0 (0 infers it), got {in_channels}")
         self._axis, self._epsilon = axis, epsilon
         shape = (in_channels,)
-        self.gamma = self.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
-                                        grad_req="write" if scale else "null")
-        self.beta = self.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
-                                       grad_req="write" if center else "null")
+        self.gamma, self.beta = _gamma_beta(self, shape, scale, center, gamma_initializer, beta_initializer)
 
     def infer_shape(self, x, *args) -> None:
         channels = x.shape[self._axis] if -x.ndim <= self._axis < x.ndim else 0
@@ -131,10 +136,7 @@ class InstanceNorm(HybridBlock):
             raise OpValueError(f"InstanceNorm: in_channels must be >= 0 (0 infers it), got {in_channels}")
         self._epsilon = epsilon
         shape = (in_channels,)
-        self.gamma = self.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
-                                        grad_req="write" if scale else "null")
-        self.beta = self.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
-                                       grad_req="write" if center else "null")
+        self.gamma, self.beta = _gamma_beta(self, shape, scale, center, gamma_initializer, beta_initializer)
 
     def infer_shape(self, x, *args) -> None:
         if x.ndim < 2:
@@ -160,10 +162,7 @@ class GroupNorm(HybridBlock):
             raise OpValueError(f"GroupNorm: num_groups must be >= 1, got {num_groups}")
         self._num_groups, self._epsilon = num_groups, epsilon
         shape = (num_groups,)
-        self.gamma = self.params_create("gamma", shape=shape, init=gamma_initializer if scale else "ones",
-                                        grad_req="write" if scale else "null")
-        self.beta = self.params_create("beta", shape=shape, init=beta_initializer if center else "zeros",
-                                       grad_req="write" if center else "null")
+        self.gamma, self.beta = _gamma_beta(self, shape, scale, center, gamma_initializer, beta_initializer)
 
     def forward(self, x, *args):
         if isinstance(x, NDArray) and (x.ndim < 2 or x.shape[1] % self._num_groups):

@@ -69,7 +69,8 @@ def verify_graph(graph: Graph, after: str = "") -> None:
 
     for position, node in enumerate(graph.nodes):
         if node.id != position:
-            raise GraphInvariantError(f"after {after}: node {node.name} has id {node.id} at position {position}")
+            raise GraphInvariantError(f"after {after}: node {node.name} has id {node.id} "
+                                      f"at position {position}")
         for ref in node.inputs:
             if not defined(ref, node.id):
                 raise GraphInvariantError(f"after {after}: node {node.name} reads undefined value {ref}")
@@ -84,7 +85,8 @@ def verify_graph(graph: Graph, after: str = "") -> None:
     reinferred = infer_shapes(graph)
     for old, new in zip(graph.nodes, reinferred.nodes):
         if old.op not in (VAR, CONST) and old.specs != new.specs:
-            raise GraphInvariantError(f"after {after}: node {old.name} claims {old.specs} but infers {new.specs}")
+            raise GraphInvariantError(f"after {after}: node {old.name} claims {old.specs} "
+                                      f"but infers {new.specs}")
 
 
 def optimize(graph: Graph, passes: list | None = None, verify: bool | None = None,
