@@ -137,6 +137,50 @@ def test_lenet_conv_pool_dense(tmp_path):
     assert session.get_outputs()[0].shape == ["batch", 10]
 
 
+class Residual(nn.HybridBlock):
+    """d2l's residual block: two 3x3 convolutions with BatchNorm, a 1x1 projection when the shape changes."""
+
+    def __init__(self, channels: int, strides: int = 1, project: bool = False):
+        super().__init__()
+        self.conv1 = nn.Conv2D(channels, 3, padding=1, strides=strides)
+        self.conv2 = nn.Conv2D(channels, 3, padding=1)
+        self.conv3 = nn.Conv2D(channels, 1, strides=strides) if project else None
+        self.bn1, self.bn2 = nn.BatchNorm(), nn.BatchNorm()
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (self.conv3(x) if self.conv3 is not None else x))
+
+
+def resnet18(classes: int = 10) -> nn.HybridSequential:
+    """d2l's ResNet-18 (for 32x32 inputs: a 3x3 stem without the max pool)."""
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(64, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"))
+    for i, channels in enumerate((64, 128, 256, 512)):
+        net.add(Residual(channels, strides=1 if i == 0 else 2, project=i > 0), Residual(channels))
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(classes))
+    return net
+
+
+def test_resnet18_after_training_steps(tmp_path):
+    """ResNet-18 (d2l's) after two training steps (running statistics moved): ONNX Runtime and the
+    round trip equal gpuhybrid at two batch sizes."""
+    gh.random.seed(7)
+    net = resnet18()
+    net.initialize(gh.init.Xavier())
+    net.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.05})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    for step in range(2):
+        x, y = _normal((4, 3, 32, 32), step), np.arange(4) % 10
+        with autograd.record():
+            loss = loss_fn(net(nd.array(x)), nd.array(y))
+        loss.backward()
+        trainer.step(4)
+    _check_everywhere(net, lambda b: _normal((b, 3, 32, 32), 20 + b), tmp_path / "resnet18", 1e-4, 1e-4)
+
+
 def test_norm_net_with_running_statistics(tmp_path):
     net = NormNet()
     net.initialize()
