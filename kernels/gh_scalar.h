@@ -18,7 +18,7 @@
 #define GH_FN static inline
 #define GH_MEMBER inline
 #define GH_INFINITY INFINITY
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(_OPENMP) && defined(GH_USE_LIBMVEC)
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(GH_USE_LIBMVEC)
 // glibc's libmvec has vector versions of these; declaring them lets element loops that call them
 // vectorise. (glibc itself declares them only under -ffast-math, which would break NaN handling.)
 #define GH_SIMD_DECL(type, fn) extern "C" type fn(type) noexcept __attribute__((simd("notinbranch")));
