@@ -30,7 +30,7 @@ from ..symbol import Symbol
 from ..symbol.gradient import BackwardGraph, backward_graph
 from ..symbol.infer import typed_graph, var_specs
 from ..symbol.run import compile_graph
-from ..symbol.symbol import tracing_block
+from ..symbol.symbol import naming_ops_of, tracing_block
 from .block import Block
 from .parameter import DeferredInitializationError
 
@@ -125,7 +125,8 @@ class HybridBlock(Block):
     def forward(self, x, *args):
         if isinstance(x, Symbol):
             params = {key: p.var() for key, p in self._reg_params.items()}
-            return self.hybrid_forward(sym, x, *args, **params)
+            with naming_ops_of(self.prefix):       # MXNet's op names: dense0_fwd, mlp0_relu0
+                return self.hybrid_forward(sym, x, *args, **params)
         if not isinstance(x, NDArray):
             raise GhError(f"{self.name}: the first input must be an NDArray or a Symbol, "
                           f"got {type(x).__name__}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 from collections import defaultdict
+from contextlib import contextmanager
 
 from .. import autograd
 from ..errors import GhError, OpValueError, ShapeError
@@ -40,6 +41,45 @@ def fresh_name(hint: str) -> str:
     """A unique node name: ``fullyconnected0``, ``fullyconnected1``, ..."""
     base = hint.lower()
     return f"{base}{next(_name_counters[base])}"
+
+
+class BlockNames:
+    """Names of the ops a block applies while it is traced, by MXNet 1.x's rule: the block's prefix,
+    then the given name (``dense0_fwd``) or the op's name and a count within this call (``mlp0_relu0``)."""
+
+    __slots__ = ("prefix", "counts", "used")
+
+    def __init__(self, prefix: str, used: set):
+        self.prefix, self.counts, self.used = prefix, defaultdict(int), used
+
+    def name(self, given: str | None, op_name: str) -> str:
+        if given is None:
+            hint = op_name.lower()
+            given = f"{hint}{self.counts[hint]}"
+            self.counts[hint] += 1
+        name = self.prefix + given
+        # a block called twice in one trace names its ops again (MXNet repeats them): keep names unique
+        unique, again = name, 1
+        while unique in self.used:
+            unique, again = f"{name}_{again}", again + 1
+        self.used.add(unique)
+        return unique
+
+
+# The naming scope of the block whose hybrid_forward is building Symbols now (None outside blocks).
+block_names: contextvars.ContextVar[BlockNames | None] = contextvars.ContextVar("gpuhybrid_block_names",
+                                                                                default=None)
+
+
+@contextmanager
+def naming_ops_of(prefix: str):
+    """Ops applied inside take ``prefix`` (a block's); names stay unique across the whole trace."""
+    outer = block_names.get()
+    token = block_names.set(BlockNames(prefix, outer.used if outer is not None else set()))
+    try:
+        yield
+    finally:
+        block_names.reset(token)
 
 
 class Builder:
@@ -304,7 +344,9 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
                              f"instead of arrays made outside the graph")
         x._single(f"{op.name} input {i}")
     builder, refs = merge(inputs)
-    node_id = builder.add(op.name, name or fresh_name(op.name), tuple(refs), parsed, op.output_count(parsed))
+    scope = block_names.get()
+    name = scope.name(name, op.name) if scope is not None else name or fresh_name(op.name)
+    node_id = builder.add(op.name, name, tuple(refs), parsed, op.output_count(parsed))
     return Symbol(builder, [Ref(node_id, i) for i in range(op.visible_output_count(parsed))])
 
 

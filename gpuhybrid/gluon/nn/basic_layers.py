@@ -45,7 +45,7 @@ class Dense(HybridBlock):
 
     def hybrid_forward(self, F, x, weight, bias=None):
         out = F.FullyConnected(x, weight, bias, num_hidden=self._units, no_bias=bias is None,
-                               flatten=self._flatten)
+                               flatten=self._flatten, name="fwd")
         return self.act(out) if self.act is not None else out
 
     def _repr_args(self) -> str:
@@ -62,7 +62,7 @@ class Activation(HybridBlock):
         self._act_type = activation
 
     def hybrid_forward(self, F, x):
-        return F.Activation(x, act_type=self._act_type)
+        return F.Activation(x, act_type=self._act_type, name="fwd")
 
     def _repr_args(self) -> str:
         return self._act_type
@@ -76,7 +76,7 @@ class Dropout(HybridBlock):
         self._rate = rate
 
     def hybrid_forward(self, F, x):
-        return F.Dropout(x, p=self._rate)
+        return F.Dropout(x, p=self._rate, name="fwd")
 
     def _repr_args(self) -> str:
         return f"p = {self._rate}"

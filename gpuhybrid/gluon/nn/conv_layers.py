@@ -121,7 +121,7 @@ class _Conv(HybridBlock):
     def hybrid_forward(self, F, x, weight, bias=None):
         if isinstance(x, NDArray):
             self._check_input(x)
-        op, named = getattr(F, self._op_name), {**self._kwargs, "name": f"{self.name}_fwd"}
+        op, named = getattr(F, self._op_name), {**self._kwargs, "name": "fwd"}
         with _named_errors(self, x):
             out = op(x, weight, bias, **named) if bias is not None else op(x, weight, **named)
         return self.act(out) if self.act is not None else out
@@ -197,7 +197,7 @@ class _Pool(HybridBlock):
                           f"({_LAYOUTS[self._dims]}), got shape {x.shape}; reshape the input or use a "
                           f"{len(x.shape) - 2}-D pooling layer")
         with _named_errors(self, x):
-            return F.Pooling(x, name=f"{self.name}_fwd", **self._kwargs)
+            return F.Pooling(x, name="fwd", **self._kwargs)
 
     def _repr_args(self) -> str:
         k = self._kwargs

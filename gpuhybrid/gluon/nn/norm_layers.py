@@ -57,7 +57,7 @@ class BatchNorm(HybridBlock):
             param.shape = (channels,)
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
-        out = F.BatchNorm(x, gamma, beta, running_mean, running_var, **self._kwargs)
+        out = F.BatchNorm(x, gamma, beta, running_mean, running_var, name="fwd", **self._kwargs)
         if autograd.is_training() and not self._kwargs["use_global_stats"]:
             updates = ((self.running_mean, out[1]), (self.running_var, out[2]))
             if isinstance(x, Symbol):
