@@ -277,6 +277,28 @@ class Symbol(OperatorMixin):
         """A Symbol whose outputs are every output of every node, in topological order."""
         return Symbol(self._builder, [Ref(n.id, i) for n in self.topo_nodes() for i in range(len(n.specs))])
 
+    def __call__(self, *args, **kwargs) -> "Symbol":
+        """MXNet's composition: a copy of this graph with arguments replaced by other Symbols, given in
+        ``list_arguments()`` order or by name (``fc(data=sym.relu(x))``)."""
+        names = self.list_arguments()
+        if len(args) > len(names):
+            raise OpValueError(f"composing {self!r}: {len(args)} positional Symbols for {len(names)} "
+                               f"argument(s) ({', '.join(names)})")
+        replacements = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names:
+                raise OpValueError(f"composing {self!r}: it has no argument {name!r}; its arguments are "
+                                   f"{', '.join(names)}")
+            if name in replacements:
+                raise OpValueError(f"composing {self!r}: argument {name!r} given twice")
+            replacements[name] = value
+        for name, value in replacements.items():
+            if not isinstance(value, Symbol):
+                raise TraceError(f"composing {self!r}: argument {name!r} must be a Symbol, got "
+                                 f"{type(value).__name__}; to run the graph on arrays use eval() or bind()")
+            value._single(f"composing argument {name!r}")
+        return substitute(self, replacements) if replacements else self
+
     def get_children(self) -> "Symbol | None":
         node = self._node(self._single("get_children"))
         return Symbol(self._builder, node.inputs) if node.inputs else None
