@@ -266,7 +266,8 @@ def test_gluon_hybrid_checks(tmp_path, monkeypatch):
     model = g["model"]
     close(r["model"], dense(model.dense0, x) + dense(model.dense1, np.tanh(x)))
     prefix = model.prefix
-    assert r["model_param_names"] == sorted(prefix + f"dense{i}_{k}" for i in (0, 1) for k in ("bias", "weight"))
+    assert r["model_param_names"] == sorted(prefix + f"dense{i}_{k}"
+                                            for i in (0, 1) for k in ("bias", "weight"))
     seq = g["seq"]
     assert r["seq_short"].shape == (3, 6) and r["seq_long"].shape == (3, 3)
     close(r["seq_rehybridized"], chain(seq, x))

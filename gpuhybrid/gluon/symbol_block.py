@@ -44,6 +44,7 @@ class SymbolBlock(HybridBlock):
                 options["shape"] = shape
             if self._params._find(name) is None:          # a new one waits for its shape if need be
                 options["allow_deferred_init"] = True
+                options["init"] = _init_by_suffix(name)
             try:
                 param = self._params.get(name, **options)
             except GhError as exc:
@@ -93,6 +94,15 @@ class SymbolBlock(HybridBlock):
             load_param_dict(block._params, param_file, ctx, allow_missing, ignore_extra, cast_dtype=True,
                             dtype_source="saved", needed_by=symbol_file, arrays=arrays)
         return block
+
+
+# MXNet initialises a graph's variables by their names' suffixes; the rest take initialize()'s init.
+_SUFFIX_INITS = (("moving_mean", "zeros"), ("moving_var", "ones"), ("running_mean", "zeros"),
+                 ("running_var", "ones"), ("bias", "zeros"), ("beta", "zeros"), ("gamma", "ones"))
+
+
+def _init_by_suffix(name: str):
+    return next((init for suffix, init in _SUFFIX_INITS if name.endswith(suffix)), None)
 
 
 def _substitute(outputs, replacements: dict):

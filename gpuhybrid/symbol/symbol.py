@@ -31,6 +31,11 @@ class TraceError(GhError, TypeError):
     """Python code asked a Symbol for a value, or changed one in place, while tracing."""
 
 
+class SymbolShapeError(TraceError, AttributeError):
+    """Python code asked a Symbol for its shape while tracing (an AttributeError too, as in MXNet, so that
+    ``hasattr(x, 'shape')`` still tells a Symbol from an array)."""
+
+
 # The block being traced (set by gluon), so that trace errors can name it.
 tracing_block: contextvars.ContextVar[str | None] = contextvars.ContextVar("gpuhybrid_tracing", default=None)
 _name_counters: defaultdict = defaultdict(itertools.count)
@@ -187,6 +192,10 @@ _ITERATION_FIX = ("To take it apart use F.split(x, num_outputs=n, axis=a) (a mul
 _ASSIGNMENT_FIX = ("A graph cannot change an array in place: build the new value with ops instead, e.g. "
                    "x = F.where(mask, v, x) for a masked write, F.concat(x[:i], v, x[i+1:], dim=0) for a "
                    "slice, x = x + y for x += y")
+_SHAPE_FIX = ("Shapes are fixed when the graph is compiled, not while tracing: use shape codes that need no "
+              "numbers (F.reshape(x, shape=(0, -1)) keeps axis 0 and flattens the rest; F.flatten(x)), "
+              "ops that take shapes from arrays (F.zeros_like, F.reshape_like, F.broadcast_like), "
+              "or pass the size to the block's constructor")
 _VALUE_FIX = ("Return the Symbol from hybrid_forward and read the NDArray it becomes (out.asnumpy()) after "
               "the call")
 
@@ -218,7 +227,7 @@ class Symbol(OperatorMixin):
     def name(self) -> str:
         ref = self._single("name")
         node = self._node(ref)
-        return node.name if len(node.specs) == 1 else f"{node.name}_output{ref.index}"
+        return node.name if _visible_outputs(node) == 1 else f"{node.name}_output{ref.index}"
 
     def _single(self, what: str) -> Ref:
         if len(self._refs) != 1:
@@ -270,12 +279,14 @@ class Symbol(OperatorMixin):
         for ref in self._refs:
             node = self._node(ref)
             names.append(node.name if node.op == VAR
-                         else f"{node.name}_output{'' if len(node.specs) == 1 else ref.index}")
+                         else f"{node.name}_output{'' if _visible_outputs(node) == 1 else ref.index}")
         return names
 
     def get_internals(self) -> "Symbol":
-        """A Symbol whose outputs are every output of every node, in topological order."""
-        return Symbol(self._builder, [Ref(n.id, i) for n in self.topo_nodes() for i in range(len(n.specs))])
+        """A Symbol whose outputs are every visible output of every node (not the values an op keeps
+        for its gradient, such as Dropout's mask), in topological order, as MXNet lists them."""
+        return Symbol(self._builder,
+                      [Ref(n.id, i) for n in self.topo_nodes() for i in range(_visible_outputs(n))])
 
     def __call__(self, *args, **kwargs) -> "Symbol":
         """MXNet's composition: a copy of this graph with arguments replaced by other Symbols, given in
@@ -327,6 +338,12 @@ class Symbol(OperatorMixin):
             return iter(self._each_output())
         raise TraceError(_trace_hint("iterating over (or unpacking) a single-output Symbol", _ITERATION_FIX))
 
+    def _no_shape(self):
+        raise SymbolShapeError(_trace_hint("reading the shape of a Symbol (x.shape, x.ndim, x.size)",
+                                           _SHAPE_FIX))
+
+    shape = ndim = size = property(_no_shape)
+
     def asnumpy(self):
         raise TraceError(_trace_hint("asnumpy() of a Symbol", _VALUE_FIX))
 
@@ -358,6 +375,9 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
     if op.uses_training_flag and "training" not in attrs:
         attrs["training"] = autograd.is_training()
     parsed = op.parse_attrs(attrs)
+    scope = block_names.get()
+    name = scope.name(name, op.name) if scope is not None else name or fresh_name(op.name)
+    inputs = list(inputs) + _missing_parameter_vars(op, len(inputs), parsed, name)
     op.check_arity(len(inputs), parsed)
     for i, x in enumerate(inputs):
         if not isinstance(x, Symbol):
@@ -366,10 +386,29 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
                              f"instead of arrays made outside the graph")
         x._single(f"{op.name} input {i}")
     builder, refs = merge(inputs)
-    scope = block_names.get()
-    name = scope.name(name, op.name) if scope is not None else name or fresh_name(op.name)
     node_id = builder.add(op.name, name, tuple(refs), parsed, op.output_count(parsed))
     return Symbol(builder, [Ref(node_id, i) for i in range(op.visible_output_count(parsed))])
+
+
+def _visible_outputs(node: Node) -> int:
+    """How many outputs of ``node`` callers see (all of a variable's; an op's hidden ones left out)."""
+    if node.op == VAR:
+        return len(node.specs)
+    return get_op(node.op).visible_output_count(node.attr_dict)
+
+
+_AUX_INPUTS = ("moving_mean", "moving_var")
+
+
+def _missing_parameter_vars(op, given: int, attrs: dict, node_name: str) -> list:
+    """MXNet's sym creates the parameter inputs a call leaves out as variables named after the node
+    (``sym.FullyConnected(data, num_hidden=8, name='fc1')`` reads ``fc1_weight`` and ``fc1_bias``);
+    the data input must be given."""
+    if op.variadic or given == 0:
+        return []
+    expected = op.input_count(attrs) if op.input_count else len(op.inputs)
+    return [var(f"{node_name}_{input_name}", kind="aux" if input_name in _AUX_INPUTS else "param")
+            for input_name in op.inputs[given:expected]]
 
 
 def add_var(builder: Builder, name: str, shape=None, dtype=None, kind: str = "data") -> Ref:
