@@ -305,3 +305,138 @@ def test_gluon_hybrid_checks(tmp_path, monkeypatch):
     grad_net = g["grad_net"]
     close(imperative[grad_net.dense0.weight.name], np.ones((3, 5)).T @ x)
     close(imperative[grad_net.dense1.weight.name], np.ones((3, 5)).T @ np.tanh(x))
+
+
+def test_symbol_api(tmp_path, monkeypatch):
+    g = run_port("symbol_api", tmp_path, monkeypatch)
+    features, labels = f64(g["features"]), f64(g["labels"]).astype(int)
+    params = {name: f64(value) for name, value in g["initial"].items()}
+    assert sorted(params) == ["fc1_bias", "fc1_weight", "fc2_bias", "fc2_weight"]
+    assert (params["fc1_bias"] == 0).all() and (params["fc2_bias"] == 0).all()     # MXNet: biases zero
+    for _ in range(3):
+        hidden = relu(features @ params["fc1_weight"].T + params["fc1_bias"])
+        d = softmax(hidden @ params["fc2_weight"].T + params["fc2_bias"])
+        d[np.arange(30), labels] -= 1
+        dh = (d @ params["fc2_weight"]) * (hidden > 0)
+        grads = {"fc2_weight": d.T @ hidden, "fc2_bias": d.sum(0), "fc1_weight": dh.T @ features,
+                 "fc1_bias": dh.sum(0)}
+        params = {name: value - 0.1 * grads[name] / 30 for name, value in params.items()}
+    for name, value in params.items():
+        close(g["net"].collect_params()[name], value, rtol=1e-4, atol=1e-6)
+    hidden = relu(features @ params["fc1_weight"].T + params["fc1_bias"])
+    close(g["trained_out"], hidden @ params["fc2_weight"].T + params["fc2_bias"], rtol=1e-4, atol=1e-5)
+
+    model, x = g["model"], f64(g["x"])
+    names = g["internal_names"]
+    assert len(names) == len(g["internal_values"]) == len(g["out"]) == 14
+    assert not any(n.endswith("output1") for n in names)          # Dropout's mask is not an output
+    values = dict(zip(names, g["internal_values"]))
+    close(values["data"], x)
+    first = model[0]
+    close(values[first.name + "_fwd_output"], x @ f64(first.weight).T + f64(first.bias))
+    close(values[first.name + "_tanh_fwd_output"], dense(first, x))
+    expected_last = relu(dense(model[3], dense(model[2], dense(first, x))))
+    close(g["internal_values"][-1], expected_last)
+    close(g["total_value"], sum(f64(v).sum() for v in g["internal_values"]), rtol=1e-5)
+
+    assert g["stacked"].list_arguments() == ["data", "fc1_weight", "fc1_bias", "head_weight"]
+    w1, b1 = f64(g["net"].collect_params()["fc1_weight"]), f64(g["net"].collect_params()["fc1_bias"])
+    close(g["stacked_out"], relu(features @ w1.T + b1) @ f64(g["head_weight"]).T, rtol=1e-5)
+
+
+# --- what the ports needed: regression tests ----------------------------------------------------------
+class TwoDense(gluon.HybridBlock):
+    """Uses one child twice and names one op itself."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.fc = nn.Dense(4, in_units=4)
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(self.fc(x), name="act")
+        return self.fc(F.tanh(y)) + F.tanh(x)
+
+
+def test_traced_op_names_follow_block_prefixes():
+    block = TwoDense()
+    block.initialize()
+    block.hybridize()
+    x = np.random.default_rng(0).normal(size=(2, 4))
+    out = block(nd.array(x))
+    names = block(sym.var("data")).get_internals().list_outputs()
+    p, fc = block.prefix, block.fc.prefix
+    ops = [n for n in names if n.endswith("_output")]
+    # the child's op twice (unique names), then the parent's own ops counted per call of hybrid_forward
+    assert ops == [f"{fc}fwd_output", f"{p}act_output", f"{p}tanh0_output", f"{fc}fwd_1_output",
+                   f"{p}tanh1_output", f"{p}add0_output"]
+    assert block(sym.var("data")).get_internals().list_outputs() == names      # the same on every trace
+    w, b = f64(block.fc.weight), f64(block.fc.bias)
+    close(out, np.tanh(relu(x @ w.T + b)) @ w.T + b + np.tanh(x))
+
+
+def test_plain_sym_names_keep_global_counters():
+    first = sym.relu(sym.var("a"))
+    second = sym.relu(sym.var("a"))
+    assert first.name != second.name and first.name.startswith("relu")
+
+
+@pytest.mark.parametrize("rows,cols,hidden", [(3, 4, 2), (5, 2, 6)])
+def test_sym_creates_missing_parameter_inputs(rows, cols, hidden):
+    data = sym.var("data")
+    fc = sym.FullyConnected(data, num_hidden=hidden, name="fc")
+    bn = sym.BatchNorm(fc, name="bn")[0]
+    out = sym.FullyConnected(bn, num_hidden=2, no_bias=True, name="out")
+    assert out.list_arguments() == ["data", "fc_weight", "fc_bias", "bn_gamma", "bn_beta", "out_weight"]
+    assert out.list_auxiliary_states() == ["bn_moving_mean", "bn_moving_var"]
+    block = gluon.SymbolBlock(out, data)
+    block.initialize()
+    x = np.random.default_rng(rows).normal(size=(rows, cols))
+    got = block(nd.array(x))                         # predict mode: the moving statistics (0 and 1)
+    params = block.collect_params()
+    assert (f64(params["bn_gamma"]) == 1).all() and (f64(params["bn_moving_var"]) == 1).all()
+    assert (f64(params["fc_bias"]) == 0).all() and (f64(params["bn_moving_mean"]) == 0).all()
+    h = (x @ f64(params["fc_weight"]).T) / np.sqrt(1 + 1e-5)
+    close(got, h @ f64(params["out_weight"]).T, rtol=1e-4)
+    with pytest.raises(OpValueError, match="takes 3 input"):
+        sym.FullyConnected(num_hidden=2)             # the data input is never made up
+
+
+def test_symbol_call_composes():
+    inner = sym.tanh(sym.var("x"))
+    fc = sym.FullyConnected(sym.relu(sym.var("data")), sym.var("w"), num_hidden=2, no_bias=True)
+    by_name, by_position = fc(data=inner), fc(inner, sym.var("w2"))
+    assert by_name.list_arguments() == ["x", "w"] and by_position.list_arguments() == ["x", "w2"]
+    assert fc.list_arguments() == ["data", "w"]        # the original is unchanged
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    got = by_name.eval(x=nd.array(x), w=nd.array(w))[0]
+    close(got, relu(np.tanh(x)) @ w.T)
+    with pytest.raises(OpValueError, match="no argument 'foo'"):
+        fc(foo=inner)
+    with pytest.raises(OpValueError, match="given twice"):
+        fc(inner, data=inner)
+    with pytest.raises(TraceError, match="must be a Symbol"):
+        fc(data=nd.array(x))
+
+
+def test_get_internals_leaves_out_hidden_outputs():
+    out = sym.Dropout(sym.var("data"), p=0.5, name="drop")
+    assert out.list_outputs() == ["drop_output"] and out.name == "drop"
+    assert out.get_internals().list_outputs() == ["data", "drop_output"]
+    split = sym.split(sym.var("data"), num_outputs=2, name="halves")
+    assert split.list_outputs() == ["halves_output0", "halves_output1"]
+
+
+def test_symbol_shape_while_tracing_says_what_to_do():
+    class ReadsShape(gluon.HybridBlock):
+        def hybrid_forward(self, F, x):
+            return F.reshape(x, shape=(x.shape[0], -1))
+
+    block = ReadsShape()
+    block.hybridize()
+    with pytest.raises(TraceError, match=r"shape=\(0, -1\)"):
+        block(nd.ones((2, 3, 4)))
+    assert not hasattr(sym.var("x"), "shape")        # an AttributeError too, as in MXNet
+    block.hybridize(active=False)
+    assert block(nd.ones((2, 3, 4))).shape == (2, 12)
