@@ -344,6 +344,33 @@ def test_symbol_api(tmp_path, monkeypatch):
     close(g["stacked_out"], relu(features @ w1.T + b1) @ f64(g["head_weight"]).T, rtol=1e-5)
 
 
+def test_ndarray_basics(tmp_path, monkeypatch):
+    g = run_port("ndarray_basics", tmp_path, monkeypatch)
+    x = np.arange(12.0).reshape(3, 4)
+    y = np.array([[2, 1, 4, 3], [1, 2, 3, 4], [4, 3, 2, 1]], dtype=np.float64)
+    expected = {"add": x + y, "mul": x * y, "div": x / y, "exp": np.exp(y), "dot": x @ y.T,
+                "concat0": np.concatenate([x, y]), "concat1": np.concatenate([x, y], axis=1),
+                "eq": (x == y).astype(float), "sum": x.sum(), "norm": np.linalg.norm(x),
+                "mean_axis": x.mean(axis=1)}
+    for name, value in expected.items():
+        close(g["ops"][name], value, rtol=1e-6)
+    assert g["total"] == 66 and abs(g["norm"] - np.linalg.norm(x)) < 1e-4
+    close(g["broadcast"], np.arange(3).reshape(3, 1) + np.arange(2))
+    written = x.copy()
+    written[1, 2] = 9
+    written[1:2, :] = 12
+    close(g["written"], written, rtol=0, atol=0)
+    assert not g["rebound"] and g["same_buffer"] and g["out_written"] and g["in_place"]
+    y_new = y + written
+    close(g["Z"], written + y_new, rtol=0, atol=0)
+    close(g["X"], written + y_new, rtol=0, atol=0)
+    close(g["row_slice"], (written + y_new)[1:3], rtol=0, atol=0)   # a row slice is a view, as in MXNet
+    assert isinstance(g["back"], np.ndarray) and (g["back"] == 1).all()
+    close(g["v_grad"], 4 * np.arange(4.0).reshape(4, 1))
+    assert not g["is_training_outside"] and g["is_training_inside"]
+    close(g["a"].grad, f64(g["c"]) / f64(g["a"]), rtol=1e-6)
+
+
 # --- what the ports needed: regression tests ----------------------------------------------------------
 class TwoDense(gluon.HybridBlock):
     """Uses one child twice and names one op itself."""
@@ -440,3 +467,26 @@ def test_symbol_shape_while_tracing_says_what_to_do():
     assert not hasattr(sym.var("x"), "shape")        # an AttributeError too, as in MXNet
     block.hybridize(active=False)
     assert block(nd.ones((2, 3, 4))).shape == (2, 12)
+
+
+def test_nd_out_writes_the_result_into_the_given_array():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    target = nd.zeros((2, 3))
+    view = target.reshape((6,))
+    returned = nd.elemwise_add(nd.array(a), nd.array(b), out=target)
+    assert returned is target
+    close(target, a + b)
+    close(view, (a + b).ravel())                     # the same buffer: views see it
+    nd.exp(nd.array(a), out=target)
+    close(target, np.exp(a), rtol=1e-6)
+    nd.dot(nd.array(a), nd.array(b).T, out=target[:, :2])
+    close(target[:, :2], a @ b.T, rtol=1e-5)
+    with pytest.raises(Exception, match=r"out= must be an NDArray of the result's shape \(2, 3\)"):
+        nd.elemwise_add(nd.array(a), nd.array(b), out=nd.zeros((3, 2)))
+
+
+def test_zeros_like_and_ones_like_are_methods():
+    x = nd.array(np.random.default_rng(4).normal(size=(2, 5)))
+    assert x.zeros_like().shape == (2, 5) and (f64(x.zeros_like()) == 0).all()
+    assert (f64(x.ones_like()) == 1).all() and x.ones_like().dtype == x.dtype

@@ -433,11 +433,27 @@ class EagerOps:
 def eager_apply(op_name: str, inputs: list, attrs: dict):
     """What an ``nd.<op>(...)`` call does once its inputs and attributes are sorted out."""
     attrs.pop("name", None)  # MXNet code passes name= for symbols; meaningless eagerly
+    out = attrs.pop("out", None)
+    if out is not None:
+        return _write_out(op_name, out, eager_apply(op_name, inputs, attrs))
     # Ops without inputs (random_normal, ...) take MXNet's ctx=; the others run where their inputs are.
     if inputs and "ctx" not in attrs:
         return invoke(op_name, inputs, attrs)
     device = as_device(attrs.pop("ctx", None)) if not get_op(op_name).inputs else None
     return invoke(op_name, inputs, attrs, device=device)
+
+
+def _write_out(op_name: str, out, result):
+    """MXNet's ``out=``: the result written into ``out`` (an NDArray of the result's shape), returned."""
+    results, targets = (result, out) if isinstance(result, (list, tuple)) else ([result], [out])
+    if not isinstance(targets, (list, tuple)) or len(targets) != len(results):
+        raise OpValueError(f"{op_name}: out= takes {len(results)} NDArray(s), one per output")
+    for target, value in zip(targets, results):
+        if not isinstance(target, NDArray) or target.shape != value.shape:
+            raise ShapeError(f"{op_name}: out= must be an NDArray of the result's shape {value.shape}, got "
+                             f"{getattr(target, 'shape', type(target).__name__)}")
+        target[:] = value
+    return out
 
 
 # Imported here, below the class, because the writes module works on NDArrays.

@@ -84,8 +84,9 @@ class OperatorMixin:
         return self._apply("reshape", [self], {"shape": shape, **kwargs})
 
 
-# Ops of several inputs that MXNet's NDArray (and Symbol) also offer as methods: x.take(indices), ...
-METHODS_WITH_INPUTS = ("take", "broadcast_like", "pick", "one_hot", "cumsum")
+# Ops of several inputs (or not in the categories below) that MXNet's NDArray (and Symbol) also offer as
+# methods: x.take(indices), d2l's y.zeros_like(), ...
+METHODS_WITH_INPUTS = ("take", "broadcast_like", "pick", "one_hot", "cumsum", "zeros_like", "ones_like")
 
 
 def describe(op: OpDef) -> str:
