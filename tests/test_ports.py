@@ -7,6 +7,8 @@ import runpy
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuhybrid import autograd, gluon, nd, sym
 from gpuhybrid.errors import OpValueError
@@ -429,16 +431,34 @@ def test_sym_creates_missing_parameter_inputs(rows, cols, hidden):
         sym.FullyConnected(num_hidden=2)             # the data input is never made up
 
 
-def test_symbol_call_composes():
+def test_a_block_forgetting_a_parameter_input_gets_the_arity_error():
+    class NoBias(gluon.HybridBlock):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.weight = self.params.get("weight", shape=(2, 3))
+
+        def hybrid_forward(self, F, x, weight):
+            return F.FullyConnected(x, weight, num_hidden=2)      # no_bias=True forgotten
+
+    block = NoBias()
+    block.initialize()
+    block.hybridize()
+    with pytest.raises(OpValueError, match=r"takes 3 input\(s\) \(data, weight, bias\)"):
+        block(nd.ones((4, 3)))
+
+
+@settings(max_examples=8, deadline=None)
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_symbol_call_composes(rows, cols, seed):
     inner = sym.tanh(sym.var("x"))
     fc = sym.FullyConnected(sym.relu(sym.var("data")), sym.var("w"), num_hidden=2, no_bias=True)
     by_name, by_position = fc(data=inner), fc(inner, sym.var("w2"))
     assert by_name.list_arguments() == ["x", "w"] and by_position.list_arguments() == ["x", "w2"]
     assert fc.list_arguments() == ["data", "w"]        # the original is unchanged
-    rng = np.random.default_rng(1)
-    x, w = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
-    got = by_name.eval(x=nd.array(x), w=nd.array(w))[0]
-    close(got, relu(np.tanh(x)) @ w.T)
+    rng = np.random.default_rng(seed)
+    x, w = rng.normal(size=(rows, cols)), rng.normal(size=(2, cols))
+    got = by_name.eval(x=nd.array(x, dtype="float64"), w=nd.array(w, dtype="float64"))[0]
+    close(got, relu(np.tanh(x)) @ w.T, rtol=1e-10, atol=1e-12)
     with pytest.raises(OpValueError, match="no argument 'foo'"):
         fc(foo=inner)
     with pytest.raises(OpValueError, match="given twice"):
@@ -469,21 +489,24 @@ def test_symbol_shape_while_tracing_says_what_to_do():
     assert block(nd.ones((2, 3, 4))).shape == (2, 12)
 
 
-def test_nd_out_writes_the_result_into_the_given_array():
-    rng = np.random.default_rng(3)
-    a, b = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
-    target = nd.zeros((2, 3))
-    view = target.reshape((6,))
-    returned = nd.elemwise_add(nd.array(a), nd.array(b), out=target)
+@settings(max_examples=20, deadline=None)
+@given(rows=st.integers(1, 5), cols=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_nd_out_writes_the_result_into_the_given_array(rows, cols, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(rows, cols)), rng.normal(size=(rows, cols))
+    target = nd.zeros((rows, cols), dtype="float64")
+    view = target.reshape((rows * cols,))
+    returned = nd.elemwise_add(nd.array(a, dtype="float64"), nd.array(b, dtype="float64"), out=target)
     assert returned is target
-    close(target, a + b)
-    close(view, (a + b).ravel())                     # the same buffer: views see it
-    nd.exp(nd.array(a), out=target)
-    close(target, np.exp(a), rtol=1e-6)
-    nd.dot(nd.array(a), nd.array(b).T, out=target[:, :2])
-    close(target[:, :2], a @ b.T, rtol=1e-5)
-    with pytest.raises(Exception, match=r"out= must be an NDArray of the result's shape \(2, 3\)"):
-        nd.elemwise_add(nd.array(a), nd.array(b), out=nd.zeros((3, 2)))
+    close(target, a + b, rtol=1e-12, atol=0)
+    close(view, (a + b).ravel(), rtol=1e-12, atol=0)      # the same buffer: views see it
+    nd.exp(nd.array(a, dtype="float64"), out=target)
+    close(target, np.exp(a), rtol=1e-12, atol=0)
+    square = nd.zeros((rows, rows), dtype="float64")
+    nd.dot(nd.array(a, dtype="float64"), nd.array(b, dtype="float64").T, out=square)
+    close(square, a @ b.T, rtol=1e-12, atol=1e-12)
+    with pytest.raises(Exception, match=r"out= must be an NDArray of the result's shape"):
+        nd.elemwise_add(nd.array(a), nd.array(b), out=nd.zeros((rows, cols + 1)))
 
 
 def test_zeros_like_and_ones_like_are_methods():

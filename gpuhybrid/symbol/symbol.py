@@ -23,7 +23,7 @@ from ..graph.ir import VAR, Node, Ref, freeze_attrs
 from ..ops import get_op
 from ..ops.attrs import dtype_name
 from ..ops.frontend import OperatorMixin
-from ..ops.registry import TensorSpec
+from ..ops.registry import REGISTRY, TensorSpec
 from ..ops.shape_ops import encode_index
 
 
@@ -377,7 +377,8 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
     parsed = op.parse_attrs(attrs)
     scope = block_names.get()
     name = scope.name(name, op.name) if scope is not None else name or fresh_name(op.name)
-    inputs = list(inputs) + _missing_parameter_vars(op, len(inputs), parsed, name)
+    if scope is None:       # in a block the parameters are the block's: a missing one is a mistake
+        inputs = list(inputs) + _missing_parameter_vars(op, len(inputs), parsed, name)
     op.check_arity(len(inputs), parsed)
     for i, x in enumerate(inputs):
         if not isinstance(x, Symbol):
@@ -392,9 +393,8 @@ def apply_op(op_name: str, inputs: list, attrs: dict, name: str | None = None) -
 
 def _visible_outputs(node: Node) -> int:
     """How many outputs of ``node`` callers see (all of a variable's; an op's hidden ones left out)."""
-    if node.op == VAR:
-        return len(node.specs)
-    return get_op(node.op).visible_output_count(node.attr_dict)
+    op = REGISTRY.get(node.op)
+    return len(node.specs) if op is None else op.visible_output_count(node.attr_dict)   # var, fused
 
 
 _AUX_INPUTS = ("moving_mean", "moving_var")
