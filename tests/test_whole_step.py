@@ -162,3 +162,19 @@ def test_errors_say_what_to_do():
     x, y = nd.ones((2, 4)), nd.ones((2, 3))
     expect_raises(gh.GhError, lambda: step(x, y), "trainer does not update", "collect_params")
     expect_raises(gh.GhError, lambda: step(x.asnumpy(), y), "NDArrays")
+
+
+def test_a_changed_net_is_traced_again():
+    sizes = (5, 4, 3)
+    nets, loop, step = loop_and_step(sizes, "sgd", {"learning_rate": 0.1})
+    x, y = batches(sizes, 2, "float64", 1, 0)[0]
+    loop(x, y), step(x, y)
+    assert len(step._plans) == 1
+    for net in nets:
+        net.add(nn.Dense(3, in_units=3, dtype="float64"))
+        net[-1].initialize()
+        net[-1].weight.set_data(nd.array(np.eye(3) * 0.5))
+        for param in net[-1].collect_params().values():
+            param.grad_req = "null"                # the trainers were built before: they keep it fixed
+    assert len(step._plans) == 0                   # the net changed: its plan was dropped
+    np.testing.assert_allclose(step(x, y).asnumpy(), loop(x, y).asnumpy(), rtol=1e-12)

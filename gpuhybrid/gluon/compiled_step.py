@@ -35,6 +35,7 @@ from ..symbol.gradient import backward_graph
 from ..symbol.infer import typed_graph, var_specs
 from ..symbol.run import compile_graph
 from ..symbol.symbol import tracing_block
+from .block import Block
 from .hybrid import HybridBlock, pending_aux_updates
 from .trainer import Trainer
 
@@ -80,6 +81,7 @@ class CompiledStep:
         self._states: dict = {}             # parameter name -> {state name: raw device array}
         self._count = 0                     # updates done (Adam's bias correction reads it)
         self._ones: dict = {}               # loss spec -> the head gradient (ones), made once
+        self._holder = _PlanHolder(self._plans, net, loss_fn)
 
     @property
     def launches_per_step(self) -> int:
@@ -253,6 +255,20 @@ class CompiledStep:
             raise GhError(f"compile_step: {', '.join(missing)} need gradients but the trainer does not "
                           f"update them; build the Trainer from net.collect_params() (or set their "
                           f"grad_req='null')")
+
+
+class _PlanHolder(Block):
+    """Holds net and loss as children, so that a change to either (a new layer, ``hybridize()``)
+    drops the step's plans as it drops a parent block's."""
+
+    def __init__(self, plans: OrderedDict, net: HybridBlock, loss_fn: HybridBlock):
+        super().__init__(prefix="compiled_step_")
+        self._step_plans = plans
+        self.register_child(net, "net")
+        self.register_child(loss_fn, "loss")
+
+    def _forget_plans(self, structural: bool) -> None:
+        self._step_plans.clear()
 
 
 def splice(nodes: list, graph: Graph, bindings: dict, prefix: str) -> list:
