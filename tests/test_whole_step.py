@@ -178,3 +178,30 @@ def test_a_changed_net_is_traced_again():
             param.grad_req = "null"                # the trainers were built before: they keep it fixed
     assert len(step._plans) == 0                   # the net changed: its plan was dropped
     np.testing.assert_allclose(step(x, y).asnumpy(), loop(x, y).asnumpy(), rtol=1e-12)
+
+
+def test_adam_equals_numpy_by_hand():
+    """Adam over three steps against the benchmark's hand-written float64 step (bench/training.py)."""
+    from gpuhybrid.bench.training import ADAM, adam_step
+    sizes = (9, 7, 5)
+    net = mlp(sizes, "float64", 5)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_fn.hybridize()
+    step = gluon.compile_step(net, loss_fn, gluon.Trainer(net.collect_params(), "adam", dict(ADAM)))
+    by_hand = weights(net)
+    moments = [[np.zeros_like(w), np.zeros_like(w)] for w in by_hand]
+    for count, (x, y) in enumerate(batches(sizes, 4, "float64", 3, 5), start=1):
+        expected = adam_step(np, x.asnumpy(), y.asnumpy(), by_hand, moments, count)
+        np.testing.assert_allclose(step(x, y).asnumpy().mean(), expected, rtol=1e-12)
+        for a, b in zip(by_hand, weights(net)):
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_the_benchmark_rows_check_and_time_each_runner():
+    from gpuhybrid.bench.training import compare_whole_step
+    rows = compare_whole_step((2,), ("gluon loop", "gluon compile_step", "numpy"), repeats=1,
+                              min_repeat_s=0.001, on_step=lambda text: None)
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert all(r["max_abs_error"] < 1e-4 and r["median_us"] > 0 for r in rows)
+    launches = {r["runner"]: r["launches_per_step"] for r in rows}
+    assert launches["gluon compile_step"] < launches["gluon loop"]
