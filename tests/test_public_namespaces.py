@@ -88,7 +88,7 @@ NOT_API = {
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary",
-                        "compiled_step"},
+                        "compiled_step", "deferred"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations", "conv_layers"},
     "gpuhybrid.gluon.contrib.nn": {"concurrent"},
     "gpuhybrid.gluon.data": {"dataloader", "dataset"},

@@ -172,7 +172,8 @@ def adam_reference(batch: int) -> np.ndarray:
 
 def whole_step_runners(batch: int, wanted: tuple) -> dict:
     """name -> Runner (or the reason it cannot run) for each of ``wanted``."""
-    builders = {"gluon loop": _gluon_loop, "gluon compile_step": _gluon_compile_step,
+    builders = {"gluon loop": _gluon_loop, "gluon loop unjoined": _gluon_loop_unjoined,
+                "gluon compile_step": _gluon_compile_step,
                 "jax.jit": _jax_step, "torch eager": _torch_step, "numpy": _numpy_step}
     runners = {}
     for name in wanted:
@@ -213,6 +214,30 @@ def _gluon_loop(x, labels, weights) -> Runner:
 
     return Runner("gluon loop", step, nd.waitall,
                   lambda loss: observed(loss.asnumpy(), first.data().asnumpy()), counts_launches=True)
+
+
+def _gluon_loop_unjoined(x, labels, weights) -> Runner:
+    """The loop with GPUHYBRID_JOIN_LOSS=0 while its plans are traced (the first call): net and loss
+    run as two forward and two backward plans."""
+    runner = _gluon_loop(x, labels, weights)
+    step, traced = runner.call, []
+
+    def call():
+        if traced:
+            return step()
+        saved = os.environ.get("GPUHYBRID_JOIN_LOSS")
+        os.environ["GPUHYBRID_JOIN_LOSS"] = "0"
+        try:
+            return step()
+        finally:
+            traced.append(True)
+            if saved is None:
+                del os.environ["GPUHYBRID_JOIN_LOSS"]
+            else:
+                os.environ["GPUHYBRID_JOIN_LOSS"] = saved
+
+    runner.name, runner.call = "gluon loop unjoined", call
+    return runner
 
 
 def _gluon_compile_step(x, labels, weights) -> Runner:
@@ -294,8 +319,9 @@ def _torch_step(x, labels, weights) -> Runner:
                   to_host=lambda loss: observed(loss.detach().numpy(), params[0].detach().numpy()))
 
 
-def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon compile_step", "jax.jit",
-                                                           "torch eager", "numpy"),
+def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon loop unjoined",
+                                                           "gluon compile_step", "jax.jit", "torch eager",
+                                                           "numpy"),
                        repeats: int = 7, min_repeat_s: float = 0.1, on_step=print) -> list:
     """One row per (batch, runner): median and spread of seconds per step, launches, ratio to jax.jit."""
     rows = []
@@ -341,11 +367,13 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, nargs="*", default=list(WHOLE_STEP_BATCHES))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--note", default="", help="what else ran on the machine (written to the JSON)")
+    parser.add_argument("--runners", nargs="*", default=None, help="a subset of the runners")
     args = parser.parse_args(argv)
     import jax  # noqa: F401  (peers imported up front, in the same process, as users run them)
     import torch
     load_before = os.getloadavg()
-    rows = compare_whole_step(tuple(args.batch_size), repeats=args.repeats)
+    rows = (compare_whole_step(tuple(args.batch_size), tuple(args.runners), repeats=args.repeats)
+            if args.runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
     table = [f"{'batch':>5}  {'runner':<20} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6}"]
     for row in rows:
         if row["status"] != "ok":
@@ -357,7 +385,8 @@ def main(argv=None) -> None:
                      f"{'' if ratio is None else f'{ratio:.2f}':>6}")
     print("\n".join(table))
     if args.out:
-        doc = {"workload": "train step, MLP 512-256-128-10, softmax CE, Adam", "date": time.strftime("%Y-%m-%d"),
+        doc = {"workload": "train step, MLP 512-256-128-10, softmax CE, Adam",
+               "date": time.strftime("%Y-%m-%d"),
                "machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "cpus": os.cpu_count(), "loadavg_before": load_before,
                            "loadavg_after": os.getloadavg()},
