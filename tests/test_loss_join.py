@@ -185,3 +185,20 @@ def test_joined_plans_follow_the_net():
         value = loss_fn(net(x), y)
     value.backward()
     assert joined._hybrid_options["static_alloc"] and joined.cached_plans == 1
+
+
+def test_backward_frees_the_joined_net_call():
+    """The net's node, which backward no longer reaches from the loss, is freed with the joined one
+    (as the unjoined backward frees it), so its saved arrays do not wait for the garbage collector."""
+    sizes = (4, 3)
+    net, loss_fn = mlp(sizes, 0), gluon.loss.L2Loss()
+    loss_fn.hybridize()
+    x, y = data(sizes, 2, "l2", 0)
+    with autograd.record():
+        out = net(x)
+        value = loss_fn(out, y)
+    net_node = out._ag.node
+    value.backward()
+    assert net_node.freed
+    expect_raises(AutogradError, out.backward, "freed")
+    np.testing.assert_allclose(out.asnumpy(), net(x).asnumpy(), rtol=1e-13)   # still readable

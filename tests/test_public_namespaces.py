@@ -98,7 +98,7 @@ NOT_API = {
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.emu": {"batch", "build", "launch_spec", "runner"},
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad",
-                           "check_write"},
+                           "check_write", "free_together"},
 }
 
 

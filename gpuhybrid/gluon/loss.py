@@ -42,7 +42,12 @@ class Loss(HybridBlock):
         if joined is None or joined.net is not producer.block:
             joined = self._joined[key] = JoinedCall(producer.block, self, len(producer.args))
         joined.follow_options()
-        return joined._call_cached(tuple(producer.args) + tuple(call_args[1:]))
+        value = joined._call_cached(tuple(producer.args) + tuple(call_args[1:]))
+        produced, consumed = call_args[0]._ag, value._ag
+        if produced is not None and produced.node is not None and consumed is not None \
+                and consumed.node is not None:
+            autograd.free_together(consumed.node, produced.node)
+        return value
 
     def _finish(self, F, loss, sample_weight=None):
         """Weighting, then the mean over every axis but the batch axis."""
