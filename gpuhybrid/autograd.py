@@ -92,11 +92,12 @@ class TapeNode:
     """One recorded call: a registry op (``op``), or a hybridized block whose gradient is ``backward``
     (``backward(out_grads) -> input grads``, NDArrays or None)."""
 
-    __slots__ = ("op", "attrs", "inputs", "outputs", "backward", "freed", "versions")
+    __slots__ = ("op", "attrs", "inputs", "outputs", "backward", "freed", "versions", "freed_with")
 
     def __init__(self, op: str, attrs: dict, inputs: tuple, outputs: tuple, backward: Callable | None = None):
         self.op, self.attrs, self.inputs, self.outputs = op, attrs, inputs, outputs
         self.backward, self.freed = backward, False
+        self.freed_with: tuple = ()    # nodes whose work this one took over: freed along with it
         # What each saved array's buffer version was, so backward can tell it was overwritten since.
         self.versions = tuple(_version_of(x) for x in inputs + outputs)
 
@@ -115,6 +116,16 @@ class TapeNode:
         """Drop the saved arrays (what ``retain_graph=False`` does after a backward pass)."""
         self.inputs = self.outputs = ()
         self.backward, self.freed = None, True
+        linked, self.freed_with = self.freed_with, ()
+        for node in linked:
+            node.free()
+
+
+def free_together(node: TapeNode, other: TapeNode) -> None:
+    """Free ``other`` when ``node`` is freed: a hybridized loss that joined a net's call (gluon/loss.py)
+    took over its work, and the net's node, which backward no longer reaches from the loss, would
+    otherwise keep its saved arrays until the garbage collector breaks its cycle."""
+    node.freed_with += (other,)
 
 
 def _version_of(array) -> int:

@@ -44,7 +44,8 @@ API = {
                                           "Executor", "TraceError", "SymbolFileError", "compile_symbol"},
     "gpuhybrid.gluon": {"init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Constant",
                         "Sequential", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict",
-                        "DeferredInitializationError", "Trainer"},
+                        "DeferredInitializationError", "Trainer",
+                        "compile_step", "CompiledStep"},
     "gpuhybrid.gluon.nn": {"Block", "HybridBlock", "Sequential", "HybridSequential", "SymbolBlock", "Dense",
                            "Activation", "Dropout", "Flatten", "Lambda", "HybridLambda", "Identity",
                            "BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm", "Embedding", "LeakyReLU",
@@ -86,7 +87,8 @@ NOT_API = {
     "gpuhybrid.symbol": {"gradient", "infer", "limits", "run", "serialize", "symbol"} | GRADIENT_ONLY_OPS,
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
-                        "explain", "export", "summary"},
+                        "explain", "export", "summary",
+                        "compiled_step", "deferred"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations", "conv_layers"},
     "gpuhybrid.gluon.contrib.nn": {"concurrent"},
     "gpuhybrid.gluon.data": {"dataloader", "dataset"},
@@ -96,7 +98,7 @@ NOT_API = {
     # The tape, for the layers above: nd records each op, a hybridized block records one node.
     "gpuhybrid.emu": {"batch", "build", "launch_spec", "runner"},
     "gpuhybrid.autograd": {"GRAD_REQS", "GradSlot", "TapeNode", "needs_grad", "record_call", "attach_grad",
-                           "check_write"},
+                           "check_write", "free_together"},
 }
 
 

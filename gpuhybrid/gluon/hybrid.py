@@ -32,6 +32,7 @@ from ..symbol.infer import typed_graph, var_specs
 from ..symbol.run import compile_graph
 from ..symbol.symbol import naming_ops_of, tracing_block
 from .block import Block
+from .deferred import DeferredForward, PendingNDArray
 from .parameter import DeferredInitializationError
 
 DEFAULT_MAX_CACHED_PLANS = 16        # GPUHYBRID_MAX_CACHED_PLANS, read when a block is made
@@ -61,6 +62,8 @@ class TracedPlan:
     symbol: Symbol
     input_names: list
     backward: BackwardPlan | None = None    # set for plans traced while recording
+    deferrable: bool = False   # a recorded call may return a pending output (deferred.py)
+    output_spec: TensorSpec | None = None
 
 
 class HybridBlock(Block):
@@ -201,6 +204,11 @@ class HybridBlock(Block):
         elif len(self._plans) > 1:
             self._plans.move_to_end(key)
         raw = [args[i]._data if param is None else param._data._data for i, param in entry.feed]
+        if entry.backward is not None and entry.deferrable:
+            # recorded, one output, no running statistics: run on first read, or joined with a loss
+            deferred = DeferredForward(self, entry.plan, raw, args, [p._data for p in entry.backward.params])
+            pending = PendingNDArray.of(deferred, device, entry.output_spec)
+            return self._record(entry.backward, args, raw, deferred.run, device, [pending])[0]
         outputs, aux = entry.plan.run(raw)
         for param, (_, value) in zip(entry.aux_params, aux):
             param._data = NDArray(value, device)
@@ -210,13 +218,17 @@ class HybridBlock(Block):
             wrapped = self._record(entry.backward, args, raw, outputs, device)
         return wrapped[0] if entry.structure is None else tuple(wrapped)
 
-    def _record(self, backward: BackwardPlan, args: tuple, raw: list, outputs: list, device) -> list:
-        """Wrap the outputs of a recording call and put the call on the tape as one node."""
+    def _record(self, backward: BackwardPlan, args: tuple, raw: list, outputs, device,
+                wrapped: list | None = None) -> list:
+        """Wrap the outputs of a recording call and put the call on the tape as one node. ``outputs``: the
+        forward plan's outputs, or a function that computes them (a deferred call, whose ``wrapped``
+        outputs are pending arrays)."""
         count = backward.num_outputs
-        wrapped = [NDArray(o, device) for o in outputs[:count]]
-        saved = outputs[count:]
+        if wrapped is None:
+            wrapped = [NDArray(o, device) for o in outputs[:count]]
 
         def run_backward(out_grads: list) -> list:
+            saved = (outputs() if callable(outputs) else outputs)[count:]
             feeds = []
             for kind, index in backward.feed:
                 if kind == "input":
@@ -289,6 +301,9 @@ class HybridBlock(Block):
         feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
         entry = TracedPlan(plan, feed, [p for p, _ in aux_updates], structure, sym.Group(outputs), names,
                            backward)
+        entry.deferrable = (backward is not None and backward.plan is not None and structure is None
+                            and not aux_updates and env_flag("GPUHYBRID_JOIN_LOSS", True))
+        entry.output_spec = graph.spec(heads[0])
         self._last_trace = entry
         return entry
 

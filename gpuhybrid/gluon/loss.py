@@ -5,10 +5,18 @@ Each loss is the mean over all axes but the batch axis (the first) of an element
 by ``weight`` and by ``sample_weight`` when given. Call ``loss.backward()`` on the per-example losses
 and ``Trainer.step(batch_size)`` divides by the batch size, as in MXNet. Labels are reshaped like the
 prediction where the formula pairs them elementwise.
+
+Inside ``autograd.record()``, a hybridized loss applied to the (pending, not yet read) output of a
+hybridized block's call runs as one plan with that block: the two graphs are traced as one
+(``JoinedCall``), so ``loss_fn(net(x), y)`` costs one forward plan and ``backward()`` one backward plan,
+and softmax cross-entropy's forward and its gradient are one row kernel each. The net's own forward
+then runs only if its output is read. ``GPUHYBRID_JOIN_LOSS=0`` turns this off.
 """
 from __future__ import annotations
 
+from .. import autograd
 from ..errors import OpValueError
+from .deferred import pending_call
 from .hybrid import HybridBlock
 
 
@@ -23,6 +31,23 @@ class Loss(HybridBlock):
                                f"gpuhybrid's losses take the batch along the first axis (transpose the "
                                f"data first)")
         self._weight, self._batch_axis = weight, batch_axis
+        self._joined: dict = {}            # id(producing block) -> its JoinedCall with this loss
+
+    def _call_cached(self, call_args: tuple):
+        producer = pending_call(call_args[0])
+        if producer is None or not autograd.is_recording() or any(a is None for a in call_args):
+            return super()._call_cached(call_args)
+        key = (id(producer.block), len(producer.args))
+        joined = self._joined.get(key)
+        if joined is None or joined.net is not producer.block:
+            joined = self._joined[key] = JoinedCall(producer.block, self, len(producer.args))
+        joined.follow_options()
+        value = joined._call_cached(tuple(producer.args) + tuple(call_args[1:]))
+        produced, consumed = call_args[0]._ag, value._ag
+        if produced is not None and produced.node is not None and consumed is not None \
+                and consumed.node is not None:
+            autograd.free_together(consumed.node, produced.node)
+        return value
 
     def _finish(self, F, loss, sample_weight=None):
         """Weighting, then the mean over every axis but the batch axis."""
@@ -34,6 +59,25 @@ class Loss(HybridBlock):
 
     def _repr_args(self) -> str:
         return f"batch_axis={self._batch_axis}, w={self._weight}"
+
+
+class JoinedCall(HybridBlock):
+    """``loss(net(*net inputs), *loss inputs)`` as one hybridized block, holding both as children (so a
+    change to either drops its plans) and compiled with the net's hybridize options."""
+
+    def __init__(self, net: HybridBlock, loss: Loss, net_inputs: int):
+        super().__init__(prefix=f"{net.name}_{loss.name}_")
+        self.net, self.loss, self._net_inputs = net, loss, net_inputs
+        self._active = True
+
+    def follow_options(self) -> None:
+        if self._hybrid_options is not self.net._hybrid_options:
+            self._hybrid_options = self.net._hybrid_options
+            self._forget_plans(structural=False)
+
+    def hybrid_forward(self, F, *inputs):
+        split = self._net_inputs
+        return self.loss(self.net(*inputs[:split]), *inputs[split:])
 
 
 class L2Loss(Loss):

@@ -1,0 +1,312 @@
+"""A whole training step as one compiled plan: ``step = gluon.compile_step(net, loss_fn, trainer)``.
+
+``loss = step(x, y)`` does what the Gluon loop does::
+
+    with autograd.record():
+        loss = loss_fn(net(x), y)
+    loss.backward()
+    trainer.step(batch_size)
+
+but as one call of one ``CompiledGraph``: the forward of net and loss, the backward graph derived from
+it (``symbol/gradient.py``), and the optimizer's update of every learned parameter, written with
+``F = sym`` by the trainer's own ``Optimizer.update``. The three graphs are spliced into one typed
+graph before the passes run, so the update's elementwise ops fuse with the gradient's last
+elementwise ops (a bias gradient's sum, a weight gradient's GEMM epilogue) and no gradient is ever
+stored. Per-step scalars (learning rate with Adam's bias correction, 1/batch_size) are 0-d inputs, so
+a new step or learning rate compiles nothing.
+
+The step keeps its own optimizer state (zeros at the first call, as a fresh ``Trainer`` has), and its
+own update counts; it does not fill ``param.grad()``. Parameters are rebound to the new values, so
+``param.data()`` keeps its identity, as after ``trainer.step``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import autograd
+from .. import symbol as sym
+from ..errors import DeviceError, GhError
+from ..graph.ir import VAR, Graph, Node, Ref
+from ..ndarray import NDArray
+from ..ops.registry import TensorSpec
+from ..symbol.gradient import backward_graph
+from ..symbol.infer import typed_graph, var_specs
+from ..symbol.run import compile_graph
+from ..symbol.symbol import tracing_block
+from .block import Block
+from .hybrid import HybridBlock, pending_aux_updates
+from .trainer import Trainer
+
+DATA, LABEL, HEAD = "data", "label", "@head0"
+
+
+class StepPlan:
+    """One compiled step and how to feed it: per plan input (kind, what), kind one of data, label,
+    head, param (a Parameter), state ((Parameter, state name)), scalar ((scalar name, dtype))."""
+
+    def __init__(self, plan, learned: list, aux_params: list, state_names: tuple, params: dict):
+        self.plan, self.learned, self.aux_params, self.state_names = plan, learned, aux_params, state_names
+        self.feed = [_feed_of(name, params, learned) for name in plan.input_names]
+
+
+def _feed_of(name: str, params: dict, learned: list) -> tuple:
+    if name in (DATA, LABEL):
+        return name, None
+    if name == HEAD:
+        return "head", None
+    if name.startswith("@state"):
+        index, state = name[len("@state"):].split("_", 1)
+        return "state", (learned[int(index)], state)
+    if name.startswith("@scalar_"):
+        scalar, dtype = name[len("@scalar_"):].rsplit("_", 1)
+        return "scalar", (scalar, np.dtype(dtype))
+    return "param", params[name]
+
+
+class CompiledStep:
+    """``step(x, y)`` -> the per-example losses, after one update of every learned parameter."""
+
+    def __init__(self, net: HybridBlock, loss_fn: HybridBlock, trainer: Trainer,
+                 batch_size: int | None = None):
+        for what, block in (("net", net), ("loss_fn", loss_fn)):
+            if not isinstance(block, HybridBlock):
+                raise GhError(f"compile_step: {what} must be a HybridBlock (it is traced with F = sym), "
+                              f"got {type(block).__name__}; use the autograd loop for plain Blocks")
+        if not isinstance(trainer, Trainer):
+            raise GhError(f"compile_step: trainer must be a gluon.Trainer, got {type(trainer).__name__}")
+        self.net, self.loss_fn, self.trainer, self.batch_size = net, loss_fn, trainer, batch_size
+        self._plans: OrderedDict = OrderedDict()
+        self._states: dict = {}             # parameter name -> {state name: raw device array}
+        self._count = 0                     # updates done (Adam's bias correction reads it)
+        self._ones: dict = {}               # loss spec -> the head gradient (ones), made once
+        self._holder = _PlanHolder(self._plans, net, loss_fn)
+
+    @property
+    def launches_per_step(self) -> int:
+        """Launches the last compiled step issues per call."""
+        return next(reversed(self._plans.values())).plan.launches_per_call if self._plans else 0
+
+    def __call__(self, x: NDArray, y: NDArray, batch_size: int | None = None) -> NDArray:
+        if not isinstance(x, NDArray) or not isinstance(y, NDArray):
+            raise GhError(f"compile_step: the step takes NDArrays (data, label), got "
+                          f"{type(x).__name__}, {type(y).__name__}")
+        device = x._device
+        if y._device != device:
+            raise DeviceError(f"compile_step: data is on {x.ctx} but label is on {y.ctx}; move them to one "
+                              f"device first")
+        batch = batch_size or self.batch_size or x.shape[0]
+        if batch <= 0:
+            raise GhError(f"compile_step: batch_size must be positive, got {batch}")
+        opt = self.trainer.optimizer
+        key = (x.spec, y.spec, device, tuple(sorted(opt.kernel_constants().items())))
+        entry = self._plans.get(key)
+        if entry is None:
+            entry = self._plans[key] = self._trace(x, y, device)
+            if len(self._plans) > 8:
+                self._plans.popitem(last=False)
+        self._count += 1
+        scalars = opt.step_scalars(self._count, opt.rescale_grad / batch)
+        feeds = []
+        for kind, what in entry.feed:
+            if kind == "param":
+                feeds.append(what.data()._data)
+            elif kind == "state":
+                feeds.append(self._state_of(entry, what[0], device)[what[1]])
+            elif kind == "scalar":
+                feeds.append(_scalar(device, scalars[what[0]], what[1]))
+            elif kind == "head":
+                feeds.append(self._head(entry, device))
+            else:
+                feeds.append(x._data if kind == DATA else y._data)
+        outputs, aux = entry.plan.run(feeds)
+        results = iter(outputs)
+        loss = NDArray(next(results), device)
+        for param in entry.learned:
+            param.data()._data = next(results)       # rebind: the leaf NDArray stays the same
+            self._states[param.name] = {name: next(results) for name in entry.state_names}
+        for param, (_, value) in zip(entry.aux_params, aux):
+            param._data = NDArray(value, device)
+        return loss
+
+    # --- state -----------------------------------------------------------------------------------------
+    def _head(self, entry: StepPlan, device):
+        spec = entry.plan.graph.spec(entry.plan.graph.outputs[0])
+        ones = self._ones.get((spec, device))
+        if ones is None:
+            with device.activate():
+                ones = self._ones[(spec, device)] = device.xp.ones(spec.shape, spec.dtype)
+        return ones
+
+    def _state_of(self, entry: StepPlan, param, device) -> dict:
+        states = self._states.get(param.name)
+        data = param.data()._data
+        if states is None or any(states[n].shape != data.shape for n in entry.state_names):
+            with device.activate():
+                states = self._states[param.name] = {n: device.xp.zeros_like(data) for n in entry.state_names}
+        return states
+
+    def _all_params(self) -> dict:
+        params = dict(self.net.collect_params().items())
+        params.update(self.loss_fn.collect_params().items())
+        return {p.name: p for p in params.values()}
+
+    # --- tracing -----------------------------------------------------------------------------------------
+    def _trace(self, x: NDArray, y: NDArray, device) -> StepPlan:
+        """Forward (net, then loss), backward with respect to the learned parameters, update: one graph."""
+        aux_updates: list = []
+        tokens = (tracing_block.set(self.net.name), pending_aux_updates.set(aux_updates))
+        try:
+            with autograd.pause(train_mode=True):
+                loss = self.loss_fn(self.net(sym.var(DATA)), sym.var(LABEL))
+        finally:
+            pending_aux_updates.reset(tokens[1])
+            tracing_block.reset(tokens[0])
+        if not isinstance(loss, sym.Symbol) or loss.num_outputs != 1:
+            raise GhError(f"compile_step: {self.loss_fn.name} must return one Symbol (the per-example "
+                          f"losses)")
+        forward, params = self._typed_forward(loss, aux_updates, x, y, device)
+        learned = [p for p in params if p.grad_req != "null" and p.data().dtype.kind == "f"]
+        self._check_trainer_covers(learned)
+        if not learned:
+            raise GhError(f"compile_step: {self.net.name} has no parameter that needs a gradient "
+                          f"(grad_req='null' everywhere); nothing to train")
+        derived = backward_graph(forward.replace(forward.nodes, forward.outputs[:1], ()),
+                                 [p.name for p in learned], 1)
+        opt = self.trainer.optimizer
+        nodes = list(forward.nodes)
+        saved = {name: ref for name, ref in derived.saved}
+        forward_vars = {n.name: Ref(n.id) for n in forward.vars}
+        gradients = (splice(nodes, derived.graph, {**forward_vars, **saved}, "grad_")
+                     if derived.graph is not None else [])
+        updates = []
+        for k, param in enumerate(learned):
+            index = derived.outputs[k]
+            if index is None:
+                raise GhError(f"compile_step: no gradient reaches {param.name} from the loss of "
+                              f"{self.loss_fn.name}; set its grad_req='null' to leave it out")
+            updates += self._update_refs(nodes, k, param, forward_vars[param.name], gradients[index])
+        graph = Graph(tuple(nodes), (forward.outputs[0], *updates), forward.aux_updates)
+        static = self.net._hybrid_options.get("static_alloc", False)
+        try:
+            plan = compile_graph(graph, device, static_alloc=static,
+                                 static_shape=self.net._hybrid_options.get("static_shape", False))
+        except GhError as exc:
+            raise type(exc)(f"compile_step({self.net.name}, {self.loss_fn.name}): {exc}") from None
+        return StepPlan(plan, learned, [p for p, _ in aux_updates], tuple(opt.state_names),
+                        self._all_params())
+
+    def _update_refs(self, nodes: list, k: int, param, weight: Ref, grad: Ref) -> list:
+        """The optimizer's update of parameter ``k`` spliced onto ``nodes``: refs of (new weight, states)."""
+        opt, spec = self.trainer.optimizer, param.data().spec
+        weight_var, grad_var = sym.var(f"@w{k}"), sym.var(f"@g{k}")
+        states = {name: sym.var(f"@state{k}_{name}") for name in opt.state_names}
+        # every parameter of a dtype reads the same per-step scalars (one update count for the step)
+        scalars = {name: sym.var(f"@scalar_{name}_{spec.dtype.name}") for name in opt.scalar_names}
+        new_weight, new_states = opt.update(sym, weight_var, grad_var, states, scalars)
+        outputs = [sym.cast(new_weight, dtype=spec.dtype.name)]
+        outputs += [sym.cast(new_states[name], dtype=spec.dtype.name) for name in opt.state_names]
+        specs = {f"@w{k}": spec, f"@g{k}": spec}
+        specs.update({f"@state{k}_{name}": spec for name in opt.state_names})
+        specs.update({f"@scalar_{name}_{spec.dtype.name}": TensorSpec((), spec.dtype)
+                      for name in opt.scalar_names})
+        update = typed_graph(sym.Group(outputs), specs)
+        shared = {n.name: Ref(n.id) for n in nodes if n.op == VAR and n.name.startswith("@scalar_")}
+        return splice(nodes, update, {**shared, f"@w{k}": weight, f"@g{k}": grad}, f"update{k}_")
+
+    def _typed_forward(self, loss, aux_updates: list, x: NDArray, y: NDArray, device) -> tuple:
+        """The typed forward graph (loss, then aux updates) and the Parameters it reads, initialised
+        (deferred shapes finished from the inference) and checked to be on ``device``."""
+        symbol = sym.Group([loss] + [value for _, value in aux_updates])
+        by_name = self._all_params()
+        specs = {DATA: x.spec, LABEL: y.spec}
+        names = list(dict.fromkeys(n.name for n in symbol.variables() if n.name not in specs))
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise GhError(f"compile_step: the traced graph reads {', '.join(unknown)}, which are neither "
+                          f"(data, label) nor parameters of {self.net.name} or {self.loss_fn.name}")
+        known = {**specs, **{n: by_name[n].data().spec for n in names if by_name[n].is_initialized}}
+        graph = typed_graph(symbol, known, training=True)
+        inferred = var_specs(graph)
+        for name in names:
+            param = by_name[name]
+            if not param.is_initialized:
+                if param._deferred is None:
+                    param.data()                     # raises the "call initialize()" error
+                param.finish_deferred_init(inferred[name])
+            if param.data().ctx != device:
+                raise DeviceError(f"compile_step: parameter {name} is on {param.data().ctx} but the data "
+                                  f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
+        bound = {**specs, **{n: by_name[n].data().spec for n in names}}
+        if any(inferred[n] != bound[n] for n in names):
+            graph = typed_graph(symbol, bound, training=True)
+        graph = graph.replace(graph.nodes, graph.outputs[:1],
+                              tuple(zip([p.name for p, _ in aux_updates], graph.outputs[1:])))
+        return graph, [by_name[n] for n in names]
+
+    def _check_trainer_covers(self, learned: list) -> None:
+        trained = getattr(self.trainer, "_params", None)
+        if trained is None:
+            return
+        names = {p.name for p in trained}
+        missing = [p.name for p in learned if p.name not in names]
+        if missing:
+            raise GhError(f"compile_step: {', '.join(missing)} need gradients but the trainer does not "
+                          f"update them; build the Trainer from net.collect_params() (or set their "
+                          f"grad_req='null')")
+
+
+class _PlanHolder(Block):
+    """Holds net and loss as children, so that a change to either (a new layer, ``hybridize()``)
+    drops the step's plans as it drops a parent block's."""
+
+    def __init__(self, plans: OrderedDict, net: HybridBlock, loss_fn: HybridBlock):
+        super().__init__(prefix="compiled_step_")
+        self._step_plans = plans
+        self.register_child(net, "net")
+        self.register_child(loss_fn, "loss")
+
+    def _forget_plans(self, structural: bool) -> None:
+        self._step_plans.clear()
+
+
+def splice(nodes: list, graph: Graph, bindings: dict, prefix: str) -> list:
+    """Append ``graph``'s nodes to ``nodes`` (renumbered, names prefixed); its variables named in
+    ``bindings`` read those refs of ``nodes`` instead. Returns the refs of ``graph``'s outputs."""
+    next_id = max(n.id for n in nodes) + 1
+    moved: dict = {}                               # graph node id -> new id, or the bound Ref
+    for node in graph.nodes:
+        if node.op == VAR and node.name in bindings:
+            moved[node.id] = bindings[node.name]
+            continue
+        inputs = tuple(_moved_ref(moved, r) for r in node.inputs)
+        name = node.name if node.op == VAR else prefix + node.name
+        nodes.append(Node(next_id, node.op, name, inputs, node.attrs, node.specs, node.kind, node.value))
+        moved[node.id] = next_id
+        next_id += 1
+    return [_moved_ref(moved, r) for r in graph.outputs]
+
+
+def _moved_ref(moved: dict, ref: Ref) -> Ref:
+    target = moved[ref.node]
+    return target if isinstance(target, Ref) else Ref(target, ref.index)
+
+
+def _scalar(device, value: float, dtype):
+    """A 0-d device array holding ``value``."""
+    with device.activate():
+        return device.xp.asarray(np.asarray(value, dtype=dtype))
+
+
+def compile_step(net: HybridBlock, loss_fn: HybridBlock, trainer: Trainer,
+                 batch_size: int | None = None) -> CompiledStep:
+    """One call, one compiled plan: ``step(x, y)`` runs forward, backward and the trainer's update.
+
+    ``batch_size`` (default: the data's first dimension, or ``step(x, y, batch_size=...)``) divides
+    the gradients, as ``trainer.step(batch_size)`` does.
+    """
+    return CompiledStep(net, loss_fn, trainer, batch_size)
+
+
+__all__ = ["compile_step", "CompiledStep"]
