@@ -47,3 +47,24 @@ def test_each_conv_path_matches_the_direct_reference(shape, kernel, stride, pad,
     inner = float(np.sum(g * want))
     np.testing.assert_allclose(float(np.sum(dx * x)), inner, rtol=1e-9)
     np.testing.assert_allclose(float(np.sum(dw * w)), inner, rtol=1e-9)
+
+
+
+@pytest.mark.parametrize("stride, pad, dilate, extra", [((1, 1), (1, 1), (1, 1), (0, 0)),
+                                                        ((2, 3), (0, 0), (1, 2), (1, 2)),
+                                                        ((3, 1), (0, 2), (2, 1), (2, 0))])
+def test_batch_inside_col2im_is_the_adjoint_of_batch_inside_columns(stride, pad, dilate, extra):
+    """<im2col(x), c> == <x, col2im(c)> with groups, strides, dilation and padding; ``extra`` trailing
+    rows (a Deconvolution's adj) that no window reads stay zero."""
+    from gpuhybrid.ops import conv
+    rng = np.random.default_rng(7)
+    geom = conv.Geometry((3, 2), stride, dilate, pad)
+    in_spatial = (7 + extra[0], 6 + extra[1])
+    x = rng.standard_normal((3, 4) + in_spatial)
+    out_spatial = geom.out_spatial((7, 6))
+    cols = conv.batch_inside_columns(np, x[:, :, :7, :6], geom, out_spatial, 2)
+    c = rng.standard_normal(cols.shape)
+    dx = conv.batch_inside_col2im(np, c, geom, 3, in_spatial, out_spatial)
+    assert dx.shape == x.shape and dx.flags.c_contiguous
+    assert not dx[:, :, 7:].any() and not dx[:, :, :, 6:].any()
+    np.testing.assert_allclose(float(np.sum(dx * x)), float(np.sum(cols * c)), rtol=1e-10)

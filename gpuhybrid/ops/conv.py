@@ -215,12 +215,19 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
         return xp.matmul(wt, gm).reshape((n, channels) + tuple(in_spatial))
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
     cols = xp.matmul(wt, gt.reshape(groups, filters // groups, n * positions))       # (G, Cg*K, N*P)
+    return batch_inside_col2im(xp, cols, geom, n, tuple(in_spatial), tuple(out_spatial))
+
+
+def batch_inside_col2im(xp, cols, geom: Geometry, n: int, in_spatial: tuple, out_spatial: tuple):
+    """The adjoint of ``batch_inside_columns``: (groups, C/groups * prod(kernel), N * prod(out)) summed
+    back into (N, C, *in_spatial), a fresh C-contiguous array."""
     dims = geom.dims
+    channels = cols.shape[0] * cols.shape[1] // _size(geom.kernel)
     cols = cols.reshape((channels,) + geom.kernel + (n,) + tuple(out_spatial))
     # back to (N, C, *kernel, *out) as a view: col2im reads it one kernel offset at a time
     batch_first = cols.transpose((dims + 1, 0) + tuple(range(1, dims + 1))
                                  + tuple(range(dims + 2, 2 * dims + 2)))
-    return col2im(xp, batch_first, geom, tuple(in_spatial), g.dtype)
+    return col2im(xp, batch_first, geom, tuple(in_spatial), cols.dtype)
 
 
 def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
