@@ -324,6 +324,29 @@ def _conv_eager(device, inputs, attrs, outs):
     return y.astype(out.dtype, copy=False)
 
 
+def _conv_kernels(attrs, specs):
+    """Kernels of one Convolution (``specs``: its output): the im2col copy (padding included) and, for a
+    batch of more than one, the copy of the batch-inside product to (N, F, *out); none of them for a
+    pointwise convolution; depthwise: im2col and the einsum loop; the bias-add."""
+    bias = not attrs["no_bias"]
+    if _per_filter(attrs["num_filter"], attrs["num_group"]):
+        return 2 + bias
+    if _pointwise(geometry(attrs)):
+        return int(bias)
+    return 1 + (specs[0].shape[0] > 1) + bias
+
+
+def _deconv_kernels(attrs, specs):
+    """Kernels of one Deconvolution: the copy of the data to batch-inside columns (batch > 1) and the
+    col2im scatter, neither for a pointwise one; depthwise: the einsum loop and col2im; the bias-add."""
+    bias = not attrs["no_bias"]
+    if _per_filter(attrs["num_filter"], attrs["num_group"]):
+        return 2 + bias
+    if _pointwise(geometry(attrs)):
+        return int(bias)
+    return 1 + (specs[0].shape[0] > 1) + bias
+
+
 def _gemm_launches(attrs, specs):
     """Library calls of one im2col product: none for depthwise (einsum), one batched GEMM otherwise."""
     return 0 if _per_filter(attrs["num_filter"], attrs["num_group"]) else 1
@@ -342,9 +365,7 @@ register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bia
                infer=_conv_rule, eager=_conv_eager, fresh_results=True, infer_inputs=_conv_infer_inputs,
                bias_axis=1,
                input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
-               # the im2col copy (padding included), the product, the bias-add
-               kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
-               + _per_filter(attrs["num_filter"], attrs["num_group"]),
+               kernels=_conv_kernels,
                library_calls=_gemm_launches,
                doc="N-D convolution (cross-correlation) of channel-first data with (num_filter, "
                    "channels / num_group, *kernel) weights, plus a bias per filter."))
@@ -432,9 +453,7 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
                                         doc="output spatial shape; sets pad and adj when given")),
                infer=_deconv_rule, eager=_deconv_eager, fresh_results=True, bias_axis=1,
                infer_inputs=_deconv_infer_inputs, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
-               # the product, the col2im scatter, the bias-add
-               kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
-               + _per_filter(attrs["num_filter"], attrs["num_group"]),
+               kernels=_deconv_kernels,
                library_calls=_gemm_launches,
                doc="Transposed convolution (the data gradient of Convolution), weight (channels, "
                    "num_filter / num_group, *kernel)."))
