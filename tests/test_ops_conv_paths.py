@@ -38,7 +38,8 @@ def test_each_conv_path_matches_the_direct_reference(shape, kernel, stride, pad,
     np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10)
 
     g = rng.standard_normal(y.shape)
-    adj = tuple(i + 2 * p - ((o - 1) * s + k) for i, p, o, s, k in zip(shape[2:], pad, y.shape[2:], stride, kernel))
+    adj = tuple(i + 2 * p - ((o - 1) * s + k)          # the input rows the last window does not reach
+                for i, p, o, s, k in zip(shape[2:], pad, y.shape[2:], stride, kernel))
     dx = EAGER.Deconvolution(nd.array(g, dtype="float64"), nd.array(w, dtype="float64"), adj=adj,
                              num_filter=shape[1], no_bias=True, **attrs).asnumpy()
     dw = EAGER.convolution_weight_backward(nd.array(x, dtype="float64"), nd.array(g, dtype="float64"),

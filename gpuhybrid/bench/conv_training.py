@@ -52,7 +52,8 @@ def gpuhybrid_train_runner(case: Case, device, mode: str, dtype: str = "float32"
         static = mode == "hybridized+static"
         net.hybridize(static_alloc=static, static_shape=static)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM})
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM})
     x, labels = (nd.array(a, ctx=device, dtype=dtype) for a in case.inputs)
     batch = case.params["batch_size"]
     stem = next(iter(net.collect_params().values()))
