@@ -11,6 +11,7 @@ so that the gradient rules of all three stay closed (each one's gradient is writ
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,7 +159,7 @@ def batch_inside_columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int)
 
 def _size(shape: tuple) -> int:
     """Elements of ``shape``: reshapes name every size (a -1 cannot be solved for an empty batch)."""
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(d) for d in shape)
 
 
 def _per_filter(num_filter: int, groups: int) -> bool:
