@@ -11,6 +11,7 @@ from pathlib import Path
 import gpuhybrid as gh
 
 from . import report
+from .conv_training import resnet18_train_case
 from .modes import MODES
 from .peers import PEERS
 from .suite import Settings, run_case
@@ -18,7 +19,8 @@ from .timing import copy_bandwidth
 from .conv_workloads import lenet_case, resnet18_case
 from .workloads import chain_case, eager_case, layernorm_case, mlp_case, softmax_case, train_case
 
-WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train", "eager", "lenet", "resnet18")
+WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train", "eager", "lenet", "resnet18",
+             "resnet18-train")
 DESCRIPTION = """\
 Time gpuhybrid imperatively and hybridized (and hybridized with static_alloc/static_shape) on the
 lecture's MLP, elementwise chains, softmax, layer norm, an MLP training step and the per-op cost of eager
@@ -79,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("sizes (comma-separated lists make a sweep)")
     g.add_argument("--batch-size", type=sizes, default=None,
                    help="mlp, train, lenet and resnet18 batch sizes (default 1 for mlp and lenet, 64 for "
-                        "train, 16 for resnet18)")
+                        "train, 16 for resnet18 and resnet18-train)")
     g.add_argument("--chain-length", type=sizes, default=[8], help="elementwise ops in the chain (default 8)")
     g.add_argument("--elements", type=size, default=1 << 22,
                    help="elements the chain runs over (default 2^22)")
@@ -158,6 +160,8 @@ def build_cases(args) -> list:
             cases += [lenet_case(b) for b in args.batch_size or [1]]
         elif workload == "resnet18":
             cases += [resnet18_case(b) for b in args.batch_size or [16]]
+        elif workload == "resnet18-train":
+            cases += [resnet18_train_case(b) for b in args.batch_size or [16]]
         elif workload == "eager":
             cases.append(eager_case(16))
     return cases

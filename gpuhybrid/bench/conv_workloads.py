@@ -31,11 +31,12 @@ def lenet(F, x, *w):
     return F.FullyConnected(x, w[8], w[9], num_hidden=10)
 
 
-def _conv_bn(F, x, w, at: int, filters: int, kernel: int, stride: int, pad: int):
-    """A bias-free convolution and an inference BatchNorm: 5 weights from ``at``."""
+def _conv_bn(F, x, w, at: int, filters: int, kernel: int, stride: int, pad: int, training: bool):
+    """A bias-free convolution and a BatchNorm (the batch's statistics when ``training``, else the
+    running ones): 5 weights from ``at``."""
     x = F.Convolution(x, w[at], kernel=(kernel, kernel), stride=(stride, stride), pad=(pad, pad),
                       num_filter=filters, no_bias=True)
-    return F.BatchNorm(x, *w[at + 1:at + 5], use_global_stats=True)[0]
+    return F.BatchNorm(x, *w[at + 1:at + 5], use_global_stats=not training)[0]
 
 
 # (channels, strides, 1x1 projection) of the 8 residual blocks of ResNet-18
@@ -59,17 +60,18 @@ def resnet18_shapes(in_channels: int = 3, classes: int = RESNET18_CLASSES) -> li
     return shapes + [(classes, 512), (classes,)]
 
 
-def resnet18(F, x, *w):
-    """d2l's ResNet-18 (inference): 7x7/2 stem, 3x3/2 max pool, 8 residual blocks, global average pool."""
-    x = F.relu(_conv_bn(F, x, w, 0, 64, 7, 2, 3))
+def resnet18(F, x, *w, training: bool = False):
+    """d2l's ResNet-18: 7x7/2 stem, 3x3/2 max pool, 8 residual blocks, global average pool; BatchNorm
+    with the running statistics (inference) or, ``training``, the batch's."""
+    x = F.relu(_conv_bn(F, x, w, 0, 64, 7, 2, 3, training))
     x = F.Pooling(x, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max")
     at = 5
     for filters, stride, project in RESNET18_BLOCKS:
-        y = F.relu(_conv_bn(F, x, w, at, filters, 3, stride, 1))
-        y = _conv_bn(F, y, w, at + 5, filters, 3, 1, 1)
+        y = F.relu(_conv_bn(F, x, w, at, filters, 3, stride, 1, training))
+        y = _conv_bn(F, y, w, at + 5, filters, 3, 1, 1, training)
         at += 10
         if project:
-            x = _conv_bn(F, x, w, at, filters, 1, stride, 0)
+            x = _conv_bn(F, x, w, at, filters, 1, stride, 0, training)
             at += 5
         x = F.relu(y + x)
     x = F.Pooling(x, pool_type="avg", global_pool=True)
@@ -111,6 +113,8 @@ def array_pooling(xp, x, kernel=(), stride=None, pad=None, pool_type="max", glob
 
 def array_batch_norm(xp, x, gamma, beta, mean, var, eps=1e-5, use_global_stats=True):
     shape = (1, -1, 1, 1)
+    if not use_global_stats:                     # training: the batch's statistics (biased variance)
+        mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
     scale = gamma.reshape(shape) / xp.sqrt(var.reshape(shape) + eps)
     return ((x - mean.reshape(shape)) * scale + beta.reshape(shape),)
 
@@ -129,6 +133,8 @@ def torch_pooling(torch, x, kernel=(), stride=None, pad=None, pool_type="max", g
 
 
 def torch_batch_norm(torch, x, gamma, beta, mean, var, eps=1e-5, use_global_stats=True):
+    if not use_global_stats:                     # training: the batch's statistics, running ones untouched
+        return (torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps),)
     return (torch.nn.functional.batch_norm(x, mean, var, gamma, beta, training=False, eps=eps),)
 
 
@@ -179,11 +185,11 @@ def resnet18_case(batch_size: int, seed: int = 0) -> Case:
 class MathBlock(nn.HybridBlock):
     """A HybridBlock computing ``math(F, x, *weights)`` with one parameter per weight shape, in order."""
 
-    def __init__(self, math, shapes: list, **kwargs):
+    def __init__(self, math, shapes: list, frozen: frozenset = frozenset(), **kwargs):
         super().__init__(**kwargs)
         self._math, self._count = math, len(shapes)
-        for i, shape in enumerate(shapes):
-            self.params_create(f"w{i}", shape=shape)
+        for i, shape in enumerate(shapes):        # ``frozen``: weights that get no gradient (BatchNorm stats)
+            self.params_create(f"w{i}", shape=shape, grad_req="null" if i in frozen else "write")
 
     def hybrid_forward(self, F, x, **weights):
         return self._math(F, x, *(weights[f"w{i}"] for i in range(self._count)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gpuhybrid import nd
 
+from . import conv_training
 from .timing import Runner
 from .training import gpuhybrid_train_runner
 from .workloads import Case, build_block, host_inputs
@@ -18,6 +19,8 @@ def gpuhybrid_runner(case: Case, device, mode: str) -> Runner:
         raise ValueError(f"unknown mode {mode!r}; the modes are {', '.join(MODES)}")
     if case.workload == "train":
         return gpuhybrid_train_runner(case, device, mode)
+    if case.workload == "resnet18-train":
+        return conv_training.gpuhybrid_train_runner(case, device, mode)
     block = build_block(case, device)
     if mode != "imperative":
         static = mode == "hybridized+static"

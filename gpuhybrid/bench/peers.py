@@ -17,7 +17,7 @@ import importlib
 
 import numpy as np
 
-from . import conv_workloads
+from . import conv_training, conv_workloads
 from .timing import Runner
 from .training import LEARNING_RATE, Skip, numpy_train_runner, observed
 from .workloads import Case
@@ -118,6 +118,8 @@ def peer_runner(peer: str, case: Case, device) -> Runner:
 
 
 def _numpy(peer, case, device) -> Runner:
+    if case.workload == "resnet18-train":
+        conv_training.not_for_array_peers(peer)
     if case.workload == "train":
         runner = numpy_train_runner(case)
     else:
@@ -142,6 +144,8 @@ def _torch(peer, case, device) -> Runner:
         torch._dynamo.reset()
     if case.workload == "train":
         return _torch_train(torch, ops, case, tensors, peer, name, sync, where)
+    if case.workload == "resnet18-train":
+        return conv_training.torch_train_runner(torch, ops, case, tensors, peer, name, sync, where)
 
     def forward(*args):
         return case.math(ops, *args)
@@ -177,6 +181,8 @@ def _torch_train(torch, ops, case, tensors, peer, name, sync, where) -> Runner:
 
 
 def _jax(peer, case, device) -> Runner:
+    if case.workload == "resnet18-train":
+        conv_training.not_for_array_peers(peer)
     jax = _import("jax")
     jnp = _import("jax.numpy")
     # float32 matrix products in float32, as the other runners do (JAX would use TF32 on recent GPUs).

@@ -14,6 +14,7 @@ import numpy as np
 
 import gpuhybrid as gh
 
+from .conv_training import train_reference as conv_train_reference
 from .modes import gpuhybrid_runner
 from .peers import PEER_NAMES, ArrayOps, peer_runner
 from .timing import Runner, Timing, agree, measure, median_ratio
@@ -32,6 +33,8 @@ class Settings:
 
 
 def reference_of(case: Case) -> np.ndarray:
+    if case.workload == "resnet18-train":
+        return conv_train_reference(case)
     return train_reference(case) if case.workload == "train" else float64_reference(case, ArrayOps(np))
 
 

@@ -11,6 +11,7 @@ so that the gradient rules of all three stay closed (each one's gradient is writ
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,9 +147,19 @@ def _columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
     return cols.reshape(x.shape[0], groups, x.shape[1] // groups * _size(geom.kernel), _size(out_spatial))
 
 
+def batch_inside_columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
+    """im2col with the batch inside: (groups, C/groups * prod(kernel), N * prod(out)), one copy of the
+    (padded) windows, so that one GEMM per group covers the whole batch."""
+    dims = geom.dims
+    view = windows(xp, pad_spatial(xp, x, geom.pad, geom.pad), geom, out_spatial)    # (N, C, *k, *out)
+    cols = xp.ascontiguousarray(view.transpose((1,) + tuple(range(2, 2 + dims)) + (0,)
+                                               + tuple(range(2 + dims, 2 + 2 * dims))))
+    return cols.reshape(groups, x.shape[1] // groups * _size(geom.kernel), x.shape[0] * _size(out_spatial))
+
+
 def _size(shape: tuple) -> int:
     """Elements of ``shape``: reshapes name every size (a -1 cannot be solved for an empty batch)."""
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(d) for d in shape)
 
 
 def _per_filter(num_filter: int, groups: int) -> bool:
@@ -157,24 +168,67 @@ def _per_filter(num_filter: int, groups: int) -> bool:
     return num_filter == groups and groups > 1
 
 
+def _pointwise(geom: Geometry) -> bool:
+    """A 1x1 kernel at stride 1 without padding: the data already is its own column matrix."""
+    return all(k == 1 for k in geom.kernel) and all(s == 1 for s in geom.stride) and not any(geom.pad)
+
+
+def _batch_first(xp, y, n: int, filters: int, out_spatial: tuple):
+    """(G, Fg, N * P) products -> (N, F, *out), C-contiguous (no copy when N is 1)."""
+    y = y.reshape(filters, n, _size(out_spatial))
+    return xp.ascontiguousarray(y.transpose(1, 0, 2)).reshape((n, filters) + tuple(out_spatial))
+
+
 def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
-    """Convolution of x (N, C, *in) with w (F, C/groups, *kernel): (N, F, *out) in x's dtype."""
+    """Convolution of x (N, C, *in) with w (F, C/groups, *kernel): (N, F, *out) in x's dtype.
+
+    A pointwise convolution is one batched product over the data as it lies (no im2col); any other one
+    gathers the columns with the batch inside and makes one GEMM per group, (Fg, Cg*K) x (Cg*K, N*P):
+    per-sample products would read the weight N times in thin, memory-bound GEMMs where the spatial
+    extent is small (ResNet's last stages have 2x2 and 1x1 maps)."""
     n, filters = x.shape[0], w.shape[0]
-    cols = _columns(xp, x, geom, out_spatial, groups)
     wm = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel))
-    y = xp.einsum("gfk,ngkp->ngfp", wm, cols) if _per_filter(filters, groups) else xp.matmul(wm, cols)
-    return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
+    if _per_filter(filters, groups):
+        cols = _columns(xp, x, geom, out_spatial, groups)
+        y = xp.einsum("gfk,ngkp->ngfp", wm, cols)
+        return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
+    if _pointwise(geom):
+        data = x.reshape(n, groups, x.shape[1] // groups, _size(out_spatial))
+        return xp.matmul(wm, data).reshape((n, filters) + tuple(out_spatial))
+    cols = batch_inside_columns(xp, x, geom, out_spatial, groups)
+    return _batch_first(xp, xp.matmul(wm, cols), n, filters, out_spatial)
 
 
 def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
-    """The adjoint of ``conv_forward`` in x: g (N, F, *out) -> (N, C, *in), C = w.shape[1] * groups."""
+    """The adjoint of ``conv_forward`` in x: g (N, F, *out) -> (N, C, *in), C = w.shape[1] * groups.
+
+    As forward, one GEMM per group over the whole batch, (Cg*K, Fg) x (Fg, N*P), then col2im; a
+    pointwise convolution's adjoint is one batched product and needs no col2im."""
     n, filters, out_spatial = g.shape[0], g.shape[1], g.shape[2:]
-    channels = w.shape[1] * groups
-    gm = g.reshape(n, groups, filters // groups, _size(out_spatial))
+    channels, positions = w.shape[1] * groups, _size(out_spatial)
     wt = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel)).swapaxes(1, 2)
-    cols = xp.einsum("gkf,ngfp->ngkp", wt, gm) if _per_filter(filters, groups) else xp.matmul(wt, gm)
-    cols = cols.reshape((n, channels) + geom.kernel + tuple(out_spatial))
-    return col2im(xp, cols, geom, tuple(in_spatial), g.dtype)
+    if _per_filter(filters, groups):
+        gm = g.reshape(n, groups, filters // groups, positions)
+        cols = xp.einsum("gkf,ngfp->ngkp", wt, gm).reshape((n, channels) + geom.kernel + tuple(out_spatial))
+        return col2im(xp, cols, geom, tuple(in_spatial), g.dtype)
+    if _pointwise(geom):
+        gm = g.reshape(n, groups, filters // groups, positions)
+        return xp.matmul(wt, gm).reshape((n, channels) + tuple(in_spatial))
+    gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
+    cols = xp.matmul(wt, gt.reshape(groups, filters // groups, n * positions))       # (G, Cg*K, N*P)
+    return batch_inside_col2im(xp, cols, geom, n, tuple(in_spatial), tuple(out_spatial))
+
+
+def batch_inside_col2im(xp, cols, geom: Geometry, n: int, in_spatial: tuple, out_spatial: tuple):
+    """The adjoint of ``batch_inside_columns``: (groups, C/groups * prod(kernel), N * prod(out)) summed
+    back into (N, C, *in_spatial), a fresh C-contiguous array."""
+    dims = geom.dims
+    channels = cols.shape[0] * cols.shape[1] // _size(geom.kernel)
+    cols = cols.reshape((channels,) + geom.kernel + (n,) + tuple(out_spatial))
+    # back to (N, C, *kernel, *out) as a view: col2im reads it one kernel offset at a time
+    batch_first = cols.transpose((dims + 1, 0) + tuple(range(1, dims + 1))
+                                 + tuple(range(dims + 2, 2 * dims + 2)))
+    return col2im(xp, batch_first, geom, tuple(in_spatial), cols.dtype)
 
 
 def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
@@ -183,12 +237,8 @@ def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
     The columns are gathered batch-inside, (C, *kernel, N, *out), so that one GEMM per group contracts the
     batch and the positions together: (Fg, N*P) x (N*P, Cg*K), the second operand a transposed view."""
     n, channels, filters, out_spatial = x.shape[0], x.shape[1], g.shape[1], g.shape[2:]
-    dims = geom.dims
-    view = windows(xp, pad_spatial(xp, x, geom.pad, geom.pad), geom, out_spatial)    # (N, C, *k, *out)
-    cols = xp.ascontiguousarray(view.transpose((1,) + tuple(range(2, 2 + dims)) + (0,)
-                                               + tuple(range(2 + dims, 2 + 2 * dims))))
-    taps, positions = channels // groups * _size(geom.kernel), _size(out_spatial)
-    cols = cols.reshape(groups, taps, n * positions)                                 # (G, Cg*K, N*P)
+    positions = _size(out_spatial)
+    cols = batch_inside_columns(xp, x, geom, out_spatial, groups)                    # (G, Cg*K, N*P)
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
     gt = gt.reshape(groups, filters // groups, n * positions)
     # one plain 2-D product per group: each is a single BLAS call on a transposed view
@@ -275,6 +325,29 @@ def _conv_eager(device, inputs, attrs, outs):
     return y.astype(out.dtype, copy=False)
 
 
+def _conv_kernels(attrs, specs):
+    """Kernels of one Convolution (``specs``: its output): the im2col copy (padding included) and, for a
+    batch of more than one, the copy of the batch-inside product to (N, F, *out); none of them for a
+    pointwise convolution; depthwise: im2col and the einsum loop; the bias-add."""
+    bias = not attrs["no_bias"]
+    if _per_filter(attrs["num_filter"], attrs["num_group"]):
+        return 2 + bias
+    if _pointwise(geometry(attrs)):
+        return int(bias)
+    return 1 + (specs[0].shape[0] > 1) + bias
+
+
+def _deconv_kernels(attrs, specs):
+    """Kernels of one Deconvolution: the copy of the data to batch-inside columns (batch > 1) and the
+    col2im scatter, neither for a pointwise one; depthwise: the einsum loop and col2im; the bias-add."""
+    bias = not attrs["no_bias"]
+    if _per_filter(attrs["num_filter"], attrs["num_group"]):
+        return 2 + bias
+    if _pointwise(geometry(attrs)):
+        return int(bias)
+    return 1 + (specs[0].shape[0] > 1) + bias
+
+
 def _gemm_launches(attrs, specs):
     """Library calls of one im2col product: none for depthwise (einsum), one batched GEMM otherwise."""
     return 0 if _per_filter(attrs["num_filter"], attrs["num_group"]) else 1
@@ -293,9 +366,7 @@ register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bia
                infer=_conv_rule, eager=_conv_eager, fresh_results=True, infer_inputs=_conv_infer_inputs,
                bias_axis=1,
                input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
-               # the im2col copy (padding included), the product, the bias-add
-               kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
-               + _per_filter(attrs["num_filter"], attrs["num_group"]),
+               kernels=_conv_kernels,
                library_calls=_gemm_launches,
                doc="N-D convolution (cross-correlation) of channel-first data with (num_filter, "
                    "channels / num_group, *kernel) weights, plus a bias per filter."))
@@ -383,9 +454,7 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
                                         doc="output spatial shape; sets pad and adj when given")),
                infer=_deconv_rule, eager=_deconv_eager, fresh_results=True, bias_axis=1,
                infer_inputs=_deconv_infer_inputs, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
-               # the product, the col2im scatter, the bias-add
-               kernels=lambda attrs, specs: 1 + (not attrs["no_bias"])
-               + _per_filter(attrs["num_filter"], attrs["num_group"]),
+               kernels=_deconv_kernels,
                library_calls=_gemm_launches,
                doc="Transposed convolution (the data gradient of Convolution), weight (channels, "
                    "num_filter / num_group, *kernel)."))

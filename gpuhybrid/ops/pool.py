@@ -98,6 +98,14 @@ class _Windows:
     def taps(self):
         return (self.padded[self.region(offset)] for offset in self.offsets)
 
+    def max(self):
+        """The maximum of each window (no positions: what the forward needs), reduced in place."""
+        taps = self.taps()
+        best = next(taps).copy()
+        for tap in taps:
+            self.xp.maximum(best, tap, out=best)
+        return best
+
     def first_max(self):
         """(the maximum of each window, the index of the offset that first reaches it)."""
         taps = self.taps()
@@ -132,7 +140,7 @@ def _pool_eager(device, inputs, attrs, outs):
     xp, kind = device.xp, attrs["pool_type"]
     x = inputs[0].astype(compute_dtype(inputs[0].dtype), copy=False)
     if kind == "max":
-        y = _Windows(xp, x.shape, attrs, x, -np.inf).first_max()[0]
+        y = _Windows(xp, x.shape, attrs, x, -np.inf).max()
     else:
         powered = x ** attrs["p_value"] if kind == "lp" and attrs["p_value"] > 1 else x
         wins = _Windows(xp, x.shape, attrs, powered, 0)

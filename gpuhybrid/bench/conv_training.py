@@ -1,0 +1,111 @@
+"""The ``resnet18-train`` workload: one training step of d2l's ResNet-18 on (N, 3, 32, 32) images, softmax
+cross-entropy and SGD with momentum, BatchNorm on the batch's statistics.
+
+gpuhybrid runs it as users write it (``autograd.record()``, ``loss.backward()``, ``gluon.Trainer``);
+PyTorch eager and ``torch.compile`` run the same math (conv_workloads.resnet18 with ``training=True``)
+with ``torch.optim.SGD``. What is compared is the loss of the first step from the case's weights and the
+stem's weights after it. There is no hand-written backward of ResNet-18 in NumPy, so the reference is
+gpuhybrid's own imperative step in float64, whose every op and gradient the test suite checks against
+float64 NumPy references and central differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import gpuhybrid as gh
+from gpuhybrid import autograd, gluon, nd
+
+from .conv_workloads import RESNET18_CLASSES, MathBlock, resnet18, resnet18_case, resnet18_shapes
+from .timing import Runner
+from .training import Skip, observed
+from .workloads import Case, build_block
+
+LEARNING_RATE = 0.05
+MOMENTUM = 0.9
+
+
+def resnet18_training(F, x, *w):
+    """ResNet-18 whose BatchNorms normalise with the batch's statistics."""
+    return resnet18(F, x, *w, training=True)
+
+
+def batch_norm_statistics(shapes: list) -> frozenset:
+    """Indices of the running means and variances (4th and 5th of each conv's 5 weights): no gradient."""
+    return frozenset(i + k for i, shape in enumerate(shapes) if len(shape) == 4 for k in (3, 4))
+
+
+def resnet18_train_case(batch_size: int, seed: int = 0) -> Case:
+    forward = resnet18_case(batch_size, seed)
+    labels = np.random.default_rng(seed + 1).integers(0, RESNET18_CLASSES, size=batch_size)
+    shapes = resnet18_shapes()
+    return Case("resnet18-train", {"batch_size": batch_size}, [forward.inputs[0], labels.astype(np.float32)],
+                forward.weights, resnet18_training,
+                make_block=lambda: MathBlock(resnet18_training, shapes, batch_norm_statistics(shapes)))
+
+
+def gpuhybrid_train_runner(case: Case, device, mode: str, dtype: str = "float32") -> Runner:
+    """``mode``: imperative | hybridized | hybridized+static; ``dtype`` float64 is the reference."""
+    net = build_block(case, device)
+    if dtype != "float32":
+        net.cast(dtype)
+    if mode != "imperative":
+        static = mode == "hybridized+static"
+        net.hybridize(static_alloc=static, static_shape=static)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM})
+    x, labels = (nd.array(a, ctx=device, dtype=dtype) for a in case.inputs)
+    batch = case.params["batch_size"]
+    stem = next(iter(net.collect_params().values()))
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(net(x), labels)
+        loss.backward()
+        trainer.step(batch)
+        return loss
+
+    return Runner(f"gpuhybrid {mode}", step, nd.waitall,
+                  lambda loss: observed(loss.asnumpy(), stem.data().asnumpy()),
+                  device=str(device), counts_launches=True)
+
+
+def train_reference(case: Case) -> np.ndarray:
+    """The first step's loss and updated stem weights, from gpuhybrid's imperative step in float64."""
+    if case.reference is None:
+        runner = gpuhybrid_train_runner(case, gh.cpu(), "imperative", "float64")
+        case.reference = runner.to_host(runner.call())
+    return case.reference
+
+
+def torch_train_runner(torch, ops, case: Case, tensors: list, peer: str, name: str, sync, where) -> Runner:
+    """The step in PyTorch (``peer`` torch or torch.compile: forward and backward compiled)."""
+    x, labels = tensors[0], tensors[1].long()
+    frozen = batch_norm_statistics(resnet18_shapes())
+    weights = [t.clone().requires_grad_(i not in frozen) for i, t in enumerate(tensors[2:])]
+    trained = [w for w in weights if w.requires_grad]
+    optimizer = torch.optim.SGD(trained, lr=LEARNING_RATE, momentum=MOMENTUM)
+
+    def loss_of(x, labels, *weights):
+        return torch.nn.functional.cross_entropy(resnet18_training(ops, x, *weights), labels)
+    loss_fn = loss_of if peer == "torch" else torch.compile(loss_of, dynamic=False)
+
+    def step():
+        loss = loss_fn(x, labels, *weights)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+    return Runner(name, step, sync,
+                  lambda loss: observed(loss.detach().cpu().numpy(), weights[0].detach().cpu().numpy()),
+                  device=where)
+
+
+def not_for_array_peers(peer: str) -> None:
+    """NumPy and JAX have no ResNet-18 training step here (no hand-written backward of it)."""
+    raise Skip(f"{peer} has no ResNet-18 training step in this benchmark (no hand-written backward); "
+               f"the peers of resnet18-train are torch and torch.compile")
+
+
+__all__ = ["resnet18_train_case", "resnet18_training", "gpuhybrid_train_runner", "train_reference",
+           "torch_train_runner", "batch_norm_statistics", "LEARNING_RATE", "MOMENTUM"]
