@@ -25,6 +25,7 @@ from ..backend.environment import env_flag, env_int
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..ndarray import NDArray
+from ..numpy_extension.gluon_support import call_hybrid_forward, outputs_in_mode
 from ..ops.registry import TensorSpec
 from ..symbol import Symbol
 from ..symbol.gradient import BackwardGraph, backward_graph
@@ -118,6 +119,7 @@ class HybridBlock(Block):
             out = self._call_cached(args)
         else:
             out = self.forward(*args, **kwargs)
+        out = outputs_in_mode(out)          # np arrays after npx.set_np()
         for hook in self._forward_hooks:
             hook(self, args, out)
         return out
@@ -125,13 +127,13 @@ class HybridBlock(Block):
     def forward(self, x, *args):
         if isinstance(x, Symbol):
             params = {key: p.var() for key, p in self._reg_params.items()}
-            return self.hybrid_forward(sym, x, *args, **params)
+            return call_hybrid_forward(self.hybrid_forward, sym, x, args, params)
         if not isinstance(x, NDArray):
             raise GhError(f"{self.name}: the first input must be an NDArray or a Symbol, "
                           f"got {type(x).__name__}")
         self._finish_deferred_params(x, *args)
         params = {key: p.data(x.ctx) for key, p in self._reg_params.items()}
-        return self.hybrid_forward(nd, x, *args, **params)
+        return call_hybrid_forward(self.hybrid_forward, nd, x, args, params)
 
     def hybrid_forward(self, F, x, *args, **params):
         raise NotImplementedError(f"{type(self).__name__} must define hybrid_forward(self, F, x, ...)")

@@ -1,0 +1,24 @@
+"""``gpuhybrid.npx``: MXNet's NumPy extensions (``mx.npx``): neural-network operators over np arrays,
+the np-mode switch for Gluon, and devices.
+
+Every operator is a registry op (``numpy.mapping.NPX_OPS`` names it and the arguments MXNet renamed),
+so it also exists in ``nd`` and ``sym``: ``npx.relu`` is ``nd.relu``, ``npx.batch_flatten`` is
+``nd.flatten``, ``npx.fully_connected`` is ``nd.FullyConnected``.
+"""
+from ..backend import cpu, gpu, num_gpus, waitall
+from ..context import current_context
+from ..numpy.mapping import NPX_OPS
+from .gluon_support import EAGER_NPX as _EAGER_NPX
+from .mode import is_np_array, is_np_shape, reset_np, set_np
+
+globals().update({name: getattr(_EAGER_NPX, name) for name in NPX_OPS})
+
+
+def seed(seed: int, ctx="all") -> None:
+    """Seed every device's generator (MXNet's ``npx.random.seed``; same as ``np.random.seed``)."""
+    from ..numpy.random import seed as np_seed
+    np_seed(seed, ctx)
+
+
+__all__ = sorted({"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu", "gpu", "num_gpus", "waitall",
+                  "current_context", "seed"} | set(NPX_OPS))
