@@ -10,7 +10,7 @@ import numpy as _onp
 
 from . import linalg, random
 from .arrays import NumpySymbol, as_np, ndarray
-from .creation import array, asarray
+from .arrays import array, asarray
 from .mapping import NP_OPS
 
 _functions = ndarray._ns

@@ -16,6 +16,7 @@ import numpy as onp
 from .. import symbol as sym
 from ..errors import OpValueError
 from ..ndarray import NDArray
+from ..ndarray import array as nd_array
 from ..ops.registry import ALIASES, REGISTRY
 from ..symbol import Symbol, TraceError
 from .functions import NumpyFunctions
@@ -310,7 +311,6 @@ class EagerBackend:
 
     def lift(self, value, what: str):
         """Host data (a list, a NumPy array, a number) as an np array, keeping a NumPy array's dtype."""
-        from .creation import array
         return array(value)
 
     def dtype_of(self, x):
@@ -318,6 +318,39 @@ class EagerBackend:
 
     def ndim_of(self, x, what: str) -> int:
         return x.ndim
+
+
+# --- making arrays from host data -----------------------------------------------------------------
+
+def array(object, dtype=None, ctx=None, copy: bool = True):
+    """An np array holding a copy of ``object`` on ``ctx`` (the default device when None).
+
+    The dtype is ``dtype`` if given, else that of an array ``object`` (NumPy array or NDArray), else
+    float32 for Python data (a list of ints too): MXNet's np default dtype, where NumPy uses float64 and
+    int64.
+    """
+    if dtype is None:
+        if isinstance(object, NDArray) or isinstance(object, onp.ndarray):
+            dtype = object.dtype
+        elif isinstance(object, bool) or _all_bools(object):
+            dtype = "bool"
+        else:
+            dtype = "float32"
+    return fresh_as_np(nd_array(object, ctx=ctx, dtype=dtype))
+
+
+def asarray(a, dtype=None, ctx=None):
+    """``a`` itself when it is already an np array of that dtype and device, else ``array(a, ...)``."""
+    if isinstance(a, NDArray) and (dtype is None or onp.dtype(dtype) == a.dtype) and (
+            ctx is None or a.ctx == ctx):
+        return as_np(a)
+    return array(a, dtype, ctx)
+
+
+def _all_bools(object) -> bool:
+    if not isinstance(object, (list, tuple)) or not object:
+        return False
+    return onp.asarray(object).dtype == onp.bool_
 
 
 # --- the traced twin ------------------------------------------------------------------------------------
