@@ -11,10 +11,10 @@ import numpy as _onp
 from . import linalg, random
 from .arrays import NumpySymbol, as_np, ndarray
 from .arrays import array, asarray
-from .mapping import NP_OPS
+from .mapping import NP_OPS as _NP_OPS
 
 _functions = ndarray._ns
-globals().update({name: getattr(_functions, name) for name in NP_OPS})
+globals().update({name: getattr(_functions, name) for name in _NP_OPS})
 
 # NumPy's dtypes and constants, as MXNet's np re-exports them (dtype=np.float32).
 float16, float32, float64 = _onp.float16, _onp.float32, _onp.float64
@@ -24,4 +24,4 @@ pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
 
 __all__ = sorted({"ndarray", "NumpySymbol", "as_np", "array", "asarray", "linalg", "random", "float16",
                   "float32", "float64", "int8", "int32", "int64", "uint8", "bool_", "dtype", "pi", "e",
-                  "inf", "nan", "newaxis"} | set(NP_OPS))
+                  "inf", "nan", "newaxis"} | set(_NP_OPS))

@@ -6,11 +6,11 @@ so it also exists in ``nd`` and ``sym``: ``npx.relu`` is ``nd.relu``, ``npx.batc
 ``nd.flatten``, ``npx.fully_connected`` is ``nd.FullyConnected``.
 """
 from ..backend import cpu, gpu, num_gpus, waitall
-from ..numpy.mapping import NPX_OPS
+from ..numpy.mapping import NPX_OPS as _NPX_OPS
 from .gluon_support import EAGER_NPX as _EAGER_NPX
 from .mode import is_np_array, is_np_shape, reset_np, set_np
 
-globals().update({name: getattr(_EAGER_NPX, name) for name in NPX_OPS})
+globals().update({name: getattr(_EAGER_NPX, name) for name in _NPX_OPS})
 
 
 def seed(seed: int, ctx="all") -> None:
@@ -19,4 +19,4 @@ def seed(seed: int, ctx="all") -> None:
     np_seed(seed, ctx)
 
 
-__all__ = sorted({"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu", "gpu", "num_gpus", "waitall", "seed"} | set(NPX_OPS))
+__all__ = sorted({"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu", "gpu", "num_gpus", "waitall", "seed"} | set(_NPX_OPS))
