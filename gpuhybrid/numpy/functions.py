@@ -19,10 +19,11 @@ from .mapping import NP_OPS
 
 _BINARY = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "true_divide": "div",
            "power": "pow", "mod": "mod", "remainder": "mod", "maximum": "maximum", "minimum": "minimum",
-           "hypot": "hypot", "logical_and": "logical_and", "logical_or": "logical_or",
-           "logical_xor": "logical_xor"}
+           "hypot": "hypot"}
+# Comparisons and logical functions give bool arrays, as in NumPy (the registry ops give 0/1 values).
 _COMPARISONS = {"equal": "equal", "not_equal": "not_equal", "greater": "greater",
-                "greater_equal": "greater_equal", "less": "lesser", "less_equal": "lesser_equal"}
+                "greater_equal": "greater_equal", "less": "lesser", "less_equal": "lesser_equal",
+                "logical_and": "logical_and", "logical_or": "logical_or", "logical_xor": "logical_xor"}
 _UNARY = {"abs": "abs", "absolute": "abs", "negative": "negative", "exp": "exp", "expm1": "expm1",
           "log": "log", "log1p": "log1p", "sqrt": "sqrt", "square": "square", "reciprocal": "reciprocal",
           "sin": "sin", "cos": "cos", "tanh": "tanh", "sign": "sign", "ceil": "ceil", "floor": "floor"}

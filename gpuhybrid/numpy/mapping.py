@@ -63,6 +63,10 @@ NPX_OPS = {
     "sum_to_shape": ("sum_to_shape", {}), "upsampling": ("UpSampling", {}),
 }
 
+# npx operators that return only their first output where the registry op returns more (MXNet's
+# npx.batch_norm returns the normalised data; the batch statistics stay with the registry op).
+NPX_FIRST_OUTPUT_ONLY = {"batch_norm"}
+
 # Registry ops that neither np nor npx offers, and why (MXNet's np/npx leave them out too).
 NOT_IN_NP = {
     "cast": "ndarray.astype(dtype)",

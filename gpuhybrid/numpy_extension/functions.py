@@ -7,7 +7,7 @@ tracing; MXNet's npx argument names that differ from the registry's (``running_m
 """
 from __future__ import annotations
 
-from ..numpy.mapping import NPX_OPS
+from ..numpy.mapping import NPX_FIRST_OUTPUT_ONLY, NPX_OPS
 from ..ops import get_op
 from ..ops.frontend import Frontend
 
@@ -20,7 +20,17 @@ class NumpyExtensionFunctions:
         frontend = Frontend(lambda op, inputs, attrs: backend.apply(op, inputs, attrs), backend.array_base,
                             "np array")
         for name, (op_name, renames) in NPX_OPS.items():
-            setattr(self, name, self._renaming(frontend.function(get_op(op_name), name), renames))
+            function = self._renaming(frontend.function(get_op(op_name), name), renames)
+            setattr(self, name, self._first_output(function) if name in NPX_FIRST_OUTPUT_ONLY else function)
+
+    @staticmethod
+    def _first_output(function):
+        def npx_function(*args, **kwargs):
+            out = function(*args, **kwargs)
+            return out[0] if isinstance(out, (list, tuple)) else out
+        npx_function.__name__ = npx_function.__qualname__ = function.__name__
+        npx_function.__doc__ = function.__doc__ + "\nReturns the first output only, as MXNet's npx."
+        return npx_function
 
     @staticmethod
     def _renaming(function, renames: dict):
