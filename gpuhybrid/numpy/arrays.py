@@ -212,9 +212,9 @@ class ndarray(NumpyArrayMethods, NDArray):     # noqa: N801 (NumPy's name)
 
     @property
     def grad(self):
-        """The gradient buffer of a leaf, as an np array (a view of the buffer ``backward`` writes)."""
-        grad = NDArray.grad.fget(self)
-        return None if grad is None else as_np(grad)
+        """The gradient buffer of a leaf as an np array: the same object, since ``backward`` rebinds
+        its buffer (a view made now would keep the old one)."""
+        return fresh_as_np(NDArray.grad.fget(self))
 
     def as_nd_ndarray(self) -> NDArray:
         """The same buffer as a legacy ``NDArray`` (MXNet's ``as_nd_ndarray``)."""
@@ -251,7 +251,8 @@ def as_np(value):
 
 
 def fresh_as_np(value):
-    """A result nobody else holds yet (what an op returned) as an np array: its class changes in place."""
+    """NDArrays as np arrays by changing their class in place (the same objects): for results just made,
+    and for buffers that np code owns (a leaf's gradient, which ``backward`` rebinds)."""
     if isinstance(value, (list, tuple)):
         return type(value)(fresh_as_np(v) for v in value)
     if value.__class__ is NDArray:

@@ -67,13 +67,11 @@ NPX_OPS = {
 # npx.batch_norm returns the normalised data; the batch statistics stay with the registry op).
 NPX_FIRST_OUTPUT_ONLY = {"batch_norm"}
 
-# Registry ops that neither np nor npx offers, and why (MXNet's np/npx leave them out too).
+# Registry ops that no np/npx function is named after, and why (MXNet's np/npx leave them out too).
 NOT_IN_NP = {
     "cast": "ndarray.astype(dtype)",
     "getitem": "indexing, x[key]",
-    "flatten": "npx.batch_flatten (np's flatten() is 1-d: a reshape)",
     "norm_apply": "an internal op of the BatchNorm lowering pass",
-    "random_normal": "np.random.normal", "random_uniform": "np.random.uniform",
     "convolution_weight_backward": "gradient only", "pooling_backward": "gradient only",
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",
