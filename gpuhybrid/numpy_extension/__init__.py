@@ -7,6 +7,7 @@ so it also exists in ``nd`` and ``sym``: ``npx.relu`` is ``nd.relu``, ``npx.batc
 """
 from ..backend import cpu, gpu, num_gpus, waitall
 from ..numpy.mapping import NPX_OPS as _NPX_OPS
+from ..numpy.random import seed as _seed_every_device
 from .gluon_support import EAGER_NPX as _EAGER_NPX
 from .mode import is_np_array, is_np_shape, reset_np, set_np
 
@@ -15,8 +16,8 @@ globals().update({name: getattr(_EAGER_NPX, name) for name in _NPX_OPS})
 
 def seed(seed: int, ctx="all") -> None:
     """Seed every device's generator (MXNet's ``npx.random.seed``; same as ``np.random.seed``)."""
-    from ..numpy.random import seed as np_seed
-    np_seed(seed, ctx)
+    _seed_every_device(seed, ctx)
 
 
-__all__ = sorted({"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu", "gpu", "num_gpus", "waitall", "seed"} | set(_NPX_OPS))
+__all__ = sorted({"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu", "gpu", "num_gpus", "waitall",
+                  "seed"} | set(_NPX_OPS))
