@@ -289,3 +289,57 @@ def test_hybrid_forward_gets_np_f_and_np_inputs():
     onp.testing.assert_allclose(eager.asnumpy(), [6, 24])
     onp.testing.assert_allclose(hybridized.asnumpy(), [6, 24])
     assert isinstance(hybridized, np.ndarray)
+
+
+class MyDense(nn.Block):
+    """d2l's custom layer with parameters, written with np/npx."""
+
+    def __init__(self, units, in_units, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = self.params.get("weight", shape=(in_units, units))
+        self.bias = self.params.get("bias", shape=(units,))
+
+    def forward(self, x):
+        linear = np.dot(x, self.weight.data(ctx=x.ctx)) + self.bias.data(ctx=x.ctx)
+        return npx.relu(linear)
+
+
+class CenteredLayer(nn.Block):
+    def forward(self, X):
+        return X - X.mean()
+
+
+def test_custom_layers_chapter():
+    dense = MyDense(units=3, in_units=5)
+    dense.initialize()
+    x = np.random.uniform(size=(2, 5))
+    out = dense(x)
+    want = onp.maximum(x.asnumpy() @ dense.weight.data().asnumpy() + dense.bias.data().asnumpy(), 0)
+    onp.testing.assert_allclose(out.asnumpy(), want, rtol=1e-6)
+    net = nn.Sequential()
+    net.add(nn.Dense(8), CenteredLayer())
+    net.initialize()
+    y = net(np.random.uniform(size=(4, 8)))
+    assert isinstance(y, np.ndarray) and abs(y.mean().item()) < 1e-6
+
+
+def test_read_write_chapter(tmp_path):
+    x = np.arange(4)
+    npx.save(str(tmp_path / "x-file"), x)
+    x2 = npx.load(str(tmp_path / "x-file"))
+    assert isinstance(x2[0], np.ndarray)
+    onp.testing.assert_array_equal(x2[0].asnumpy(), x.asnumpy())
+    y = np.zeros(4)
+    npx.save(str(tmp_path / "mydict"), {"x": x, "y": y})
+    mydict = npx.load(str(tmp_path / "mydict"))
+    assert sorted(mydict) == ["x", "y"] and isinstance(mydict["y"], np.ndarray)
+    net = nn.Sequential()
+    net.add(nn.Dense(4, activation="relu"), nn.Dense(2))
+    net.initialize()
+    X = np.random.uniform(size=(2, 6))
+    Y = net(X)
+    net.save_parameters(str(tmp_path / "mlp.params"))
+    clone = nn.Sequential()
+    clone.add(nn.Dense(4, activation="relu"), nn.Dense(2))
+    clone.load_parameters(str(tmp_path / "mlp.params"))
+    assert bool((clone(X) == Y).all())

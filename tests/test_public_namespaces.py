@@ -51,7 +51,7 @@ API = {
     "gpuhybrid.numpy.random": {"seed", "normal", "uniform", "rand", "randn", "randint", "choice", "shuffle"},
     "gpuhybrid.numpy.linalg": {"norm"},
     "gpuhybrid.numpy_extension": set(NPX_OPS) | {"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu",
-                                                 "gpu", "num_gpus", "waitall", "seed"},
+                                                 "gpu", "num_gpus", "waitall", "seed", "save", "load"},
     "gpuhybrid.gluon": {"init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Constant",
                         "Sequential", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict",
                         "DeferredInitializationError", "Trainer"},
