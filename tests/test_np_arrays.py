@@ -95,6 +95,8 @@ def test_unsupported_index_patterns_say_what_to_use():
     x = np.ones((3, 4))
     with pytest.raises(GhError, match="leading axes"):
         x[:, [0, 1]]
+    with pytest.raises(GhError, match="whole index"):
+        x[np.array([True, False, True]), 0]
 
 
 def test_values_printing_and_conversions():

@@ -240,7 +240,8 @@ def view_as(array: NDArray, cls) -> NDArray:
 
 
 def as_np(value):
-    """NDArrays (and lists/tuples of them) as np arrays: fresh results change class, others get a view."""
+    """NDArrays (and lists/tuples of them) as np arrays: views (same buffer, version and autograd slot);
+    np arrays as they are."""
     if value.__class__ is ndarray or value is None:
         return value
     if isinstance(value, (list, tuple)):
@@ -270,6 +271,9 @@ def advanced_getitem(array: ndarray, parts: tuple) -> ndarray:
     if len(parts) == 1 and _mask_dtype(parts[0]):
         mask = parts[0].asnumpy() if isinstance(parts[0], NDArray) else onp.asarray(parts[0])
         parts = onp.nonzero(mask)   # a boolean mask's result shape depends on its values: read them
+    elif any(_mask_dtype(p) for p in parts):
+        raise OpValueError("np indexing: a boolean mask must be the whole index (x[mask]); combine it with "
+                           "other indices through np.nonzero-style integer arrays or np.where")
     count = len(parts)
     while count and not _is_index_array(parts[count - 1]):
         count -= 1
