@@ -303,6 +303,13 @@ def _mask_dtype(part) -> bool:
     return dtype is not None and onp.dtype(dtype).kind == "b"
 
 
+# (registry op, reversed) -> NDArray's operator for an array and a Python number.
+_NDARRAY_OPERATORS = {("add", False): NDArray.__add__, ("add", True): NDArray.__radd__,
+                      ("sub", False): NDArray.__sub__, ("sub", True): NDArray.__rsub__,
+                      ("mul", False): NDArray.__mul__, ("mul", True): NDArray.__rmul__,
+                      ("div", False): NDArray.__truediv__, ("div", True): NDArray.__rtruediv__}
+
+
 class EagerBackend:
     """Registry ops run now through ``NDArray.F``; results are np arrays."""
 
@@ -310,6 +317,14 @@ class EagerBackend:
 
     def apply(self, op: str, inputs: list, attrs: dict):
         return fresh_as_np(getattr(NDArray.F, op)(*inputs, **attrs))
+
+    def apply_scalar(self, op: str, array, number, reverse: bool):
+        """``array <op> number`` (or reversed): NDArray's own operator, whose CPU fast path skips the
+        dispatcher for arithmetic it has checked once; the other ops go through ``apply``."""
+        operator = _NDARRAY_OPERATORS.get((op, reverse))
+        if operator is not None:
+            return fresh_as_np(operator(array, number))
+        return self.apply(f"{op}_scalar", [array], {"scalar": number, "reverse": reverse})
 
     def is_array(self, x) -> bool:
         return isinstance(x, NDArray)
@@ -391,6 +406,9 @@ class SymbolicBackend:
     def apply(self, op: str, inputs: list, attrs: dict):
         attrs.pop("ctx", None)          # a traced graph runs where its inputs are
         return as_np_symbol(getattr(sym, op)(*inputs, **attrs))
+
+    def apply_scalar(self, op: str, array, number, reverse: bool):
+        return self.apply(f"{op}_scalar", [array], {"scalar": number, "reverse": reverse})
 
     def is_array(self, x) -> bool:
         return isinstance(x, Symbol)

@@ -2,6 +2,7 @@
 
 ``NumpyFunctions(backend)`` holds every function of ``mapping.NP_OPS`` with NumPy's signature. A backend
 has ``apply(op, inputs, attrs)`` (the registry op, its result as an np array or np Symbol),
+``apply_scalar(op, array, number, reverse)`` (the op's ``_scalar`` form),
 ``is_array(x)``, ``lift(value)`` (host data as an array, or a clear error while tracing) and
 ``dtype_of(x)`` (None while tracing, where dtypes are not known yet). The eager backend makes
 ``gpuhybrid.np``; the symbolic one is ``F.np`` inside ``hybrid_forward`` of a hybridized block.
@@ -80,9 +81,9 @@ class NumpyFunctions:
         if is_scalar(x1) and is_scalar(x2):
             raise OpValueError(f"{op}: at least one operand must be an array, got two numbers")
         if is_scalar(x2):
-            return self._apply(f"{op}_scalar", [self._array(x1, op)], scalar=x2, reverse=False)
+            return self.backend.apply_scalar(op, self._array(x1, op), x2, False)
         if is_scalar(x1):
-            return self._apply(f"{op}_scalar", [self._array(x2, op)], scalar=x1, reverse=True)
+            return self.backend.apply_scalar(op, self._array(x2, op), x1, True)
         return self._apply(op, [self._array(x1, op), self._array(x2, op)])
 
     def _unary_function(self, name: str, op: str):
