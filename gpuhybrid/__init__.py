@@ -13,6 +13,8 @@ import sys as _sys
 from . import autograd, base, context, profiler, random, test_utils
 from . import ndarray as nd
 from . import symbol as sym
+from . import numpy as np
+from . import numpy_extension as npx
 from . import gluon
 from . import onnx  # export_model / import_model; the onnx package is imported on first use
 from . import viz  # plot_network / print_summary; matplotlib is imported only when drawing
@@ -35,6 +37,8 @@ def inspect(block, *inputs, file=None) -> str:
 # `import gpuhybrid.nd` / `from gpuhybrid.sym import var` work as in MXNet.
 _sys.modules[__name__ + ".nd"] = nd
 _sys.modules[__name__ + ".sym"] = sym
+_sys.modules[__name__ + ".np"] = np
+_sys.modules[__name__ + ".npx"] = npx
 
 # ndarray / symbol: the packages behind nd and sym (MXNet's mx.ndarray, mx.symbol).
 __all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", "init", "autograd",
@@ -42,3 +46,4 @@ __all__ = ["inspect", "nd", "ndarray", "sym", "symbol", "gluon", "onnx", "viz", 
            "Device", "cpu", "gpu", "num_gpus", "default_device", "waitall", "GhError", "ShapeError",
            "DTypeError", "DeviceError", "DeviceUnavailableError", "OpAttributeError", "OpValueError",
            "set_num_threads", "get_num_threads", "__version__"]
+__all__ += ["np", "numpy", "npx", "numpy_extension"]   # MXNet 1.6+'s NumPy interface

@@ -202,3 +202,30 @@ def test_backward_frees_the_joined_net_call():
     assert net_node.freed
     expect_raises(AutogradError, out.backward, "freed")
     np.testing.assert_allclose(out.asnumpy(), net(x).asnumpy(), rtol=1e-13)   # still readable
+
+
+def test_np_mode_outputs_stay_np_arrays_while_recording():
+    """In np mode a recorded hybridized call runs at once: a pending output, once read, would turn into an
+    nd array (the np and whole-step work met at this merge)."""
+    from gpuhybrid import np as ghnp, npx
+    npx.set_np()
+    try:
+        net = mlp((6, 5, 3), seed=3)
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        loss_fn.hybridize()
+        rng = np.random.default_rng(11)
+        x = ghnp.array(rng.normal(size=(4, 6)), dtype="float64")
+        y = ghnp.array(rng.integers(0, 3, 4), dtype="float64")
+        with autograd.record():
+            out = net(x)
+            loss = loss_fn(out, y)
+        loss.backward()
+        assert type(out) is ghnp.ndarray and type(loss) is ghnp.ndarray
+        w = [p.data().asnumpy() for p in net.collect_params().values()]
+        h = np.maximum(x.asnumpy() @ w[0].T + w[1], 0) @ w[2].T + w[3]
+        shifted = h - h.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        expected = -logp[np.arange(4), y.asnumpy().astype(int)]
+        np.testing.assert_allclose(loss.asnumpy(), expected, rtol=1e-12)
+    finally:
+        npx.reset_np()

@@ -18,6 +18,7 @@ import pytest
 
 import gpuhybrid as gh
 from gpuhybrid import nd
+from gpuhybrid.numpy.mapping import NP_OPS, NPX_OPS
 from gpuhybrid.ops.registry import ALIASES, REGISTRY
 
 PACKAGE_DIR = Path(gh.__file__).parent
@@ -34,7 +35,8 @@ API = {
                   "profiler", "random", "Context", "Device", "cpu", "gpu", "num_gpus", "default_device",
                   "waitall", "GhError", "ShapeError", "DTypeError", "DeviceError", "DeviceUnavailableError",
                   "OpAttributeError", "OpValueError", "__version__", "base", "context", "test_utils",
-                  "MXNetError", "current_context", "set_num_threads", "get_num_threads"},
+                  "MXNetError", "current_context", "set_num_threads", "get_num_threads"}
+    | {"np", "numpy", "npx", "numpy_extension"},
     "gpuhybrid.ndarray": REGISTRY_NAMES | {"NDArray", "array", "arange", "empty", "from_dlpack", "full",
                                            "ones", "zeros", "random", "waitall", "save", "load",
                                            "NDArrayFileError"},
@@ -42,6 +44,14 @@ API = {
     "gpuhybrid.random": {"seed", "normal", "uniform", "randn"},
     "gpuhybrid.symbol": REGISTRY_NAMES | {"Symbol", "var", "Variable", "Group", "load", "load_json",
                                           "Executor", "TraceError", "SymbolFileError", "compile_symbol"},
+    # MXNet 1.6+'s NumPy interface: every np/npx function is a registry op or made of them (mapping.py).
+    "gpuhybrid.numpy": set(NP_OPS) | {"ndarray", "NumpySymbol", "as_np", "array", "asarray", "linalg",
+                                      "random", "float16", "float32", "float64", "int8", "int32", "int64",
+                                      "uint8", "bool_", "dtype", "pi", "e", "inf", "nan", "newaxis"},
+    "gpuhybrid.numpy.random": {"seed", "normal", "uniform", "rand", "randn", "randint", "choice", "shuffle"},
+    "gpuhybrid.numpy.linalg": {"norm"},
+    "gpuhybrid.numpy_extension": set(NPX_OPS) | {"set_np", "reset_np", "is_np_array", "is_np_shape", "cpu",
+                                                 "gpu", "num_gpus", "waitall", "seed", "save", "load"},
     "gpuhybrid.gluon": {"init", "nn", "contrib", "loss", "data", "optimizer", "utils", "Block", "Constant",
                         "Sequential", "HybridBlock", "SymbolBlock", "Parameter", "ParameterDict",
                         "DeferredInitializationError", "Trainer",
@@ -89,6 +99,8 @@ NOT_API = {
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary",
                         "compiled_step", "deferred"},
+    "gpuhybrid.numpy": {"arrays", "functions", "mapping"},
+    "gpuhybrid.numpy_extension": {"functions", "gluon_support", "mode"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations", "conv_layers"},
     "gpuhybrid.gluon.contrib.nn": {"concurrent"},
     "gpuhybrid.gluon.data": {"dataloader", "dataset"},

@@ -25,6 +25,8 @@ from ..backend.environment import env_flag, env_int
 from ..errors import DeviceError, GhError, OpValueError
 from ..executor import CompiledGraph
 from ..ndarray import NDArray
+from ..numpy_extension.gluon_support import call_hybrid_forward, outputs_in_mode
+from ..numpy_extension.mode import is_np_array
 from ..ops.registry import TensorSpec
 from ..symbol import Symbol
 from ..symbol.gradient import BackwardGraph, backward_graph
@@ -121,6 +123,7 @@ class HybridBlock(Block):
             out = self._call_cached(args)
         else:
             out = self.forward(*args, **kwargs)
+        out = outputs_in_mode(out)          # np arrays after npx.set_np()
         for hook in self._forward_hooks:
             hook(self, args, out)
         return out
@@ -129,13 +132,13 @@ class HybridBlock(Block):
         if isinstance(x, Symbol):
             params = {key: p.var() for key, p in self._reg_params.items()}
             with naming_ops_of(self.prefix):       # MXNet's op names: dense0_fwd, mlp0_relu0
-                return self.hybrid_forward(sym, x, *args, **params)
+                return call_hybrid_forward(self.hybrid_forward, sym, x, args, params)
         if not isinstance(x, NDArray):
             raise GhError(f"{self.name}: the first input must be an NDArray or a Symbol, "
                           f"got {type(x).__name__}")
         self._finish_deferred_params(x, *args)
         params = {key: p.data(x.ctx) for key, p in self._reg_params.items()}
-        return self.hybrid_forward(nd, x, *args, **params)
+        return call_hybrid_forward(self.hybrid_forward, nd, x, args, params)
 
     def hybrid_forward(self, F, x, *args, **params):
         raise NotImplementedError(f"{type(self).__name__} must define hybrid_forward(self, F, x, ...)")
@@ -204,8 +207,9 @@ class HybridBlock(Block):
         elif len(self._plans) > 1:
             self._plans.move_to_end(key)
         raw = [args[i]._data if param is None else param._data._data for i, param in entry.feed]
-        if entry.backward is not None and entry.deferrable:
+        if entry.backward is not None and entry.deferrable and not is_np_array():
             # recorded, one output, no running statistics: run on first read, or joined with a loss
+            # (not in np mode: a pending output, once read, would become an nd array there)
             deferred = DeferredForward(self, entry.plan, raw, args, [p._data for p in entry.backward.params])
             pending = PendingNDArray.of(deferred, device, entry.output_spec)
             return self._record(entry.backward, args, raw, deferred.run, device, [pending])[0]

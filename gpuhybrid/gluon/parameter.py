@@ -24,6 +24,7 @@ import numpy as np
 from ..autograd import GRAD_REQS
 from ..backend import as_device
 from ..errors import DeviceError, GhError, ShapeError
+from ..numpy_extension.gluon_support import array_in_mode
 from ..ops.registry import TensorSpec
 from . import init as initializers
 
@@ -167,7 +168,7 @@ class Parameter:
             raise DeviceError(f"parameter {self.name!r} is on {self._data.ctx} but was asked for on {ctx}; "
                               f"gpuhybrid never copies silently: initialize(ctx={ctx}) or "
                               f"collect_params().reset_ctx({ctx})")
-        return self._data
+        return array_in_mode(self._data)     # an np.ndarray after npx.set_np(): the same object
 
     def set_data(self, value) -> None:
         """Set the value, cast to this parameter's dtype (shape must match when known); a NumPy array or
