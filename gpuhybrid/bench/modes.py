@@ -6,7 +6,7 @@ from __future__ import annotations
 from gpuhybrid import nd
 
 from .timing import Runner
-from .training import gpuhybrid_train_runner
+from .training import Skip, gpuhybrid_train_runner
 from .workloads import Case, build_block, host_inputs
 
 MODES = ("imperative", "hybridized", "hybridized+static")
@@ -18,6 +18,12 @@ def gpuhybrid_runner(case: Case, device, mode: str) -> Runner:
         raise ValueError(f"unknown mode {mode!r}; the modes are {', '.join(MODES)}")
     if case.workload == "train":
         return gpuhybrid_train_runner(case, device, mode)
+    if case.imperative_only:
+        if mode != "imperative":
+            raise Skip(f"{case.label} measures one eager call; there is nothing to hybridize")
+        arrays = host_inputs(case, device)
+        return Runner("gpuhybrid imperative", lambda: case.math(nd, *arrays), nd.waitall,
+                      lambda out: out.asnumpy(), device=str(device), counts_launches=True)
     block = build_block(case, device)
     if mode != "imperative":
         static = mode == "hybridized+static"
