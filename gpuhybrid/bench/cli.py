@@ -249,6 +249,7 @@ def main(argv: list | None = None) -> int:
                     "workloads": sorted({c.workload for c in cases})}
     doc = report.document(rows, device_info, settings_doc, copy, argv, env)
     report.print_table(doc)
+    report.print_eager_summary(doc)
 
     json_path, plot_path = args.json, args.plot
     if args.results_dir:

@@ -84,7 +84,8 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
     _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
     # The direct CPU call needs NumPy's policy context variable (NumPy >= 2) to ignore fp errors cheaply.
     direct = cpu_call(op, attrs, [x.spec for x in inputs], outs) if inputs and fp_policy is not None else None
-    return op, attrs, outs, kernels, library, ufunc, None if direct is None else (direct, outs[0], computes(op))
+    direct_entry = None if direct is None else (direct, outs[0], computes(op))
+    return op, attrs, outs, kernels, library, ufunc, direct_entry
 
 
 def _on_one_device(inputs: Sequence, device: Device) -> bool:

@@ -59,7 +59,9 @@ def cpu_call(op, attrs: dict, in_specs: list, outs: list):
         return lambda datas: datas[0].reshape(shape)
     if op.name == "transpose":
         axes = attrs["axes"]
-        return (lambda datas: datas[0].transpose()) if axes is None else (lambda datas: datas[0].transpose(axes))
+        if axes is None:
+            return lambda datas: datas[0].transpose()
+        return lambda datas: datas[0].transpose(axes)
     eager, device = op.eager, cpu()
 
     def rule(datas):

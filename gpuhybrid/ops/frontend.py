@@ -140,7 +140,8 @@ class Frontend:
     def function(self, op: OpDef, public_name: str):
         """The ``<namespace>.<public_name>`` function for ``op``."""
         scalar_variant = f"{op.name}_scalar" if f"{op.name}_scalar" in REGISTRY else None
-        name, array_type, apply_arrays, attr_names = op.name, self.array_type, self.apply_arrays, op.attr_index
+        name, array_type, apply_arrays = op.name, self.array_type, self.apply_arrays
+        attr_names = op.attr_index
         max_inputs = 1 << 30 if op.variadic else len(op.inputs)
 
         def op_function(*args, **kwargs):
