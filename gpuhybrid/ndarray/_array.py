@@ -89,7 +89,10 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
 
 
 def _on_one_device(inputs: Sequence, device: Device) -> bool:
-    return all(x._device is device or x._device == device for x in inputs)
+    for x in inputs:
+        if x._device is not device and x._device != device:
+            return False
+    return True
 
 
 def _remember_arithmetic(key: tuple, checked: tuple) -> None:
@@ -156,7 +159,8 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     direct = _direct.get(key)
     if direct is not None and not _open_counters and not autograd.is_recording():
         device = inputs[0]._device
-        if device.device_type == "cpu" and (len(inputs) == 1 or _on_one_device(inputs, device)):
+        if device.device_type == "cpu" and (len(inputs) == 1 or inputs[1]._device is device and len(inputs) == 2
+                                            or _on_one_device(inputs, device)):
             call, spec, arithmetic = direct
             if arithmetic:
                 token = fp_policy.set(FP_IGNORE)
