@@ -17,7 +17,8 @@ from .peers import PEERS
 from .suite import Settings, run_case
 from .timing import copy_bandwidth
 from .conv_workloads import lenet_case, resnet18_case
-from .workloads import chain_case, eager_case, layernorm_case, mlp_case, softmax_case, train_case
+from .workloads import (EAGER_SINGLE_OPS, chain_case, eager_case, eager_op_case, layernorm_case, mlp_case,
+                        softmax_case, train_case)
 
 WORKLOADS = ("mlp", "chain", "softmax", "layernorm", "train", "eager", "lenet", "resnet18",
              "resnet18-train")
@@ -33,6 +34,7 @@ examples:
   gpuhybrid-bench mlp --batch-size 1,64,1024 --peers the MLP at three batch sizes, with every peer
   gpuhybrid-bench chain --chain-length 1,4,16 --plot chain.png
   gpuhybrid-bench eager --peers numpy,torch          per-op cost of imperative calls on 16 values
+  gpuhybrid-bench eager --eager-ops relu,dot --modes imperative --peers torch   two ops against PyTorch
   gpuhybrid-bench all --peers --results-dir bench/results   writes <device>-<date>.json and .png
 The JSON format is documented in docs/bench.md (schema: docs/bench-schema.json)."""
 
@@ -87,6 +89,10 @@ def parser() -> argparse.ArgumentParser:
                    help="elements the chain runs over (default 2^22)")
     g.add_argument("--rows", type=size, default=4096, help="softmax/layernorm rows (default 4096)")
     g.add_argument("--cols", type=size, default=1024, help="softmax/layernorm columns (default 1024)")
+    g.add_argument("--eager-ops", type=names(tuple(EAGER_SINGLE_OPS), "eager op"),
+                   default=list(EAGER_SINGLE_OPS),
+                   help=f"eager: the single ops timed one call each besides the eight-op mix, from "
+                        f"{', '.join(EAGER_SINGLE_OPS)} (default all)")
     g.add_argument("--quick", action="store_true",
                    help="tiny sizes and short timings: a smoke test, not a measurement")
     t = p.add_argument_group("method")
@@ -164,6 +170,7 @@ def build_cases(args) -> list:
             cases += [resnet18_train_case(b) for b in args.batch_size or [16]]
         elif workload == "eager":
             cases.append(eager_case(16))
+            cases += [eager_op_case(name) for name in args.eager_ops]
     return cases
 
 
@@ -232,7 +239,9 @@ def main(argv: list | None = None) -> int:
                               f"NumPy copyto in {threads} thread{'s' if threads > 1 else ''}")
         rows = []
         for case in cases:
-            rows += run_case(case, device, args.modes, args.peers, settings,
+            # one eager call: nothing to hybridize
+            modes = [m for m in args.modes if m == "imperative"] if case.imperative_only else args.modes
+            rows += run_case(case, device, modes, args.peers, settings,
                              copy["gb_per_s"] if copy else None,
                              on_step=lambda text: progress.update(task, description=text))
             progress.update(task, advance=1)
@@ -244,6 +253,7 @@ def main(argv: list | None = None) -> int:
                     "workloads": sorted({c.workload for c in cases})}
     doc = report.document(rows, device_info, settings_doc, copy, argv, env)
     report.print_table(doc)
+    report.print_eager_summary(doc)
 
     json_path, plot_path = args.json, args.plot
     if args.results_dir:

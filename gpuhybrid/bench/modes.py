@@ -7,7 +7,7 @@ from gpuhybrid import nd
 
 from . import conv_training
 from .timing import Runner
-from .training import gpuhybrid_train_runner
+from .training import Skip, gpuhybrid_train_runner
 from .workloads import Case, build_block, host_inputs
 
 MODES = ("imperative", "hybridized", "hybridized+static")
@@ -21,6 +21,12 @@ def gpuhybrid_runner(case: Case, device, mode: str) -> Runner:
         return gpuhybrid_train_runner(case, device, mode)
     if case.workload == "resnet18-train":
         return conv_training.gpuhybrid_train_runner(case, device, mode)
+    if case.imperative_only:
+        if mode != "imperative":
+            raise Skip(f"{case.label} measures one eager call; there is nothing to hybridize")
+        arrays = host_inputs(case, device)
+        return Runner("gpuhybrid imperative", lambda: case.math(nd, *arrays), nd.waitall,
+                      lambda out: out.asnumpy(), device=str(device), counts_launches=True)
     block = build_block(case, device)
     if mode != "imperative":
         static = mode == "hybridized+static"

@@ -14,6 +14,7 @@ or that cannot run on this device, raises ``Skip`` with the reason; nothing is e
 from __future__ import annotations
 
 import importlib
+from functools import partial
 
 import numpy as np
 
@@ -57,6 +58,19 @@ class ArrayOps:
     def mean(self, x, axis=None, keepdims=False):
         return self.xp.mean(x, axis=axis, keepdims=keepdims)
 
+    def reshape(self, x, shape):
+        return x.reshape(shape)
+
+    def transpose(self, x):
+        return x.T
+
+    def dot(self, x, y):
+        return self.xp.dot(x, y)
+
+    def softmax(self, x, axis=-1):
+        e = self.xp.exp(x - self.xp.max(x, axis=axis, keepdims=True))
+        return e / self.xp.sum(e, axis=axis, keepdims=True)
+
     def FullyConnected(self, x, w, b, num_hidden=None):  # noqa: N802 (MXNet's name)
         return x.reshape(x.shape[0], -1) @ w.T + b       # MXNet's flatten=True
 
@@ -87,6 +101,15 @@ class TorchOps:
 
     def mean(self, x, axis=None, keepdims=False):
         return self.torch.mean(x, dim=axis, keepdim=keepdims)
+
+    def transpose(self, x):
+        return x.t() if x.dim() <= 2 else x.permute(*reversed(range(x.dim())))
+
+    def dot(self, x, y):
+        return self.torch.matmul(x, y)
+
+    def softmax(self, x, axis=-1):
+        return self.torch.softmax(x, dim=axis)
 
     def FullyConnected(self, x, w, b, num_hidden=None):  # noqa: N802
         return self.torch.nn.functional.linear(x.flatten(1), w, b)
@@ -154,6 +177,8 @@ def _torch(peer, case, device) -> Runner:
     def call():
         with torch.inference_mode():
             return fn(*tensors)
+    if case.imperative_only:      # one eager op, as code calls it on tensors that need no gradient:
+        call = partial(fn, *tensors)  # entering inference_mode would cost PyTorch more than the op
     return Runner(name, call, sync, lambda out: out.cpu().numpy(), device=where)
 
 

@@ -210,6 +210,31 @@ def print_table(doc: dict, console=None) -> None:
     console.print(table)
 
 
+def eager_summary(doc: dict) -> list:
+    """(case label, {runner name: median s}) for the eager cases, in run order: the per-op comparison."""
+    cases: dict = {}
+    for row in doc["results"]:
+        if row["workload"] == "eager" and row["status"] == "ok":
+            cases.setdefault(row["label"], {})[row["name"]] = row["median_s"]
+    return list(cases.items())
+
+
+def print_eager_summary(doc: dict) -> None:
+    """Per eager case: gpuhybrid imperative's time per call and its ratio to each peer's (below 1: faster)."""
+    cases = eager_summary(doc)
+    peers = [name for name in dict.fromkeys(n for _, runs in cases for n in runs) if name.startswith(
+        ("NumPy", "PyTorch", "JAX", "CuPy", "torch"))]
+    if not cases or not peers:
+        return
+    print("eager per call: gpuhybrid imperative, each peer, and gpuhybrid / peer")
+    print(f"{'case':34} {'gpuhybrid':>10} " + " ".join(f"{p:>14} {'ratio':>6}" for p in peers))
+    for label, runs in cases:
+        ours = runs.get("gpuhybrid imperative")
+        ratios = [ours / runs[p] if ours and runs.get(p) else float("nan") for p in peers]
+        cells = [f"{_time_text(runs.get(p)):>14} {ratio:6.2f}" for p, ratio in zip(peers, ratios)]
+        print(f"{label:34} {_time_text(ours):>10} " + " ".join(cells))
+
+
 def _print_plain(title: str, caption: str, headers: list, cells: list) -> None:
     widths = [max(len(str(c[i])) for c in [headers, *cells]) for i in range(len(headers))]
     print(title)

@@ -66,6 +66,25 @@ def eager_ops(F, x, y):
     return F.sigmoid(g)
 
 
+# One op each, as eager code calls it on a 4x4 float32 matrix ``x`` (16 values), with ``y`` a second 4x4
+# matrix and ``b`` a bias of 4: the per-op cost of dispatch against PyTorch eager and NumPy.
+EAGER_SINGLE_OPS = {
+    "x*y": lambda F, x, y, b: x * y,
+    "x*0.5": lambda F, x, y, b: x * 0.5,
+    "x+y": lambda F, x, y, b: x + y,
+    "relu": lambda F, x, y, b: F.relu(x),
+    "exp": lambda F, x, y, b: F.exp(x),
+    "tanh": lambda F, x, y, b: F.tanh(x),
+    "sum": lambda F, x, y, b: F.sum(x),
+    "sum(axis=1)": lambda F, x, y, b: F.sum(x, axis=1),
+    "reshape": lambda F, x, y, b: F.reshape(x, shape=(16,)),
+    "transpose": lambda F, x, y, b: F.transpose(x),
+    "dot": lambda F, x, y, b: F.dot(x, y),
+    "softmax": lambda F, x, y, b: F.softmax(x, axis=-1),
+    "FullyConnected": lambda F, x, y, b: F.FullyConnected(x, y, b, num_hidden=4),
+}
+
+
 def softmax(F, x):
     """Row softmax as people write it by hand: subtract the row max, exponentiate, normalise."""
     e = F.exp(x - F.max(x, axis=-1, keepdims=True))
@@ -127,6 +146,10 @@ class Case:
     weights: list
     math: object
     make_block: object = None            # () -> HybridBlock, weights set from ``weights``
+    # What the case is beyond its sizes (the op of a single-op eager case); it joins the label.
+    variant: str | None = None
+    # Eager code calling ``math`` with ``nd`` (no Block around it): only the imperative mode runs it.
+    imperative_only: bool = False
     bytes_per_call: int | None = None    # compulsory memory traffic, for memory-bound workloads
     flops_per_call: int | None = None
     reference: np.ndarray | None = field(default=None, repr=False)
@@ -134,7 +157,8 @@ class Case:
     @property
     def label(self) -> str:
         """``mlp batch_size=1``, ``chain length=8 elements=2^22``."""
-        return f"{self.workload} " + " ".join(f"{k}={_size_text(v)}" for k, v in self.params.items())
+        sizes = " ".join(f"{k}={_size_text(v)}" for k, v in self.params.items())
+        return f"{self.workload} {self.variant} {sizes}" if self.variant else f"{self.workload} {sizes}"
 
     @property
     def size_key(self):
@@ -177,6 +201,17 @@ def eager_case(elements: int = 16, seed: int = 0) -> Case:
     return Case("eager", {"elements": elements, "ops": EAGER_OPS},
                 [_normal(rng, (elements,)), _normal(rng, (elements,))], [], eager_ops,
                 make_block=EagerOpsBlock, flops_per_call=EAGER_OPS * elements)
+
+
+def eager_op_case(name: str, seed: int = 0) -> Case:
+    """One op of ``EAGER_SINGLE_OPS`` called eagerly on 16 values: gpuhybrid's ``nd`` against the
+    peers, one op per call (no Block around it, no hybridized modes)."""
+    if name not in EAGER_SINGLE_OPS:
+        raise ValueError(f"unknown eager op {name!r}; choose from {', '.join(EAGER_SINGLE_OPS)}")
+    rng = np.random.default_rng(seed)
+    inputs = [_normal(rng, (4, 4)), _normal(rng, (4, 4)), _normal(rng, (4,))]
+    return Case("eager", {"elements": 16}, inputs, [], EAGER_SINGLE_OPS[name], variant=name,
+                imperative_only=True)
 
 
 def softmax_case(rows: int, cols: int, seed: int = 0) -> Case:
@@ -234,6 +269,7 @@ def float64_reference(case: Case, numpy_ops) -> np.ndarray:
     return case.reference
 
 
-__all__ = ["Case", "mlp_case", "chain_case", "eager_case", "eager_ops", "EAGER_OPS",
+__all__ = ["Case", "mlp_case", "chain_case", "eager_case", "eager_ops", "EAGER_OPS", "eager_op_case",
+           "EAGER_SINGLE_OPS",
            "softmax_case", "layernorm_case", "train_case", "build_block",
            "host_inputs", "float64_reference", "mlp", "chain", "softmax", "layernorm", "lecture_mlp"]

@@ -15,20 +15,25 @@ import numpy as np
 
 from .. import autograd
 from ..backend import Device, as_device, default_device, record_launches
-from ..backend import profiler as _launch_counting
+from ..backend.profiler import open_counters as _open_counters
 from ..errors import DeviceError, DTypeError, OpValueError, ShapeError
 from ..ops import get_op
 from ..ops.frontend import Frontend, OperatorMixin
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
+from ._cpu_calls import FP_IGNORE, computes, cpu_call, fp_policy
 
 
 # What ``invoke`` works out per call before it runs an op, kept per (op, attributes, input specs,
 # training flag): the parsed attributes, the output specs and the launch counts. Cleared when full.
 _prepared: dict = {}
 _PREPARED_MAX = 4096
+# The same key (no training flag) -> (direct CPU call, output spec, whether it does arithmetic), for the
+# prepared signatures that have a direct CPU call (_cpu_calls.py).
+_direct: dict = {}
 # Attribute values that may key the cache: their class joins the key (2, 2.0 and True hash alike).
 _KEYABLE = (int, float, bool, str, type(None), np.generic)
+_KEYABLE_CLASSES = frozenset({int, float, bool, str, type(None)})
 _TRAINING_FLAG_OPS: set = set()     # ops whose prepared form depends on autograd.is_training()
 # Binary arithmetic that NumPy computes exactly as the registry's eager rule when both operands already
 # have the result's floating dtype: the ufunc is called directly (no promotion, no cast afterwards).
@@ -37,12 +42,6 @@ _NO_ATTRS: dict = {}
 # (op, shapes, dtypes) -> (ufunc, output spec): CPU arithmetic that ``invoke`` has checked once; the
 # operators then call the ufunc directly while nothing records or counts launches.
 _checked_arithmetic: dict = {}
-try:    # NumPy >= 2 keeps the floating-point error policy in a context variable: the fast path sets it
-    # directly (np.errstate's Python object costs more than the 16-value ufunc it wraps)
-    from numpy._core._ufunc_config import _extobj_contextvar as _fp_policy, _make_extobj
-    _FP_IGNORE = _make_extobj(all="ignore")
-except ImportError:
-    _fp_policy = None
 
 
 def _attrs_key(attrs: dict):
@@ -51,9 +50,10 @@ def _attrs_key(attrs: dict):
     for name, value in attrs.items():
         cls = value.__class__
         if cls is tuple:
-            if not all(v.__class__ is int for v in value):
-                return None
-        elif not isinstance(value, _KEYABLE):
+            for item in value:
+                if item.__class__ is not int:
+                    return None
+        elif cls not in _KEYABLE_CLASSES and not isinstance(value, _KEYABLE):
             return None
         key.append((name, cls, value))
     return tuple(key)
@@ -82,10 +82,22 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
         a, b = inputs[0].spec, inputs[1].spec
         _remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
     _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
-    return op, attrs, outs, kernels, library, ufunc
+    # The direct CPU call needs NumPy's policy context variable (NumPy >= 2) to ignore fp errors cheaply.
+    direct = cpu_call(op, attrs, [x.spec for x in inputs], outs) if inputs and fp_policy is not None else None
+    direct_entry = None if direct is None else (direct, outs[0], computes(op))
+    return op, attrs, outs, kernels, library, ufunc, direct_entry
+
+
+def _on_one_device(inputs: Sequence, device: Device) -> bool:
+    for x in inputs:
+        if x._device is not device and x._device != device:
+            return False
+    return True
 
 
 def _remember_arithmetic(key: tuple, checked: tuple) -> None:
+    if fp_policy is None:       # the operators' fast path sets NumPy's (>= 2) fp policy variable
+        return
     if len(_checked_arithmetic) >= _PREPARED_MAX:
         _checked_arithmetic.clear()
     _checked_arithmetic[key] = checked
@@ -108,12 +120,12 @@ def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSp
 
 def _ufunc_ignoring_fp_errors(ufunc, a, b):
     """``ufunc(a, b)`` as an ndarray, inf/nan following IEEE without warnings (as the eager rules)."""
-    if _fp_policy is not None:
-        token = _fp_policy.set(_FP_IGNORE)
+    if fp_policy is not None:
+        token = fp_policy.set(FP_IGNORE)
         try:
             result = ufunc(a, b)
         finally:
-            _fp_policy.reset(token)
+            fp_policy.reset(token)
     else:
         with np.errstate(all="ignore"):
             result = ufunc(a, b)
@@ -124,26 +136,69 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     """Check, infer and run ``op_name`` now; returns an NDArray, or a list of them for multi-output ops.
 
     ``device`` is used only by ops without inputs; otherwise the inputs' common device is used. What
-    depends only on the op, its attributes and its inputs' specs is worked out once (``_prepared``).
+    depends only on the op, its attributes and its inputs' specs is worked out once (``_prepared``);
+    on the CPU, while nothing records or counts launches, a repeated call is then its direct CPU
+    function (``_direct``, _cpu_calls.py) and the NDArray around the result. Every eager op comes here,
+    and on 16 values each step costs about what the op does, so the signature is built inline.
     """
+    key = datas = None
     attrs_key = _attrs_key(attrs) if attrs else ()
-    prepared = key = None
     if attrs_key is not None:
         try:
-            key = (op_name, attrs_key, *[(x._spec or x.spec).shape for x in inputs],
-                   *[x._spec.dtype for x in inputs])
+            if len(inputs) == 1:
+                data = inputs[0]._data
+                key, datas = (op_name, attrs_key, data.shape, data.dtype), [data]
+            elif len(inputs) == 2:
+                lhs, rhs = inputs[0]._data, inputs[1]._data
+                key, datas = (op_name, attrs_key, lhs.shape, rhs.shape, lhs.dtype, rhs.dtype), [lhs, rhs]
+            else:
+                datas = [x._data for x in inputs]
+                key = (op_name, attrs_key, *[d.shape for d in datas], *[d.dtype for d in datas])
         except AttributeError:        # an input that is not an NDArray: _prepare says so
             key = None
-        if key is not None and op_name in _TRAINING_FLAG_OPS:
-            key += (autograd.is_training(),)
-        prepared = _prepared.get(key) if key is not None else None
+    direct = _direct.get(key)
+    if direct is not None and not _open_counters and not autograd.is_recording():
+        device = inputs[0]._device
+        if device.device_type == "cpu" and (len(inputs) == 1 or inputs[1]._device is device and len(inputs) == 2
+                                            or _on_one_device(inputs, device)):
+            call, spec, arithmetic = direct
+            if arithmetic:
+                token = fp_policy.set(FP_IGNORE)
+                try:
+                    result = call(datas)
+                finally:
+                    fp_policy.reset(token)
+            else:
+                result = call(datas)
+            out = NDArray(result, device, spec)
+            base = result.base
+            if base is not None:     # a view (reshape, transpose): it shares its input's version
+                data = datas[0]
+                if base is data or base is data.base:
+                    out._version = inputs[0]._version
+                else:
+                    share_version_of_view(out, inputs)
+            return out
+    return _invoke_checked(op_name, inputs, attrs, device, key)
+
+
+def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device | None, key):
+    """``invoke`` for a first call of its signature, a GPU, a recorded or counted call."""
+    direct_key = key
+    if key is not None and op_name in _TRAINING_FLAG_OPS:
+        key += (autograd.is_training(),)
+    prepared = _prepared.get(key)
     if prepared is None:
         prepared = _prepare(op_name, inputs, attrs)
         if key is not None:
             if len(_prepared) >= _PREPARED_MAX:
                 _prepared.clear()
             _prepared[key] = prepared
-    op, attrs, outs, kernels, library, ufunc = prepared
+            if prepared[6] is not None:     # never for ops that read the training flag
+                if len(_direct) >= _PREPARED_MAX:
+                    _direct.clear()
+                _direct[direct_key] = prepared[6]
+    op, attrs, outs, kernels, library, ufunc, _ = prepared
     if inputs:
         device = inputs[0]._device
         for x in inputs:
@@ -160,7 +215,7 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
         result = _ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
     else:
         result = op.eager(device, [x._data for x in inputs], attrs, outs)
-    if _launch_counting.open_counters:
+    if _open_counters:
         record_launches(device, kernels, "kernel")
         record_launches(device, library, "library")
     recording = autograd.is_recording() and any(x._ag is not None for x in inputs)
@@ -200,22 +255,36 @@ class NDArray(OperatorMixin):
         # these shapes and dtypes, while nothing records or counts: the ufunc, then the result.
         if other.__class__ is NDArray:
             a, b = (other, self) if reverse else (self, other)
-            sa, sb = a._spec or a.spec, b._spec or b.spec
-            checked = _checked_arithmetic.get((op, sa.shape, sb.shape, sa.dtype, sb.dtype))
-            if (checked is not None and a._device is b._device and not a._device.is_gpu
-                    and not autograd.is_recording() and not _launch_counting.open_counters):
-                return NDArray(_ufunc_ignoring_fp_errors(checked[0], a._data, b._data), a._device, checked[1])
+            da, db = a._data, b._data
+            checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
+            if checked is not None and not _open_counters and not autograd.is_recording():
+                device = a._device
+                if device.device_type == "cpu" and (b._device is device or b._device == device):
+                    token = fp_policy.set(FP_IGNORE)
+                    try:
+                        result = checked[0](da, db)
+                    finally:
+                        fp_policy.reset(token)
+                    if result.__class__ is not np.ndarray:       # 0-d: a NumPy scalar
+                        result = np.asarray(result)
+                    return NDArray(result, device, checked[1])
             return invoke(op, [a, b], _NO_ATTRS)
         cls = other.__class__
         if cls is float or cls is int:
-            spec = self._spec or self.spec
+            data = self._data
             scalar_op = op + "_scalar"
-            checked = _checked_arithmetic.get((scalar_op, spec.shape, spec.dtype, cls, other, reverse))
-            if (checked is not None and not self._device.is_gpu and not autograd.is_recording()
-                    and not _launch_counting.open_counters):
+            checked = _checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
+            if (checked is not None and not _open_counters and not autograd.is_recording()
+                    and self._device.device_type == "cpu"):
                 ufunc, out, scalar = checked
-                a, b = (scalar, self._data) if reverse else (self._data, scalar)
-                return NDArray(_ufunc_ignoring_fp_errors(ufunc, a, b), self._device, out)
+                token = fp_policy.set(FP_IGNORE)
+                try:
+                    result = ufunc(scalar, data) if reverse else ufunc(data, scalar)
+                finally:
+                    fp_policy.reset(token)
+                if result.__class__ is not np.ndarray:
+                    result = np.asarray(result)
+                return NDArray(result, self._device, out)
             return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
         return OperatorMixin._binary(self, other, op, reverse)
 
@@ -460,4 +529,4 @@ def _write_out(op_name: str, out, result):
 from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402
 
 # Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
-NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray").build())
+NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build())

@@ -49,6 +49,7 @@ def elementwise_eager(op_name: str, np_fn, c_template, condition_inputs: tuple =
         with np.errstate(all="ignore"):  # inf/nan follow IEEE as on the GPU, without warnings
             result = np_fn(*inputs, **attrs)
         return np.asarray(result).astype(outs[0].dtype, copy=False)
+    eager.cpu_function = np_fn   # what eager dispatch calls directly on the CPU (ndarray/_cpu_calls.py)
     return eager
 
 

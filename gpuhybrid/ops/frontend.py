@@ -101,8 +101,12 @@ def describe(op: OpDef) -> str:
 class Frontend:
     """Builds the functions of one namespace (``nd`` or ``sym``) over ``apply`` and ``array_type``."""
 
-    def __init__(self, apply, array_type: type, what: str):
+    def __init__(self, apply, array_type: type, what: str, apply_arrays=None):
         self.apply, self.array_type, self.what = apply, array_type, what
+        # apply_arrays(op_name, inputs, attrs): what ``apply`` does once the inputs are sorted out, for
+        # calls whose positional arguments are all arrays and whose keywords are all attributes (the
+        # common call costs no argument sorting); None sends every call through ``apply``.
+        self.apply_arrays = apply_arrays
 
     def collect_inputs(self, op: OpDef, args: tuple, kwargs: dict) -> list:
         """Inputs from positional arrays, then named ones (``data=``, ``weight=``, ...).
@@ -137,8 +141,18 @@ class Frontend:
     def function(self, op: OpDef, public_name: str):
         """The ``<namespace>.<public_name>`` function for ``op``."""
         scalar_variant = f"{op.name}_scalar" if f"{op.name}_scalar" in REGISTRY else None
+        name, array_type, apply_arrays = op.name, self.array_type, self.apply_arrays
+        attr_names = op.attr_index
+        max_inputs = 1 << 30 if op.variadic else len(op.inputs)
 
         def op_function(*args, **kwargs):
+            if (apply_arrays is not None and 0 < len(args) <= max_inputs
+                    and (not kwargs or kwargs.keys() <= attr_names.keys())):
+                for arg in args:
+                    if arg.__class__ is not array_type:
+                        break
+                else:
+                    return apply_arrays(name, args, kwargs)
             if scalar_variant and len(args) == 2 and (is_scalar(args[0]) or is_scalar(args[1])):
                 lhs, rhs = args
                 if is_scalar(lhs) and is_scalar(rhs):
@@ -155,7 +169,11 @@ class Frontend:
 
     def method(self, op: OpDef):
         """``x.<op>(*attrs, **attrs)`` for a one-input op; positional arguments fill attributes in order."""
+        attr_names, apply_arrays = op.attr_index.keys(), self.apply_arrays
+
         def method(this, *args, **kwargs):
+            if apply_arrays is not None and not args and (not kwargs or kwargs.keys() <= attr_names):
+                return apply_arrays(op.name, (this,), kwargs)     # x.exp(), x.sum(axis=1): nothing to sort
             others = 0          # further array inputs first (x.take(indices)), then attributes
             while others < min(len(args), len(op.inputs) - 1) and isinstance(args[others], self.array_type):
                 others += 1
@@ -164,6 +182,8 @@ class Frontend:
                 raise OpValueError(f"{op.name}: too many positional arguments; it has attributes "
                                    f"{', '.join(a.name for a in op.attrs) or 'none'}")
             kwargs.update({attr.name: value for attr, value in zip(op.attrs, args)})
+            if self.apply_arrays is not None and kwargs.keys() <= op.attr_index.keys():
+                return self.apply_arrays(op.name, inputs, kwargs)
             return self.apply(op.name, inputs, kwargs)
         method.__name__ = op.name
         method.__doc__ = describe(op)

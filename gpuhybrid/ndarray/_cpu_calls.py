@@ -1,0 +1,144 @@
+"""Direct CPU calls for eager dispatch: per prepared signature, one function from NumPy arrays to the
+result, computing exactly what the op's eager rule computes but without the rule's per-call overhead.
+
+``invoke`` works out, once per (op, attributes, input shapes and dtypes), a ``cpu_call(datas)`` here.
+While nothing records or counts launches and every input is on the CPU, a later call with the same
+signature is that function plus an NDArray around its result. Each call runs under NumPy's "ignore"
+floating-point policy (inf/nan follow IEEE without warnings, as every eager rule asks for), set once
+around it instead of once per NumPy call inside the rule.
+
+The direct forms below are the eager rules' own NumPy computations: an elementwise op's NumPy function
+(``OpDef.eager.cpu_function``), the reductions as their ufunc's ``reduce`` (what ``np.sum``/``np.max``
+call), and for every other op its eager rule as it is. tests/test_eager_dispatch.py compares each with
+the rule on random inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import cpu
+from ..ops.reduce import reduced_axes
+
+try:    # NumPy >= 2 keeps the floating-point error policy in a context variable: set it directly
+    # (np.errstate's Python object costs more than the small ufunc call it wraps)
+    from numpy._core._ufunc_config import _extobj_contextvar as fp_policy, _make_extobj
+    FP_IGNORE = _make_extobj(all="ignore")
+except ImportError:   # older NumPy: the ufunc calls are wrapped in np.errstate instead
+    fp_policy = FP_IGNORE = None
+
+# Reductions whose eager rule is NumPy's reduction in the result dtype (the float16 sum accumulates in
+# float32, and the mean divides: those keep their rule).
+_REDUCE_UFUNCS = {"sum": np.add.reduce, "max": np.maximum.reduce, "min": np.minimum.reduce,
+                  "prod": np.multiply.reduce}
+_DIRECT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def cpu_call(op, attrs: dict, in_specs: list, outs: list):
+    """``datas -> result array`` for this signature on the CPU, or None where only ``invoke``'s full path
+    is right (several or hidden outputs, ops that read the training flag or draw random numbers)."""
+    if len(outs) != 1 or op.hidden_outputs or op.uses_training_flag or not op.pure:
+        return None
+    out_dtype = outs[0].dtype
+    numpy_function = getattr(op.eager, "cpu_function", None)
+    if numpy_function is not None:
+        return _elementwise_call(op.name, numpy_function, attrs, out_dtype)
+    reduce = _REDUCE_UFUNCS.get(op.name)
+    if (reduce is not None and out_dtype in _DIRECT_FLOATS and in_specs[0].dtype == out_dtype
+            and 0 not in in_specs[0].shape):
+        return _reduce_call(reduce, reduced_axes(in_specs[0].shape, attrs["axis"]), attrs["keepdims"])
+    same_dtype = all(spec.dtype == out_dtype for spec in in_specs)
+    if op.name in ("dot", "FullyConnected") and same_dtype and out_dtype in _DIRECT_FLOATS:
+        matmul = _matmul_call(op.name, attrs, in_specs)
+        if matmul is not None:
+            return matmul
+    if (op.name == "softmax" and attrs["temperature"] is None and out_dtype in _DIRECT_FLOATS
+            and 0 not in in_specs[0].shape):
+        return _softmax_call(attrs["axis"])
+    if op.name == "reshape":
+        shape = outs[0].shape
+        return lambda datas: datas[0].reshape(shape)
+    if op.name == "transpose":
+        axes = attrs["axes"]
+        if axes is None:
+            return lambda datas: datas[0].transpose()
+        return lambda datas: datas[0].transpose(axes)
+    eager, device = op.eager, cpu()
+
+    def rule(datas):
+        return eager(device, datas, attrs, outs)
+    return rule
+
+
+def computes(op) -> bool:
+    """Whether the op's direct call does arithmetic (and so runs under the "ignore" fp policy); views
+    and copies raise no floating-point errors."""
+    return op.name not in ("reshape", "transpose")
+
+
+def _elementwise_call(name: str, numpy_function, attrs: dict, out_dtype: np.dtype):
+    """The elementwise rule: the NumPy function on the inputs, stored in the result dtype."""
+    if name == "relu":       # np.maximum with a zero of the array's dtype: no Python-int conversion
+        zero = out_dtype.type(0)
+
+        def relu(datas):
+            result = np.maximum(datas[0], zero)
+            return result if result.__class__ is np.ndarray else np.asarray(result)
+        return relu
+
+    if not attrs:
+        def elementwise(datas):
+            result = numpy_function(*datas)
+            if result.__class__ is np.ndarray and (result.dtype is out_dtype or result.dtype == out_dtype):
+                return result
+            return np.asarray(result).astype(out_dtype, copy=False)
+        return elementwise
+
+    def elementwise_with_attrs(datas):
+        result = numpy_function(*datas, **attrs)
+        if result.__class__ is np.ndarray and (result.dtype is out_dtype or result.dtype == out_dtype):
+            return result
+        return np.asarray(result).astype(out_dtype, copy=False)
+    return elementwise_with_attrs
+
+
+def _reduce_call(reduce, axes, keepdims: bool):
+    def reduction(datas):
+        result = reduce(datas[0], axis=axes, keepdims=keepdims)
+        if result.__class__ is not np.ndarray:      # a full reduction gives a NumPy scalar
+            return np.asarray(result)
+        # reductions promise new C-ordered arrays (OpDef.fresh_results); an F-ordered input gives F order
+        return result if result.flags.c_contiguous else np.ascontiguousarray(result)
+    return reduction
+
+
+def _matmul_call(name: str, attrs: dict, in_specs: list):
+    """Matrix products of matrices in the result's dtype: ``dot`` is ``a @ b`` (each side transposed as
+    asked), ``FullyConnected`` is ``x @ W.T`` plus the bias added in place, as their eager rules. For
+    matrices np.dot is np.matmul (the same BLAS call) without the generalised ufunc's overhead."""
+    if any(len(spec.shape) != 2 for spec in in_specs[:2]):
+        return None
+    if name == "dot":
+        transpose_a, transpose_b = attrs["transpose_a"], attrs["transpose_b"]
+
+        def dot(datas):
+            a, b = datas
+            return np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
+        return dot
+    if attrs["no_bias"]:
+        return lambda datas: np.dot(datas[0], datas[1].T)
+
+    def fully_connected(datas):
+        result = np.dot(datas[0], datas[1].T)
+        result += datas[2]
+        return result
+    return fully_connected
+
+
+def _softmax_call(axis: int):
+    """exp(x - max) / sum(exp(x - max)) along ``axis``, as the softmax rule computes it."""
+    def softmax(datas):
+        x = datas[0]
+        e = np.exp(x - np.maximum.reduce(x, axis=axis, keepdims=True))
+        e /= np.add.reduce(e, axis=axis, keepdims=True)
+        return e
+    return softmax
