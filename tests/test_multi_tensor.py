@@ -5,6 +5,7 @@ several steps on random parameters: shapes, float16/32/64 groups mixed, lr_mult/
 rescaling, weight decay and learning-rate schedules; the flat state buffer behind save/load_states."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -14,7 +15,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import gpuhybrid as gh
 from gpuhybrid import gluon, nd
 from gpuhybrid.codegen.multi_tensor import MAX_TENSORS_PER_LAUNCH
+from gpuhybrid.gluon.multi_tensor import MultiTensorGroup, update_groups
 from helpers import expect_raises
+from host_gpu import HostGpu
 
 ELEMENTWISE = ("sgd", "nag", "adam", "adamw", "rmsprop", "adagrad")
 # Storage dtype -> (rtol, atol) of the multi-tensor result against float64 NumPy after a few steps.
@@ -244,3 +247,37 @@ def test_weights_are_updated_in_place_and_keep_their_ndarray():
     for p, d, a, want in zip(params, data, arrays, expected):
         assert p.data() is d and d._data is a
         np.testing.assert_array_equal(a, want)
+
+
+class _StandInGpu(HostGpu):
+    """The stand-in GPU of tests/host_gpu.py with what a multi-tensor group allocates through."""
+
+    def __init__(self):
+        super().__init__()
+        for name in ("zeros", "empty", "array", "asarray", "ascontiguousarray"):
+            setattr(self.xp, name, staticmethod(getattr(np, name)))
+
+    def activate(self):
+        return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("name", ["adam", "lamb"])
+def test_the_gpu_launch_passes_what_the_cpu_launch_passes(name):
+    # The GPU branch of MultiTensorKernel (kernel arguments in order, scalars as NumPy values, the table
+    # uploaded when it changes) on a stand-in GPU whose RawModule is the host compiler: the same weights.
+    hp = {"learning_rate": 0.01, "wd": 0.01, "epsilon": 1e-3, "clip_gradient": 0.5}
+    results = []
+    for device in (gh.cpu(), _StandInGpu()):
+        params = make_params(SPECS, 9)
+        opt = gluon.optimizer.create(name, **hp)
+        states, counts = {}, {}
+        group = MultiTensorGroup(opt, device, "float64", params, update_groups(opt, "float64"), states)
+        rng = np.random.default_rng(10)
+        for t in range(1, 3):
+            for p in params:
+                p.grad()._data = rng.standard_normal(p.shape)
+                counts[p.name] = t
+            group.step(states, counts, opt.learning_rate, 0.5)
+        results.append([p.data().asnumpy() for p in params])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_array_equal(cpu, gpu)
