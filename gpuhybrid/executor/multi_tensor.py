@@ -2,9 +2,10 @@
 
 The arrays of a launch arrive by name: ``lists`` maps a list name to its arrays (one per tensor) and
 ``arrays`` maps a flat array's or a table's name to it; ``MultiTensorSource.args`` says which goes
-where. On the CPU the kernel's packed entry runs on gpuhybrid's thread pool (``gh_parallel_run``)
-with a pointer table filled per call, so a group may hold any number of tensors (the launcher
-extension takes at most 64 arrays); on a GPU the same text, compiled by NVRTC through CuPy's
+where. On the CPU the kernel's packed entry runs on gpuhybrid's thread pool: through the launcher
+extension (``kernels/gh_host_launch.c``, the fused kernels' fast path) up to its 64 arrays, else through
+``gh_parallel_run`` with a pointer table filled per call, so a group may hold any number of tensors; on
+a GPU the same text, compiled by NVRTC through CuPy's
 ``RawModule``, takes the pointers as kernel arguments (at most ``MAX_TENSORS_PER_LAUNCH`` tensors,
 within CUDA's 4 KiB of arguments). ``GPUHYBRID_DUMP_KERNELS`` dumps each source with its metadata.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from ..backend.compile_cache import headers_digest
 from ..backend.gpu_launch import launch_dims
 from ..backend.host_compiler import compile_host, thread_runtime
+from ..backend.host_launch import launcher
 from ..backend.kernel_files import kernel_dir
 from ..backend.profiler import record_launches
 from ..codegen.multi_tensor import MultiTensorSource
@@ -50,6 +52,9 @@ class MultiTensorKernel:
             self.scalar_bytes = pack_scalars(scalar_params, fused.scalar_values)
             self.pointers = (ctypes.c_void_p * len(source.args))()
             self.work = fused.size * max(1, fused.row_length)      # elements: the pool's threshold
+            module = launcher()
+            self.n_outputs = sum(1 for p in fused.kernel.params if p.is_array and p.name.startswith("out"))
+            self.fast = module.launch if module is not None and len(source.args) <= 64 else None
 
     def launch(self, lists: dict, arrays: dict) -> None:
         """One launch over the arrays named by ``source.args`` (contiguous, of the kernel's dtypes)."""
@@ -58,6 +63,8 @@ class MultiTensorKernel:
         chosen = [lists[a.name][a.tensor] if a.tensor is not None else arrays[a.name] for a in self.source.args]
         if self.device.is_gpu:
             self.function((self.grid,), (self.block,), (self.size_arg, *chosen, *self.scalars))
+        elif self.fast is not None:
+            self.fast(self.entry, self.size, chosen[:self.n_outputs], chosen[self.n_outputs:], self.scalar_bytes)
         else:
             pointers = self.pointers
             for k, array in enumerate(chosen):
