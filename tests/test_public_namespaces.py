@@ -86,7 +86,8 @@ NOT_API = {
     "gpuhybrid.symbol": {"gradient", "infer", "limits", "run", "serialize", "symbol"} | GRADIENT_ONLY_OPS,
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
-                        "explain", "export", "summary"},
+                        "explain", "export", "summary",
+                        "multi_tensor"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations", "conv_layers"},
     "gpuhybrid.gluon.contrib.nn": {"concurrent"},
     "gpuhybrid.gluon.data": {"dataloader", "dataset"},
