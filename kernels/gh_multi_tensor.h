@@ -30,7 +30,8 @@ GH_FN void gh_seek_tensor(gh_index& t, gh_index i, const gh_index* offsets) {
 #define GH_FOR_EACH_TENSOR_ELEMENT(t, i, n, offsets, count) \
   if (const gh_span gh_span_##i = gh_part((n), 16); true) \
   for (gh_index t = 0; t < (count); ++t) \
-  if (const gh_index gh_lo_##i = (gh_index)(offsets[t] > gh_span_##i.begin ? offsets[t] : gh_span_##i.begin), \
+  if (const gh_index gh_lo_##i = \
+          (gh_index)(offsets[t] > gh_span_##i.begin ? offsets[t] : gh_span_##i.begin), \
       gh_hi_##i = (gh_index)(offsets[t + 1] < gh_span_##i.end ? offsets[t + 1] : gh_span_##i.end); \
       gh_lo_##i < gh_hi_##i) \
   _Pragma("omp simd") for (gh_index i = gh_lo_##i; i < gh_hi_##i; ++i)

@@ -162,7 +162,7 @@ def test_random_groups_match_numpy(specs, config, clip, seed):
     hp = dict(hp, clip_gradient=clip) if clip is not None else dict(hp)
     multi, single, weights, trainer = run_both_and_numpy(name, hp, specs, seed=seed)
     check_against_numpy(multi, weights)
-    if name != "lamb":     # the same lines on the same values: bit for bit (LAMB's norms sum in another order)
+    if name != "lamb":     # the same lines on the same values: bit for bit (LAMB's norms: another order)
         for p, q in zip(multi, single):
             np.testing.assert_array_equal(p.data().asnumpy(), q.data().asnumpy())
     groups = len({p.dtype for p in multi})
@@ -196,7 +196,8 @@ def test_groups_beyond_the_argument_limit_are_launched_in_chunks():
 def test_learning_rate_schedule():
     def schedule(num_update):
         return 0.1 * 0.5 ** num_update
-    multi, _, weights, trainer = run_both_and_numpy("sgd", {"momentum": 0.9}, SPECS, steps=4, schedule=schedule)
+    multi, _, weights, trainer = run_both_and_numpy("sgd", {"momentum": 0.9}, SPECS, steps=4,
+                                                    schedule=schedule)
     check_against_numpy(multi, weights)
     assert trainer.learning_rate == schedule(4)
     expect_raises(gh.GhError, lambda: trainer.set_learning_rate(0.1), "lr_scheduler")
@@ -241,7 +242,10 @@ def test_weights_are_updated_in_place_and_keep_their_ndarray():
     trainer = gluon.Trainer(params, "sgd", {"learning_rate": 1.0})
     for p in params:
         p.grad()._data = np.ones(p.shape)
-    arrays = [d._data for d in data]
+    given = data[0]._data
+    trainer.step(1)          # the group's first step gives each weight an array of its own ...
+    assert data[0]._data is not given
+    arrays = [d._data for d in data]        # ... which later steps update in place
     expected = [a - p.lr_mult for a, p in zip(arrays, params)]
     trainer.step(1)
     for p, d, a, want in zip(params, data, arrays, expected):

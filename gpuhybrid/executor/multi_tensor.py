@@ -42,7 +42,8 @@ class MultiTensorKernel:
                 self.function = module.get_function(self.name)
                 sm_count = cp.cuda.Device(device.device_id).attributes["MultiProcessorCount"]
             self.grid, self.block = launch_dims(fused.size, fused.row_length, sm_count)
-            self.scalars = tuple(np.dtype(p.dtype).type(v) for p, v in zip(scalar_params, fused.scalar_values))
+            self.scalars = tuple(np.dtype(p.dtype).type(v)
+                                 for p, v in zip(scalar_params, fused.scalar_values))
             self.size_arg = (np.int32 if fused.index_32 else np.int64)(fused.size)
         else:
             library = compile_host(fused.kernel.text, self.name, exports=(self.name, f"{self.name}_packed"))
@@ -60,11 +61,13 @@ class MultiTensorKernel:
         """One launch over the arrays named by ``source.args`` (contiguous, of the kernel's dtypes)."""
         if not self.size:
             return
-        chosen = [lists[a.name][a.tensor] if a.tensor is not None else arrays[a.name] for a in self.source.args]
+        chosen = [lists[a.name][a.tensor] if a.tensor is not None else arrays[a.name]
+                  for a in self.source.args]
         if self.device.is_gpu:
             self.function((self.grid,), (self.block,), (self.size_arg, *chosen, *self.scalars))
         elif self.fast is not None:
-            self.fast(self.entry, self.size, chosen[:self.n_outputs], chosen[self.n_outputs:], self.scalar_bytes)
+            outputs, inputs = chosen[:self.n_outputs], chosen[self.n_outputs:]
+            self.fast(self.entry, self.size, outputs, inputs, self.scalar_bytes)
         else:
             pointers = self.pointers
             for k, array in enumerate(chosen):

@@ -29,7 +29,8 @@ from ..symbol.infer import typed_graph
 from .optimizer import LAMB, Optimizer
 
 # The passes that make one update one group of lines: the pipeline up to elementwise fusion.
-_UPDATE_PASSES = PIPELINE + [p for p in fusion_passes() if p[0] not in ("fuse_row_reductions", "store_in_place")]
+_UPDATE_PASSES = PIPELINE + [p for p in fusion_passes()
+                             if p[0] not in ("fuse_row_reductions", "store_in_place")]
 
 
 def fused_update(outputs: list, roles: dict, specs: dict) -> tuple | None:
@@ -113,6 +114,9 @@ class MultiTensorGroup:
             self.buffer = xp.zeros((len(opt.state_names), total), dtype=self.dtype)
             lamb = any(phase[0] == "norms" for phase in phases)
             self.direction = xp.empty(total, dtype=self.dtype) if lamb else None
+        with device.activate():    # updated in place from now on: each weight an array of its own
+            for p in params:
+                p.data()._data = xp.array(p.data()._data, dtype=self.dtype, order="C", copy=True)
         self.views = {}
         for k, p in enumerate(params):
             lo, hi = self.offsets[k], self.offsets[k + 1]
@@ -150,7 +154,8 @@ class MultiTensorGroup:
         for p in self.params:
             data, grad = p.data(), p.grad()
             w = data._data
-            if not (w.flags.c_contiguous and w.flags.writeable and w.dtype == dtype):
+            # (CuPy's flags have no `writeable`: device arrays always are.)
+            if not (w.flags.c_contiguous and getattr(w.flags, "writeable", True) and w.dtype == dtype):
                 with self.device.activate():         # updated in place from now on: an array of its own
                     w = data._data = xp.array(w, dtype=dtype, order="C", copy=True)
             weights.append(w)

@@ -59,7 +59,8 @@ class Optimizer:
     def kernel_constants(self) -> dict:
         """The hyperparameters the compiled update depends on: not the runtime learning rate, scale and
         weight decay (only whether there is one: without, the kernel leaves the term out)."""
-        constants = {k: v for k, v in self.hyperparameters().items() if k not in ("learning_rate", "rescale_grad")}
+        constants = {k: v for k, v in self.hyperparameters().items()
+                     if k not in ("learning_rate", "rescale_grad")}
         constants["wd"] = bool(self.wd)
         return constants
 
