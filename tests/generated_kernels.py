@@ -19,7 +19,9 @@ def generated_sources() -> list:
 def kernel_kind(name: str) -> str:
     """What wrote a dumped kernel, from its name: a fused group, a row group (softmax and LayerNorm
     included: lower_row_ops makes them row groups), an in-place fused group, or the eager single-op
-    kernel of a GPU elementwise call."""
+    kernel of a GPU elementwise call, or a multi-tensor kernel (an optimizer's update of many tensors)."""
+    if name.startswith("gh_multi_"):
+        return "multi-tensor"
     if re.search(r"_o\d+i\d+$", name):
         return "in-place"
     for prefix, kind in (("gh_fused_", "fused"), ("gh_rows_", "row group")):

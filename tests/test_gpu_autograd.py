@@ -1,5 +1,5 @@
 """GPU twins of the autograd and training tests: gradients on a GPU equal the CPU's (imperatively and
-hybridized, through the ops added for gradients), each optimizer update is one kernel per parameter,
+hybridized, through the ops added for gradients), each optimizer update is one launch per group,
 and a training loop runs without leaving the device. Skipped (by conftest.py) where there is no GPU."""
 from __future__ import annotations
 
@@ -67,18 +67,31 @@ def test_ops_added_for_gradients_match_the_cpu():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_each_update_is_one_kernel_per_parameter_on_the_gpu():
-    params = []
-    for i, shape in enumerate([(64, 32), (32,), (8, 8, 8)]):
-        p = gluon.Parameter(f"gpu_p{i}", shape=shape)
-        p.initialize(ctx=gh.gpu(0))
-        p.grad()._data = gh.gpu(0).xp.ones(shape, dtype=np.float32)
-        params.append(p)
-    trainer = gluon.Trainer(params, "adam", {"learning_rate": 0.01, "wd": 0.01})
-    trainer.step(1)
-    with gh.profiler.count_launches() as launches:
-        trainer.step(1)
-    assert launches.kind("kernel") == len(params) and launches.kind("library") == 0, launches
+@pytest.mark.parametrize("name", ["adam", "lamb"])
+def test_each_update_is_one_launch_per_group_on_the_gpu(name):
+    # The multi-tensor kernel (NVRTC) against the per-parameter path, one fused kernel per parameter.
+    weights = {}
+    for multi_tensor in (True, False):
+        rng = np.random.default_rng(0)
+        params = []
+        for i, shape in enumerate([(64, 32), (32,), (8, 8, 8)]):
+            p = gluon.Parameter(f"gpu_p{i}", shape=shape)
+            p.initialize(ctx=gh.gpu(0))
+            p.set_data(rng.standard_normal(shape).astype(np.float32))
+            params.append(p)
+        trainer = gluon.Trainer(params, name, {"learning_rate": 0.01, "wd": 0.01}, multi_tensor=multi_tensor)
+        for step in range(2):
+            for p in params:
+                p.grad()._data = gh.gpu(0).xp.asarray(rng.standard_normal(p.shape).astype(np.float32))
+            with gh.profiler.count_launches() as launches:
+                trainer.step(1)
+        if multi_tensor:
+            assert launches.kind("kernel") == (3 if name == "lamb" else 1), launches
+        elif name == "adam":
+            assert launches.kind("kernel") == len(params) and launches.kind("library") == 0, launches
+        weights[multi_tensor] = [p.data().asnumpy() for p in params]
+    for multi, single in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(multi, single, rtol=1e-5, atol=1e-6)
 
 
 def test_training_loop_on_the_gpu_matches_the_cpu():

@@ -98,7 +98,7 @@ NOT_API = {
     # Submodules (as MXNet's gluon.block, gluon.parameter); explain/debug/... load on first use.
     "gpuhybrid.gluon": {"block", "hybrid", "parameter", "params_io", "symbol_block", "trainer", "debug",
                         "explain", "export", "summary",
-                        "compiled_step", "deferred"},
+                        "compiled_step", "deferred", "multi_tensor"},
     "gpuhybrid.numpy": {"arrays", "functions", "mapping"},
     "gpuhybrid.numpy_extension": {"functions", "gluon_support", "mode"},
     "gpuhybrid.gluon.nn": {"basic_layers", "norm_layers", "activations", "conv_layers"},

@@ -1,5 +1,7 @@
-"""gluon.Trainer and its optimizers against NumPy float64 references of MXNet's update rules, one fused
-kernel per parameter per step, learning-rate changes without recompiling, save_states/load_states."""
+"""gluon.Trainer and its optimizers against NumPy float64 references of MXNet's update rules, on both
+paths (one multi-tensor launch per group, and the reference: one fused kernel per parameter per step),
+learning-rate changes without recompiling, save_states/load_states. tests/test_multi_tensor.py holds
+the multi-tensor path's own tests."""
 from __future__ import annotations
 
 import math
@@ -93,10 +95,11 @@ def set_gradients(params, rng):
     return grads
 
 
+@pytest.mark.parametrize("multi_tensor", [True, False])
 @pytest.mark.parametrize("name,hp", CONFIGS)
-def test_optimizer_matches_numpy_reference(name, hp):
+def test_optimizer_matches_numpy_reference(name, hp, multi_tensor):
     params = parameters()
-    trainer = gluon.Trainer(params, name, dict(hp))
+    trainer = gluon.Trainer(params, name, dict(hp), multi_tensor=multi_tensor)
     weights = [p.data().asnumpy() for p in params]
     states = [{} for _ in params]
     rng = np.random.default_rng(1)
@@ -111,13 +114,13 @@ def test_optimizer_matches_numpy_reference(name, hp):
             np.testing.assert_allclose(p.data().asnumpy(), w, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", ["sgd", "nag", "adam", "adamw", "rmsprop"])
-def test_each_update_is_one_fused_kernel_per_parameter(name):
+@pytest.mark.parametrize("name", ["sgd", "nag", "adam", "adamw", "rmsprop", "adagrad"])
+def test_each_reference_update_is_one_fused_kernel_per_parameter(name):
     params = parameters("float32")
     hp = {"learning_rate": 0.01, "wd": 0.01, "clip_gradient": 1.0}
     if name in ("sgd", "nag"):
         hp["momentum"] = 0.9
-    trainer = gluon.Trainer(params, name, hp)
+    trainer = gluon.Trainer(params, name, hp, multi_tensor=False)
     set_gradients(params, np.random.default_rng(2))
     trainer.step(1)
     with gh.profiler.count_launches() as launches:
@@ -126,17 +129,19 @@ def test_each_update_is_one_fused_kernel_per_parameter(name):
     assert trainer.launches_per_step == len(params)
 
 
-def test_learning_rate_is_a_runtime_scalar():
+@pytest.mark.parametrize("multi_tensor", [True, False])
+def test_learning_rate_is_a_runtime_scalar(multi_tensor):
     params = parameters()
-    trainer = gluon.Trainer(params, "adam", {"learning_rate": 0.1})
+    trainer = gluon.Trainer(params, "adam", {"learning_rate": 0.1}, multi_tensor=multi_tensor)
     set_gradients(params, np.random.default_rng(3))
     trainer.step(1)
-    plan = trainer._plans[gh.cpu()][1]
+    plans = trainer._groups if multi_tensor else trainer._plans
+    [(_, plan)] = plans.values()
     trainer.set_learning_rate(0.01)
     assert trainer.learning_rate == 0.01
     before = params[0].data().asnumpy()
     trainer.step(1)
-    assert trainer._plans[gh.cpu()][1] is plan
+    assert next(iter(plans.values()))[1] is plan
     assert not np.allclose(before, params[0].data().asnumpy())
 
 

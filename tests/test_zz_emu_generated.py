@@ -44,4 +44,4 @@ def test_every_generated_kernel_runs_clean_under_the_emulator():
     failed = [o.line() for o in outcomes if o.failed]
     assert not failed, f"{len(failed)} kernel(s) failed under the emulator:\n" + "\n".join(failed[:10])
     # The suite generates every kind of kernel; the emulator must have run each.
-    assert {"fused", "row group", "eager single-op", "in-place"} <= set(kinds), kinds
+    assert {"fused", "row group", "eager single-op", "in-place", "multi-tensor"} <= set(kinds), kinds

@@ -40,8 +40,10 @@ class Parameter:
     """A named array that a block learns (``kind='param'``) or tracks (``kind='aux'``, e.g. running mean)."""
 
     def __init__(self, name: str, shape=None, dtype="float32", init=None, grad_req: str = "write",
-                 kind: str = "param", allow_deferred_init: bool = True, differentiable: bool = True):
+                 kind: str = "param", allow_deferred_init: bool = True, differentiable: bool = True,
+                 lr_mult: float = 1.0, wd_mult: float = 1.0):
         self.name = name
+        self.lr_mult, self.wd_mult = float(lr_mult), float(wd_mult)   # the Trainer scales lr and wd by them
         self.shape = None if shape is None else tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype).name
         self.init = init

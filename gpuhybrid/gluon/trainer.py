@@ -1,10 +1,12 @@
 """``Trainer`` (MXNet Gluon's): applies an optimizer to a set of parameters after ``backward``.
 
-``step(batch_size)`` updates every parameter that has a gradient with one compiled plan per device:
-the optimizer's update expression for each parameter (``optimizer.py``), grouped into one symbol and
-compiled with the hybridize pipeline, where fusion makes each parameter's update one kernel. New
-weights and states are rebound into the same NDArrays (``param.data()`` keeps its identity, and stays
-the autograd leaf whose ``.grad`` backward fills), as MXNet's in-place updates do.
+``step(batch_size)`` updates every parameter that has a gradient, grouped by device and dtype: each
+group with one multi-tensor kernel launch (``multi_tensor.py``: the weights updated in place, the
+states in one flat buffer per group), where the device compiles generated kernels. The reference path
+(``Trainer(..., multi_tensor=False)``, and devices without a compiler) compiles the optimizer's update
+expression for each parameter (``optimizer.py``) into one plan per device, where fusion makes each
+parameter's update one kernel; its new weights and states are rebound into the same NDArrays. Either
+way ``param.data()`` keeps its identity and stays the autograd leaf whose ``.grad`` backward fills.
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import symbol as sym
+from ..backend.environment import env_flag
 from ..errors import GhError
+from ..executor.fused import can_fuse_on
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
+from .multi_tensor import MultiTensorGroup, update_groups
 from .optimizer import Optimizer, create
 from .parameter import Parameter, ParameterDict
 from .params_io import ParameterFileError, read_arrays, write_arrays
@@ -26,10 +31,12 @@ STATES_FORMAT = "gpuhybrid-trainer-states"
 
 class Trainer:
     """``Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-3})``; then ``step(batch_size)``
-    after each ``backward``: gradients are divided by ``batch_size`` (times ``rescale_grad``)."""
+    after each ``backward``: gradients are divided by ``batch_size`` (times ``rescale_grad``).
+    ``multi_tensor=False`` updates parameter by parameter (the reference the multi-tensor kernels are
+    tested against)."""
 
     def __init__(self, params, optimizer, optimizer_params: dict | None = None, kvstore=None,
-                 update_on_kvstore=None):
+                 update_on_kvstore=None, multi_tensor: bool = True):
         if isinstance(params, (dict, ParameterDict)):
             params = list(params.values())
         if isinstance(params, Parameter):
@@ -44,6 +51,9 @@ class Trainer:
         self._states: dict = {}        # parameter name -> {state name: NDArray}
         self._counts: dict = {}        # parameter name -> updates done
         self._plans: dict = {}         # device -> ((params, specs, hyperparameters), CompiledGraph)
+        self._multi_tensor = bool(multi_tensor)
+        self._groups: dict = {}        # (device, dtype) -> ((params, specs, constants), MultiTensorGroup)
+        self._num_update = 0           # the most updates of any parameter (what a schedule reads)
 
     @property
     def optimizer(self) -> Optimizer:
@@ -51,10 +61,13 @@ class Trainer:
 
     @property
     def learning_rate(self) -> float:
-        return self._optimizer.learning_rate
+        return self._optimizer.current_learning_rate(self._num_update)
 
     def set_learning_rate(self, lr: float) -> None:
         """A new learning rate for the next steps (a runtime scalar: nothing is recompiled)."""
+        if self._optimizer.lr_scheduler is not None:
+            raise GhError("Trainer.set_learning_rate: the optimizer has an lr_scheduler, which sets the "
+                          "learning rate of every step; change the schedule instead")
         self._optimizer.learning_rate = float(lr)
 
     def allreduce_grads(self) -> None:
@@ -70,20 +83,53 @@ class Trainer:
             raise GhError(f"Trainer.step: batch_size must be positive, got {batch_size}")
         rescale = self._optimizer.rescale_grad / batch_size
         by_device: dict = OrderedDict()
+        counts = self._counts
         for p in self._params:
             if p.grad_req != "null":
                 by_device.setdefault(p.data().ctx, []).append(p)
+                counts[p.name] = count = counts.get(p.name, 0) + 1
+                self._num_update = max(self._num_update, count)
+        lr = self._optimizer.current_learning_rate(self._num_update)
         for device, params in by_device.items():
-            self._update_on(device, params, rescale)
+            rest = self._update_groups_on(device, params, lr, rescale) if self._multi_tensor else params
+            if rest:
+                self._update_on(device, rest, lr, rescale)
 
-    # --- the compiled update ----------------------------------------------------------------------------
-    def _update_on(self, device, params: list, rescale: float) -> None:
+    # --- the multi-tensor update ----------------------------------------------------------------------------
+    def _update_groups_on(self, device, params: list, lr: float, rescale: float) -> list:
+        """Updates the (device, dtype) groups of ``params`` that multi-tensor kernels can; the rest."""
+        if not (env_flag("GPUHYBRID_FUSE", True) and can_fuse_on(device)):
+            return params
+        by_dtype: dict = OrderedDict()
+        for p in params:
+            by_dtype.setdefault(p.data().dtype, []).append(p)
+        rest = []
+        for dtype, members in by_dtype.items():
+            group = self._group_for(device, dtype, members)
+            if group is None:
+                rest += members
+            else:
+                group.step(self._states, self._counts, lr, rescale)
+        return rest
+
+    def _group_for(self, device, dtype, params: list):
+        opt = self._optimizer
+        key = (tuple((p.name, p.data().spec) for p in params), tuple(sorted(opt.kernel_constants().items())))
+        known = self._groups.get((device, dtype))
+        if known is None or known[0] != key:       # first step, or new hyperparameters or shapes
+            phases = update_groups(opt, dtype)
+            group = None if phases is None else MultiTensorGroup(opt, device, dtype, params, phases,
+                                                                 self._states)
+            known = self._groups[(device, dtype)] = (key, group)
+        return known[1]
+
+    # --- the reference update: a compiled plan per device -----------------------------------------------
+    def _update_on(self, device, params: list, lr: float, rescale: float) -> None:
         opt = self._optimizer
         plan = self._plan_for(device, params)
         scalars = []
         for p in params:
-            self._counts[p.name] = self._counts.get(p.name, 0) + 1
-            values = opt.step_scalars(self._counts[p.name], rescale)
+            values = opt.step_scalars(self._counts[p.name], rescale, lr, p.lr_mult, p.wd_mult)
             scalars.append([(values[name], p.data().dtype) for name in opt.scalar_names])
         views = iter(_zero_d_arrays(device, [s for per_param in scalars for s in per_param]))
         feeds = {}
@@ -136,8 +182,10 @@ class Trainer:
 
     @property
     def launches_per_step(self) -> int:
-        """Launches the last compiled update issues per step (one kernel per parameter when fused)."""
-        return sum(plan.launches_per_call for _, plan in self._plans.values())
+        """Launches the last compiled updates issue per step: one per multi-tensor group (three for
+        LAMB), and on the reference path one kernel per parameter when fused."""
+        groups = sum(group.launches for _, group in self._groups.values() if group is not None)
+        return groups + sum(plan.launches_per_call for _, plan in self._plans.values())
 
     # --- saving and loading -------------------------------------------------------------------------------
     def save_states(self, fname: str) -> None:
@@ -177,7 +225,9 @@ class Trainer:
         for name, hyper in json.loads(meta["hyperparameters"]).items():
             setattr(self._optimizer, name, hyper)
         self._states, self._counts = states, {k: int(v) for k, v in json.loads(meta["counts"]).items()}
+        self._num_update = max(self._counts.values(), default=0)
         self._plans = {}
+        self._groups = {}             # rebuilt at the next step, the loaded states copied into its buffer
 
 
 def _as_dtype(symbol, spec: TensorSpec):

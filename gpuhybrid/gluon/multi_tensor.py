@@ -1,0 +1,205 @@
+"""``Trainer``'s multi-tensor path: every parameter of a (device, dtype) group updated by one generated
+kernel launch (MXNet's ``multi_sgd_update``, PyTorch's fused Adam).
+
+The update is the optimizer's own expression (``optimizer.py``), traced with ``F = sym`` over one
+element of a weight, a gradient, its states and 0-d per-step scalars, and fused by the hybridize
+passes into one group of lines; ``codegen.multi_tensor`` renders those lines over all the group's
+tensors: weights (updated in place) and gradients stay separate arrays whose pointers the kernel
+takes, the states of all parameters lie in one flat buffer per group (parameter k's state is a view
+into it, which ``Trainer.save_states``/``load_states`` read and fill), and the per-parameter scalars
+(learning rate times ``lr_mult`` with the schedule and bias correction, ``wd * wd_mult``, the
+gradient rescale) form a small table, one row per parameter.
+
+Launches per step and group: 1 for SGD, NAG, Adam, AdamW, RMSProp, AdaGrad; 3 for LAMB (its direction
+and moments, the per-tensor norms of the weight and the direction, the step by the trust ratio); a
+group of more than ``MAX_TENSORS_PER_LAUNCH`` tensors takes that many per chunk of it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import symbol as sym
+from ..codegen.multi_tensor import MAX_TENSORS_PER_LAUNCH, render_multi_tensor, render_tensor_norms
+from ..executor.multi_tensor import MultiTensorKernel
+from ..graph.ir import FUSED, VAR
+from ..graph.passes import PIPELINE, fusion_passes, optimize
+from ..ndarray import NDArray
+from ..ops.registry import TensorSpec
+from ..symbol.infer import typed_graph
+from .optimizer import LAMB, Optimizer
+
+# The passes that make one update one group of lines: the pipeline up to elementwise fusion.
+_UPDATE_PASSES = PIPELINE + [p for p in fusion_passes()
+                             if p[0] not in ("fuse_row_reductions", "store_in_place")]
+
+
+def fused_update(outputs: list, roles: dict, specs: dict) -> tuple | None:
+    """(group, input sources, output roles) of the symbols ``outputs`` over variables whose sources
+    ``roles`` gives (``codegen.multi_tensor``), outputs in the fused node's order; None when fusion
+    does not make them one group of vars only (then the Trainer updates parameter by parameter)."""
+    graph = optimize(typed_graph(sym.Group([o for o, _ in outputs]), specs), passes=_UPDATE_PASSES)
+    fused = graph.fused_nodes
+    if len(fused) != 1 or any(n.op not in (VAR, FUSED) for n in graph.nodes):
+        return None
+    node = fused[0]
+    by_index = {}
+    for ref, (_, role) in zip(graph.outputs, outputs):
+        if ref.node != node.id or ref.index in by_index:
+            return None
+        by_index[ref.index] = role
+    if len(by_index) != len(node.specs):
+        return None
+    sources = tuple(roles[graph.node(ref.node).name] for ref in node.inputs)
+    return node.attr_dict["group"], sources, tuple(by_index[q] for q in range(len(node.specs)))
+
+
+def _variables(opt: Optimizer, dtype: np.dtype, names=("w", "g")) -> tuple:
+    """Symbols, specs and sources of one element's weight, gradient, states and per-step scalars. Every
+    value is one element (shape (1,), scalars too), so that fusion puts every line in one group."""
+    spec = scalar = TensorSpec((1,), dtype)
+    width = len(opt.scalar_names)
+    roles = {"w": ("list", "w"), "g": ("list", "g")}
+    roles.update({f"s_{n}": ("flat", f"state_{n}") for n in opt.state_names})
+    roles.update({f"c_{n}": ("table", "scalars", k, width) for k, n in enumerate(opt.scalar_names)})
+    specs = {name: spec for name in names}
+    specs.update({f"s_{n}": spec for n in opt.state_names})
+    specs.update({f"c_{n}": scalar for n in opt.scalar_names})
+    states = {n: sym.var(f"s_{n}") for n in opt.state_names}
+    scalars = {n: sym.var(f"c_{n}") for n in opt.scalar_names}
+    return states, scalars, roles, specs
+
+
+def update_groups(opt: Optimizer, dtype) -> list | None:
+    """The phases of ``opt``'s update for parameters of ``dtype``: a list of ("elementwise", group,
+    sources, outputs) and ("norms",) entries, or None when a phase does not fuse into one group."""
+    dtype = np.dtype(dtype)
+    w, g = sym.var("w"), sym.var("g")
+    states, scalars, roles, specs = _variables(opt, dtype)
+
+    def cast(symbol):
+        return sym.cast(symbol, dtype=dtype.name)
+    if not isinstance(opt, LAMB):
+        new_weight, new_states = opt.update(sym, w, g, states, scalars)
+        outputs = [(cast(new_weight), ("list", "w"))]
+        outputs += [(cast(new_states[n]), ("flat", f"state_{n}")) for n in opt.state_names]
+        phase = fused_update(outputs, roles, specs)
+        return None if phase is None else [("elementwise", *phase)]
+    d, new_states = opt.direction(sym, w, g, states, scalars)
+    outputs = [(cast(d), ("new", "d"))]
+    outputs += [(cast(new_states[n]), ("flat", f"state_{n}")) for n in opt.state_names]
+    first = fused_update(outputs, roles, specs)
+    accumulate = np.dtype("float64" if dtype == np.float64 else "float32")
+    norm_spec = TensorSpec((1,), accumulate)
+    second_specs = {"w": specs["w"], "d": specs["w"], "n_w": norm_spec, "n_d": norm_spec,
+                    **{f"c_{n}": specs[f"c_{n}"] for n in opt.scalar_names}}
+    second_roles = {**roles, "d": ("flat", "d"), "n_w": ("table", "norms", 0, 2),
+                    "n_d": ("table", "norms", 1, 2)}
+    new_weight = opt.apply(sym, w, sym.var("d"), sym.var("n_w"), sym.var("n_d"), scalars)
+    second = fused_update([(cast(new_weight), ("list", "w"))], second_roles, second_specs)
+    if first is None or second is None:
+        return None
+    return [("elementwise", *first), ("norms",), ("elementwise", *second)]
+
+
+class MultiTensorGroup:
+    """The parameters of one (device, dtype) group, their flat state buffer and compiled kernels."""
+
+    def __init__(self, opt: Optimizer, device, dtype, params: list, phases: list, states: dict):
+        self.opt, self.device, self.dtype, self.params = opt, device, np.dtype(dtype), list(params)
+        self.key = tuple((p.name, p.data().spec) for p in params)
+        sizes = [int(np.prod(p.data().shape, dtype=np.int64)) for p in params]
+        self.offsets = [0, *np.cumsum(sizes, dtype=np.int64).tolist()]
+        total, xp = self.offsets[-1], device.xp
+        with device.activate():
+            self.buffer = xp.zeros((len(opt.state_names), total), dtype=self.dtype)
+            lamb = any(phase[0] == "norms" for phase in phases)
+            self.direction = xp.empty(total, dtype=self.dtype) if lamb else None
+        with device.activate():    # updated in place from now on: each weight an array of its own
+            for p in params:
+                p.data()._data = xp.array(p.data()._data, dtype=self.dtype, order="C", copy=True)
+        self.views = {}
+        for k, p in enumerate(params):
+            lo, hi = self.offsets[k], self.offsets[k + 1]
+            self.views[p.name] = {n: self.buffer[s, lo:hi].reshape(p.data().shape)
+                                  for s, n in enumerate(opt.state_names)}
+            known = states.get(p.name, {})          # states of earlier steps are copied in by step()
+            states[p.name] = {n: known[n] if n in known else NDArray(view, device)
+                              for n, view in self.views[p.name].items()}
+        # Chunks of at most MAX_TENSORS_PER_LAUNCH tensors, each with its kernels.
+        self.chunks = []
+        for start in range(0, len(params), MAX_TENSORS_PER_LAUNCH):
+            stop = min(start + MAX_TENSORS_PER_LAUNCH, len(params))
+            chunk_sizes = tuple(sizes[start:stop])
+            kernels = []
+            for phase in phases:
+                if phase[0] == "norms":
+                    source = render_tensor_norms(chunk_sizes, (self.dtype.name, self.dtype.name),
+                                                 (("list", "w"), ("flat", "d")), f"lamb_{self.dtype.name}")
+                else:
+                    source = render_multi_tensor(phase[1], phase[2], phase[3], chunk_sizes,
+                                                 f"{opt.name}_{self.dtype.name}")
+                kernels.append(MultiTensorKernel(source, device))
+            self.chunks.append((start, stop, kernels))
+        self.launches = sum(len(kernels) for _, _, kernels in self.chunks)
+        self._table_key, self._table = None, None
+        if lamb:
+            accumulate = "float64" if self.dtype == np.float64 else "float32"
+            with device.activate():
+                self.norms = [xp.empty((stop - start, 2), dtype=accumulate) for start, stop, _ in self.chunks]
+
+    def step(self, states: dict, counts: dict, lr: float, rescale: float) -> None:
+        """One update of every parameter (``counts`` already holds this update's numbers)."""
+        xp, dtype = self.device.xp, self.dtype
+        weights, grads = [], []
+        for p in self.params:
+            data, grad = p.data(), p.grad()
+            w = data._data
+            # (CuPy's flags have no `writeable`: device arrays always are.)
+            if not (w.flags.c_contiguous and getattr(w.flags, "writeable", True) and w.dtype == dtype):
+                with self.device.activate():         # updated in place from now on: an array of its own
+                    w = data._data = xp.array(w, dtype=dtype, order="C", copy=True)
+            weights.append(w)
+            g = grad._data
+            if not (g.flags.c_contiguous and g.dtype == dtype):
+                with self.device.activate():
+                    g = xp.ascontiguousarray(g, dtype=dtype)
+            grads.append(g)
+            held, views = states[p.name], self.views[p.name]
+            for n, view in views.items():            # load_states put arrays of its own: copy them in
+                if held[n]._data is not view:
+                    view[...] = held[n]._data
+                    held[n]._data = view
+        table = self._scalar_table(counts, lr, rescale)
+        lists = {"w": weights, "g": grads}
+        for (start, stop, kernels), chunk in zip(self.chunks, range(len(self.chunks))):
+            lo, hi = self.offsets[start], self.offsets[stop]
+            arrays = {f"state_{n}": self.buffer[s, lo:hi] for s, n in enumerate(self.opt.state_names)}
+            arrays["scalars"] = table[start:stop]
+            if self.direction is not None:
+                arrays["d"], arrays["norms"] = self.direction[lo:hi], self.norms[chunk]
+            chunk_lists = {name: members[start:stop] for name, members in lists.items()}
+            for kernel in kernels:
+                kernel.launch(chunk_lists, arrays)
+
+    def _scalar_table(self, counts: dict, lr: float, rescale: float):
+        """Per-parameter scalars, one row each (uploaded to a GPU only when they changed)."""
+        rows, memo = [], {}
+        opt = self.opt
+        for p in self.params:
+            key = (counts[p.name], p.lr_mult, p.wd_mult)
+            row = memo.get(key)
+            if row is None:
+                values = opt.step_scalars(key[0], rescale, lr, key[1], key[2])
+                row = memo[key] = [values[n] for n in opt.scalar_names]
+            rows.append(row)
+        table = np.array(rows, dtype=self.dtype)
+        if not self.device.is_gpu:
+            return table
+        if self._table_key is None or not np.array_equal(self._table_key, table):
+            with self.device.activate():
+                self._table = self.device.xp.asarray(table)
+            self._table_key = table
+        return self._table
+
+
+__all__ = ["MultiTensorGroup", "fused_update", "update_groups"]
