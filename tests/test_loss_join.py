@@ -114,7 +114,7 @@ def test_values_readable_any_time():
         early = value.asnumpy()                  # read before backward: forces the joined forward
     value.backward()
     np.testing.assert_array_equal(value.asnumpy(), early)
-    np.testing.assert_allclose(out.asnumpy(), expected_out, rtol=1e-13)  # the net's own forward, on read
+    np.testing.assert_allclose(out.asnumpy(), expected_out, rtol=1e-13)  # filled by the joined plan
     assert type(out) is nd.NDArray and type(value) is nd.NDArray
 
 
@@ -158,6 +158,45 @@ def launches_per_step(monkeypatch, join: bool) -> int:
 def test_joining_launches_fewer_kernels(monkeypatch):
     # the last layer's bias add moves into the softmax row kernel, forward and backward stay one plan each
     assert launches_per_step(monkeypatch, True) < launches_per_step(monkeypatch, False)
+
+
+@pytest.mark.parametrize("multi_tensor", [True, False])
+@pytest.mark.parametrize("hybrid_loss", [True, False])
+def test_output_read_after_the_update_has_the_weights_of_the_call(multi_tensor, hybrid_loss):
+    """d2l's loop reads y_hat after trainer.step() (the accuracy): it must be the output of the weights the
+    call saw. The multi-tensor update writes weights in place, so a deferred forward run at that read
+    would have used the new weights (found at the merge of the multi-tensor and loss-join work)."""
+    sizes = (6, 5, 3)
+    net, loss_fn = mlp(sizes, 2), gluon.loss.SoftmaxCrossEntropyLoss()
+    if hybrid_loss:
+        loss_fn.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5}, multi_tensor=multi_tensor)
+    x, y = data(sizes, 4, "softmax_ce", 2)
+    for _ in range(3):
+        w = [p.data().asnumpy().copy() for p in net.collect_params().values()]
+        with autograd.record():
+            y_hat = net(x)
+            value = loss_fn(y_hat, y)
+        value.backward()
+        trainer.step(4)
+        expected = np.maximum(x.asnumpy() @ w[0].T + w[1], 0) @ w[2].T + w[3]
+        np.testing.assert_allclose(y_hat.asnumpy(), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_update_in_place_before_the_read_of_a_lone_call_is_refused():
+    """Without a loss joined, a pending output read after an in-place update of the weights raises."""
+    sizes = (4, 3)
+    net = mlp(sizes, 0)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+    x, _ = data(sizes, 2, "l2", 0)
+    for _ in range(2):                      # the group's first step gives each weight an array of its own
+        with autograd.record():
+            out = net(x)
+        with autograd.record():
+            total = net(x).sum()
+        total.backward()
+        trainer.step(2)                     # the second step updates in place
+    expect_raises(AutogradError, out.asnumpy, "written in place")
 
 
 def test_in_place_write_before_the_read_is_refused():

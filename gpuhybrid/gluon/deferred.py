@@ -4,9 +4,10 @@ Inside ``autograd.record()`` a hybridized block's call (one output, no running s
 compiles as usual, puts its node on the tape, and returns a ``PendingNDArray``: the array's shape and
 dtype are known, its values are computed on first read. A hybridized loss applied to such an output
 (``loss.py``) runs one plan for net and loss together instead, compiled from the two graphs joined;
-the net's own forward then never runs unless something reads its output (or backpropagates through
-its node). Any read of the values (``asnumpy``, an op, ``_data``) runs the deferred forward with the
-arrays the call was given, and the array becomes a plain ``NDArray``.
+that plan also gives the net's output, so the net's own forward runs only to backpropagate through its
+node by another path. Any read of a pending output's values (``asnumpy``, an op, ``_data``) runs the
+deferred forward with the arrays the call was given, and the array becomes a plain ``NDArray``; if those
+inputs or weights were written in place since the call (a multi-tensor ``trainer.step``), it refuses.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ prediction where the formula pairs them elementwise.
 Inside ``autograd.record()``, a hybridized loss applied to the (pending, not yet read) output of a
 hybridized block's call runs as one plan with that block: the two graphs are traced as one
 (``JoinedCall``), so ``loss_fn(net(x), y)`` costs one forward plan and ``backward()`` one backward plan,
-and softmax cross-entropy's forward and its gradient are one row kernel each. The net's own forward
-then runs only if its output is read. ``GPUHYBRID_JOIN_LOSS=0`` turns this off.
+and the joined plan also fills the net's output (read after ``trainer.step()`` it still holds the
+values of the weights of the call). ``GPUHYBRID_JOIN_LOSS=0`` turns this off.
 """
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ class Loss(HybridBlock):
         if joined is None or joined.net is not producer.block:
             joined = self._joined[key] = JoinedCall(producer.block, self, len(producer.args))
         joined.follow_options()
-        value = joined._call_cached(tuple(producer.args) + tuple(call_args[1:]))
+        value, produced_values = joined._call_cached(tuple(producer.args) + tuple(call_args[1:]))
+        # The net's output comes out of the joined plan too: a read after trainer.step() (d2l's accuracy
+        # of y_hat) must see the weights of the call, which an in-place update has overwritten since.
+        call_args[0]._data = produced_values._data
         produced, consumed = call_args[0]._ag, value._ag
         if produced is not None and produced.node is not None and consumed is not None \
                 and consumed.node is not None:
@@ -77,7 +80,8 @@ class JoinedCall(HybridBlock):
 
     def hybrid_forward(self, F, *inputs):
         split = self._net_inputs
-        return self.loss(self.net(*inputs[:split]), *inputs[split:])
+        produced = self.net(*inputs[:split])
+        return self.loss(produced, *inputs[split:]), produced
 
 
 class L2Loss(Loss):

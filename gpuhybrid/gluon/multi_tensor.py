@@ -180,6 +180,8 @@ class MultiTensorGroup:
             chunk_lists = {name: members[start:stop] for name, members in lists.items()}
             for kernel in kernels:
                 kernel.launch(chunk_lists, arrays)
+        for p in self.params:       # written in place: the tape and deferred calls must see the write
+            p.data()._version[0] += 1
 
     def _scalar_table(self, counts: dict, lr: float, rescale: float):
         """Per-parameter scalars, one row each (uploaded to a GPU only when they changed)."""
