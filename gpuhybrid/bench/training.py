@@ -369,8 +369,12 @@ def main(argv=None) -> None:
     parser.add_argument("--note", default="", help="what else ran on the machine (written to the JSON)")
     parser.add_argument("--runners", nargs="*", default=None, help="a subset of the runners")
     args = parser.parse_args(argv)
-    import jax  # noqa: F401  (peers imported up front, in the same process, as users run them)
-    import torch
+    try:    # peers imported up front, in the same process, as users run them
+        import jax  # noqa: F401
+        import torch
+    except ImportError as exc:
+        raise SystemExit(f"python -m gpuhybrid.bench.training compares with jax.jit and PyTorch, and "
+                         f"{exc.name} is not installed: `make venv EXTRAS=peers` (or pip install torch jax)")
     load_before = os.getloadavg()
     rows = (compare_whole_step(tuple(args.batch_size), tuple(args.runners), repeats=args.repeats)
             if args.runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
