@@ -32,11 +32,11 @@ from ..graph.ir import VAR, Graph, Node, Ref
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from ..symbol.gradient import backward_graph
-from ..symbol.infer import typed_graph, var_specs
+from ..symbol.infer import typed_graph
 from ..symbol.run import compile_graph
 from ..symbol.symbol import tracing_block
 from .block import Block
-from .hybrid import HybridBlock, pending_aux_updates
+from .hybrid import HybridBlock, bind_params, pending_aux_updates
 from .trainer import Trainer
 
 DATA, LABEL, HEAD = "data", "label", "@head0"
@@ -219,31 +219,12 @@ class CompiledStep:
         """The typed forward graph (loss, then aux updates) and the Parameters it reads, initialised
         (deferred shapes finished from the inference) and checked to be on ``device``."""
         symbol = sym.Group([loss] + [value for _, value in aux_updates])
-        by_name = self._all_params()
-        specs = {DATA: x.spec, LABEL: y.spec}
-        names = list(dict.fromkeys(n.name for n in symbol.variables() if n.name not in specs))
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise GhError(f"compile_step: the traced graph reads {', '.join(unknown)}, which are neither "
-                          f"(data, label) nor parameters of {self.net.name} or {self.loss_fn.name}")
-        known = {**specs, **{n: by_name[n].data().spec for n in names if by_name[n].is_initialized}}
-        graph = typed_graph(symbol, known, training=True)
-        inferred = var_specs(graph)
-        for name in names:
-            param = by_name[name]
-            if not param.is_initialized:
-                if param._deferred is None:
-                    param.data()                     # raises the "call initialize()" error
-                param.finish_deferred_init(inferred[name])
-            if param.data().ctx != device:
-                raise DeviceError(f"compile_step: parameter {name} is on {param.data().ctx} but the data "
-                                  f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
-        bound = {**specs, **{n: by_name[n].data().spec for n in names}}
-        if any(inferred[n] != bound[n] for n in names):
-            graph = typed_graph(symbol, bound, training=True)
+        neither = f"(data, label) nor parameters of {self.net.name} or {self.loss_fn.name}"
+        params, graph = bind_params(symbol, self._all_params(), {DATA: x.spec, LABEL: y.spec}, device,
+                                    True, "compile_step", "data", neither)
         graph = graph.replace(graph.nodes, graph.outputs[:1],
                               tuple(zip([p.name for p, _ in aux_updates], graph.outputs[1:])))
-        return graph, [by_name[n] for n in names]
+        return graph, list(params.values())
 
     def _check_trainer_covers(self, learned: list) -> None:
         trained = getattr(self.trainer, "_params", None)

@@ -339,36 +339,8 @@ class HybridBlock(Block):
         """(Parameters the graph reads, initialised (finishing deferred shapes) and on ``device``; the
         typed graph). Shapes are inferred once: deferred parameters take theirs from that inference."""
         by_name = {p.name: p for p in self.collect_params().values()}
-        var_names = list(dict.fromkeys(n.name for n in graph_symbol.variables() if n.name not in specs))
-        unknown = [n for n in var_names if n not in by_name]
-        if unknown:
-            raise GhError(f"{self.name}: the traced graph reads {', '.join(unknown)}, "
-                          f"which are neither inputs "
-                          f"nor parameters of this block; create arrays inside hybrid_forward with F ops")
-        known = dict(specs)
-        known.update({n: by_name[n].data().spec for n in var_names if by_name[n].is_initialized})
-        try:
-            graph = typed_graph(graph_symbol, known, training)
-        except GhError as exc:
-            raise type(exc)(f"{self.name}: {exc}") from None
-        inferred = var_specs(graph)
-        params = {}
-        for name in var_names:
-            param = by_name[name]
-            if not param.is_initialized:
-                if param._deferred is None:
-                    param.data()                     # raises the "call initialize()" error
-                param.finish_deferred_init(inferred[name])
-            if param.data().ctx != device:
-                raise DeviceError(f"{self.name}: parameter {param.name} is on {param.data().ctx} "
-                                  f"but the input is on {device}; "
-                                  f"initialize(ctx=...) or collect_params().reset_ctx(...)")
-            params[name] = param
-        bound = {name: param.data().spec for name, param in params.items()}
-        if any(inferred[name] != spec for name, spec in bound.items()):
-            # a deferred initialisation chose other specs than inferred: type with the bound ones
-            graph = typed_graph(graph_symbol, {**specs, **bound}, training)
-        return params, graph
+        neither = "inputs nor parameters of this block; create arrays inside hybrid_forward with F ops"
+        return bind_params(graph_symbol, by_name, specs, device, training, self.name, "input", neither)
 
     def debug_compare(self, *inputs, rtol: float = 1e-5, atol: float = 1e-6):
         """Run the plan for ``inputs`` fused and op by op; the result says the first value that differs
@@ -413,3 +385,37 @@ def _flatten_symbols(block: str, out) -> list:
         return [s for item in out for s in _flatten_symbols(block, item)]
     raise GhError(f"{block}: hybrid_forward returned a {type(out).__name__}; it must return the results of "
                   f"F ops (a Symbol, or a tuple/list of them)")
+
+
+def bind_params(graph_symbol: Symbol, by_name: dict, specs: dict, device, training: bool, who: str,
+                input_word: str, neither: str) -> tuple:
+    """(The Parameters ``graph_symbol`` reads, by name in graph order, initialised (deferred shapes finished
+    from one shape inference) and checked to be on ``device``; the typed graph). ``specs`` types the
+    non-parameter inputs; ``who`` starts every message, ``neither`` ends the one for unknown names."""
+    var_names = list(dict.fromkeys(n.name for n in graph_symbol.variables() if n.name not in specs))
+    unknown = [n for n in var_names if n not in by_name]
+    if unknown:
+        raise GhError(f"{who}: the traced graph reads {', '.join(unknown)}, which are neither {neither}")
+    known = dict(specs)
+    known.update({n: by_name[n].data().spec for n in var_names if by_name[n].is_initialized})
+    try:
+        graph = typed_graph(graph_symbol, known, training)
+    except GhError as exc:
+        raise type(exc)(f"{who}: {exc}") from None
+    inferred = var_specs(graph)
+    params = {}
+    for name in var_names:
+        param = by_name[name]
+        if not param.is_initialized:
+            if param._deferred is None:
+                param.data()                     # raises the "call initialize()" error
+            param.finish_deferred_init(inferred[name])
+        if param.data().ctx != device:
+            raise DeviceError(f"{who}: parameter {param.name} is on {param.data().ctx} but the {input_word} "
+                              f"is on {device}; initialize(ctx=...) or collect_params().reset_ctx(...)")
+        params[name] = param
+    bound = {name: param.data().spec for name, param in params.items()}
+    if any(inferred[name] != spec for name, spec in bound.items()):
+        # a deferred initialisation chose other specs than inferred: type with the bound ones
+        graph = typed_graph(graph_symbol, {**specs, **bound}, training)
+    return params, graph
