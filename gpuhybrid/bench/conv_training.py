@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 import gpuhybrid as gh
-from gpuhybrid import autograd, gluon, nd
+from gpuhybrid import nd
 
 from .conv_workloads import RESNET18_CLASSES, MathBlock, resnet18, resnet18_case, resnet18_shapes
 from .timing import Runner
-from .training import Skip, observed
+from .training import Skip, gluon_loop_runner, observed
 from .workloads import Case, build_block
 
 LEARNING_RATE = 0.05
@@ -48,26 +48,9 @@ def gpuhybrid_train_runner(case: Case, device, mode: str, dtype: str = "float32"
     net = build_block(case, device)
     if dtype != "float32":
         net.cast(dtype)
-    if mode != "imperative":
-        static = mode == "hybridized+static"
-        net.hybridize(static_alloc=static, static_shape=static)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM})
     x, labels = (nd.array(a, ctx=device, dtype=dtype) for a in case.inputs)
-    batch = case.params["batch_size"]
-    stem = next(iter(net.collect_params().values()))
-
-    def step():
-        with autograd.record():
-            loss = loss_fn(net(x), labels)
-        loss.backward()
-        trainer.step(batch)
-        return loss
-
-    return Runner(f"gpuhybrid {mode}", step, nd.waitall,
-                  lambda loss: observed(loss.asnumpy(), stem.data().asnumpy()),
-                  device=str(device), counts_launches=True)
+    return gluon_loop_runner(net, mode, device, {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM},
+                             x, labels, case.params["batch_size"])
 
 
 def train_reference(case: Case) -> np.ndarray:

@@ -98,15 +98,21 @@ def gpuhybrid_train_runner(case: Case, device, mode: str) -> Runner:
     why = missing_training_api()
     if why:
         raise Skip(why)
-    from gpuhybrid import autograd, gluon
     net = build_block(case, device)
+    x, labels = host_inputs(case, device)
+    return gluon_loop_runner(net, mode, device, {"learning_rate": LEARNING_RATE}, x, labels,
+                             case.params["batch_size"])
+
+
+def gluon_loop_runner(net, mode: str, device, sgd_params: dict, x, labels, batch: int) -> Runner:
+    """The Gluon loop on ``net`` hybridized as ``mode`` says: record, softmax cross-entropy, backward,
+    ``Trainer.step`` with SGD; a step's observed value is its loss and the first parameter after it."""
+    from gpuhybrid import autograd, gluon
     if mode != "imperative":
         static = mode == "hybridized+static"
         net.hybridize(static_alloc=static, static_shape=static)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": LEARNING_RATE})
-    x, labels = host_inputs(case, device)
-    batch = case.params["batch_size"]
+    trainer = gluon.Trainer(net.collect_params(), "sgd", sgd_params)
     first_weight = next(iter(net.collect_params().values()))
 
     def step():
