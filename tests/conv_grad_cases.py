@@ -73,6 +73,33 @@ def convolution_weight_backward(draw):
     return fn, [x, g], {}
 
 
+@st.composite
+def convolution_columns(draw):
+    shape, kernel, stride, dilate, pad, groups, _ = draw(conv_geometry())
+    return (lambda F, x: F.convolution_columns(x, kernel=kernel, stride=stride, dilate=dilate, pad=pad,
+                                               num_group=groups)), [draw(_values(shape))], {}
+
+
+@st.composite
+def convolution_columns_backward(draw):
+    shape, kernel, stride, dilate, pad, groups, _ = draw(conv_geometry())
+    out = [(i + 2 * p - d * (k - 1) - 1) // s + 1
+           for i, p, d, k, s in zip(shape[2:], pad, dilate, kernel, stride)]
+    columns = (groups, shape[1] // groups * int(np.prod(kernel)), shape[0] * int(np.prod(out)))
+
+    def fn(F, c):
+        return F.convolution_columns_backward(c, kernel=kernel, stride=stride, dilate=dilate, pad=pad,
+                                              data_shape=shape)
+    return fn, [draw(_values(columns))], {}
+
+
+@st.composite
+def swap_leading_axes(draw):
+    first, second, rest = (draw(st.integers(1, 3)) for _ in range(3))
+    return (lambda F, x: F.swap_leading_axes(x, split=(first, second), shape=(second, first * rest))), \
+        [draw(_values((first * second, rest)))], {}
+
+
 def _distinct(draw, shape):
     """Values a multiple of 0.1 apart (a random permutation): no two taps of a window tie."""
     size = int(np.prod(shape))
@@ -145,5 +172,6 @@ CONV_CASES = {
     "Convolution": convolution(), "Deconvolution": deconvolution(),
     "convolution_weight_backward": convolution_weight_backward(), "Pooling": pooling(),
     "pooling_backward": pooling_backward(), "pooling_gather_backward": pooling_gather_backward(),
-    "UpSampling": upsampling(),
+    "UpSampling": upsampling(), "convolution_columns": convolution_columns(),
+    "convolution_columns_backward": convolution_columns_backward(), "swap_leading_axes": swap_leading_axes(),
 }

@@ -171,6 +171,33 @@ def test_bad_layer_arguments_raise_at_construction():
         nn.Conv2DTranspose(4, 3, dilation=(1, 0))
 
 
+def test_bad_arguments_at_construction_name_the_layer():
+    with pytest.raises(GhError, match=r"conv2d\d+ \(Conv2D\): strides=\(0, 1\) must be >= 1"):
+        nn.Conv2D(4, 3, strides=(0, 1))
+    channel_first = r"x\.transpose\(\(0, 4, 1, 2, 3\)\)"
+    with pytest.raises(GhError, match=rf"conv3d\d+ \(Conv3D\): layout='NDHWC' .*{channel_first}"):
+        nn.Conv3D(4, 3, layout="NDHWC")
+    with pytest.raises(GhError, match=r"maxpool2d\d+ \(MaxPool2D\): strides=\(0, 0\) must be >= 1"):
+        nn.MaxPool2D(2, strides=0)
+    with pytest.raises(GhError, match=r"avgpool1d\d+ \(AvgPool1D\): pool_size=\(0,\) must be >= 1"):
+        nn.AvgPool1D(0)
+    with pytest.raises(GhError, match=r"maxpool2d\d+ \(MaxPool2D\): layout='NHWC' is not one this device"):
+        nn.MaxPool2D(layout="NHWC")
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_bad_pooling_input_names_the_layer_the_shapes_and_the_fix(hybridize):
+    pool = nn.MaxPool2D(pool_size=5, strides=1)
+    net = _net(pool)
+    if hybridize:
+        net.hybridize()
+    with pytest.raises(GhError, match=rf"{pool.name}.*kernel \(5, 5\) is larger than the padded input "
+                                      r"\(3, 3\).*use a smaller kernel"):
+        net(nd.ones((1, 2, 3, 3)))
+    with pytest.raises(GhError, match=rf"{pool.name}.*needs 4-d .*\(2, 8, 8\)"):
+        net(nd.ones((2, 8, 8)))
+
+
 # --- training ---------------------------------------------------------------------------------------------
 
 datasets = pytest.importorskip("sklearn.datasets")

@@ -49,11 +49,14 @@ def test_the_pass_splits_the_bias_off_and_keeps_the_name():
 def test_bias_residual_and_activation_fuse_into_one_kernel_after_the_gemm():
     plan = sym.compile_symbol(_residual_block(), SPECS, gh.cpu(), fuse=True)
     text = str(plan.graph)
-    assert "Convolution(%x, %w," in text and "no_bias=True" in text
+    # the bias-free convolution, lowered on the CPU (conv_lower.py): im2col, the GEMM, the copy to NCHW
+    assert "convolution_columns(%x," in text and "batch_dot(%conv0_product_weight_matrix" in text
+    assert "%conv0_product : float64[2, 4, 6, 5] = swap_leading_axes(" in text
     fused = [line for line in text.splitlines() if "= fused(" in line]
     assert len(fused) == 1 and "%conv0_product" in fused[0]
-    # im2col, the GEMM over the batch and its copy to NCHW, then one epilogue kernel: nothing else
-    assert listed_launches(text) == plan.launches_per_call == 4
+    # im2col (zero fill, copy into the padding, window copy), the GEMM over the batch and its copy to
+    # NCHW, then one epilogue kernel: nothing else
+    assert listed_launches(text) == plan.launches_per_call == 6
     values = _inputs()
     fused_out = plan.run([values[n] for n in plan.input_names])[0][0]
     unfused = sym.compile_symbol(_residual_block(), SPECS, gh.cpu(), fuse=False)
@@ -78,8 +81,9 @@ def test_inference_batch_norm_after_a_conv_joins_the_epilogue():
     got = net(x).asnumpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     text = net.explain(x)
-    # im2col, GEMM, copy to NCHW, then bias-add, BatchNorm and ReLU in one generated kernel
-    assert "launches per call: 4 (3 kernels, 1 library calls)" in text, text
+    # im2col (zero fill, copy into the padding, window copy), GEMM, copy to NCHW, then bias-add,
+    # BatchNorm and ReLU in one generated kernel
+    assert "launches per call: 6 (5 kernels, 1 library calls)" in text, text
     assert "gh_fused_add_norm_apply_activation" in text
 
 

@@ -58,11 +58,12 @@ def _check(case: Case, runner: Runner, reference, settings: Settings) -> dict:
     out = runner.call()
     host = runner.to_host(out)           # reading the value waits for the device
     first = time.perf_counter() - start
-    ok, error = agree(host, reference, settings.rtol, settings.atol)
+    ok, error = agree(host, reference, settings.rtol, settings.atol, case.reference_spread)
     figures = {"first_call_s": first, "max_abs_error": error, "device": runner.device, "name": runner.name}
     if not ok:
+        spread = f", reference spread {case.reference_spread:.3g}" if case.reference_spread else ""
         raise _Disagree(f"numbers disagree with the float64 reference: max |difference| {error:.3g} "
-                        f"(rtol {settings.rtol}, atol {settings.atol}); not timed", figures)
+                        f"(rtol {settings.rtol}, atol {settings.atol}{spread}); not timed", figures)
     if runner.counts_launches:
         with gh.profiler.count_launches() as counted:
             runner.call()

@@ -130,14 +130,16 @@ def copy_bandwidth(xp, nbytes: int, sync: Callable[[], None] = lambda: None, rep
             "median_s": timing.median_s, "gb_per_s": moved / timing.median_s / 1e9}
 
 
-def agree(got: np.ndarray, want: np.ndarray, rtol: float = 2e-4, atol: float = 2e-5) -> tuple:
-    """(ok, max |got - want|): float32 results against a float64 reference, tolerance scaled by it."""
+def agree(got: np.ndarray, want: np.ndarray, rtol: float = 2e-4, atol: float = 2e-5,
+          spread: float = 0.0) -> tuple:
+    """(ok, max |got - want|): float32 results against a float64 reference, tolerance scaled by it, plus
+    ``spread`` (Case.reference_spread: how far float32 rounding of the inputs alone moves the reference)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
         return False, float("inf")
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
     error = float(np.abs(got - want).max(initial=0.0))
-    within = np.abs(got - want) <= atol * scale + rtol * np.abs(want)
+    within = np.abs(got - want) <= atol * scale + rtol * np.abs(want) + spread
     ok = bool(np.all(np.isfinite(got))) and bool(np.all(within))
     return ok, error

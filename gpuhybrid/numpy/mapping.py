@@ -72,6 +72,9 @@ NOT_IN_NP = {
     "cast": "ndarray.astype(dtype)",
     "getitem": "indexing, x[key]",
     "norm_apply": "an internal op of the BatchNorm lowering pass",
+    "convolution_columns": "an internal op of the convolution lowering pass",
+    "convolution_columns_backward": "gradient only", "swap_leading_axes": "an internal op of the convolution "
+    "lowering pass",
     "convolution_weight_backward": "gradient only", "pooling_backward": "gradient only",
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",

@@ -30,9 +30,19 @@ def _tuple(value, dims: int, name: str, layer: str) -> tuple:
 
 def _check_layout(layout: str, dims: int, layer: str) -> str:
     if layout != _LAYOUTS[dims]:
+        to_first = (0, dims + 1) + tuple(range(1, dims + 1))
         raise OpValueError(f"{layer}: layout={layout!r} is not one this device can run; use "
-                           f"layout={_LAYOUTS[dims]!r} (channel first) and transpose the data to it")
+                           f"layout={_LAYOUTS[dims]!r} (channel first) and transpose the data to it "
+                           f"(x.transpose({to_first}) for channel-last data)")
     return layout
+
+
+def _check_at_least(kwargs: dict, checks: tuple, dims: int, layer: str) -> None:
+    """Each (argument name, op attribute, lowest value) of a layer, at construction."""
+    for name, key, low in checks:
+        if min(kwargs[key]) < low:
+            raise OpValueError(f"{layer}: {name}={kwargs[key]} must be >= {low} on every axis; "
+                               f"e.g. {name}={(low,) * dims}")
 
 
 @contextmanager
@@ -57,7 +67,7 @@ class _Conv(HybridBlock):
                  weight_initializer=None, bias_initializer="zeros", in_channels: int = 0,
                  output_padding=0, dtype="float32", prefix: str | None = None, params=None):
         super().__init__(prefix, params)
-        dims, kind = self._dims, type(self).__name__
+        dims, kind = self._dims, f"{self.name} ({type(self).__name__})"
         if channels <= 0 or groups <= 0 or in_channels < 0:
             raise OpValueError(f"{kind}: channels={channels} and groups={groups} must be positive and "
                                f"in_channels={in_channels} >= 0 (0 infers it)")
@@ -71,11 +81,8 @@ class _Conv(HybridBlock):
                         "pad": _tuple(padding, dims, "padding", kind), "num_filter": channels,
                         "num_group": groups, "no_bias": not use_bias,
                         "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
-        for name, key, low in (("kernel_size", "kernel", 1), ("strides", "stride", 1),
-                               ("dilation", "dilate", 1), ("padding", "pad", 0)):
-            if min(self._kwargs[key]) < low:
-                raise OpValueError(f"{kind}: {name}={self._kwargs[key]} must be >= {low} on every axis; "
-                                   f"e.g. {name}={(low,) * dims}")
+        _check_at_least(self._kwargs, (("kernel_size", "kernel", 1), ("strides", "stride", 1),
+                                       ("dilation", "dilate", 1), ("padding", "pad", 0)), dims, kind)
         if self._op_name == "Deconvolution":
             self._kwargs["adj"] = _tuple(output_padding, dims, "output_padding", kind)
         self.weight = self.params_create("weight", shape=self._weight_shape(in_channels), dtype=dtype,
@@ -179,7 +186,7 @@ class _Pool(HybridBlock):
                  layout: str | None = None, count_include_pad: bool = True, prefix: str | None = None,
                  params=None):
         super().__init__(prefix, params)
-        dims, kind = self._dims, type(self).__name__
+        dims, kind = self._dims, f"{self.name} ({type(self).__name__})"
         self._kwargs = {"pool_type": self._pool_type, "global_pool": self._global,
                         "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
         if not self._global:
@@ -188,6 +195,8 @@ class _Pool(HybridBlock):
                                                              "strides", kind),
                                 pad=_tuple(padding, dims, "padding", kind),
                                 pooling_convention="full" if ceil_mode else "valid")
+            _check_at_least(self._kwargs, (("pool_size", "kernel", 1), ("strides", "stride", 1),
+                                           ("padding", "pad", 0)), dims, kind)
             if self._pool_type == "avg":
                 self._kwargs["count_include_pad"] = count_include_pad
 

@@ -12,6 +12,7 @@ from ...backend.environment import env_flag
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
 from .conv_epilogue import split_bias_add
+from .conv_lower import lower_convolutions
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
@@ -45,6 +46,8 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
               ("split_bias_epilogue", split_bias_epilogue),
               ("split_bias_add", split_bias_add),
               ("lower_plain_gemms", lower_plain_gemms)]
+    if not gpu:     # im2col + GEMM as steps whose workspaces the memory plan sees (GPU: the ops whole)
+        passes.append(("lower_convolutions", lower_convolutions))
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
     passes.append(("fuse_elementwise", fuse_elementwise))
@@ -105,5 +108,6 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
 __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_graph", "GraphInvariantError",
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
-           "split_bias_add", "lower_plain_gemms", "lower_small_gemms", "fuse_elementwise",
+           "split_bias_add", "lower_convolutions", "lower_plain_gemms", "lower_small_gemms",
+           "fuse_elementwise",
            "fuse_row_reductions", "store_in_place"]
