@@ -27,6 +27,7 @@ import threading
 import weakref
 
 from ..backend import record_launches
+from ..backend.gemm import matmul_of
 from ..backend.profiler import open_counters
 
 
@@ -137,7 +138,7 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
                 names["empty"], names[f"t{w}"] = xp.empty, (spec.shape, spec.dtype)
                 outs.append(f"empty(*t{w})")
     if step.plain_matmul:
-        names["matmul"] = xp.matmul
+        names["matmul"] = matmul_of(xp)           # the CPU's is gpuhybrid's GEMM engine (backend.gemm)
         first, second = reads.split(", ")
         return f"matmul({first}, {second}.T{f', out={outs[0]}' if outs else ''})"
     launch = getattr(step.eager, "launch", None)
