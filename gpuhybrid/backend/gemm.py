@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import GhError
 from .host_compiler import HostCompileError, find_host_compiler, thread_runtime
 from .compile_cache import entry_key, load_cached
-from .host_threads import get_num_threads
+from . import host_threads
 from .kernel_files import kernel_dir
 
 CHOICES = ("mkl", "openblas", "numpy")
@@ -169,10 +169,9 @@ def engine():
     if compiler is None:
         return None
     try:
-        pool = thread_runtime()     # loaded (RTLD_GLOBAL) first: gh_gemm calls its gh_part
+        host_threads.runtime()      # the pool, loaded (RTLD_GLOBAL) first: gh_gemm calls its gh_part
     except (HostCompileError, OSError):
         return None
-    del pool
     source = (kernel_dir() / "gh_gemm.c").read_text()
     key = entry_key(source, compiler.identity, "gh-gemm")
 
@@ -192,7 +191,8 @@ def engine():
 
 def _stored(array, batch: int, rows: int, cols: int):
     """(C-contiguous array holding ``array``'s matrices, transposed?, leading dimension, batch stride in
-    elements), or None when its matrices are not laid out as BLAS reads them (NumPy then runs it)."""
+    elements), or None when its matrices are not laid out as BLAS reads them (NumPy then runs it). The
+    ``matmul`` call makes the transposed view itself, this one only decides."""
     if array.flags.c_contiguous:
         stored, transposed = array, False
     else:
@@ -209,34 +209,78 @@ def _stored(array, batch: int, rows: int, cols: int):
     return stored, transposed, stored.shape[-1], stride
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """How the engine runs products of one signature: the operands' transposes, units, output and job."""
+    transpose_a: bool
+    transpose_b: bool
+    units: int
+    shape: tuple
+    allocate: tuple             # the launcher's (shape, dtype) spec of a fresh output
+    scalars: bytes
+
+
+_prepared: dict = {}            # signature -> _Prepared, or None where NumPy runs it
+_PREPARED_MOST = 512
+
+
 def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0):
     """``alpha * numpy.matmul(a, b) + beta * out`` (``beta`` only with ``out``) for NumPy arrays, through
-    the engine where it applies, else through NumPy."""
+    the engine where it applies, else through NumPy.
+
+    What a signature (shapes, strides, dtypes, alpha, beta, threads) needs is worked out once; a later
+    call with the same signature costs a dictionary look-up and the launch."""
+    key = (a.shape, a.strides, a.dtype, b.shape, b.strides, b.dtype, out is None, alpha, beta,
+           host_threads.threads_now)
+    try:
+        prepared = _prepared[key]
+    except KeyError:
+        if len(_prepared) >= _PREPARED_MOST:
+            _prepared.clear()
+        prepared = _prepared[key] = _prepare(a, b, out is not None, alpha, beta)
+    except TypeError:           # not NumPy arrays: NumPy says what is wrong
+        prepared = None
+    if prepared is None:
+        return _numpy_matmul(a, b, out, alpha, beta)
+    if out is None:
+        outputs = prepared.allocate
+    elif out.dtype == a.dtype and out.shape == prepared.shape and out.flags.carray and not _overlaps(out, a, b):
+        outputs = [out]
+    else:
+        return _numpy_matmul(a, b, out, alpha, beta)
+    return _launch()(_entry(), prepared.units, outputs,
+                     [a.swapaxes(-1, -2) if prepared.transpose_a else a,
+                      b.swapaxes(-1, -2) if prepared.transpose_b else b], prepared.scalars)
+
+
+def _prepare(a, b, has_out: bool, alpha: float, beta: float) -> _Prepared | None:
+    """The engine's plan for products of ``a``'s and ``b``'s signature, or None where NumPy runs them."""
     chosen = blas()
     dtype = a.dtype
     if (chosen.name == "numpy" or a.ndim < 2 or b.ndim < 2 or dtype != b.dtype
-            or not (dtype == _FLOAT32 or dtype == _FLOAT64) or (out is not None and out.dtype != dtype)):
-        return _numpy_matmul(a, b, out, alpha, beta)
+            or not (dtype == _FLOAT32 or dtype == _FLOAT64)):
+        return None
     m, k = a.shape[-2:]
     n = b.shape[-1]
     if b.shape[-2] != k:
-        return _numpy_matmul(a, b, out, alpha, beta)       # NumPy raises its own error
-    batch_shape = () if a.ndim == b.ndim == 2 else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        return None                     # NumPy raises its own error
+    try:
+        batch_shape = () if a.ndim == b.ndim == 2 else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        return None
     batch = 1
     for size in batch_shape:
         batch *= size
     work = batch * m * n * k
-    if work < NUMPY_BELOW:
-        return _numpy_matmul(a, b, out, alpha, beta)
+    if work == 0 or work < NUMPY_BELOW:     # an empty product: BLAS refuses leading dimensions of 0
+        return None
     layout_a, layout_b = _stored(a, batch, m, k), _stored(b, batch, k, n)
-    shape = batch_shape + (m, n)
-    if layout_a is None or layout_b is None or (out is not None and (
-            out.shape != shape or not out.flags.carray or _overlaps(out, a, b))):
-        return _numpy_matmul(a, b, out, alpha, beta)
+    if layout_a is None or layout_b is None:
+        return None
     flags = (_FLAG_DOUBLE if dtype == _FLOAT64 else 0) | (_FLAG_ILP64 if chosen.ilp64 else 0)
     flags |= (_FLAG_TRANS_A if layout_a[1] else 0) | (_FLAG_TRANS_B if layout_b[1] else 0)
-    threads = get_num_threads()
-    units, block = 1, m                 # one unit: the whole product on the calling thread
+    threads = host_threads.threads_now
+    units, block = 1, max(m, 1)         # one unit: the whole product on the calling thread
     if threads > 1 and work >= SPLIT_MIN:
         wanted = threads * CHUNKS_PER_THREAD
         if batch >= wanted:
@@ -248,14 +292,14 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0):
             block = -(-extent // -(-wanted // batch))
             block = -(-block // BLOCK_ALIGN) * BLOCK_ALIGN
             units = batch * -(-extent // block)
-    if units == 1:
+    if units == 1:                      # one block after all: the whole product, by rows
+        flags &= ~_FLAG_SPLIT_COLUMNS
         block = max(m, 1)
     scalars = _JOB.pack(chosen.dgemm if flags & _FLAG_DOUBLE else chosen.sgemm, chosen.set_local_threads,
                         flags, m, n, k, layout_a[2], layout_b[2], n, batch, layout_a[3], layout_b[3], m * n,
-                        block, alpha, beta if out is not None else 0.0)
-    launch = _launch()
-    outputs = [out] if out is not None else ((shape, dtype),)
-    return launch(_entry(), units, outputs, [layout_a[0], layout_b[0]], scalars)
+                        block, alpha, beta if has_out else 0.0)
+    shape = batch_shape + (m, n)
+    return _Prepared(layout_a[1], layout_b[1], units, shape, ((shape, dtype),), scalars)
 
 
 def _overlaps(out, a, b) -> bool:

@@ -29,6 +29,7 @@ from ..errors import GhError
 from .host_compiler import thread_runtime
 
 DEFAULT_MAX_THREADS = 8
+threads_now = 1         # the pool's thread count as last set (read per GEMM without a call into C)
 
 
 def _default_threads() -> int:
@@ -52,8 +53,10 @@ def _default_threads() -> int:
 @functools.lru_cache(maxsize=None)
 def runtime() -> ctypes.CDLL:
     """The loaded thread-pool library with this process's default thread count applied."""
+    global threads_now
     library = thread_runtime()
     library.gh_set_threads(_default_threads())
+    threads_now = library.gh_get_threads()
     if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
         _set_blas_threads(library.gh_get_threads())
     return library
@@ -100,7 +103,9 @@ def set_num_threads(threads: int) -> None:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise GhError(f"set_num_threads({threads!r}): give a positive integer (1 runs generated CPU kernels "
                       "and BLAS on the calling thread)")
+    global threads_now
     runtime().gh_set_threads(threads)
+    threads_now = runtime().gh_get_threads()
     _set_blas_threads(threads)
 
 
