@@ -24,14 +24,16 @@ typedef void (*gh_packed_kernel)(long long n, void* const* arrays, const unsigne
 gh_span gh_part(long long n, long long grain);
 
 enum { GH_ROW_MAJOR = 101, GH_NO_TRANS = 111, GH_TRANS = 112 };
-enum { GH_GEMM_DOUBLE = 1, GH_GEMM_ILP64 = 2, GH_GEMM_TRANS_A = 4, GH_GEMM_TRANS_B = 8, GH_GEMM_SPLIT_COLUMNS = 16 };
+enum {
+  GH_GEMM_DOUBLE = 1, GH_GEMM_ILP64 = 2, GH_GEMM_TRANS_A = 4, GH_GEMM_TRANS_B = 8, GH_GEMM_SPLIT_COLUMNS = 16
+};
 
 typedef void (*sgemm_lp64)(int, int, int, int, int, int, float, const float*, int, const float*, int, float,
                            float*, int);
 typedef void (*sgemm_ilp64)(int, int, int, long long, long long, long long, float, const float*, long long,
                             const float*, long long, float, float*, long long);
-typedef void (*dgemm_lp64)(int, int, int, int, int, int, double, const double*, int, const double*, int, double,
-                           double*, int);
+typedef void (*dgemm_lp64)(int, int, int, int, int, int, double, const double*, int, const double*, int,
+                           double, double*, int);
 typedef void (*dgemm_ilp64)(int, int, int, long long, long long, long long, double, const double*, long long,
                             const double*, long long, double, double*, long long);
 typedef int (*set_local_threads)(int);
@@ -47,7 +49,8 @@ typedef struct {                /* every field 8 bytes: Python packs it as the k
 } gh_gemm_job;
 
 /* One BLAS call: rows [r0, r1) of C (columns, with GH_GEMM_SPLIT_COLUMNS) of the product number `item`. */
-static void gemm_block(const gh_gemm_job* job, void* const* arrays, long long item, long long r0, long long r1) {
+static void gemm_block(const gh_gemm_job* job, void* const* arrays, long long item, long long r0,
+                       long long r1) {
   const int flags = (int)job->flags;
   const long long size = flags & GH_GEMM_DOUBLE ? 8 : 4;
   const int trans_a = (flags & GH_GEMM_TRANS_A) != 0, trans_b = (flags & GH_GEMM_TRANS_B) != 0;
@@ -68,12 +71,12 @@ static void gemm_block(const gh_gemm_job* job, void* const* arrays, long long it
   switch (flags & (GH_GEMM_DOUBLE | GH_GEMM_ILP64)) {
     case 0:
       ((sgemm_lp64)job->gemm)(GH_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)job->k, (float)job->alpha,
-                              (const float*)a, (int)job->lda, (const float*)b, (int)job->ldb, (float)job->beta,
-                              (float*)c, (int)job->ldc);
+                              (const float*)a, (int)job->lda, (const float*)b, (int)job->ldb,
+                              (float)job->beta, (float*)c, (int)job->ldc);
       break;
     case GH_GEMM_ILP64:
-      ((sgemm_ilp64)job->gemm)(GH_ROW_MAJOR, ta, tb, m, n, job->k, (float)job->alpha, (const float*)a, job->lda,
-                               (const float*)b, job->ldb, (float)job->beta, (float*)c, job->ldc);
+      ((sgemm_ilp64)job->gemm)(GH_ROW_MAJOR, ta, tb, m, n, job->k, (float)job->alpha, (const float*)a,
+                               job->lda, (const float*)b, job->ldb, (float)job->beta, (float*)c, job->ldc);
       break;
     case GH_GEMM_DOUBLE:
       ((dgemm_lp64)job->gemm)(GH_ROW_MAJOR, ta, tb, (int)m, (int)n, (int)job->k, job->alpha, (const double*)a,

@@ -158,8 +158,8 @@ def test_layouts_the_engine_cannot_read_go_to_numpy(blas_name):
 def test_products_from_several_threads_at_once():
     """A product called while another thread's runs on the pool goes serially on its own thread."""
     rng = np.random.default_rng(4)
-    pairs = [(rng.standard_normal((96, 80)).astype(np.float32), rng.standard_normal((80, 72)).astype(np.float32))
-             for _ in range(4)]
+    pairs = [(rng.standard_normal((96, 80)).astype(np.float32),
+              rng.standard_normal((80, 72)).astype(np.float32)) for _ in range(4)]
     failures = []
 
     def work(a, b):
@@ -240,3 +240,41 @@ def test_mkl_loads_beside_pytorch_and_numpy():
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr
+
+
+@pytest.mark.parametrize("blas_name", AVAILABLE)
+def test_plan_product_holds_for_later_operands_laid_out_otherwise(blas_name):
+    """A plan's GEMM step works its call out once; later operands of the same shapes in another layout
+    (a sliced batch, a transposed copy) still give x @ w.T."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((48, 40)).astype(np.float32)
+    with using_blas(blas_name, numpy_below=gemm.NUMPY_BELOW, split_min=1):
+        product = gemm.plan_product()
+        for x in (rng.standard_normal((70, 40)).astype(np.float32),
+                  rng.standard_normal((140, 40)).astype(np.float32)[::2],
+                  np.asfortranarray(rng.standard_normal((70, 40)).astype(np.float32))):
+            expected = x.astype(np.float64) @ w.T.astype(np.float64)
+            np.testing.assert_allclose(product(x, w), expected, rtol=0, atol=1e-3)
+            out = np.empty((70, 48), np.float32)
+            assert product(x, w, out=out) is out
+            np.testing.assert_allclose(out, expected, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("blas_name", AVAILABLE)
+def test_hybridized_dense_layers_through_the_engine(blas_name):
+    """A hybridized MLP (bias-free GEMM steps and fused epilogues) equals the float64 NumPy forward."""
+    from gpuhybrid import nd
+    from gpuhybrid.gluon import nn
+    rng = np.random.default_rng(7)
+    with using_blas(blas_name, numpy_below=gemm.NUMPY_BELOW, split_min=1):
+        net = nn.HybridSequential()
+        net.add(nn.Dense(96, activation="relu", in_units=80), nn.Dense(24, use_bias=False, in_units=96))
+        net.initialize()
+        net.hybridize()
+        for rows in (1, 64, 33):
+            x = rng.standard_normal((rows, 80)).astype(np.float32)
+            got = net(nd.array(x)).asnumpy()
+            params = [p.data().asnumpy().astype(np.float64) for p in net.collect_params().values()]
+            w1, b1, w2 = params
+            expected = np.maximum(x @ w1.T + b1, 0) @ w2.T
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * (1 + np.abs(expected).max()))

@@ -126,7 +126,8 @@ def _load_openblas() -> Blas | None:
             library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
         except OSError:
             continue
-        set_local = _address(library, ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local",
+        set_local = _address(library, ("openblas_set_num_threads_local",
+                                       "scipy_openblas_set_num_threads_local",
                                        "scipy_openblas_set_num_threads_local64_"))
         for prefix, suffix, ilp64 in (("scipy_", "64_", True), ("", "64_", True), ("scipy_", "", False),
                                       ("", "", False)):
@@ -244,13 +245,38 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0):
         return _numpy_matmul(a, b, out, alpha, beta)
     if out is None:
         outputs = prepared.allocate
-    elif out.dtype == a.dtype and out.shape == prepared.shape and out.flags.carray and not _overlaps(out, a, b):
+    elif (out.dtype == a.dtype and out.shape == prepared.shape and out.flags.carray
+          and not _overlaps(out, a, b)):
         outputs = [out]
     else:
         return _numpy_matmul(a, b, out, alpha, beta)
     return _launch()(_entry(), prepared.units, outputs,
                      [a.swapaxes(-1, -2) if prepared.transpose_a else a,
                       b.swapaxes(-1, -2) if prepared.transpose_b else b], prepared.scalars)
+
+
+def plan_product():
+    """``x @ w.T`` for one GEMM step of a compiled plan (``runner``): its operands' shapes and dtypes are
+    the plan's signature, so what the first call works out (``_prepare``) holds for every later one,
+    which is then only the launch. A later operand laid out otherwise is still right: the launcher
+    copies an input that is not C-contiguous into one, which holds the same matrix."""
+    prepared = None
+    launch = entry = None
+    first = True
+
+    def product(x, w, out=None):
+        nonlocal prepared, launch, entry, first
+        if first:
+            prepared = _prepare(x, w.T, out is not None, 1.0, 0.0)
+            if prepared is not None:
+                launch, entry = _launch(), _entry()
+            first = False
+        if prepared is None:
+            return np.matmul(x, w.T) if out is None else np.matmul(x, w.T, out=out)
+        return launch(entry, prepared.units, prepared.allocate if out is None else [out],
+                      [x.swapaxes(-1, -2) if prepared.transpose_a else x, w if prepared.transpose_b else w.T],
+                      prepared.scalars)
+    return product
 
 
 def _prepare(a, b, has_out: bool, alpha: float, beta: float) -> _Prepared | None:

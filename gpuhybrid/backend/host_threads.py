@@ -9,11 +9,10 @@ no OpenMP runtime's settings (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) reach th
 
 The number of threads (the caller included) is ``GPUHYBRID_NUM_THREADS`` when set, else the CPUs this
 process may run on, at most 8; ``gpuhybrid.set_num_threads(k)`` changes it (1: every kernel on its
-calling thread). Both also set the threads of NumPy's OpenBLAS (the GEMMs of every plan), so that one
-number governs all the threads gpuhybrid's work runs on; without either, BLAS keeps NumPy's setting.
-On a machine where other processes hold cores, ``GPUHYBRID_NUM_THREADS=1`` is the setting to use:
-OpenBLAS's threads wait for each other in lock step, and a GEMM whose second thread has no core runs
-10-100x slower (measured: docs/threads.md).
+calling thread). The GEMM engine (``gemm``) splits matrix products over the same pool, one
+single-threaded BLAS call per block, so the same number governs them. Both also set the threads of
+NumPy's OpenBLAS (the products the engine leaves to NumPy, and the user's own ``numpy.dot``); without
+either, it keeps NumPy's setting (docs/threads.md).
 
 The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
 library, whose loops resolve ``gh_part`` against it.
