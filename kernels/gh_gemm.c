@@ -6,8 +6,9 @@
  * repeats less packing of the other operand; the caller decides) that the caller and the pool's workers
  * claim one at a time (gh_parallel_run in gh_threads.c), so a slow worker delays only its own block
  * and the caller does the rest. Each block is one call of a sequential BLAS: MKL loaded with its
- * sequential layer, or OpenBLAS held to one thread on the calling thread while the block runs
- * (openblas_set_num_threads_local), which leaves what the user's own numpy.dot does as it was.
+ * sequential layer (or, when the process already held MKL, held to one thread on the calling thread
+ * while the block runs: job->set_local), or a private single-threaded instance of NumPy's OpenBLAS,
+ * which leaves what the user's own numpy.dot does as it was (gpuhybrid/backend/gemm.py).
  *
  * The job names the BLAS function (cblas_sgemm or cblas_dgemm of the chosen library, with 32-bit or
  * 64-bit integers) and a batch of row-major products C[i] = alpha * op(A[i]) op(B[i]) + beta * C[i],

@@ -202,24 +202,32 @@ def test_an_unknown_or_missing_blas_is_a_clear_error(monkeypatch):
 
 
 def test_openblas_mode_leaves_numpys_own_threads_alone():
-    """The engine holds OpenBLAS to one thread only while its blocks run; numpy.dot keeps its setting."""
+    """The engine's OpenBLAS is a private single-threaded instance: NumPy's keeps its thread count, and
+    gh.set_num_threads still reaches NumPy's alone."""
     script = (
-        "import ctypes, numpy as np\n"
+        "import ctypes, os, numpy as np\n"
+        "import gpuhybrid as gh\n"
         "from gpuhybrid.backend import gemm\n"
+        "def count(lib):\n"
+        "    return next(getattr(lib, n) for n in ('scipy_openblas_get_num_threads64_', "
+        "'openblas_get_num_threads64_', 'openblas_get_num_threads') if hasattr(lib, n))()\n"
+        "path = next(l.split()[-1] for l in open('/proc/self/maps') if 'openblas' in l.rsplit('/', 1)[-1])\n"
+        "numpys = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)\n"
+        "before = count(numpys)\n"
         "assert gemm.blas().name == 'openblas', gemm.blas().name\n"
-        "lib = gemm.blas().library\n"
-        "get = next(getattr(lib, n) for n in ('scipy_openblas_get_num_threads64_', "
-        "'openblas_get_num_threads64_', 'openblas_get_num_threads') if hasattr(lib, n))\n"
-        "before = get()\n"
+        "ours = gemm.blas().library\n"
+        "assert ours._handle != numpys._handle\n"
         "a = np.random.default_rng(0).standard_normal((200, 300)).astype(np.float32)\n"
         "np.testing.assert_allclose(gemm.matmul(a, a.T), a.astype(np.float64) @ a.T, atol=1e-2)\n"
-        "assert get() == before, (get(), before)\n"
+        "assert count(numpys) == before and count(ours) == 1, (count(numpys), before, count(ours))\n"
+        "gh.set_num_threads(1)\n"
+        "assert count(numpys) == 1 and count(ours) == 1\n"
         "print('ok', before)\n")
-    env = dict(os.environ, GPUHYBRID_BLAS="openblas")
+    env = dict(os.environ, GPUHYBRID_BLAS="openblas", OPENBLAS_NUM_THREADS="2")
     env.pop("GPUHYBRID_NUM_THREADS", None)
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                             timeout=300, check=False)
-    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr
+    assert result.returncode == 0 and result.stdout.startswith("ok 2"), result.stderr
 
 
 @pytest.mark.skipif("mkl" not in AVAILABLE, reason="the mkl package is not installed")

@@ -11,8 +11,8 @@ Which BLAS runs the blocks is decided in one place, ``blas()``:
 
 - ``mkl``: Intel MKL's sequential layer, when the ``mkl`` package is installed (``pip install
   gpuhybrid[mkl]``; about 700 MB) -- 1.3-1.7x faster than NumPy's OpenBLAS on an MLP's shapes here;
-- ``openblas``: the OpenBLAS that NumPy loaded, held to one thread on the calling thread while a block
-  runs (``openblas_set_num_threads_local``), so the user's own ``numpy.dot`` keeps its threads;
+- ``openblas``: a private, single-threaded instance of the OpenBLAS that NumPy loaded (a copy of its
+  file, loaded apart), so the user's own ``numpy.dot`` keeps its threads;
 - ``numpy``: ``numpy.matmul`` itself (NumPy's BLAS and its threads).
 
 ``GPUHYBRID_BLAS=mkl|openblas|numpy`` forces one (an unavailable one is an error); otherwise the first
@@ -115,27 +115,59 @@ def _load_mkl() -> Blas | None:
 
 
 def _load_openblas() -> Blas | None:
-    """The OpenBLAS NumPy loaded (found as ``host_threads`` finds its thread setter)."""
+    """A private, single-threaded instance of the OpenBLAS NumPy loaded.
+
+    OpenBLAS's thread count is one number per library instance (its ``openblas_set_num_threads_local``
+    sets that same global count here: measured), so holding NumPy's OpenBLAS to one thread would change
+    what the user's own ``numpy.dot`` does. A copy of its file, loaded privately (``RTLD_LOCAL``) with
+    ``OPENBLAS_NUM_THREADS=1`` while it initialises, is a second instance whose one thread changes
+    nothing of NumPy's; the copy is removed once loaded (a mapped library stays valid)."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
     paths = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1]})
     for path in paths:
-        try:
-            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
-        except OSError:
+        library = _private_copy(path)
+        if library is None:
             continue
-        set_local = _address(library, ("openblas_set_num_threads_local",
-                                       "scipy_openblas_set_num_threads_local",
-                                       "scipy_openblas_set_num_threads_local64_"))
         for prefix, suffix, ilp64 in (("scipy_", "64_", True), ("", "64_", True), ("scipy_", "", False),
                                       ("", "", False)):
             sgemm = _address(library, (f"{prefix}cblas_sgemm{suffix}",))
             dgemm = _address(library, (f"{prefix}cblas_dgemm{suffix}",))
-            if sgemm and dgemm and set_local:
-                return Blas("openblas", sgemm, dgemm, ilp64, set_local, library)
+            if sgemm and dgemm:
+                return Blas("openblas", sgemm, dgemm, ilp64, 0, library)
     return None
+
+
+def _private_copy(path: str):
+    """``path``'s library loaded as a new single-threaded instance (see ``_load_openblas``), or None."""
+    import shutil
+    import tempfile
+    names = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    handle, copy = tempfile.mkstemp(prefix="gpuhybrid-openblas-", suffix=".so")
+    os.close(handle)
+    try:
+        shutil.copyfile(path, copy)
+        os.environ.update({name: "1" for name in names})     # read by its constructor, once
+        library = ctypes.CDLL(copy)
+    except OSError:
+        return None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        os.unlink(copy)
+    for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                 "openblas_set_num_threads64_", "openblas_set_num_threads"):
+        if hasattr(library, name):
+            getattr(library, name).argtypes = [ctypes.c_int]
+            getattr(library, name)(1)
+            break
+    return library
 
 
 @functools.lru_cache(maxsize=None)
@@ -157,7 +189,7 @@ def blas() -> Blas:
             return found
         if forced:
             how = ("pip install 'gpuhybrid[mkl]' (x86-64 Linux)" if name == "mkl" else
-                   "use a NumPy whose OpenBLAS has openblas_set_num_threads_local (OpenBLAS >= 0.3.27)")
+                   "use a NumPy built on OpenBLAS (NumPy's own wheels are)")
             raise GhError(f"GPUHYBRID_BLAS={name} but no usable {name} is loaded in this process: {how}, "
                           "or unset GPUHYBRID_BLAS")
     return Blas("numpy")
