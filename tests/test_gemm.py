@@ -286,3 +286,27 @@ def test_hybridized_dense_layers_through_the_engine(blas_name):
             w1, b1, w2 = params
             expected = np.maximum(x @ w1.T + b1, 0) @ w2.T
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * (1 + np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("blas_name", [name for name in AVAILABLE if name != "numpy"])
+def test_the_ctypes_launch_where_the_launcher_extension_cannot_be_built(blas_name, monkeypatch):
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((50, 70)).astype(np.float32)
+    b = np.asfortranarray(rng.standard_normal((70, 90)).astype(np.float32))
+    with using_blas(blas_name):
+        monkeypatch.setattr(gemm, "_launch", lambda: gemm._launch_with_ctypes)
+        _check(a, b)
+        _check(a, b, alpha=0.5, beta=2.0, with_out=True)
+
+
+@pytest.mark.skipif("mkl" not in AVAILABLE, reason="the mkl package is not installed")
+def test_mkl_runs_its_sequential_layer():
+    """Loaded by gpuhybrid (no MKL in the process before), MKL runs on one thread per call."""
+    script = ("from gpuhybrid.backend import gemm\n"
+              "chosen = gemm.blas()\n"
+              "assert chosen.name == 'mkl' and not chosen.set_local_threads\n"
+              "print(chosen.library.MKL_Get_Max_Threads())\n")
+    env = dict(os.environ, GPUHYBRID_BLAS="mkl")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "1", (result.stdout, result.stderr)

@@ -271,7 +271,7 @@ def matmul(a, b, out=None, *, alpha: float = 1.0, beta: float = 0.0):
         if len(_prepared) >= _PREPARED_MOST:
             _prepared.clear()
         prepared = _prepared[key] = _prepare(a, b, out is not None, alpha, beta)
-    except TypeError:           # not NumPy arrays: NumPy says what is wrong
+    except (TypeError, AttributeError):     # not NumPy arrays: NumPy says what is wrong
         prepared = None
     if prepared is None:
         return _numpy_matmul(a, b, out, alpha, beta)
@@ -375,17 +375,16 @@ def _launch():
     ctypes where the extension cannot be built (no Python headers)."""
     from .host_launch import launcher
     extension = launcher()
-    if extension is not None:
-        return extension.launch
-    run = thread_runtime().gh_parallel_run
+    return extension.launch if extension is not None else _launch_with_ctypes
 
-    def launch_with_ctypes(entry, units, outputs, inputs, scalars):
-        out = outputs[0] if isinstance(outputs, list) else np.empty(*outputs[0])
-        arrays = [out] + [np.ascontiguousarray(x) for x in inputs]
-        pointers = (ctypes.c_void_p * 3)(*(x.ctypes.data for x in arrays))
-        run(entry, units, pointers, scalars, max(x.size for x in arrays))
-        return out
-    return launch_with_ctypes
+
+def _launch_with_ctypes(entry: int, units: int, outputs, inputs: list, scalars: bytes):
+    """The launcher extension's ``launch`` for one output, through ctypes (inputs made C-contiguous)."""
+    out = outputs[0] if isinstance(outputs, list) else np.empty(*outputs[0])
+    arrays = [out] + [np.ascontiguousarray(x) for x in inputs]
+    pointers = (ctypes.c_void_p * len(arrays))(*(x.ctypes.data for x in arrays))
+    thread_runtime().gh_parallel_run(entry, units, pointers, scalars, max(x.size for x in arrays))
+    return out
 
 
 def _numpy_matmul(a, b, out, alpha, beta):
