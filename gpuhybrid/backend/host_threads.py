@@ -97,8 +97,8 @@ def run_address() -> int:
 
 
 def set_num_threads(threads: int) -> None:
-    """Use ``threads`` threads (the calling one included) for large generated CPU kernels and for
-    NumPy's OpenBLAS; 1 runs every kernel and GEMM on its calling thread."""
+    """Use ``threads`` threads (the calling one included) for large generated CPU kernels, the GEMM
+    engine's blocks (``gemm``) and NumPy's OpenBLAS; 1 runs every kernel and GEMM on its calling thread."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise GhError(f"set_num_threads({threads!r}): give a positive integer (1 runs generated CPU kernels "
                       "and BLAS on the calling thread)")
