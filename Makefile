@@ -1,6 +1,6 @@
 # The two commands: `make demo` and `make test`; and `make bench`, `make notebooks`. Each first installs
-# what it needs into .venv (an editable install of gpuhybrid with the `dev` extra), again only when
-# pyproject.toml or the extras change.
+# what it needs into .venv (an editable install of gpuhybrid with the `dev` extra, and `mkl` on x86-64
+# Linux), again only when pyproject.toml or the extras change.
 #
 # On a GPU machine add CuPy: `make demo EXTRAS=cuda` (CUDA 13) or `make demo EXTRAS=cuda12`.
 # EXTRAS adds to `dev`; several are comma-separated: EXTRAS=cuda,peers (peers: PyTorch and JAX, which
@@ -11,7 +11,10 @@ EXTRAS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 comma := ,
-ALL_EXTRAS := dev$(if $(strip $(EXTRAS)),$(comma)$(strip $(EXTRAS)))
+# On x86-64 Linux the `mkl` extra joins by default: Intel MKL for the CPU GEMM engine (docs/threads.md;
+# about 700 MB). Elsewhere, or with BASE_EXTRAS=dev, the engine uses NumPy's OpenBLAS.
+BASE_EXTRAS ?= dev$(if $(filter Linux-x86_64,$(shell uname -s)-$(shell uname -m)),$(comma)mkl)
+ALL_EXTRAS := $(BASE_EXTRAS)$(if $(strip $(EXTRAS)),$(comma)$(strip $(EXTRAS)))
 
 # The full benchmark: every workload, sweeps over batch size and chain length, every installed peer.
 BENCH_ARGS ?= all --peers --batch-size 1,16,64,256,1024 --chain-length 1,2,4,8,16,32

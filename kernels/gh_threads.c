@@ -10,8 +10,10 @@
  *   - a worker looks for the next job for a few microseconds, then sleeps on a condition variable:
  *     idle workers never spin against BLAS or other processes;
  *   - when the caller waited for a worker longer than it worked itself (the worker lost its core to
- *     another process in the middle of a chunk), the next launches run on the caller alone: 16 of
- *     them, twice as many after each such wait (at most 4096), halved after each launch that went well;
+ *     another process in the middle of a chunk), or was itself off its core for more than half the
+ *     launch (waking a worker when every core is taken hands the caller's core away), the next launches
+ *     run on the caller alone: 16 of them, twice as many after each such launch (at most 4096), halved
+ *     after each launch that went well;
  *   - one job at a time: a launch from a second thread while one runs goes serially on its thread;
  *   - after fork the child has no workers: they are started again at its first parallel launch.
  *
@@ -139,6 +141,12 @@ static long long now_ns(void) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static long long thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void acquire_pool(void) {
   while (atomic_exchange(&pool.busy, 1)) sched_yield();
 }
@@ -171,19 +179,22 @@ void gh_parallel_run(gh_packed_kernel kernel, long long n, void* const* arrays, 
   pool.scalars = scalars;
   atomic_store_explicit(&pool.chunks, chunks, memory_order_relaxed);
   atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+  long long start = now_ns(), start_cpu = thread_cpu_ns();
   pthread_mutex_lock(&pool.lock);
   unsigned generation = ++pool.generation;
   atomic_store_explicit(&pool.ticket, (unsigned long long)generation << 32, memory_order_release);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
-  long long start = now_ns();
   run_chunks(generation);
   long long own = now_ns();
   for (int spin = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < chunks; ++spin) {
     if (spin < 1000) cpu_relax();
     else sched_yield();          /* a worker holds a chunk but not a core: give it ours */
   }
-  if (now_ns() - own > own - start + 20000) {          /* waited longer than it worked (+20 µs) */
+  long long end = now_ns(), off_core = (end - start) - (thread_cpu_ns() - start_cpu);
+  /* Back off when the caller waited longer than it worked (+20 µs), or spent more than half the launch
+   * off its core: waking a worker on a machine whose cores are all taken costs the caller its core. */
+  if (end - own > own - start + 20000 || 2 * off_core > end - start + 40000) {
     pool.backoff = pool.backoff ? (pool.backoff * 2 > GH_BACKOFF_MOST ? GH_BACKOFF_MOST : pool.backoff * 2)
                                 : GH_BACKOFF_FIRST;
     pool.serial_left = pool.backoff;
@@ -216,6 +227,9 @@ void gh_set_parallel_min(long long elements) {
 long long gh_get_parallel_min(void) { return atomic_load(&pool.parallel_min); }
 
 int gh_started_workers(void) { return pool.started; }
+
+/* Serial launches still owed after a slow parallel one (tests and benchmarks read it). */
+int gh_serial_left(void) { return pool.serial_left; }
 
 /* In a forked child the workers are gone (only the forking thread survives): forget them. */
 static void forget_workers_in_child(void) {

@@ -9,11 +9,10 @@ no OpenMP runtime's settings (``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) reach th
 
 The number of threads (the caller included) is ``GPUHYBRID_NUM_THREADS`` when set, else the CPUs this
 process may run on, at most 8; ``gpuhybrid.set_num_threads(k)`` changes it (1: every kernel on its
-calling thread). Both also set the threads of NumPy's OpenBLAS (the GEMMs of every plan), so that one
-number governs all the threads gpuhybrid's work runs on; without either, BLAS keeps NumPy's setting.
-On a machine where other processes hold cores, ``GPUHYBRID_NUM_THREADS=1`` is the setting to use:
-OpenBLAS's threads wait for each other in lock step, and a GEMM whose second thread has no core runs
-10-100x slower (measured: docs/threads.md).
+calling thread). The GEMM engine (``gemm``) splits matrix products over the same pool, one
+single-threaded BLAS call per block, so the same number governs them. Both also set the threads of
+NumPy's OpenBLAS (the products the engine leaves to NumPy, and the user's own ``numpy.dot``); without
+either, it keeps NumPy's setting (docs/threads.md).
 
 The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
 library, whose loops resolve ``gh_part`` against it.
@@ -29,6 +28,7 @@ from ..errors import GhError
 from .host_compiler import thread_runtime
 
 DEFAULT_MAX_THREADS = 8
+threads_now = 1         # the pool's thread count as last set (read per GEMM without a call into C)
 
 
 def _default_threads() -> int:
@@ -52,8 +52,10 @@ def _default_threads() -> int:
 @functools.lru_cache(maxsize=None)
 def runtime() -> ctypes.CDLL:
     """The loaded thread-pool library with this process's default thread count applied."""
+    global threads_now
     library = thread_runtime()
     library.gh_set_threads(_default_threads())
+    threads_now = library.gh_get_threads()
     if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
         _set_blas_threads(library.gh_get_threads())
     return library
@@ -95,12 +97,14 @@ def run_address() -> int:
 
 
 def set_num_threads(threads: int) -> None:
-    """Use ``threads`` threads (the calling one included) for large generated CPU kernels and for
-    NumPy's OpenBLAS; 1 runs every kernel and GEMM on its calling thread."""
+    """Use ``threads`` threads (the calling one included) for large generated CPU kernels, the GEMM
+    engine's blocks (``gemm``) and NumPy's OpenBLAS; 1 runs every kernel and GEMM on its calling thread."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise GhError(f"set_num_threads({threads!r}): give a positive integer (1 runs generated CPU kernels "
                       "and BLAS on the calling thread)")
+    global threads_now
     runtime().gh_set_threads(threads)
+    threads_now = runtime().gh_get_threads()
     _set_blas_threads(threads)
 
 

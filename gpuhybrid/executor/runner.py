@@ -26,7 +26,10 @@ import copy
 import threading
 import weakref
 
+import numpy
+
 from ..backend import record_launches
+from ..backend.gemm import plan_product
 from ..backend.profiler import open_counters
 
 
@@ -137,8 +140,11 @@ def _call(step, k: int, reads: str, names: dict, xp, static_views: dict) -> str:
                 names["empty"], names[f"t{w}"] = xp.empty, (spec.shape, spec.dtype)
                 outs.append(f"empty(*t{w})")
     if step.plain_matmul:
-        names["matmul"] = xp.matmul
         first, second = reads.split(", ")
+        if xp is numpy:          # gpuhybrid's GEMM engine, worked out at the first call (backend.gemm)
+            names[f"g{k}"] = plan_product()
+            return f"g{k}({first}, {second}{f', out={outs[0]}' if outs else ''})"
+        names["matmul"] = xp.matmul
         return f"matmul({first}, {second}.T{f', out={outs[0]}' if outs else ''})"
     launch = getattr(step.eager, "launch", None)
     if launch is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend.dtypes import compute_dtype
+from ..backend.gemm import matmul_of
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
 from .registry import OpDef, TensorSpec, register, require_float
@@ -194,9 +195,9 @@ def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
         return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
     if _pointwise(geom):
         data = x.reshape(n, groups, x.shape[1] // groups, _size(out_spatial))
-        return xp.matmul(wm, data).reshape((n, filters) + tuple(out_spatial))
+        return matmul_of(xp)(wm, data).reshape((n, filters) + tuple(out_spatial))
     cols = batch_inside_columns(xp, x, geom, out_spatial, groups)
-    return _batch_first(xp, xp.matmul(wm, cols), n, filters, out_spatial)
+    return _batch_first(xp, matmul_of(xp)(wm, cols), n, filters, out_spatial)
 
 
 def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
@@ -213,9 +214,9 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
         return col2im(xp, cols, geom, tuple(in_spatial), g.dtype)
     if _pointwise(geom):
         gm = g.reshape(n, groups, filters // groups, positions)
-        return xp.matmul(wt, gm).reshape((n, channels) + tuple(in_spatial))
+        return matmul_of(xp)(wt, gm).reshape((n, channels) + tuple(in_spatial))
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
-    cols = xp.matmul(wt, gt.reshape(groups, filters // groups, n * positions))       # (G, Cg*K, N*P)
+    cols = matmul_of(xp)(wt, gt.reshape(groups, filters // groups, n * positions))   # (G, Cg*K, N*P)
     return batch_inside_col2im(xp, cols, geom, n, tuple(in_spatial), tuple(out_spatial))
 
 

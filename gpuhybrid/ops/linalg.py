@@ -1,8 +1,12 @@
-"""Matrix products: dot, batch_dot, matmul and FullyConnected (MXNet layout: weight is (units, in_units))."""
+"""Matrix products: dot, batch_dot, matmul and FullyConnected (MXNet layout: weight is (units, in_units)).
+
+On the CPU every product goes through gpuhybrid's GEMM engine (``backend.gemm.matmul``); on the GPU
+through CuPy's ``matmul``."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..backend.gemm import matmul_of
 from ..errors import ShapeError
 from .attrs import Attr
 from .registry import OpDef, TensorSpec, into_by_copy, register, require_float, require_numeric
@@ -43,7 +47,7 @@ def _dot_eager(device, inputs, attrs, outs):
     xp = device.xp
     a, b = _dot_operands(xp, inputs, attrs)
     if a.ndim == b.ndim == 2:       # the common case (every gradient of a Dense layer): one GEMM, no reshapes
-        return xp.matmul(a, b).astype(outs[0].dtype, copy=False)
+        return matmul_of(xp)(a, b).astype(outs[0].dtype, copy=False)
     return xp.asarray(xp.tensordot(a, b, axes=1)).astype(outs[0].dtype, copy=False)
 
 
@@ -54,7 +58,7 @@ def _matmul_into(eager, lhs_rhs):
         a, b = lhs_rhs(device.xp, inputs, attrs)
         out = outputs[0]
         if a.ndim >= 2 and b.ndim >= 2 and a.dtype == b.dtype == out.dtype:
-            return device.xp.matmul(a, b, out=out)
+            return matmul_of(device.xp)(a, b, out=out)
         return into_by_copy(eager, device, inputs, attrs, outputs)
     return into
 
@@ -94,7 +98,7 @@ def _batch_dot_operands(xp, inputs, attrs):
 
 def _batch_dot_eager(device, inputs, attrs, outs):
     a, b = _batch_dot_operands(device.xp, inputs, attrs)
-    return device.xp.matmul(a, b).astype(outs[0].dtype, copy=False)
+    return matmul_of(device.xp)(a, b).astype(outs[0].dtype, copy=False)
 
 
 register(OpDef(name="batch_dot", category="linalg", inputs=("lhs", "rhs"), attrs=TRANSPOSE_ATTRS,
@@ -118,7 +122,7 @@ def _matmul_rule(specs, attrs):
 
 
 def _matmul_eager(device, inputs, attrs, outs):
-    return device.xp.asarray(device.xp.matmul(*inputs)).astype(outs[0].dtype, copy=False)
+    return device.xp.asarray(matmul_of(device.xp)(*inputs)).astype(outs[0].dtype, copy=False)
 
 
 register(OpDef(name="matmul", category="linalg", inputs=("lhs", "rhs"), attrs=(), infer=_matmul_rule,
@@ -162,13 +166,13 @@ def plain_gemm(attrs: dict, x, w, out_dtype) -> bool:
 def _fc_eager(device, inputs, attrs, outs):
     x, w = inputs[0], inputs[1]
     if plain_gemm(attrs, x, w, outs[0].dtype):
-        return device.xp.matmul(x, w.T)        # the common case (and every fused epilogue's GEMM)
+        return matmul_of(device.xp)(x, w.T)    # the common case (and every fused epilogue's GEMM)
     # Multiply in the result dtype: with mixed operands (float16 data, float32 bias) the product would
     # otherwise be rounded to the narrower dtype before the bias is added. No copy when dtypes agree.
     x, w = (a.astype(outs[0].dtype, copy=False) for a in inputs[:2])
     rows = x.shape[0] if attrs["flatten"] else int(np.prod(x.shape[:-1], dtype=np.int64))
     x2 = x.reshape(rows, w.shape[1])
-    y = device.xp.matmul(x2, w.T)
+    y = matmul_of(device.xp)(x2, w.T)
     if not attrs["no_bias"]:
         y += inputs[2]
     return y.reshape(outs[0].shape).astype(outs[0].dtype, copy=False)
@@ -177,7 +181,7 @@ def _fc_eager(device, inputs, attrs, outs):
 def _fc_into(device, inputs, attrs, outputs):
     x, w, out = inputs[0], inputs[1], outputs[0]
     if plain_gemm(attrs, x, w, out.dtype):
-        return device.xp.matmul(x, w.T, out=out)
+        return matmul_of(device.xp)(x, w.T, out=out)
     return into_by_copy(_fc_eager, device, inputs, attrs, outputs)
 
 
