@@ -243,7 +243,8 @@ def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
     gt = gt.reshape(groups, filters // groups, n * positions)
     # one plain 2-D product per group: each is a single BLAS call on a transposed view
-    dw = xp.stack([xp.matmul(gt[k], cols[k].T) for k in range(groups)])             # (G, Fg, Cg*K)
+    product = matmul_of(xp)
+    dw = xp.stack([product(gt[k], cols[k].T) for k in range(groups)])                # (G, Fg, Cg*K)
     return dw.reshape((filters, channels // groups) + geom.kernel)
 
 
