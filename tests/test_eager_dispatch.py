@@ -77,8 +77,7 @@ def test_shape_inference_runs_once_per_signature(monkeypatch):
         calls.append(tuple(s.shape for s in specs))
         return original(specs, attrs)
     monkeypatch.setattr(op, "infer", counting)
-    monkeypatch.setattr(array_module, "_prepared", {})    # other tests may have prepared these already
-    monkeypatch.setattr(array_module, "_direct", {})
+    array_module.forget_prepared()                        # other tests may have prepared these already
     x = nd.array(np.random.default_rng(0).normal(size=(7, 3)))
     for _ in range(5):
         nd.tanh(x)

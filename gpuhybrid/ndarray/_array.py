@@ -21,7 +21,12 @@ from ..ops import get_op
 from ..ops.frontend import Frontend, OperatorMixin
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
-from ._cpu_calls import FP_IGNORE, computes, cpu_call, fp_policy
+from ._cpu_calls import FP_IGNORE, IGNORE_FP_CONTEXT, computes, cpu_call, fp_policy, run_ignoring_fp
+
+_run_ignoring_fp = IGNORE_FP_CONTEXT.run     # (call, *args) inside the context where NumPy ignores fp errors
+_is_recording = autograd.is_recording
+_NUMPY_ARRAY = np.ndarray
+_new_object = object.__new__                # NDArrays made here skip __init__: every slot is set at once
 
 
 # What ``invoke`` works out per call before it runs an op, kept per (op, attributes, input specs,
@@ -31,6 +36,8 @@ _PREPARED_MAX = 4096
 # The same key (no training flag) -> (direct CPU call, output spec, whether it does arithmetic), for the
 # prepared signatures that have a direct CPU call (_cpu_calls.py).
 _direct: dict = {}
+# op name -> the same entries keyed without the op (and without empty attributes), for nd's functions.
+_direct_tables: dict = {}
 # Attribute values that may key the cache: their class joins the key (2, 2.0 and True hash alike).
 _KEYABLE = (int, float, bool, str, type(None), np.generic)
 _KEYABLE_CLASSES = frozenset({int, float, bool, str, type(None)})
@@ -46,7 +53,7 @@ _checked_arithmetic: dict = {}
 
 def _attrs_key(attrs: dict):
     """A hashable key for ``attrs``, or None when a value is not a plain scalar or tuple of ints."""
-    key = []
+    key = ()
     for name, value in attrs.items():
         cls = value.__class__
         if cls is tuple:
@@ -55,8 +62,8 @@ def _attrs_key(attrs: dict):
                     return None
         elif cls not in _KEYABLE_CLASSES and not isinstance(value, _KEYABLE):
             return None
-        key.append((name, cls, value))
-    return tuple(key)
+        key += (name, cls, value)
+    return key
 
 
 def _prepare(op_name: str, inputs: Sequence, attrs: dict):
@@ -84,13 +91,46 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
     _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
     # The direct CPU call needs NumPy's policy context variable (NumPy >= 2) to ignore fp errors cheaply.
     direct = cpu_call(op, attrs, [x.spec for x in inputs], outs) if inputs and fp_policy is not None else None
-    direct_entry = None if direct is None else (direct, outs[0], computes(op))
+    direct_entry = None if direct is None else (*direct, outs[0], computes(op))
     return op, attrs, outs, kernels, library, ufunc, direct_entry
 
 
+def interned_device(device: Device) -> Device:
+    """One Device object per device: arrays made on it share it, so that the dispatcher's check that
+    inputs are on one device is an identity test."""
+    return _DEVICES.setdefault((device.device_type, device.device_id), device)
+
+
+_DEVICES: dict = {}
+
+
+def _remember_direct(key: tuple, entry: tuple) -> None:
+    """``entry`` for ``invoke``'s key (op, attributes, shapes..., dtypes...), and in the op's own table for
+    the nd function's fast path (``_eager_function``), keyed by shapes and dtypes, led by the attributes
+    when there are any."""
+    if len(_direct) >= _PREPARED_MAX:
+        forget_prepared()
+    _direct[key] = entry
+    op_name, attrs_key = key[0], key[1]
+    _direct_tables.setdefault(op_name, {})[key[2:] if attrs_key == () else key[1:]] = entry
+
+
+def forget_prepared() -> None:
+    """Empty every per-signature cache of eager dispatch (they fill again as ops run)."""
+    _prepared.clear()
+    _direct.clear()
+    _checked_arithmetic.clear()
+    for table in _direct_tables.values():
+        table.clear()
+
+
 def _on_one_device(inputs: Sequence, device: Device) -> bool:
+    """Whether every input is on ``device``: the same object, or the same device number (arrays made by
+    separate ``nd.array(..., ctx=gh.cpu())`` calls hold equal, not identical, devices)."""
     for x in inputs:
-        if x._device is not device and x._device != device:
+        other = x._device
+        if other is not device and (other.device_id != device.device_id
+                                    or other.device_type != device.device_type):
             return False
     return True
 
@@ -141,45 +181,40 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     function (``_direct``, _cpu_calls.py) and the NDArray around the result. Every eager op comes here,
     and on 16 values each step costs about what the op does, so the signature is built inline.
     """
-    key = datas = None
-    attrs_key = _attrs_key(attrs) if attrs else ()
-    if attrs_key is not None:
-        try:
-            if len(inputs) == 1:
-                data = inputs[0]._data
-                key, datas = (op_name, attrs_key, data.shape, data.dtype), [data]
-            elif len(inputs) == 2:
-                lhs, rhs = inputs[0]._data, inputs[1]._data
-                key, datas = (op_name, attrs_key, lhs.shape, rhs.shape, lhs.dtype, rhs.dtype), [lhs, rhs]
-            else:
-                datas = [x._data for x in inputs]
-                key = (op_name, attrs_key, *[d.shape for d in datas], *[d.dtype for d in datas])
-        except AttributeError:        # an input that is not an NDArray: _prepare says so
-            key = None
+    if attrs:
+        attrs_key = _attrs_key(attrs)
+        if attrs_key is None:
+            return _invoke_checked(op_name, inputs, attrs, device, None)
+    else:
+        attrs_key = ()
+    try:
+        if len(inputs) == 1:
+            data = inputs[0]._data
+            key, datas = (op_name, attrs_key, data.shape, data.dtype), [data]
+        elif len(inputs) == 2:
+            data, rhs = inputs[0]._data, inputs[1]._data
+            key, datas = (op_name, attrs_key, data.shape, rhs.shape, data.dtype, rhs.dtype), [data, rhs]
+        else:
+            datas = [x._data for x in inputs]
+            key = (op_name, attrs_key, *[d.shape for d in datas], *[d.dtype for d in datas])
+    except AttributeError:        # an input that is not an NDArray: _prepare says so
+        return _invoke_checked(op_name, inputs, attrs, device, None)
     direct = _direct.get(key)
-    if direct is not None and not _open_counters and not autograd.is_recording():
-        device = inputs[0]._device
-        if device.device_type == "cpu" and (len(inputs) == 1 or inputs[1]._device is device and len(inputs) == 2
-                                            or _on_one_device(inputs, device)):
-            call, spec, arithmetic = direct
-            if arithmetic:
-                token = fp_policy.set(FP_IGNORE)
-                try:
-                    result = call(datas)
-                finally:
-                    fp_policy.reset(token)
-            else:
-                result = call(datas)
-            out = NDArray(result, device, spec)
-            base = result.base
-            if base is not None:     # a view (reshape, transpose): it shares its input's version
-                data = datas[0]
-                if base is data or base is data.base:
-                    out._version = inputs[0]._version
-                else:
-                    share_version_of_view(out, inputs)
-            return out
-    return _invoke_checked(op_name, inputs, attrs, device, key)
+    if direct is None or _open_counters or _is_recording():
+        return _invoke_checked(op_name, inputs, attrs, device, key)
+    first = inputs[0]
+    device = first._device
+    # NumPy data means a CPU array; several inputs must be on one CPU (else the full path says so)
+    if len(datas) == 1:
+        if data.__class__ is not _NUMPY_ARRAY:
+            return _invoke_checked(op_name, inputs, attrs, device, key)
+    else:
+        for data in datas:
+            if data.__class__ is not _NUMPY_ARRAY:
+                return _invoke_checked(op_name, inputs, attrs, device, key)
+        if not (len(datas) == 2 and inputs[1]._device is device) and not _on_one_device(inputs, device):
+            return _invoke_checked(op_name, inputs, attrs, device, key)
+    return _run_direct(direct, datas, inputs)
 
 
 def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device | None, key):
@@ -195,9 +230,7 @@ def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device 
                 _prepared.clear()
             _prepared[key] = prepared
             if prepared[6] is not None:     # never for ops that read the training flag
-                if len(_direct) >= _PREPARED_MAX:
-                    _direct.clear()
-                _direct[direct_key] = prepared[6]
+                _remember_direct(direct_key, prepared[6])
     op, attrs, outs, kernels, library, ufunc, _ = prepared
     if inputs:
         device = inputs[0]._device
@@ -249,44 +282,6 @@ class NDArray(OperatorMixin):
 
     def _apply(self, op: str, inputs: list, attrs: dict) -> "NDArray":
         return invoke(op, inputs, attrs)
-
-    def _binary(self, other, op: str, reverse: bool = False):
-        # The arithmetic operators' fast path: two NDArrays on one CPU, already checked by invoke for
-        # these shapes and dtypes, while nothing records or counts: the ufunc, then the result.
-        if other.__class__ is NDArray:
-            a, b = (other, self) if reverse else (self, other)
-            da, db = a._data, b._data
-            checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
-            if checked is not None and not _open_counters and not autograd.is_recording():
-                device = a._device
-                if device.device_type == "cpu" and (b._device is device or b._device == device):
-                    token = fp_policy.set(FP_IGNORE)
-                    try:
-                        result = checked[0](da, db)
-                    finally:
-                        fp_policy.reset(token)
-                    if result.__class__ is not np.ndarray:       # 0-d: a NumPy scalar
-                        result = np.asarray(result)
-                    return NDArray(result, device, checked[1])
-            return invoke(op, [a, b], _NO_ATTRS)
-        cls = other.__class__
-        if cls is float or cls is int:
-            data = self._data
-            scalar_op = op + "_scalar"
-            checked = _checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
-            if (checked is not None and not _open_counters and not autograd.is_recording()
-                    and self._device.device_type == "cpu"):
-                ufunc, out, scalar = checked
-                token = fp_policy.set(FP_IGNORE)
-                try:
-                    result = ufunc(scalar, data) if reverse else ufunc(data, scalar)
-                finally:
-                    fp_policy.reset(token)
-                if result.__class__ is not np.ndarray:
-                    result = np.asarray(result)
-                return NDArray(result, self._device, out)
-            return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
-        return OperatorMixin._binary(self, other, op, reverse)
 
     def __init__(self, data, device: Device, spec: TensorSpec | None = None):
         self._data = data
@@ -525,8 +520,149 @@ def _write_out(op_name: str, out, result):
     return out
 
 
+def _arithmetic_operator(op: str, reverse: bool):
+    """``NDArray.__add__`` and the like. The fast path: two NDArrays on one CPU (or an NDArray and a Python
+    number), whose shapes and dtypes ``invoke`` has checked once for this op, while nothing records or
+    counts launches: the ufunc in the fp-ignoring context, then the result. Anything else: ``invoke``."""
+    scalar_op = op + "_scalar"
+
+    def operator(self, other):
+        cls = other.__class__
+        if cls is NDArray:
+            a, b = (other, self) if reverse else (self, other)
+            da, db = a._data, b._data
+            checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
+            if (checked is None or _open_counters or da.__class__ is not _NUMPY_ARRAY
+                    or db.__class__ is not _NUMPY_ARRAY or _is_recording()):
+                return invoke(op, [a, b], _NO_ATTRS)
+            device = a._device
+            if b._device is not device and not _on_one_device((b,), device):
+                return invoke(op, [a, b], _NO_ATTRS)
+            try:
+                result = _run_ignoring_fp(checked[0], da, db)
+            except RuntimeError:       # the fp context is busy (another thread): set the policy instead
+                result = _ufunc_ignoring_fp_errors(checked[0], da, db)
+        elif cls is float or cls is int:
+            data = self._data
+            checked = _checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
+            if (checked is None or _open_counters or data.__class__ is not _NUMPY_ARRAY
+                    or _is_recording()):
+                return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
+            device = self._device
+            ufunc, scalar = checked[0], checked[2]
+            try:
+                result = (_run_ignoring_fp(ufunc, scalar, data) if reverse
+                          else _run_ignoring_fp(ufunc, data, scalar))
+            except RuntimeError:
+                result = (_ufunc_ignoring_fp_errors(ufunc, scalar, data) if reverse
+                          else _ufunc_ignoring_fp_errors(ufunc, data, scalar))
+        else:
+            return OperatorMixin._binary(self, other, op, reverse)
+        if result.__class__ is not _NUMPY_ARRAY:       # 0-d: a NumPy scalar
+            result = np.asarray(result)
+        out = _new_object(NDArray)
+        out._data, out._device, out._spec, out._ag, out._version = result, device, checked[1], None, [0]
+        return out
+
+    operator.__name__ = operator.__qualname__ = f"__{'r' if reverse else ''}{_OPERATOR_NAMES[op]}__"
+    return operator
+
+
+_OPERATOR_NAMES = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv"}
+for _op, _name in _OPERATOR_NAMES.items():
+    setattr(NDArray, f"__{_name}__", _arithmetic_operator(_op, False))
+    setattr(NDArray, f"__r{_name}__", _arithmetic_operator(_op, True))
+
 # Imported here, below the class, because the writes module works on NDArrays.
 from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402
 
+def _eager_function(op_name: str, generic):
+    """``nd.<op>``: ``generic`` (the registry's function for it), with a fast path in front. A call of one
+    or two NDArrays on one CPU whose signature (attributes given by name, shapes, dtypes) ``invoke``
+    has prepared, made while nothing records or counts launches, runs the prepared direct call and
+    returns the NDArray around its result, without the argument sorting and ``invoke``'s key building.
+    Anything else (np-mode arrays, GPU arrays, positional attributes, ``out=``, a first call): ``generic``.
+    """
+    table = _direct_tables.setdefault(op_name, {})
+
+    def eager_function(*args, **kwargs):
+        if len(args) == 1:
+            first = args[0]
+            if first.__class__ is NDArray:
+                data = first._data
+                entry = table.get((data.shape, data.dtype) if not kwargs
+                                  else (_attrs_key(kwargs), data.shape, data.dtype))
+                if (entry is not None and data.__class__ is _NUMPY_ARRAY and not _open_counters
+                        and not _is_recording()):
+                    return _run_direct(entry, [data], args)
+        elif len(args) == 2:
+            first, second = args
+            if first.__class__ is NDArray and second.__class__ is NDArray:
+                data, other = first._data, second._data
+                entry = table.get((data.shape, other.shape, data.dtype, other.dtype) if not kwargs
+                                  else (_attrs_key(kwargs), data.shape, other.shape, data.dtype, other.dtype))
+                if (entry is not None and data.__class__ is _NUMPY_ARRAY and other.__class__ is _NUMPY_ARRAY
+                        and (second._device is first._device or _on_one_device(args, first._device))
+                        and not _open_counters and not _is_recording()):
+                    return _run_direct(entry, [data, other], args)
+        elif args and all(x.__class__ is NDArray for x in args):
+            datas = [x._data for x in args]
+            key = (*[d.shape for d in datas], *[d.dtype for d in datas])
+            entry = table.get(key if not kwargs else (_attrs_key(kwargs), *key))
+            if (entry is not None and all(d.__class__ is _NUMPY_ARRAY for d in datas)
+                    and _on_one_device(args, args[0]._device) and not _open_counters and not _is_recording()):
+                return _run_direct(entry, datas, args)
+        return generic(*args, **kwargs)
+
+    eager_function.__name__ = eager_function.__qualname__ = generic.__name__
+    eager_function.__doc__ = generic.__doc__
+    return eager_function
+
+
+def _run_direct(entry: tuple, datas: list, inputs) -> "NDArray":
+    """The prepared direct call on CPU inputs (checked by the caller), and the NDArray around its result."""
+    function, trailing, spec, arithmetic = entry
+    if trailing is None:
+        if not arithmetic:
+            result = function(datas)
+        else:
+            try:
+                result = _run_ignoring_fp(function, datas)
+            except RuntimeError:       # the fp context is busy (another thread): set the policy instead
+                result = run_ignoring_fp(function, datas)
+    elif not arithmetic:
+        result = function(*datas, *trailing)
+    else:
+        try:
+            result = _run_ignoring_fp(function, *datas, *trailing)
+        except RuntimeError:
+            result = run_ignoring_fp(lambda arrays: function(*arrays, *trailing), datas)
+        if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
+            result = np.asarray(result)
+    first = inputs[0]
+    out = _new_object(NDArray)
+    out._data, out._device, out._spec, out._ag = result, first._device, spec, None
+    base = result.base
+    if base is None:
+        out._version = [0]
+    else:                      # a view (reshape, transpose): it shares its input's version
+        data = datas[0]
+        if base is data or base is data.base:
+            out._version = first._version
+        else:
+            out._version = [0]
+            share_version_of_view(out, inputs)
+    return out
+
+
+def _with_fast_paths(functions: dict) -> dict:
+    """The namespace's functions, those of ops with inputs behind ``_eager_function``."""
+    fast = {}
+    for name, function in functions.items():
+        op = get_op(name)
+        fast[name] = _eager_function(op.name, function) if op.inputs else function
+    return fast
+
+
 # Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
-NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build())
+NDArray.F = EagerOps(_with_fast_paths(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build()))
