@@ -24,6 +24,7 @@ import numpy as np
 
 from ..backend import cpu
 from ..ops.reduce import reduced_axes
+from ._compiled_rows import hot_row_call
 
 try:    # NumPy >= 2 keeps the floating-point error policy in a context variable: set it directly
     # (np.errstate's Python object costs more than the small ufunc call it wraps)
@@ -136,14 +137,18 @@ def _closure_call(op, attrs: dict, in_specs: list, outs: list):
         matmul = _matmul_call(op.name, attrs, in_specs)
         if matmul is not None:
             return matmul
-    if (op.name == "softmax" and attrs["temperature"] is None and out_dtype in _DIRECT_FLOATS
-            and 0 not in in_specs[0].shape):
-        return _softmax_call(attrs["axis"])
     eager, device = op.eager, cpu()
 
     def rule(datas):
         return eager(device, datas, attrs, outs)
-    return rule
+    row_op = (op.name in ("softmax", "log_softmax") and attrs["temperature"] is None
+              and out_dtype in _DIRECT_FLOATS and in_specs[0].dtype == out_dtype and 0 not in in_specs[0].shape)
+    if not row_op:
+        return rule
+    numpy_call = _softmax_call(attrs["axis"]) if op.name == "softmax" else rule
+    if attrs["axis"] not in (-1, len(in_specs[0].shape) - 1):   # plans make one row kernel of the last axis
+        return numpy_call
+    return hot_row_call(op.name, attrs, in_specs[0], outs[0], numpy_call)
 
 
 def computes(op) -> bool:
