@@ -24,7 +24,8 @@ from ..ops.shape_ops import encode_index
 from ._cpu_calls import FP_IGNORE, IGNORE_FP_CONTEXT, computes, cpu_call, fp_policy, run_ignoring_fp
 
 _run_ignoring_fp = IGNORE_FP_CONTEXT.run     # (call, *args) inside the context where NumPy ignores fp errors
-_is_recording = autograd.is_recording
+# autograd.is_recording() without its Python frame: the context variable it reads
+_is_recording = autograd._recording.get
 _NUMPY_ARRAY = np.ndarray
 _new_object = object.__new__                # NDArrays made here skip __init__: every slot is set at once
 
@@ -120,7 +121,7 @@ def forget_prepared() -> None:
     _prepared.clear()
     _direct.clear()
     _checked_arithmetic.clear()
-    for table in _direct_tables.values():
+    for table in (*_direct_tables.values(), *_arithmetic_by_specs.values()):
         table.clear()
 
 
@@ -525,13 +526,20 @@ def _arithmetic_operator(op: str, reverse: bool):
     number), whose shapes and dtypes ``invoke`` has checked once for this op, while nothing records or
     counts launches: the ufunc in the fp-ignoring context, then the result. Anything else: ``invoke``."""
     scalar_op = op + "_scalar"
+    by_specs = _arithmetic_by_specs.setdefault(op, {})
 
     def operator(self, other):
         cls = other.__class__
         if cls is NDArray:
             a, b = (other, self) if reverse else (self, other)
             da, db = a._data, b._data
-            checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
+            # first by the identity of the operands' specs (results of one signature share theirs), then
+            # by shapes and dtypes, which also remembers this pair of specs
+            checked = by_specs.get((id(a._spec), id(b._spec)))
+            if checked is None:
+                checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
+                if checked is not None and a._spec is not None and b._spec is not None:
+                    _remember_specs(by_specs, a._spec, b._spec, checked)
             if (checked is None or _open_counters or da.__class__ is not _NUMPY_ARRAY
                     or db.__class__ is not _NUMPY_ARRAY or _is_recording()):
                 return invoke(op, [a, b], _NO_ATTRS)
@@ -568,6 +576,18 @@ def _arithmetic_operator(op: str, reverse: bool):
     return operator
 
 
+# op -> (id(lhs spec), id(rhs spec)) -> (ufunc, output spec, lhs spec, rhs spec): the checked arithmetic of
+# _checked_arithmetic keyed by the specs' identity (an NDArray's spec describes its data), which skips
+# building and hashing the shapes. Each entry holds its specs, so their ids cannot be reused meanwhile.
+_arithmetic_by_specs: dict = {}
+
+
+def _remember_specs(table: dict, lhs: TensorSpec, rhs: TensorSpec, checked: tuple) -> None:
+    if len(table) >= _PREPARED_MAX:
+        table.clear()
+    table[(id(lhs), id(rhs))] = (*checked[:2], lhs, rhs)
+
+
 _OPERATOR_NAMES = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv"}
 for _op, _name in _OPERATOR_NAMES.items():
     setattr(NDArray, f"__{_name}__", _arithmetic_operator(_op, False))
@@ -594,7 +614,22 @@ def _eager_function(op_name: str, generic):
                                   else (_attrs_key(kwargs), data.shape, data.dtype))
                 if (entry is not None and data.__class__ is _NUMPY_ARRAY and not _open_counters
                         and not _is_recording()):
-                    return _run_direct(entry, [data], args)
+                    function, trailing, spec, arithmetic = entry
+                    if not arithmetic or trailing is None:
+                        return _run_direct(entry, [data], args)
+                    # the common case written out (a NumPy function, no view): one Python frame less
+                    try:
+                        result = _run_ignoring_fp(function, data, *trailing)
+                    except RuntimeError:
+                        return _run_direct(entry, [data], args)
+                    if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
+                        result = np.asarray(result)
+                    elif result.base is not None:
+                        return _wrap_result(result, spec, [data], args)
+                    out = _new_object(NDArray)
+                    out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
+                                                                                 None, [0])
+                    return out
         elif len(args) == 2:
             first, second = args
             if first.__class__ is NDArray and second.__class__ is NDArray:
@@ -604,7 +639,32 @@ def _eager_function(op_name: str, generic):
                 if (entry is not None and data.__class__ is _NUMPY_ARRAY and other.__class__ is _NUMPY_ARRAY
                         and (second._device is first._device or _on_one_device(args, first._device))
                         and not _open_counters and not _is_recording()):
-                    return _run_direct(entry, [data, other], args)
+                    function, trailing, spec, arithmetic = entry
+                    if trailing != () or not arithmetic:
+                        return _run_direct(entry, [data, other], args)
+                    # a binary NumPy function (ufunc, dot) written out: one Python frame less
+                    try:
+                        result = _run_ignoring_fp(function, data, other)
+                    except RuntimeError:
+                        return _run_direct(entry, [data, other], args)
+                    if result.__class__ is not _NUMPY_ARRAY or result.base is not None:
+                        return _wrap_result(np.asarray(result), spec, [data, other], args)
+                    out = _new_object(NDArray)
+                    out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
+                                                                                 None, [0])
+                    return out
+        elif len(args) == 3:
+            first, second, third = args
+            if first.__class__ is NDArray and second.__class__ is NDArray and third.__class__ is NDArray:
+                datas = [first._data, second._data, third._data]
+                a, b, c = datas
+                key = (a.shape, b.shape, c.shape, a.dtype, b.dtype, c.dtype)
+                entry = table.get(key if not kwargs else (_attrs_key(kwargs), *key))
+                if (entry is not None and a.__class__ is _NUMPY_ARRAY and b.__class__ is _NUMPY_ARRAY
+                        and c.__class__ is _NUMPY_ARRAY and not _open_counters and not _is_recording()
+                        and (second._device is first._device and third._device is first._device
+                             or _on_one_device(args, first._device))):
+                    return _run_direct(entry, datas, args)
         elif args and all(x.__class__ is NDArray for x in args):
             datas = [x._data for x in args]
             key = (*[d.shape for d in datas], *[d.dtype for d in datas])
@@ -639,6 +699,11 @@ def _run_direct(entry: tuple, datas: list, inputs) -> "NDArray":
             result = run_ignoring_fp(lambda arrays: function(*arrays, *trailing), datas)
         if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
             result = np.asarray(result)
+    return _wrap_result(result, spec, datas, inputs)
+
+
+def _wrap_result(result, spec, datas: list, inputs) -> "NDArray":
+    """The NDArray around a direct call's result: a new version counter, or its input's for a view."""
     first = inputs[0]
     out = _new_object(NDArray)
     out._data, out._device, out._spec, out._ag = result, first._device, spec, None

@@ -97,11 +97,12 @@ def _positional_call(op, attrs: dict, in_specs: list, out):
             return numpy_function, ()
         return None
     reduce = _REDUCE_UFUNCS.get(op.name)
-    if (reduce is not None and out_dtype in _DIRECT_FLOATS and same_dtype and 0 not in in_specs[0].shape
-            and out.shape == ()):
-        # every axis into one value (axis=None is NumPy's "all axes", the reduction the rule runs); passed
-        # alone, without the None dtype/out arguments, which cost NumPy a slower argument parse
-        return reduce, (None,)
+    if reduce is not None and out_dtype in _DIRECT_FLOATS and same_dtype and 0 not in in_specs[0].shape:
+        # the axis passed alone, without the None dtype/out arguments, which cost NumPy a slower parse
+        if out.shape == ():          # every axis into one value (axis=None: NumPy's "all axes")
+            return reduce, (None,)
+        if len(out.shape) == 1 and not attrs["keepdims"]:    # a 1-d result is C-ordered whatever x's order
+            return reduce, (reduced_axes(in_specs[0].shape, attrs["axis"]),)
     if (op.name == "dot" and same_dtype and out_dtype in _DIRECT_FLOATS and not attrs["transpose_a"]
             and not attrs["transpose_b"] and all(len(spec.shape) == 2 for spec in in_specs)):
         return _NUMPY_DOT, ()
