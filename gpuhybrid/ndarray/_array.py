@@ -247,8 +247,9 @@ def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device 
             result = op.eager(device, [x._data for x in inputs], attrs, outs)
     elif ufunc is not None:
         result = _ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
-    else:
-        result = op.eager(device, [x._data for x in inputs], attrs, outs)
+    else:       # inf/nan follow IEEE without warnings, as on the direct calls (rules such as matmul's warn)
+        with np.errstate(all="ignore"):
+            result = op.eager(device, [x._data for x in inputs], attrs, outs)
     if _open_counters:
         record_launches(device, kernels, "kernel")
         record_launches(device, library, "library")
@@ -589,9 +590,22 @@ def _remember_specs(table: dict, lhs: TensorSpec, rhs: TensorSpec, checked: tupl
 
 
 _OPERATOR_NAMES = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv"}
-for _op, _name in _OPERATOR_NAMES.items():
-    setattr(NDArray, f"__{_name}__", _arithmetic_operator(_op, False))
-    setattr(NDArray, f"__r{_name}__", _arithmetic_operator(_op, True))
+_ARITHMETIC_OPERATORS = {(op, reverse): _arithmetic_operator(op, reverse)
+                         for op in _OPERATOR_NAMES for reverse in (False, True)}
+for (_op, _reverse), _operator in _ARITHMETIC_OPERATORS.items():
+    setattr(NDArray, _operator.__name__, _operator)
+
+
+def _binary(self, other, op: str, reverse: bool = False):
+    """``x <op> other`` for OperatorMixin's operators and in-place updates: the arithmetic operators'
+    fast paths where there is one."""
+    operator = _ARITHMETIC_OPERATORS.get((op, reverse))
+    if operator is not None:
+        return operator(self, other)
+    return OperatorMixin._binary(self, other, op, reverse)
+
+
+NDArray._binary = _binary
 
 # Imported here, below the class, because the writes module works on NDArrays.
 from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402

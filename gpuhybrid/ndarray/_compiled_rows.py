@@ -67,4 +67,6 @@ def compiled_row_kernel(op_name: str, attrs: dict, in_spec: TensorSpec, out_spec
 
     def kernel(datas):
         return launch(entry, size, outputs, datas, scalars)
+    # ``entry`` is an address in the plan's compiled library, which stays loaded while the plan lives
+    kernel.plan = plan
     return kernel

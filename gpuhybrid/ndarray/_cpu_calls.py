@@ -143,7 +143,8 @@ def _closure_call(op, attrs: dict, in_specs: list, outs: list):
     def rule(datas):
         return eager(device, datas, attrs, outs)
     row_op = (op.name in ("softmax", "log_softmax") and attrs["temperature"] is None
-              and out_dtype in _DIRECT_FLOATS and in_specs[0].dtype == out_dtype and 0 not in in_specs[0].shape)
+              and out_dtype in _DIRECT_FLOATS and in_specs[0].dtype == out_dtype
+              and 0 not in in_specs[0].shape)
     if not row_op:
         return rule
     numpy_call = _softmax_call(attrs["axis"]) if op.name == "softmax" else rule
