@@ -20,6 +20,7 @@ from gpuhybrid import autograd, nd
 from gpuhybrid.backend.profiler import open_counters
 from gpuhybrid.gluon import nn
 from gpuhybrid.ndarray import _array as array_module
+from gpuhybrid.ndarray import _signatures
 from gpuhybrid.ndarray._compiled_rows import HOT_CALLS
 from gpuhybrid.ndarray._cpu_calls import IGNORE_FP_CONTEXT
 from gpuhybrid.ops import get_op
@@ -364,7 +365,7 @@ def test_hot_softmax_is_the_hybridized_kernel(op_name, shape, dtype, seed):
     net.hybridize()
     with _session_tally():
         planned = net(a).asnumpy()
-    array_module.forget_prepared()              # this signature may be hot already: start it cold
+    _signatures.forget_prepared()              # this signature may be hot already: start it cold
     first = getattr(nd, op_name)(a, axis=-1).asnumpy()
     np.testing.assert_array_equal(first, _rule(op_name, [a], {"axis": -1}))     # before: NumPy's rule
     for _ in range(HOT_CALLS + 1):

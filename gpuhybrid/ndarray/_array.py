@@ -5,7 +5,9 @@ is checked, counted, queued asynchronously on a GPU, and put on the autograd tap
 Reading values (``asnumpy``, ``asscalar``, printing) waits for the device; nothing else does.
 
 The class, the dispatcher and the namespace live in one module because each needs the others: NDArray's
-operators call ``invoke``, ``invoke`` makes NDArrays, and the namespace is built over both.
+operators call ``invoke``, ``invoke`` makes NDArrays, and the namespace is built over both. What dispatch
+keeps per signature is in _signatures.py; the direct CPU call of each signature in _cpu_calls.py; the
+fast paths in front of ``invoke`` (the ``+ - * /`` operators, the ``nd`` functions) in _fast_paths.py.
 """
 from __future__ import annotations
 
@@ -21,50 +23,11 @@ from ..ops import get_op
 from ..ops.frontend import Frontend, OperatorMixin
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
-from ._cpu_calls import FP_IGNORE, IGNORE_FP_CONTEXT, computes, cpu_call, fp_policy, run_ignoring_fp
-
-_run_ignoring_fp = IGNORE_FP_CONTEXT.run     # (call, *args) inside the context where NumPy ignores fp errors
-# autograd.is_recording() without its Python frame: the context variable it reads
-_is_recording = autograd._recording.get
-_NUMPY_ARRAY = np.ndarray
-_new_object = object.__new__                # NDArrays made here skip __init__: every slot is set at once
-
-
-# What ``invoke`` works out per call before it runs an op, kept per (op, attributes, input specs,
-# training flag): the parsed attributes, the output specs and the launch counts. Cleared when full.
-_prepared: dict = {}
-_PREPARED_MAX = 4096
-# The same key (no training flag) -> (direct CPU call, output spec, whether it does arithmetic), for the
-# prepared signatures that have a direct CPU call (_cpu_calls.py).
-_direct: dict = {}
-# op name -> the same entries keyed without the op (and without empty attributes), for nd's functions.
-_direct_tables: dict = {}
-# Attribute values that may key the cache: their class joins the key (2, 2.0 and True hash alike).
-_KEYABLE = (int, float, bool, str, type(None), np.generic)
-_KEYABLE_CLASSES = frozenset({int, float, bool, str, type(None)})
-_TRAINING_FLAG_OPS: set = set()     # ops whose prepared form depends on autograd.is_training()
-# Binary arithmetic that NumPy computes exactly as the registry's eager rule when both operands already
-# have the result's floating dtype: the ufunc is called directly (no promotion, no cast afterwards).
-_CPU_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
-_NO_ATTRS: dict = {}
-# (op, shapes, dtypes) -> (ufunc, output spec): CPU arithmetic that ``invoke`` has checked once; the
-# operators then call the ufunc directly while nothing records or counts launches.
-_checked_arithmetic: dict = {}
-
-
-def _attrs_key(attrs: dict):
-    """A hashable key for ``attrs``, or None when a value is not a plain scalar or tuple of ints."""
-    key = ()
-    for name, value in attrs.items():
-        cls = value.__class__
-        if cls is tuple:
-            for item in value:
-                if item.__class__ is not int:
-                    return None
-        elif cls not in _KEYABLE_CLASSES and not isinstance(value, _KEYABLE):
-            return None
-        key += (name, cls, value)
-    return key
+from ._cpu_calls import computes, cpu_call, fp_policy
+from ._fast_paths import install_fast_paths, run_direct, with_fast_paths
+from ._signatures import (_CPU_ARITHMETIC, _NUMPY_ARRAY, _PREPARED_MAX, _TRAINING_FLAG_OPS, _attrs_key,
+                          _direct, _is_recording, _on_one_device, _prepared, _remember_arithmetic,
+                          _remember_direct, _ufunc_ignoring_fp_errors)
 
 
 def _prepare(op_name: str, inputs: Sequence, attrs: dict):
@@ -96,54 +59,6 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
     return op, attrs, outs, kernels, library, ufunc, direct_entry
 
 
-def interned_device(device: Device) -> Device:
-    """One Device object per device: arrays made on it share it, so that the dispatcher's check that
-    inputs are on one device is an identity test."""
-    return _DEVICES.setdefault((device.device_type, device.device_id), device)
-
-
-_DEVICES: dict = {}
-
-
-def _remember_direct(key: tuple, entry: tuple) -> None:
-    """``entry`` for ``invoke``'s key (op, attributes, shapes..., dtypes...), and in the op's own table for
-    the nd function's fast path (``_eager_function``), keyed by shapes and dtypes, led by the attributes
-    when there are any."""
-    if len(_direct) >= _PREPARED_MAX:
-        forget_prepared()
-    _direct[key] = entry
-    op_name, attrs_key = key[0], key[1]
-    _direct_tables.setdefault(op_name, {})[key[2:] if attrs_key == () else key[1:]] = entry
-
-
-def forget_prepared() -> None:
-    """Empty every per-signature cache of eager dispatch (they fill again as ops run)."""
-    _prepared.clear()
-    _direct.clear()
-    _checked_arithmetic.clear()
-    for table in (*_direct_tables.values(), *_arithmetic_by_specs.values()):
-        table.clear()
-
-
-def _on_one_device(inputs: Sequence, device: Device) -> bool:
-    """Whether every input is on ``device``: the same object, or the same device number (arrays made by
-    separate ``nd.array(..., ctx=gh.cpu())`` calls hold equal, not identical, devices)."""
-    for x in inputs:
-        other = x._device
-        if other is not device and (other.device_id != device.device_id
-                                    or other.device_type != device.device_type):
-            return False
-    return True
-
-
-def _remember_arithmetic(key: tuple, checked: tuple) -> None:
-    if fp_policy is None:       # the operators' fast path sets NumPy's (>= 2) fp policy variable
-        return
-    if len(_checked_arithmetic) >= _PREPARED_MAX:
-        _checked_arithmetic.clear()
-    _checked_arithmetic[key] = checked
-
-
 def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSpec) -> None:
     """``x * 0.5`` and the like: remembered when the result keeps the array's floating dtype, where
     the ufunc with the (weak) Python scalar is what the eager rule computes, without a cast."""
@@ -157,20 +72,6 @@ def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSp
         return
     _remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
                          (ufunc, out, scalar))
-
-
-def _ufunc_ignoring_fp_errors(ufunc, a, b):
-    """``ufunc(a, b)`` as an ndarray, inf/nan following IEEE without warnings (as the eager rules)."""
-    if fp_policy is not None:
-        token = fp_policy.set(FP_IGNORE)
-        try:
-            result = ufunc(a, b)
-        finally:
-            fp_policy.reset(token)
-    else:
-        with np.errstate(all="ignore"):
-            result = ufunc(a, b)
-    return result if result.__class__ is np.ndarray else np.asarray(result)   # 0-d: a NumPy scalar
 
 
 def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = None):
@@ -215,7 +116,7 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
                 return _invoke_checked(op_name, inputs, attrs, device, key)
         if not (len(datas) == 2 and inputs[1]._device is device) and not _on_one_device(inputs, device):
             return _invoke_checked(op_name, inputs, attrs, device, key)
-    return _run_direct(direct, datas, inputs)
+    return run_direct(direct, datas, inputs)
 
 
 def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device | None, key):
@@ -522,226 +423,9 @@ def _write_out(op_name: str, out, result):
     return out
 
 
-def _arithmetic_operator(op: str, reverse: bool):
-    """``NDArray.__add__`` and the like. The fast path: two NDArrays on one CPU (or an NDArray and a Python
-    number), whose shapes and dtypes ``invoke`` has checked once for this op, while nothing records or
-    counts launches: the ufunc in the fp-ignoring context, then the result. Anything else: ``invoke``."""
-    scalar_op = op + "_scalar"
-    by_specs = _arithmetic_by_specs.setdefault(op, {})
-
-    def operator(self, other):
-        cls = other.__class__
-        if cls is NDArray:
-            a, b = (other, self) if reverse else (self, other)
-            da, db = a._data, b._data
-            # first by the identity of the operands' specs (results of one signature share theirs), then
-            # by shapes and dtypes, which also remembers this pair of specs
-            checked = by_specs.get((id(a._spec), id(b._spec)))
-            if checked is None:
-                checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
-                if checked is not None and a._spec is not None and b._spec is not None:
-                    _remember_specs(by_specs, a._spec, b._spec, checked)
-            if (checked is None or _open_counters or da.__class__ is not _NUMPY_ARRAY
-                    or db.__class__ is not _NUMPY_ARRAY or _is_recording()):
-                return invoke(op, [a, b], _NO_ATTRS)
-            device = a._device
-            if b._device is not device and not _on_one_device((b,), device):
-                return invoke(op, [a, b], _NO_ATTRS)
-            try:
-                result = _run_ignoring_fp(checked[0], da, db)
-            except RuntimeError:       # the fp context is busy (another thread): set the policy instead
-                result = _ufunc_ignoring_fp_errors(checked[0], da, db)
-        elif cls is float or cls is int:
-            data = self._data
-            checked = _checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
-            if (checked is None or _open_counters or data.__class__ is not _NUMPY_ARRAY
-                    or _is_recording()):
-                return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
-            device = self._device
-            ufunc, scalar = checked[0], checked[2]
-            try:
-                result = (_run_ignoring_fp(ufunc, scalar, data) if reverse
-                          else _run_ignoring_fp(ufunc, data, scalar))
-            except RuntimeError:
-                result = (_ufunc_ignoring_fp_errors(ufunc, scalar, data) if reverse
-                          else _ufunc_ignoring_fp_errors(ufunc, data, scalar))
-        else:
-            return OperatorMixin._binary(self, other, op, reverse)
-        if result.__class__ is not _NUMPY_ARRAY:       # 0-d: a NumPy scalar
-            result = np.asarray(result)
-        out = _new_object(NDArray)
-        out._data, out._device, out._spec, out._ag, out._version = result, device, checked[1], None, [0]
-        return out
-
-    operator.__name__ = operator.__qualname__ = f"__{'r' if reverse else ''}{_OPERATOR_NAMES[op]}__"
-    return operator
-
-
-# op -> (id(lhs spec), id(rhs spec)) -> (ufunc, output spec, lhs spec, rhs spec): the checked arithmetic of
-# _checked_arithmetic keyed by the specs' identity (an NDArray's spec describes its data), which skips
-# building and hashing the shapes. Each entry holds its specs, so their ids cannot be reused meanwhile.
-_arithmetic_by_specs: dict = {}
-
-
-def _remember_specs(table: dict, lhs: TensorSpec, rhs: TensorSpec, checked: tuple) -> None:
-    if len(table) >= _PREPARED_MAX:
-        table.clear()
-    table[(id(lhs), id(rhs))] = (*checked[:2], lhs, rhs)
-
-
-_OPERATOR_NAMES = {"add": "add", "sub": "sub", "mul": "mul", "div": "truediv"}
-_ARITHMETIC_OPERATORS = {(op, reverse): _arithmetic_operator(op, reverse)
-                         for op in _OPERATOR_NAMES for reverse in (False, True)}
-for (_op, _reverse), _operator in _ARITHMETIC_OPERATORS.items():
-    setattr(NDArray, _operator.__name__, _operator)
-
-
-def _binary(self, other, op: str, reverse: bool = False):
-    """``x <op> other`` for OperatorMixin's operators and in-place updates: the arithmetic operators'
-    fast paths where there is one."""
-    operator = _ARITHMETIC_OPERATORS.get((op, reverse))
-    if operator is not None:
-        return operator(self, other)
-    return OperatorMixin._binary(self, other, op, reverse)
-
-
-NDArray._binary = _binary
-
 # Imported here, below the class, because the writes module works on NDArrays.
 from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402
 
-def _eager_function(op_name: str, generic):
-    """``nd.<op>``: ``generic`` (the registry's function for it), with a fast path in front. A call of one
-    or two NDArrays on one CPU whose signature (attributes given by name, shapes, dtypes) ``invoke``
-    has prepared, made while nothing records or counts launches, runs the prepared direct call and
-    returns the NDArray around its result, without the argument sorting and ``invoke``'s key building.
-    Anything else (np-mode arrays, GPU arrays, positional attributes, ``out=``, a first call): ``generic``.
-    """
-    table = _direct_tables.setdefault(op_name, {})
-
-    def eager_function(*args, **kwargs):
-        if len(args) == 1:
-            first = args[0]
-            if first.__class__ is NDArray:
-                data = first._data
-                entry = table.get((data.shape, data.dtype) if not kwargs
-                                  else (_attrs_key(kwargs), data.shape, data.dtype))
-                if (entry is not None and data.__class__ is _NUMPY_ARRAY and not _open_counters
-                        and not _is_recording()):
-                    function, trailing, spec, arithmetic = entry
-                    if not arithmetic or trailing is None:
-                        return _run_direct(entry, [data], args)
-                    # the common case written out (a NumPy function, no view): one Python frame less
-                    try:
-                        result = _run_ignoring_fp(function, data, *trailing)
-                    except RuntimeError:
-                        return _run_direct(entry, [data], args)
-                    if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
-                        result = np.asarray(result)
-                    elif result.base is not None:
-                        return _wrap_result(result, spec, [data], args)
-                    out = _new_object(NDArray)
-                    out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
-                                                                                 None, [0])
-                    return out
-        elif len(args) == 2:
-            first, second = args
-            if first.__class__ is NDArray and second.__class__ is NDArray:
-                data, other = first._data, second._data
-                entry = table.get((data.shape, other.shape, data.dtype, other.dtype) if not kwargs
-                                  else (_attrs_key(kwargs), data.shape, other.shape, data.dtype, other.dtype))
-                if (entry is not None and data.__class__ is _NUMPY_ARRAY and other.__class__ is _NUMPY_ARRAY
-                        and (second._device is first._device or _on_one_device(args, first._device))
-                        and not _open_counters and not _is_recording()):
-                    function, trailing, spec, arithmetic = entry
-                    if trailing != () or not arithmetic:
-                        return _run_direct(entry, [data, other], args)
-                    # a binary NumPy function (ufunc, dot) written out: one Python frame less
-                    try:
-                        result = _run_ignoring_fp(function, data, other)
-                    except RuntimeError:
-                        return _run_direct(entry, [data, other], args)
-                    if result.__class__ is not _NUMPY_ARRAY or result.base is not None:
-                        return _wrap_result(np.asarray(result), spec, [data, other], args)
-                    out = _new_object(NDArray)
-                    out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
-                                                                                 None, [0])
-                    return out
-        elif len(args) == 3:
-            first, second, third = args
-            if first.__class__ is NDArray and second.__class__ is NDArray and third.__class__ is NDArray:
-                datas = [first._data, second._data, third._data]
-                a, b, c = datas
-                key = (a.shape, b.shape, c.shape, a.dtype, b.dtype, c.dtype)
-                entry = table.get(key if not kwargs else (_attrs_key(kwargs), *key))
-                if (entry is not None and a.__class__ is _NUMPY_ARRAY and b.__class__ is _NUMPY_ARRAY
-                        and c.__class__ is _NUMPY_ARRAY and not _open_counters and not _is_recording()
-                        and (second._device is first._device and third._device is first._device
-                             or _on_one_device(args, first._device))):
-                    return _run_direct(entry, datas, args)
-        elif args and all(x.__class__ is NDArray for x in args):
-            datas = [x._data for x in args]
-            key = (*[d.shape for d in datas], *[d.dtype for d in datas])
-            entry = table.get(key if not kwargs else (_attrs_key(kwargs), *key))
-            if (entry is not None and all(d.__class__ is _NUMPY_ARRAY for d in datas)
-                    and _on_one_device(args, args[0]._device) and not _open_counters and not _is_recording()):
-                return _run_direct(entry, datas, args)
-        return generic(*args, **kwargs)
-
-    eager_function.__name__ = eager_function.__qualname__ = generic.__name__
-    eager_function.__doc__ = generic.__doc__
-    return eager_function
-
-
-def _run_direct(entry: tuple, datas: list, inputs) -> "NDArray":
-    """The prepared direct call on CPU inputs (checked by the caller), and the NDArray around its result."""
-    function, trailing, spec, arithmetic = entry
-    if trailing is None:
-        if not arithmetic:
-            result = function(datas)
-        else:
-            try:
-                result = _run_ignoring_fp(function, datas)
-            except RuntimeError:       # the fp context is busy (another thread): set the policy instead
-                result = run_ignoring_fp(function, datas)
-    elif not arithmetic:
-        result = function(*datas, *trailing)
-    else:
-        try:
-            result = _run_ignoring_fp(function, *datas, *trailing)
-        except RuntimeError:
-            result = run_ignoring_fp(lambda arrays: function(*arrays, *trailing), datas)
-        if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
-            result = np.asarray(result)
-    return _wrap_result(result, spec, datas, inputs)
-
-
-def _wrap_result(result, spec, datas: list, inputs) -> "NDArray":
-    """The NDArray around a direct call's result: a new version counter, or its input's for a view."""
-    first = inputs[0]
-    out = _new_object(NDArray)
-    out._data, out._device, out._spec, out._ag = result, first._device, spec, None
-    base = result.base
-    if base is None:
-        out._version = [0]
-    else:                      # a view (reshape, transpose): it shares its input's version
-        data = datas[0]
-        if base is data or base is data.base:
-            out._version = first._version
-        else:
-            out._version = [0]
-            share_version_of_view(out, inputs)
-    return out
-
-
-def _with_fast_paths(functions: dict) -> dict:
-    """The namespace's functions, those of ops with inputs behind ``_eager_function``."""
-    fast = {}
-    for name, function in functions.items():
-        op = get_op(name)
-        fast[name] = _eager_function(op.name, function) if op.inputs else function
-    return fast
-
-
+install_fast_paths(NDArray, invoke)
 # Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
-NDArray.F = EagerOps(_with_fast_paths(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build()))
+NDArray.F = EagerOps(with_fast_paths(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build()))

@@ -6,7 +6,8 @@ import numpy as np
 from ..backend import as_device, cupy_module, device_of_array
 from ..errors import DTypeError, OpValueError
 from ..ops.attrs import dtype_name
-from ._array import NDArray, interned_device, invoke
+from ._array import NDArray, invoke
+from ._signatures import interned_device
 
 
 def _device(ctx):
