@@ -130,20 +130,28 @@ def _eager_function(op_name: str, generic):
                 if (entry is not None and data.__class__ is _NUMPY_ARRAY and not _open_counters
                         and not _is_recording()):
                     function, trailing, spec, arithmetic = entry
-                    if not arithmetic or trailing is None:
+                    if trailing is None:
                         return run_direct(entry, [data], args)
-                    # the common case written out (a NumPy function, no view): one Python frame less
-                    try:
-                        result = _run_ignoring_fp(function, data, *trailing)
-                    except RuntimeError:
-                        return run_direct(entry, [data], args)
-                    if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
-                        result = np.asarray(result)
-                    elif result.base is not None:
+                    # the common case written out (a NumPy function called as it is): one Python frame less
+                    if arithmetic:
+                        try:
+                            result = _run_ignoring_fp(function, data, *trailing)
+                        except RuntimeError:
+                            return run_direct(entry, [data], args)
+                        if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
+                            result = np.asarray(result)
+                    else:
+                        result = function(data, *trailing)
+                    base = result.base
+                    if base is None:
+                        version = [0]
+                    elif base is data or base is data.base:          # a view of x (reshape, transpose)
+                        version = first._version
+                    else:
                         return wrap_result(result, spec, [data], args)
                     out = _new_object(NDArray)
                     out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
-                                                                                 None, [0])
+                                                                                 None, version)
                     return out
         elif len(args) == 2:
             first, second = args
