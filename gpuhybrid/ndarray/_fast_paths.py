@@ -24,6 +24,7 @@ from ._writes import share_version_of_view
 # cannot import them (the package's modules import one another in one direction).
 NDArray = invoke = None
 
+
 def _arithmetic_operator(op: str, reverse: bool):
     """``NDArray.__add__`` and the like. The fast path: two NDArrays on one CPU (or an NDArray and a Python
     number), whose shapes and dtypes ``invoke`` has checked once for this op, while nothing records or
@@ -98,7 +99,6 @@ def _binary(self, other, op: str, reverse: bool = False):
     return OperatorMixin._binary(self, other, op, reverse)
 
 
-
 def install_fast_paths(array_class: type, invoke_function) -> None:
     """Give this module NDArray and ``invoke``, and NDArray its ``+ - * /`` (and reversed) and ``_binary``
     (OperatorMixin's other operators, in-place updates) as the fast paths above."""
@@ -112,11 +112,12 @@ def install_fast_paths(array_class: type, invoke_function) -> None:
 
 
 def _eager_function(op_name: str, generic):
-    """``nd.<op>``: ``generic`` (the registry's function for it), with a fast path in front. A call of one
-    or two NDArrays on one CPU whose signature (attributes given by name, shapes, dtypes) ``invoke``
-    has prepared, made while nothing records or counts launches, runs the prepared direct call and
-    returns the NDArray around its result, without the argument sorting and ``invoke``'s key building.
-    Anything else (np-mode arrays, GPU arrays, positional attributes, ``out=``, a first call): ``generic``.
+    """``nd.<op>``: ``generic`` (the registry's function for it), with a fast path in front. A call whose
+    positional arguments are all NDArrays on one CPU and whose signature (attributes given by name,
+    shapes, dtypes) ``invoke`` has prepared, made while nothing records or counts launches, runs the
+    prepared direct call and returns the NDArray around its result, without the argument sorting and
+    ``invoke``'s key building (one- and two-input NumPy calls written out). Anything else (np-mode
+    arrays, GPU arrays, positional attributes, ``out=``, a first call): ``generic``.
     """
     table = _direct_tables.setdefault(op_name, {})
 
