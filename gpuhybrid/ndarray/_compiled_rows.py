@@ -32,14 +32,15 @@ HOT_CALLS = 16
 def hot_row_call(op_name: str, attrs: dict, in_spec: TensorSpec, out_spec: TensorSpec, numpy_call):
     """``datas -> result``: ``numpy_call`` until the signature is hot, then its generated kernel."""
     calls = 0
-    kernel = None
+    kernel = tried = None
 
     def row_call(datas):
-        nonlocal calls, kernel
+        nonlocal calls, kernel, tried
         if kernel is not None:
             return kernel(datas)
         calls += 1
-        if calls == HOT_CALLS:
+        if calls >= HOT_CALLS and not tried:     # ">=": threads may count past HOT_CALLS together
+            tried = True                         # one attempt: where it fails, NumPy it stays
             kernel = compiled_row_kernel(op_name, attrs, in_spec, out_spec)
             if kernel is not None:
                 return kernel(datas)
