@@ -381,3 +381,13 @@ def test_hot_softmax_is_the_hybridized_kernel(op_name, shape, dtype, seed):
     want = want if op_name == "log_softmax" else np.exp(want)
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(hot, want, rtol=tol, atol=tol)
+
+
+def test_hot_softmax_without_a_compiler_stays_the_rule(monkeypatch):
+    from gpuhybrid.ndarray import _compiled_rows
+    monkeypatch.setattr(_compiled_rows, "find_host_compiler", lambda: None)
+    _signatures.forget_prepared()
+    a = nd.array(np.random.default_rng(8).normal(size=(3, 6)) * 3)
+    want = _rule("softmax", [a], {"axis": -1})
+    for _ in range(HOT_CALLS + 3):
+        np.testing.assert_array_equal(nd.softmax(a, axis=-1).asnumpy(), want)
