@@ -25,16 +25,16 @@ from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
 from ._cpu_calls import computes, cpu_call, fp_policy
 from ._fast_paths import install_fast_paths, run_direct, with_fast_paths
-from ._signatures import (_CPU_ARITHMETIC, _NUMPY_ARRAY, _PREPARED_MAX, _TRAINING_FLAG_OPS, _attrs_key,
-                          _direct, _is_recording, _on_one_device, _prepared, _remember_arithmetic,
-                          _remember_direct, _ufunc_ignoring_fp_errors)
+from ._signatures import (CPU_ARITHMETIC, NUMPY_ARRAY, PREPARED_MAX, TRAINING_FLAG_OPS, attributes_key,
+                          direct_calls, is_recording, on_one_device, prepared_calls, remember_arithmetic,
+                          remember_direct, ufunc_ignoring_fp_errors)
 
 
 def _prepare(op_name: str, inputs: Sequence, attrs: dict):
     """(op, parsed attributes, output specs, kernels, library calls): checked and inferred."""
     op = get_op(op_name)
     if op.uses_training_flag:
-        _TRAINING_FLAG_OPS.add(op_name)
+        TRAINING_FLAG_OPS.add(op_name)
         if "training" not in attrs:
             attrs = {**attrs, "training": autograd.is_training()}
     attrs = op.parse_attrs(attrs)
@@ -45,13 +45,13 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
                              f"wrap host data with nd.array(...)")
     outs = op.infer_specs([x.spec for x in inputs], attrs)
     kernels, library = op.launch_counts(attrs, outs)
-    ufunc = _CPU_ARITHMETIC.get(op.name)
+    ufunc = CPU_ARITHMETIC.get(op.name)
     if ufunc is not None and not (outs[0].dtype.kind == "f" and all(x.dtype == outs[0].dtype for x in inputs)
                                   and not inputs[0]._device.is_gpu):
         ufunc = None
     if ufunc is not None and not attrs:
         a, b = inputs[0].spec, inputs[1].spec
-        _remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
+        remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
     _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
     # The direct CPU call needs NumPy's policy context variable (NumPy >= 2) to ignore fp errors cheaply.
     direct = cpu_call(op, attrs, [x.spec for x in inputs], outs) if inputs and fp_policy is not None else None
@@ -64,13 +64,13 @@ def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSp
     the ufunc with the (weak) Python scalar is what the eager rule computes, without a cast."""
     if not op.name.endswith("_scalar") or len(inputs) != 1 or inputs[0]._device.is_gpu:
         return
-    ufunc = _CPU_ARITHMETIC.get(op.name[:-len("_scalar")])
+    ufunc = CPU_ARITHMETIC.get(op.name[:-len("_scalar")])
     scalar = attrs.get("scalar")
     spec = inputs[0].spec
     if (ufunc is None or scalar.__class__ not in (int, float) or out.dtype != spec.dtype
             or out.dtype.kind != "f"):
         return
-    _remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
+    remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
                          (ufunc, out, scalar))
 
 
@@ -78,13 +78,13 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
     """Check, infer and run ``op_name`` now; returns an NDArray, or a list of them for multi-output ops.
 
     ``device`` is used only by ops without inputs; otherwise the inputs' common device is used. What
-    depends only on the op, its attributes and its inputs' specs is worked out once (``_prepared``);
+    depends only on the op, its attributes and its inputs' specs is worked out once (``prepared_calls``);
     on the CPU, while nothing records or counts launches, a repeated call is then its direct CPU
-    function (``_direct``, _cpu_calls.py) and the NDArray around the result. Every eager op comes here,
+    function (``direct_calls``, _cpu_calls.py) and the NDArray around the result. Every eager op comes here,
     and on 16 values each step costs about what the op does, so the signature is built inline.
     """
     if attrs:
-        attrs_key = _attrs_key(attrs)
+        attrs_key = attributes_key(attrs)
         if attrs_key is None:
             return _invoke_checked(op_name, inputs, attrs, device, None)
     else:
@@ -101,20 +101,20 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
             key = (op_name, attrs_key, *[d.shape for d in datas], *[d.dtype for d in datas])
     except AttributeError:        # an input that is not an NDArray: _prepare says so
         return _invoke_checked(op_name, inputs, attrs, device, None)
-    direct = _direct.get(key)
-    if direct is None or _open_counters or _is_recording():
+    direct = direct_calls.get(key)
+    if direct is None or _open_counters or is_recording():
         return _invoke_checked(op_name, inputs, attrs, device, key)
     first = inputs[0]
     device = first._device
     # NumPy data means a CPU array; several inputs must be on one CPU (else the full path says so)
     if len(datas) == 1:
-        if data.__class__ is not _NUMPY_ARRAY:
+        if data.__class__ is not NUMPY_ARRAY:
             return _invoke_checked(op_name, inputs, attrs, device, key)
     else:
         for data in datas:
-            if data.__class__ is not _NUMPY_ARRAY:
+            if data.__class__ is not NUMPY_ARRAY:
                 return _invoke_checked(op_name, inputs, attrs, device, key)
-        if not (len(datas) == 2 and inputs[1]._device is device) and not _on_one_device(inputs, device):
+        if not (len(datas) == 2 and inputs[1]._device is device) and not on_one_device(inputs, device):
             return _invoke_checked(op_name, inputs, attrs, device, key)
     return run_direct(direct, datas, inputs)
 
@@ -122,17 +122,17 @@ def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = 
 def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device | None, key):
     """``invoke`` for a first call of its signature, a GPU, a recorded or counted call."""
     direct_key = key
-    if key is not None and op_name in _TRAINING_FLAG_OPS:
+    if key is not None and op_name in TRAINING_FLAG_OPS:
         key += (autograd.is_training(),)
-    prepared = _prepared.get(key)
+    prepared = prepared_calls.get(key)
     if prepared is None:
         prepared = _prepare(op_name, inputs, attrs)
         if key is not None:
-            if len(_prepared) >= _PREPARED_MAX:
-                _prepared.clear()
-            _prepared[key] = prepared
+            if len(prepared_calls) >= PREPARED_MAX:
+                prepared_calls.clear()
+            prepared_calls[key] = prepared
             if prepared[6] is not None:     # never for ops that read the training flag
-                _remember_direct(direct_key, prepared[6])
+                remember_direct(direct_key, prepared[6])
     op, attrs, outs, kernels, library, ufunc, _ = prepared
     if inputs:
         device = inputs[0]._device
@@ -147,7 +147,7 @@ def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device 
         with device.activate():
             result = op.eager(device, [x._data for x in inputs], attrs, outs)
     elif ufunc is not None:
-        result = _ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
+        result = ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
     else:       # inf/nan follow IEEE without warnings, as on the direct calls (rules such as matmul's warn)
         with np.errstate(all="ignore"):
             result = op.eager(device, [x._data for x in inputs], attrs, outs)

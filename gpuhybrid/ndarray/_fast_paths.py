@@ -15,9 +15,9 @@ from ..ops import get_op
 from ..ops.frontend import OperatorMixin
 from ..ops.registry import TensorSpec
 from ._cpu_calls import run_ignoring_fp
-from ._signatures import (_NO_ATTRS, _NUMPY_ARRAY, _PREPARED_MAX, _arithmetic_by_specs, _attrs_key,
-                          _checked_arithmetic, _direct_tables, _is_recording, _new_object, _on_one_device,
-                          _run_ignoring_fp, _ufunc_ignoring_fp_errors)
+from ._signatures import (NO_ATTRS, NUMPY_ARRAY, PREPARED_MAX, arithmetic_by_specs, attributes_key,
+                          checked_arithmetic, direct_tables, is_recording, new_object, on_one_device,
+                          run_fp_ignoring, ufunc_ignoring_fp_errors)
 from ._writes import share_version_of_view
 
 # The NDArray class and ``invoke``, given by install_fast_paths: _array.py imports this module, so it
@@ -30,7 +30,7 @@ def _arithmetic_operator(op: str, reverse: bool):
     number), whose shapes and dtypes ``invoke`` has checked once for this op, while nothing records or
     counts launches: the ufunc in the fp-ignoring context, then the result. Anything else: ``invoke``."""
     scalar_op = op + "_scalar"
-    by_specs = _arithmetic_by_specs.setdefault(op, {})
+    by_specs = arithmetic_by_specs.setdefault(op, {})
 
     def operator(self, other):
         cls = other.__class__
@@ -41,38 +41,38 @@ def _arithmetic_operator(op: str, reverse: bool):
             # by shapes and dtypes, which also remembers this pair of specs
             checked = by_specs.get((id(a._spec), id(b._spec)))
             if checked is None:
-                checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
+                checked = checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
                 if checked is not None and a._spec is not None and b._spec is not None:
                     _remember_specs(by_specs, a._spec, b._spec, checked)
-            if (checked is None or _open_counters or da.__class__ is not _NUMPY_ARRAY
-                    or db.__class__ is not _NUMPY_ARRAY or _is_recording()):
-                return invoke(op, [a, b], _NO_ATTRS)
+            if (checked is None or _open_counters or da.__class__ is not NUMPY_ARRAY
+                    or db.__class__ is not NUMPY_ARRAY or is_recording()):
+                return invoke(op, [a, b], NO_ATTRS)
             device = a._device
-            if b._device is not device and not _on_one_device((b,), device):
-                return invoke(op, [a, b], _NO_ATTRS)
+            if b._device is not device and not on_one_device((b,), device):
+                return invoke(op, [a, b], NO_ATTRS)
             try:
-                result = _run_ignoring_fp(checked[0], da, db)
+                result = run_fp_ignoring(checked[0], da, db)
             except RuntimeError:       # the fp context is busy (another thread): set the policy instead
-                result = _ufunc_ignoring_fp_errors(checked[0], da, db)
+                result = ufunc_ignoring_fp_errors(checked[0], da, db)
         elif cls is float or cls is int:
             data = self._data
-            checked = _checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
-            if (checked is None or _open_counters or data.__class__ is not _NUMPY_ARRAY
-                    or _is_recording()):
+            checked = checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
+            if (checked is None or _open_counters or data.__class__ is not NUMPY_ARRAY
+                    or is_recording()):
                 return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
             device = self._device
             ufunc, scalar = checked[0], checked[2]
             try:
-                result = (_run_ignoring_fp(ufunc, scalar, data) if reverse
-                          else _run_ignoring_fp(ufunc, data, scalar))
+                result = (run_fp_ignoring(ufunc, scalar, data) if reverse
+                          else run_fp_ignoring(ufunc, data, scalar))
             except RuntimeError:
-                result = (_ufunc_ignoring_fp_errors(ufunc, scalar, data) if reverse
-                          else _ufunc_ignoring_fp_errors(ufunc, data, scalar))
+                result = (ufunc_ignoring_fp_errors(ufunc, scalar, data) if reverse
+                          else ufunc_ignoring_fp_errors(ufunc, data, scalar))
         else:
             return OperatorMixin._binary(self, other, op, reverse)
-        if result.__class__ is not _NUMPY_ARRAY:       # 0-d: a NumPy scalar
+        if result.__class__ is not NUMPY_ARRAY:       # 0-d: a NumPy scalar
             result = np.asarray(result)
-        out = _new_object(NDArray)
+        out = new_object(NDArray)
         out._data, out._device, out._spec, out._ag, out._version = result, device, checked[1], None, [0]
         return out
 
@@ -81,7 +81,7 @@ def _arithmetic_operator(op: str, reverse: bool):
 
 
 def _remember_specs(table: dict, lhs: TensorSpec, rhs: TensorSpec, checked: tuple) -> None:
-    if len(table) >= _PREPARED_MAX:
+    if len(table) >= PREPARED_MAX:
         table.clear()
     table[(id(lhs), id(rhs))] = (*checked[:2], lhs, rhs)
 
@@ -119,7 +119,7 @@ def _eager_function(op_name: str, generic):
     ``invoke``'s key building (one- and two-input NumPy calls written out). Anything else (np-mode
     arrays, GPU arrays, positional attributes, ``out=``, a first call): ``generic``.
     """
-    table = _direct_tables.setdefault(op_name, {})
+    table = direct_tables.setdefault(op_name, {})
 
     def eager_function(*args, **kwargs):
         if len(args) == 1:
@@ -127,19 +127,19 @@ def _eager_function(op_name: str, generic):
             if first.__class__ is NDArray:
                 data = first._data
                 entry = table.get((data.shape, data.dtype) if not kwargs
-                                  else (_attrs_key(kwargs), data.shape, data.dtype))
-                if (entry is not None and data.__class__ is _NUMPY_ARRAY and not _open_counters
-                        and not _is_recording()):
+                                  else (attributes_key(kwargs), data.shape, data.dtype))
+                if (entry is not None and data.__class__ is NUMPY_ARRAY and not _open_counters
+                        and not is_recording()):
                     function, trailing, spec, arithmetic = entry
                     if trailing is None:
                         return run_direct(entry, [data], args)
                     # the common case written out (a NumPy function called as it is): one Python frame less
                     if arithmetic:
                         try:
-                            result = _run_ignoring_fp(function, data, *trailing)
+                            result = run_fp_ignoring(function, data, *trailing)
                         except RuntimeError:
                             return run_direct(entry, [data], args)
-                        if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
+                        if result.__class__ is not NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
                             result = np.asarray(result)
                     else:
                         result = function(data, *trailing)
@@ -150,7 +150,7 @@ def _eager_function(op_name: str, generic):
                         version = first._version
                     else:
                         return wrap_result(result, spec, [data], args)
-                    out = _new_object(NDArray)
+                    out = new_object(NDArray)
                     out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
                                                                                  None, version)
                     return out
@@ -158,22 +158,22 @@ def _eager_function(op_name: str, generic):
             first, second = args
             if first.__class__ is NDArray and second.__class__ is NDArray:
                 data, other = first._data, second._data
-                entry = table.get((data.shape, other.shape, data.dtype, other.dtype) if not kwargs
-                                  else (_attrs_key(kwargs), data.shape, other.shape, data.dtype, other.dtype))
-                if (entry is not None and data.__class__ is _NUMPY_ARRAY and other.__class__ is _NUMPY_ARRAY
-                        and (second._device is first._device or _on_one_device(args, first._device))
-                        and not _open_counters and not _is_recording()):
+                key = (data.shape, other.shape, data.dtype, other.dtype)
+                entry = table.get(key if not kwargs else (attributes_key(kwargs), *key))
+                if (entry is not None and data.__class__ is NUMPY_ARRAY and other.__class__ is NUMPY_ARRAY
+                        and (second._device is first._device or on_one_device(args, first._device))
+                        and not _open_counters and not is_recording()):
                     function, trailing, spec, arithmetic = entry
                     if trailing != () or not arithmetic:
                         return run_direct(entry, [data, other], args)
                     # a binary NumPy function (ufunc, dot) written out: one Python frame less
                     try:
-                        result = _run_ignoring_fp(function, data, other)
+                        result = run_fp_ignoring(function, data, other)
                     except RuntimeError:
                         return run_direct(entry, [data, other], args)
-                    if result.__class__ is not _NUMPY_ARRAY or result.base is not None:
+                    if result.__class__ is not NUMPY_ARRAY or result.base is not None:
                         return wrap_result(np.asarray(result), spec, [data, other], args)
-                    out = _new_object(NDArray)
+                    out = new_object(NDArray)
                     out._data, out._device, out._spec, out._ag, out._version = (result, first._device, spec,
                                                                                  None, [0])
                     return out
@@ -183,18 +183,18 @@ def _eager_function(op_name: str, generic):
                 datas = [first._data, second._data, third._data]
                 a, b, c = datas
                 key = (a.shape, b.shape, c.shape, a.dtype, b.dtype, c.dtype)
-                entry = table.get(key if not kwargs else (_attrs_key(kwargs), *key))
-                if (entry is not None and a.__class__ is _NUMPY_ARRAY and b.__class__ is _NUMPY_ARRAY
-                        and c.__class__ is _NUMPY_ARRAY and not _open_counters and not _is_recording()
+                entry = table.get(key if not kwargs else (attributes_key(kwargs), *key))
+                if (entry is not None and a.__class__ is NUMPY_ARRAY and b.__class__ is NUMPY_ARRAY
+                        and c.__class__ is NUMPY_ARRAY and not _open_counters and not is_recording()
                         and (second._device is first._device and third._device is first._device
-                             or _on_one_device(args, first._device))):
+                             or on_one_device(args, first._device))):
                     return run_direct(entry, datas, args)
         elif args and all(x.__class__ is NDArray for x in args):
             datas = [x._data for x in args]
             key = (*[d.shape for d in datas], *[d.dtype for d in datas])
-            entry = table.get(key if not kwargs else (_attrs_key(kwargs), *key))
-            if (entry is not None and all(d.__class__ is _NUMPY_ARRAY for d in datas)
-                    and _on_one_device(args, args[0]._device) and not _open_counters and not _is_recording()):
+            entry = table.get(key if not kwargs else (attributes_key(kwargs), *key))
+            if (entry is not None and all(d.__class__ is NUMPY_ARRAY for d in datas)
+                    and on_one_device(args, args[0]._device) and not _open_counters and not is_recording()):
                 return run_direct(entry, datas, args)
         return generic(*args, **kwargs)
 
@@ -220,17 +220,17 @@ def run_direct(entry: tuple, datas: list, inputs) -> "NDArray":
             result = function(datas)
         else:
             try:
-                result = _run_ignoring_fp(function, datas)
+                result = run_fp_ignoring(function, datas)
             except RuntimeError:       # the fp context is busy (another thread): set the policy instead
                 result = run_ignoring_fp(function, datas)
     elif not arithmetic:
         result = function(*datas, *trailing)
     else:
         try:
-            result = _run_ignoring_fp(function, *datas, *trailing)
+            result = run_fp_ignoring(function, *datas, *trailing)
         except RuntimeError:
             result = run_ignoring_fp(lambda arrays: function(*arrays, *trailing), datas)
-        if result.__class__ is not _NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
+        if result.__class__ is not NUMPY_ARRAY:     # a full reduction gives a NumPy scalar
             result = np.asarray(result)
     return wrap_result(result, spec, datas, inputs)
 
@@ -238,7 +238,7 @@ def run_direct(entry: tuple, datas: list, inputs) -> "NDArray":
 def wrap_result(result, spec, datas: list, inputs) -> "NDArray":
     """The NDArray around a direct call's result: a new version counter, or its input's for a view."""
     first = inputs[0]
-    out = _new_object(NDArray)
+    out = new_object(NDArray)
     out._data, out._device, out._spec, out._ag = result, first._device, spec, None
     base = result.base
     if base is None:

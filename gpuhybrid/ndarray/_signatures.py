@@ -11,40 +11,40 @@ from .. import autograd
 from ..backend import Device
 from ._cpu_calls import FP_IGNORE, IGNORE_FP_CONTEXT, fp_policy
 
-_run_ignoring_fp = IGNORE_FP_CONTEXT.run     # (call, *args) inside the context where NumPy ignores fp errors
-# autograd.is_recording() without its Python frame: the context variable it reads
-_is_recording = autograd._recording.get
-_NUMPY_ARRAY = np.ndarray
-_new_object = object.__new__                # NDArrays made here skip __init__: every slot is set at once
+run_fp_ignoring = IGNORE_FP_CONTEXT.run     # (call, *args) inside the context where NumPy ignores fp errors
+# whether autograd records: the fast paths are taken only when it does not
+is_recording = autograd.is_recording
+NUMPY_ARRAY = np.ndarray
+new_object = object.__new__                # NDArrays made here skip __init__: every slot is set at once
 
 
 # What ``invoke`` works out per call before it runs an op, kept per (op, attributes, input specs,
 # training flag): the parsed attributes, the output specs and the launch counts. Cleared when full.
-_prepared: dict = {}
-_PREPARED_MAX = 4096
+prepared_calls: dict = {}
+PREPARED_MAX = 4096
 # The same key (no training flag) -> (direct CPU call, output spec, whether it does arithmetic), for the
 # prepared signatures that have a direct CPU call (_cpu_calls.py).
-_direct: dict = {}
+direct_calls: dict = {}
 # op name -> the same entries keyed without the op (and without empty attributes), for nd's functions.
-_direct_tables: dict = {}
+direct_tables: dict = {}
 # Attribute values that may key the cache: their class joins the key (2, 2.0 and True hash alike).
 _KEYABLE = (int, float, bool, str, type(None), np.generic)
 _KEYABLE_CLASSES = frozenset({int, float, bool, str, type(None)})
-_TRAINING_FLAG_OPS: set = set()     # ops whose prepared form depends on autograd.is_training()
+TRAINING_FLAG_OPS: set = set()     # ops whose prepared form depends on autograd.is_training()
 # Binary arithmetic that NumPy computes exactly as the registry's eager rule when both operands already
 # have the result's floating dtype: the ufunc is called directly (no promotion, no cast afterwards).
-_CPU_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
-_NO_ATTRS: dict = {}
+CPU_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
+NO_ATTRS: dict = {}
 # (op, shapes, dtypes) -> (ufunc, output spec): CPU arithmetic that ``invoke`` has checked once; the
 # operators then call the ufunc directly while nothing records or counts launches.
-_checked_arithmetic: dict = {}
+checked_arithmetic: dict = {}
 # op -> (id(lhs spec), id(rhs spec)) -> (ufunc, output spec, lhs spec, rhs spec): the checked arithmetic of
-# _checked_arithmetic keyed by the specs' identity (an NDArray's spec describes its data), which skips
+# checked_arithmetic keyed by the specs' identity (an NDArray's spec describes its data), which skips
 # building and hashing the shapes. Each entry holds its specs, so their ids cannot be reused meanwhile.
-_arithmetic_by_specs: dict = {}
+arithmetic_by_specs: dict = {}
 
 
-def _attrs_key(attrs: dict):
+def attributes_key(attrs: dict):
     """A hashable key for ``attrs``, or None when a value is not a plain scalar or tuple of ints."""
     key = ()
     for name, value in attrs.items():
@@ -68,27 +68,27 @@ def interned_device(device: Device) -> Device:
 _DEVICES: dict = {}
 
 
-def _remember_direct(key: tuple, entry: tuple) -> None:
+def remember_direct(key: tuple, entry: tuple) -> None:
     """``entry`` for ``invoke``'s key (op, attributes, shapes..., dtypes...), and in the op's own table for
     the nd function's fast path (``_eager_function``), keyed by shapes and dtypes, led by the attributes
     when there are any."""
-    if len(_direct) >= _PREPARED_MAX:
+    if len(direct_calls) >= PREPARED_MAX:
         forget_prepared()
-    _direct[key] = entry
+    direct_calls[key] = entry
     op_name, attrs_key = key[0], key[1]
-    _direct_tables.setdefault(op_name, {})[key[2:] if attrs_key == () else key[1:]] = entry
+    direct_tables.setdefault(op_name, {})[key[2:] if attrs_key == () else key[1:]] = entry
 
 
 def forget_prepared() -> None:
     """Empty every per-signature cache of eager dispatch (they fill again as ops run)."""
-    _prepared.clear()
-    _direct.clear()
-    _checked_arithmetic.clear()
-    for table in (*_direct_tables.values(), *_arithmetic_by_specs.values()):
+    prepared_calls.clear()
+    direct_calls.clear()
+    checked_arithmetic.clear()
+    for table in (*direct_tables.values(), *arithmetic_by_specs.values()):
         table.clear()
 
 
-def _on_one_device(inputs: Sequence, device: Device) -> bool:
+def on_one_device(inputs: Sequence, device: Device) -> bool:
     """Whether every input is on ``device``: the same object, or the same device number (arrays made by
     separate ``nd.array(..., ctx=gh.cpu())`` calls hold equal, not identical, devices)."""
     for x in inputs:
@@ -99,15 +99,16 @@ def _on_one_device(inputs: Sequence, device: Device) -> bool:
     return True
 
 
-def _remember_arithmetic(key: tuple, checked: tuple) -> None:
+def remember_arithmetic(key: tuple, checked: tuple) -> None:
+    """``checked`` (ufunc, output spec[, scalar]) for the operators' fast path under ``key``."""
     if fp_policy is None:       # the operators' fast path sets NumPy's (>= 2) fp policy variable
         return
-    if len(_checked_arithmetic) >= _PREPARED_MAX:
-        _checked_arithmetic.clear()
-    _checked_arithmetic[key] = checked
+    if len(checked_arithmetic) >= PREPARED_MAX:
+        checked_arithmetic.clear()
+    checked_arithmetic[key] = checked
 
 
-def _ufunc_ignoring_fp_errors(ufunc, a, b):
+def ufunc_ignoring_fp_errors(ufunc, a, b):
     """``ufunc(a, b)`` as an ndarray, inf/nan following IEEE without warnings (as the eager rules)."""
     if fp_policy is not None:
         token = fp_policy.set(FP_IGNORE)
