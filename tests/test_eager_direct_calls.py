@@ -89,8 +89,10 @@ def test_reduction_direct_call_is_the_rule(name, axis, keepdims, transposed, dty
     rounded = a.asnumpy().astype(np.float64)       # the reference reads the values the op was given
     want = getattr(np, name)(rounded, axis=axis, keepdims=keepdims)
     eps = 1e-6 if dtype == "float32" else 1e-14
-    # a sum's rounding error scales with the sum of magnitudes, not with the (possibly cancelled) result
-    scale = np.sum(np.abs(rounded), axis=axis, keepdims=keepdims) if name == "sum" else np.abs(want)
+    # a sum's (and a mean's) rounding error scales with the magnitudes summed, not with the (possibly
+    # cancelled) result
+    magnitudes = getattr(np, name)(np.abs(rounded), axis=axis, keepdims=keepdims)
+    scale = magnitudes if name in ("sum", "mean") else np.abs(want)
     assert np.all(np.abs(got.asnumpy() - want) <= 10 * eps * scale), (got.asnumpy(), want)
 
 

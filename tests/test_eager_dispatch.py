@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 import gpuhybrid as gh
 from gpuhybrid import autograd, nd
 from gpuhybrid.ndarray import _array as array_module
+from gpuhybrid.ndarray import _signatures
 from gpuhybrid.ops import get_op
 
 OPERATORS = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide}
@@ -77,8 +78,7 @@ def test_shape_inference_runs_once_per_signature(monkeypatch):
         calls.append(tuple(s.shape for s in specs))
         return original(specs, attrs)
     monkeypatch.setattr(op, "infer", counting)
-    monkeypatch.setattr(array_module, "_prepared", {})    # other tests may have prepared these already
-    monkeypatch.setattr(array_module, "_direct", {})
+    _signatures.forget_prepared()                        # other tests may have prepared these already
     x = nd.array(np.random.default_rng(0).normal(size=(7, 3)))
     for _ in range(5):
         nd.tanh(x)

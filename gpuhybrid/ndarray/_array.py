@@ -5,7 +5,9 @@ is checked, counted, queued asynchronously on a GPU, and put on the autograd tap
 Reading values (``asnumpy``, ``asscalar``, printing) waits for the device; nothing else does.
 
 The class, the dispatcher and the namespace live in one module because each needs the others: NDArray's
-operators call ``invoke``, ``invoke`` makes NDArrays, and the namespace is built over both.
+operators call ``invoke``, ``invoke`` makes NDArrays, and the namespace is built over both. What dispatch
+keeps per signature is in _signatures.py; the direct CPU call of each signature in _cpu_calls.py; the
+fast paths in front of ``invoke`` (the ``+ - * /`` operators, the ``nd`` functions) in _fast_paths.py.
 """
 from __future__ import annotations
 
@@ -21,49 +23,18 @@ from ..ops import get_op
 from ..ops.frontend import Frontend, OperatorMixin
 from ..ops.registry import TensorSpec
 from ..ops.shape_ops import encode_index
-from ._cpu_calls import FP_IGNORE, computes, cpu_call, fp_policy
-
-
-# What ``invoke`` works out per call before it runs an op, kept per (op, attributes, input specs,
-# training flag): the parsed attributes, the output specs and the launch counts. Cleared when full.
-_prepared: dict = {}
-_PREPARED_MAX = 4096
-# The same key (no training flag) -> (direct CPU call, output spec, whether it does arithmetic), for the
-# prepared signatures that have a direct CPU call (_cpu_calls.py).
-_direct: dict = {}
-# Attribute values that may key the cache: their class joins the key (2, 2.0 and True hash alike).
-_KEYABLE = (int, float, bool, str, type(None), np.generic)
-_KEYABLE_CLASSES = frozenset({int, float, bool, str, type(None)})
-_TRAINING_FLAG_OPS: set = set()     # ops whose prepared form depends on autograd.is_training()
-# Binary arithmetic that NumPy computes exactly as the registry's eager rule when both operands already
-# have the result's floating dtype: the ufunc is called directly (no promotion, no cast afterwards).
-_CPU_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
-_NO_ATTRS: dict = {}
-# (op, shapes, dtypes) -> (ufunc, output spec): CPU arithmetic that ``invoke`` has checked once; the
-# operators then call the ufunc directly while nothing records or counts launches.
-_checked_arithmetic: dict = {}
-
-
-def _attrs_key(attrs: dict):
-    """A hashable key for ``attrs``, or None when a value is not a plain scalar or tuple of ints."""
-    key = []
-    for name, value in attrs.items():
-        cls = value.__class__
-        if cls is tuple:
-            for item in value:
-                if item.__class__ is not int:
-                    return None
-        elif cls not in _KEYABLE_CLASSES and not isinstance(value, _KEYABLE):
-            return None
-        key.append((name, cls, value))
-    return tuple(key)
+from ._cpu_calls import computes, cpu_call, fp_policy
+from ._fast_paths import install_fast_paths, run_direct, with_fast_paths
+from ._signatures import (CPU_ARITHMETIC, NUMPY_ARRAY, PREPARED_MAX, TRAINING_FLAG_OPS, attributes_key,
+                          direct_calls, is_recording, on_one_device, prepared_calls, remember_arithmetic,
+                          remember_direct, ufunc_ignoring_fp_errors)
 
 
 def _prepare(op_name: str, inputs: Sequence, attrs: dict):
     """(op, parsed attributes, output specs, kernels, library calls): checked and inferred."""
     op = get_op(op_name)
     if op.uses_training_flag:
-        _TRAINING_FLAG_OPS.add(op_name)
+        TRAINING_FLAG_OPS.add(op_name)
         if "training" not in attrs:
             attrs = {**attrs, "training": autograd.is_training()}
     attrs = op.parse_attrs(attrs)
@@ -74,33 +45,18 @@ def _prepare(op_name: str, inputs: Sequence, attrs: dict):
                              f"wrap host data with nd.array(...)")
     outs = op.infer_specs([x.spec for x in inputs], attrs)
     kernels, library = op.launch_counts(attrs, outs)
-    ufunc = _CPU_ARITHMETIC.get(op.name)
+    ufunc = CPU_ARITHMETIC.get(op.name)
     if ufunc is not None and not (outs[0].dtype.kind == "f" and all(x.dtype == outs[0].dtype for x in inputs)
                                   and not inputs[0]._device.is_gpu):
         ufunc = None
     if ufunc is not None and not attrs:
         a, b = inputs[0].spec, inputs[1].spec
-        _remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
+        remember_arithmetic((op_name, a.shape, b.shape, a.dtype, b.dtype), (ufunc, outs[0]))
     _remember_scalar_arithmetic(op, inputs, attrs, outs[0])
     # The direct CPU call needs NumPy's policy context variable (NumPy >= 2) to ignore fp errors cheaply.
     direct = cpu_call(op, attrs, [x.spec for x in inputs], outs) if inputs and fp_policy is not None else None
-    direct_entry = None if direct is None else (direct, outs[0], computes(op))
+    direct_entry = None if direct is None else (*direct, outs[0], computes(op))
     return op, attrs, outs, kernels, library, ufunc, direct_entry
-
-
-def _on_one_device(inputs: Sequence, device: Device) -> bool:
-    for x in inputs:
-        if x._device is not device and x._device != device:
-            return False
-    return True
-
-
-def _remember_arithmetic(key: tuple, checked: tuple) -> None:
-    if fp_policy is None:       # the operators' fast path sets NumPy's (>= 2) fp policy variable
-        return
-    if len(_checked_arithmetic) >= _PREPARED_MAX:
-        _checked_arithmetic.clear()
-    _checked_arithmetic[key] = checked
 
 
 def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSpec) -> None:
@@ -108,96 +64,75 @@ def _remember_scalar_arithmetic(op, inputs: Sequence, attrs: dict, out: TensorSp
     the ufunc with the (weak) Python scalar is what the eager rule computes, without a cast."""
     if not op.name.endswith("_scalar") or len(inputs) != 1 or inputs[0]._device.is_gpu:
         return
-    ufunc = _CPU_ARITHMETIC.get(op.name[:-len("_scalar")])
+    ufunc = CPU_ARITHMETIC.get(op.name[:-len("_scalar")])
     scalar = attrs.get("scalar")
     spec = inputs[0].spec
     if (ufunc is None or scalar.__class__ not in (int, float) or out.dtype != spec.dtype
             or out.dtype.kind != "f"):
         return
-    _remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
+    remember_arithmetic((op.name, spec.shape, spec.dtype, scalar.__class__, scalar, attrs["reverse"]),
                          (ufunc, out, scalar))
-
-
-def _ufunc_ignoring_fp_errors(ufunc, a, b):
-    """``ufunc(a, b)`` as an ndarray, inf/nan following IEEE without warnings (as the eager rules)."""
-    if fp_policy is not None:
-        token = fp_policy.set(FP_IGNORE)
-        try:
-            result = ufunc(a, b)
-        finally:
-            fp_policy.reset(token)
-    else:
-        with np.errstate(all="ignore"):
-            result = ufunc(a, b)
-    return result if result.__class__ is np.ndarray else np.asarray(result)   # 0-d: a NumPy scalar
 
 
 def invoke(op_name: str, inputs: Sequence, attrs: dict, device: Device | None = None):
     """Check, infer and run ``op_name`` now; returns an NDArray, or a list of them for multi-output ops.
 
     ``device`` is used only by ops without inputs; otherwise the inputs' common device is used. What
-    depends only on the op, its attributes and its inputs' specs is worked out once (``_prepared``);
+    depends only on the op, its attributes and its inputs' specs is worked out once (``prepared_calls``);
     on the CPU, while nothing records or counts launches, a repeated call is then its direct CPU
-    function (``_direct``, _cpu_calls.py) and the NDArray around the result. Every eager op comes here,
+    function (``direct_calls``, _cpu_calls.py) and the NDArray around the result. Every eager op comes here,
     and on 16 values each step costs about what the op does, so the signature is built inline.
     """
-    key = datas = None
-    attrs_key = _attrs_key(attrs) if attrs else ()
-    if attrs_key is not None:
-        try:
-            if len(inputs) == 1:
-                data = inputs[0]._data
-                key, datas = (op_name, attrs_key, data.shape, data.dtype), [data]
-            elif len(inputs) == 2:
-                lhs, rhs = inputs[0]._data, inputs[1]._data
-                key, datas = (op_name, attrs_key, lhs.shape, rhs.shape, lhs.dtype, rhs.dtype), [lhs, rhs]
-            else:
-                datas = [x._data for x in inputs]
-                key = (op_name, attrs_key, *[d.shape for d in datas], *[d.dtype for d in datas])
-        except AttributeError:        # an input that is not an NDArray: _prepare says so
-            key = None
-    direct = _direct.get(key)
-    if direct is not None and not _open_counters and not autograd.is_recording():
-        device = inputs[0]._device
-        if device.device_type == "cpu" and (len(inputs) == 1 or inputs[1]._device is device and len(inputs) == 2
-                                            or _on_one_device(inputs, device)):
-            call, spec, arithmetic = direct
-            if arithmetic:
-                token = fp_policy.set(FP_IGNORE)
-                try:
-                    result = call(datas)
-                finally:
-                    fp_policy.reset(token)
-            else:
-                result = call(datas)
-            out = NDArray(result, device, spec)
-            base = result.base
-            if base is not None:     # a view (reshape, transpose): it shares its input's version
-                data = datas[0]
-                if base is data or base is data.base:
-                    out._version = inputs[0]._version
-                else:
-                    share_version_of_view(out, inputs)
-            return out
-    return _invoke_checked(op_name, inputs, attrs, device, key)
+    if attrs:
+        attrs_key = attributes_key(attrs)
+        if attrs_key is None:
+            return _invoke_checked(op_name, inputs, attrs, device, None)
+    else:
+        attrs_key = ()
+    try:
+        if len(inputs) == 1:
+            data = inputs[0]._data
+            key, datas = (op_name, attrs_key, data.shape, data.dtype), [data]
+        elif len(inputs) == 2:
+            data, rhs = inputs[0]._data, inputs[1]._data
+            key, datas = (op_name, attrs_key, data.shape, rhs.shape, data.dtype, rhs.dtype), [data, rhs]
+        else:
+            datas = [x._data for x in inputs]
+            key = (op_name, attrs_key, *[d.shape for d in datas], *[d.dtype for d in datas])
+    except AttributeError:        # an input that is not an NDArray: _prepare says so
+        return _invoke_checked(op_name, inputs, attrs, device, None)
+    direct = direct_calls.get(key)
+    if direct is None or _open_counters or is_recording():
+        return _invoke_checked(op_name, inputs, attrs, device, key)
+    first = inputs[0]
+    device = first._device
+    # NumPy data means a CPU array; several inputs must be on one CPU (else the full path says so)
+    if len(datas) == 1:
+        if data.__class__ is not NUMPY_ARRAY:
+            return _invoke_checked(op_name, inputs, attrs, device, key)
+    else:
+        for data in datas:
+            if data.__class__ is not NUMPY_ARRAY:
+                return _invoke_checked(op_name, inputs, attrs, device, key)
+        if not (len(datas) == 2 and inputs[1]._device is device) and not on_one_device(inputs, device):
+            return _invoke_checked(op_name, inputs, attrs, device, key)
+    return run_direct(direct, datas, inputs)
 
 
 def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device | None, key):
     """``invoke`` for a first call of its signature, a GPU, a recorded or counted call."""
     direct_key = key
-    if key is not None and op_name in _TRAINING_FLAG_OPS:
+    if key is not None and op_name in TRAINING_FLAG_OPS:
         key += (autograd.is_training(),)
-    prepared = _prepared.get(key)
+    prepared = prepared_calls.get(key)
     if prepared is None:
         prepared = _prepare(op_name, inputs, attrs)
         if key is not None:
-            if len(_prepared) >= _PREPARED_MAX:
-                _prepared.clear()
-            _prepared[key] = prepared
+            if len(prepared_calls) >= PREPARED_MAX:
+                prepared_calls.clear()
+            prepared_calls[key] = prepared
             if prepared[6] is not None:     # never for ops that read the training flag
-                if len(_direct) >= _PREPARED_MAX:
-                    _direct.clear()
-                _direct[direct_key] = prepared[6]
+                remember_direct(direct_key, prepared[6])
     op, attrs, outs, kernels, library, ufunc, _ = prepared
     if inputs:
         device = inputs[0]._device
@@ -212,9 +147,10 @@ def _invoke_checked(op_name: str, inputs: Sequence, attrs: dict, device: Device 
         with device.activate():
             result = op.eager(device, [x._data for x in inputs], attrs, outs)
     elif ufunc is not None:
-        result = _ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
-    else:
-        result = op.eager(device, [x._data for x in inputs], attrs, outs)
+        result = ufunc_ignoring_fp_errors(ufunc, inputs[0]._data, inputs[1]._data)
+    else:       # inf/nan follow IEEE without warnings, as on the direct calls (rules such as matmul's warn)
+        with np.errstate(all="ignore"):
+            result = op.eager(device, [x._data for x in inputs], attrs, outs)
     if _open_counters:
         record_launches(device, kernels, "kernel")
         record_launches(device, library, "library")
@@ -249,44 +185,6 @@ class NDArray(OperatorMixin):
 
     def _apply(self, op: str, inputs: list, attrs: dict) -> "NDArray":
         return invoke(op, inputs, attrs)
-
-    def _binary(self, other, op: str, reverse: bool = False):
-        # The arithmetic operators' fast path: two NDArrays on one CPU, already checked by invoke for
-        # these shapes and dtypes, while nothing records or counts: the ufunc, then the result.
-        if other.__class__ is NDArray:
-            a, b = (other, self) if reverse else (self, other)
-            da, db = a._data, b._data
-            checked = _checked_arithmetic.get((op, da.shape, db.shape, da.dtype, db.dtype))
-            if checked is not None and not _open_counters and not autograd.is_recording():
-                device = a._device
-                if device.device_type == "cpu" and (b._device is device or b._device == device):
-                    token = fp_policy.set(FP_IGNORE)
-                    try:
-                        result = checked[0](da, db)
-                    finally:
-                        fp_policy.reset(token)
-                    if result.__class__ is not np.ndarray:       # 0-d: a NumPy scalar
-                        result = np.asarray(result)
-                    return NDArray(result, device, checked[1])
-            return invoke(op, [a, b], _NO_ATTRS)
-        cls = other.__class__
-        if cls is float or cls is int:
-            data = self._data
-            scalar_op = op + "_scalar"
-            checked = _checked_arithmetic.get((scalar_op, data.shape, data.dtype, cls, other, reverse))
-            if (checked is not None and not _open_counters and not autograd.is_recording()
-                    and self._device.device_type == "cpu"):
-                ufunc, out, scalar = checked
-                token = fp_policy.set(FP_IGNORE)
-                try:
-                    result = ufunc(scalar, data) if reverse else ufunc(data, scalar)
-                finally:
-                    fp_policy.reset(token)
-                if result.__class__ is not np.ndarray:
-                    result = np.asarray(result)
-                return NDArray(result, self._device, out)
-            return invoke(scalar_op, [self], {"scalar": other, "reverse": reverse})
-        return OperatorMixin._binary(self, other, op, reverse)
 
     def __init__(self, data, device: Device, spec: TensorSpec | None = None):
         self._data = data
@@ -528,5 +426,6 @@ def _write_out(op_name: str, out, result):
 # Imported here, below the class, because the writes module works on NDArrays.
 from ._writes import copy_into, share_version_of_view, update_in_place, write_into  # noqa: E402
 
+install_fast_paths(NDArray, invoke)
 # Also adds the one-input ops as methods (x.sum(axis=1), x.relu()).
-NDArray.F = EagerOps(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build())
+NDArray.F = EagerOps(with_fast_paths(Frontend(eager_apply, NDArray, "NDArray", apply_arrays=invoke).build()))

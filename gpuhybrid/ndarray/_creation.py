@@ -7,6 +7,12 @@ from ..backend import as_device, cupy_module, device_of_array
 from ..errors import DTypeError, OpValueError
 from ..ops.attrs import dtype_name
 from ._array import NDArray, invoke
+from ._signatures import interned_device
+
+
+def _device(ctx):
+    """``ctx`` as a Device (the default one for None), the one object arrays made on it share."""
+    return interned_device(as_device(ctx))
 
 
 def as_shape(shape) -> tuple:
@@ -23,7 +29,7 @@ def array(source, ctx=None, dtype=None) -> NDArray:
         dtype = source.dtype if dtype is None else dtype
         return source.copyto(ctx if ctx is not None else source.ctx).astype(dtype, copy=False)
     dtype = dtype_name("float32" if dtype is None else dtype, "array")
-    device = as_device(ctx)
+    device = _device(ctx)
     try:
         on_gpu = hasattr(source, "__cuda_array_interface__")
         host_or_gpu = _gpu_array(source) if on_gpu else np.asarray(source)
@@ -53,17 +59,17 @@ def _gpu_array(source):
 
 def zeros(shape, ctx=None, dtype="float32") -> NDArray:
     """An array of zeros on ``ctx`` (the default device when None)."""
-    return invoke("zeros", [], {"shape": as_shape(shape), "dtype": dtype}, device=as_device(ctx))
+    return invoke("zeros", [], {"shape": as_shape(shape), "dtype": dtype}, device=_device(ctx))
 
 
 def ones(shape, ctx=None, dtype="float32") -> NDArray:
     """An array of ones on ``ctx`` (the default device when None)."""
-    return invoke("ones", [], {"shape": as_shape(shape), "dtype": dtype}, device=as_device(ctx))
+    return invoke("ones", [], {"shape": as_shape(shape), "dtype": dtype}, device=_device(ctx))
 
 
 def full(shape, val, ctx=None, dtype="float32") -> NDArray:
     """An array filled with ``val`` (converted to ``dtype``) on ``ctx``."""
-    return invoke("full", [], {"shape": as_shape(shape), "value": val, "dtype": dtype}, device=as_device(ctx))
+    return invoke("full", [], {"shape": as_shape(shape), "value": val, "dtype": dtype}, device=_device(ctx))
 
 
 def empty(shape, ctx=None, dtype="float32") -> NDArray:
@@ -74,7 +80,7 @@ def empty(shape, ctx=None, dtype="float32") -> NDArray:
 def arange(start, stop=None, step=1.0, ctx=None, dtype="float32") -> NDArray:
     """Evenly spaced values in [start, stop) on ``ctx``; ``arange(n)`` counts 0 .. n-1."""
     return invoke("arange", [], {"start": start, "stop": stop, "step": step, "dtype": dtype},
-                  device=as_device(ctx))
+                  device=_device(ctx))
 
 
 def from_dlpack(obj) -> NDArray:
