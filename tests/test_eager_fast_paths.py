@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 import warnings
 
@@ -354,6 +355,35 @@ def test_a_busy_fp_context_falls_back_to_setting_the_policy():
        shape=st.sampled_from([(4, 4), (3, 7), (2, 3, 5)]), dtype=st.sampled_from(["float32", "float64"]),
        seed=st.integers(0, 2**31 - 1))
 def test_hot_softmax_is_the_hybridized_kernel(op_name, shape, dtype, seed):
+    with _eager_row_kernels():
+        _check_hot_softmax(op_name, shape, dtype, seed)
+
+
+@contextlib.contextmanager
+def _eager_row_kernels():
+    """GPUHYBRID_EAGER_ROW_KERNELS=1 for the block, with cold signatures before and after."""
+    before = os.environ.get("GPUHYBRID_EAGER_ROW_KERNELS")
+    os.environ["GPUHYBRID_EAGER_ROW_KERNELS"] = "1"
+    _signatures.forget_prepared()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["GPUHYBRID_EAGER_ROW_KERNELS"]
+        else:
+            os.environ["GPUHYBRID_EAGER_ROW_KERNELS"] = before
+        _signatures.forget_prepared()
+
+
+def test_eager_softmax_gives_the_same_bits_on_every_call_by_default():
+    _signatures.forget_prepared()
+    a = nd.array(np.random.default_rng(9).normal(size=(3, 7)) * 3, dtype="float32")
+    want = _rule("softmax", [a], {"axis": -1})
+    for _ in range(HOT_CALLS + 3):
+        np.testing.assert_array_equal(nd.softmax(a, axis=-1).asnumpy(), want)
+
+
+def _check_hot_softmax(op_name, shape, dtype, seed):
     x = np.random.default_rng(seed).normal(size=shape) * 3
     a = nd.array(x, dtype=dtype)
 
@@ -386,6 +416,7 @@ def test_hot_softmax_is_the_hybridized_kernel(op_name, shape, dtype, seed):
 def test_hot_softmax_without_a_compiler_stays_the_rule(monkeypatch):
     from gpuhybrid.ndarray import _compiled_rows
     monkeypatch.setattr(_compiled_rows, "find_host_compiler", lambda: None)
+    monkeypatch.setenv("GPUHYBRID_EAGER_ROW_KERNELS", "1")
     _signatures.forget_prepared()
     a = nd.array(np.random.default_rng(8).normal(size=(3, 6)) * 3)
     want = _rule("softmax", [a], {"axis": -1})

@@ -12,8 +12,15 @@ kernel text), which can differ from NumPy's rule in the last bits (``exp`` and t
 calls that record, count launches or run on a GPU keep the rule. Before it is hot, and wherever the
 kernel cannot be built (no host compiler or launcher, a plan that is not a single kernel), the NumPy
 computation is used.
+
+Off unless ``GPUHYBRID_EAGER_ROW_KERNELS=1``: an eager op must give the same bits for the same input on
+every call, and a switch at the 16th call breaks that (two runs of a loop that differ in how often a
+shape was seen would differ in the last bits). Opted in, a hot softmax on 16 values costs about half of
+PyTorch eager's; off, the NumPy rule costs about twice PyTorch's (README, "Eager per-op cost").
 """
 from __future__ import annotations
+
+import os
 
 from ..backend import cpu
 from ..backend.host_compiler import find_host_compiler
@@ -29,8 +36,16 @@ from ..ops.registry import TensorSpec
 HOT_CALLS = 16
 
 
+def enabled() -> bool:
+    """Whether hot signatures switch to the generated kernel (``GPUHYBRID_EAGER_ROW_KERNELS=1``)."""
+    return os.environ.get("GPUHYBRID_EAGER_ROW_KERNELS", "").strip() == "1"
+
+
 def hot_row_call(op_name: str, attrs: dict, in_spec: TensorSpec, out_spec: TensorSpec, numpy_call):
-    """``datas -> result``: ``numpy_call`` until the signature is hot, then its generated kernel."""
+    """``datas -> result``: ``numpy_call`` until the signature is hot, then its generated kernel (where
+    enabled; else ``numpy_call`` itself)."""
+    if not enabled():
+        return numpy_call
     calls = 0
     kernel = tried = None
 

@@ -15,8 +15,9 @@ The direct forms below are the eager rules' own NumPy computations: an elementwi
 call), and for every other op its eager rule as it is; where the NumPy function is the whole rule it is
 called as it is (``cpu_call``'s positional form), without a Python frame around it.
 tests/test_eager_direct_calls.py and test_eager_fast_paths.py compare each with the rule on random
-inputs, bit for bit. One exception: softmax and log_softmax over the last axis, once a signature is hot,
-run the hybridized plan's row kernel (_compiled_rows.py) and so give the plan's bits.
+inputs, bit for bit. One exception, off by default (``GPUHYBRID_EAGER_ROW_KERNELS=1``): softmax and
+log_softmax over the last axis, once a signature is hot, run the hybridized plan's row kernel
+(_compiled_rows.py) and so give the plan's bits.
 """
 from __future__ import annotations
 
