@@ -21,6 +21,7 @@ from .lower import lower_batch_norm_inference, lower_plain_gemms, lower_row_ops,
 from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
+from .unit_extent import lower_unit_contractions, lower_unit_sums
 
 # Graphs arrive typed (symbol.infer.typed_graph infers every spec once, as they are built): no pass
 # re-infers them; verify_graph does, to check that each pass kept the specs true.
@@ -44,7 +45,9 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
               ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue),
               ("split_bias_add", split_bias_add),
-              ("lower_plain_gemms", lower_plain_gemms)]
+              ("lower_plain_gemms", lower_plain_gemms),
+              ("lower_unit_contractions", lower_unit_contractions),
+              ("lower_unit_sums", lower_unit_sums)]
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
     passes.append(("fuse_elementwise", fuse_elementwise))
@@ -106,4 +109,5 @@ __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_gra
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
            "split_bias_add", "lower_plain_gemms", "lower_small_gemms", "fuse_elementwise",
-           "fuse_row_reductions", "store_in_place"]
+           "fuse_row_reductions", "store_in_place",
+           "lower_unit_contractions", "lower_unit_sums"]

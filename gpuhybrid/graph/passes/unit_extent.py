@@ -1,0 +1,72 @@
+"""Products and sums over axes of extent 1 (what a batch of one makes of a layer's gradients).
+
+- ``lower_unit_contractions``: a 2-d ``dot`` whose contracted extent is 1 is an outer product,
+  ``a[:, None] * b[None, :]``: one write of the result, which a BLAS GEMM does several times slower
+  (OpenBLAS takes ~165 µs for the (256, 1) @ (1, 512) weight gradient of a Dense layer at batch 1, the
+  broadcast product ~15 µs). As an elementwise ``mul`` it fuses with what reads it: in a whole-step
+  plan, the optimizer's update (the weight gradient is never stored).
+- ``lower_unit_sums``: a ``sum`` that reduces only axes of extent 1 (a bias gradient at batch 1) is a
+  ``reshape``: a view, no launch, and the value flows on into the elementwise group that reads it.
+
+Both give the same numbers as the ops they replace: a product of one pair and a sum of one value are
+rounded once either way. The lowered node that stands for the original takes its name.
+"""
+from __future__ import annotations
+
+from ...ops.reduce import reduced_axes
+from ...ops.registry import TensorSpec
+from ..ir import Graph, Node
+from .lower import _attrs, _lower      # the shared lowering driver and attribute parsing of lower.py
+
+
+def _contracts_unit_extent(graph: Graph):
+    def lowerable(node: Node) -> bool:
+        if node.op != "dot" or 0 in node.spec.shape:    # (reshape reads a 0 as 'copy this axis')
+            return False
+        a, b = (graph.spec(r) for r in node.inputs)
+        if len(a.shape) != 2 or len(b.shape) != 2 or not a.dtype == b.dtype == node.spec.dtype:
+            return False
+        attrs = node.attr_dict
+        return a.shape[0 if attrs["transpose_a"] else 1] == 1
+    return lowerable
+
+
+def _as_outer_product(node: Node, inputs: tuple, add, spec) -> list:
+    """``a @ b`` (after the node's transposes) with a contracted extent of 1: column times row."""
+    (rows, cols), dtype = node.spec.shape, node.spec.dtype
+    attrs, (a, b) = node.attr_dict, inputs
+    if attrs["transpose_a"]:            # a is (1, rows): its transpose is a reshape
+        a = add(Node(-1, "reshape", f"{node.name}_column", (a,), _attrs("reshape", shape=(rows, 1)),
+                     (TensorSpec((rows, 1), dtype),)))
+    if attrs["transpose_b"]:            # b is (cols, 1)
+        b = add(Node(-1, "reshape", f"{node.name}_row", (b,), _attrs("reshape", shape=(1, cols)),
+                     (TensorSpec((1, cols), dtype),)))
+    return [add(Node(-1, "mul", node.name, (a, b), (), node.specs))]
+
+
+def lower_unit_contractions(graph: Graph) -> Graph:
+    """Every 2-d ``dot`` of one dtype whose contracted extent is 1 as a broadcast ``mul``."""
+    return _lower(graph, _contracts_unit_extent(graph), _as_outer_product)
+
+
+def _sums_unit_axes(graph: Graph):
+    def lowerable(node: Node) -> bool:
+        if node.op != "sum" or 0 in node.spec.shape:
+            return False
+        x = graph.spec(node.inputs[0])
+        axes = reduced_axes(x.shape, node.attr_dict["axis"])
+        return x.dtype == node.spec.dtype and all(x.shape[a] == 1 for a in axes)
+    return lowerable
+
+
+def _as_reshape(node: Node, inputs: tuple, add, spec) -> list:
+    shape = node.spec.shape
+    return [add(Node(-1, "reshape", node.name, inputs, _attrs("reshape", shape=shape), node.specs))]
+
+
+def lower_unit_sums(graph: Graph) -> Graph:
+    """Every ``sum`` over axes of extent 1 only, without a change of dtype, as a ``reshape``."""
+    return _lower(graph, _sums_unit_axes(graph), _as_reshape)
+
+
+__all__ = ["lower_unit_contractions", "lower_unit_sums"]
