@@ -18,7 +18,8 @@ from gpuhybrid.ops.registry import TensorSpec
 from gpuhybrid.symbol.infer import typed_graph
 from gpuhybrid.symbol.run import compile_graph
 
-needs_compiler = pytest.mark.skipif(find_host_compiler() is None, reason="generated kernels need a C++ compiler")
+needs_compiler = pytest.mark.skipif(find_host_compiler() is None,
+                                    reason="generated kernels need a C++ compiler")
 
 
 def _ops(graph) -> list:

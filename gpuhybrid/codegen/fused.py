@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.kernel_text import INDEX_32_LIMIT, Line, Param, broadcast_index, render_elementwise, row_indices
+from ..backend.kernel_text import (INDEX_32_LIMIT, Line, Param, broadcast_index, render_elementwise,
+                                   row_indices)
 from ..graph.ir import FusedGroup
 from .lower import FusedSource, describe, group_name, line_expression
 from .row_groups import render_row_group

@@ -16,8 +16,10 @@ stored. Per-step scalars (learning rate with Adam's bias correction, 1/batch_siz
 a new step or learning rate compiles nothing.
 
 The step keeps its own optimizer state (zeros at the first call, as a fresh ``Trainer`` has), and its
-own update counts; it does not fill ``param.grad()``. Parameters are rebound to the new values, so
-``param.data()`` keeps its identity, as after ``trainer.step``.
+own update counts; it does not fill ``param.grad()``. The old weights and states are donated to the
+plan (``CompiledGraph(donated=...)``): the update stores the new values over them, so no step allocates
+them afresh, ``param.data()`` keeps its identity and its buffer, as after ``trainer.step``, and its
+version is bumped (a recorded call that read the old values refuses to run later).
 """
 from __future__ import annotations
 
