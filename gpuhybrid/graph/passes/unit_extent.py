@@ -5,8 +5,9 @@
   (OpenBLAS takes ~165 µs for the (256, 1) @ (1, 512) weight gradient of a Dense layer at batch 1, the
   broadcast product ~15 µs). As an elementwise ``mul`` it fuses with what reads it: in a whole-step
   plan, the optimizer's update (the weight gradient is never stored).
-- ``lower_unit_sums``: a ``sum`` that reduces only axes of extent 1 (a bias gradient at batch 1) is a
-  ``reshape``: a view, no launch, and the value flows on into the elementwise group that reads it.
+- ``lower_unit_sums``: a ``sum`` that reduces only leading axes of extent 1 (a bias gradient at batch 1)
+  is a ``reshape``: a view, no launch, and the value flows on into the elementwise group that reads it.
+  Sums over the last axis stay: row groups compute them with their neighbours in one kernel.
 
 Both give the same numbers as the ops they replace: a product of one pair and a sum of one value are
 rounded once either way. The lowered node that stands for the original takes its name.
@@ -55,7 +56,10 @@ def _sums_unit_axes(graph: Graph):
             return False
         x = graph.spec(node.inputs[0])
         axes = reduced_axes(x.shape, node.attr_dict["axis"])
-        return x.dtype == node.spec.dtype and all(x.shape[a] == 1 for a in axes)
+        # A reduction over the last axis belongs to a row group (a softmax over rows of one), which
+        # computes it in its one kernel: only sums over leading axes are lowered.
+        return (x.dtype == node.spec.dtype and len(x.shape) - 1 not in axes
+                and all(x.shape[a] == 1 for a in axes))
     return lowerable
 
 
@@ -65,7 +69,7 @@ def _as_reshape(node: Node, inputs: tuple, add, spec) -> list:
 
 
 def lower_unit_sums(graph: Graph) -> Graph:
-    """Every ``sum`` over axes of extent 1 only, without a change of dtype, as a ``reshape``."""
+    """Every ``sum`` over leading axes of extent 1 only, without a change of dtype, as a ``reshape``."""
     return _lower(graph, _sums_unit_axes(graph), _as_reshape)
 
 
