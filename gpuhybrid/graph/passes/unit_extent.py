@@ -14,10 +14,33 @@ rounded once either way. The lowered node that stands for the original takes its
 """
 from __future__ import annotations
 
+from ...ops import get_op
 from ...ops.reduce import reduced_axes
 from ...ops.registry import TensorSpec
-from ..ir import Graph, Node
-from .lower import _attrs, _lower      # the shared lowering driver and attribute parsing of lower.py
+from ..ir import Graph, Node, freeze_attrs
+from .rewrite import GraphBuilder
+
+
+def _attrs(op: str, **given) -> tuple:
+    return freeze_attrs(get_op(op).parse_attrs(given))
+
+
+def _lower(graph: Graph, lowerable, lower) -> Graph:
+    """``graph`` with every node ``lowerable(node)`` accepts replaced by what ``lower(node, inputs, add)``
+    adds (``add(Node) -> Ref``); the node standing for the original (its one output) takes its name."""
+    if not any(lowerable(n) for n in graph.nodes):
+        return graph
+    builder = GraphBuilder(graph)
+    for node in graph.nodes:
+        if lowerable(node):
+            first_new = len(builder.nodes)
+            ref = lower(node, builder.moved(node).inputs, lambda new: builder.add(new)[0])
+            if ref.node >= first_new:
+                builder.rename(ref, node.name)
+            builder.stand_for(node.id, [ref])
+        else:
+            builder.stand_for(node.id, builder.add(builder.moved(node)))
+    return builder.build()
 
 
 def _contracts_unit_extent(graph: Graph):
@@ -32,7 +55,7 @@ def _contracts_unit_extent(graph: Graph):
     return lowerable
 
 
-def _as_outer_product(node: Node, inputs: tuple, add, spec) -> list:
+def _as_outer_product(node: Node, inputs: tuple, add):
     """``a @ b`` (after the node's transposes) with a contracted extent of 1: column times row."""
     (rows, cols), dtype = node.spec.shape, node.spec.dtype
     attrs, (a, b) = node.attr_dict, inputs
@@ -42,7 +65,7 @@ def _as_outer_product(node: Node, inputs: tuple, add, spec) -> list:
     if attrs["transpose_b"]:            # b is (cols, 1)
         b = add(Node(-1, "reshape", f"{node.name}_row", (b,), _attrs("reshape", shape=(1, cols)),
                      (TensorSpec((1, cols), dtype),)))
-    return [add(Node(-1, "mul", node.name, (a, b), (), node.specs))]
+    return add(Node(-1, "mul", node.name, (a, b), (), node.specs))
 
 
 def lower_unit_contractions(graph: Graph) -> Graph:
@@ -63,9 +86,9 @@ def _sums_unit_axes(graph: Graph):
     return lowerable
 
 
-def _as_reshape(node: Node, inputs: tuple, add, spec) -> list:
+def _as_reshape(node: Node, inputs: tuple, add):
     shape = node.spec.shape
-    return [add(Node(-1, "reshape", node.name, inputs, _attrs("reshape", shape=shape), node.specs))]
+    return add(Node(-1, "reshape", node.name, inputs, _attrs("reshape", shape=shape), node.specs))
 
 
 def lower_unit_sums(graph: Graph) -> Graph:
