@@ -250,7 +250,8 @@ def _propagate(heads: Sequence, head_grads: list, targets: set, retain_graph: bo
             if all(g is None for g in out_grads):
                 continue
             node.check_unchanged()
-            wants = [x._ag is not None and x.dtype.kind == "f" and x.size > 0
+            # (0 not in shape: an empty input gets no gradient; NDArray.size would take a np.prod per input)
+            wants = [x._ag is not None and x.dtype.kind == "f" and 0 not in x.shape
                      and (id(x._ag) in targets or id(x._ag.node) in relevant) for x in node.inputs]
             in_grads = _node_gradients(F, node, out_grads, wants, create_graph)
             for x, grad, wanted in zip(node.inputs, in_grads, wants):

@@ -208,3 +208,77 @@ def test_the_benchmark_rows_check_and_time_each_runner():
     launches = {r["runner"]: r["launches_per_step"] for r in rows}
     # (compile_step had fewer launches than the loop until the loop's update became one multi-tensor launch)
     assert launches["gluon compile_step"] > 0 and launches["gluon loop"] > 0
+
+
+def test_compile_step_stores_the_new_weights_over_the_old_ones():
+    """The update writes into the parameters' own arrays (no fresh memory per step), bumps their
+    versions (so a recorded call that read them refuses to run later), and gives the loop's numbers."""
+    from gpuhybrid import autograd, gluon, nd
+    rng = np.random.default_rng(5)
+    x = nd.array(rng.normal(size=(1, 6)).astype(np.float32))
+    y = nd.array(np.array([2], dtype=np.float32))
+
+    def build():
+        net = gluon.nn.HybridSequential()
+        net.add(gluon.nn.Dense(5, activation="relu", in_units=6), gluon.nn.Dense(3, in_units=5))
+        net.initialize(gh.init.Normal(0.5))
+        for k, p in enumerate(net.collect_params().values()):
+            p.set_data(nd.array(np.random.default_rng(k).normal(size=p.shape).astype(np.float32)))
+        net.hybridize()
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        loss_fn.hybridize()
+        return net, loss_fn, gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.01})
+
+    net, loss_fn, trainer = build()
+    step = gluon.compile_step(net, loss_fn, trainer)
+    params = list(net.collect_params().values())
+    arrays = [p.data()._data for p in params]
+    versions = [p.data()._version[0] for p in params]
+    for _ in range(3):
+        step(x, y)
+    assert all(p.data()._data is a for p, a in zip(params, arrays))
+    assert all(p.data()._version[0] > v for p, v in zip(params, versions))
+    ref_net, ref_loss, ref_trainer = build()
+    for _ in range(3):
+        with autograd.record():
+            loss = ref_loss(ref_net(x), y)
+        loss.backward()
+        ref_trainer.step(1)
+    for p, q in zip(params, ref_net.collect_params().values()):
+        np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"static_alloc": True}, {"static_alloc": True, "static_shape": True}])
+def test_compile_step_with_static_buffers_stores_over_the_weights_and_matches_the_loop(options):
+    """With static_alloc (intermediates in buffers kept across calls) the update still writes over the
+    weights and optimizer states and gives the loop's numbers, step after step."""
+    rng = np.random.default_rng(11)
+    x = nd.array(rng.normal(size=(3, 6)).astype(np.float32))
+    y = nd.array(np.array([2, 0, 1], dtype=np.float32))
+
+    def build(hybrid_options):
+        net = nn.HybridSequential()
+        net.add(nn.Dense(5, activation="relu", in_units=6), nn.Dense(3, in_units=5))
+        net.initialize()
+        for k, p in enumerate(net.collect_params().values()):
+            p.set_data(nd.array(np.random.default_rng(k).normal(size=p.shape).astype(np.float32)))
+        net.hybridize(**hybrid_options)
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        loss_fn.hybridize()
+        return net, loss_fn, gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.05})
+
+    net, loss_fn, trainer = build(options)
+    step = gluon.compile_step(net, loss_fn, trainer)
+    ref_net, ref_loss, ref_trainer = build({})
+    params = list(net.collect_params().values())
+    arrays = [p.data()._data for p in params]
+    for _ in range(3):
+        loss = step(x, y).asnumpy()
+        with autograd.record():
+            ref = ref_loss(ref_net(x), y)
+        ref.backward()
+        ref_trainer.step(3)
+        np.testing.assert_allclose(loss, ref.asnumpy(), rtol=1e-5, atol=1e-6)
+    assert all(p.data()._data is a for p, a in zip(params, arrays))
+    for p, q in zip(params, ref_net.collect_params().values()):
+        np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=1e-5, atol=1e-6)

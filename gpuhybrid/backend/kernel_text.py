@@ -156,7 +156,8 @@ def broadcast_index(in_shape: tuple, out_shape: tuple, i: str = "i") -> str:
 
 def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outputs: list,
                        index_32: bool = True, index_exprs: dict | None = None,
-                       header: tuple = (), in_place: dict | None = None) -> KernelSource:
+                       header: tuple = (), in_place: dict | None = None,
+                       row_loop: tuple | None = None) -> KernelSource:
     """Kernel text: load ``inputs`` (Params), compute ``lines``, store ``outputs`` ((param, value)).
 
     ``index_exprs`` maps an input name to the C expression of its element index (broadcast inputs);
@@ -164,6 +165,9 @@ def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outp
     maps an output name to the input (read at ``i``) it is stored over: the store goes through the
     input's pointer, so no two restrict pointers name the same memory; the output's own parameter
     stays in the signature (the same array is passed for both) and is never dereferenced.
+    ``row_loop``: (row length, {input name: its index within a row}) for broadcast inputs (``row_indices``):
+    on the CPU the loop then runs row by row, where a broadcast input is read once per row or contiguously,
+    which the compiler vectorises without gathers.
     """
     index_exprs = index_exprs or {}
     in_place = in_place or {}
@@ -182,6 +186,10 @@ def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outp
     arrays = [p for p, _ in outputs] + list(inputs)
     if all(p.dtype == "float32" for p in arrays) and not index_exprs_used(index_exprs, inputs):
         loop = _vector4_loop(inputs, outputs, compute, loads + compute + stores, in_place) + scalar_loop
+    elif row_loop is not None:
+        row_loads = [f"const {c_literal_type(p.dtype)} {p.name}_v = "
+                     f"gh_load({p.name}[{row_loop[1].get(p.name, 'i')}]);" for p in inputs]
+        loop = _cpu_row_loop(row_loop[0], row_loads + compute + stores) + scalar_loop
     else:
         loop = scalar_loop
     text = "\n".join([
@@ -203,6 +211,45 @@ def render_elementwise(name: str, inputs: list, scalars: list, lines: list, outp
 def index_exprs_used(index_exprs: dict, inputs: list) -> bool:
     """Whether any input is read at another index than ``i`` (broadcast or strided)."""
     return any(index_exprs.get(p.name, "i") != "i" for p in inputs)
+
+
+def row_indices(in_shapes: dict, out_shape: tuple) -> tuple | None:
+    """(row length, {input name: index expression within a row}) of contiguous inputs of ``in_shapes``
+    broadcast to ``out_shape``, for ``render_elementwise(row_loop=...)``; None when rows are too short
+    to gain (under 16 elements) or no input is broadcast. Within the row that starts at flat index
+    ``gh_first``, an input broadcast along the last axis reads one element, any other input the
+    contiguous run that starts at its index of ``gh_first``."""
+    out_shape = tuple(out_shape)
+    if len(out_shape) < 2 or out_shape[-1] < 16 or all(tuple(s) == out_shape for s in in_shapes.values()):
+        return None
+    exprs = {}
+    for name, shape in in_shapes.items():
+        shape = tuple(shape)
+        if shape == out_shape:
+            continue
+        first = element_index(out_shape, shape, None, "gh_first")
+        broadcast_last = len(shape) == 0 or shape[-1] == 1
+        exprs[name] = first if broadcast_last else f"{first} + (i - gh_first)"
+    return out_shape[-1], exprs
+
+
+def _cpu_row_loop(row_length: int, element: list) -> list:
+    """The CPU loop over this thread's part of [0, n), one row at a time (see ``row_indices``)."""
+    return [
+        "#ifndef GH_CUDA",
+        "  const gh_span gh_rows = gh_part(n, 16);",
+        "  for (gh_index gh_start = (gh_index)gh_rows.begin; gh_start < (gh_index)gh_rows.end;) {",
+        f"    const gh_index gh_first = gh_start - gh_start % {row_length};",
+        f"    const gh_index gh_stop = gh_first + {row_length} < (gh_index)gh_rows.end ? gh_first + "
+        f"{row_length} : (gh_index)gh_rows.end;",
+        "    _Pragma(\"omp simd\") for (gh_index i = gh_start; i < gh_stop; ++i) {",
+        *(f"      {line}" for line in element),
+        "    }",
+        "    gh_start = gh_stop;",
+        "  }",
+        "  return;",
+        "#endif",
+    ]
 
 
 def _vector4_loop(inputs: list, outputs: list, compute: list, element: list, in_place: dict) -> list:

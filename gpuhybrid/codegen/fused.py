@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.kernel_text import INDEX_32_LIMIT, Line, Param, broadcast_index, render_elementwise
+from ..backend.kernel_text import (INDEX_32_LIMIT, Line, Param, broadcast_index, render_elementwise,
+                                   row_indices)
 from ..graph.ir import FusedGroup
 from .lower import FusedSource, describe, group_name, line_expression
 from .row_groups import render_row_group
@@ -36,8 +37,10 @@ def render_group(group: FusedGroup, name: str | None = None, in_place: tuple = (
     header = (f"iteration shape {tuple(group.shape)}; inputs {shapes}",
               *(f"in place: {out} is stored over {inp}" for out, inp in over.items()))
     index_32 = size <= INDEX_32_LIMIT
+    rows = row_indices({p.name: spec.shape for p, spec in zip(inputs, group.input_specs)}, group.shape)
     kernel = render_elementwise(name, inputs, [p for p, _ in scalars], lines, outputs,
-                                index_32=index_32, index_exprs=index_exprs, header=header, in_place=over)
+                                index_32=index_32, index_exprs=index_exprs, header=header, in_place=over,
+                                row_loop=rows)
     shapes = tuple(tuple(group.shape) for _ in outputs) + tuple(tuple(s.shape) for s in group.input_specs)
     return FusedSource(kernel, tuple(v for _, v in scalars), size, in_place=tuple(in_place),
                        index_32=index_32, array_shapes=shapes)

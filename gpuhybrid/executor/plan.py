@@ -55,15 +55,53 @@ class _LibraryStep:
         return self.eager_into(self.device, inputs, self.attrs, outputs)
 
 
+def donated_stores(graph: Graph, live, donated: frozenset, chosen: dict) -> dict:
+    """step position -> (output k, input j) pairs storing an output over a donated input of the plan.
+
+    As ``store_in_place`` decides for intermediates: the step is an elementwise generated kernel (not
+    a row group), the input has the output's shape and dtype, is read once by the step and by no later
+    step, directly or through a view, and no view of it leaves the plan. ``chosen``: the pairs the
+    graph's pass already took (their outputs and inputs are not taken twice)."""
+    names = {slot: node.name for slot, node in zip(live.input_slots, (n for n in graph.nodes if n.op == VAR))}
+    giving = {slot for slot, name in names.items() if name in donated}
+    stores = {}
+    for position, node in enumerate(graph.compute_nodes):
+        if node.op != FUSED or node.attr_dict["group"].row_axes is not None:
+            continue
+        group, reads = node.attr_dict["group"], live.reads[position]
+        taken_k = {k for k, _ in chosen.get(position, ())}
+        taken_j = {j for _, j in chosen.get(position, ())}
+        pairs = []
+        for k, out in enumerate(node.specs):
+            if k in taken_k:
+                continue
+            for j, (read, spec) in enumerate(zip(reads, group.input_specs)):
+                if (j in taken_j or read not in giving or reads.count(read) > 1 or live.sizes[read] == 0
+                        or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype):
+                    continue
+                views = live.views_of.get(read, {read})
+                if views & live.leaving or any(live.last_use.get(v, -1) > position for v in views):
+                    continue
+                pairs.append((k, j))
+                taken_j.add(j)
+                break
+        if pairs:
+            stores[position] = tuple(pairs)
+    return stores
+
+
 class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
     def __init__(self, graph: Graph, device: Device, static_alloc: bool = False,
-                 static_outputs: bool = False, graph_capture: bool = False):
+                 static_outputs: bool = False, graph_capture: bool = False, donated: frozenset = frozenset()):
         """``static_alloc``: intermediates live in buffers allocated once (``memory.plan_buffers``);
         ``static_outputs`` puts the outputs there too, so each call overwrites what the previous one
         returned. ``graph_capture`` (a GPU): replay the plan as a CUDA graph when it qualifies
-        (``cuda_graph.py``; ``capture_note`` says whether and why not)."""
+        (``cuda_graph.py``; ``capture_note`` says whether and why not). ``donated``: names of inputs
+        whose arrays the caller gives up: an elementwise kernel that reads one last may store an output
+        of its shape and dtype over it (``donated_stores``; a whole training step writes the new weights
+        and optimizer states over the old ones instead of into fresh memory)."""
         self.graph, self.device = graph, device
         graph_capture = graph_capture and device.is_gpu
         wants_static_outputs = static_outputs
@@ -78,7 +116,14 @@ class CompiledGraph:
         # 3. One step per compute node, then the kernels, with the in-place stores the graph's
         # store_in_place pass chose, compiled as one unit.
         self.steps = self._plan_steps(live, static_alloc)
-        self.steps = self._compile_kernels(self._in_place_stores(static_alloc))
+        stores = self._in_place_stores(static_alloc)
+        self.donated = frozenset()           # names of inputs some output is stored over
+        if donated and not (static_outputs or graph_capture):   # (static outputs keep buffers of their own)
+            for position, pairs in donated_stores(graph, live, donated, stores).items():
+                stores[position] = stores.get(position, ()) + pairs
+                reads = live.reads[position]
+                self.donated |= {self.input_names[live.input_slots.index(reads[j])] for _, j in pairs}
+        self.steps = self._compile_kernels(stores)
         # 4. What a call launches: what the final graph lists (no decision here adds or removes one).
         self.kernels_per_call, self.library_calls_per_call = graph_launches(graph)
         # 5. static_alloc: buffers, and whether the plan can be captured as a CUDA graph.

@@ -16,8 +16,10 @@ stored. Per-step scalars (learning rate with Adam's bias correction, 1/batch_siz
 a new step or learning rate compiles nothing.
 
 The step keeps its own optimizer state (zeros at the first call, as a fresh ``Trainer`` has), and its
-own update counts; it does not fill ``param.grad()``. Parameters are rebound to the new values, so
-``param.data()`` keeps its identity, as after ``trainer.step``.
+own update counts; it does not fill ``param.grad()``. The old weights and states are donated to the
+plan (``CompiledGraph(donated=...)``): the update stores the new values over them, so no step allocates
+them afresh, ``param.data()`` keeps its identity and its buffer, as after ``trainer.step``, and its
+version is bumped (a recorded call that read the old values refuses to run later).
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class StepPlan:
     def __init__(self, plan, learned: list, aux_params: list, state_names: tuple, params: dict):
         self.plan, self.learned, self.aux_params, self.state_names = plan, learned, aux_params, state_names
         self.feed = [_feed_of(name, params, learned) for name in plan.input_names]
+        self.donated = frozenset(p.name for p in learned if p.name in plan.donated)   # stored over
 
 
 def _feed_of(name: str, params: dict, learned: list) -> tuple:
@@ -111,7 +114,7 @@ class CompiledStep:
         feeds = []
         for kind, what in entry.feed:
             if kind == "param":
-                feeds.append(what.data()._data)
+                feeds.append(_writable(what, device) if what.name in entry.donated else what.data()._data)
             elif kind == "state":
                 feeds.append(self._state_of(entry, what[0], device)[what[1]])
             elif kind == "scalar":
@@ -124,7 +127,11 @@ class CompiledStep:
         results = iter(outputs)
         loss = NDArray(next(results), device)
         for param in entry.learned:
-            param.data()._data = next(results)       # rebind: the leaf NDArray stays the same
+            data = param.data()
+            new = next(results)
+            if new is data._data:      # stored over the old weights: the tape and deferred calls must see it
+                data._version[0] += 1
+            data._data = new                         # rebind: the leaf NDArray stays the same
             self._states[param.name] = {name: next(results) for name in entry.state_names}
         for param, (_, value) in zip(entry.aux_params, aux):
             param._data = NDArray(value, device)
@@ -189,8 +196,11 @@ class CompiledStep:
             updates += self._update_refs(nodes, k, param, forward_vars[param.name], gradients[index])
         graph = Graph(tuple(nodes), (forward.outputs[0], *updates), forward.aux_updates)
         static = self.net._hybrid_options.get("static_alloc", False)
+        # The old weights and states die with the step: the update stores the new ones over them.
+        donated = frozenset(n.name for n in nodes if n.op == VAR and (n.name.startswith("@state")
+                                                                   or n.name in {p.name for p in learned}))
         try:
-            plan = compile_graph(graph, device, static_alloc=static,
+            plan = compile_graph(graph, device, static_alloc=static, donated=donated,
                                  static_shape=self.net._hybrid_options.get("static_shape", False))
         except GhError as exc:
             raise type(exc)(f"compile_step({self.net.name}, {self.loss_fn.name}): {exc}") from None
@@ -272,6 +282,17 @@ def splice(nodes: list, graph: Graph, bindings: dict, prefix: str) -> list:
 def _moved_ref(moved: dict, ref: Ref) -> Ref:
     target = moved[ref.node]
     return target if isinstance(target, Ref) else Ref(target, ref.index)
+
+
+def _writable(param, device):
+    """The parameter's array, made C-contiguous and writable (its own copy) when it is not, since the
+    step stores the new weights over it."""
+    data = param.data()
+    array = data._data
+    if not (array.flags.c_contiguous and getattr(array.flags, "writeable", True)):
+        with device.activate():
+            array = data._data = device.xp.array(array, order="C", copy=True)
+    return array
 
 
 def _scalar(device, value: float, dtype):

@@ -152,7 +152,8 @@ class MultiTensorGroup:
         xp, dtype = self.device.xp, self.dtype
         weights, grads = [], []
         for p in self.params:
-            data, grad = p.data(), p.grad()
+            data = own_array(p)
+            grad = data.grad
             w = data._data
             # (CuPy's flags have no `writeable`: device arrays always are.)
             if not (w.flags.c_contiguous and getattr(w.flags, "writeable", True) and w.dtype == dtype):
@@ -181,7 +182,7 @@ class MultiTensorGroup:
             for kernel in kernels:
                 kernel.launch(chunk_lists, arrays)
         for p in self.params:       # written in place: the tape and deferred calls must see the write
-            p.data()._version[0] += 1
+            own_array(p)._version[0] += 1
 
     def _scalar_table(self, counts: dict, lr: float, rescale: float):
         """Per-parameter scalars, one row each (uploaded to a GPU only when they changed)."""
@@ -204,4 +205,11 @@ class MultiTensorGroup:
         return self._table
 
 
-__all__ = ["MultiTensorGroup", "fused_update", "update_groups"]
+def own_array(param):
+    """The parameter's own NDArray (``param.data()`` without its per-call mode and device checks, on
+    the hot path of a step; ``data()`` raises the error that says why when it is not initialised)."""
+    array = param._data
+    return array if array is not None else param.data()
+
+
+__all__ = ["MultiTensorGroup", "fused_update", "own_array", "update_groups"]

@@ -21,7 +21,7 @@ from ..errors import GhError
 from ..executor.fused import can_fuse_on
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
-from .multi_tensor import MultiTensorGroup, update_groups
+from .multi_tensor import MultiTensorGroup, own_array, update_groups
 from .optimizer import Optimizer, create
 from .parameter import Parameter, ParameterDict
 from .params_io import ParameterFileError, read_arrays, write_arrays
@@ -86,7 +86,7 @@ class Trainer:
         counts = self._counts
         for p in self._params:
             if p.grad_req != "null":
-                by_device.setdefault(p.data().ctx, []).append(p)
+                by_device.setdefault(own_array(p)._device, []).append(p)
                 counts[p.name] = count = counts.get(p.name, 0) + 1
                 self._num_update = max(self._num_update, count)
         lr = self._optimizer.current_learning_rate(self._num_update)
@@ -102,7 +102,7 @@ class Trainer:
             return params
         by_dtype: dict = OrderedDict()
         for p in params:
-            by_dtype.setdefault(p.data().dtype, []).append(p)
+            by_dtype.setdefault(own_array(p).dtype, []).append(p)
         rest = []
         for dtype, members in by_dtype.items():
             group = self._group_for(device, dtype, members)
@@ -114,7 +114,8 @@ class Trainer:
 
     def _group_for(self, device, dtype, params: list):
         opt = self._optimizer
-        key = (tuple((p.name, p.data().spec) for p in params), tuple(sorted(opt.kernel_constants().items())))
+        key = (tuple([(p.name, own_array(p).spec) for p in params]),
+               tuple(sorted(opt.kernel_constants().items())))
         known = self._groups.get((device, dtype))
         if known is None or known[0] != key:       # first step, or new hyperparameters or shapes
             phases = update_groups(opt, dtype)

@@ -44,8 +44,9 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
 
 def compile_graph(graph: Graph, device: Device, on_pass: Callable | None = None, fuse: bool | None = None,
                   static_alloc: bool = False, static_outputs: bool = False,
-                  static_shape: bool = False) -> CompiledGraph:
-    """The plan that computes the typed ``graph`` on ``device`` (options as for ``compile_symbol``).
+                  static_shape: bool = False, donated: frozenset = frozenset()) -> CompiledGraph:
+    """The plan that computes the typed ``graph`` on ``device`` (options as for ``compile_symbol``;
+    ``donated``: inputs whose arrays outputs may be stored over, ``CompiledGraph``).
     Graphs holding a value larger than the limit of ``limits.py`` are refused before anything runs."""
     check_value_sizes(graph)
     if on_pass is not None:
@@ -57,7 +58,7 @@ def compile_graph(graph: Graph, device: Device, on_pass: Callable | None = None,
     passes = PIPELINE + fusion_passes(device.is_gpu, capture, static) if fuse else PIPELINE
     return CompiledGraph(optimize(graph, passes=passes, on_pass=on_pass), device,
                          static_alloc=static_alloc or static_shape, static_outputs=static_outputs,
-                         graph_capture=capture)
+                         graph_capture=capture, donated=donated)
 
 
 def _shape_specs(symbol: Symbol, shapes: dict, dtypes: dict | None = None) -> dict:

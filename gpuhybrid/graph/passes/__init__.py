@@ -22,6 +22,7 @@ from .lower import lower_batch_norm_inference, lower_plain_gemms, lower_row_ops,
 from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
+from .unit_extent import lower_unit_contractions, lower_unit_sums
 
 # Graphs arrive typed (symbol.infer.typed_graph infers every spec once, as they are built): no pass
 # re-infers them; verify_graph does, to check that each pass kept the specs true.
@@ -45,7 +46,9 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
               ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue),
               ("split_bias_add", split_bias_add),
-              ("lower_plain_gemms", lower_plain_gemms)]
+              ("lower_plain_gemms", lower_plain_gemms),
+              ("lower_unit_contractions", lower_unit_contractions),
+              ("lower_unit_sums", lower_unit_sums)]
     if not gpu:     # im2col + GEMM as steps whose workspaces the memory plan sees (GPU: the ops whole)
         passes.append(("lower_convolutions", lower_convolutions))
     if graph_capture:
@@ -108,6 +111,6 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
 __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_graph", "GraphInvariantError",
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
-           "split_bias_add", "lower_convolutions", "lower_plain_gemms", "lower_small_gemms",
-           "fuse_elementwise",
-           "fuse_row_reductions", "store_in_place"]
+           "split_bias_add", "lower_plain_gemms", "lower_unit_contractions", "lower_unit_sums",
+           "lower_convolutions", "lower_small_gemms", "fuse_elementwise", "fuse_row_reductions",
+           "store_in_place"]
