@@ -182,11 +182,17 @@ def _reduction_pass(group: FusedGroup, j: int, exprs: dict, index_of: dict, row_
                  f"      a{j} += (gh_acc){operand};", "    }",
                  f"    a{j} = gh_row_sum(a{j});"]
     else:
-        start = "-GH_INFINITY" if line.op == "max" else "GH_INFINITY"
+        # A plain compare-and-select into a simd max/min reduction, NaN kept aside in a flag: a loop
+        # over gh_max (which propagates NaN) does not vectorise.
+        start, loop, pick = (("-GH_INFINITY", "GH_MAX_COLS", ">") if line.op == "max"
+                             else ("GH_INFINITY", "GH_MIN_COLS", "<"))
         lines = [f"    {value_c} a{j} = {start};{comment}",
-                 "    GH_MAX_COLS(col, cols) {", *element,
-                 f"      a{j} = gh_{line.op}(a{j}, ({value_c}){operand});", "    }",
-                 f"    a{j} = gh_row_{line.op}(a{j});"]
+                 f"    int a{j}_nan = 0;",
+                 f"    {loop}(col, cols, a{j}, a{j}_nan) {{", *element,
+                 f"      const {value_c} a{j}_x = ({value_c}){operand};",
+                 f"      a{j} = a{j}_x {pick} a{j} ? a{j}_x : a{j};",
+                 f"      a{j}_nan |= a{j}_x != a{j}_x;", "    }",
+                 f"    a{j} = gh_row_{line.op}(a{j}_nan ? ({value_c})GH_NAN : a{j});"]
         finish = f"a{j}"
     if line.spec.dtype == np.float16:
         finish = f"gh_round_half({finish})"
