@@ -5,7 +5,9 @@ product of the reduced trailing axes). For each row the kernel makes one pass ov
 reduction — computing, in registers, the elementwise lines that reduction reads — and, when the group
 stores per-element values, one last pass that computes and stores them. A reduction's value is a
 per-row variable that later lines read directly (``x - mean(x)``, ``e / sum(e)``). Lines a later pass
-needs again are recomputed from the inputs, which are still in cache, rather than stored.
+needs again are recomputed from the inputs, which are still in cache, rather than stored, except a costly
+one (an ``exp``) that the last pass needs from the last reduction pass: that pass stores it in the output,
+and the last pass reads it back and overwrites it (``_cached_line``; a softmax computes exp once).
 
 The same text compiles for both targets through ``kernels/gh_row.h``: a thread block per row with block
 reductions on the GPU, OpenMP over rows and simd loops over columns on the CPU.
@@ -73,8 +75,9 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
 
     index_32 = rows * cols <= INDEX_32_LIMIT
     # A max or min selects one element exactly: where its operand is computed here (not loaded), every
-    # pass must compute each element alike, so the kernel goes without vector math on the CPU. Sums
-    # may differ by an ulp between passes (softmax keeps its vectorised exp).
+    # pass must compute each element alike, so the kernel goes without libmvec on the CPU (its exp is then
+    # gh_exp_float, the same bits in vector and scalar code, still vectorised). Sums may differ by an ulp
+    # between passes (softmax keeps libmvec's exp).
     scalar_math = any(line.op in ("max", "min") and line.operands[0][0] == "v" for line in group.lines)
     calc = compute_dtype(*(s.dtype for s in group.input_specs)).name if group.input_specs else "float32"
     acc = "double" if calc == "float64" else "gh_acc_float"

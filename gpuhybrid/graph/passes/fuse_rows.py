@@ -91,8 +91,8 @@ def _regions(graph: Graph, long_row_limit: int | None, needed_outside: set, user
         producer = graph.node(node.inputs[0].node)
         if _elementwise_group(producer, shape) and producer.id not in taken:
             members.append(producer.id)
-            members += sorted(_row_value_feeders(graph, producer, list(producer.inputs), set(), taken, shape, k,
-                                                 needed_outside, users))
+            members += _row_value_feeders(graph, producer, list(producer.inputs), set(), taken, shape, k,
+                                          needed_outside, users)
         members = sorted(members + [node.id])
         member_set, region_mask = set(members), sum(1 << m for m in members)
         if _arrays(graph, member_set, shape, k, needed_outside, users) > MAX_KERNEL_ARRAYS:
