@@ -253,13 +253,23 @@ def _pick_backward_as_select(node: Node, inputs: tuple, add: Callable, spec: Cal
 
 
 def _reduces_one_element(node: Node, graph: Graph) -> bool:
-    """A float sum or mean whose reduced axes all have size 1: its value is its input, reshaped."""
+    """A float sum or mean over axes that all have size 1 (its value is its input, reshaped) of a value
+    made from a pick along a softmax's rows by elementwise ops and views: a loss' mean over its one
+    element per example. (Elsewhere such a reduction may well be part of a row group of its own.)"""
     if node.op not in ("sum", "mean") or node.spec.dtype.kind != "f" or node.attr_dict.get("exclude"):
         return False
     x = graph.spec(node.inputs[0])
     if x.dtype != node.spec.dtype or 0 in x.shape:
         return False
-    return int(np.prod(x.shape, dtype=np.int64)) == int(np.prod(node.spec.shape, dtype=np.int64))
+    if int(np.prod(x.shape, dtype=np.int64)) != int(np.prod(node.spec.shape, dtype=np.int64)):
+        return False
+    producer = graph.node(node.inputs[0].node)
+    while producer.op != "pick":
+        op = get_op(producer.op) if producer.inputs else None
+        if op is None or not (op.view or op.category == "elementwise"):
+            return False
+        producer = graph.node(producer.inputs[0].node)
+    return _picks_along_rows(producer, graph)
 
 
 def lower_row_ops(graph: Graph) -> Graph:
