@@ -30,7 +30,8 @@ def reference(x: np.ndarray) -> tuple:
         shifted = x - x.max(axis=-1, keepdims=True)
         exps = np.exp(shifted)
         total = exps.sum(axis=-1, keepdims=True)
-        return exps / total, shifted - np.log(total), x.max(axis=-1, keepdims=True) - x.min(axis=-1, keepdims=True)
+        spread = x.max(axis=-1, keepdims=True) - x.min(axis=-1, keepdims=True)
+        return exps / total, shifted - np.log(total), spread
 
 
 SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf])
@@ -56,6 +57,6 @@ def test_a_softmax_row_kernel_calls_exp_once_per_element():
     block.hybridize()
     block(nd.array(np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32)))
     texts = kernel_texts(block)
-    assert texts and all(text.count("gh_exp(") == 1 for text in texts if "softmax" in text or "gh_exp(" in text)
+    assert texts and all(text.count("gh_exp(") == 1 for text in texts if "gh_exp(" in text)
     assert any("kept for the last pass" in text for text in texts)
     assert all("GH_MAX_COLS(col, cols, a" in text for text in texts if "max(" in text)
