@@ -84,7 +84,9 @@ GH_FN float gh_exp_float(float x) {
 // 0.48 ns per value, AVX2), and a (4096, 1024) softmax runs the same with either. Without it (another
 // libc or CPU, or a kernel that opts out of vector math, FusedSource.scalar_math), gh_exp_float keeps
 // the loop vectorised; it gives the same bits in vector and scalar code, as those kernels need.
-#ifdef GH_VECTOR_LIBM
+// GH_LIBM_EXP keeps libm's expf: the emulator's reference build (gpuhybrid/emu/build.py) compares the
+// CPU branch bit for bit with the CUDA branch, whose expf it emulates with libm's.
+#if defined(GH_VECTOR_LIBM) || defined(GH_LIBM_EXP)
 GH_FN float gh_exp(float x) { return expf(x); }
 #else
 GH_FN float gh_exp(float x) { return gh_exp_float(x); }
