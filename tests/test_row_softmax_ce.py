@@ -76,8 +76,7 @@ def test_loss_is_one_row_kernel_each_way_and_matches_numpy(data, batch, classes,
     np.testing.assert_allclose(value, want, rtol=tol, atol=tol)
     np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol)
     assert forward == 1
-    # One class: the backward's row sums are over one element (views), what is left two small kernels.
-    assert backward_plan_launches(loss_fn) == (1 if classes > 1 else 2)
+    assert backward_plan_launches(loss_fn) == 1
 
 
 class PickLogSoftmax(gluon.HybridBlock):
@@ -112,7 +111,7 @@ def test_pick_modes_and_keepdims_hybridized_equal_numpy_and_eager(data, batch, c
     assert forward == 1
     # keepdims=False: the head gradient, (rows,), is negated by a kernel of its own before pick's gradient
     # reshapes it to (rows, 1); a view between them keeps that kernel out of the row group.
-    assert backward_plan_launches(block) <= (1 if classes > 1 and keepdims else 3)
+    assert backward_plan_launches(block) <= (1 if keepdims else 3)
 
 
 def test_explain_shows_the_loss_as_one_row_group():
