@@ -4,7 +4,9 @@
 //   GH_FOR_EACH_ROW(r, rows, cols)  CUDA: blocks stride over rows     CPU: loop over this thread's rows
 //   GH_FOR_EACH_COL(j, cols)        CUDA: threads stride over a row   CPU: a simd loop over the row
 //   GH_SUM_COLS(j, cols, acc)       the same, for a loop that adds into `acc` (a simd reduction)
-//   GH_MAX_COLS(j, cols)            the same, for a loop that takes a running maximum
+//   GH_MAX_COLS(j, cols, acc, nan)  the same, for a loop that takes a running maximum into `acc` and
+//   GH_MIN_COLS(j, cols, acc, nan)  ORs into `nan` whether an element was NaN (CPU: a simd max/min
+//                                   reduction, which leaves NaN to the flag); GH_NAN is a quiet NaN.
 //   gh_row_max(v) / gh_row_min(v) / gh_row_sum(v): combine each thread's partial value over the row
 //   (CUDA: a block reduction whose result every thread gets; CPU: the partial already is the whole
 //   row's value).
@@ -22,7 +24,9 @@ typedef float gh_acc_float;
 #define GH_FOR_EACH_ROW(r, rows, cols) for (gh_index r = blockIdx.x; r < (rows); r += gridDim.x)
 #define GH_FOR_EACH_COL(j, cols) for (gh_index j = threadIdx.x; j < (cols); j += blockDim.x)
 #define GH_SUM_COLS(j, cols, acc) GH_FOR_EACH_COL(j, cols)
-#define GH_MAX_COLS(j, cols) GH_FOR_EACH_COL(j, cols)
+#define GH_MAX_COLS(j, cols, acc, nan) GH_FOR_EACH_COL(j, cols)
+#define GH_MIN_COLS(j, cols, acc, nan) GH_FOR_EACH_COL(j, cols)
+#define GH_NAN __int_as_float(0x7fffffff)
 
 template <typename T, typename Combine>
 __device__ __forceinline__ T gh_block_reduce(T v, Combine combine, T identity) {
@@ -59,7 +63,11 @@ typedef double gh_acc_float;
   for (gh_index r = (gh_index)gh_rows_##r.begin; r < (gh_index)gh_rows_##r.end; ++r)
 #define GH_FOR_EACH_COL(j, cols) _Pragma("omp simd") for (gh_index j = 0; j < (cols); ++j)
 #define GH_SUM_COLS(j, cols, acc) GH_PRAGMA(omp simd reduction(+:acc)) for (gh_index j = 0; j < (cols); ++j)
-#define GH_MAX_COLS(j, cols) for (gh_index j = 0; j < (cols); ++j)
+#define GH_MAX_COLS(j, cols, acc, nan) \
+  GH_PRAGMA(omp simd reduction(max:acc) reduction(|:nan)) for (gh_index j = 0; j < (cols); ++j)
+#define GH_MIN_COLS(j, cols, acc, nan) \
+  GH_PRAGMA(omp simd reduction(min:acc) reduction(|:nan)) for (gh_index j = 0; j < (cols); ++j)
+#define GH_NAN NAN
 template <typename T> static inline T gh_row_max(T v) { return v; }
 template <typename T> static inline T gh_row_min(T v) { return v; }
 template <typename T> static inline T gh_row_sum(T v) { return v; }

@@ -5,12 +5,16 @@ product of the reduced trailing axes). For each row the kernel makes one pass ov
 reduction — computing, in registers, the elementwise lines that reduction reads — and, when the group
 stores per-element values, one last pass that computes and stores them. A reduction's value is a
 per-row variable that later lines read directly (``x - mean(x)``, ``e / sum(e)``). Lines a later pass
-needs again are recomputed from the inputs, which are still in cache, rather than stored.
+needs again are recomputed from the inputs, which are still in cache, rather than stored, except a costly
+one (an ``exp``) that the last pass needs from the last reduction pass: that pass stores it in the output,
+and the last pass reads it back and overwrites it (``_cached_line``; a softmax computes exp once).
 
 The same text compiles for both targets through ``kernels/gh_row.h``: a thread block per row with block
 reductions on the GPU, OpenMP over rows and simd loops over columns on the CPU.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -43,11 +47,13 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
                              f"neither per row nor of the iteration shape {shape} (a gpuhybrid bug)")
     row_outputs = {j: p for p, j in zip(outputs, group.outputs) if j in row_lines}
 
+    cached = _cached_line(group, reductions, element_outputs, exprs, row_lines)
     body = ["    const gh_index base = r * cols;", *row_offsets]
     done: list = []
     for j in [None] + reductions:
         if j is not None:
-            body += _reduction_pass(group, j, exprs, index_of, row_lines)
+            body += _reduction_pass(group, j, exprs, index_of, row_lines,
+                                    cached if j == reductions[-1] else None)
             done.append(j)
         # Row values that are now computable: once per row, right after the reductions they read.
         for m in sorted(row_lines - set(done)):
@@ -63,13 +69,15 @@ def render_row_group(group: FusedGroup, name: str | None = None) -> FusedSource:
         targets = [j for _, j in element_outputs]
         stores = [f"{p.name}[i] = GH_STORE({C_TYPES[p.dtype]}, v{j});" for p, j in element_outputs]
         body += ["    GH_FOR_EACH_COL(col, cols) {",
-                 *_element_lines(group, targets, exprs, index_of, "      ", row_lines),
+                 *_element_lines(group, targets, exprs, index_of, "      ", row_lines,
+                                 reloaded=dict([cached]) if cached else {}),
                  *(f"      {line}" for line in stores), "    }"]
 
     index_32 = rows * cols <= INDEX_32_LIMIT
     # A max or min selects one element exactly: where its operand is computed here (not loaded), every
-    # pass must compute each element alike, so the kernel goes without vector math on the CPU. Sums
-    # may differ by an ulp between passes (softmax keeps its vectorised exp).
+    # pass must compute each element alike, so the kernel goes without libmvec on the CPU (its exp is then
+    # gh_exp_float, the same bits in vector and scalar code, still vectorised). Sums may differ by an ulp
+    # between passes (softmax keeps libmvec's exp).
     scalar_math = any(line.op in ("max", "min") and line.operands[0][0] == "v" for line in group.lines)
     calc = compute_dtype(*(s.dtype for s in group.input_specs)).name if group.input_specs else "float32"
     acc = "double" if calc == "float64" else "gh_acc_float"
@@ -165,15 +173,19 @@ def _row_scope_line(group: FusedGroup, j: int, exprs: dict) -> list:
             f"      v{j} = {exprs[j]};", "    }"]
 
 
-def _reduction_pass(group: FusedGroup, j: int, exprs: dict, index_of: dict, row_lines: set) -> list:
-    """One pass over the row computing reduction line ``j`` into the per-row value ``v{j}``."""
+def _reduction_pass(group: FusedGroup, j: int, exprs: dict, index_of: dict, row_lines: set,
+                    cached: tuple | None = None) -> list:
+    """One pass over the row computing reduction line ``j`` into the per-row value ``v{j}``; with
+    ``cached`` = (line, output element), it also stores that line's value there for the last pass."""
     line = group.lines[j]
     kind, m = line.operands[0]
     operand = f"in{m}_v" if kind == "in" else f"v{m}"
     value_c = c_literal_type(line.spec.dtype.name)
-    targets = [m] if kind == "v" else []
+    targets = ([m] if kind == "v" else []) + ([cached[0]] if cached else [])
     element = _element_lines(group, targets, exprs, index_of, "      ", row_lines,
                              extra_inputs=[m] if kind == "in" else [])
+    if cached:
+        element.append(f"      {cached[1]} = v{cached[0]};  // kept for the last pass (_cached_line)")
     comment = f"  // {describe(line, j)}"
     if line.op in ("sum", "mean"):
         finish = f"(({value_c})(a{j} / cols))" if line.op == "mean" else f"(({value_c})a{j})"
@@ -182,33 +194,51 @@ def _reduction_pass(group: FusedGroup, j: int, exprs: dict, index_of: dict, row_
                  f"      a{j} += (gh_acc){operand};", "    }",
                  f"    a{j} = gh_row_sum(a{j});"]
     else:
-        start = "-GH_INFINITY" if line.op == "max" else "GH_INFINITY"
+        # A plain compare-and-select into a simd max/min reduction, NaN kept aside in a flag: a loop
+        # over gh_max (which propagates NaN) does not vectorise.
+        start, loop, pick = (("-GH_INFINITY", "GH_MAX_COLS", ">") if line.op == "max"
+                             else ("GH_INFINITY", "GH_MIN_COLS", "<"))
         lines = [f"    {value_c} a{j} = {start};{comment}",
-                 "    GH_MAX_COLS(col, cols) {", *element,
-                 f"      a{j} = gh_{line.op}(a{j}, ({value_c}){operand});", "    }",
-                 f"    a{j} = gh_row_{line.op}(a{j});"]
+                 f"    int a{j}_nan = 0;",
+                 f"    {loop}(col, cols, a{j}, a{j}_nan) {{", *element,
+                 f"      const {value_c} a{j}_x = ({value_c}){operand};",
+                 f"      a{j} = a{j}_x {pick} a{j} ? a{j}_x : a{j};",
+                 f"      a{j}_nan |= a{j}_x != a{j}_x;", "    }",
+                 f"    a{j} = gh_row_{line.op}(a{j}_nan ? ({value_c})GH_NAN : a{j});"]
         finish = f"a{j}"
     if line.spec.dtype == np.float16:
         finish = f"gh_round_half({finish})"
     return lines + [f"    const {value_c} v{j} = {finish};"]
 
 
-def _element_lines(group: FusedGroup, targets: list, exprs: dict, index_of: dict, indent: str,
-                   row_lines: set, extra_inputs: tuple = ()) -> list:
-    """Index, input loads and elementwise lines (in order) that the values ``targets`` need, inside a
-    column loop; row values they read were computed in the row's scope before the loop."""
-    needed, inputs = set(), set(extra_inputs)
+def _needed_lines(group: FusedGroup, targets: list, row_lines: set, reloaded: dict | None = None) -> tuple:
+    """(elementwise lines, inputs) that computing the values ``targets`` inside a column loop takes;
+    row values and the ``reloaded`` lines (read back from an output) need nothing more."""
+    needed, inputs, reloaded = set(), set(), reloaded or {}
     stack = list(targets)
     while stack:
         j = stack.pop()
         if j in needed or j in row_lines:
             continue
         needed.add(j)
+        if j in reloaded:
+            continue
         for kind, m in group.lines[j].operands:
             if kind == "in":
                 inputs.add(m)
             else:
                 stack.append(m)
+    return needed, inputs
+
+
+def _element_lines(group: FusedGroup, targets: list, exprs: dict, index_of: dict, indent: str,
+                   row_lines: set, extra_inputs: tuple = (), reloaded: dict | None = None) -> list:
+    """Index, input loads and elementwise lines (in order) that the values ``targets`` need, inside a
+    column loop; row values they read were computed in the row's scope before the loop, and a line in
+    ``reloaded`` (line -> the output element an earlier pass stored it in) is read back."""
+    reloaded = reloaded or {}
+    needed, inputs = _needed_lines(group, targets, row_lines, reloaded)
+    inputs |= set(extra_inputs)
     out = [f"{indent}const gh_index i = base + col;"]
     for m in sorted(inputs):
         spec = group.input_specs[m]
@@ -217,8 +247,37 @@ def _element_lines(group: FusedGroup, targets: list, exprs: dict, index_of: dict
     for j in sorted(needed):
         line = group.lines[j]
         c = C_TYPES[compute_dtype(line.spec.dtype).name]
-        out.append(f"{indent}const {c} v{j} = {exprs[j]};  // {describe(line, j)}")
+        value = reloaded[j] if j in reloaded else exprs[j]
+        out.append(f"{indent}const {c} v{j} = {value};  // {describe(line, j)}")
     return out
+
+
+# Math functions worth a store and a load to compute once per element rather than once per pass.
+_COSTLY_CALL = re.compile(r"\bgh_(exp|expm1|log|log1p|tanh|sin|cos|erf|pow|sigmoid|softplus|gelu|elu|selu|"
+                          r"log_sigmoid|hypot)\(")
+
+
+def _cached_line(group: FusedGroup, reductions: list, element_outputs: list, exprs: dict,
+                 row_lines: set) -> tuple | None:
+    """(line, output element) when the last pass would recompute a costly line that the last reduction
+    pass computes (``exp(x - max)`` in a softmax): that pass stores it in an element output of its
+    type, and the last pass reads it back from there (the same thread reads the element it stored, on
+    both targets) and overwrites it. None when nothing costly is recomputed."""
+    if not reductions or not element_outputs:
+        return None
+    last = group.lines[reductions[-1]]
+    kind, m = last.operands[0]
+    in_pass, _ = _needed_lines(group, [m] if kind == "v" else [], row_lines)
+    in_final, _ = _needed_lines(group, [j for _, j in element_outputs], row_lines)
+    for j in sorted(in_pass & in_final, reverse=True):   # the latest covers most of what is shared
+        below, _ = _needed_lines(group, [j], row_lines)
+        if not any(_COSTLY_CALL.search(exprs[k]) for k in below):
+            continue
+        c_type = C_TYPES[compute_dtype(group.lines[j].spec.dtype).name]
+        for param, _ in element_outputs:
+            if C_TYPES[param.dtype] == c_type:           # stored exactly as computed (not float16)
+                return j, f"{param.name}[i]"
+    return None
 
 
 __all__ = ["render_row_group"]

@@ -32,10 +32,11 @@ FAST_FLAGS = ("-O2",)
 COMMON_FLAGS = ("-std=c++17", "-fPIC", "-g1", "-ffp-contract=off", "-fno-math-errno", "-Wno-unknown-pragmas")
 EMU_FLAGS = ("-fvisibility=hidden", "-fno-gnu-unique")
 # The CPU branch as the host compiler builds it for gpuhybrid (host_compiler.BASE_FLAGS), less what
-# changes results: OpenMP's reordered reductions and libmvec. -O0: the same bits (SSE arithmetic, no
-# contraction) at half the compile time of -O2, and speed does not matter over a thousand elements.
+# changes results: OpenMP's reordered reductions, libmvec and the inline exp (GH_LIBM_EXP: libm's expf, as
+# the emulated CUDA branch). -O0: the same bits (SSE arithmetic, no contraction) at half the compile
+# time of -O2, and speed does not matter over a thousand elements.
 REFERENCE_FLAGS = ("-O0", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno",
-                   "-fno-trapping-math", "-fwrapv", "-Wno-unknown-pragmas")
+                   "-fno-trapping-math", "-fwrapv", "-Wno-unknown-pragmas", "-DGH_LIBM_EXP")
 
 _SIGNATURE = re.compile(r"GH_KERNEL\((\w+)\)\((.*?)\)\s*\{", re.S)
 

@@ -91,7 +91,9 @@ def _regions(graph: Graph, long_row_limit: int | None, needed_outside: set, user
         producer = graph.node(node.inputs[0].node)
         if _elementwise_group(producer, shape) and producer.id not in taken:
             members.append(producer.id)
-        members.append(node.id)
+            members += _row_value_feeders(graph, producer, list(producer.inputs), set(), taken, shape, k,
+                                          needed_outside, users)
+        members = sorted(members + [node.id])
         member_set, region_mask = set(members), sum(1 << m for m in members)
         if _arrays(graph, member_set, shape, k, needed_outside, users) > MAX_KERNEL_ARRAYS:
             continue
@@ -103,15 +105,36 @@ def _regions(graph: Graph, long_row_limit: int | None, needed_outside: set, user
             outside = [r for r in later.inputs if r.node not in member_set]
             if any(ancestors[r.node] & region_mask for r in outside):
                 continue                      # an input depends on the region: joining makes a cycle
-            if _arrays(graph, member_set | {later.id}, shape, k, needed_outside, users) > MAX_KERNEL_ARRAYS:
+            feeders = _row_value_feeders(graph, later, outside, member_set, taken, shape, k, needed_outside,
+                                         users)
+            joined = member_set | {later.id} | feeders
+            if _arrays(graph, joined, shape, k, needed_outside, users) > MAX_KERNEL_ARRAYS:
                 continue
-            members.append(later.id)
-            member_set.add(later.id)
-            region_mask |= 1 << later.id
+            members = sorted(joined)          # node ids are in topological order
+            member_set = joined
+            region_mask = sum(1 << m for m in members)
         if len(members) > 1:
             taken.update(members)
             regions.append(members)
     return regions
+
+
+def _row_value_feeders(graph: Graph, node: Node, outside: list, members: set, taken: set, shape: tuple,
+                       k: int, needed_outside: set, users: dict) -> set:
+    """Elementwise groups over one value per row that only ``node`` (joining the region) reads, such as
+    a cross-entropy's label clipped to a column position: the row group computes them once per row
+    instead of a kernel of their own."""
+    feeders = set()
+    for ref in outside:
+        producer = graph.node(ref.node)
+        if producer.id in taken or not _row_value_group(producer, shape, k):
+            continue
+        results = [(producer.id, i) for i in range(len(producer.specs))]
+        if any(key in needed_outside or any(u not in members | {node.id} for u in users[key])
+               for key in results):
+            continue
+        feeders.add(producer.id)
+    return feeders
 
 
 def _arrays(graph: Graph, members: set, shape: tuple, k: int, needed_outside: set, users: dict) -> int:

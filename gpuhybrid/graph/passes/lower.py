@@ -186,6 +186,108 @@ def _row_op_as_composition(node: Node, inputs: tuple, add: Callable, spec: Calla
     return [result]
 
 
+# --- pick over the rows of a softmax, its gradient, reductions over one element -------------------------
+# A cross-entropy loss is log_softmax, pick, negative and a mean over one element per example: written as
+# a masked row sum, a select and a view, it is one row kernel forward and one backward.
+
+def _picks_along_rows(node: Node, graph: Graph) -> bool:
+    """``pick`` along the last axis of a softmax/log_softmax that ``_lowers_to_rows``: the picked value
+    is then one more row reduction of the same row group. (A pick from a plain array stays a gather,
+    which reads one element per row rather than the whole row.)"""
+    if node.op != "pick" or node.attr_dict["axis"] not in (-1, len(graph.spec(node.inputs[0]).shape) - 1):
+        return False
+    return _lowers_to_rows(graph.node(node.inputs[0].node))
+
+
+def _picks_back_along_rows(node: Node) -> bool:
+    """``pick_backward`` (the gradient of pick) along the last axis of a non-empty float array."""
+    if node.op != "pick_backward":
+        return False
+    shape = tuple(node.attr_dict["shape"])
+    return node.spec.dtype.kind == "f" and 0 not in shape and node.attr_dict["axis"] in (-1, len(shape) - 1)
+
+
+def _picked_column(node: Node, index: Ref, shape: tuple, add: Callable, spec: Callable) -> Ref:
+    """Where each row's pick lands, as ``column == position`` over ``shape`` (bool): positions clipped to
+    the axis or wrapped around it, then truncated to integers, as ``ops.indexing._positions``."""
+    emit, size = _composer(node, add, spec), shape[-1]
+    kept = tuple(shape[:-1]) + (1,)
+    if tuple(spec(index).shape) != kept:
+        index = emit("reshape", index, shape=kept, part="index_rows")        # a view
+    if node.attr_dict["mode"] == "wrap":
+        whole = emit("cast", index, dtype="int64", part="index_whole")
+        size_const = add(Node(-1, CONST, f"{node.name}_axis_size", (), (),
+                              (TensorSpec((1,), np.dtype(np.int64)),), value=np.array([size], np.int64)))
+        position = emit("broadcast_mod", whole, size_const, part="position")
+    else:
+        clipped = emit("clip", index, a_min=0, a_max=size - 1, part="index_clipped")
+        position = emit("cast", clipped, dtype="int64", part="position")
+    columns = add(Node(-1, CONST, f"{node.name}_columns", (), (), (TensorSpec((size,), np.dtype(np.int64)),),
+                       value=np.arange(size, dtype=np.int64)))
+    return emit("broadcast_equal", columns, position, part="picked_column")
+
+
+def _zero_like(node: Node, dtype, add: Callable) -> Ref:
+    return add(Node(-1, CONST, f"{node.name}_zero", (), (), (TensorSpec((1,), dtype),),
+                    value=np.zeros((1,), dtype)))
+
+
+def _pick_as_row_sum(node: Node, inputs: tuple, add: Callable, spec: Callable) -> list:
+    """``pick(data, index)`` along the last axis as ``sum(where(column == position, data, 0))``: the sum
+    of one value and zeros is that value (a NaN or inf elsewhere in the row is not read)."""
+    data, index = inputs
+    shape, emit = tuple(spec(data).shape), _composer(node, add, spec)
+    chosen = emit("where", _picked_column(node, index, shape, add, spec), data,
+                  _zero_like(node, spec(data).dtype, add), part="masked")
+    return [emit("sum", chosen, axis=len(shape) - 1, keepdims=node.attr_dict["keepdims"], part="picked")]
+
+
+def _pick_backward_as_select(node: Node, inputs: tuple, add: Callable, spec: Callable) -> list:
+    """``pick_backward(grad, index)`` along the last axis as ``where(column == position, grad, 0)``."""
+    grad, index = inputs
+    shape, emit = tuple(node.attr_dict["shape"]), _composer(node, add, spec)
+    kept = tuple(shape[:-1]) + (1,)
+    rows = grad if tuple(spec(grad).shape) == kept else emit("reshape", grad, shape=kept, part="grad_rows")
+    return [emit("where", _picked_column(node, index, shape, add, spec), rows,
+                 _zero_like(node, node.spec.dtype, add), part="scattered")]
+
+
+def _reduces_one_element(node: Node, graph: Graph) -> bool:
+    """A float sum or mean over axes that all have size 1 (its value is its input, reshaped) of a value
+    made from a pick along a softmax's rows by elementwise ops and views: a loss' mean over its one
+    element per example. (Elsewhere such a reduction may well be part of a row group of its own.)"""
+    if node.op not in ("sum", "mean") or node.spec.dtype.kind != "f" or node.attr_dict.get("exclude"):
+        return False
+    x = graph.spec(node.inputs[0])
+    if x.dtype != node.spec.dtype or 0 in x.shape:
+        return False
+    if int(np.prod(x.shape, dtype=np.int64)) != int(np.prod(node.spec.shape, dtype=np.int64)):
+        return False
+    producer = graph.node(node.inputs[0].node)
+    while producer.op != "pick":
+        op = get_op(producer.op) if producer.inputs else None
+        if op is None or not (op.view or op.category == "elementwise"):
+            return False
+        producer = graph.node(producer.inputs[0].node)
+    return _picks_along_rows(producer, graph)
+
+
 def lower_row_ops(graph: Graph) -> Graph:
-    """Registry softmax, log_softmax and LayerNorm as compositions the row-fusion pass fuses."""
-    return _lower(graph, _lowers_to_rows, _row_op_as_composition)
+    """Registry softmax, log_softmax and LayerNorm as compositions the row-fusion pass fuses; a pick
+    along their rows as a masked row sum and pick's gradient as a select (both join the row group);
+    a sum or mean over one element as a reshape (a view: it no longer splits a loss' row group)."""
+    def lowerable(node: Node) -> bool:
+        return (_lowers_to_rows(node) or _picks_along_rows(node, graph) or _picks_back_along_rows(node)
+                or _reduces_one_element(node, graph))
+
+    def lower(node: Node, inputs: tuple, add: Callable, spec: Callable) -> list:
+        if node.op == "pick":
+            return _pick_as_row_sum(node, inputs, add, spec)
+        if node.op == "pick_backward":
+            return _pick_backward_as_select(node, inputs, add, spec)
+        if node.op in ("sum", "mean"):
+            return [_composer(node, add, spec)("reshape", inputs[0], shape=tuple(node.spec.shape),
+                                                part="one_element")]
+        return _row_op_as_composition(node, inputs, add, spec)
+
+    return _lower(graph, lowerable, lower)
