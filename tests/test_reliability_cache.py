@@ -193,6 +193,24 @@ def test_size_cap_evicts_least_recently_used_entries(tmp_path, monkeypatch):
     assert len(list((tmp_path / "host").glob("*.so"))) == 3
 
 
+def test_builds_under_the_cap_do_not_rescan_the_folder(tmp_path, monkeypatch):
+    """A scan stats every entry (seconds for a cache of 70,000 kernels): a process scans a folder at its
+    first build into it and again only when what it added may pass the cap."""
+    monkeypatch.setenv("GPUHYBRID_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compile_cache, "_fallback_root", None)
+    scans = []
+    evict = compile_cache._evict
+    monkeypatch.setattr(compile_cache, "_evict", lambda *args: scans.append(args) or evict(*args))
+    for k in range(3):
+        compile_host(f"extern \"C\" int scan_probe_{k}() {{ return {k}; }}", f"scan_probe_{k}")
+    assert len(scans) == 1
+    entry_size = sum(p.stat().st_size for p in (tmp_path / "host").iterdir()) // 3
+    monkeypatch.setenv("GPUHYBRID_CACHE_MAX_BYTES", str(int(entry_size * 3.5)))
+    compile_host("extern \"C\" int scan_probe_3() { return 3; }", "scan_probe_3")
+    assert len(scans) == 2                              # past the cap: scanned, and the oldest evicted
+    assert len(list((tmp_path / "host").glob("*.so"))) == 3
+
+
 def test_cache_size_variable_is_validated(monkeypatch):
     monkeypatch.setenv("GPUHYBRID_CACHE_MAX_BYTES", "lots")
     with pytest.raises(ConfigurationError, match="GPUHYBRID_CACHE_MAX_BYTES='lots'"):

@@ -12,7 +12,8 @@ Libraries are loaded from a private copy of the bytes that passed the check (``l
 another process does to the cache afterwards can change what this process maps.
 
 The folder is bounded: ``GPUHYBRID_CACHE_MAX_BYTES`` (default 1 GiB; ``512M``, ``2G`` also read) caps
-each kind's folder, and the least recently used entries go first when a new one would exceed it. A
+each kind's folder, and the least recently used entries go first when a new one would exceed it (a
+process measures the folder at its first build into it, then counts what it adds: ``_keep_under_cap``). A
 folder that cannot be used (read-only, a path that is a file, a full disk) is replaced, with one
 warning, by a temporary folder of this process's own, removed when it exits.
 """
@@ -187,13 +188,29 @@ def _build_entry(folder: Path, key: str, suffix: str, build: Callable[[Path], No
         os.replace(tmp, entry)
         os.replace(tmp_check, check)
     finally:
-        # The build's own scratch files (a source next to the output) share the temporary name.
-        for leftover in folder.glob(f"{tmp.name.rsplit('.', 1)[0]}*"):
-            leftover.unlink(missing_ok=True)
+        # A build removes its own scratch files (the source next to the output); a killed build's share
+        # the temporary name and are swept as stale by the next process (remove_stale_temps). Listing
+        # the folder here would cost every build a scan of every entry.
+        tmp.unlink(missing_ok=True)
         if tmp_check is not None:
             tmp_check.unlink(missing_ok=True)
-    enforce_size_cap(folder, keep=key)
+    _keep_under_cap(folder, key, len(data) + check.stat().st_size)
     return data
+
+
+# folder -> bytes it held at this process's last scan plus what this process added since. Scanning a
+# folder costs a stat of every entry (1.5 s for 70,000 entries), so it is scanned at this process's first
+# build into it and again only when that estimate passes the cap. Entries other processes add meanwhile
+# are seen at the next scan: the folder may pass the cap by what they add between two of our scans.
+_estimated_bytes: dict = {}
+
+
+def _keep_under_cap(folder: Path, key: str, added: int) -> None:
+    estimate = _estimated_bytes.get(folder)
+    if estimate is not None and estimate + added <= max_cache_bytes():
+        _estimated_bytes[folder] = estimate + added
+        return
+    _estimated_bytes[folder] = _evict(folder, key, max_cache_bytes())[1]
 
 
 def cached_bytes(kind: str, key: str, suffix: str, build: Callable[[Path], None]) -> bytes:
@@ -267,7 +284,11 @@ def _private_copy(kind: str, key: str, suffix: str, data: bytes) -> Path:
 def enforce_size_cap(folder: Path, keep: str = "", limit: int | None = None) -> int:
     """Remove least recently used entries until the folder holds at most ``limit`` bytes (default
     ``GPUHYBRID_CACHE_MAX_BYTES``), sparing the entry ``keep``; how many bytes were removed."""
-    limit = max_cache_bytes() if limit is None else limit
+    return _evict(folder, keep, max_cache_bytes() if limit is None else limit)[0]
+
+
+def _evict(folder: Path, keep: str, limit: int) -> tuple:
+    """``enforce_size_cap``'s work: (bytes removed, bytes the folder's entries hold afterwards)."""
     groups: dict = {}                # key -> [newest mtime, total bytes, paths]
     total = 0
     with os.scandir(folder) as scan:
@@ -291,5 +312,5 @@ def enforce_size_cap(folder: Path, keep: str = "", limit: int | None = None) -> 
         for path in paths:
             path.unlink(missing_ok=True)
         removed += size
-    return removed
+    return removed, total - removed
 
