@@ -119,6 +119,20 @@ def test_default_thresholds_on_an_mlps_shapes(blas_name, shape):
 
 
 @pytest.mark.parametrize("blas_name", AVAILABLE)
+@pytest.mark.parametrize("batch, m, k, n", [(2, 3, 12, 120), (3, 3, 12, 120), (2, 64, 128, 64),
+                                            (2, 3, 512, 256), (5, 17, 33, 65)])
+def test_default_thresholds_on_batched_products(blas_name, batch, m, k, n):
+    """Under the shipped thresholds every product of a batch is computed, split or not (a grouped
+    convolution's batch of 2 products below the split size once computed only the first)."""
+    rng = np.random.default_rng(batch * m)
+    a = rng.standard_normal((batch, m, k)).astype(np.float32)
+    b = rng.standard_normal((batch, k, n)).astype(np.float32)
+    with using_blas(blas_name, numpy_below=gemm.NUMPY_BELOW, split_min=gemm.SPLIT_MIN):
+        _check(a, b)
+        _check(a, b[:1])                    # one right-hand matrix for every product
+
+
+@pytest.mark.parametrize("blas_name", AVAILABLE)
 def test_one_thread_runs_every_block_on_the_caller(blas_name):
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((130, 70)).astype(np.float32), rng.standard_normal((70, 90)).astype(np.float32)

@@ -339,21 +339,16 @@ def _prepare(a, b, has_out: bool, alpha: float, beta: float) -> _Prepared | None
     flags = (_FLAG_DOUBLE if dtype == _FLOAT64 else 0) | (_FLAG_ILP64 if chosen.ilp64 else 0)
     flags |= (_FLAG_TRANS_A if layout_a[1] else 0) | (_FLAG_TRANS_B if layout_b[1] else 0)
     threads = host_threads.threads_now
-    units, block = 1, max(m, 1)         # one unit: the whole product on the calling thread
-    if threads > 1 and work >= SPLIT_MIN:
-        wanted = threads * CHUNKS_PER_THREAD
-        if batch >= wanted:
-            units = batch               # whole products are the units
-        else:
-            # Split the axis whose blocks repeat the packing of the smaller other operand.
-            extent = n if n > m else m
+    units, block = batch, max(m, 1)     # one unit per product of the batch, each one BLAS call
+    wanted = threads * CHUNKS_PER_THREAD
+    if threads > 1 and work >= SPLIT_MIN and batch < wanted:
+        # Split the axis whose blocks repeat the packing of the smaller other operand.
+        extent = n if n > m else m
+        split = -(-extent // -(-wanted // batch))
+        split = -(-split // BLOCK_ALIGN) * BLOCK_ALIGN
+        if split < extent:              # else one block per product after all: whole products, by rows
             flags |= _FLAG_SPLIT_COLUMNS if n > m else 0
-            block = -(-extent // -(-wanted // batch))
-            block = -(-block // BLOCK_ALIGN) * BLOCK_ALIGN
-            units = batch * -(-extent // block)
-    if units == 1:                      # one block after all: the whole product, by rows
-        flags &= ~_FLAG_SPLIT_COLUMNS
-        block = max(m, 1)
+            block, units = split, batch * -(-extent // split)
     scalars = _JOB.pack(chosen.dgemm if flags & _FLAG_DOUBLE else chosen.sgemm, chosen.set_local_threads,
                         flags, m, n, k, layout_a[2], layout_b[2], n, batch, layout_a[3], layout_b[3], m * n,
                         block, alpha, beta if has_out else 0.0)
