@@ -50,6 +50,7 @@ BLOCK_ALIGN = 16           # rows/columns per block, a multiple of the BLAS kern
 
 _FLAG_DOUBLE, _FLAG_ILP64, _FLAG_TRANS_A, _FLAG_TRANS_B, _FLAG_SPLIT_COLUMNS = 1, 2, 4, 8, 16
 _MKL_THREADING_SEQUENTIAL = 1
+_MKL_CBWR_AUTO, _MKL_CBWR_STRICT = 2, 0x10000      # MKL's conditional numerical reproducibility modes
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,12 @@ def _load_mkl() -> Blas | None:
     if already is None:        # ours alone: its sequential layer needs no per-call setting
         library.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
         library.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
+        if not os.environ.get("MKL_CBWR"):
+            # Results that do not depend on the operands' memory alignment: without it a block's rounding
+            # changed with where the allocator put an array, and a hybridized training curve with the
+            # heap's history (tests/test_gluon_conv.py's LeNet, after other tests in the same process).
+            library.MKL_CBWR_Set.argtypes = [ctypes.c_int]
+            library.MKL_CBWR_Set(_MKL_CBWR_AUTO | _MKL_CBWR_STRICT)
     else:                      # someone else's MKL: hold it to one thread on our threads only
         set_local = _address(library, ("MKL_Set_Num_Threads_Local",))
     sgemm, dgemm = _address(library, ("cblas_sgemm",)), _address(library, ("cblas_dgemm",))
