@@ -50,7 +50,7 @@ BLOCK_ALIGN = 16           # rows/columns per block, a multiple of the BLAS kern
 
 _FLAG_DOUBLE, _FLAG_ILP64, _FLAG_TRANS_A, _FLAG_TRANS_B, _FLAG_SPLIT_COLUMNS = 1, 2, 4, 8, 16
 _MKL_THREADING_SEQUENTIAL = 1
-_MKL_CBWR_AUTO, _MKL_CBWR_STRICT = 2, 0x10000      # MKL's conditional numerical reproducibility modes
+_MKL_CBWR_AUTO = 2         # MKL's conditional numerical reproducibility: one code path per CPU
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,12 @@ def _load_mkl() -> Blas | None:
         library.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
         library.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
         if not os.environ.get("MKL_CBWR"):
-            # Results that do not depend on the operands' memory alignment: without it a block's rounding
-            # changed with where the allocator put an array, and a hybridized training curve with the
-            # heap's history (tests/test_gluon_conv.py's LeNet, after other tests in the same process).
+            # One code path whatever MKL's run-time dispatch would pick: without it a block's rounding
+            # changed with the process's history, and a hybridized training curve with it
+            # (tests/test_gluon_conv.py's LeNet, after other tests in the same process). MKL's STRICT mode
+            # (alignment-independent too) made the batch-1 MLP forward 2.7x slower (48 against 18 µs).
             library.MKL_CBWR_Set.argtypes = [ctypes.c_int]
-            library.MKL_CBWR_Set(_MKL_CBWR_AUTO | _MKL_CBWR_STRICT)
+            library.MKL_CBWR_Set(_MKL_CBWR_AUTO)
     else:                      # someone else's MKL: hold it to one thread on our threads only
         set_local = _address(library, ("MKL_Set_Num_Threads_Local",))
     sgemm, dgemm = _address(library, ("cblas_sgemm",)), _address(library, ("cblas_dgemm",))
