@@ -13,6 +13,7 @@ from hypothesis import settings
 
 import gpuhybrid as gh
 from gpuhybrid.executor import CompiledGraph
+from gpuhybrid.ndarray import _array as array_module
 from launch_listing import checked_run, close_tally, open_tally
 
 # Every kernel generated during the run is dumped here; test_zz_nvrtc_generated.py (collected last)
@@ -48,3 +49,17 @@ def _every_plan_launches_what_its_final_graph_lists():
     yield
     CompiledGraph.run = run
     close_tally(tally)
+
+
+@pytest.fixture
+def full_path_calls(monkeypatch):
+    """The ops whose eager calls went through invoke's full path (a first call, or one the direct CPU
+    calls and fast paths refused); test_eager_direct_calls and test_eager_fast_paths read it."""
+    calls = []
+    original = array_module._invoke_checked
+
+    def counting(*args):
+        calls.append(args[0])
+        return original(*args)
+    monkeypatch.setattr(array_module, "_invoke_checked", counting)
+    return calls

@@ -11,7 +11,6 @@ from hypothesis import given, settings, strategies as st
 
 import gpuhybrid as gh
 from gpuhybrid import autograd, nd
-from gpuhybrid.ndarray import _array as array_module
 from gpuhybrid.ops import get_op
 
 UNARY = ["relu", "exp", "tanh", "sigmoid", "log", "sqrt", "abs", "negative", "square", "softrelu"]
@@ -44,19 +43,6 @@ def _twice(fn):
     np.testing.assert_array_equal(first.asnumpy(), second.asnumpy())
     assert first.dtype == second.dtype and first.shape == second.shape
     return second
-
-
-@pytest.fixture
-def full_path_calls(monkeypatch):
-    """How many calls took invoke's full path (not the direct CPU call)."""
-    calls = []
-    original = array_module._invoke_checked
-
-    def counting(*args):
-        calls.append(args[0])
-        return original(*args)
-    monkeypatch.setattr(array_module, "_invoke_checked", counting)
-    return calls
 
 
 @settings(max_examples=30, deadline=None)

@@ -20,7 +20,6 @@ import gpuhybrid as gh
 from gpuhybrid import autograd, nd
 from gpuhybrid.backend.profiler import open_counters
 from gpuhybrid.gluon import nn
-from gpuhybrid.ndarray import _array as array_module
 from gpuhybrid.ndarray import _signatures
 from gpuhybrid.ndarray._compiled_rows import HOT_CALLS
 from gpuhybrid.ndarray._cpu_calls import IGNORE_FP_CONTEXT
@@ -50,19 +49,6 @@ def _session_tally():
     finally:
         for counter in _SET_ASIDE:
             open_counters.remove(counter)
-
-
-@pytest.fixture
-def full_path_calls(monkeypatch):
-    """The ops that went through invoke's full path (a first call, or one the fast paths refused)."""
-    calls = []
-    original = array_module._invoke_checked
-
-    def counting(*args):
-        calls.append(args[0])
-        return original(*args)
-    monkeypatch.setattr(array_module, "_invoke_checked", counting)
-    return calls
 
 
 def _rule(op_name: str, arrays: list, attrs: dict) -> np.ndarray:
