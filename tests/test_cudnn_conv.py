@@ -42,7 +42,8 @@ def test_dims_and_strides_describe_the_memory_of_both_layouts(spatial, data):
     logical = np.moveaxis(memory, -1, 1)
     dims, strides = dims_and_strides(shape, channel_last=True)
     assert dims == list(logical.shape)
-    assert [s for s, d in zip(strides, dims) if d > 1] == [s // 8 for s, d in zip(logical.strides, dims) if d > 1]
+    ours = [s for s, d in zip(strides, dims) if d > 1]
+    assert ours == [s // 8 for s, d in zip(logical.strides, dims) if d > 1]
 
 
 def test_nhwc_strides_spelled_out():
@@ -494,3 +495,19 @@ def test_explain_names_the_convolution_path(monkeypatch):
     text = conv_cudnn.explain_convolutions(["Deconvolution"], gpu)
     assert "through cuDNN (cuDNN 92700, nvidia-cudnn-frontend 1.32.0)" in text
     assert "library call that a CUDA graph does not capture" in text
+
+
+def test_the_gpu_twins_ask_for_consistent_problems():
+    from test_cudnn_conv_gpu import CASES
+    for kind, x, w, y, pre, post, stride, dilation, dtype, channel_last in CASES:
+        problem = ConvProblem(kind, x, w, y, pre, post, stride, dilation, dtype, channel_last)
+        assert problem.consistent(), problem
+
+
+def test_a_captured_plan_says_library_calls_stay_outside_cuda_graphs():
+    from gpuhybrid.executor.cuda_graph import capture_blocker
+    step = types.SimpleNamespace(eager=object(), plain_matmul=False, name="conv0_fwd", writes=())
+    node = types.SimpleNamespace(op="Convolution", attr_dict={}, inputs=(), specs=())
+    plan = types.SimpleNamespace(buffer_plan=types.SimpleNamespace(buffer_of={}), steps=[step],
+                                 graph=types.SimpleNamespace(compute_nodes=[node]))
+    assert "cuDNN convolutions alike, run outside CUDA graphs" in capture_blocker(plan)
