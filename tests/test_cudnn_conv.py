@@ -138,7 +138,8 @@ def test_shapes_that_are_not_one_cudnn_convolution_stay_on_im2col():
     # an adj of a whole stride: dgrad of an input cuDNN's forward would not map back to this output
     assert problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 11), geom, 1, "float32") is None
     assert problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 10), geom, 1, "float32") is not None
-    # integers and mismatched groups
+    # empty batches, integers and mismatched groups
+    assert problem_for("Convolution", [(0, 2, 9), (3, 2, 3)], (0, 3, 5), geom, 1, "float32") is None
     assert problem_for("Convolution", [(1, 2, 9), (3, 2, 3)], (1, 3, 5), geom, 1, "int32") is None
     assert problem_for("Convolution", [(1, 2, 9), (3, 2, 3)], (1, 3, 5), geom, 2, "float32") is None
     with pytest.raises(ValueError, match="not a convolution op"):

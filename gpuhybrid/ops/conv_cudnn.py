@@ -64,8 +64,8 @@ def problem_for(op: str, in_shapes: list, out_shape: tuple, geom, groups: int, d
     kernel, stride, dilate and pad (a Deconvolution's effective pad, after ``target_shape``); shapes are
     channel-first as the op rules give them; ``bias`` fuses a Convolution's bias."""
     dtype = np.dtype(dtype).name
-    if dtype not in TOLERANCE:
-        return None
+    if dtype not in TOLERANCE or 0 in tuple(out_shape) or any(0 in tuple(s) for s in in_shapes):
+        return None              # integers, and empty arrays (nothing for cuDNN to do)
     channel_last = _channel_last(layout)
 
     def logical(shape):          # a channel-last array's shape in cuDNN's channel-first dims
