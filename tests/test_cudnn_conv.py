@@ -71,6 +71,11 @@ def _random_case(data, dims):
     return (draw(st.integers(1, 2)), channels) + spatial, kernel, stride, dilate, pad, groups, filters
 
 
+def _fits(x, y, pad, kernel, dilate, stride) -> bool:
+    """Whether some padding >= 0 after ``x`` elements (``pad`` before) makes the forward reach ``y``."""
+    return any((x + pad + q - dilate * (kernel - 1) - 1) // stride + 1 == y for q in range(40))
+
+
 def _attrs(kernel, stride, dilate, pad, groups, filters, no_bias=True):
     return dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad, num_group=groups, num_filter=filters,
                 no_bias=no_bias)
@@ -98,7 +103,7 @@ def test_a_convolution_maps_to_the_fprop_that_gives_the_ops_result(dims, data):
 @given(st.integers(1, 3), st.data())
 def test_a_deconvolution_maps_to_the_dgrad_that_gives_the_ops_result(dims, data):
     shape, kernel, stride, dilate, pad, groups, filters = _random_case(data, dims)
-    adj = tuple(data.draw(st.integers(0, s - 1)) for s in stride)
+    adj = tuple(data.draw(st.integers(0, s + 1)) for s in stride)        # adj >= stride included
     attrs = dict(_attrs(kernel, stride, dilate, pad, groups, filters), adj=adj, target_shape=())
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape)
@@ -108,7 +113,10 @@ def test_a_deconvolution_maps_to_the_dgrad_that_gives_the_ops_result(dims, data)
         return
     y = EAGER.Deconvolution(nd.array(x, dtype="float64"), nd.array(w, dtype="float64"), **attrs).asnumpy()
     problem = problem_for("Deconvolution", [x.shape, w.shape], y.shape, geom, groups, "float64")
-    assert problem is not None and problem.kind == "dgrad"
+    if problem is None:       # only where no padding >= 0 after the data makes it one dgrad
+        assert not all(_fits(*axis) for axis in zip(y.shape[2:], shape[2:], geom.pad, kernel, dilate, stride))
+        return
+    assert problem.kind == "dgrad"
     np.testing.assert_allclose(run_reference(problem, {"y": x, "w": w}), y, rtol=1e-10, atol=1e-10)
 
 
@@ -120,30 +128,61 @@ def test_the_weight_gradient_maps_to_the_wgrad_that_gives_the_ops_result(dims, d
     geom = geometry(attrs)
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape)
-    g = rng.standard_normal((shape[0], filters) + geom.out_spatial(shape[2:]))
+    short = tuple(data.draw(st.integers(0, o - 1)) for o in geom.out_spatial(shape[2:]))
+    g = rng.standard_normal((shape[0], filters) + tuple(o - c for o, c in zip(geom.out_spatial(shape[2:]),
+                                                                                short)))
     dw = EAGER.convolution_weight_backward(nd.array(x, dtype="float64"), nd.array(g, dtype="float64"),
                                            **attrs).asnumpy()
     problem = problem_for("convolution_weight_backward", [x.shape, g.shape], dw.shape, geom, groups,
                           "float64")
-    assert problem is not None and problem.kind == "wgrad" and problem.w_shape == dw.shape
+    if problem is None:       # only where no padding >= 0 after the data makes it one wgrad
+        assert not all(_fits(*axis) for axis in zip(shape[2:], g.shape[2:], pad, kernel, dilate, stride))
+        return
+    assert problem.kind == "wgrad" and problem.w_shape == dw.shape
     np.testing.assert_allclose(run_reference(problem, {"x": x, "y": g}), dw, rtol=1e-10, atol=1e-10)
 
 
-def test_shapes_that_are_not_one_cudnn_convolution_stay_on_im2col():
+def test_adj_and_short_gradients_become_less_padding_after_the_data():
     attrs = dict(kernel=(3,), stride=(2,), dilate=(1,), pad=(1,), num_group=1)
     geom = geometry(attrs)
-    # a gradient smaller than the data reaches (allowed by the op, not one cuDNN wgrad)
-    assert problem_for("convolution_weight_backward", [(1, 2, 9), (1, 3, 4)], (3, 2, 3), geom, 1,
-                       "float32") is None
-    # an adj of a whole stride: dgrad of an input cuDNN's forward would not map back to this output
-    assert problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 11), geom, 1, "float32") is None
-    assert problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 10), geom, 1, "float32") is not None
+    # a gradient shorter than the data reaches (the op allows it): the same wgrad with post padding 0
+    problem = problem_for("convolution_weight_backward", [(1, 2, 9), (1, 3, 4)], (3, 2, 3), geom, 1,
+                          "float32")
+    assert (problem.pre_padding, problem.post_padding) == ((1,), (0,))
+    # an adj of a whole stride: the dgrad whose forward ends one element early
+    problem = problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 11), geom, 1, "float32")
+    assert (problem.pre_padding, problem.post_padding) == ((1,), (0,))
+    assert problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 10), geom, 1,
+                       "float32").post_padding == (1,)
+
+
+def test_shapes_that_are_not_one_cudnn_convolution_stay_on_im2col():
+    geom = geometry(dict(kernel=(3,), stride=(1,), dilate=(1,), pad=(0,), num_group=1))
+    # stride 1 without padding: an adj of 1 would need padding -1 after the data
+    assert problem_for("Deconvolution", [(1, 2, 5), (2, 3, 3)], (1, 3, 8), geom, 1, "float32") is None
+    geom = geometry(dict(kernel=(3,), stride=(2,), dilate=(1,), pad=(1,), num_group=1))
     # empty batches, integers and mismatched groups
     assert problem_for("Convolution", [(0, 2, 9), (3, 2, 3)], (0, 3, 5), geom, 1, "float32") is None
     assert problem_for("Convolution", [(1, 2, 9), (3, 2, 3)], (1, 3, 5), geom, 1, "int32") is None
     assert problem_for("Convolution", [(1, 2, 9), (3, 2, 3)], (1, 3, 5), geom, 2, "float32") is None
     with pytest.raises(ValueError, match="not a convolution op"):
         problem_for("Pooling", [(1, 2, 9)], (1, 2, 5), geom, 1, "float32")
+
+
+@SETTINGS
+@given(st.integers(0, 6), st.integers(0, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 2),
+       st.integers(1, 9))
+def test_post_padding_makes_the_forward_reach_exactly_the_result(y_minus, pad, kernel, stride, dilate, x):
+    reach = (x + 2 * pad - dilate * (kernel - 1) - 1) // stride + 1
+    y = reach - y_minus
+    if reach < 1 or y < 1:
+        return
+    post = conv_cudnn.post_padding(x, y, pad, kernel, dilate, stride)
+    fits = [q for q in range(0, 40) if (x + pad + q - dilate * (kernel - 1) - 1) // stride + 1 == y]
+    if not fits:
+        assert post is None
+    else:
+        assert post == (pad if pad in fits else min(fits))
 
 
 def test_asymmetric_geometry_and_channel_last_data_map_per_axis():
@@ -452,8 +491,8 @@ def test_unchecked_mode_and_im2col_mode(fake_cudnn, monkeypatch):
 def test_mixed_dtypes_and_unmappable_shapes_take_im2col(fake_cudnn, monkeypatch):
     monkeypatch.setenv("GPUHYBRID_CONV", "auto")
     rng = np.random.default_rng(6)
-    attrs = dict(kernel=(3,), stride=(2,), dilate=(1,), pad=(1,), num_group=1)
-    x, g = rng.standard_normal((1, 2, 9)), rng.standard_normal((1, 3, 4))
+    attrs = dict(kernel=(3,), stride=(1,), dilate=(1,), pad=(0,), num_group=1)
+    x, g = rng.standard_normal((1, 2, 9)), rng.standard_normal((1, 3, 6))     # one short at stride 1
     calls = []
     out_spec = types.SimpleNamespace(shape=(3, 2, 3), dtype=np.dtype("float64"))
     conv_cudnn.gpu_convolution(FakeDevice(), "convolution_weight_backward", [x, g], attrs, out_spec,
@@ -512,3 +551,47 @@ def test_a_captured_plan_says_library_calls_stay_outside_cuda_graphs():
     plan = types.SimpleNamespace(buffer_plan=types.SimpleNamespace(buffer_of={}), steps=[step],
                                  graph=types.SimpleNamespace(compute_nodes=[node]))
     assert "cuDNN convolutions alike, run outside CUDA graphs" in capture_blocker(plan)
+
+
+class NumpyAsCupy:
+    """NumPy under CuPy's name for the one function the GPU path adds (asnumpy)."""
+    asnumpy = staticmethod(np.asarray)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.mark.parametrize("op", ["Convolution", "Deconvolution", "convolution_weight_backward"])
+def test_the_ops_gpu_eager_paths_hand_cudnn_the_problem_that_gives_their_result(op, fake_cudnn,
+                                                                                 monkeypatch):
+    """ops/conv.py's GPU branch with a stand-in cuDNN that computes the reference of cuDNN's definitions:
+    the first-run check finds it equal to the im2col result, so the mapping each op hands over is right
+    (Deconvolution with target_shape and a bias, grouped, strided, dilated)."""
+    from gpuhybrid.ops import get_op
+    monkeypatch.setenv("GPUHYBRID_CONV", "cudnn")
+    device = types.SimpleNamespace(is_gpu=True, device_id=0, xp=NumpyAsCupy())
+    rng = np.random.default_rng(7)
+    geometry_attrs = dict(kernel=(3, 2), stride=(2, 1), dilate=(1, 2), pad=(1, 1), num_group=2)
+    attrs = dict(geometry_attrs, num_filter=6, no_bias=False, layout=None)
+    x = rng.standard_normal((2, 4, 7, 6))
+    if op == "Convolution":
+        inputs = [x, rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)]
+    elif op == "Deconvolution":
+        attrs.update(adj=(), target_shape=(14, 5))
+        inputs = [x, rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(6)]
+    else:
+        attrs = geometry_attrs
+        inputs = [x, rng.standard_normal((2, 6, 4, 5))]          # one short of what x reaches
+    want = get_op(op).eager(types.SimpleNamespace(is_gpu=False, xp=np), inputs, attrs,
+                            _out_specs(op, inputs, attrs))
+    got = get_op(op).eager(device, inputs, attrs, _out_specs(op, inputs, attrs))
+    assert fake_cudnn.executed == 1
+    assert len(conv_cudnn.GATE.trusted) == 1 and not conv_cudnn.GATE.rejected
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def _out_specs(op, inputs, attrs):
+    from gpuhybrid.ops import get_op
+    from gpuhybrid.ops.registry import TensorSpec
+    specs = [TensorSpec(a.shape, a.dtype) for a in inputs]
+    return [get_op(op).infer(specs, attrs)]

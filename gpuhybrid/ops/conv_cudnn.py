@@ -8,8 +8,9 @@ warning once); ``im2col`` never calls cuDNN. The CPU always runs im2col.
 The three ops map onto cuDNN's three convolutions (``problem_for``): Convolution is a forward
 convolution (its bias fused into the same cuDNN graph), Deconvolution is the data gradient (dgrad) of
 the convolution whose output it takes, and ``convolution_weight_backward`` is the weight gradient
-(wgrad). Shapes that are not exactly one cuDNN convolution (an ``adj`` of a stride or more, a gradient
-smaller than the data reaches) stay on im2col.
+(wgrad). The padding after the data is chosen per axis
+(``post_padding``) so that a Deconvolution's ``adj`` and a gradient shorter than the data reaches are
+still exactly one cuDNN convolution; shapes that no padding >= 0 makes one stay on im2col.
 
 Why a first-run check (``VerificationGate``): the cuDNN code was written without a GPU to run it on, and
 a wrong stride, padding or layout would give plausible numbers, not an error. So the first result of
@@ -72,7 +73,20 @@ def problem_for(op: str, in_shapes: list, out_shape: tuple, geom, groups: int, d
         shape = tuple(int(d) for d in shape)
         return (shape[0], shape[-1]) + shape[1:-1] if channel_last else shape
 
-    common = dict(pre_padding=tuple(geom.pad), post_padding=tuple(geom.pad), stride=tuple(geom.stride),
+    # the forward convolution's data extent (x) and result extent (y) per spatial axis
+    if op == "Convolution":
+        x_extent, y_extent = logical(in_shapes[0])[2:], logical(out_shape)[2:]
+    elif op == "Deconvolution":
+        x_extent, y_extent = logical(out_shape)[2:], logical(in_shapes[0])[2:]
+    elif op == "convolution_weight_backward":
+        x_extent, y_extent = logical(in_shapes[0])[2:], logical(in_shapes[1])[2:]
+    else:
+        raise ValueError(f"{op} is not a convolution op ({CONV_OPS})")
+    post = tuple(post_padding(*axis) for axis in zip(x_extent, y_extent, geom.pad, geom.kernel,
+                                                     geom.dilate, geom.stride))
+    if None in post:
+        return None
+    common = dict(pre_padding=tuple(geom.pad), post_padding=post, stride=tuple(geom.stride),
                   dilation=tuple(geom.dilate), dtype=dtype, channel_last=channel_last)
     if op == "Convolution":
         problem = ConvProblem("fprop", logical(in_shapes[0]), logical(in_shapes[1]), logical(out_shape),
@@ -81,14 +95,28 @@ def problem_for(op: str, in_shapes: list, out_shape: tuple, geom, groups: int, d
         # the data gradient of the convolution from the deconvolution's output to its input
         problem = ConvProblem("dgrad", logical(out_shape), logical(in_shapes[1]), logical(in_shapes[0]),
                               **common)
-    elif op == "convolution_weight_backward":
+    else:
         problem = ConvProblem("wgrad", logical(in_shapes[0]), logical(out_shape), logical(in_shapes[1]),
                               **common)
-    else:
-        raise ValueError(f"{op} is not a convolution op ({CONV_OPS})")
     if problem.groups != groups or not problem.consistent():
         return None
     return problem
+
+
+def post_padding(x_extent: int, y_extent: int, pad: int, kernel: int, dilate: int, stride: int):
+    """The padding after the data that makes a forward convolution of ``x_extent`` (``pad`` before it)
+    reach exactly ``y_extent``: ``pad`` itself where it does, else the smallest >= 0 that does, else None.
+
+    Only the padding before the data decides which tap meets which element; the padding after it only
+    ends the last window. So a Deconvolution's ``adj`` and a gradient shorter than the data reaches are
+    still one cuDNN dgrad or wgrad, with less padding after (``adj`` of a stride or more included)."""
+    reach = dilate * (kernel - 1) + 1
+    lowest = stride * (y_extent - 1) + reach - x_extent - pad        # the last window just fits
+    highest = lowest + stride - 1                                    # one more would start a window
+    if lowest <= pad <= highest:
+        return pad
+    post = max(lowest, 0)
+    return post if post <= highest else None
 
 
 # --- the first-run check -------------------------------------------------------------------------------
@@ -242,4 +270,4 @@ def explain_convolutions(ops: list, device) -> "str | None":
 
 
 __all__ = ["CONV_OPS", "GATE", "MODES", "TOLERANCE", "Verdict", "VerificationGate", "compare", "conv_mode",
-           "explain_convolutions", "gpu_convolution", "problem_for", "verify_enabled"]
+           "explain_convolutions", "gpu_convolution", "post_padding", "problem_for", "verify_enabled"]
