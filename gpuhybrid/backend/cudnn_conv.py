@@ -179,14 +179,16 @@ def build_plan(cudnn: ModuleType, graph) -> int:
     """Build the execution plan of a described graph; returns its workspace size in bytes.
 
     Plans whose numerics differ from a plain float/double convolution are left out: TF32 tensor cores
-    for float32 (DOWN_CONVERT_INPUTS, which cuBLAS through CuPy does not use either) and
-    nondeterministic ones (an eager op must give the same bits on every call). Raises what the frontend
-    raises (``cudnn.cudnnGraphNotSupportedError`` when no plan supports the graph)."""
+    for float32 (DOWN_CONVERT_INPUTS, which cuBLAS through CuPy does not use either), sums in half
+    precision (REDUCED_PRECISION_REDUCTION: im2col sums float16 in float32) and nondeterministic plans
+    (an eager op must give the same bits on every call). Raises what the frontend raises
+    (``cudnn.cudnnGraphNotSupportedError`` when no plan supports the graph)."""
     graph.validate()
     graph.build_operation_graph()
     graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    graph.deselect_numeric_notes([cudnn.numerical_note.DOWN_CONVERT_INPUTS,
-                                  cudnn.numerical_note.NONDETERMINISTIC])
+    notes = cudnn.numerical_note
+    graph.deselect_numeric_notes([notes.DOWN_CONVERT_INPUTS, notes.REDUCED_PRECISION_REDUCTION,
+                                  notes.NONDETERMINISTIC])
     graph.check_support()
     graph.build_plans()
     return int(graph.get_workspace_size())
@@ -199,8 +201,8 @@ _probe_lock = threading.Lock()
 
 
 def frontend() -> tuple:
-    """(the ``cudnn`` module, "") when nvidia-cudnn-frontend imports and finds the cuDNN library, else
-    (None, why not). Probed once per process."""
+    """(the ``cudnn`` module, "cuDNN <version>") when nvidia-cudnn-frontend imports and finds the cuDNN
+    library, else (None, why not). Probed once per process."""
     global _frontend
     with _probe_lock:
         if _frontend is None:

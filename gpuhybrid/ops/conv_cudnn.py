@@ -23,6 +23,7 @@ about what building the cuDNN plan costs anyway. ``GPUHYBRID_CUDNN_VERIFY=0`` tr
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -60,6 +61,15 @@ def _channel_last(layout) -> bool:
 
 def problem_for(op: str, in_shapes: list, out_shape: tuple, geom, groups: int, dtype,
                 layout=None, bias: bool = False) -> "ConvProblem | None":
+    """The cuDNN convolution that computes ``op`` (see ``_problem_for``), remembered per arguments: an
+    eager call then costs one dictionary lookup here."""
+    return _problem_for(op, tuple(tuple(int(d) for d in s) for s in in_shapes), tuple(out_shape), geom,
+                        groups, np.dtype(dtype).name, layout, bias)
+
+
+@functools.lru_cache(maxsize=4096)
+def _problem_for(op: str, in_shapes: tuple, out_shape: tuple, geom, groups: int, dtype: str,
+                 layout, bias: bool) -> "ConvProblem | None":
     """The cuDNN convolution that computes ``op`` (one of CONV_OPS) on inputs of ``in_shapes`` with the
     result ``out_shape``, or None where it is not exactly one (then im2col runs it). ``geom`` holds
     kernel, stride, dilate and pad (a Deconvolution's effective pad, after ``target_shape``); shapes are
