@@ -73,7 +73,8 @@ def _problem_for(op: str, in_shapes: tuple, out_shape: tuple, geom, groups: int,
     """The cuDNN convolution that computes ``op`` (one of CONV_OPS) on inputs of ``in_shapes`` with the
     result ``out_shape``, or None where it is not exactly one (then im2col runs it). ``geom`` holds
     kernel, stride, dilate and pad (a Deconvolution's effective pad, after ``target_shape``); shapes are
-    channel-first as the op rules give them; ``bias`` fuses a Convolution's bias."""
+    those of the arrays (channel-last ones, ``layout`` ending in C, go to cuDNN's channel-first dims);
+    ``bias`` fuses a Convolution's bias."""
     dtype = np.dtype(dtype).name
     if dtype not in TOLERANCE or 0 in tuple(out_shape) or any(0 in tuple(s) for s in in_shapes):
         return None              # integers, and empty arrays (nothing for cuDNN to do)
