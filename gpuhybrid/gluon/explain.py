@@ -7,6 +7,7 @@ from .. import autograd
 from ..codegen.fused import render_group
 from ..executor.memory import plan_memory
 from ..graph.ir import FUSED, graph_launches, is_view
+from ..ops.conv_cudnn import explain_convolutions
 
 
 def explain(block, *inputs, file=None) -> str:
@@ -56,6 +57,9 @@ def explain(block, *inputs, file=None) -> str:
     out += ["", f"-- launches per call: {kernels + library} ({kernels} kernels, {library} library calls), "
                 f"as the graph after {stages[-1][0]} lists them; steps: "
                 f"{', '.join(step.name for step in plan.steps)}"]
+    convolutions = explain_convolutions([node.op for node in plan.graph.compute_nodes], plan.device)
+    if convolutions:      # GPU: cuDNN (a library call CUDA graphs do not capture) or im2col
+        out.append(convolutions)
     text = "\n".join(out)
     print(text, file=file or sys.stdout)
     return text

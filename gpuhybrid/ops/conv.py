@@ -20,6 +20,7 @@ from ..backend.dtypes import compute_dtype
 from ..backend.gemm import matmul_of
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
+from .conv_cudnn import gpu_convolution
 from .registry import OpDef, TensorSpec, register, require_float
 from .shapes import promote
 
@@ -319,6 +320,13 @@ def _add_bias(y, bias):
 
 
 def _conv_eager(device, inputs, attrs, outs):
+    if device.is_gpu:    # cuDNN where it runs and is trusted, else the im2col path below (conv_cudnn.py)
+        return gpu_convolution(device, "Convolution", inputs, attrs, outs[0], geometry(attrs),
+                               lambda: _conv_im2col(device, inputs, attrs, outs))
+    return _conv_im2col(device, inputs, attrs, outs)
+
+
+def _conv_im2col(device, inputs, attrs, outs):
     xp, out = device.xp, outs[0]
     x, w, *bias = _calc(inputs, out.dtype)
     y = conv_forward(xp, x, w, geometry(attrs), attrs["num_group"], out.shape[2:])
@@ -441,6 +449,14 @@ def _deconv_infer_inputs(specs, attrs):
 
 
 def _deconv_eager(device, inputs, attrs, outs):
+    if device.is_gpu:
+        return gpu_convolution(device, "Deconvolution", inputs, attrs, outs[0],
+                               deconv_geometry(attrs, inputs[0].shape[2:])[0],
+                               lambda: _deconv_im2col(device, inputs, attrs, outs))
+    return _deconv_im2col(device, inputs, attrs, outs)
+
+
+def _deconv_im2col(device, inputs, attrs, outs):
     out = outs[0]
     x, w, *bias = _calc(inputs, out.dtype)
     geom, out_spatial = deconv_geometry(attrs, x.shape[2:])
@@ -480,6 +496,13 @@ def _weight_grad_rule(specs, attrs):
 
 
 def _weight_grad_eager(device, inputs, attrs, outs):
+    if device.is_gpu:
+        return gpu_convolution(device, "convolution_weight_backward", inputs, attrs, outs[0],
+                               geometry(attrs), lambda: _weight_grad_im2col(device, inputs, attrs, outs))
+    return _weight_grad_im2col(device, inputs, attrs, outs)
+
+
+def _weight_grad_im2col(device, inputs, attrs, outs):
     x, g = _calc(inputs, outs[0].dtype)
     dw = conv_weight_grad(device.xp, x, g, geometry(attrs), attrs["num_group"])
     return dw.astype(outs[0].dtype, copy=False)

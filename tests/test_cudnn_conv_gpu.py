@@ -1,0 +1,149 @@
+"""GPU twins of test_cudnn_conv.py: cuDNN's forward, data-gradient and weight-gradient convolutions on
+random configurations against the float64 reference of cuDNN's definitions (tests/cudnn_reference.py)
+and against the im2col + cuBLAS path; channel-last tensors; the fused bias + ReLU; the ops and a
+hybridized conv net with GPUHYBRID_CONV=cudnn equal to im2col and to their imperative runs. Skipped
+where there is no GPU, and (all but the im2col comparisons' fallback) where cuDNN does not load. Small
+shapes: the whole file is meant to take seconds inside bench/gpu_check.sh's test budget.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+import gpuhybrid as gh
+from gpuhybrid import autograd, nd
+from gpuhybrid.backend import cudnn_conv
+from gpuhybrid.gluon import nn
+from gpuhybrid.ops import conv_cudnn
+from cudnn_reference import random_inputs, run_reference
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(gh.num_gpus() == 0,
+                                                  reason="no GPU: CuPy, the driver or a device is missing")]
+
+# the reference is exact; cuDNN sums in another order (float16 rounds its result to half)
+TOLERANCE = {"float16": 1e-2, "float32": 1e-4, "float64": 1e-10}
+
+CASES = [  # kind, data, filter, result, pre, post, stride, dilation, dtype, channel_last
+    ("fprop", (2, 4, 9, 7), (6, 2, 3, 3), (2, 6, 5, 3), (1, 0), (1, 0), (2, 1), (1, 2), "float32", False),
+    ("fprop", (1, 3, 11), (4, 3, 5), (1, 4, 11), (2,), (2,), (1,), (1,), "float64", False),
+    ("fprop", (1, 2, 4, 5, 6), (3, 2, 2, 3, 2), (1, 3, 3, 3, 6), (0, 1, 1), (0, 1, 1), (1, 2, 1), (1, 1, 2),
+     "float32", False),
+    ("fprop", (2, 4, 6, 6), (4, 1, 3, 3), (2, 4, 6, 6), (1, 1), (1, 1), (1, 1), (1, 1), "float16", False),
+    ("fprop", (2, 8, 6, 6), (8, 8, 3, 3), (2, 8, 6, 6), (1, 1), (1, 1), (1, 1), (1, 1), "float16", True),
+    ("dgrad", (2, 4, 9, 7), (6, 2, 3, 3), (2, 6, 5, 3), (1, 0), (1, 0), (2, 1), (1, 2), "float32", False),
+    ("dgrad", (1, 3, 10), (4, 3, 3), (1, 4, 4), (1,), (1,), (3,), (1,), "float64", False),
+    ("dgrad", (2, 4, 6, 6), (4, 1, 3, 3), (2, 4, 6, 6), (1, 1), (1, 1), (1, 1), (1, 1), "float32", True),
+    ("wgrad", (2, 4, 9, 7), (6, 2, 3, 3), (2, 6, 5, 3), (1, 0), (1, 0), (2, 1), (1, 2), "float32", False),
+    ("wgrad", (1, 2, 4, 5, 6), (3, 2, 2, 3, 2), (1, 3, 3, 3, 6), (0, 1, 1), (0, 1, 1), (1, 2, 1),
+     (1, 1, 2), "float64", False),
+    ("wgrad", (2, 8, 6, 6), (8, 8, 3, 3), (2, 8, 6, 6), (1, 1), (1, 1), (1, 1), (1, 1), "float32", True),
+]
+
+
+def _cudnn():
+    module, why = cudnn_conv.frontend()
+    if module is None:
+        pytest.skip(f"cuDNN is not usable here: {why}")
+    return module
+
+
+def _run(problem, arrays):
+    cp = gh.gpu(0).xp
+    with gh.gpu(0).activate():
+        plan = cudnn_conv.PLANS.plan(_cudnn(), 0, problem)
+        out = cudnn_conv.execute(_cudnn(), cp, 0, plan, {r: cp.asarray(a) for r, a in arrays.items()})
+        return cp.asnumpy(out)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{len(c[1]) - 2}d-{c[8]}{'-nhwc' * c[9]}")
+def test_cudnn_convolutions_against_the_float64_reference(case):
+    kind, x, w, y, pre, post, stride, dilation, dtype, channel_last = case
+    problem = cudnn_conv.ConvProblem(kind, x, w, y, pre, post, stride, dilation, dtype, channel_last)
+    assert problem.consistent()
+    arrays = random_inputs(problem, np.random.default_rng(len(x) * 7 + len(kind)))
+    want = run_reference(problem, arrays)
+    got = _run(problem, arrays)
+    assert got.shape == want.shape and got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_conv_bias_relu_fused_in_one_cudnn_graph(dtype):
+    problem = cudnn_conv.ConvProblem("fprop", (2, 8, 7, 7), (16, 8, 3, 3), (2, 16, 7, 7), (1, 1), (1, 1),
+                                     (1, 1), (1, 1), dtype, bias=True, activation="relu")
+    arrays = random_inputs(problem, np.random.default_rng(11))
+    want = run_reference(problem, arrays)
+    got = _run(problem, arrays)
+    assert (got >= 0).all()
+    np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.abs(want).max())
+
+
+OP_CASES = [  # data shape, kernel, stride, dilate, pad, groups, filters, dtype
+    ((2, 4, 9, 7), (3, 3), (2, 1), (1, 2), (1, 0), 2, 6, "float32"),
+    ((1, 3, 11), (5,), (1,), (2,), (2,), 1, 4, "float64"),
+    ((1, 2, 4, 5, 6), (2, 3, 2), (1, 2, 1), (1, 1, 2), (0, 1, 1), 1, 3, "float32"),
+    ((2, 4, 6, 6), (3, 3), (1, 1), (1, 1), (1, 1), 4, 4, "float32"),          # depthwise
+]
+
+
+def _ops_once(case, backend, monkeypatch):
+    """Convolution (with bias), its data and weight gradients, and a Deconvolution on gh.gpu(0) under
+    GPUHYBRID_CONV=backend, as NumPy arrays."""
+    monkeypatch.setenv("GPUHYBRID_CONV", backend)
+    shape, kernel, stride, dilate, pad, groups, filters, dtype = case
+    rng = np.random.default_rng(3)
+    x = nd.array(rng.standard_normal(shape), ctx=gh.gpu(0), dtype=dtype)
+    w = nd.array(rng.standard_normal((filters, shape[1] // groups) + kernel), ctx=gh.gpu(0), dtype=dtype)
+    b = nd.array(rng.standard_normal(filters), ctx=gh.gpu(0), dtype=dtype)
+    attrs = dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad, num_filter=filters, num_group=groups)
+    for a in (x, w, b):
+        a.attach_grad()
+    with autograd.record():
+        y = nd.Convolution(x, w, b, **attrs)
+        loss = (y * y).sum()
+    loss.backward()
+    wt = nd.array(rng.standard_normal((shape[1], filters // groups) + kernel), ctx=gh.gpu(0), dtype=dtype)
+    deconv = nd.Deconvolution(x, wt, b, **attrs)
+    return [a.asnumpy() for a in (y, x.grad, w.grad, b.grad, deconv)]
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=lambda c: f"{len(c[0]) - 2}d-g{c[5]}-{c[7]}")
+def test_the_ops_through_cudnn_equal_the_im2col_path(case, monkeypatch):
+    _cudnn()
+    monkeypatch.setattr(conv_cudnn, "GATE", conv_cudnn.VerificationGate())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)      # a rejected configuration would warn
+        through_cudnn = _ops_once(case, "cudnn", monkeypatch)
+    assert conv_cudnn.GATE.trusted and not conv_cudnn.GATE.rejected, conv_cudnn.GATE.rejected
+    by_im2col = _ops_once(case, "im2col", monkeypatch)
+    tol = TOLERANCE[case[-1]]
+    for got, want in zip(through_cudnn, by_im2col):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(np.abs(want).max(), 1.0))
+
+
+def test_a_hybridized_conv_net_through_cudnn_equals_its_imperative_run(monkeypatch):
+    _cudnn()
+    monkeypatch.setenv("GPUHYBRID_CONV", "cudnn")
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(8, 3, padding=1, activation="relu"), nn.Conv2D(8, 3, strides=2, groups=2),
+            nn.Conv2DTranspose(4, 2, strides=2), nn.GlobalAvgPool2D(), nn.Dense(3))
+    net.initialize(ctx=gh.gpu(0))
+    x = nd.array(np.random.default_rng(2).standard_normal((2, 3, 8, 8)), ctx=gh.gpu(0))
+
+    def step():
+        with autograd.record():
+            loss = (net(x) ** 2).sum()
+        loss.backward()
+        return loss.asnumpy(), [p.grad().asnumpy() for p in net.collect_params().values()]
+
+    loss, grads = step()
+    net.hybridize()
+    hybrid_loss, hybrid_grads = step()
+    np.testing.assert_allclose(hybrid_loss, loss, rtol=1e-4)
+    for got, want in zip(hybrid_grads, grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(np.abs(want).max(), 1.0))
+    assert not conv_cudnn.GATE.rejected, conv_cudnn.GATE.rejected
+    assert "through cuDNN" in net.explain(x, file=io.StringIO())
