@@ -11,6 +11,9 @@ NumPy.
 """
 from __future__ import annotations
 
+import contextlib
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -19,7 +22,8 @@ import gpuhybrid as gh
 from gpuhybrid import gluon, nd, sym
 from gpuhybrid.bench.training import ADAM, adam_case, adam_step
 from gpuhybrid.executor import CompiledGraph
-from gpuhybrid.executor.cublas_capture import OP_N, OP_T, gemm_arguments
+from gpuhybrid.executor.cublas_capture import (OP_N, WORKSPACE_BYTES, CapturedGemm, CublasContext,
+                                                gemm_arguments)
 from gpuhybrid.executor.cuda_graph import capture_blocker, copied_inputs
 from gpuhybrid.graph.ir import VAR
 from gpuhybrid.graph.passes import PIPELINE, fusion_passes, optimize
@@ -198,3 +202,88 @@ def test_variables_of_the_step_graph_are_what_copied_inputs_reads():
     names = [n.name for n in graph.nodes if n.op == VAR]
     assert [names[i] for i in copied_inputs(graph, frozenset())] == ["x", "w"]
     assert [names[i] for i in copied_inputs(graph, frozenset({"w"}))] == ["x"]
+
+
+# --- CapturedGemm and CublasContext over a stand-in cuBLAS: the ctypes calls as they are made --------
+
+class _HostArray:
+    """A NumPy array dressed as a CuPy one for CapturedGemm: ``data.ptr`` is its first element."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.shape, self.dtype, self.flags = array.shape, array.dtype, array.flags
+        self.data = SimpleNamespace(ptr=array.ctypes.data)
+
+
+class _HostDevice:
+    device_id = -11
+    xp = SimpleNamespace(empty=lambda shape, dtype: _HostArray(np.empty(shape, dtype)),
+                         cuda=SimpleNamespace(get_current_stream=lambda: SimpleNamespace(ptr=4321)))
+
+    @contextlib.contextmanager
+    def activate(self):
+        yield
+
+
+def _host_matrix(address: int, dtype, rows: int, cols: int, ld: int) -> np.ndarray:
+    """The column-major (rows, cols) matrix with leading dimension ``ld`` at ``address`` (a view)."""
+    count = ld * (cols - 1) + rows
+    flat = np.ctypeslib.as_array((np.ctypeslib.as_ctypes_type(dtype) * count).from_address(address))
+    return np.lib.stride_tricks.as_strided(flat, (rows, cols), (dtype.itemsize, ld * dtype.itemsize))
+
+
+def _stand_in_cublas(calls: list):
+    """cuBLAS's entry points as CublasContext calls them, computing with NumPy on host memory."""
+    def create(handle):
+        handle._obj.value = 77
+        return 0
+
+    def gemm(dtype):
+        def call(handle, trans_first, trans_second, m, n, k, alpha, first, ld_first, second, ld_second, beta,
+                 result, ld_result):
+            m, n, k = m.value, n.value, k.value
+            calls.append(("gemm", handle.value, alpha._obj.value, beta._obj.value))
+            shape_f = (m, k) if trans_first.value == OP_N else (k, m)
+            shape_s = (k, n) if trans_second.value == OP_N else (n, k)
+            f = _host_matrix(first.value, dtype, *shape_f, ld_first.value)
+            s = _host_matrix(second.value, dtype, *shape_s, ld_second.value)
+            product = (f if trans_first.value == OP_N else f.T) @ (s if trans_second.value == OP_N else s.T)
+            _host_matrix(result.value, dtype, m, n, ld_result.value)[...] = product
+            return 0
+        return call
+
+    return SimpleNamespace(
+        cublasCreate_v2=create,
+        cublasSetStream_v2=lambda handle, stream: calls.append(("stream", handle.value, stream.value)) or 0,
+        cublasSetWorkspace_v2=lambda handle, ws, size: calls.append(("workspace", ws.value, size.value)) or 0,
+        cublasSgemm_v2=gemm(np.dtype("float32")), cublasDgemm_v2=gemm(np.dtype("float64")))
+
+
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5), st.booleans(), st.booleans(),
+       st.sampled_from(["float32", "float64"]))
+@settings(max_examples=20, deadline=None)
+def test_captured_gemm_calls_cublas_for_numpys_product(rows, inner, cols, transpose_a, transpose_b, dtype):
+    calls = []
+    context = CublasContext(_HostDevice(), library=_stand_in_cublas(calls))
+    gemm = CapturedGemm(_HostDevice(), {"transpose_a": transpose_a, "transpose_b": transpose_b}, context,
+                        fallback_into=None)
+    rng = np.random.default_rng(rows + 7 * inner + 49 * cols)
+    a = rng.normal(size=(inner, rows) if transpose_a else (rows, inner)).astype(dtype)
+    b = rng.normal(size=(cols, inner) if transpose_b else (inner, cols)).astype(dtype)
+    out = _HostArray(np.full((rows, cols), np.nan, dtype))
+    gemm.into([out], [_HostArray(a), _HostArray(b)])
+    want = (a.T if transpose_a else a).astype(np.float64) @ (b.T if transpose_b else b).astype(np.float64)
+    np.testing.assert_allclose(out.array, want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+    # the stream first, then the workspace (setStream resets it), then the GEMM with alpha 1, beta 0
+    assert calls == [("stream", 77, 4321), ("workspace", context.workspace.data.ptr, WORKSPACE_BYTES),
+                     ("gemm", 77, 1.0, 0.0)]
+
+
+def test_captured_gemm_hands_a_strided_operand_to_the_array_library():
+    handed = []
+    context = CublasContext(_HostDevice(), library=_stand_in_cublas([]))
+    gemm = CapturedGemm(_HostDevice(), {"transpose_a": False, "transpose_b": True}, context,
+                        fallback_into=lambda device, inputs, attrs, outputs: handed.append(attrs) or outputs[0])
+    strided = _HostArray(np.ones((6, 4), np.float32)[::2])
+    gemm.into([_HostArray(np.empty((3, 5), np.float32))], [strided, _HostArray(np.ones((5, 4), np.float32))])
+    assert handed == [{"transpose_a": False, "transpose_b": True}]
