@@ -282,8 +282,10 @@ def test_captured_gemm_calls_cublas_for_numpys_product(rows, inner, cols, transp
 def test_captured_gemm_hands_a_strided_operand_to_the_array_library():
     handed = []
     context = CublasContext(_HostDevice(), library=_stand_in_cublas([]))
-    gemm = CapturedGemm(_HostDevice(), {"transpose_a": False, "transpose_b": True}, context,
-                        fallback_into=lambda device, inputs, attrs, outputs: handed.append(attrs) or outputs[0])
+    def fallback(device, inputs, attrs, outputs):
+        handed.append(attrs)
+        return outputs[0]
+    gemm = CapturedGemm(_HostDevice(), {"transpose_a": False, "transpose_b": True}, context, fallback)
     strided = _HostArray(np.ones((6, 4), np.float32)[::2])
     gemm.into([_HostArray(np.empty((3, 5), np.float32))], [strided, _HostArray(np.ones((5, 4), np.float32))])
     assert handed == [{"transpose_a": False, "transpose_b": True}]
