@@ -229,8 +229,9 @@ class CompiledGraph:
             return
         try:
             context = cublas_context(self.device)
-        except GhError as exc:
-            self.capture_note = f"its GEMMs need cuBLAS, which gpuhybrid cannot call directly here: {exc}"
+        except (GhError, OSError, AttributeError) as exc:    # not found, or a cuBLAS older than CUDA 11
+            self.capture_note = (f"its GEMMs need cuBLAS, which gpuhybrid cannot call directly here "
+                                 f"({type(exc).__name__}: {exc})")
             return
         steps, compute = list(self.steps), self.graph.compute_nodes
         for position in gemms:
