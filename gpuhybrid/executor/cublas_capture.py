@@ -65,7 +65,10 @@ def load_cublas():
             continue
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
-        return ctypes.CDLL(load_nvidia_dynamic_lib("cublas").abs_path)
+        path = load_nvidia_dynamic_lib("cublas").abs_path
+        if not path:
+            raise OSError("cuda-pathfinder gave no path")
+        return ctypes.CDLL(path)
     except Exception as exc:                # noqa: BLE001 - say what was tried
         raise GhError(f"gpuhybrid could not load cuBLAS ({', '.join(_LIBRARY_NAMES)}, cuda-pathfinder: "
                       f"{exc}); captured plans need it for their matrix products") from None
