@@ -23,7 +23,7 @@ from gpuhybrid import gluon, nd, sym
 from gpuhybrid.bench.training import ADAM, adam_case, adam_step
 from gpuhybrid.executor import CompiledGraph
 from gpuhybrid.executor.cublas_capture import (OP_N, WORKSPACE_BYTES, CapturedGemm, CublasContext,
-                                                gemm_arguments)
+                                                gemm_arguments, load_cublas)
 from gpuhybrid.executor.cuda_graph import capture_blocker, copied_inputs
 from gpuhybrid.graph.ir import VAR
 from gpuhybrid.graph.passes import PIPELINE, fusion_passes, optimize
@@ -289,3 +289,12 @@ def test_captured_gemm_hands_a_strided_operand_to_the_array_library():
     strided = _HostArray(np.ones((6, 4), np.float32)[::2])
     gemm.into([_HostArray(np.empty((3, 5), np.float32))], [strided, _HostArray(np.ones((5, 4), np.float32))])
     assert handed == [{"transpose_a": False, "transpose_b": True}]
+
+
+def test_load_cublas_says_what_it_tried_where_there_is_none():
+    try:
+        library = load_cublas()
+    except gh.GhError as exc:                   # (no CUDA here: the machine the suite runs on in CI)
+        assert "libcublas.so.12" in str(exc) and "captured plans need it" in str(exc)
+    else:
+        assert hasattr(library, "cublasSgemm_v2") and hasattr(library, "cublasSetWorkspace_v2")
