@@ -12,6 +12,9 @@
 # 3. every benchmark workload on the GPU, gpuhybrid's three modes and the CuPy,
 #    PyTorch and JAX peers, ratios measured side by side in one run                  -> bench.json/.log
 # 4. the training step of bench/train_step.py on the GPU                             -> train.json/.log
+#    and the MLP 512-256-128-10 Adam step at batch 64 and 128 (gpuhybrid.bench.training):
+#    the Gluon loop and compile_step, each plain and with static_shape (CUDA graphs),
+#    against jax.jit and PyTorch eager on the GPU, ratios to jax.jit                  -> train-step.json/.log
 #
 # Each step writes its raw output as it goes, so what ran survives a step that fails or a time limit.
 # STEPS="tests bench train" (the default) chooses the steps, e.g. STEPS=tests to split a long run;
@@ -58,8 +61,13 @@ if [[ $steps == *" bench "* ]]; then
         | tee "$out/bench.log" || status=1
 fi
 if [[ $steps == *" train "* ]]; then
-    timeout -k 10 "${TRAIN_S:-90}" "$python" bench/train_step.py --device gpu --out "$out/train.json" 2>&1 \
-        | tee "$out/train.log" || status=1
+    # both parts within the step's one limit (timeout signals the whole process group)
+    timeout -k 10 "${TRAIN_S:-90}" bash -c 'set -o pipefail; python=$0 out=$1 failed=0
+        "$python" bench/train_step.py --device gpu --repeats 5 --out "$out/train.json" 2>&1 \
+            | tee "$out/train.log" || failed=1
+        "$python" -m gpuhybrid.bench.training --device gpu --batch-size 64 128 --repeats 5 \
+            --note "bench/gpu_check.sh" --out "$out/train-step.json" 2>&1 | tee "$out/train-step.log" || failed=1
+        exit $failed' "$python" "$out" || status=1
 fi
 echo "gpu_check: results in $out (exit $status)"
 exit $status

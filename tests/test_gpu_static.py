@@ -1,13 +1,19 @@
 """GPU twins of the static_alloc, row-group and CUDA-graph tests: the same plans on a GPU equal the CPU
-(and NumPy), a static_shape plan replays as one CUDA graph, and a caller may reuse its inputs at once.
-Skipped without a GPU (the CPU tests cover the logic; these check CuPy, NVRTC and the driver)."""
+(and NumPy), a static_shape plan replays as one CUDA graph, and a caller may reuse its inputs at once;
+the MLP's Adam training step (``compile_step``, and the Gluon loop's forward and backward plans) with
+``static_shape`` is captured once and launched as one graph per step, with the uncaptured step's numbers
+(tests/test_capture_step.py decides and computes the same plans on the CPU).
+Skipped without a GPU (the CPU tests cover the logic; these check CuPy, cuBLAS, NVRTC and the driver)."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 
 import gpuhybrid as gh
-from gpuhybrid import nd, sym
+from gpuhybrid import autograd, gluon, nd, sym
+from gpuhybrid.bench.training import ADAM, adam_case
 from gpuhybrid.gluon import nn
 from gpuhybrid.ops.registry import TensorSpec
 
@@ -96,3 +102,70 @@ def test_row_groups_on_gpu_equal_the_cpu(shape):
     got, _ = gpu_plan.run([gh.gpu(0).xp.asarray(host)])
     for g, c in zip(got, cpu):
         np.testing.assert_allclose(gh.gpu(0).xp.asnumpy(g), c, rtol=1e-4, atol=1e-5)
+
+
+def _adam_mlp(batch: int, static_shape: bool) -> tuple:
+    """(net, loss_fn, trainer, x, labels) on the GPU: the 512-256-128-10 MLP from adam_case's weights."""
+    ctx = gh.gpu(0)
+    x, labels, weights = adam_case(batch, seed=batch)
+    net = nn.HybridSequential()
+    net.add(nn.Dense(256, activation="relu"), nn.Dense(128, activation="relu"), nn.Dense(10))
+    net.initialize(ctx=ctx)
+    net(nd.zeros((1, 512), ctx=ctx))
+    for param, value in zip(net.collect_params().values(), weights):
+        param.set_data(nd.array(value, ctx=ctx))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    net.hybridize(static_shape=static_shape)
+    loss_fn.hybridize()
+    trainer = gluon.Trainer(net.collect_params(), "adam", dict(ADAM))
+    return net, loss_fn, trainer, nd.array(x, ctx=ctx), nd.array(labels, ctx=ctx)
+
+
+def _assert_same_weights(net, other):
+    for mine, theirs in zip(net.collect_params().values(), other.collect_params().values()):
+        np.testing.assert_allclose(mine.data().asnumpy(), theirs.data().asnumpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [64, 128])
+def test_static_shape_adam_step_is_one_cuda_graph_launch_per_step(batch):
+    plain_net, plain_loss, plain_trainer, x, y = _adam_mlp(batch, static_shape=False)
+    net, loss_fn, trainer, _, _ = _adam_mlp(batch, static_shape=True)
+    plain = gluon.compile_step(plain_net, plain_loss, plain_trainer)
+    step = gluon.compile_step(net, loss_fn, trainer)
+    weight = net[0].weight.data()
+    address = weight._data.data.ptr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # a capture that fails warns: fail here instead
+        for _ in range(4):
+            np.testing.assert_allclose(step(x, y).asnumpy(), plain(x, y).asnumpy(), rtol=1e-4, atol=1e-5)
+    plan = next(reversed(step._plans.values())).plan
+    replay = plan.graph_replay
+    assert plan.capture_note is None and replay is not None, plan.capture_note
+    launched = replay.launches
+    with gh.profiler.count_launches() as counted:
+        step(x, y)
+    assert replay.launches == launched + 1 and replay.captures == 1
+    # the batch, labels, head and per-step scalars copied in, one graph, the loss copied out (the new
+    # weights and states are the donated arrays themselves)
+    assert sorted(plan.input_names[i] for i in replay.buffers) == [
+        "@head0", "@scalar_lr_float32", "@scalar_rescale_float32", "data", "label"]
+    assert counted.total == len(replay.buffers) + 2 and counted.kind("library") == 0
+    assert weight._data.data.ptr == address and net[0].weight.data() is weight
+    _assert_same_weights(net, plain_net)
+
+
+def test_static_shape_gluon_loop_captures_its_forward_and_backward_plans():
+    nets = [_adam_mlp(64, static_shape=static) for static in (False, True)]
+
+    def step(net, loss_fn, trainer, x, y):
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(x.shape[0])
+        return loss.asnumpy()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            np.testing.assert_allclose(step(*nets[1]), step(*nets[0]), rtol=1e-4, atol=1e-5)
+    _assert_same_weights(nets[1][0], nets[0][0])

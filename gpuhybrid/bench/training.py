@@ -10,6 +10,9 @@ The whole-step comparison (``python -m gpuhybrid.bench.training --out FILE``) ti
 the loss joins the net's plan), ``gluon.compile_step`` (one plan for forward, backward and update), a
 hand-written ``jax.jit`` step (forward, softmax cross-entropy, ``value_and_grad``, Adam), PyTorch eager
 with ``torch.optim.Adam`` and NumPy by hand; peers imported in the same process, timed interleaved.
+``--device gpu`` runs gpuhybrid, JAX and PyTorch on the GPU and adds the ``static_shape`` rows: the
+loop with its forward and backward plans captured as CUDA graphs, and ``compile_step`` as one CUDA graph
+launch per step (bench/gpu_check.sh runs it).
 """
 from __future__ import annotations
 
@@ -140,6 +143,9 @@ def numpy_train_runner(case: Case, xp=np, sync=lambda: None, name: str = "NumPy"
 WHOLE_STEP_SIZES = (512, 256, 128, 10)
 ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
 WHOLE_STEP_BATCHES = (1, 64, 256)
+# On a GPU: the loop and compile_step with and without static_shape (CUDA graphs) against the peers there
+GPU_RUNNERS = ("gluon loop", "gluon loop static_shape", "gluon compile_step",
+               "gluon compile_step static_shape", "jax.jit", "torch eager")
 
 
 def adam_case(batch: int, seed: int = 0) -> tuple:
@@ -179,7 +185,10 @@ def adam_reference(batch: int) -> np.ndarray:
 def whole_step_runners(batch: int, wanted: tuple) -> dict:
     """name -> Runner (or the reason it cannot run) for each of ``wanted``."""
     builders = {"gluon loop": _gluon_loop, "gluon loop unjoined": _gluon_loop_unjoined,
+                "gluon loop static_shape": lambda *case: _gluon_loop(*case, static_shape=True),
                 "gluon compile_step": _gluon_compile_step,
+                "gluon compile_step static_shape":
+                    lambda *case: _gluon_compile_step(*case, static_shape=True),
                 "jax.jit": _jax_step, "torch eager": _torch_step, "numpy": _numpy_step}
     runners = {}
     for name in wanted:
@@ -190,7 +199,7 @@ def whole_step_runners(batch: int, wanted: tuple) -> dict:
     return runners
 
 
-def _gluon_net(x, labels, weights):
+def _gluon_net(x, labels, weights, static_shape: bool = False):
     from gpuhybrid import gluon
     net = gluon.nn.HybridSequential()
     for i, units in enumerate(WHOLE_STEP_SIZES[1:]):
@@ -199,7 +208,7 @@ def _gluon_net(x, labels, weights):
     net.initialize()
     for param, value in zip(net.collect_params().values(), weights):
         param.set_data(nd.array(value))
-    net.hybridize()
+    net.hybridize(static_shape=static_shape)     # (on a GPU: plans replayed as CUDA graphs)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     loss_fn.hybridize()
     trainer = gluon.Trainer(net.collect_params(), "adam", dict(ADAM))
@@ -207,9 +216,9 @@ def _gluon_net(x, labels, weights):
     return net, loss_fn, trainer, nd.array(x), nd.array(labels), first
 
 
-def _gluon_loop(x, labels, weights) -> Runner:
+def _gluon_loop(x, labels, weights, static_shape: bool = False) -> Runner:
     from gpuhybrid import autograd
-    net, loss_fn, trainer, data, label, first = _gluon_net(x, labels, weights)
+    net, loss_fn, trainer, data, label, first = _gluon_net(x, labels, weights, static_shape)
 
     def step():
         with autograd.record():
@@ -246,9 +255,9 @@ def _gluon_loop_unjoined(x, labels, weights) -> Runner:
     return runner
 
 
-def _gluon_compile_step(x, labels, weights) -> Runner:
+def _gluon_compile_step(x, labels, weights, static_shape: bool = False) -> Runner:
     from gpuhybrid import gluon
-    net, loss_fn, trainer, data, label, first = _gluon_net(x, labels, weights)
+    net, loss_fn, trainer, data, label, first = _gluon_net(x, labels, weights, static_shape)
     step = gluon.compile_step(net, loss_fn, trainer)
     return Runner("gluon compile_step", lambda: step(data, label), nd.waitall,
                   lambda loss: observed(loss.asnumpy(), first.data().asnumpy()), counts_launches=True)
@@ -304,10 +313,14 @@ def _jax_step(x, labels, weights) -> Runner:
 
 def _torch_step(x, labels, weights) -> Runner:
     import torch
-    params = [torch.tensor(w, requires_grad=True) for w in weights]
+    on_gpu = gh.default_device().is_gpu         # PyTorch on the device gpuhybrid runs on
+    if on_gpu and not torch.cuda.is_available():
+        raise Skip("this PyTorch build sees no GPU")
+    device = "cuda" if on_gpu else "cpu"
+    params = [torch.tensor(w, requires_grad=True, device=device) for w in weights]
     optimizer = torch.optim.Adam(params, lr=ADAM["learning_rate"], betas=(ADAM["beta1"], ADAM["beta2"]),
                                  eps=ADAM["epsilon"])
-    data, label = torch.tensor(x), torch.tensor(labels).long()
+    data, label = torch.tensor(x, device=device), torch.tensor(labels, device=device).long()
 
     def step():
         h = data
@@ -321,8 +334,10 @@ def _torch_step(x, labels, weights) -> Runner:
         optimizer.step()
         return loss
 
-    return Runner("torch eager", step,
-                  to_host=lambda loss: observed(loss.detach().numpy(), params[0].detach().numpy()))
+    def to_host(loss):
+        return observed(loss.detach().cpu().numpy(), params[0].detach().cpu().numpy())
+
+    return Runner("torch eager", step, torch.cuda.synchronize if on_gpu else (lambda: None), to_host)
 
 
 def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon loop unjoined",
@@ -374,7 +389,12 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--note", default="", help="what else ran on the machine (written to the JSON)")
     parser.add_argument("--runners", nargs="*", default=None, help="a subset of the runners")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                        help="where gpuhybrid and the peers run (default: gpuhybrid's default device); "
+                             "on a GPU the static_shape rows are added and NumPy left out")
     args = parser.parse_args(argv)
+    if args.device:
+        os.environ["GPUHYBRID_DEVICE"] = args.device     # nd.array and parameters on this device
     try:    # peers imported up front, in the same process, as users run them
         import jax  # noqa: F401
         import torch
@@ -382,21 +402,23 @@ def main(argv=None) -> None:
         raise SystemExit(f"python -m gpuhybrid.bench.training compares with jax.jit and PyTorch, and "
                          f"{exc.name} is not installed: `make venv EXTRAS=peers` (or pip install torch jax)")
     load_before = os.getloadavg()
-    rows = (compare_whole_step(tuple(args.batch_size), tuple(args.runners), repeats=args.repeats)
-            if args.runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
-    table = [f"{'batch':>5}  {'runner':<20} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6}"]
+    gpu = gh.default_device().is_gpu
+    runners = args.runners or (GPU_RUNNERS if gpu else None)
+    rows = (compare_whole_step(tuple(args.batch_size), tuple(runners), repeats=args.repeats)
+            if runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
+    table = [f"{'batch':>5}  {'runner':<32} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6}"]
     for row in rows:
         if row["status"] != "ok":
-            table.append(f"{row['batch']:>5}  {row['runner']:<20} {row['status']}")
+            table.append(f"{row['batch']:>5}  {row['runner']:<32} {row['status']}")
             continue
         ratio = row["ratio_to_jax_jit"]
-        table.append(f"{row['batch']:>5}  {row['runner']:<20} {row['median_us']:>10.1f} "
+        table.append(f"{row['batch']:>5}  {row['runner']:<32} {row['median_us']:>10.1f} "
                      f"{row['q1_us']:>8.1f}-{row['q3_us']:<8.1f} {row['launches_per_step'] or '':>8} "
                      f"{'' if ratio is None else f'{ratio:.2f}':>6}")
     print("\n".join(table))
     if args.out:
         doc = {"workload": "train step, MLP 512-256-128-10, softmax CE, Adam",
-               "date": time.strftime("%Y-%m-%d"),
+               "date": time.strftime("%Y-%m-%d"), "device": str(gh.default_device()),
                "machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "cpus": os.cpu_count(), "loadavg_before": load_before,
                            "loadavg_after": os.getloadavg()},

@@ -43,7 +43,7 @@ class BufferPlan:
     writes a value into it and given back once the value's last reader ran — and the last reader of
     every value that may be a view of it (a reshape's result shares its input's memory). Values that
     leave the plan (outputs, aux updates) get fresh arrays each call unless ``static_outputs`` is set,
-    and so does anything a returned value may be a view of.
+    and so does anything a returned value may be a view of (with ``static_outputs``, a buffer kept).
     """
     buffer_of: dict          # slot -> buffer index
     buffer_bytes: tuple      # per buffer
@@ -62,11 +62,12 @@ def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> Buffer
     candidates = {s for s in writes_into if s not in external and size_of[s] > 0}
     for slot in list(candidates):
         views_leaving = users_of[slot] & leaving - {slot}
-        if views_leaving or (slot in leaving and not static_outputs):
+        if (views_leaving or slot in leaving) and not static_outputs:
             candidates.discard(slot)
     # The step after which each slot is dead: its own last reader, or that of any view of it.
     last_use = live.last_use
-    kept = frozenset(s for s in candidates if s in leaving)
+    # static outputs, and values an output is a view of (a loss reshaped), keep their buffers
+    kept = frozenset(s for s in candidates if users_of[s] & leaving)
     overwrites = {step.writes[k]: step.reads[j] for step in plan.steps for k, j in step.in_place}
     free: list = []               # (bytes, buffer) of buffers given back
     sizes: list = []

@@ -18,7 +18,9 @@ from ..graph.implementation import implementation
 from ..graph.ir import CONST, FUSED, VAR, Graph, graph_launches
 from ..graph.liveness import liveness
 from ..graph.passes.in_place import IN_PLACE
-from .cuda_graph import GraphReplay, capture_blocker
+from ..graph.passes.lower import capturable_gemm
+from .cublas_capture import CapturedGemm, cublas_context
+from .cuda_graph import GraphReplay, capture_blocker, copied_inputs
 from .fused import compile_generated_steps
 from .memory import plan_buffers
 from .runner import guard_static_plan, make_runner
@@ -101,7 +103,9 @@ class CompiledGraph:
         (``cuda_graph.py``; ``capture_note`` says whether and why not). ``donated``: names of inputs
         whose arrays the caller gives up: an elementwise kernel that reads one last may store an output
         of its shape and dtype over it (``donated_stores``; a whole training step writes the new weights
-        and optimizer states over the old ones instead of into fresh memory)."""
+        and optimizer states over the old ones instead of into fresh memory). Such outputs are the
+        donated arrays themselves, outside the static buffers even with ``static_outputs``; a captured
+        graph reads those inputs in place, so it keeps their addresses from step to step."""
         self.graph, self.device = graph, device
         graph_capture = graph_capture and device.is_gpu
         wants_static_outputs = static_outputs
@@ -118,7 +122,7 @@ class CompiledGraph:
         self.steps = self._plan_steps(live, static_alloc)
         stores = self._in_place_stores(static_alloc)
         self.donated = frozenset()           # names of inputs some output is stored over
-        if donated and not (static_outputs or graph_capture):   # (static outputs keep buffers of their own)
+        if donated:
             for position, pairs in donated_stores(graph, live, donated, stores).items():
                 stores[position] = stores.get(position, ()) + pairs
                 reads = live.reads[position]
@@ -132,6 +136,8 @@ class CompiledGraph:
             self.buffer_plan = self._plan_buffers()
             if graph_capture:
                 self.capture_note = capture_blocker(self)
+                if self.capture_note is None:
+                    self._use_captured_gemms()
                 if self.capture_note is not None and not wants_static_outputs:
                     # No graph after all: outputs go back to fresh arrays, as the caller asked.
                     self.static_outputs = False
@@ -141,8 +147,9 @@ class CompiledGraph:
         self._run_fast, self.runner_source = make_runner(self)
         self.graph_replay = None
         if graph_capture and self.capture_note is None:
-            var_nodes = [n for n in graph.nodes if n.op == VAR]
-            data = [i for i, n in enumerate(var_nodes) if n.kind not in ("param", "aux")]
+            # copied in before each launch: the batch and per-step scalars; read in place: parameters
+            # and donated inputs (their addresses key the captured graph)
+            data = copied_inputs(graph, self.donated)
             self.graph_replay = GraphReplay(self, self._run_fast, data, copy_outputs=not wants_static_outputs)
             self._run_fast = self.graph_replay
         self._run_fast = guard_static_plan(self, self._run_fast)     # threads never share buffers mid-call
@@ -206,8 +213,33 @@ class CompiledGraph:
                      if step.eager is None else step for position, step in enumerate(self.steps))
 
     def _plan_buffers(self):
-        """Where static_alloc puts each value that a step can write into (``memory.plan_buffers``)."""
-        return plan_buffers(self, self.liveness.into, self.static_outputs)
+        """Where static_alloc puts each value that a step can write into (``memory.plan_buffers``);
+        outputs stored over donated inputs live in those inputs' arrays instead."""
+        inputs = set(self.input_slots)
+        over_inputs = {step.writes[k] for step in self.steps for k, j in step.in_place
+                       if step.reads[j] in inputs}
+        return plan_buffers(self, set(self.liveness.into) - over_inputs, self.static_outputs)
+
+    def _use_captured_gemms(self) -> None:
+        """A plan about to be captured runs its GEMMs as direct cuBLAS calls (``cublas_capture.py``);
+        where cuBLAS cannot be loaded, ``capture_note`` says so and the plan is not captured."""
+        gemms = [position for position, node in enumerate(self.graph.compute_nodes)
+                 if capturable_gemm(node, self.graph)]
+        if not gemms:
+            return
+        try:
+            context = cublas_context(self.device)
+        except (GhError, OSError, AttributeError) as exc:    # not found, or a cuBLAS older than CUDA 11
+            self.capture_note = (f"its GEMMs need cuBLAS, which gpuhybrid cannot call directly here "
+                                 f"({type(exc).__name__}: {exc})")
+            return
+        steps, compute = list(self.steps), self.graph.compute_nodes
+        for position in gemms:
+            node = compute[position]
+            fallback = implementation(node, self.graph).eager_into
+            steps[position] = replace(steps[position], plain_matmul=False, writes_into=True,
+                                      eager=CapturedGemm(self.device, node.attr_dict, context, fallback))
+        self.steps = tuple(steps)
 
     def _allocate_static_buffers(self) -> None:
         """The buffers of ``self.buffer_plan``, allocated once, and each slot's view into its buffer."""

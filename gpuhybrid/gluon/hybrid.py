@@ -87,9 +87,10 @@ class HybridBlock(Block):
         ``static_alloc=True``: each plan (the backward plan of a recorded call too) allocates its
         intermediate buffers once, reusing memory by liveness, and later calls write into them; outputs
         (and gradients) are still fresh arrays. ``static_shape=True``
-        implies ``static_alloc``; on a GPU it also replays each plan as one CUDA graph where the plan
-        qualifies (small GEMMs become generated kernels for that; ``explain()`` says why a plan does
-        not). ``static_outputs=True`` (with either) writes the outputs into the plan's buffers too: no
+        implies ``static_alloc``; on a GPU it also replays each plan (the forward plan and the backward
+        plan of a recorded call) as one CUDA graph where the plan qualifies (GEMMs run as direct cuBLAS
+        calls for that, see executor/cuda_graph.py; ``explain()`` says why a plan does not).
+        ``static_outputs=True`` (with either) writes the outputs into the plan's buffers too: no
         allocation per call, but each call overwrites the arrays the previous call returned (copy them
         to keep them). A static plan must not run in two threads at once. See docs/memory.md.
         """
@@ -299,7 +300,8 @@ class HybridBlock(Block):
                                  static_shape=self._hybrid_options.get("static_shape", False))
             if derived is not None:
                 backward = self._backward_plan(derived, wants, learned, plan, len(outputs), device,
-                                               self._hybrid_options.get("static_alloc", False))
+                                               self._hybrid_options.get("static_alloc", False),
+                                               self._hybrid_options.get("static_shape", False))
         except GhError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
         feed = [(names.index(n), None) if n in names else (None, params[n]) for n in plan.input_names]
@@ -313,17 +315,19 @@ class HybridBlock(Block):
 
     @staticmethod
     def _backward_plan(derived: BackwardGraph, wants: tuple, learned: list, forward: CompiledGraph,
-                       num_outputs: int, device, static_alloc: bool = False) -> BackwardPlan:
+                       num_outputs: int, device, static_alloc: bool = False,
+                       static_shape: bool = False) -> BackwardPlan:
         """Compile the derived backward graph and say how each of its inputs is fed (``static_alloc``:
         its intermediates live in buffers allocated once, as the forward plan's do; gradients stay
-        fresh arrays)."""
+        fresh arrays; ``static_shape``: on a GPU it is captured as a CUDA graph too, as the forward
+        plan is)."""
         # derived.outputs follows wrt: the wanted arguments, then the learned parameters
         in_wrt_order = iter(derived.outputs)
         grad_index = [next(in_wrt_order) if wanted else None for wanted in wants]
         grad_index += [next(in_wrt_order) for _ in learned]
         if derived.graph is None:
             return BackwardPlan(None, num_outputs, learned, grad_index, [])
-        plan = compile_graph(derived.graph, device, static_alloc=static_alloc)
+        plan = compile_graph(derived.graph, device, static_alloc=static_alloc, static_shape=static_shape)
         saved_index = {name: k for k, (name, _) in enumerate(derived.saved)}
         feed = []
         for name in plan.input_names:

@@ -19,6 +19,7 @@ from .fold import fold_constants
 from .fuse import fuse_elementwise, split_bias_epilogue
 from .fuse_rows import fuse_row_reductions, fuse_row_reductions_gpu
 from .lower import lower_batch_norm_inference, lower_plain_gemms, lower_row_ops, lower_small_gemms
+from .lower import lower_leading_sums
 from .in_place import store_in_place
 from .infer import infer_shapes
 from .noop import remove_noops
@@ -38,7 +39,8 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
     """The passes appended when the device can run generated kernels (executor.fused.can_fuse_on).
 
     On a GPU a few very long rows stay with the array library's reduction; a plan to be captured as a
-    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels. The last pass decides
+    CUDA graph (``graph_capture``) also turns small GEMMs into generated kernels and sums over leading
+    axes into GEMMs (which such a plan runs through cuBLAS). The last pass decides
     the in-place stores, for a plan with static buffers (``static_alloc``, implied by
     ``graph_capture``) or without: the CompiledGraph must be of the same kind.
     """
@@ -53,6 +55,7 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
         passes.append(("lower_convolutions", lower_convolutions))
     if graph_capture:
         passes.append(("lower_small_gemms", lower_small_gemms))
+        passes.append(("lower_leading_sums", lower_leading_sums))
     passes.append(("fuse_elementwise", fuse_elementwise))
     passes.append(("fuse_row_reductions", fuse_row_reductions_gpu if gpu else fuse_row_reductions))
     static = static_alloc or graph_capture
@@ -112,5 +115,6 @@ __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_gra
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
            "split_bias_add", "lower_plain_gemms", "lower_unit_contractions", "lower_unit_sums",
-           "lower_convolutions", "lower_small_gemms", "fuse_elementwise", "fuse_row_reductions",
+           "lower_convolutions", "lower_small_gemms", "lower_leading_sums", "fuse_elementwise",
+           "fuse_row_reductions",
            "store_in_place"]

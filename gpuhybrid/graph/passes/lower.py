@@ -13,6 +13,9 @@ that the fusion passes put them in generated kernels with their neighbours.
   ``dot(x, W, transpose_b=True)``, which a plan runs as one direct ``matmul(x, W.T)``.
 - A small GEMM (``lower_small_gemms``, for plans captured as CUDA graphs) becomes a broadcast product
   and a row reduction.
+- A sum over the leading axes of a matrix (``lower_leading_sums``, for plans captured as CUDA graphs: a
+  bias gradient) becomes ``ones(1, rows) @ x``, one GEMM that a captured plan runs through cuBLAS
+  (``capturable_gemm``), where the array library's reduction would allocate and cannot be captured.
 
 The node that stands for a lowered node's (single) output takes its name, so that values keep the names
 the user's graph gave them (``CompiledGraph.named_values``, ``explain()``).
@@ -25,6 +28,7 @@ import numpy as np
 
 from ...backend.dtypes import compute_dtype
 from ...ops import get_op
+from ...ops.reduce import reduced_axes
 from ...ops.registry import TensorSpec, normalize_axis
 from ..ir import CONST, Graph, Node, Ref, freeze_attrs, is_plain_gemm
 from .rewrite import GraphBuilder
@@ -120,6 +124,53 @@ def lower_small_gemms(graph: Graph) -> Graph:
         products = add(Node(-1, "mul", f"{node.name}_products", (x, w), (),
                             (TensorSpec((rows, units, k), dtype),)))
         return [add(Node(-1, "sum", node.name, (products,), _attrs("sum", axis=-1), node.specs))]
+
+    return _lower(graph, lowerable, lower)
+
+
+# dtypes cuBLAS multiplies in their own precision (cublasSgemm, cublasDgemm): the captured GEMMs
+GEMM_DTYPES = ("float32", "float64")
+
+
+def capturable_gemm(node: Node, graph: Graph) -> bool:
+    """Whether a captured plan runs ``node`` as one cuBLAS GEMM (``executor.cublas_capture``): a 2-d
+    ``dot`` (either operand maybe transposed) of non-empty float32 or float64 matrices in one dtype."""
+    if node.op != "dot" or len(node.specs) != 1:
+        return False
+    specs = [graph.spec(r) for r in node.inputs] + [node.spec]
+    return (all(len(s.shape) == 2 and 0 not in s.shape for s in specs)
+            and len({s.dtype for s in specs}) == 1 and node.spec.dtype.name in GEMM_DTYPES)
+
+
+def lower_leading_sums(graph: Graph) -> Graph:
+    """``sum(x, axis=leading axes)`` of a float32/float64 ``x`` as ``ones(1, R) @ x.reshape(R, N)``
+    (reshaped to the sum's shape): a GEMM, for plans captured as CUDA graphs. CuPy's reduction may
+    allocate a workspace (CUB) and its kernels are outside the plan's static buffers; a GEMM against a
+    constant row of ones is one cuBLAS call into them (``capturable_gemm``). Sums over the last axis stay:
+    row groups compute them in their kernels."""
+    def lowerable(node: Node) -> bool:
+        if node.op != "sum" or 0 in node.spec.shape:
+            return False
+        x = graph.spec(node.inputs[0])
+        if len(x.shape) < 2 or 0 in x.shape or x.dtype != node.spec.dtype or x.dtype.name not in GEMM_DTYPES:
+            return False
+        axes = reduced_axes(x.shape, node.attr_dict["axis"])
+        return axes == tuple(range(len(axes))) and 0 < len(axes) < len(x.shape)
+
+    def lower(node, inputs, add, spec) -> list:
+        x = spec(inputs[0])
+        count = len(reduced_axes(x.shape, node.attr_dict["axis"]))
+        rows, cols = int(np.prod(x.shape[:count])), int(np.prod(x.shape[count:]))
+        matrix = inputs[0]
+        if len(x.shape) != 2:
+            matrix = add(Node(-1, "reshape", f"{node.name}_matrix", (matrix,),
+                              _attrs("reshape", shape=(rows, cols)), (TensorSpec((rows, cols), x.dtype),)))
+        ones = add(Node(-1, CONST, f"{node.name}_ones", (), (), (TensorSpec((1, rows), x.dtype),),
+                        value=np.ones((1, rows), x.dtype)))
+        total = add(Node(-1, "dot", f"{node.name}_gemm", (ones, matrix), _attrs("dot"),
+                         (TensorSpec((1, cols), x.dtype),)))
+        return [add(Node(-1, "reshape", node.name, (total,), _attrs("reshape", shape=node.spec.shape),
+                         node.specs))]
 
     return _lower(graph, lowerable, lower)
 
