@@ -547,15 +547,6 @@ def test_the_gpu_twins_ask_for_consistent_problems():
         assert problem.consistent(), problem
 
 
-def test_a_captured_plan_says_library_calls_stay_outside_cuda_graphs():
-    from gpuhybrid.executor.cuda_graph import capture_blocker
-    step = types.SimpleNamespace(eager=object(), plain_matmul=False, name="conv0_fwd", writes=())
-    node = types.SimpleNamespace(op="Convolution", attr_dict={}, inputs=(), specs=())
-    plan = types.SimpleNamespace(buffer_plan=types.SimpleNamespace(buffer_of={}), steps=[step],
-                                 graph=types.SimpleNamespace(compute_nodes=[node]))
-    assert "cuDNN convolutions alike, run outside CUDA graphs" in capture_blocker(plan)
-
-
 class NumpyAsCupy:
     """NumPy under CuPy's name for the one function the GPU path adds (asnumpy)."""
     asnumpy = staticmethod(np.asarray)

@@ -57,8 +57,8 @@ def capture_blocker(plan) -> str | None:
                 return f"step {step.name} (a cuBLAS GEMM) writes a value outside the static buffers"
         elif not is_view(node):
             kind = "a library call" if step.plain_matmul else f"op {node.op}"
-            return (f"step {step.name} is {kind}, which CuPy cannot capture (library calls, cuBLAS GEMMs "
-                    f"and cuDNN convolutions alike, run outside CUDA graphs)")
+            return (f"step {step.name} is {kind}, which CuPy cannot capture (library calls other than "
+                    f"2-d float32/float64 GEMMs, cuDNN convolutions included, run outside CUDA graphs)")
     return None
 
 
