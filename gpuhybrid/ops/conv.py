@@ -141,13 +141,6 @@ def col2im(xp, cols, geom: Geometry, in_spatial: tuple, dtype):
     return xp.ascontiguousarray(padded[inside])
 
 
-def _columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
-    """im2col: (N, groups, C/groups * prod(kernel), prod(out)), one contiguous copy."""
-    padded = pad_spatial(xp, x, geom.pad, geom.pad)
-    cols = xp.ascontiguousarray(windows(xp, padded, geom, out_spatial))
-    return cols.reshape(x.shape[0], groups, x.shape[1] // groups * _size(geom.kernel), _size(out_spatial))
-
-
 def batch_inside_columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int):
     """im2col with the batch inside: (groups, C/groups * prod(kernel), N * prod(out)), one copy of the
     (padded) windows, so that one GEMM per group covers the whole batch."""
@@ -161,12 +154,6 @@ def batch_inside_columns(xp, x, geom: Geometry, out_spatial: tuple, groups: int)
 def _size(shape: tuple) -> int:
     """Elements of ``shape``: reshapes name every size (a -1 cannot be solved for an empty batch)."""
     return math.prod(int(d) for d in shape)
-
-
-def _per_filter(num_filter: int, groups: int) -> bool:
-    """One filter per group (depthwise): each group's product is a vector, which einsum does in one loop
-    where a batched matmul would make N * groups tiny library calls."""
-    return num_filter == groups and groups > 1
 
 
 def _pointwise(geom: Geometry) -> bool:
@@ -186,13 +173,10 @@ def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
     A pointwise convolution is one batched product over the data as it lies (no im2col); any other one
     gathers the columns with the batch inside and makes one GEMM per group, (Fg, Cg*K) x (Cg*K, N*P):
     per-sample products would read the weight N times in thin, memory-bound GEMMs where the spatial
-    extent is small (ResNet's last stages have 2x2 and 1x1 maps)."""
+    extent is small (ResNet's last stages have 2x2 and 1x1 maps). A depthwise convolution too: its
+    groups' (1, K) x (K, N*P) products are one batched call (measured faster than an einsum here)."""
     n, filters = x.shape[0], w.shape[0]
     wm = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel))
-    if _per_filter(filters, groups):
-        cols = _columns(xp, x, geom, out_spatial, groups)
-        y = xp.einsum("gfk,ngkp->ngfp", wm, cols)
-        return xp.ascontiguousarray(y.reshape((n, filters) + tuple(out_spatial)))
     if _pointwise(geom):
         data = x.reshape(n, groups, x.shape[1] // groups, _size(out_spatial))
         return matmul_of(xp)(wm, data).reshape((n, filters) + tuple(out_spatial))
@@ -208,10 +192,6 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
     n, filters, out_spatial = g.shape[0], g.shape[1], g.shape[2:]
     channels, positions = w.shape[1] * groups, _size(out_spatial)
     wt = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel)).swapaxes(1, 2)
-    if _per_filter(filters, groups):
-        gm = g.reshape(n, groups, filters // groups, positions)
-        cols = xp.einsum("gkf,ngfp->ngkp", wt, gm).reshape((n, channels) + geom.kernel + tuple(out_spatial))
-        return col2im(xp, cols, geom, tuple(in_spatial), g.dtype)
     if _pointwise(geom):
         gm = g.reshape(n, groups, filters // groups, positions)
         return matmul_of(xp)(wt, gm).reshape((n, channels) + tuple(in_spatial))
@@ -242,9 +222,8 @@ def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
     cols = batch_inside_columns(xp, x, geom, out_spatial, groups)                    # (G, Cg*K, N*P)
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
     gt = gt.reshape(groups, filters // groups, n * positions)
-    # one plain 2-D product per group: each is a single BLAS call on a transposed view
-    product = matmul_of(xp)
-    dw = xp.stack([product(gt[k], cols[k].T) for k in range(groups)])                # (G, Fg, Cg*K)
+    # one batched call over the groups, the columns a transposed view (as the lowered batch_dot reads them)
+    dw = matmul_of(xp)(gt, cols.swapaxes(1, 2))                                      # (G, Fg, Cg*K)
     return dw.reshape((filters, channels // groups) + geom.kernel)
 
 
@@ -330,10 +309,8 @@ def _conv_eager(device, inputs, attrs, outs):
 def _conv_kernels(attrs, specs):
     """Kernels of one Convolution (``specs``: its output): the im2col copy (padding included) and, for a
     batch of more than one, the copy of the batch-inside product to (N, F, *out); none of them for a
-    pointwise convolution; depthwise: im2col and the einsum loop; the bias-add."""
+    pointwise convolution; the bias-add."""
     bias = not attrs["no_bias"]
-    if _per_filter(attrs["num_filter"], attrs["num_group"]):
-        return 2 + bias
     if _pointwise(geometry(attrs)):
         return int(bias)
     return 1 + (specs[0].shape[0] > 1) + bias
@@ -341,18 +318,11 @@ def _conv_kernels(attrs, specs):
 
 def _deconv_kernels(attrs, specs):
     """Kernels of one Deconvolution: the copy of the data to batch-inside columns (batch > 1) and the
-    col2im scatter, neither for a pointwise one; depthwise: the einsum loop and col2im; the bias-add."""
+    col2im scatter, neither for a pointwise one; the bias-add."""
     bias = not attrs["no_bias"]
-    if _per_filter(attrs["num_filter"], attrs["num_group"]):
-        return 2 + bias
     if _pointwise(geometry(attrs)):
         return int(bias)
     return 1 + (specs[0].shape[0] > 1) + bias
-
-
-def _gemm_launches(attrs, specs):
-    """Library calls of one im2col product: none for depthwise (einsum), one batched GEMM otherwise."""
-    return 0 if _per_filter(attrs["num_filter"], attrs["num_group"]) else 1
 
 
 CONV_ATTRS = (Attr("kernel", "shape", doc="window size per spatial axis: (3,), (3, 3) or (3, 3, 3)"),
@@ -369,7 +339,7 @@ register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bia
                bias_axis=1,
                input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
                kernels=_conv_kernels,
-               library_calls=_gemm_launches,
+               library_calls=1,
                doc="N-D convolution (cross-correlation) of channel-first data with (num_filter, "
                    "channels / num_group, *kernel) weights, plus a bias per filter."))
 
@@ -457,7 +427,7 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
                infer=_deconv_rule, eager=_deconv_eager, fresh_results=True, bias_axis=1,
                infer_inputs=_deconv_infer_inputs, input_count=lambda attrs: 2 if attrs["no_bias"] else 3,
                kernels=_deconv_kernels,
-               library_calls=_gemm_launches,
+               library_calls=1,
                doc="Transposed convolution (the data gradient of Convolution), weight (channels, "
                    "num_filter / num_group, *kernel)."))
 
@@ -489,5 +459,5 @@ register(OpDef(name="convolution_weight_backward", category="nn", inputs=("data"
                attrs=tuple(a for a in CONV_ATTRS
                            if a.name in ("kernel", "stride", "dilate", "pad", "num_group")),
                infer=_weight_grad_rule, eager=_weight_grad_eager, fresh_results=True,
-               kernels=3, library_calls=lambda attrs, specs: attrs["num_group"],
+               kernels=3, library_calls=1,
                doc="The weight gradient of Convolution: sum over the batch of grad x im2col(data)."))
