@@ -261,14 +261,20 @@ def _checked_geometry(x, attrs) -> tuple:
     return geom, channels, filters, groups
 
 
+def _check_weight(w, x, expected: tuple, axes: str, weight_channels: int) -> None:
+    """The weight has the ``expected`` shape (its leading axes named by ``axes``), or an error that says
+    both fixes: in_channels for the data given, or data with the channels the weight was made for."""
+    if w.shape != expected:
+        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {x.shape[1]} channels: "
+                         f"expected {expected} ({axes}, *kernel); give the layer in_channels={x.shape[1]} "
+                         f"or feed data with {weight_channels} channels")
+
+
 def _conv_rule(specs, attrs):
     x, w = specs[0], specs[1]
     geom, channels, filters, groups = _checked_geometry(x, attrs)
-    expected = (filters, channels // groups) + geom.kernel
-    if w.shape != expected:
-        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} channels: "
-                         f"expected {expected} (num_filter, channels / num_group, *kernel); give the layer "
-                         f"in_channels={channels} or feed data with {w.shape[1] * groups} channels")
+    _check_weight(w, x, (filters, channels // groups) + geom.kernel, "num_filter, channels / num_group",
+                  w.shape[1] * groups)
     check_fits(x.shape[2:], geom, x.shape)
     _check_bias(specs, attrs, filters)
     return TensorSpec((x.shape[0], filters) + geom.out_spatial(x.shape[2:]), _float_dtype(specs))
@@ -385,11 +391,8 @@ def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
 def _deconv_rule(specs, attrs):
     x, w = specs[0], specs[1]
     geom, channels, filters, groups = _checked_geometry(x, attrs)
-    expected = (channels, filters // groups) + geom.kernel
-    if w.shape != expected:
-        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {channels} "
-                         f"channels: expected {expected} (channels, num_filter / num_group, *kernel); give "
-                         f"the layer in_channels={channels} or feed data with {w.shape[0]} channels")
+    _check_weight(w, x, (channels, filters // groups) + geom.kernel, "channels, num_filter / num_group",
+                  w.shape[0])
     _check_bias(specs, attrs, filters)
     _, out_spatial = deconv_geometry(attrs, x.shape[2:])
     if min(out_spatial) < 1:
