@@ -1,7 +1,8 @@
 """The CPU convolution lowering (graph/passes/conv_lower.py) and its ops (ops/conv_columns.py): im2col
 workspaces are graph values, planned by liveness and by static_alloc, and the numbers do not change.
-Pointwise, depthwise and float16 convolutions (and their gradients) against a float64 reference written
-here with direct loops over output positions and kernel taps (no im2col), imperatively and hybridized."""
+Pointwise (one product over the data as it lies), depthwise (kernels straight from the data) and float16
+convolutions and their gradients against a float64 reference written here with direct loops over output
+positions and kernel taps (no im2col), imperatively and hybridized; the depthwise ops' own gradients."""
 import itertools
 
 import numpy as np
@@ -222,8 +223,9 @@ def test_pointwise_depthwise_and_float16_match_direct_loops_imperatively_and_hyb
         np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == "float64" else 2e-6, atol=0)
     ops = _lowered_ops(hybridized._last_trace.plan.graph)
     assert "Convolution" not in ops
-    pointwise = set(attrs["kernel"]) == set(attrs["stride"]) == {1} and not any(attrs["pad"])
-    assert ("matmul" if pointwise else "convolution_columns") in ops
+    depthwise = shape[1] == w_shape[0] == attrs["num_group"] > 1           # a grouped 1x1 may be one too
+    assert ("depthwise_convolution" if depthwise else "matmul") in ops
+    assert "convolution_columns" not in ops             # neither route makes a column matrix
     assert ("cast" in str(hybridized._last_trace.plan.graph)) == (dtype == "float16")
 
     # The transposed convolution of g with w is the data gradient: Deconvolution as an op of its own.
@@ -258,9 +260,10 @@ def test_static_alloc_allocates_no_workspace_for_pointwise_depthwise_and_float16
         net(x)
         peaks[name] = allocation_peak(lambda: net(x))
     ops = _lowered_ops(net._last_trace.plan.graph)
-    assert "Convolution" not in ops and "matmul" in ops and "convolution_columns" in ops
-    columns = 16 * 9 * 4 * 256 * 4           # the first depthwise convolution's float32 column matrix
-    assert peaks["static"] < 16384 and peaks["dynamic"] > columns, peaks
+    assert "Convolution" not in ops and "matmul" in ops and "depthwise_convolution" in ops
+    assert "convolution_columns" not in ops
+    first_output = 4 * 16 * 16 * 16 * 4      # the first convolution's float32 output, allocated per call
+    assert peaks["static"] < 16384 and peaks["dynamic"] > first_output, peaks
 
 
 def test_training_step_with_pointwise_depthwise_float16_allocates_no_workspace_under_static_alloc():
@@ -282,9 +285,11 @@ def test_training_step_with_pointwise_depthwise_float16_allocates_no_workspace_u
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * (1 + np.abs(want).max()))
     backward_ops = _lowered_ops(net._last_trace.backward.plan.graph)
     assert not {"Deconvolution", "convolution_weight_backward"} & set(backward_ops)
+    assert {"depthwise_convolution_data", "depthwise_convolution_weight"} <= set(backward_ops)
     peak = allocation_peak(step)
-    # the gradients are written into the parameters' own arrays; a workspace would be 16*9*128*4 bytes
-    assert peak < 40000, peak
+    # the head gradient and small values only: the first depthwise convolution's float32 column matrix
+    # (what the column route would allocate) is 16 * 9 * 2 * 64 * 4 bytes
+    assert peak < 16 * 9 * 2 * 64 * 4, peak
 
 
 def test_float16_and_pointwise_graphs_are_lowered_and_the_gpu_keeps_the_ops():
