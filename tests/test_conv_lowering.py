@@ -201,12 +201,14 @@ def _assert_near_reference(got, want, scale, dtype):
 
 
 @settings(max_examples=25, deadline=None)
-@given(case=special_convolutions(), seed=st.integers(0, 2 ** 16), hybrid=st.sampled_from([{}, {"static_alloc": True}]))
+@given(case=special_convolutions(), seed=st.integers(0, 2 ** 16),
+       hybrid=st.sampled_from([{}, {"static_alloc": True}]))
 def test_pointwise_depthwise_and_float16_match_direct_loops_imperatively_and_hybridized(case, seed, hybrid):
     _, dtype, shape, w_shape, attrs, out_shape = case
     rng = np.random.default_rng(seed)
     # values on a float16 grid, so that every dtype convolves the same numbers
-    x, w, g = (rng.uniform(-2, 2, s).astype(np.float16).astype(np.float64) for s in (shape, w_shape, out_shape))
+    x, w, g = (rng.uniform(-2, 2, s).astype(np.float16).astype(np.float64)
+               for s in (shape, w_shape, out_shape))
     want_y, want_dx, want_dw = direct_convolution(x, w, g, attrs["stride"], attrs["dilate"], attrs["pad"],
                                                   attrs["num_group"])
     taps = w_shape[1] * int(np.prod(w_shape[2:]))
@@ -235,7 +237,8 @@ def test_pointwise_depthwise_and_float16_match_direct_loops_imperatively_and_hyb
     deconv = ConvolutionOf("Deconvolution", dict(attrs, num_filter=shape[1], adj=adj))
     deconv.hybridize(**hybrid)
     got = deconv(nd.array(g, dtype=dtype), nd.array(w, dtype=dtype)).asnumpy()
-    _assert_near_reference(got.astype(np.float64), want_dx, 4.0 * w_shape[0] * int(np.prod(w_shape[2:])), dtype)
+    terms = w_shape[0] * int(np.prod(w_shape[2:]))
+    _assert_near_reference(got.astype(np.float64), want_dx, 4.0 * terms, dtype)
     assert "Deconvolution" not in _lowered_ops(deconv._last_trace.plan.graph)
 
 
@@ -301,7 +304,8 @@ def test_float16_and_pointwise_graphs_are_lowered_and_the_gpu_keeps_the_ops():
     assert [str(n.spec.dtype) for n in casts] == ["float32", "float32", "float16"]
     assert lowered.outputs and lowered.spec(lowered.outputs[0]).dtype == np.float16
     pointwise = typed_graph(gh.sym.Convolution(x, w, no_bias=True, kernel=(1, 1), num_filter=4),
-                            {"x": TensorSpec((2, 4, 6, 6), "float32"), "w": TensorSpec((4, 4, 1, 1), "float32")})
+                            {"x": TensorSpec((2, 4, 6, 6), "float32"),
+                             "w": TensorSpec((4, 4, 1, 1), "float32")})
     assert [n.op for n in lower_convolutions(pointwise).compute_nodes] == ["reshape", "reshape", "matmul",
                                                                           "reshape"]
     assert "lower_convolutions" not in [name for name, _ in fusion_passes(gpu=True)]

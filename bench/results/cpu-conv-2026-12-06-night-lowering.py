@@ -109,8 +109,8 @@ def runners(kind, dtype, shape):
     return made
 
 
-def timed(fn, stretches=9):
-    """Per stretch: (wall, CPU time of the process) per call, minimum over calls of at least 20 ms."""
+def timed(fn):
+    """How many calls make a timed stretch of at least 20 ms."""
     fn()
     calls = 1
     while True:
@@ -147,7 +147,8 @@ def main(out_path: str):
                     wall, cpu = time.perf_counter(), time.process_time()
                     for _ in range(n):
                         fn()
-                    samples[key].append(((time.perf_counter() - wall) / n, (time.process_time() - cpu) / n))
+                    samples[key].append(((time.perf_counter() - wall) / n,
+                                         (time.process_time() - cpu) / n))
                 finally:
                     if context:
                         context.__exit__(None, None, None)
@@ -157,15 +158,15 @@ def main(out_path: str):
                    "before_wall_s": [s[0] for s in b], "after_wall_s": [s[0] for s in a],
                    "before_cpu_s": [s[1] for s in b], "after_cpu_s": [s[1] for s in a]}
             rows.append(row)
-            med = lambda xs: float(np.median(xs))
-            print(f"{kind:12s} {dtype:8s} {str(shape):18s} {what:20s} before {med(row['before_cpu_s'])*1e3:8.2f} ms "
-                  f"after {med(row['after_cpu_s'])*1e3:8.2f} ms CPU (median)  after/before "
-                  f"{med(row['after_cpu_s'])/med(row['before_cpu_s']):.2f}x  wall min {min(row['before_wall_s'])*1e3:.2f}"
-                  f" -> {min(row['after_wall_s'])*1e3:.2f} ms", flush=True)
-    info = {"command": " ".join(sys.argv), "load_average_start": LOAD, "load_average_end": list(os.getloadavg()),
-            "threads": os.environ.get("GPUHYBRID_NUM_THREADS"), "before": BEFORE,
-            "after": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
-            "rows": rows}
+            before, after = (float(np.median(row[f"{v}_cpu_s"])) * 1e3 for v in ("before", "after"))
+            walls = [min(row[f"{v}_wall_s"]) * 1e3 for v in ("before", "after")]
+            print(f"{kind:12s} {dtype:8s} {str(shape):18s} {what:20s} before {before:8.2f} ms after "
+                  f"{after:8.2f} ms CPU (median)  after/before {after / before:.2f}x  wall min "
+                  f"{walls[0]:.2f} -> {walls[1]:.2f} ms", flush=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    info = {"command": " ".join(sys.argv), "load_average_start": LOAD,
+            "load_average_end": list(os.getloadavg()), "threads": os.environ.get("GPUHYBRID_NUM_THREADS"),
+            "before": BEFORE, "after": head, "rows": rows}
     with open(out_path, "w") as f:
         json.dump(info, f, indent=1)
 

@@ -46,12 +46,14 @@ def _library():
                    "-shared", "-fPIC", "-", "-o", str(out)]
         result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise OSError(f"{compiler.path} could not compile kernels/gh_depthwise.c:\n{result.stderr.strip()}")
+            raise OSError(f"{compiler.path} could not compile kernels/gh_depthwise.c:\n"
+                          f"{result.stderr.strip()}")
 
     library = load_cached("depthwise", key, ".so", build, lambda path: ctypes.CDLL(str(path)))
     library.gh_depthwise_job_size.restype = ctypes.c_size_t
     if library.gh_depthwise_job_size() != _JOB.size:
-        raise AssertionError("backend.depthwise._JOB does not match gh_depthwise_job in kernels/gh_depthwise.c")
+        raise AssertionError("backend.depthwise._JOB does not match gh_depthwise_job in "
+                             "kernels/gh_depthwise.c")
     return ctypes.cast(library.gh_depthwise_packed, ctypes.c_void_p).value
 
 

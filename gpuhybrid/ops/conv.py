@@ -184,8 +184,8 @@ def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
     runs ``backend.depthwise``'s kernel; elsewhere it too takes the column route."""
     n, filters = x.shape[0], w.shape[0]
     if _depthwise_kernel(xp, x.shape[1], filters, groups):
-        return depthwise.forward(xp.empty((n, filters) + tuple(out_spatial), x.dtype), xp.ascontiguousarray(x),
-                                 xp.ascontiguousarray(w), geom)
+        out = xp.empty((n, filters) + tuple(out_spatial), x.dtype)
+        return depthwise.forward(out, xp.ascontiguousarray(x), xp.ascontiguousarray(w), geom)
     wm = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel))
     if _pointwise(geom):
         data = x.reshape(n, groups, x.shape[1] // groups, _size(out_spatial))

@@ -237,8 +237,9 @@ def _depthwise_weight_rule(specs, attrs):
     check_data_rank(x, geom.dims, geom.kernel)
     require_float(x.dtype, "data")
     check_fits(x.shape[2:], geom, x.shape)
-    if g.shape[:2] != x.shape[:2] or g.dtype != x.dtype or any(
-            o > r for o, r in zip(g.shape[2:], geom.out_spatial(x.shape[2:]))) or len(g.shape) != len(x.shape):
+    reach = geom.out_spatial(x.shape[2:])
+    if (len(g.shape) != len(x.shape) or g.shape[:2] != x.shape[:2] or g.dtype != x.dtype
+            or any(o > r for o, r in zip(g.shape[2:], reach))):
         raise ShapeError(f"gradient {g.shape} ({g.dtype}) does not fit data {x.shape} ({x.dtype})")
     return TensorSpec((x.shape[1], 1) + geom.kernel, x.dtype)
 

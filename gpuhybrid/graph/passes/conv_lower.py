@@ -14,7 +14,8 @@ that liveness plans (peak memory, static_alloc buffers reused across nodes) like
 A depthwise convolution (one filter per channel) and its gradients become ``depthwise_convolution``,
 ``depthwise_convolution_data`` and ``depthwise_convolution_weight`` (``ops.conv_columns``): kernels that
 read the data where it lies, so there is no workspace (measured 1.5-7x faster than the column route,
-whose column matrix is K times the data); without a host compiler they take the column route. A pointwise convolution (1x1, stride 1, no padding) needs no
+whose column matrix is K times the data); without a host compiler they take the column route. A
+pointwise convolution (1x1, stride 1, no padding) needs no
 column matrix: the data itself, seen as (N, G, C/G, P), is the operand of one broadcast ``matmul`` with
 the weight (its transposed view for a Deconvolution), and no workspace is made. float16 is computed in
 float32, as the ops do: a ``cast`` of each operand (planned workspaces), the float32 steps and a ``cast``
@@ -162,8 +163,8 @@ def _deconvolution(steps: _Steps, x: Ref, w: Ref, x_spec, w_spec) -> None:
     if _pointwise(geom):         # the weight (C, Fg) per group, as its transposed view (G, Fg, Cg)
         grouped = (groups, channels // groups, rows)
         matrix = steps.reshape(w, w_spec, grouped, "weight_matrix")
-        transposed = steps.add("transpose", "weight_transposed", (matrix,),
-                               (TensorSpec((groups, rows, channels // groups), w_spec.dtype),), axes=(0, 2, 1))
+        transposed_spec = TensorSpec((groups, rows, channels // groups), w_spec.dtype)
+        transposed = steps.add("transpose", "weight_transposed", (matrix,), (transposed_spec,), axes=(0, 2, 1))
         _pointwise_product(steps, transposed, x, x_spec, groups)
         return
     matrix = steps.reshape(w, w_spec, (groups, channels // groups, rows), "weight_matrix")
