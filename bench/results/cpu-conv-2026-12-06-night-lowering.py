@@ -3,7 +3,9 @@ plans, interleaved in one process. "before" runs the code of 0ff5353 for these c
 (pointwise, depthwise and float16 left whole) and its eager conv functions (depthwise as an einsum), loaded
 from `git show 0ff5353:<file>` and swapped in around each of its timed stretches; "after" is the checkout.
 
-    GPUHYBRID_NUM_THREADS=1 python bench/results/cpu-conv-2026-12-06-night-lowering.py OUT.json
+    GPUHYBRID_NUM_THREADS=1 python bench/results/cpu-conv-2026-12-06-night-lowering.py OUT.json [static]
+
+With ``static`` the blocks are hybridized with static_alloc=True (planned buffers), else plainly.
 """
 import json
 import os
@@ -82,7 +84,7 @@ def runners(kind, dtype, shape):
         block = layer(kind.split()[0] if kind != "3x3 float16" else "3x3", shape[1])
         block.initialize()
         block.cast(dtype)
-        block.hybridize()
+        block.hybridize(static_alloc=STATIC)
         blocks[version] = block
 
     def forward(block):
@@ -166,11 +168,12 @@ def main(out_path: str):
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     info = {"command": " ".join(sys.argv), "load_average_start": LOAD,
             "load_average_end": list(os.getloadavg()), "threads": os.environ.get("GPUHYBRID_NUM_THREADS"),
-            "before": BEFORE, "after": head, "rows": rows}
+            "static_alloc": STATIC, "before": BEFORE, "after": head, "rows": rows}
     with open(out_path, "w") as f:
         json.dump(info, f, indent=1)
 
 
 LOAD = list(os.getloadavg())
+STATIC = sys.argv[2:] == ["static"]
 if __name__ == "__main__":
     main(sys.argv[1])
