@@ -26,6 +26,8 @@ from . import host_threads
 _JOB = struct.Struct("@22q")            # is_double, mode, batch, channels, then 6 triples (gh_depthwise_job)
 _MODES = {"forward": 0, "data": 1, "weight": 2}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# -O3 -march=native: the stride-1 inner loops vectorise; no -ffast-math (sums keep their order)
+_FLAGS = ("-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,11 +41,10 @@ def _library():
     except (HostCompileError, OSError):
         return None
     source = (kernel_dir() / "gh_depthwise.c").read_text()
-    key = entry_key(source, compiler.identity, "gh-depthwise")
+    key = entry_key(source, compiler.identity, *_FLAGS, "gh-depthwise")
 
     def build(out: Path) -> None:
-        command = [compiler.path, "-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno",
-                   "-shared", "-fPIC", "-", "-o", str(out)]
+        command = [compiler.path, *_FLAGS, "-", "-o", str(out)]
         result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise OSError(f"{compiler.path} could not compile kernels/gh_depthwise.c:\n"
