@@ -14,12 +14,12 @@ that liveness plans (peak memory, static_alloc buffers reused across nodes) like
 A depthwise convolution (one filter per channel) and its gradients become ``depthwise_convolution``,
 ``depthwise_convolution_data`` and ``depthwise_convolution_weight`` (``ops.conv_columns``): kernels that
 read the data where it lies, so there is no workspace (measured 1.5-7x faster than the column route,
-whose column matrix is K times the data); without a host compiler they take the column route. A
-pointwise convolution (1x1, stride 1, no padding) needs no
-column matrix: the data itself, seen as (N, G, C/G, P), is the operand of one broadcast ``matmul`` with
-the weight (its transposed view for a Deconvolution), and no workspace is made. float16 is computed in
-float32, as the ops do: a ``cast`` of each operand (planned workspaces), the float32 steps and a ``cast``
-of the result back.
+whose column matrix is K times the data); without a host compiler they take the column route.
+
+A pointwise convolution (1x1, stride 1, no padding) needs no column matrix: the data itself, seen as
+(N, G, C/G, P), is the operand of one broadcast ``matmul`` with the weight (its transposed view for a
+Deconvolution), and no workspace is made. float16 is computed in float32, as the ops do: a ``cast`` of
+each operand (planned workspaces), the float32 steps and a ``cast`` of the result back.
 
 The same arithmetic as the ops' eager implementations (``ops.conv``), in the same order. Left whole: empty
 arrays and gradients whose windows do not reach every position. The node that stands for a lowered node's
