@@ -100,6 +100,22 @@ def swap_leading_axes(draw):
         [draw(_values((first * second, rest)))], {}
 
 
+@st.composite
+def depthwise(draw, op: str):
+    """A depthwise op: geometry from conv_geometry, one filter per channel."""
+    shape, kernel, stride, dilate, pad, _, _ = draw(conv_geometry())
+    geom = dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad)
+    out = tuple((i + 2 * p - d * (k - 1) - 1) // s + 1
+                for i, p, d, k, s in zip(shape[2:], pad, dilate, kernel, stride))
+    x, w = draw(_values(shape)), draw(_values((shape[1], 1) + kernel))
+    g = draw(_values(shape[:2] + out))
+    if op == "depthwise_convolution":
+        return (lambda F, x, w: F.depthwise_convolution(x, w, **geom)), [x, w], {}
+    if op == "depthwise_convolution_data":
+        return (lambda F, g, w: F.depthwise_convolution_data(g, w, data_shape=shape, **geom)), [g, w], {}
+    return (lambda F, x, g: F.depthwise_convolution_weight(x, g, **geom)), [x, g], {}
+
+
 def _distinct(draw, shape):
     """Values a multiple of 0.1 apart (a random permutation): no two taps of a window tie."""
     size = int(np.prod(shape))
@@ -174,4 +190,6 @@ CONV_CASES = {
     "pooling_backward": pooling_backward(), "pooling_gather_backward": pooling_gather_backward(),
     "UpSampling": upsampling(), "convolution_columns": convolution_columns(),
     "convolution_columns_backward": convolution_columns_backward(), "swap_leading_axes": swap_leading_axes(),
+    **{op: depthwise(op) for op in ("depthwise_convolution", "depthwise_convolution_data",
+                                    "depthwise_convolution_weight")},
 }

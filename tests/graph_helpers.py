@@ -1,5 +1,5 @@
 """Shared pieces of the graph tests (``test_graph_ir.py``, ``test_pass_*.py``): typed graphs built from
-symbols, running a graph on the CPU, and random small DAGs of elementwise/broadcast ops with an
+symbols, running a graph on the CPU, what a call allocates at its peak, and random small DAGs of elementwise/broadcast ops with an
 independent float64 NumPy evaluation.
 
 The reference evaluation knows nothing of gpuhybrid: each value carries a first-order bound on the
@@ -10,6 +10,7 @@ Lipschitz constant), so that float32 and float64 graphs are checked with one rul
 """
 from __future__ import annotations
 
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass
 
@@ -45,6 +46,20 @@ def run_graph(graph: Graph, feed: dict) -> list:
     plan = CompiledGraph(graph, gh.cpu())
     outputs, _ = plan.run([np.asarray(feed[name]) for name in plan.input_names])
     return [np.asarray(o) for o in outputs]
+
+
+def allocation_peak(call, repeats: int = 1) -> int:
+    """Bytes allocated at the peak of ``repeats`` calls of ``call()``, above what was allocated before
+    them (NumPy reports its arrays to tracemalloc): how static_alloc tests see a plan's per-call memory."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(repeats):
+            call()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
 
 
 def random_feed(graph: Graph, seed: int = 0) -> dict:

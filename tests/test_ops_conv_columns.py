@@ -1,6 +1,8 @@
 """The ops of the CPU convolution lowering (ops/conv_columns.py) against NumPy: im2col with the batch inside
-against direct loops over float64 data, col2im as its adjoint, swap_leading_axes as a transposed copy."""
+against direct loops over float64 data, col2im as its adjoint, swap_leading_axes as a transposed copy, the
+depthwise kernels against the direct convolution reference (and, without the kernels, the column route)."""
 import itertools
+from unittest import mock
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -10,8 +12,11 @@ from hypothesis import strategies as st
 
 import gpuhybrid as gh
 from gpuhybrid import nd
+from gpuhybrid.ops import conv_columns
+from test_ops_conv import conv_reference
 
-COVERS = {"convolution_columns", "convolution_columns_backward", "swap_leading_axes"}
+COVERS = {"convolution_columns", "convolution_columns_backward", "swap_leading_axes", "depthwise_convolution",
+          "depthwise_convolution_data", "depthwise_convolution_weight"}
 
 
 def direct_columns(x, kernel, stride, dilate, pad, groups):
@@ -66,3 +71,58 @@ def test_swap_leading_axes_is_a_transposed_copy():
     np.testing.assert_array_equal(got, x.reshape(2, 3, 20).swapaxes(0, 1).reshape(3, 2, 4, 5))
     with pytest.raises(gh.GhError, match="cannot be seen as"):
         nd.swap_leading_axes(nd.array(x), split=(4, 4), shape=(6, 20))
+
+
+@st.composite
+def depthwise_cases(draw):
+    dims = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 3 if dims < 3 else 2)) for _ in range(dims))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(dims))
+    dilate = tuple(draw(st.integers(1, 2)) for _ in range(dims))
+    pad = tuple(draw(st.integers(0, 2)) for _ in range(dims))
+    low = [max(d * (k - 1) + 1 - 2 * p, 1) for k, d, p in zip(kernel, dilate, pad)]
+    spatial = tuple(draw(st.integers(lo, lo + 4)) for lo in low)
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4))) + spatial
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    return shape, {"kernel": kernel, "stride": stride, "dilate": dilate, "pad": pad}, dtype
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "column-route"])
+@settings(max_examples=30, deadline=None)
+@given(case=depthwise_cases(), seed=st.integers(0, 2 ** 16))
+def test_depthwise_ops_match_the_direct_reference_and_are_adjoint(case, seed, kernels):
+    # without the kernels: the route taken where no host compiler builds them
+    with mock.patch.object(conv_columns, "runs_depthwise_kernels", conv_columns.runs_depthwise_kernels
+                           if kernels else (lambda xp: False)):
+        check_depthwise_ops(*case, seed)
+
+
+def check_depthwise_ops(shape, geometry, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(shape), rng.standard_normal((shape[1], 1) + geometry["kernel"])
+    y = nd.depthwise_convolution(nd.array(x, dtype=dtype), nd.array(w, dtype=dtype), **geometry).asnumpy()
+    want = conv_reference(x, w, None, geometry["stride"], geometry["dilate"], geometry["pad"], shape[1])
+    tol = 1e-11 if dtype == "float64" else 1e-4
+    assert y.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    g = rng.standard_normal(y.shape)
+    dx = nd.depthwise_convolution_data(nd.array(g, dtype=dtype), nd.array(w, dtype=dtype), data_shape=shape,
+                                       **geometry).asnumpy()
+    dw = nd.depthwise_convolution_weight(nd.array(x, dtype=dtype), nd.array(g, dtype=dtype),
+                                         **geometry).asnumpy()
+    assert dx.shape == x.shape and dw.shape == w.shape
+    inner = float(np.sum(g * want))         # <g, conv(x, w)> == <data(g, w), x> == <weight(x, g), w>
+    np.testing.assert_allclose(float(np.sum(dx * x)), inner, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(float(np.sum(dw * w)), inner, rtol=tol * 10, atol=tol * 10)
+
+
+def test_depthwise_ops_check_their_operands():
+    x = nd.ones((2, 3, 5, 5))
+    with pytest.raises(gh.GhError, match=r"depthwise weight of shape \(3, 1, 3, 3\)"):
+        nd.depthwise_convolution(x, nd.ones((3, 2, 3, 3)), kernel=(3, 3))
+    with pytest.raises(gh.GhError, match="larger than the padded input"):
+        nd.depthwise_convolution(x, nd.ones((3, 1, 7, 7)), kernel=(7, 7))
+    with pytest.raises(gh.GhError, match="data_shape=.* batch and channels"):
+        nd.depthwise_convolution_data(x, nd.ones((3, 1, 3, 3)), kernel=(3, 3), data_shape=(2, 4, 7, 7))
+    with pytest.raises(gh.GhError, match="does not fit data"):
+        nd.depthwise_convolution_weight(x, nd.ones((2, 3, 9, 9)), kernel=(3, 3))

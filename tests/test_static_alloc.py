@@ -7,7 +7,6 @@ next call unless static_outputs was asked for.
 """
 from __future__ import annotations
 
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from gpuhybrid.backend.host_compiler import find_host_compiler
 from gpuhybrid.executor.memory import plan_buffers, plan_memory
 from gpuhybrid.gluon import nn
 from gpuhybrid.ops.registry import TensorSpec
+from graph_helpers import allocation_peak
 
 pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="fused CPU kernels need a C++ compiler")
 
@@ -217,15 +217,7 @@ def test_static_outputs_allocate_nothing_per_call():
     net, x = lecture_mlp(64)
     net.hybridize(static_alloc=True, static_outputs=True)
     net(x)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(3):
-            net(x)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = allocation_peak(lambda: net(x), repeats=3)
     # NumPy reports its array allocations to tracemalloc: one (64, 256) float32 intermediate is 64 KiB.
     assert peak < 4096, peak
 
@@ -246,14 +238,8 @@ def test_library_ops_write_into_the_static_buffers_too():
         values = {name: rng.uniform(-1, 1, spec.shape) for name, spec in specs.items()}
         feed = [values[name] for name in plan.input_names]
         plan.run(feed)
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            got, _ = plan.run(feed)
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
+        peak = allocation_peak(lambda: plan.run(feed))
+        got, _ = plan.run(feed)
         assert peak < 2048, peak                        # one (64, 48) float64 value is 24 KiB
         h = np.maximum(values["a"] @ values["b"].T - 0.1, 0)
         np.testing.assert_allclose(got[0], h.mean(axis=0) * 2, rtol=1e-12)
@@ -280,14 +266,7 @@ def test_static_alloc_allocates_only_the_outputs_per_call():
     for name, options in (("dynamic", {}), ("static", {"static_alloc": True})):
         net.hybridize(**options)
         net(x)
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            net(x)
-            peaks[name] = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
+        peaks[name] = allocation_peak(lambda: net(x))
     assert peaks["static"] < 64 * 2 * 4 + 4096 < peaks["dynamic"], peaks
 
 

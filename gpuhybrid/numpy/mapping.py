@@ -75,6 +75,8 @@ NOT_IN_NP = {
     "convolution_columns": "an internal op of the convolution lowering pass",
     "convolution_columns_backward": "gradient only", "swap_leading_axes": "an internal op of the convolution "
     "lowering pass",
+    **{name: "an internal op of the convolution lowering pass" for name in (
+        "depthwise_convolution", "depthwise_convolution_data", "depthwise_convolution_weight")},
     "convolution_weight_backward": "gradient only", "pooling_backward": "gradient only",
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",

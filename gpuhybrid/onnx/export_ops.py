@@ -37,7 +37,8 @@ NOT_EXPORTED = {
     **{name: "gradient-only: appears in backward graphs, never in a traced forward graph"
        for name in ("convolution_weight_backward", "pooling_backward", "pooling_gather_backward")},
     **{name: "an op of the CPU convolution lowering pass, which runs after tracing: never in a traced graph"
-       for name in ("convolution_columns", "convolution_columns_backward", "swap_leading_axes")},
+       for name in ("convolution_columns", "convolution_columns_backward", "swap_leading_axes",
+                    "depthwise_convolution", "depthwise_convolution_data", "depthwise_convolution_weight")},
 }
 
 

@@ -5,7 +5,11 @@ sees, so that im2col workspaces are planned by liveness like every other buffer 
   N * prod(out)), the layout of ``conv.batch_inside_columns`` (one GEMM per group covers the batch);
 - ``convolution_columns_backward``: its adjoint (col2im), such columns summed back into (N, C, *in);
 - ``swap_leading_axes``: data seen as (A, B, rest) copied to (B, A, rest) in a given shape: a product
-  (G, Fg, N * P) to (N, F, *out), and a gradient (N, F, *out) to (G, Fg, N * P).
+  (G, Fg, N * P) to (N, F, *out), and a gradient (N, F, *out) to (G, Fg, N * P);
+- ``depthwise_convolution``, ``depthwise_convolution_data`` (its transpose, the data gradient) and
+  ``depthwise_convolution_weight`` (the weight gradient): a depthwise convolution straight from the data,
+  no workspace (``backend.depthwise``: im2col's column matrix cost more than the K multiply-adds per
+  output it feeds).
 
 A padded convolution's columns (and col2im) go through a zero-padded copy of the data: the op's second,
 hidden output, so that this workspace too is a planned buffer (written and dead within the step); without
@@ -17,9 +21,13 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
+
+from ..backend import depthwise
 from ..errors import ShapeError
 from .attrs import Attr
-from .conv import CONV_ATTRS, check_data_rank, check_fits, geometry, offset_region, windows
+from .conv import (CONV_ATTRS, check_data_rank, check_fits, conv_data_grad, conv_forward, conv_weight_grad,
+                   geometry, offset_region, windows)
 from .gradients import gradient
 from .registry import OpDef, TensorSpec, register, require_float
 
@@ -170,6 +178,94 @@ register(OpDef(name="swap_leading_axes", category="shape", inputs=("data",),
                    "convolution's product to batch-first layout and back, in the lowering pass)."))
 
 
+# --- depthwise convolutions, straight from the data ----------------------------------------------------
+
+def runs_depthwise_kernels(xp) -> bool:
+    """Whether arrays of module ``xp`` go through ``backend.depthwise`` (NumPy, with a host compiler)."""
+    return xp is np and depthwise.available()
+
+
+def _depthwise_specs(x: TensorSpec, w: TensorSpec, attrs, what: str):
+    geom = geometry(attrs)
+    check_data_rank(x, geom.dims, geom.kernel)
+    require_float(x.dtype, what)
+    if w.shape != (x.shape[1], 1) + geom.kernel or w.dtype != x.dtype:
+        raise ShapeError(f"{what} {x.shape} ({x.dtype}) needs a depthwise weight of shape "
+                         f"{(x.shape[1], 1) + geom.kernel} and its dtype, got {w.shape} ({w.dtype})")
+    return geom
+
+
+def _depthwise_rule(specs, attrs):
+    x, w = specs
+    geom = _depthwise_specs(x, w, attrs, "data")
+    check_fits(x.shape[2:], geom, x.shape)
+    return TensorSpec(x.shape[:2] + geom.out_spatial(x.shape[2:]), x.dtype)
+
+
+def _depthwise_into(device, inputs, attrs, outputs):
+    (x, w), out = inputs, outputs[0]
+    geom = geometry(attrs)
+    if runs_depthwise_kernels(device.xp):
+        return depthwise.forward(out, x, w, geom)
+    out[...] = conv_forward(device.xp, x, w, geom, x.shape[1], out.shape[2:])
+    return out
+
+
+def _depthwise_data_rule(specs, attrs):
+    g, w = specs
+    geom, shape = _depthwise_specs(g, w, attrs, "gradient"), tuple(attrs["data_shape"])
+    if len(shape) != len(g.shape) or shape[:2] != g.shape[:2]:
+        raise ShapeError(f"data_shape={shape} must have the gradient's {g.shape} batch and channels")
+    check_fits(shape[2:], geom, shape)
+    if any(o > r for o, r in zip(g.shape[2:], geom.out_spatial(shape[2:]))):
+        raise ShapeError(f"gradient {g.shape} has more positions than data {shape} gives")
+    return TensorSpec(shape, g.dtype)
+
+
+def _depthwise_data_into(device, inputs, attrs, outputs):
+    (g, w), out = inputs, outputs[0]
+    geom = geometry(attrs)
+    if runs_depthwise_kernels(device.xp):
+        return depthwise.data(out, g, w, geom)
+    out[...] = conv_data_grad(device.xp, g, w, geom, g.shape[1], out.shape[2:])
+    return out
+
+
+def _depthwise_weight_rule(specs, attrs):
+    x, g = specs
+    geom = geometry(attrs)
+    check_data_rank(x, geom.dims, geom.kernel)
+    require_float(x.dtype, "data")
+    check_fits(x.shape[2:], geom, x.shape)
+    reach = geom.out_spatial(x.shape[2:])
+    if (len(g.shape) != len(x.shape) or g.shape[:2] != x.shape[:2] or g.dtype != x.dtype
+            or any(o > r for o, r in zip(g.shape[2:], reach))):
+        raise ShapeError(f"gradient {g.shape} ({g.dtype}) does not fit data {x.shape} ({x.dtype})")
+    return TensorSpec((x.shape[1], 1) + geom.kernel, x.dtype)
+
+
+def _depthwise_weight_into(device, inputs, attrs, outputs):
+    (x, g), out = inputs, outputs[0]
+    geom = geometry(attrs)
+    if runs_depthwise_kernels(device.xp):
+        return depthwise.weight(out, x, g, geom)
+    out[...] = conv_weight_grad(device.xp, x, g, geom, x.shape[1])
+    return out
+
+
+for _name, _inputs, _rule, _into, _extra, _doc in (
+        ("depthwise_convolution", ("data", "weight"), _depthwise_rule, _depthwise_into, (),
+         "Depthwise convolution (one filter per channel, weight (C, 1, *kernel)) straight from the data "
+         "(an op of the convolution lowering pass)."),
+        ("depthwise_convolution_data", ("grad", "weight"), _depthwise_data_rule, _depthwise_data_into,
+         (Attr("data_shape", "shape", doc="the shape of the data (N, C, *in)"),),
+         "The transposed depthwise convolution: its data gradient, of shape data_shape."),
+        ("depthwise_convolution_weight", ("data", "grad"), _depthwise_weight_rule, _depthwise_weight_into, (),
+         "The weight gradient of a depthwise convolution, (C, 1, *kernel).")):
+    register(OpDef(name=_name, category="nn", inputs=_inputs, attrs=GEOMETRY_ATTRS + _extra, infer=_rule,
+                   eager=_allocating(_into), eager_into=_into, fresh_results=True, kernels=1, doc=_doc))
+
+
 # --- gradients: each op's adjoint is another of them ---------------------------------------------------
 
 def _geometry_attrs(attrs: dict) -> dict:
@@ -192,4 +288,27 @@ def _swap_leading_axes(F, c):
     return [F.swap_leading_axes(c.g, split=(second, first), shape=c.in_specs[0].shape)]
 
 
-__all__ = ["GEOMETRY_ATTRS"]
+@gradient("depthwise_convolution")
+def _depthwise_convolution(F, c):
+    x, w = c.inputs
+    geom = _geometry_attrs(c.attrs)
+    return [F.depthwise_convolution_data(c.g, w, data_shape=c.in_specs[0].shape, **geom),
+            F.depthwise_convolution_weight(x, c.g, **geom)]
+
+
+@gradient("depthwise_convolution_data")
+def _depthwise_convolution_data(F, c):
+    g, w = c.inputs
+    geom = _geometry_attrs(c.attrs)
+    return [F.depthwise_convolution(c.g, w, **geom), F.depthwise_convolution_weight(c.g, g, **geom)]
+
+
+@gradient("depthwise_convolution_weight")
+def _depthwise_convolution_weight(F, c):
+    x, g = c.inputs
+    geom = _geometry_attrs(c.attrs)
+    return [F.depthwise_convolution_data(g, c.g, data_shape=c.in_specs[0].shape, **geom),
+            F.depthwise_convolution(x, c.g, **geom)]
+
+
+__all__ = ["GEOMETRY_ATTRS", "runs_depthwise_kernels"]
