@@ -310,3 +310,23 @@ def test_float16_and_pointwise_graphs_are_lowered_and_the_gpu_keeps_the_ops():
                                                                           "reshape"]
     assert "lower_convolutions" not in [name for name, _ in fusion_passes(gpu=True)]
     assert "lower_convolutions" in [name for name, _ in fusion_passes(gpu=False)]
+
+
+@pytest.mark.parametrize("hybrid", [None, {}])
+@pytest.mark.parametrize("adj", [(1,), (1, 2)])
+def test_a_pointwise_deconvolution_with_adj_is_the_data_gradient_of_a_larger_input(adj, hybrid):
+    # adj adds rows after the data: the 1x1 kernel's output is larger than its input, so the data is not
+    # the output's column matrix (the shortcut once reshaped it to the output's size and raised)
+    rng = np.random.default_rng(len(adj))
+    dims = len(adj)
+    g, w = rng.standard_normal((2, 4) + (3,) * dims), rng.standard_normal((4, 6) + (1,) * dims)
+    larger = rng.standard_normal((2, 6) + tuple(3 + a for a in adj))
+    ones = (1,) * dims
+    _, want, _ = direct_convolution(larger, w, np.pad(g, [(0, 0), (0, 0)] + [(0, a) for a in adj]),
+                                    ones, ones, (0,) * dims, 1)
+    deconv = ConvolutionOf("Deconvolution", dict(kernel=ones, stride=ones, dilate=ones, pad=(0,) * dims,
+                                                 num_group=1, num_filter=6, adj=adj))
+    if hybrid is not None:
+        deconv.hybridize(**hybrid)
+    got = deconv(nd.array(g, dtype="float64"), nd.array(w, dtype="float64")).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

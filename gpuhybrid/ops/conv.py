@@ -206,7 +206,7 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
         return depthwise.data(xp.empty((n, channels) + tuple(in_spatial), g.dtype), xp.ascontiguousarray(g),
                               xp.ascontiguousarray(w), geom)
     wt = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel)).swapaxes(1, 2)
-    if _pointwise(geom):
+    if _pointwise(geom) and tuple(in_spatial) == tuple(out_spatial):   # (a Deconvolution's adj adds rows)
         gm = g.reshape(n, groups, filters // groups, positions)
         return matmul_of(xp)(wt, gm).reshape((n, channels) + tuple(in_spatial))
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
