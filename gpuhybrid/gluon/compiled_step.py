@@ -62,7 +62,7 @@ class StepTrace:
         self.nodes, self.forward, self.learned = nodes, forward, learned
         self.weights, self.gradients, self.aux_params, self.params = weights, gradients, aux_params, params
         self.dtypes = [p.data().dtype for p in learned]
-        self.plans: dict = {}                 # scalar classes -> StepPlan
+        self.plans: OrderedDict = OrderedDict()       # scalar classes -> StepPlan (the 8 latest)
 
 
 class StepPlan:
@@ -146,6 +146,8 @@ class CompiledStep:
         entry = trace.plans.get(classes)
         if entry is None:
             entry = trace.plans[classes] = self._compile(trace, classes, device)
+            if len(trace.plans) > 8:
+                trace.plans.popitem(last=False)
         self._last = entry
         lr = trainer._count_updates(entry.learned)     # this update's numbers, as trainer.step counts
         counts, rescale = trainer._counts, opt.rescale_grad / batch
