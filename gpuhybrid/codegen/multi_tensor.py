@@ -119,7 +119,8 @@ def render_multi_tensor(group: FusedGroup, sources: tuple, outputs: tuple, sizes
                 sig.add_input(source[1], t)
         else:
             sig.add_input(source[1])
-    lists = list(dict.fromkeys(s[1] for s in sources if s[0] == "list"))
+    # (a list may be written without being read: a float16 weight rounded from its float32 master copy)
+    lists = list(dict.fromkeys([s[1] for s in sources if s[0] == "list"] + sorted(written)))
     name = f"gh_multi_{tag}_{_digest(group, sources, outputs, sizes)}"
     loads = []
     for k, (source, spec) in enumerate(zip(sources, group.input_specs)):

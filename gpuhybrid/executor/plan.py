@@ -57,15 +57,20 @@ class _LibraryStep:
         return self.eager_into(self.device, inputs, self.attrs, outputs)
 
 
-def donated_stores(graph: Graph, live, donated: frozenset, chosen: dict) -> dict:
+def donated_stores(graph: Graph, live, donated, chosen: dict) -> dict:
     """step position -> (output k, input j) pairs storing an output over a donated input of the plan.
 
     As ``store_in_place`` decides for intermediates: the step is an elementwise generated kernel (not
     a row group), the input has the output's shape and dtype, is read once by the step and by no later
     step, directly or through a view, and no view of it leaves the plan. ``chosen``: the pairs the
-    graph's pass already took (their outputs and inputs are not taken twice)."""
+    graph's pass already took (their outputs and inputs are not taken twice). ``donated``: input names,
+    or {input name: index of the plan output that alone may be stored over it} (a training step's new
+    weight over its old weight, each new state over its own old state)."""
     names = {slot: node.name for slot, node in zip(live.input_slots, (n for n in graph.nodes if n.op == VAR))}
     giving = {slot for slot, name in names.items() if name in donated}
+    only_for = ({slot: live.slot_of[(graph.outputs[donated[names[slot]]].node,
+                                     graph.outputs[donated[names[slot]]].index)] for slot in giving}
+                if isinstance(donated, dict) else {})
     stores = {}
     for position, node in enumerate(graph.compute_nodes):
         if node.op != FUSED or node.attr_dict["group"].row_axes is not None:
@@ -79,7 +84,8 @@ def donated_stores(graph: Graph, live, donated: frozenset, chosen: dict) -> dict
                 continue
             for j, (read, spec) in enumerate(zip(reads, group.input_specs)):
                 if (j in taken_j or read not in giving or reads.count(read) > 1 or live.sizes[read] == 0
-                        or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype):
+                        or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype
+                        or only_for.get(read, live.writes[position][k]) != live.writes[position][k]):
                     continue
                 views = live.views_of.get(read, {read})
                 if views & live.leaving or any(live.last_use.get(v, -1) > position for v in views):
@@ -96,16 +102,17 @@ class CompiledGraph:
     """A graph compiled for one device and one input signature."""
 
     def __init__(self, graph: Graph, device: Device, static_alloc: bool = False,
-                 static_outputs: bool = False, graph_capture: bool = False, donated: frozenset = frozenset()):
+                 static_outputs: bool = False, graph_capture: bool = False, donated=frozenset()):
         """``static_alloc``: intermediates live in buffers allocated once (``memory.plan_buffers``);
         ``static_outputs`` puts the outputs there too, so each call overwrites what the previous one
         returned. ``graph_capture`` (a GPU): replay the plan as a CUDA graph when it qualifies
         (``cuda_graph.py``; ``capture_note`` says whether and why not). ``donated``: names of inputs
         whose arrays the caller gives up: an elementwise kernel that reads one last may store an output
         of its shape and dtype over it (``donated_stores``; a whole training step writes the new weights
-        and optimizer states over the old ones instead of into fresh memory). Such outputs are the
-        donated arrays themselves, outside the static buffers even with ``static_outputs``; a captured
-        graph reads those inputs in place, so it keeps their addresses from step to step."""
+        and optimizer states over the old ones instead of into fresh memory); or {name: output index},
+        which gives each input to that output only. Such outputs are the donated arrays themselves,
+        outside the static buffers even with ``static_outputs``; a captured graph reads those inputs in
+        place, so it keeps their addresses from step to step."""
         self.graph, self.device = graph, device
         graph_capture = graph_capture and device.is_gpu
         wants_static_outputs = static_outputs

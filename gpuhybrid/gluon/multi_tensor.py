@@ -26,7 +26,7 @@ from ..graph.passes import PIPELINE, fusion_passes, optimize
 from ..ndarray import NDArray
 from ..ops.registry import TensorSpec
 from ..symbol.infer import typed_graph
-from .optimizer import LAMB, Optimizer
+from .optimizer import LAMB, MASTER, Optimizer
 
 # The passes that make one update one group of lines: the pipeline up to elementwise fusion.
 _UPDATE_PASSES = PIPELINE + [p for p in fusion_passes()
@@ -55,76 +55,100 @@ def fused_update(outputs: list, roles: dict, specs: dict) -> tuple | None:
 
 def _variables(opt: Optimizer, dtype: np.dtype, names=("w", "g")) -> tuple:
     """Symbols, specs and sources of one element's weight, gradient, states and per-step scalars. Every
-    value is one element (shape (1,), scalars too), so that fusion puts every line in one group."""
-    spec = scalar = TensorSpec((1,), dtype)
+    value is one element (shape (1,), scalars too), so that fusion puts every line in one group. The
+    states and scalars are in the update's compute dtype (float32 for a master-copied float16 weight)."""
+    spec, scalar = TensorSpec((1,), dtype), TensorSpec((1,), opt.compute_dtype(dtype))
     width = len(opt.scalar_names)
+    state_names = opt.states_of(dtype)
     roles = {"w": ("list", "w"), "g": ("list", "g")}
-    roles.update({f"s_{n}": ("flat", f"state_{n}") for n in opt.state_names})
+    roles.update({f"s_{n}": ("flat", f"state_{n}") for n in state_names})
     roles.update({f"c_{n}": ("table", "scalars", k, width) for k, n in enumerate(opt.scalar_names)})
     specs = {name: spec for name in names}
-    specs.update({f"s_{n}": spec for n in opt.state_names})
+    specs.update({f"s_{n}": scalar for n in state_names})
     specs.update({f"c_{n}": scalar for n in opt.scalar_names})
-    states = {n: sym.var(f"s_{n}") for n in opt.state_names}
+    states = {n: sym.var(f"s_{n}") for n in state_names}
     scalars = {n: sym.var(f"c_{n}") for n in opt.scalar_names}
     return states, scalars, roles, specs
 
 
 def update_groups(opt: Optimizer, dtype) -> list | None:
     """The phases of ``opt``'s update for parameters of ``dtype``: a list of ("elementwise", group,
-    sources, outputs) and ("norms",) entries, or None when a phase does not fuse into one group."""
+    sources, outputs) and ("norms", weight source, dtypes) entries, or None when a phase does not fuse
+    into one group."""
     dtype = np.dtype(dtype)
+    compute = opt.compute_dtype(dtype)
     w, g = sym.var("w"), sym.var("g")
     states, scalars, roles, specs = _variables(opt, dtype)
-
-    def cast(symbol):
-        return sym.cast(symbol, dtype=dtype.name)
     if not isinstance(opt, LAMB):
-        new_weight, new_states = opt.update(sym, w, g, states, scalars)
-        outputs = [(cast(new_weight), ("list", "w"))]
-        outputs += [(cast(new_states[n]), ("flat", f"state_{n}")) for n in opt.state_names]
+        new_weight, new_states = opt.stored_update(sym, w, g, states, scalars, dtype)
+        outputs = [(new_weight, ("list", "w"))]
+        outputs += [(new_states[n], ("flat", f"state_{n}")) for n in opt.states_of(dtype)]
         phase = fused_update(outputs, roles, specs)
         return None if phase is None else [("elementwise", *phase)]
-    d, new_states = opt.direction(sym, w, g, states, scalars)
-    outputs = [(cast(d), ("new", "d"))]
-    outputs += [(cast(new_states[n]), ("flat", f"state_{n}")) for n in opt.state_names]
+    # LAMB: direction and moments, per-tensor norms, the step; on the master copy where there is one
+    master = opt.master_dtype(dtype) is not None
+    weight = states[MASTER] if master else w
+    grad = sym.cast(g, dtype=compute.name) if master else g
+    d, new_states = opt.direction(sym, weight, grad, {n: states[n] for n in opt.state_names}, scalars)
+    outputs = [(sym.cast(d, dtype=compute.name), ("new", "d"))]
+    outputs += [(sym.cast(new_states[n], dtype=compute.name), ("flat", f"state_{n}"))
+                for n in opt.state_names]
     first = fused_update(outputs, roles, specs)
-    accumulate = np.dtype("float64" if dtype == np.float64 else "float32")
+    accumulate = np.dtype("float64" if compute == np.float64 else "float32")
     norm_spec = TensorSpec((1,), accumulate)
-    second_specs = {"w": specs["w"], "d": specs["w"], "n_w": norm_spec, "n_d": norm_spec,
-                    **{f"c_{n}": specs[f"c_{n}"] for n in opt.scalar_names}}
+    second_specs = {"w": specs["w"], "d": specs[f"c_{opt.scalar_names[0]}"], "n_w": norm_spec,
+                    "n_d": norm_spec, **{f"c_{n}": specs[f"c_{n}"] for n in opt.scalar_names}}
+    if master:
+        second_specs[f"s_{MASTER}"] = specs[f"s_{MASTER}"]
     second_roles = {**roles, "d": ("flat", "d"), "n_w": ("table", "norms", 0, 2),
                     "n_d": ("table", "norms", 1, 2)}
-    new_weight = opt.apply(sym, w, sym.var("d"), sym.var("n_w"), sym.var("n_d"), scalars)
-    second = fused_update([(cast(new_weight), ("list", "w"))], second_roles, second_specs)
+    new_weight = opt.apply(sym, weight, sym.var("d"), sym.var("n_w"), sym.var("n_d"), scalars)
+    second_outputs = [(sym.cast(new_weight, dtype=dtype.name), ("list", "w"))]
+    if master:
+        second_outputs.append((sym.cast(new_weight, dtype=compute.name), ("flat", f"state_{MASTER}")))
+    second = fused_update(second_outputs, second_roles, second_specs)
     if first is None or second is None:
         return None
-    return [("elementwise", *first), ("norms",), ("elementwise", *second)]
+    weight_source = ("flat", f"state_{MASTER}") if master else ("list", "w")
+    return [("elementwise", *first), ("norms", weight_source, (compute.name, compute.name)),
+            ("elementwise", *second)]
 
 
 class MultiTensorGroup:
     """The parameters of one (device, dtype) group, their flat state buffer and compiled kernels."""
 
     def __init__(self, opt: Optimizer, device, dtype, params: list, phases: list, states: dict):
+        """``states``: the trainer's, {parameter name: {state name: NDArray}}; those of earlier steps
+        are copied into the flat buffer (missing ones made by ``Optimizer.initial_states``), and from
+        then on each NDArray holds a view into it."""
         self.opt, self.device, self.dtype, self.params = opt, device, np.dtype(dtype), list(params)
+        self.compute = opt.compute_dtype(self.dtype)       # of the states and scalars
+        self.state_names = opt.states_of(self.dtype)
         self.key = tuple((p.name, p.data().spec) for p in params)
         sizes = [int(np.prod(p.data().shape, dtype=np.int64)) for p in params]
         self.offsets = [0, *np.cumsum(sizes, dtype=np.int64).tolist()]
         total, xp = self.offsets[-1], device.xp
         with device.activate():
-            self.buffer = xp.zeros((len(opt.state_names), total), dtype=self.dtype)
+            self.buffer = xp.zeros((len(self.state_names), total), dtype=self.compute)
             lamb = any(phase[0] == "norms" for phase in phases)
-            self.direction = xp.empty(total, dtype=self.dtype) if lamb else None
+            self.direction = xp.empty(total, dtype=self.compute) if lamb else None
         with device.activate():    # updated in place from now on: each weight an array of its own
             for p in params:
                 p.data()._data = xp.array(p.data()._data, dtype=self.dtype, order="C", copy=True)
         self.views = {}
         for k, p in enumerate(params):
             lo, hi = self.offsets[k], self.offsets[k + 1]
-            self.views[p.name] = {n: self.buffer[s, lo:hi].reshape(p.data().shape)
-                                  for s, n in enumerate(opt.state_names)}
-            known = states.get(p.name, {})          # states of earlier steps are copied in by step()
-            states[p.name] = {n: known[n] if n in known else NDArray(view, device)
-                              for n, view in self.views[p.name].items()}
+            self.views[p.name] = views = {n: self.buffer[s, lo:hi].reshape(p.data().shape)
+                                          for s, n in enumerate(self.state_names)}
+            held = states.setdefault(p.name, {})
+            with device.activate():
+                initial = {} if all(n in held for n in views) else opt.initial_states(xp, p.data()._data)
+                for n, view in views.items():
+                    view[...] = held[n]._data if n in held else initial[n]
+                    if n in held and held[n].dtype == self.compute:
+                        held[n]._data = view                  # the same NDArray, from now on a view
+                    else:                                     # (an NDArray's dtype is its own)
+                        held[n] = NDArray(view, device)
         # Chunks of at most MAX_TENSORS_PER_LAUNCH tensors, each with its kernels.
         self.chunks = []
         for start in range(0, len(params), MAX_TENSORS_PER_LAUNCH):
@@ -133,8 +157,8 @@ class MultiTensorGroup:
             kernels = []
             for phase in phases:
                 if phase[0] == "norms":
-                    source = render_tensor_norms(chunk_sizes, (self.dtype.name, self.dtype.name),
-                                                 (("list", "w"), ("flat", "d")), f"lamb_{self.dtype.name}")
+                    source = render_tensor_norms(chunk_sizes, phase[2], (phase[1], ("flat", "d")),
+                                                 f"lamb_{self.dtype.name}")
                 else:
                     source = render_multi_tensor(phase[1], phase[2], phase[3], chunk_sizes,
                                                  f"{opt.name}_{self.dtype.name}")
@@ -143,7 +167,7 @@ class MultiTensorGroup:
         self.launches = sum(len(kernels) for _, _, kernels in self.chunks)
         self._table_key, self._table = None, None
         if lamb:
-            accumulate = "float64" if self.dtype == np.float64 else "float32"
+            accumulate = "float64" if self.compute == np.float64 else "float32"
             with device.activate():
                 self.norms = [xp.empty((stop - start, 2), dtype=accumulate) for start, stop, _ in self.chunks]
 
@@ -174,7 +198,7 @@ class MultiTensorGroup:
         lists = {"w": weights, "g": grads}
         for (start, stop, kernels), chunk in zip(self.chunks, range(len(self.chunks))):
             lo, hi = self.offsets[start], self.offsets[stop]
-            arrays = {f"state_{n}": self.buffer[s, lo:hi] for s, n in enumerate(self.opt.state_names)}
+            arrays = {f"state_{n}": self.buffer[s, lo:hi] for s, n in enumerate(self.state_names)}
             arrays["scalars"] = table[start:stop]
             if self.direction is not None:
                 arrays["d"], arrays["norms"] = self.direction[lo:hi], self.norms[chunk]
@@ -195,7 +219,7 @@ class MultiTensorGroup:
                 values = opt.step_scalars(key[0], rescale, lr, key[1], key[2])
                 row = memo[key] = [values[n] for n in opt.scalar_names]
             rows.append(row)
-        table = np.array(rows, dtype=self.dtype)
+        table = np.array(rows, dtype=self.compute)
         if not self.device.is_gpu:
             return table
         if self._table_key is None or not np.array_equal(self._table_key, table):

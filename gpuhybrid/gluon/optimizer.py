@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..errors import OpValueError
+
+MASTER = "weight32"        # the state name of a float16 weight's float32 master copy (multi_precision)
 
 
 class Optimizer:
@@ -26,10 +30,12 @@ class Optimizer:
     scalar_names: tuple = ("lr", "rescale", "wd")
 
     def __init__(self, learning_rate: float = 0.01, wd: float = 0.0, rescale_grad: float = 1.0,
-                 clip_gradient: float | None = None, lr_scheduler=None, **unknown):
+                 clip_gradient: float | None = None, lr_scheduler=None, multi_precision: bool = False,
+                 **unknown):
         if unknown:
             raise OpValueError(f"{self.name}: unknown optimizer parameter(s) {', '.join(sorted(unknown))}")
         self.learning_rate, self.wd, self.rescale_grad = float(learning_rate), float(wd), float(rescale_grad)
+        self.multi_precision = bool(multi_precision)
         self.clip_gradient = None if clip_gradient is None else float(clip_gradient)
         if self.clip_gradient is not None and self.clip_gradient <= 0:
             raise OpValueError(f"{self.name}: clip_gradient={clip_gradient} must be positive (or None)")
@@ -55,6 +61,14 @@ class Optimizer:
     def hyperparameters(self) -> dict:
         """Every hyperparameter (saved by ``Trainer.save_states``)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "state_names"}
+
+    def restore(self, hyperparameters: dict) -> None:
+        """Hyperparameters saved by ``Trainer.save_states``; a schedule with a ``base_lr`` starts from the
+        restored learning rate again, as at construction (MXNet restores its pickled schedule)."""
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+        if self._lr_scheduler is not None and hasattr(self._lr_scheduler, "base_lr"):
+            self._lr_scheduler.base_lr = self.learning_rate
 
     def kernel_constants(self) -> dict:
         """The hyperparameters the compiled update depends on: not the runtime learning rate, scale and
@@ -83,6 +97,48 @@ class Optimizer:
 
     def update(self, F, weight, grad, states: dict, scalars: dict) -> tuple:
         raise NotImplementedError
+
+    # --- multi_precision: float16 weights updated through float32 master copies ----------------------
+    def master_dtype(self, dtype) -> np.dtype | None:
+        """float32 where a weight of ``dtype`` is updated through a float32 master copy (MXNet's
+        ``multi_precision=True`` with a float16 weight), else None (the update runs in ``dtype``)."""
+        if self.multi_precision and np.dtype(dtype) == np.float16:
+            return np.dtype(np.float32)
+        return None
+
+    def compute_dtype(self, dtype) -> np.dtype:
+        """The dtype of the update's arithmetic, its states and per-step scalars for a ``dtype`` weight."""
+        return self.master_dtype(dtype) or np.dtype(dtype)
+
+    def states_of(self, dtype) -> tuple:
+        """The names of a ``dtype`` weight's states: the master copy ``weight32`` (optimizer state, saved
+        by ``save_states``) first where there is one."""
+        names = tuple(self.state_names)
+        return (MASTER,) + names if self.master_dtype(dtype) is not None else names
+
+    def initial_states(self, xp, weight) -> dict:
+        """The states of a parameter at its first update: zeros, and the master copy of the weight."""
+        dtype = self.compute_dtype(weight.dtype)
+        states = {name: xp.zeros(weight.shape, dtype) for name in self.state_names}
+        if self.master_dtype(weight.dtype) is not None:
+            states[MASTER] = xp.array(weight, dtype=dtype, order="C", copy=True)
+        return states
+
+    def stored_update(self, F, weight, grad, states: dict, scalars: dict, dtype) -> tuple:
+        """``update`` of a weight stored in ``dtype``, its outputs cast to the stored dtypes: (new weight,
+        new states by ``states_of(dtype)``). With a master copy the gradient is cast to float32 and the
+        whole update (rescale, clipping, decay, moments) runs on the master, whose float16 rounding is
+        the new weight (MXNet's ``mp_sgd_update`` and its kin); ``weight`` is then not read."""
+        compute = self.compute_dtype(dtype)
+        if self.master_dtype(dtype) is None:
+            new_weight, new_states = self.update(F, weight, grad, states, scalars)
+        else:
+            rest = {name: states[name] for name in self.state_names}
+            new_weight, new_states = self.update(F, states[MASTER], F.cast(grad, dtype=compute.name), rest,
+                                                 scalars)
+            new_states = {MASTER: new_weight, **new_states}
+        return (F.cast(new_weight, dtype=np.dtype(dtype).name),
+                {name: F.cast(new_states[name], dtype=compute.name) for name in self.states_of(dtype)})
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())

@@ -83,17 +83,24 @@ class Trainer:
             raise GhError(f"Trainer.step: batch_size must be positive, got {batch_size}")
         rescale = self._optimizer.rescale_grad / batch_size
         by_device: dict = OrderedDict()
-        counts = self._counts
         for p in self._params:
             if p.grad_req != "null":
                 by_device.setdefault(own_array(p)._device, []).append(p)
-                counts[p.name] = count = counts.get(p.name, 0) + 1
-                self._num_update = max(self._num_update, count)
-        lr = self._optimizer.current_learning_rate(self._num_update)
+        lr = self._count_updates([p for params in by_device.values() for p in params])
         for device, params in by_device.items():
             rest = self._update_groups_on(device, params, lr, rescale) if self._multi_tensor else params
             if rest:
                 self._update_on(device, rest, lr, rescale)
+
+    def _count_updates(self, params: list) -> float:
+        """One more update of each of ``params`` in the update counts (what Adam's bias correction and a
+        schedule read; ``compile_step`` counts its updates here too); the learning rate of this update."""
+        counts, most = self._counts, self._num_update
+        for p in params:
+            counts[p.name] = count = counts.get(p.name, 0) + 1
+            most = count if count > most else most
+        self._num_update = most
+        return self._optimizer.current_learning_rate(most)
 
     # --- the multi-tensor update ----------------------------------------------------------------------------
     def _update_groups_on(self, device, params: list, lr: float, rescale: float) -> list:
@@ -131,30 +138,45 @@ class Trainer:
         scalars = []
         for p in params:
             values = opt.step_scalars(self._counts[p.name], rescale, lr, p.lr_mult, p.wd_mult)
-            scalars.append([(values[name], p.data().dtype) for name in opt.scalar_names])
+            dtype = opt.compute_dtype(p.data().dtype)
+            scalars.append([(values[name], dtype) for name in opt.scalar_names])
         views = iter(_zero_d_arrays(device, [s for per_param in scalars for s in per_param]))
-        feeds = {}
+        feeds, names = {}, []
         for k, p in enumerate(params):
             state = self._state_of(p)
+            names.append(opt.states_of(p.data().dtype))
             feeds[f"w{k}"], feeds[f"g{k}"] = p.data()._data, p.grad()._data
-            feeds.update({f"s{k}_{name}": state[name]._data for name in opt.state_names})
+            feeds.update({f"s{k}_{name}": state[name]._data for name in names[k]})
             feeds.update({f"c{k}_{name}": next(views) for name in opt.scalar_names})
         outputs, _ = plan.run([feeds[name] for name in plan.input_names])
         results = iter(outputs)
-        for p in params:
+        for p, state_names in zip(params, names):
             p.data()._data = next(results)       # rebind: the leaf NDArray (and its .grad) stays the same
             state = self._states[p.name]
-            for name in opt.state_names:
+            for name in state_names:
                 state[name]._data = next(results)
 
     def _state_of(self, param: Parameter) -> dict:
+        """``param``'s optimizer states, {state name: NDArray}, made at its first update: the arrays every
+        update path (multi-tensor, reference, ``compile_step``) reads and writes, ``save_states`` saves."""
         state = self._states.get(param.name)
-        if state is None:
-            weight = param.data()
-            with weight._device.activate():         # CuPy allocates on the current device
-                state = {name: NDArray(weight._device.xp.zeros_like(weight._data), weight._device)
-                         for name in self._optimizer.state_names}
-            self._states[param.name] = state
+        return state if state is not None else self._complete_states(param)
+
+    def _complete_states(self, param: Parameter) -> dict:
+        """``param``'s states with the missing ones made (``Optimizer.initial_states``: zeros, the master
+        copy) and any of another dtype converted (``multi_precision`` turned on or off between steps)."""
+        opt, weight = self._optimizer, own_array(param)
+        state = self._states.setdefault(param.name, {})
+        dtype = opt.compute_dtype(weight.dtype)
+        names = opt.states_of(weight.dtype)
+        missing = [n for n in names if n not in state]
+        with weight._device.activate():              # CuPy allocates on the current device
+            initial = opt.initial_states(weight._device.xp, weight._data) if missing else {}
+            for name in names:
+                if name in initial:
+                    state[name] = NDArray(initial[name], weight._device)
+                elif state[name].dtype != dtype:
+                    state[name] = NDArray(state[name]._data.astype(dtype), weight._device)
         return state
 
     def _plan_for(self, device, params: list):
@@ -162,6 +184,8 @@ class Trainer:
         key = (tuple((p.name, p.data().spec) for p in params), tuple(sorted(opt.kernel_constants().items())))
         known = self._plans.get(device)
         if known is None or known[0] != key:       # first step, or new hyperparameters or shapes
+            for p in params:
+                self._complete_states(p)
             known = self._plans[device] = (key, self._compile(device, params))
         return known[1]
 
@@ -170,15 +194,16 @@ class Trainer:
         opt, outputs, specs = self._optimizer, [], {}
         for k, p in enumerate(params):
             spec = p.data().spec
+            state_spec = TensorSpec(spec.shape, opt.compute_dtype(spec.dtype))
+            names = opt.states_of(spec.dtype)
             weight, grad = sym.var(f"w{k}"), sym.var(f"g{k}")
-            states = {name: sym.var(f"s{k}_{name}") for name in opt.state_names}
+            states = {name: sym.var(f"s{k}_{name}") for name in names}
             scalars = {name: sym.var(f"c{k}_{name}") for name in opt.scalar_names}
             specs.update({f"w{k}": spec, f"g{k}": spec})
-            specs.update({f"s{k}_{name}": spec for name in opt.state_names})
-            specs.update({f"c{k}_{name}": TensorSpec((), spec.dtype) for name in opt.scalar_names})
-            new_weight, new_states = opt.update(sym, weight, grad, states, scalars)
-            outputs.append(_as_dtype(new_weight, spec))
-            outputs += [_as_dtype(new_states[n], spec) for n in opt.state_names]
+            specs.update({f"s{k}_{name}": state_spec for name in names})
+            specs.update({f"c{k}_{name}": TensorSpec((), state_spec.dtype) for name in opt.scalar_names})
+            new_weight, new_states = opt.stored_update(sym, weight, grad, states, scalars, spec.dtype)
+            outputs += [new_weight, *(new_states[n] for n in names)]
         return sym.compile_symbol(sym.Group(outputs), specs, device)
 
     @property
@@ -221,19 +246,16 @@ class Trainer:
                 raise ParameterFileError(f"{fname}: {key} has shape {value.shape}, but {name} has "
                                          f"{weight.shape}")
             with weight._device.activate():
-                data = weight._device.xp.asarray(value.astype(weight.dtype, copy=False))
+                # an array of its own (the file's are read-only): updates store over it in place
+                data = weight._device.xp.array(value, copy=True)
             states.setdefault(name, {})[state] = NDArray(data, weight._device)
-        for name, hyper in json.loads(meta["hyperparameters"]).items():
-            setattr(self._optimizer, name, hyper)
+        self._optimizer.restore(json.loads(meta["hyperparameters"]))
         self._states, self._counts = states, {k: int(v) for k, v in json.loads(meta["counts"]).items()}
+        for name in states:     # in the restored settings' dtypes; master copies a file lacks, from weights
+            self._complete_states(by_name[name])
         self._num_update = max(self._counts.values(), default=0)
         self._plans = {}
         self._groups = {}             # rebuilt at the next step, the loaded states copied into its buffer
-
-
-def _as_dtype(symbol, spec: TensorSpec):
-    """Updates stay in the parameter's dtype (a no-op cast, removed by the passes, when they already are)."""
-    return sym.cast(symbol, dtype=spec.dtype.name)
 
 
 def _zero_d_arrays(device, values: list) -> list:

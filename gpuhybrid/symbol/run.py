@@ -44,9 +44,10 @@ def compile_symbol(symbol: Symbol, specs: dict, device: Device, training: bool =
 
 def compile_graph(graph: Graph, device: Device, on_pass: Callable | None = None, fuse: bool | None = None,
                   static_alloc: bool = False, static_outputs: bool = False,
-                  static_shape: bool = False, donated: frozenset = frozenset()) -> CompiledGraph:
+                  static_shape: bool = False, donated=frozenset()) -> CompiledGraph:
     """The plan that computes the typed ``graph`` on ``device`` (options as for ``compile_symbol``;
-    ``donated``: inputs whose arrays outputs may be stored over, ``CompiledGraph``).
+    ``donated``: inputs whose arrays outputs may be stored over, or {input: output index},
+    ``CompiledGraph``).
     Graphs holding a value larger than the limit of ``limits.py`` are refused before anything runs."""
     check_value_sizes(graph)
     if on_pass is not None:
