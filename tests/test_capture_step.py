@@ -83,7 +83,7 @@ def test_the_mlp_adam_step_qualifies_for_capture_with_its_weights_and_states_don
               if step.reads[j] in set(plan.input_slots)}
     assert len(stored) == 3 * len(learned) and not stored & set(plan.buffer_plan.buffer_of)
     copied = {plan.input_names[i] for i in copied_inputs(plan.graph, plan.donated)}
-    assert copied == {"data", "label", "@head0", "@scalar_lr_float32", "@scalar_rescale_float32"}
+    assert copied == {"data", "label", "@head0", "@scalar0_lr_float32", "@scalar0_rescale_float32"}
 
 
 @pytest.mark.parametrize("batch", [64, 128])

@@ -148,7 +148,7 @@ def test_static_shape_adam_step_is_one_cuda_graph_launch_per_step(batch):
     # the batch, labels, head and per-step scalars copied in, one graph, the loss copied out (the new
     # weights and states are the donated arrays themselves)
     assert sorted(plan.input_names[i] for i in replay.buffers) == [
-        "@head0", "@scalar_lr_float32", "@scalar_rescale_float32", "data", "label"]
+        "@head0", "@scalar0_lr_float32", "@scalar0_rescale_float32", "data", "label"]
     assert counted.total == len(replay.buffers) + 2 and counted.kind("library") == 0
     assert weight._data.data.ptr == address and net[0].weight.data() is weight
     _assert_same_weights(net, plain_net)
