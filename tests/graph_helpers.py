@@ -1,6 +1,6 @@
 """Shared pieces of the graph tests (``test_graph_ir.py``, ``test_pass_*.py``): typed graphs built from
-symbols, running a graph on the CPU, what a call allocates at its peak, and random small DAGs of elementwise/broadcast ops with an
-independent float64 NumPy evaluation.
+symbols, running a graph on the CPU, what a call allocates at its peak, and random small DAGs of
+elementwise/broadcast ops with an independent float64 NumPy evaluation.
 
 The reference evaluation knows nothing of gpuhybrid: each value carries a first-order bound on the
 rounding error that evaluating it in the graph's dtype may add (unit roundoff per rounding, a few ulp

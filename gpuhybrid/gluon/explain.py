@@ -44,7 +44,8 @@ def explain(block, *inputs, file=None) -> str:
                 f"(at {memory.peak_step}); {memory.total_bytes / 1024:.1f} KiB if nothing were freed"
                 + (f"; {in_place} value(s) written in place of a dying input" if in_place else "")]
     if plan.device.is_gpu and plan.static_alloc:
-        captured = plan.graph_replay is not None and plan.capture_note is None   # (a failed capture notes why)
+        # (a failed capture notes why)
+        captured = plan.graph_replay is not None and plan.capture_note is None
         out.append("   CUDA graph: " + ("one launch per call (static_shape)" if captured
                                          else f"not captured ({plan.capture_note or 'static_shape is off'})"))
     if plan.buffer_plan is not None:

@@ -164,7 +164,8 @@ def _deconvolution(steps: _Steps, x: Ref, w: Ref, x_spec, w_spec) -> None:
         grouped = (groups, channels // groups, rows)
         matrix = steps.reshape(w, w_spec, grouped, "weight_matrix")
         transposed_spec = TensorSpec((groups, rows, channels // groups), w_spec.dtype)
-        transposed = steps.add("transpose", "weight_transposed", (matrix,), (transposed_spec,), axes=(0, 2, 1))
+        transposed = steps.add("transpose", "weight_transposed", (matrix,), (transposed_spec,),
+                               axes=(0, 2, 1))
         _pointwise_product(steps, transposed, x, x_spec, groups)
         return
     matrix = steps.reshape(w, w_spec, (groups, channels // groups, rows), "weight_matrix")
