@@ -1,0 +1,103 @@
+"""gpuhybrid-bench --peer-import-ratio: gpuhybrid's rows in fresh processes without and with PyTorch and
+JAX imported, side by side as ratios (issue 15: no case more than 1.3x slower with PyTorch imported)."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpuhybrid.bench import cli, import_effect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _row(label, mode, median, best, status="ok"):
+    return {"workload": label.split()[0], "label": label, "mode": mode, "status": status,
+            "reason": None if status == "ok" else "it broke", "median_s": median,
+            "spread": {"min_s": best}}
+
+
+def _doc(*rows):
+    return {"results": list(rows)}
+
+
+def test_help_documents_the_flag():
+    text = cli.parser().format_help()
+    assert "--peer-import-ratio" in text and "--rounds" in text and "1.3" in text
+
+
+def test_summary_gives_median_ratio_best_ratio_and_marks_rows_over_the_limit():
+    rounds = [
+        {"without": _doc(_row("mlp batch_size=1", "hybridized", 10e-6, 9e-6),
+                         _row("train batch_size=1", "hybridized", 100e-6, 90e-6)),
+         "with": _doc(_row("mlp batch_size=1", "hybridized", 20e-6, 10e-6),
+                      _row("train batch_size=1", "hybridized", 110e-6, 95e-6))},
+        {"without": _doc(_row("mlp batch_size=1", "hybridized", 12e-6, 9.5e-6),
+                         _row("train batch_size=1", "hybridized", 100e-6, 92e-6)),
+         "with": _doc(_row("mlp batch_size=1", "hybridized", 18e-6, 12e-6),
+                      _row("train batch_size=1", "hybridized", 100e-6, 99e-6))},
+        {"without": _doc(_row("mlp batch_size=1", "hybridized", 10e-6, 9e-6),
+                         _row("train batch_size=1", "hybridized", 100e-6, 91e-6)),
+         "with": _doc(_row("mlp batch_size=1", "hybridized", 14e-6, 11e-6),
+                      _row("train batch_size=1", "hybridized", 120e-6, 96e-6))},
+    ]
+    mlp, train = import_effect.summarise(rounds)
+    assert mlp["ratios"] == pytest.approx([2.0, 1.5, 1.4])
+    assert mlp["ratio"] == pytest.approx(1.5) and mlp["over_limit"]
+    assert mlp["without_median_s"] == pytest.approx(10e-6) and mlp["with_median_s"] == pytest.approx(18e-6)
+    assert mlp["best_ratio"] == pytest.approx(10e-6 / 9e-6)
+    assert train["ratio"] == pytest.approx(1.1) and not train["over_limit"]
+    assert train["best_ratio"] == pytest.approx(95e-6 / 90e-6)
+    text = import_effect.table([mlp, train])
+    assert text.count("> 1.3") == 1 and "1.50" in text and "1.10" in text
+
+
+def test_a_row_that_failed_in_either_process_has_no_ratio_and_says_why():
+    rounds = [{"without": _doc(_row("mlp batch_size=1", "hybridized", 1e-5, 1e-5)),
+               "with": _doc(_row("mlp batch_size=1", "hybridized", None, None, status="failed"))}]
+    (entry,) = import_effect.summarise(rounds)
+    assert entry["ratio"] is None and entry["status"] == "it broke"
+    assert "it broke" in import_effect.table([entry])
+
+
+def test_children_get_the_same_workloads_sizes_modes_and_timing():
+    args = cli.parser().parse_args(["train", "mlp", "eager", "--batch-size", "1,64", "--modes", "hybridized",
+                                    "--eager-ops", "relu,dot", "--repeats", "5", "--min-time", "0.02",
+                                    "--settle", "0.01", "--peer-import-ratio", "--rounds", "3"])
+    again = cli.parser().parse_args(import_effect.child_argv(args))
+    for name in ("workloads", "batch_size", "modes", "eager_ops", "repeats", "min_time", "settle", "device",
+                 "rows", "cols", "elements", "chain_length", "quick"):
+        assert getattr(again, name) == getattr(args, name), name
+    assert not again.peer_import_ratio and again.peers == [] and again.no_progress
+
+
+def test_peers_and_plot_are_refused_and_missing_peers_named(monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["mlp", "--peer-import-ratio", "--peers", "numpy"])
+    assert "--peer-import-ratio" in capsys.readouterr().err
+    monkeypatch.setattr(import_effect, "missing_peers", lambda: ["torch"])
+    assert cli.main(["mlp", "--peer-import-ratio"]) == 2
+    assert "torch is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None or importlib.util.find_spec("jax") is None,
+                    reason="needs PyTorch and JAX (make venv EXTRAS=peers)")
+def test_a_quick_run_times_both_kinds_of_process_and_writes_the_json(tmp_path):
+    out = tmp_path / "ratio.json"
+    done = subprocess.run([sys.executable, "-m", "gpuhybrid.bench", "mlp", "eager", "--quick", "--batch-size",
+                           "2", "--eager-ops", "relu", "--modes", "imperative,hybridized", "--device", "cpu",
+                           "--peer-import-ratio", "--rounds", "2", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "with peers" in done.stdout and "mlp batch_size=2" in done.stdout
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "peer-import-ratio" and doc["limit"] == 1.3 and len(doc["rounds"]) == 2
+    for pair in doc["rounds"]:
+        assert pair["without"]["peers_imported"] == [] and pair["with"]["peers_imported"] == ["torch", "jax"]
+        assert all(row["runner"] == "gpuhybrid" for kind in ("without", "with")
+                   for row in pair[kind]["results"])
+    labels = {(e["label"], e["mode"]) for e in doc["summary"]}
+    assert {("mlp batch_size=2", "hybridized"), ("eager relu elements=16", "imperative")} <= labels
+    assert all(e["ratio"] > 0 and len(e["ratios"]) == 2 for e in doc["summary"])
