@@ -136,9 +136,9 @@ def table(summary: list) -> str:
             continue
         mark = f"  > {LIMIT}" if entry["over_limit"] else ""
         rounds = " ".join(f"{r:.2f}" for r in entry["ratios"])
-        lines.append(f"{entry['label']:<34} {entry['mode']:<12} {entry['without_median_s'] * 1e6:>9.1f}us "
-                     f"{entry['with_median_s'] * 1e6:>9.1f}us {entry['ratio']:>6.2f} {entry['best_ratio']:>6.2f}"
-                     f"  {rounds}{mark}")
+        without_us, with_us = entry["without_median_s"] * 1e6, entry["with_median_s"] * 1e6
+        lines.append(f"{entry['label']:<34} {entry['mode']:<12} {without_us:>9.1f}us {with_us:>9.1f}us "
+                     f"{entry['ratio']:>6.2f} {entry['best_ratio']:>6.2f}  {rounds}{mark}")
     return "\n".join(lines)
 
 
