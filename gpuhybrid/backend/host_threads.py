@@ -14,6 +14,12 @@ single-threaded BLAS call per block, so the same number governs them. Both also 
 NumPy's OpenBLAS (the products the engine leaves to NumPy, and the user's own ``numpy.dot``); without
 either, it keeps NumPy's setting (docs/threads.md).
 
+Kernels (and the GEMM engine's blocks) run with subnormal floats flushed to zero, as XLA's CPU kernels
+do: arithmetic on a value below ``FLT_MIN`` costs ~100 cycles, and Adam's moments of weights whose
+gradient is 0 decay into that range within ~700 steps (the batch-one MLP step became 4x slower).
+``GPUHYBRID_DENORMALS=keep`` or ``set_flush_denormals(False)`` keeps IEEE 754's gradual underflow; the
+calling thread's own floating-point mode is restored after every launch (docs/threads.md).
+
 The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
 library, whose loops resolve ``gh_part`` against it.
 """
@@ -49,6 +55,17 @@ def _default_threads() -> int:
     return max(1, min(available, DEFAULT_MAX_THREADS))
 
 
+DENORMAL_CHOICES = ("flush", "keep")
+
+
+def _default_flush() -> bool:
+    text = os.environ.get("GPUHYBRID_DENORMALS", "").strip().lower() or "flush"
+    if text not in DENORMAL_CHOICES:
+        raise GhError(f"GPUHYBRID_DENORMALS={text!r} is not one of {', '.join(DENORMAL_CHOICES)}: flush "
+                      "(subnormal floats become zero in CPU kernels, the default) or keep (IEEE 754)")
+    return text == "flush"
+
+
 @functools.lru_cache(maxsize=None)
 def runtime() -> ctypes.CDLL:
     """The loaded thread-pool library with this process's default thread count applied."""
@@ -56,6 +73,8 @@ def runtime() -> ctypes.CDLL:
     library = thread_runtime()
     library.gh_set_threads(_default_threads())
     threads_now = library.gh_get_threads()
+    library.gh_set_flush_denormals.argtypes = [ctypes.c_int]
+    library.gh_set_flush_denormals(_default_flush())
     if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
         _set_blas_threads(library.gh_get_threads())
     return library
@@ -111,6 +130,18 @@ def set_num_threads(threads: int) -> None:
 def get_num_threads() -> int:
     """The number of threads large generated CPU kernels use."""
     return runtime().gh_get_threads()
+
+
+def set_flush_denormals(flush: bool) -> None:
+    """Whether generated CPU kernels and the GEMM engine flush subnormal floats to zero (True, the
+    default: as fast as normal numbers) or keep them (False: IEEE 754 gradual underflow)."""
+    if not isinstance(flush, bool):
+        raise GhError(f"set_flush_denormals({flush!r}): give True (flush subnormals to zero) or False")
+    runtime().gh_set_flush_denormals(int(flush))
+
+
+def flush_denormals() -> bool:
+    return bool(runtime().gh_get_flush_denormals())
 
 
 def set_parallel_min(elements: int) -> None:
