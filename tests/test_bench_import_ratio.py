@@ -13,10 +13,10 @@ from gpuhybrid.bench import cli, import_effect
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _row(label, mode, median, best, status="ok"):
+def _row(label, mode, median, best, status="ok", cpu=None):
     return {"workload": label.split()[0], "label": label, "mode": mode, "status": status,
             "reason": None if status == "ok" else "it broke", "median_s": median,
-            "spread": {"min_s": best}}
+            "spread": {"min_s": best}, "cpu_median_s": median * 2 if cpu is None and median else cpu}
 
 
 def _doc(*rows):
@@ -50,6 +50,7 @@ def test_summary_gives_median_ratio_best_ratio_and_marks_rows_over_the_limit():
     assert mlp["best_ratio"] == pytest.approx(10e-6 / 9e-6)
     assert train["ratio"] == pytest.approx(1.1) and not train["over_limit"]
     assert train["best_ratio"] == pytest.approx(95e-6 / 90e-6)
+    assert mlp["cpu_ratio"] == pytest.approx(1.5)       # the rows' CPU times are twice their medians
     text = import_effect.table([mlp, train])
     assert text.count("> 1.3") == 1 and "1.50" in text and "1.10" in text
 
@@ -100,4 +101,25 @@ def test_a_quick_run_times_both_kinds_of_process_and_writes_the_json(tmp_path):
                    for row in pair[kind]["results"])
     labels = {(e["label"], e["mode"]) for e in doc["summary"]}
     assert {("mlp batch_size=2", "hybridized"), ("eager relu elements=16", "imperative")} <= labels
-    assert all(e["ratio"] > 0 and len(e["ratios"]) == 2 for e in doc["summary"])
+    assert all(e["ratio"] > 0 and len(e["ratios"]) == 2 and e["cpu_ratio"] > 0 for e in doc["summary"])
+    from gpuhybrid.bench.report import validate
+    for pair in doc["rounds"]:
+        validate({key: value for key, value in pair["with"].items() if key != "peers_imported"})
+        assert all(row["cpu_median_s"] > 0 for row in pair["with"]["results"])
+
+
+def test_measure_records_the_process_cpu_time_beside_the_wall_clock():
+    import time
+    from gpuhybrid.bench.timing import Runner, measure
+
+    def spin():
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+
+    timings = measure({"sleep": Runner("sleep", lambda: time.sleep(0.002)), "spin": Runner("spin", spin)},
+                      repeats=3, min_repeat_s=0.01, warmup_s=0.0, settle_s=0.0)
+    sleep, busy = timings["sleep"], timings["spin"]
+    assert len(sleep.cpu_per_call_s) == len(busy.cpu_per_call_s) == 3
+    assert sleep.cpu_median_s < 0.5 * sleep.median_s       # asleep: little CPU
+    assert busy.cpu_median_s > 0.3 * busy.median_s          # spinning: CPU (less where the machine is shared)

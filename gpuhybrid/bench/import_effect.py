@@ -12,8 +12,9 @@ round by round so that load from elsewhere on the machine falls on both alike:
 Each child is this command line's run with the same workloads, sizes, modes and timing settings, written
 to a JSON file (docs/bench.md). The parent prints each row's median without and with, and the ratio
 with / without (the median over rounds of each round's ratio), marking those above ``LIMIT``; beside it
-the ratio of the fastest repeats (best with / best without over all rounds), which load from other
-processes on a shared machine moves far less than medians. Its own JSON holds that summary and every
+the ratio of the fastest repeats (best with / best without over all rounds) and the ratio of the
+process's CPU time per call (all its threads: a peer's threads spinning beside gpuhybrid's count),
+which load from other processes on a shared machine moves far less than wall-clock medians. Its own JSON holds that summary and every
 child's document.
 """
 from __future__ import annotations
@@ -97,7 +98,8 @@ def summarise(rounds: list) -> list:
             if key not in rows:
                 order.append(key)
                 rows[key] = {"workload": without["workload"], "label": key[0], "mode": key[1],
-                             "without_s": [], "with_s": [], "ratios": [], "without_best_s": None,
+                             "without_s": [], "with_s": [], "ratios": [], "cpu_ratios": [],
+                             "without_best_s": None,
                              "with_best_s": None, "status": "ok"}
             entry = rows[key]
             if (without["status"] != "ok" or with_peers is None or with_peers["status"] != "ok"):
@@ -108,6 +110,8 @@ def summarise(rounds: list) -> list:
             entry["without_s"].append(without["median_s"])
             entry["with_s"].append(with_peers["median_s"])
             entry["ratios"].append(with_peers["median_s"] / without["median_s"])
+            if with_peers.get("cpu_median_s") and without.get("cpu_median_s"):
+                entry["cpu_ratios"].append(with_peers["cpu_median_s"] / without["cpu_median_s"])
             for kind, row in (("without", without), ("with", with_peers)):
                 best = row["spread"]["min_s"]
                 previous = entry[f"{kind}_best_s"]
@@ -119,26 +123,29 @@ def summarise(rounds: list) -> list:
             entry.update(without_median_s=statistics.median(entry["without_s"]),
                          with_median_s=statistics.median(entry["with_s"]),
                          ratio=statistics.median(entry["ratios"]),
-                         best_ratio=entry["with_best_s"] / entry["without_best_s"])
+                         best_ratio=entry["with_best_s"] / entry["without_best_s"],
+                         cpu_ratio=statistics.median(entry["cpu_ratios"]) if entry["cpu_ratios"] else None)
             entry["over_limit"] = entry["ratio"] > LIMIT
         else:
             entry.update(without_median_s=None, with_median_s=None, ratio=None, best_ratio=None,
-                         over_limit=None)
+                         cpu_ratio=None, over_limit=None)
         out.append(entry)
     return out
 
 
 def table(summary: list) -> str:
-    lines = [f"{'case':<34} {'mode':<12} {'without':>11} {'with peers':>11} {'ratio':>6} {'best':>6}  rounds"]
+    lines = [f"{'case':<34} {'mode':<12} {'without':>11} {'with peers':>11} {'ratio':>6} {'best':>6} {'cpu':>6}"
+             "  rounds"]
     for entry in summary:
         if entry["ratio"] is None:
             lines.append(f"{entry['label']:<34} {entry['mode']:<12} {entry['status']}")
             continue
         mark = f"  > {LIMIT}" if entry["over_limit"] else ""
         rounds = " ".join(f"{r:.2f}" for r in entry["ratios"])
+        cpu = "" if entry["cpu_ratio"] is None else f"{entry['cpu_ratio']:.2f}"
         without_us, with_us = entry["without_median_s"] * 1e6, entry["with_median_s"] * 1e6
         lines.append(f"{entry['label']:<34} {entry['mode']:<12} {without_us:>9.1f}us {with_us:>9.1f}us "
-                     f"{entry['ratio']:>6.2f} {entry['best_ratio']:>6.2f}  {rounds}{mark}")
+                     f"{entry['ratio']:>6.2f} {entry['best_ratio']:>6.2f} {cpu:>6}  {rounds}{mark}")
     return "\n".join(lines)
 
 
@@ -165,7 +172,8 @@ def run(args, argv: list) -> int:
     summary = summarise(rounds)
     print(f"gpuhybrid with PyTorch and JAX imported / without, fresh processes, {args.rounds} rounds "
           f"(median per call; ratio: median over rounds of with / without; best: fastest repeat with / "
-          f"fastest without; load average at the start "
+          f"fastest without; cpu: the same ratio of the process's CPU time per call, all threads; "
+          f"load average at the start "
           f"{load_before[0]:.2f}, at the end {os.getloadavg()[0]:.2f})")
     print(table(summary))
     over = [e for e in summary if e["over_limit"]]

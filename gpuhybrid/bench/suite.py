@@ -44,7 +44,8 @@ def _row(case: Case, runner_id: str, mode: str | None, status: str, reason: str 
            "runner": runner_id, "mode": mode, "status": status, "reason": reason,
            "name": f"gpuhybrid {mode}" if mode else PEER_NAMES[runner_id], "device": None,
            "first_call_s": None, "max_abs_error": None, "launches_per_call": None,
-           "per_call_s": None, "calls_per_repeat": None, "warmup_calls": None, "median_s": None,
+           "per_call_s": None, "cpu_per_call_s": None, "cpu_median_s": None, "calls_per_repeat": None,
+           "warmup_calls": None, "median_s": None,
            "spread": None, "relative_spread": None, "speedup_vs_imperative": None,
            "bytes_per_call": case.bytes_per_call, "gb_per_s": None, "fraction_of_copy": None,
            "flops_per_call": case.flops_per_call, "gflop_per_s": None}
@@ -120,7 +121,8 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
 
 def _figures(case: Case, timing: Timing, baseline: Timing | None, copy_gb_per_s: float | None) -> dict:
     median = timing.median_s
-    figures = {"per_call_s": timing.per_call_s, "calls_per_repeat": timing.calls_per_repeat,
+    figures = {"per_call_s": timing.per_call_s, "cpu_per_call_s": timing.cpu_per_call_s or None,
+               "cpu_median_s": timing.cpu_median_s, "calls_per_repeat": timing.calls_per_repeat,
                "warmup_calls": timing.warmup_calls, "median_s": median, "spread": timing.spread(),
                "relative_spread": timing.relative_spread,
                "speedup_vs_imperative": median_ratio(baseline, timing) if baseline else None}
