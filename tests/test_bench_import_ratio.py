@@ -112,14 +112,14 @@ def test_measure_records_the_process_cpu_time_beside_the_wall_clock():
     import time
     from gpuhybrid.bench.timing import Runner, measure
 
-    def spin():
-        end = time.perf_counter() + 0.002
-        while time.perf_counter() < end:
+    def spin():                                    # 2 ms of CPU, however long that takes on a loaded machine
+        end = time.thread_time() + 0.002
+        while time.thread_time() < end:
             pass
 
     timings = measure({"sleep": Runner("sleep", lambda: time.sleep(0.002)), "spin": Runner("spin", spin)},
                       repeats=3, min_repeat_s=0.01, warmup_s=0.0, settle_s=0.0)
     sleep, busy = timings["sleep"], timings["spin"]
     assert len(sleep.cpu_per_call_s) == len(busy.cpu_per_call_s) == 3
-    assert sleep.cpu_median_s < 0.5 * sleep.median_s       # asleep: little CPU
-    assert busy.cpu_median_s > 0.3 * busy.median_s          # spinning: CPU (less where the machine is shared)
+    assert sleep.cpu_median_s < 0.001 < 0.002 <= sleep.median_s
+    assert busy.cpu_median_s >= 0.0019
