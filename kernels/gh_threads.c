@@ -43,7 +43,13 @@ typedef struct { long long begin, end; } gh_span;
 #define GH_BACKOFF_FIRST 16         /* serial launches after a launch that waited on a descheduled worker */
 #define GH_BACKOFF_MOST 4096
 
-static __thread int current_chunk, current_chunks;     /* 0 chunks: the caller runs the whole range */
+static __thread int current_chunk, current_chunks;
+
+/* What the pool did, counted since the library loaded (gh_pool_counts; benchmarks read the difference):
+ * parallel launches, launches run serially while backing off, and back-offs begun because the caller
+ * waited on a worker or because the caller itself was off its core. */
+enum { GH_COUNT_PARALLEL, GH_COUNT_BACKOFF_SERIAL, GH_COUNT_WAITED, GH_COUNT_OFF_CORE, GH_COUNTS };
+static atomic_llong counts[GH_COUNTS];     /* 0 chunks: the caller runs the whole range */
 
 static struct {
   pthread_mutex_t lock;
@@ -212,6 +218,7 @@ static void parallel_run(gh_packed_kernel kernel, long long n, void* const* arra
   }
   if (pool.serial_left > 0) {             /* backing off after a launch that waited on a worker */
     --pool.serial_left;
+    atomic_fetch_add_explicit(&counts[GH_COUNT_BACKOFF_SERIAL], 1, memory_order_relaxed);
     kernel(n, arrays, scalars);
     atomic_store_explicit(&pool.busy, 0, memory_order_release);
     return;
@@ -243,7 +250,11 @@ static void parallel_run(gh_packed_kernel kernel, long long n, void* const* arra
   long long end = now_ns(), off_core = (end - start) - (thread_cpu_ns() - start_cpu);
   /* Back off when the caller waited longer than it worked (+20 µs), or spent more than half the launch
    * off its core: waking a worker on a machine whose cores are all taken costs the caller its core. */
-  if (end - own > own - start + 20000 || 2 * off_core > end - start + 40000) {
+  atomic_fetch_add_explicit(&counts[GH_COUNT_PARALLEL], 1, memory_order_relaxed);
+  int waited = end - own > own - start + 20000, away = 2 * off_core > end - start + 40000;
+  if (waited) atomic_fetch_add_explicit(&counts[GH_COUNT_WAITED], 1, memory_order_relaxed);
+  else if (away) atomic_fetch_add_explicit(&counts[GH_COUNT_OFF_CORE], 1, memory_order_relaxed);
+  if (waited || away) {
     pool.backoff = pool.backoff ? (pool.backoff * 2 > GH_BACKOFF_MOST ? GH_BACKOFF_MOST : pool.backoff * 2)
                                 : GH_BACKOFF_FIRST;
     pool.serial_left = pool.backoff;
@@ -289,6 +300,12 @@ void gh_set_parallel_min(long long elements) {
 long long gh_get_parallel_min(void) { return atomic_load(&pool.parallel_min); }
 
 int gh_started_workers(void) { return pool.started; }
+
+/* The pool's counts (GH_COUNT_*) into `out`, which holds GH_COUNTS values; returns GH_COUNTS. */
+int gh_pool_counts(long long* out) {
+  for (int k = 0; k < GH_COUNTS; ++k) out[k] = atomic_load_explicit(&counts[k], memory_order_relaxed);
+  return GH_COUNTS;
+}
 
 /* Serial launches still owed after a slow parallel one (tests and benchmarks read it). */
 int gh_serial_left(void) { return pool.serial_left; }

@@ -123,3 +123,40 @@ def test_measure_records_the_process_cpu_time_beside_the_wall_clock():
     assert len(sleep.cpu_per_call_s) == len(busy.cpu_per_call_s) == 3
     assert sleep.cpu_median_s < 0.001 < 0.002 <= sleep.median_s
     assert busy.cpu_median_s >= 0.0019
+
+
+def test_pool_counts_count_parallel_launches_and_back_offs_over_timed_calls():
+    import numpy as np
+    import gpuhybrid as gh
+    from gpuhybrid import nd
+    from gpuhybrid.backend import host_threads
+    from gpuhybrid.backend.host_compiler import find_host_compiler
+    from gpuhybrid.bench.timing import Runner, measure
+    if find_host_compiler() is None:
+        pytest.skip("the kernel pool needs a C compiler")
+    threads = host_threads.get_num_threads()
+    try:
+        gh.set_num_threads(2)
+        x = nd.array(np.random.default_rng(0).normal(size=200_000).astype(np.float32))
+        block = gh.gluon.nn.HybridLambda(lambda F, v: F.tanh(v * 1.5 + 0.5))
+        block.hybridize()
+        runners = {"big": Runner("big", lambda: block(x), nd.waitall),
+                   "none": Runner("none", lambda: None)}
+        timings = measure(runners, repeats=2, min_repeat_s=0.01, warmup_s=0.0, settle_s=0.0,
+                          counters=host_threads.pool_counts)
+    finally:
+        gh.set_num_threads(threads)
+    big, none = timings["big"].counts, timings["none"].counts
+    assert set(big) == set(host_threads.POOL_COUNTS)
+    assert big["parallel"] + big["backoff_serial"] >= 2 * timings["big"].calls_per_repeat
+    assert all(value == 0 for value in none.values())
+
+
+def test_bench_rows_of_gpuhybrid_carry_pool_counts(tmp_path):
+    out = tmp_path / "run.json"
+    assert cli.main(["mlp", "--quick", "--batch-size", "2", "--modes", "hybridized", "--device", "cpu",
+                     "--peers", "numpy", "--json", str(out), "--no-progress"]) == 0
+    rows = {row["runner"]: row for row in json.loads(out.read_text())["results"]}
+    assert set(rows["gpuhybrid"]["pool_counts"]) == {"parallel", "backoff_serial", "backoffs_waited",
+                                                      "backoffs_off_core"}
+    assert rows["numpy"]["pool_counts"] is None

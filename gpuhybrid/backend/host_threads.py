@@ -144,6 +144,19 @@ def flush_denormals() -> bool:
     return bool(runtime().gh_get_flush_denormals())
 
 
+POOL_COUNTS = ("parallel", "backoff_serial", "backoffs_waited", "backoffs_off_core")
+
+
+def pool_counts() -> dict:
+    """What the pool has done since it loaded: ``parallel`` launches (split over the threads),
+    ``backoff_serial`` launches run on the caller alone while backing off, and back-offs begun because
+    the caller waited on a worker (``backoffs_waited``) or was itself off its core (``backoffs_off_core``).
+    A benchmark reads the difference over its timed calls."""
+    values = (ctypes.c_longlong * len(POOL_COUNTS))()
+    runtime().gh_pool_counts(values)
+    return dict(zip(POOL_COUNTS, values))
+
+
 def set_parallel_min(elements: int) -> None:
     """Launches touching fewer array elements than this run on the calling thread (default 32768)."""
     runtime().gh_set_parallel_min(int(elements))

@@ -14,8 +14,8 @@ to a JSON file (docs/bench.md). The parent prints each row's median without and 
 with / without (the median over rounds of each round's ratio), marking those above ``LIMIT``; beside it
 the ratio of the fastest repeats (best with / best without over all rounds) and the ratio of the
 process's CPU time per call (all its threads: a peer's threads spinning beside gpuhybrid's count),
-which load from other processes on a shared machine moves far less than wall-clock medians. Its own JSON holds that summary and every
-child's document.
+which load from other processes on a shared machine moves far less than wall-clock medians. Its own
+JSON holds that summary and every child's document.
 """
 from __future__ import annotations
 
@@ -134,8 +134,8 @@ def summarise(rounds: list) -> list:
 
 
 def table(summary: list) -> str:
-    lines = [f"{'case':<34} {'mode':<12} {'without':>11} {'with peers':>11} {'ratio':>6} {'best':>6} {'cpu':>6}"
-             "  rounds"]
+    lines = [f"{'case':<34} {'mode':<12} {'without':>11} {'with peers':>11} {'ratio':>6} {'best':>6} "
+             f"{'cpu':>6}  rounds"]
     for entry in summary:
         if entry["ratio"] is None:
             lines.append(f"{entry['label']:<34} {entry['mode']:<12} {entry['status']}")
