@@ -160,3 +160,14 @@ def test_bench_rows_of_gpuhybrid_carry_pool_counts(tmp_path):
     assert set(rows["gpuhybrid"]["pool_counts"]) == {"parallel", "backoff_serial", "backoffs_waited",
                                                       "backoffs_off_core"}
     assert rows["numpy"]["pool_counts"] is None
+
+
+def test_whole_step_rows_give_cpu_time_beside_wall_clock(capsys):
+    from gpuhybrid.bench.training import compare_whole_step, main
+    rows = compare_whole_step((2,), ("gluon compile_step", "numpy"), repeats=2, min_repeat_s=0.001,
+                              on_step=lambda text: None)
+    assert all(r["cpu_median_us"] > 0 and len(r["cpu_per_call_us"]) == 2 for r in rows)
+    assert all(r["cpu_ratio_to_jax_jit"] is None for r in rows)     # no jax.jit row to divide by
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("jax"):
+        main(["--batch-size", "2", "--repeats", "1", "--runners", "numpy", "jax.jit"])
+        assert "cpu us" in capsys.readouterr().out
