@@ -1,6 +1,6 @@
 """Subnormal flushing A/B (docs/threads.md): the MLP 512-256-128-10 Adam step at one batch size, two
-copies of each runner in one process, one stepped with subnormals flushed (the default) and one with
-``set_flush_denormals(False)``, in interleaved stretches, so that the Adam moments of zero gradients decay
+copies of each runner in one process, one stepped with its updates flushing subnormals (the default)
+and one with ``set_denormals("keep")``, in interleaved stretches, so that the Adam moments of zero gradients decay
 as in a real run. Prints, per stretch, CPU and wall-clock µs per step of each.
 
     .venv/bin/python bench/denormals_ab.py --batch-size 1 --stretches 12 --steps 250 --out FILE.json
@@ -29,7 +29,7 @@ def main() -> None:
     for stretch in range(args.stretches):
         line = [f"steps {stretch * args.steps:>5}-{(stretch + 1) * args.steps:<5}"]
         for (kind, flush), runner in runners.items():
-            host_threads.set_flush_denormals(flush)
+            host_threads.set_denormals("updates" if flush else "keep")
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 runner.call()
@@ -39,7 +39,7 @@ def main() -> None:
                          "wall_us": wall * 1e6})
             line.append(f"{kind} {'flush' if flush else 'keep '} cpu {cpu * 1e6:6.0f} wall {wall * 1e6:6.0f}")
         print(" | ".join(line), flush=True)
-    host_threads.set_flush_denormals(True)
+    host_threads.set_denormals("updates")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"batch": args.batch_size, "steps_per_stretch": args.steps, "threads":

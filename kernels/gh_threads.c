@@ -16,11 +16,12 @@
  *     after each launch that went well;
  *   - one job at a time: a launch from a second thread while one runs goes serially on its thread;
  *   - after fork the child has no workers: they are started again at its first parallel launch;
- *   - kernels run with subnormal floats flushed to zero (x86 MXCSR FTZ and DAZ, AArch64 FPCR FZ), as
- *     XLA's CPU kernels do, unless gh_set_flush_denormals(0): a value below FLT_MIN costs ~100 cycles
- *     per operation, and Adam's moments of weights whose gradient is 0 (dead relu units) decay into
- *     that range within ~700 steps, which made the batch-one MLP step 4x slower (276 -> 1100 µs CPU).
- *     The caller's own floating-point mode is restored when the launch returns.
+ *   - a launch from a thread that asked for it (gh_set_thread_flush(1): gpuhybrid's optimizer updates)
+ *     runs with subnormal floats flushed to zero (x86 MXCSR FTZ and DAZ, AArch64 FPCR FZ), on the
+ *     caller and on the workers that take its chunks; every launch does after gh_set_flush_denormals(1).
+ *     A value below FLT_MIN costs ~100 cycles per operation, and Adam's moments of weights whose
+ *     gradient is 0 (dead relu units) decay into that range within ~700 steps, which made the
+ *     batch-one MLP step 4x slower (276 -> 1100 µs CPU). The caller's own mode is restored after.
  *
  * Kernels learn their part through gh_part(n, grain) (GH_FOR_EACH and GH_FOR_EACH_ROW call it): the
  * whole range [0, n) when called directly, one chunk when called from gh_parallel_run. The library is
@@ -60,6 +61,7 @@ static struct {
   unsigned generation;
   int started, stop;
   int backoff, serial_left;     /* (with busy held) serial launches owed after a slow parallel one */
+  int flush;                    /* the job's chunks run with subnormals flushed */
   gh_packed_kernel kernel;
   long long n;
   void* const* arrays;
@@ -67,7 +69,8 @@ static struct {
   pthread_t workers[GH_MAX_WORKERS];
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 1, 32768};
 
-static atomic_int flush_denormals = 1;
+static atomic_int flush_all = 0;       /* every launch flushes subnormals (gh_set_flush_denormals) */
+static __thread int flush_here = 0;    /* this thread's launches flush them (gh_set_thread_flush) */
 
 #if defined(__aarch64__)
 static inline unsigned long long get_fpcr(void) {
@@ -79,19 +82,20 @@ static inline unsigned long long get_fpcr(void) {
 static inline void set_fpcr(unsigned long long value) { __asm__ __volatile__("msr fpcr, %0" : : "r"(value)); }
 #endif
 
-/* Flush subnormals to zero on this thread when asked (see the top); returns the mode to restore. */
-static inline unsigned long long flush_begin(void) {
+/* Flush subnormals to zero on this thread when `flush` (see the top); returns the mode to restore. */
+static inline unsigned long long flush_begin(int flush) {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned saved = _mm_getcsr();
-  unsigned wanted = atomic_load_explicit(&flush_denormals, memory_order_relaxed) ? saved | 0x8040u : saved;
+  unsigned wanted = flush ? saved | 0x8040u : saved & ~0x8040u;
   if (wanted != saved) _mm_setcsr(wanted);       /* bit 15 FTZ: results; bit 6 DAZ: inputs */
   return saved;
 #elif defined(__aarch64__)
   unsigned long long saved = get_fpcr();
-  if (atomic_load_explicit(&flush_denormals, memory_order_relaxed) && !(saved & (1ull << 24)))
-    set_fpcr(saved | (1ull << 24));
+  unsigned long long wanted = flush ? saved | (1ull << 24) : saved & ~(1ull << 24);
+  if (wanted != saved) set_fpcr(wanted);
   return saved;
 #else
+  (void)flush;
   return 0;
 #endif
 }
@@ -163,7 +167,7 @@ static void* worker_main(void* unused) {
       ticket = atomic_load_explicit(&pool.ticket, memory_order_acquire);
     }
     seen = (unsigned)(ticket >> 32);
-    unsigned long long mode = flush_begin();
+    unsigned long long mode = flush_begin(pool.flush);
     run_chunks(seen);
     flush_end(mode);
   }
@@ -230,6 +234,7 @@ static void parallel_run(gh_packed_kernel kernel, long long n, void* const* arra
   if (chunks > n) chunks = (int)n;
   if (chunks < 2) chunks = 2;
   pool.kernel = kernel;
+  pool.flush = flush_all || flush_here;
   pool.n = n;
   pool.arrays = arrays;
   pool.scalars = scalars;
@@ -264,18 +269,29 @@ static void parallel_run(gh_packed_kernel kernel, long long n, void* const* arra
   atomic_store_explicit(&pool.busy, 0, memory_order_release);
 }
 
-/* parallel_run with subnormals flushed (unless turned off) and the caller's mode restored after. */
+/* parallel_run with subnormals flushed where asked (see the top), the caller's mode restored after. */
 void gh_parallel_run(gh_packed_kernel kernel, long long n, void* const* arrays, const unsigned char* scalars,
                      long long work) {
-  unsigned long long mode = flush_begin();
+  if (!flush_here && !atomic_load_explicit(&flush_all, memory_order_relaxed)) {
+    parallel_run(kernel, n, arrays, scalars, work);
+    return;
+  }
+  unsigned long long mode = flush_begin(1);
   parallel_run(kernel, n, arrays, scalars, work);
   flush_end(mode);
 }
 
-/* 1: kernels run with subnormal floats flushed to zero (the default); 0: as IEEE 754 says. */
-void gh_set_flush_denormals(int flush) { atomic_store(&flush_denormals, flush != 0); }
+/* 1: every launch runs with subnormal floats flushed to zero; 0 (the default): only where asked. */
+void gh_set_flush_denormals(int flush) { atomic_store(&flush_all, flush != 0); }
 
-int gh_get_flush_denormals(void) { return atomic_load(&flush_denormals); }
+int gh_get_flush_denormals(void) { return atomic_load(&flush_all); }
+
+/* 1: this thread's launches flush subnormals (optimizer updates); returns the previous setting. */
+int gh_set_thread_flush(int flush) {
+  int previous = flush_here;
+  flush_here = flush != 0;
+  return previous;
+}
 
 /* The number of threads kernels use (caller included); 1 runs every kernel on its calling thread. */
 void gh_set_threads(int threads) {

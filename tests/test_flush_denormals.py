@@ -1,7 +1,7 @@
-"""CPU kernels flush subnormal floats to zero (FTZ/DAZ), as XLA's do: Adam's moments of weights whose
-gradient is 0 decay below FLT_MIN within ~700 steps, where each operation costs ~100 cycles (the batch-one
-MLP step became 4x slower). GPUHYBRID_DENORMALS=keep or set_flush_denormals(False) keeps IEEE 754; the
-caller's floating-point mode is the same after a launch as before."""
+"""Optimizer updates flush subnormal floats to zero (FTZ/DAZ): Adam's moments of weights whose gradient
+is 0 decay below FLT_MIN within ~700 steps, where each operation costs ~100 cycles (the batch-one MLP step
+became 4x slower). Other kernels keep IEEE 754 (casts round as NumPy) unless GPUHYBRID_DENORMALS=all;
+keep turns flushing off everywhere; the caller's floating-point mode is the same after a launch."""
 import os
 import subprocess
 import sys
@@ -31,9 +31,9 @@ class Decay(HybridBlock):
 
 @pytest.fixture
 def flush_setting():
-    saved = host_threads.flush_denormals()
+    saved = host_threads.denormals()
     yield
-    host_threads.set_flush_denormals(saved)
+    host_threads.set_denormals(saved)
 
 
 def _run(m, x):
@@ -49,14 +49,18 @@ def _subnormal(values):
 
 @settings(max_examples=30, deadline=None)
 @given(size=st.integers(1, 5000), seed=st.integers(0, 2**31 - 1))
-def test_results_below_the_normal_range_are_zero_and_the_rest_as_numpy_float64(size, seed):
+def test_with_all_results_below_the_normal_range_are_zero_and_the_rest_as_numpy_float64(size, seed):
     rng = np.random.default_rng(seed)
     # moments just above FLT_MIN (halving gives a subnormal), and ordinary values
     m = (rng.uniform(1.0, 2.0, size) * TINY * rng.choice([-1, 1], size)).astype(np.float32)
     m[::3] = rng.normal(size=m[::3].size)
     x = rng.normal(size=size).astype(np.float32)
-    assert host_threads.flush_denormals()
-    halved, offset = _run(m, x)
+    saved = host_threads.denormals()
+    try:
+        host_threads.set_denormals("all")
+        halved, offset = _run(m, x)
+    finally:
+        host_threads.set_denormals(saved)
     want = m.astype(np.float64) * 0.5
     tiny = np.abs(want) < TINY
     assert np.all(halved[tiny] == 0) and not _subnormal(halved).any()
@@ -64,24 +68,40 @@ def test_results_below_the_normal_range_are_zero_and_the_rest_as_numpy_float64(s
     np.testing.assert_allclose(offset, x.astype(np.float64) * 2 + 1, rtol=1e-6, atol=1e-6)
 
 
-def test_keep_gives_ieee_gradual_underflow(flush_setting):
+def test_kernels_outside_updates_keep_ieee_gradual_underflow_unless_all(flush_setting):
     m = np.full(64, 1.5 * TINY, dtype=np.float32)
-    host_threads.set_flush_denormals(False)
-    halved, _ = _run(m, m)
-    assert np.all(halved == np.float32(0.75 * TINY)) and _subnormal(halved).all()
-    host_threads.set_flush_denormals(True)
+    for mode in ("updates", "keep"):
+        host_threads.set_denormals(mode)
+        halved, _ = _run(m, m)
+        assert np.all(halved == np.float32(0.75 * TINY)) and _subnormal(halved).all()
+    host_threads.set_denormals("all")
     halved, _ = _run(m, m)
     assert np.all(halved == 0)
 
 
-def test_subnormal_inputs_count_as_zero():
+def test_update_launches_flush_and_keep_turns_it_off(flush_setting):
+    m = np.full(64, 1.5 * TINY, dtype=np.float32)
+    for mode, flushed in (("updates", True), ("keep", False)):
+        host_threads.set_denormals(mode)
+        previous = host_threads.update_flush_begin()
+        try:
+            halved, _ = _run(m, m)
+        finally:
+            host_threads.update_flush_end(previous)
+        assert np.all(halved == 0) if flushed else _subnormal(halved).all()
+    halved, _ = _run(m, m)          # after the update: IEEE again
+    assert _subnormal(halved).all()
+
+
+def test_subnormal_inputs_count_as_zero_when_flushing(flush_setting):
     x = np.full(64, 0.25 * TINY, dtype=np.float32)          # a subnormal input (DAZ)
+    host_threads.set_denormals("all")
     _, offset = _run(np.ones(64, np.float32), x)
     assert np.all(offset == 1.0)
 
 
 def test_the_callers_floating_point_mode_is_kept(flush_setting):
-    host_threads.set_flush_denormals(True)
+    host_threads.set_denormals("all")
     _run(np.ones(64, np.float32), np.ones(64, np.float32))
     # NumPy on the calling thread still underflows gradually after a launch
     assert _subnormal(np.array([1.5 * TINY], np.float32) * np.float32(0.5)).all()
@@ -92,36 +112,49 @@ def test_gemm_blocks_flush_too(flush_setting):
         pytest.skip("the GEMM engine is not in use here (GPUHYBRID_BLAS=numpy or no compiler)")
     a = np.full((64, 256), 1.5 * TINY, dtype=np.float32)
     b = np.full((256, 64), 1.0 / 512, dtype=np.float32)      # each product is far below FLT_MIN
-    host_threads.set_flush_denormals(True)
+    host_threads.set_denormals("all")
     assert np.all(gemm.matmul(a, b) == 0)
-    host_threads.set_flush_denormals(False)
+    host_threads.set_denormals("updates")
     assert _subnormal(gemm.matmul(a, b)).any()
 
 
-def test_adam_moments_of_dead_units_do_not_become_subnormal():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_adam_moments_of_dead_units_do_not_become_subnormal(compiled):
     from gpuhybrid import autograd, gluon
     net = gluon.nn.Dense(4, in_units=3)
     net.initialize()
     net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-3})
     x = nd.array(np.ones((1, 3), np.float32))
-    for step in range(900):                  # 0.9 ** 900 of the first moment: far below FLT_MIN
+    if compiled:        # one plan: forward, loss, backward, update; the loss's gradient is the label
+        loss_fn = gluon.nn.HybridLambda(lambda F, prediction, label: F.sum(prediction * label, axis=1))
+        loss_fn.hybridize()
+        step = gluon.compile_step(net, loss_fn, trainer)
+        step(x, nd.array(np.ones((1, 4), np.float32)))
+        zeros = nd.array(np.zeros((1, 4), np.float32))             # gradients 0 from the second step on
+        for _ in range(900):                     # 0.9 ** 900 of the first moment: far below FLT_MIN
+            step(x, zeros)
+        states = [value for state in step._states.values() for value in state.values()]
+    for count in range(0 if compiled else 900):
         with autograd.record():
-            loss = net(x).sum() * (1.0 if step == 0 else 0.0)     # gradients 0 after the first step
+            loss = net(x).sum() * (1.0 if count == 0 else 0.0)    # gradients 0 after the first step
         loss.backward()
         trainer.step(1)
-    states = [value.asnumpy() for state in trainer._states.values() for value in state.values()]
+    if not compiled:
+        states = [value.asnumpy() for state in trainer._states.values() for value in state.values()]
+    states = [np.asarray(value) for value in states]
     assert states and not any(_subnormal(s).any() for s in states)
 
 
 def test_flag_choices_and_clear_errors(flush_setting):
-    with pytest.raises(gh.GhError, match="set_flush_denormals"):
-        host_threads.set_flush_denormals(1)
-    code = "from gpuhybrid.backend import host_threads; print(host_threads.flush_denormals())"
-    for value, want in (("keep", "False"), ("flush", "True"), ("", "True")):
+    with pytest.raises(gh.GhError, match="set_denormals"):
+        host_threads.set_denormals("flush")
+    code = "from gpuhybrid.backend import host_threads; print(host_threads.denormals())"
+    for value, want in (("keep", "keep"), ("ALL", "all"), ("", "updates"), ("updates", "updates")):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "GPUHYBRID_DENORMALS": value})
         assert done.returncode == 0 and done.stdout.strip() == want, done.stderr
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "GPUHYBRID_DENORMALS": "sometimes"})
-    assert done.returncode != 0 and "GPUHYBRID_DENORMALS='sometimes' is not one of flush, keep" in done.stderr
+    assert done.returncode != 0
+    assert "GPUHYBRID_DENORMALS='sometimes' is not one of updates, all, keep" in done.stderr

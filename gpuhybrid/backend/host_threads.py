@@ -14,11 +14,13 @@ single-threaded BLAS call per block, so the same number governs them. Both also 
 NumPy's OpenBLAS (the products the engine leaves to NumPy, and the user's own ``numpy.dot``); without
 either, it keeps NumPy's setting (docs/threads.md).
 
-Kernels (and the GEMM engine's blocks) run with subnormal floats flushed to zero, as XLA's CPU kernels
-do: arithmetic on a value below ``FLT_MIN`` costs ~100 cycles, and Adam's moments of weights whose
-gradient is 0 decay into that range within ~700 steps (the batch-one MLP step became 4x slower).
-``GPUHYBRID_DENORMALS=keep`` or ``set_flush_denormals(False)`` keeps IEEE 754's gradual underflow; the
-calling thread's own floating-point mode is restored after every launch (docs/threads.md).
+Optimizer updates (the Trainer's multi-tensor kernels, the update plans of ``compile_step``) run with
+subnormal floats flushed to zero, as XLA's CPU kernels run everything: arithmetic on a value below
+``FLT_MIN`` costs ~100 cycles, and Adam's moments of weights whose gradient is 0 decay into that range
+within ~700 steps (the batch-one MLP step became 4x slower). Every other kernel keeps IEEE 754's gradual
+underflow (a cast or an op gives NumPy's bits). ``GPUHYBRID_DENORMALS=updates`` (the default), ``all``
+(every kernel and GEMM block flushes) or ``keep`` (none does), or ``set_denormals``; the calling thread's
+own floating-point mode is restored after every launch (docs/threads.md).
 
 The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
 library, whose loops resolve ``gh_part`` against it.
@@ -55,15 +57,17 @@ def _default_threads() -> int:
     return max(1, min(available, DEFAULT_MAX_THREADS))
 
 
-DENORMAL_CHOICES = ("flush", "keep")
+DENORMAL_MODES = ("updates", "all", "keep")
+denormal_mode = "updates"     # as last set: which launches flush subnormal floats to zero
 
 
-def _default_flush() -> bool:
-    text = os.environ.get("GPUHYBRID_DENORMALS", "").strip().lower() or "flush"
-    if text not in DENORMAL_CHOICES:
-        raise GhError(f"GPUHYBRID_DENORMALS={text!r} is not one of {', '.join(DENORMAL_CHOICES)}: flush "
-                      "(subnormal floats become zero in CPU kernels, the default) or keep (IEEE 754)")
-    return text == "flush"
+def _default_denormals() -> str:
+    text = os.environ.get("GPUHYBRID_DENORMALS", "").strip().lower() or "updates"
+    if text not in DENORMAL_MODES:
+        raise GhError(f"GPUHYBRID_DENORMALS={text!r} is not one of {', '.join(DENORMAL_MODES)}: updates "
+                      "(optimizer updates flush subnormal floats to zero, the default), all (every CPU "
+                      "kernel does) or keep (none does: IEEE 754)")
+    return text
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,7 +78,8 @@ def runtime() -> ctypes.CDLL:
     library.gh_set_threads(_default_threads())
     threads_now = library.gh_get_threads()
     library.gh_set_flush_denormals.argtypes = [ctypes.c_int]
-    library.gh_set_flush_denormals(_default_flush())
+    library.gh_set_thread_flush.argtypes = [ctypes.c_int]
+    _apply_denormals(library, _default_denormals())
     if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
         _set_blas_threads(library.gh_get_threads())
     return library
@@ -132,16 +137,34 @@ def get_num_threads() -> int:
     return runtime().gh_get_threads()
 
 
-def set_flush_denormals(flush: bool) -> None:
-    """Whether generated CPU kernels and the GEMM engine flush subnormal floats to zero (True, the
-    default: as fast as normal numbers) or keep them (False: IEEE 754 gradual underflow)."""
-    if not isinstance(flush, bool):
-        raise GhError(f"set_flush_denormals({flush!r}): give True (flush subnormals to zero) or False")
-    runtime().gh_set_flush_denormals(int(flush))
+def _apply_denormals(library, mode: str) -> None:
+    global denormal_mode
+    library.gh_set_flush_denormals(int(mode == "all"))
+    denormal_mode = mode
 
 
-def flush_denormals() -> bool:
-    return bool(runtime().gh_get_flush_denormals())
+def set_denormals(mode: str) -> None:
+    """Which CPU launches flush subnormal floats to zero: ``"updates"`` (optimizer updates, the
+    default), ``"all"`` (every generated kernel and GEMM block, as XLA does) or ``"keep"`` (none)."""
+    if mode not in DENORMAL_MODES:
+        raise GhError(f"set_denormals({mode!r}): give one of {', '.join(map(repr, DENORMAL_MODES))}")
+    _apply_denormals(runtime(), mode)
+
+
+def denormals() -> str:
+    runtime()
+    return denormal_mode
+
+
+def update_flush_begin() -> int:
+    """Before an optimizer update's launches on this thread: they flush subnormals unless the mode is
+    ``keep``. Returns what ``update_flush_end`` restores (callers pair them in try/finally)."""
+    library = runtime()
+    return library.gh_set_thread_flush(denormal_mode != "keep")
+
+
+def update_flush_end(previous: int) -> None:
+    runtime().gh_set_thread_flush(previous)
 
 
 POOL_COUNTS = ("parallel", "backoff_serial", "backoffs_waited", "backoffs_off_core")
