@@ -143,7 +143,7 @@ def test_pool_counts_count_parallel_launches_and_back_offs_over_timed_calls():
         runners = {"big": Runner("big", lambda: block(x), nd.waitall),
                    "none": Runner("none", lambda: None)}
         timings = measure(runners, repeats=2, min_repeat_s=0.01, warmup_s=0.0, settle_s=0.0,
-                          counters=host_threads.pool_counts)
+                          counters=gh.profiler.pool_counts)
     finally:
         gh.set_num_threads(threads)
     big, none = timings["big"].counts, timings["none"].counts

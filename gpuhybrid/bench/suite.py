@@ -129,11 +129,10 @@ def _pool_counter(device):
     if device.is_gpu:
         return None
     try:
-        from gpuhybrid.backend import host_threads
-        host_threads.pool_counts()
-    except Exception:  # noqa: BLE001 - no compiler, no pool: the rows go without counts
+        counts = gh.profiler.pool_counts()
+    except Exception:  # noqa: BLE001 - a pool that cannot start: the rows go without counts
         return None
-    return host_threads.pool_counts
+    return gh.profiler.pool_counts if counts is not None else None
 
 
 def _figures(case: Case, timing: Timing, baseline: Timing | None, copy_gb_per_s: float | None) -> dict:
