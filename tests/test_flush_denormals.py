@@ -158,3 +158,19 @@ def test_flag_choices_and_clear_errors(flush_setting):
                           env={**os.environ, "GPUHYBRID_DENORMALS": "sometimes"})
     assert done.returncode != 0
     assert "GPUHYBRID_DENORMALS='sometimes' is not one of updates, all, keep" in done.stderr
+
+
+def test_without_a_pool_the_update_bracket_does_nothing(monkeypatch):
+    from gpuhybrid.backend.host_compiler import HostCompileError
+
+    def no_compiler():
+        raise HostCompileError("no host C++ compiler found")
+
+    monkeypatch.setattr(host_threads, "runtime", no_compiler)
+    host_threads._pool_or_none.cache_clear()
+    try:
+        previous = host_threads.update_flush_begin()
+        assert previous == -1
+        host_threads.update_flush_end(previous)          # no pool to restore: nothing raised
+    finally:
+        host_threads._pool_or_none.cache_clear()

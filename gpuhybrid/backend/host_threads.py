@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 
 from ..errors import GhError
-from .host_compiler import thread_runtime
+from .host_compiler import HostCompileError, thread_runtime
 
 DEFAULT_MAX_THREADS = 8
 threads_now = 1         # the pool's thread count as last set (read per GEMM without a call into C)
@@ -156,15 +156,25 @@ def denormals() -> str:
     return denormal_mode
 
 
+@functools.lru_cache(maxsize=None)
+def _pool_or_none():
+    """The pool library, or None where it cannot be built (no host compiler: nothing runs in it)."""
+    try:
+        return runtime()
+    except (HostCompileError, OSError):
+        return None
+
+
 def update_flush_begin() -> int:
     """Before an optimizer update's launches on this thread: they flush subnormals unless the mode is
     ``keep``. Returns what ``update_flush_end`` restores (callers pair them in try/finally)."""
-    library = runtime()
-    return library.gh_set_thread_flush(denormal_mode != "keep")
+    library = _pool_or_none()
+    return -1 if library is None else library.gh_set_thread_flush(denormal_mode != "keep")
 
 
 def update_flush_end(previous: int) -> None:
-    runtime().gh_set_thread_flush(previous)
+    if previous >= 0:
+        _pool_or_none().gh_set_thread_flush(previous)
 
 
 POOL_COUNTS = ("parallel", "backoff_serial", "backoffs_waited", "backoffs_off_core")
