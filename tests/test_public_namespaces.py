@@ -81,7 +81,8 @@ API = {
     "gpuhybrid.test_utils": {"almost_equal", "assert_almost_equal", "same", "assert_exception",
                              "default_context", "set_default_context", "rand_ndarray", "rand_shape_2d",
                              "rand_shape_3d", "rand_shape_nd"},
-    "gpuhybrid.profiler": {"LaunchCounts", "count_launches", "host_compiler"},
+    "gpuhybrid.profiler": {"LaunchCounts", "count_launches", "host_compiler",
+                           "pool_counts"},
     "gpuhybrid.onnx": {"export_model", "import_model", "import_to_gluon", "OnnxError"},
     # The CUDA emulator of generated kernels (a test tool: python -m gpuhybrid.emu DIR).
     "gpuhybrid.emu": {"ArraySpec", "DumpError", "EmuBuildError", "EmulatedLibrary", "KernelOutcome",

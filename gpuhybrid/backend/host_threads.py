@@ -14,6 +14,14 @@ single-threaded BLAS call per block, so the same number governs them. Both also 
 NumPy's OpenBLAS (the products the engine leaves to NumPy, and the user's own ``numpy.dot``); without
 either, it keeps NumPy's setting (docs/threads.md).
 
+Optimizer updates (the Trainer's multi-tensor kernels, the update plans of ``compile_step``) run with
+subnormal floats flushed to zero, as XLA's CPU kernels run everything: arithmetic on a value below
+``FLT_MIN`` costs ~100 cycles, and Adam's moments of weights whose gradient is 0 decay into that range
+within ~700 steps (the batch-one MLP step became 4x slower). Every other kernel keeps IEEE 754's gradual
+underflow (a cast or an op gives NumPy's bits). ``GPUHYBRID_DENORMALS=updates`` (the default), ``all``
+(every kernel and GEMM block flushes) or ``keep`` (none does), or ``set_denormals``; the calling thread's
+own floating-point mode is restored after every launch (docs/threads.md).
+
 The library is built once through the kernel cache and loaded with ``RTLD_GLOBAL`` before any kernel
 library, whose loops resolve ``gh_part`` against it.
 """
@@ -25,7 +33,7 @@ import os
 from pathlib import Path
 
 from ..errors import GhError
-from .host_compiler import thread_runtime
+from .host_compiler import HostCompileError, thread_runtime
 
 DEFAULT_MAX_THREADS = 8
 threads_now = 1         # the pool's thread count as last set (read per GEMM without a call into C)
@@ -49,6 +57,19 @@ def _default_threads() -> int:
     return max(1, min(available, DEFAULT_MAX_THREADS))
 
 
+DENORMAL_MODES = ("updates", "all", "keep")
+denormal_mode = "updates"     # as last set: which launches flush subnormal floats to zero
+
+
+def _default_denormals() -> str:
+    text = os.environ.get("GPUHYBRID_DENORMALS", "").strip().lower() or "updates"
+    if text not in DENORMAL_MODES:
+        raise GhError(f"GPUHYBRID_DENORMALS={text!r} is not one of {', '.join(DENORMAL_MODES)}: updates "
+                      "(optimizer updates flush subnormal floats to zero, the default), all (every CPU "
+                      "kernel does) or keep (none does: IEEE 754)")
+    return text
+
+
 @functools.lru_cache(maxsize=None)
 def runtime() -> ctypes.CDLL:
     """The loaded thread-pool library with this process's default thread count applied."""
@@ -56,6 +77,9 @@ def runtime() -> ctypes.CDLL:
     library = thread_runtime()
     library.gh_set_threads(_default_threads())
     threads_now = library.gh_get_threads()
+    library.gh_set_flush_denormals.argtypes = [ctypes.c_int]
+    library.gh_set_thread_flush.argtypes = [ctypes.c_int]
+    _apply_denormals(library, _default_denormals())
     if os.environ.get("GPUHYBRID_NUM_THREADS", "").strip():
         _set_blas_threads(library.gh_get_threads())
     return library
@@ -111,6 +135,59 @@ def set_num_threads(threads: int) -> None:
 def get_num_threads() -> int:
     """The number of threads large generated CPU kernels use."""
     return runtime().gh_get_threads()
+
+
+def _apply_denormals(library, mode: str) -> None:
+    global denormal_mode
+    library.gh_set_flush_denormals(int(mode == "all"))
+    denormal_mode = mode
+
+
+def set_denormals(mode: str) -> None:
+    """Which CPU launches flush subnormal floats to zero: ``"updates"`` (optimizer updates, the
+    default), ``"all"`` (every generated kernel and GEMM block, as XLA does) or ``"keep"`` (none)."""
+    if mode not in DENORMAL_MODES:
+        raise GhError(f"set_denormals({mode!r}): give one of {', '.join(map(repr, DENORMAL_MODES))}")
+    _apply_denormals(runtime(), mode)
+
+
+def denormals() -> str:
+    runtime()
+    return denormal_mode
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_or_none():
+    """The pool library, or None where it cannot be built (no host compiler: nothing runs in it)."""
+    try:
+        return runtime()
+    except (HostCompileError, OSError):
+        return None
+
+
+def update_flush_begin() -> int:
+    """Before an optimizer update's launches on this thread: they flush subnormals unless the mode is
+    ``keep``. Returns what ``update_flush_end`` restores (callers pair them in try/finally)."""
+    library = _pool_or_none()
+    return -1 if library is None else library.gh_set_thread_flush(denormal_mode != "keep")
+
+
+def update_flush_end(previous: int) -> None:
+    if previous >= 0:
+        _pool_or_none().gh_set_thread_flush(previous)
+
+
+POOL_COUNTS = ("parallel", "backoff_serial", "backoffs_waited", "backoffs_off_core")
+
+
+def pool_counts() -> dict:
+    """What the pool has done since it loaded: ``parallel`` launches (split over the threads),
+    ``backoff_serial`` launches run on the caller alone while backing off, and back-offs begun because
+    the caller waited on a worker (``backoffs_waited``) or was itself off its core (``backoffs_off_core``).
+    A benchmark reads the difference over its timed calls."""
+    values = (ctypes.c_longlong * len(POOL_COUNTS))()
+    runtime().gh_pool_counts(values)
+    return dict(zip(POOL_COUNTS, values))
 
 
 def set_parallel_min(elements: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gpuhybrid as gh
 
-from . import report
+from . import import_effect, report
 from .conv_training import resnet18_train_case
 from .modes import MODES
 from .peers import PEERS
@@ -36,6 +36,9 @@ examples:
   gpuhybrid-bench eager --peers numpy,torch          per-op cost of imperative calls on 16 values
   gpuhybrid-bench eager --eager-ops relu,dot --modes imperative --peers torch   two ops against PyTorch
   gpuhybrid-bench all --peers --results-dir bench/results   writes <device>-<date>.json and .png
+  gpuhybrid-bench train mlp eager --batch-size 1,64,256 --modes hybridized --peer-import-ratio
+                                                     gpuhybrid alone against gpuhybrid with PyTorch and
+                                                     JAX imported, fresh processes, ratios
 The JSON format is documented in docs/bench.md (schema: docs/bench-schema.json)."""
 
 
@@ -104,6 +107,13 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds of quiet before each timed stretch, for other libraries' thread pools "
                         f"to stop spinning (default {SETTLE_WITH_POOLS} with peers other than numpy, "
                         f"else {SETTLE_ALONE})")
+    t.add_argument("--peer-import-ratio", action="store_true",
+                   help="time gpuhybrid's rows (no peers) in fresh processes without and with PyTorch and "
+                        "JAX imported first (and run once), alternated for --rounds rounds; print both "
+                        f"medians and the ratio with / without, marking those over {import_effect.LIMIT}x "
+                        "(issue 15's limit); --json keeps the summary and every process's figures")
+    t.add_argument("--rounds", type=size, default=2,
+                   help="--peer-import-ratio: pairs of processes (default 2)")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON (docs/bench.md)")
     o.add_argument("--plot", type=Path, metavar="PATH",
@@ -213,6 +223,10 @@ def main(argv: list | None = None) -> int:
     bad = [w for w in args.workloads if w not in WORKLOADS + ("all",)]
     if bad:
         parser().error(f"unknown workload {', '.join(bad)}; choose from {', '.join(WORKLOADS)}, all")
+    if args.peer_import_ratio:
+        if args.peers or args.plot:
+            parser().error("--peer-import-ratio times gpuhybrid alone in each process: drop --peers/--plot")
+        return import_effect.run(args, argv)
     try:
         device, why = choose_device(args.device)
     except gh.GhError as exc:

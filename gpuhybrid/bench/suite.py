@@ -44,7 +44,9 @@ def _row(case: Case, runner_id: str, mode: str | None, status: str, reason: str 
            "runner": runner_id, "mode": mode, "status": status, "reason": reason,
            "name": f"gpuhybrid {mode}" if mode else PEER_NAMES[runner_id], "device": None,
            "first_call_s": None, "max_abs_error": None, "launches_per_call": None,
-           "per_call_s": None, "calls_per_repeat": None, "warmup_calls": None, "median_s": None,
+           "per_call_s": None, "cpu_per_call_s": None, "cpu_median_s": None, "pool_counts": None,
+           "calls_per_repeat": None,
+           "warmup_calls": None, "median_s": None,
            "spread": None, "relative_spread": None, "speedup_vs_imperative": None,
            "bytes_per_call": case.bytes_per_call, "gb_per_s": None, "fraction_of_copy": None,
            "flops_per_call": case.flops_per_call, "gflop_per_s": None}
@@ -103,7 +105,8 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
     on_step(f"{case.label}: timing {len(runners)} runners")
     try:
         timings: dict = (measure(runners, settings.repeats, settings.min_repeat_s, settings.warmup_s,
-                                 settle_s=settings.settle_s) if runners else {})
+                                 settle_s=settings.settle_s, counters=_pool_counter(device))
+                         if runners else {})
     except Exception as exc:  # noqa: BLE001 - a runner that breaks while timed: this case's rows say so
         timings, reason = {}, f"failed while timed: {type(exc).__name__}: {exc}"
         rows = [(key, {**row, "status": "failed", "reason": reason} if key in runners else row)
@@ -114,13 +117,28 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
         if key in timings:
             row.update(checked[key])
             row.update(_figures(case, timings[key], baseline, copy_gb_per_s))
+            if row["runner"] == "gpuhybrid":
+                row["pool_counts"] = timings[key].counts
         out.append(row)
     return out
 
 
+def _pool_counter(device):
+    """The CPU kernel pool's counts (parallel launches, back-offs) where the pool runs this case's kernels:
+    a gpuhybrid row then says how many of its launches ran serially while the pool backed off."""
+    if device.is_gpu:
+        return None
+    try:
+        counts = gh.profiler.pool_counts()
+    except Exception:  # noqa: BLE001 - a pool that cannot start: the rows go without counts
+        return None
+    return gh.profiler.pool_counts if counts is not None else None
+
+
 def _figures(case: Case, timing: Timing, baseline: Timing | None, copy_gb_per_s: float | None) -> dict:
     median = timing.median_s
-    figures = {"per_call_s": timing.per_call_s, "calls_per_repeat": timing.calls_per_repeat,
+    figures = {"per_call_s": timing.per_call_s, "cpu_per_call_s": timing.cpu_per_call_s or None,
+               "cpu_median_s": timing.cpu_median_s, "calls_per_repeat": timing.calls_per_repeat,
                "warmup_calls": timing.warmup_calls, "median_s": median, "spread": timing.spread(),
                "relative_spread": timing.relative_spread,
                "speedup_vs_imperative": median_ratio(baseline, timing) if baseline else None}

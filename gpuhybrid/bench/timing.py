@@ -34,6 +34,12 @@ class Timing:
     per_call_s: list                     # one figure per repeat: seconds per call
     calls_per_repeat: int
     warmup_calls: int
+    cpu_per_call_s: list = field(default_factory=list)   # the process's CPU time (all threads) per call
+    counts: dict | None = None           # what ``counters()`` counted over the timed stretches
+
+    @property
+    def cpu_median_s(self) -> float | None:
+        return statistics.median(self.cpu_per_call_s) if self.cpu_per_call_s else None
 
     @property
     def median_s(self) -> float:
@@ -71,15 +77,20 @@ def _warm_up(runner: Runner, warmup_s: float, max_calls: int) -> tuple:
 
 
 def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_s: float = 0.05,
-            max_calls: int = 100_000, settle_s: float = 0.1) -> dict:
+            max_calls: int = 100_000, settle_s: float = 0.1,
+            counters: Callable[[], dict] | None = None) -> dict:
     """Time several runners of one case, interleaved. Each is warmed up for about ``warmup_s`` and given
     a number of calls per repeat that lasts about ``min_repeat_s``; then, ``repeats`` times, every
-    runner times its calls in turn, so that load from elsewhere on the machine falls on all alike.
+    runner times its calls in turn, so that load from elsewhere on the machine falls on all alike. Beside
+    the wall-clock time each stretch records the process's CPU time (every thread's), which load from
+    other processes moves far less. With ``counters`` (a function returning a dict of running counts,
+    such as ``host_threads.pool_counts``), each runner's Timing holds the counts over its own stretches.
 
     Before each stretch the machine is left quiet for ``settle_s``: thread pools (OpenBLAS's, OpenMP's,
     XLA's) keep spinning for a while after their work and, on a CPU, would take the cores of the next
     runner's threads; a real program runs one library, not several in turn. Returns name -> Timing."""
-    plan, figures = {}, {name: [] for name in runners}
+    plan, figures, cpu = {}, {name: [] for name in runners}, {name: [] for name in runners}
+    counted: dict = {name: {} for name in runners}
     for name, runner in runners.items():
         time.sleep(settle_s)
         warm, per_call = _warm_up(runner, warmup_s, max_calls)
@@ -88,8 +99,15 @@ def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_
         for name, runner in runners.items():
             time.sleep(settle_s)
             calls = plan[name][1]
+            before = counters() if counters else {}
+            cpu_start = time.process_time()
             figures[name].append(_time_calls(runner, calls) / calls)
-    return {name: Timing(figures[name], plan[name][1], plan[name][0]) for name in runners}
+            cpu[name].append((time.process_time() - cpu_start) / calls)
+            if counters:
+                for key, value in counters().items():
+                    counted[name][key] = counted[name].get(key, 0) + value - before.get(key, 0)
+    return {name: Timing(figures[name], plan[name][1], plan[name][0], cpu[name],
+                         counted[name] if counters else None) for name in runners}
 
 
 def median_ratio(numerator: Timing, denominator: Timing) -> float:

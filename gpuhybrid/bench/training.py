@@ -13,6 +13,8 @@ with ``torch.optim.Adam`` and NumPy by hand; peers imported in the same process,
 ``--device gpu`` runs gpuhybrid, JAX and PyTorch on the GPU and adds the ``static_shape`` rows: the
 loop with its forward and backward plans captured as CUDA graphs, and ``compile_step`` as one CUDA graph
 launch per step (bench/gpu_check.sh runs it).
+Beside wall-clock time each row gives the process's CPU time per step (all threads), which load from
+other processes moves far less (a threaded peer's figure includes its threads' spinning).
 """
 from __future__ import annotations
 
@@ -377,7 +379,11 @@ def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon 
                          "median_us": timing.median_s * 1e6, "q1_us": spread["q1_s"] * 1e6,
                          "q3_us": spread["q3_s"] * 1e6, "min_us": spread["min_s"] * 1e6,
                          "max_us": spread["max_s"] * 1e6, "per_call_us": [t * 1e6 for t in timing.per_call_s],
-                         "ratio_to_jax_jit": median_ratio(timing, jax_timing) if jax_timing else None})
+                         "ratio_to_jax_jit": median_ratio(timing, jax_timing) if jax_timing else None,
+                         "cpu_median_us": timing.cpu_median_s * 1e6,
+                         "cpu_per_call_us": [t * 1e6 for t in timing.cpu_per_call_s],
+                         "cpu_ratio_to_jax_jit": (timing.cpu_median_s / jax_timing.cpu_median_s
+                                                  if jax_timing else None)})
     return rows
 
 
@@ -406,15 +412,17 @@ def main(argv=None) -> None:
     runners = args.runners or (GPU_RUNNERS if gpu else None)
     rows = (compare_whole_step(tuple(args.batch_size), tuple(runners), repeats=args.repeats)
             if runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
-    table = [f"{'batch':>5}  {'runner':<32} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6}"]
+    table = [f"{'batch':>5}  {'runner':<32} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6} "
+             f"{'cpu us':>9} {'/ jax':>6}"]
     for row in rows:
         if row["status"] != "ok":
             table.append(f"{row['batch']:>5}  {row['runner']:<32} {row['status']}")
             continue
-        ratio = row["ratio_to_jax_jit"]
+        ratio, cpu_ratio = row["ratio_to_jax_jit"], row["cpu_ratio_to_jax_jit"]
         table.append(f"{row['batch']:>5}  {row['runner']:<32} {row['median_us']:>10.1f} "
                      f"{row['q1_us']:>8.1f}-{row['q3_us']:<8.1f} {row['launches_per_step'] or '':>8} "
-                     f"{'' if ratio is None else f'{ratio:.2f}':>6}")
+                     f"{'' if ratio is None else f'{ratio:.2f}':>6} {row['cpu_median_us']:>9.1f} "
+                     f"{'' if cpu_ratio is None else f'{cpu_ratio:.2f}':>6}")
     print("\n".join(table))
     if args.out:
         doc = {"workload": "train step, MLP 512-256-128-10, softmax CE, Adam",

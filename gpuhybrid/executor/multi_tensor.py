@@ -19,6 +19,7 @@ from ..backend.compile_cache import headers_digest
 from ..backend.gpu_launch import launch_dims
 from ..backend.host_compiler import compile_host, thread_runtime
 from ..backend.host_launch import launcher
+from ..backend.host_threads import update_flush_begin, update_flush_end
 from ..backend.kernel_files import kernel_dir
 from ..backend.profiler import record_launches
 from ..codegen.multi_tensor import MultiTensorSource
@@ -65,14 +66,19 @@ class MultiTensorKernel:
                   for a in self.source.args]
         if self.device.is_gpu:
             self.function((self.grid,), (self.block,), (self.size_arg, *chosen, *self.scalars))
-        elif self.fast is not None:
-            outputs, inputs = chosen[:self.n_outputs], chosen[self.n_outputs:]
-            self.fast(self.entry, self.size, outputs, inputs, self.scalar_bytes)
-        else:
-            pointers = self.pointers
-            for k, array in enumerate(chosen):
-                pointers[k] = array.ctypes.data
-            self.run(self.entry, self.size, pointers, self.scalar_bytes, self.work)
+        else:       # an optimizer update: subnormal moments flushed (host_threads.update_flush_begin)
+            flushing = update_flush_begin()
+            try:
+                if self.fast is not None:
+                    outputs, inputs = chosen[:self.n_outputs], chosen[self.n_outputs:]
+                    self.fast(self.entry, self.size, outputs, inputs, self.scalar_bytes)
+                else:
+                    pointers = self.pointers
+                    for k, array in enumerate(chosen):
+                        pointers[k] = array.ctypes.data
+                    self.run(self.entry, self.size, pointers, self.scalar_bytes, self.work)
+            finally:
+                update_flush_end(flushing)
         record_launches(self.device, 1)
 
 

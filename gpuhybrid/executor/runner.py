@@ -30,6 +30,7 @@ import numpy
 
 from ..backend import record_launches
 from ..backend.gemm import plan_product
+from ..backend.host_threads import update_flush_begin, update_flush_end
 from ..backend.profiler import open_counters
 
 
@@ -66,6 +67,14 @@ def make_runner(plan) -> tuple:
     if plan.device.is_gpu:      # every launch, copy and allocation on the plan's device
         lines.append("    with device.activate():")
         lines += [f"        {line}" for line in body]
+    elif getattr(plan, "donated", None):
+        # A plan storing new weights over its inputs is an optimizer update (compile_step): its launches
+        # flush subnormal floats, as the Trainer's are (host_threads.update_flush_begin: Adam's moments
+        # of zero gradients decay below FLT_MIN, where every operation costs ~100 cycles).
+        names["flush_begin"], names["flush_end"] = update_flush_begin, update_flush_end
+        lines += ["    flushing = flush_begin()", "    try:"]
+        lines += [f"        {line}" for line in body]
+        lines += ["    finally:", "        flush_end(flushing)"]
     else:                       # the CPU has no current device to set
         lines += [f"    {line}" for line in body]
     source = "\n".join(lines) + "\n"

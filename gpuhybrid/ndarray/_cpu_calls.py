@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ..backend import cpu
+from ..backend import cpu, gemm
 from ..ops.reduce import reduced_axes
 from ._compiled_rows import hot_row_call
 
@@ -109,7 +109,7 @@ def _positional_call(op, attrs: dict, in_specs: list, out):
             return reduce, (reduced_axes(in_specs[0].shape, attrs["axis"]),)
     if (op.name == "dot" and same_dtype and out_dtype in _DIRECT_FLOATS and not attrs["transpose_a"]
             and not attrs["transpose_b"] and all(len(spec.shape) == 2 for spec in in_specs)):
-        return _NUMPY_DOT, ()
+        return _product_for(in_specs[0].shape[0] * in_specs[0].shape[1] * in_specs[1].shape[1]), ()
     if op.name == "reshape":
         return np.ndarray.reshape, (out.shape,)
     if op.name == "transpose":
@@ -191,24 +191,34 @@ def _reduce_call(reduce, axes, keepdims: bool):
     return reduction
 
 
+def _product_for(multiply_adds: int):
+    """np.dot for small products (a call through the GEMM engine costs more than they do), the engine
+    (``backend.gemm``: blocks over gpuhybrid's pool, one single-threaded BLAS call each) for the rest:
+    NumPy's threaded OpenBLAS waits for its threads in lock step, so under a busy core the eager MLP at
+    batch 64 took 32-110 ms per call instead of ~1 ms."""
+    return _NUMPY_DOT if multiply_adds < gemm.NUMPY_BELOW else gemm.matmul
+
+
 def _matmul_call(name: str, attrs: dict, in_specs: list):
     """Matrix products of matrices in the result's dtype: ``dot`` is ``a @ b`` (each side transposed as
     asked), ``FullyConnected`` is ``x @ W.T`` plus the bias added in place, as their eager rules. For
     matrices np.dot is np.matmul (the same BLAS call) without the generalised ufunc's overhead."""
     if any(len(spec.shape) != 2 for spec in in_specs[:2]):
         return None
+    product = _product_for(in_specs[0].shape[0] * in_specs[0].shape[1] * in_specs[1].shape[
+        0 if name == "FullyConnected" or attrs.get("transpose_b") else 1])
     if name == "dot":
         transpose_a, transpose_b = attrs["transpose_a"], attrs["transpose_b"]
 
         def dot(datas):
             a, b = datas
-            return _NUMPY_DOT(a.T if transpose_a else a, b.T if transpose_b else b)
+            return product(a.T if transpose_a else a, b.T if transpose_b else b)
         return dot
     if attrs["no_bias"]:
-        return lambda datas: _NUMPY_DOT(datas[0], datas[1].T)
+        return lambda datas: product(datas[0], datas[1].T)
 
     def fully_connected(datas):
-        result = _NUMPY_DOT(datas[0], datas[1].T)
+        result = product(datas[0], datas[1].T)
         result += datas[2]
         return result
     return fully_connected
