@@ -9,6 +9,13 @@
     report.py     the table, the JSON document (docs/bench.md) and the speedup plot
     cli.py        the command line
 """
-from .cli import main
+
+
+def main(argv=None):
+    """The command line (``cli.main``), imported when called: importing the package imports no module
+    of it, so ``python -m gpuhybrid.bench.training`` runs its module once (no runpy warning)."""
+    from .cli import main as cli_main
+    return cli_main(argv)
+
 
 __all__ = ["main"]
