@@ -3,7 +3,9 @@ standard formats, the image transforms against NumPy references, Dataset.transfo
 DataLoader's worker processes (the same batches as without them)."""
 from __future__ import annotations
 
+import gc
 import gzip
+import threading
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -245,7 +247,13 @@ def test_worker_errors_reach_the_caller():
         def __getitem__(self, index):
             raise ValueError(f"sample {index} is unreadable")
 
-    with pytest.raises(ValueError, match="unreadable"):
-        list(DataLoader(Broken([0, 1, 2]), batch_size=2, num_workers=1))
+    loader = DataLoader(Broken([0, 1, 2]), batch_size=2, num_workers=1)
+    with pytest.raises(ValueError, match="unreadable") as caught:
+        list(loader)
+    # The worker pool lives as long as the loader, which the traceback holds: let both go now, so that the
+    # pool's handler threads do not outlive this test (tests/launch_listing.py checks only a lone thread).
+    del caught, loader
+    gc.collect()
+    assert threading.active_count() == 1, threading.enumerate()
     with pytest.raises(gh.OpValueError, match="num_workers"):
         DataLoader(Broken([0]), batch_size=1, num_workers=-1)
