@@ -400,3 +400,13 @@ def softmax_reference(x: np.ndarray, axis: int, temperature, log: bool) -> np.nd
     shifted = t - np.max(t, axis=axis, keepdims=True)
     total = np.sum(np.exp(shifted), axis=axis, keepdims=True)
     return shifted - np.log(total) if log else np.exp(shifted) / total
+
+
+def eager_rule(op_name: str, arrays: list, attrs: dict) -> np.ndarray:
+    """The op's eager rule itself on the CPU, called as the full dispatcher calls it (what the eager fast
+    paths and direct calls must equal)."""
+    op = get_op(op_name)
+    parsed = op.parse_attrs(attrs)
+    outs = op.infer_specs([x.spec for x in arrays], parsed)
+    with np.errstate(all="ignore"):
+        return np.asarray(op.eager(gh.cpu(), [x.data for x in arrays], parsed, outs))

@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 import gpuhybrid as gh
 from gpuhybrid import autograd, nd
-from gpuhybrid.ops import get_op
+
+from helpers import eager_rule
 
 UNARY = ["relu", "exp", "tanh", "sigmoid", "log", "sqrt", "abs", "negative", "square", "softrelu"]
 REDUCTIONS = ["sum", "max", "min", "prod", "mean"]
@@ -28,15 +29,6 @@ def _no_session_launch_tally():
     open_counters[:] = saved + [c for c in open_counters if c not in saved]
 
 
-def _rule(op_name: str, arrays: list, attrs: dict) -> np.ndarray:
-    """The op's eager rule itself, called as the full dispatcher calls it."""
-    op = get_op(op_name)
-    parsed = op.parse_attrs(attrs)
-    outs = op.infer_specs([x.spec for x in arrays], parsed)
-    with np.errstate(all="ignore"):
-        return np.asarray(op.eager(gh.cpu(), [x.data for x in arrays], parsed, outs))
-
-
 def _twice(fn):
     """The second result (the direct call), after checking that it equals the first (full path)."""
     first, second = fn(), fn()
@@ -48,13 +40,13 @@ def _twice(fn):
 @settings(max_examples=30, deadline=None)
 @given(name=st.sampled_from(UNARY), dtype=st.sampled_from(["float32", "float64"]),
        shape=st.sampled_from([(), (16,), (3, 5), (2, 3, 4)]), seed=st.integers(0, 2**31 - 1))
-def test_unary_direct_call_is_the_rule(name, dtype, shape, seed):
+def test_unary_direct_call_is_theeager_rule(name, dtype, shape, seed):
     x = np.random.default_rng(seed).normal(size=shape) * 3
     if name in ("log", "sqrt"):
         x = np.abs(x) + 0.1
     a = nd.array(x, dtype=dtype)
     got = _twice(lambda: getattr(nd, name)(a))
-    np.testing.assert_array_equal(got.asnumpy(), _rule(name, [a], {}))
+    np.testing.assert_array_equal(got.asnumpy(), eager_rule(name, [a], {}))
     assert got.dtype == np.dtype(dtype) and isinstance(got.data, np.ndarray)
 
 
@@ -62,7 +54,7 @@ def test_unary_direct_call_is_the_rule(name, dtype, shape, seed):
 @given(name=st.sampled_from(REDUCTIONS), axis=st.sampled_from([None, 0, 1, -1, (0, 1)]),
        keepdims=st.booleans(), transposed=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
        seed=st.integers(0, 2**31 - 1))
-def test_reduction_direct_call_is_the_rule(name, axis, keepdims, transposed, dtype, seed):
+def test_reduction_direct_call_is_theeager_rule(name, axis, keepdims, transposed, dtype, seed):
     x = np.random.default_rng(seed).normal(size=(4, 6)) + 0.5
     a = nd.array(x, dtype=dtype)
     if transposed:                      # an F-ordered view: the result must still be C-ordered
@@ -70,7 +62,7 @@ def test_reduction_direct_call_is_the_rule(name, axis, keepdims, transposed, dty
         x = x.T
     got = _twice(lambda: getattr(nd, name)(a, axis=axis, keepdims=keepdims))
     attrs = {"axis": axis, "keepdims": keepdims}
-    np.testing.assert_array_equal(got.asnumpy(), _rule(name, [a], attrs))
+    np.testing.assert_array_equal(got.asnumpy(), eager_rule(name, [a], attrs))
     assert got.data.flags.c_contiguous
     rounded = a.asnumpy().astype(np.float64)       # the reference reads the values the op was given
     want = getattr(np, name)(rounded, axis=axis, keepdims=keepdims)
@@ -86,14 +78,14 @@ def test_reduction_direct_call_is_the_rule(name, axis, keepdims, transposed, dty
 @given(rows=st.integers(1, 7), inner=st.integers(1, 9), cols=st.integers(1, 6), no_bias=st.booleans(),
        transpose_a=st.booleans(), transpose_b=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
        seed=st.integers(0, 2**31 - 1))
-def test_matrix_products_direct_call_is_the_rule(rows, inner, cols, no_bias, transpose_a, transpose_b,
+def test_matrix_products_direct_call_is_theeager_rule(rows, inner, cols, no_bias, transpose_a, transpose_b,
                                                  dtype, seed):
     rng = np.random.default_rng(seed)
     x, w, b = rng.normal(size=(rows, inner)), rng.normal(size=(cols, inner)), rng.normal(size=cols)
     xs, ws, bs = nd.array(x, dtype=dtype), nd.array(w, dtype=dtype), nd.array(b, dtype=dtype)
     inputs = [xs, ws] if no_bias else [xs, ws, bs]
     fc = _twice(lambda: nd.FullyConnected(*inputs, num_hidden=cols, no_bias=no_bias))
-    np.testing.assert_array_equal(fc.asnumpy(), _rule("FullyConnected", inputs,
+    np.testing.assert_array_equal(fc.asnumpy(), eager_rule("FullyConnected", inputs,
                                                       {"num_hidden": cols, "no_bias": no_bias}))
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(fc.asnumpy(), x @ w.T + (0 if no_bias else b), rtol=tol, atol=tol)
@@ -101,18 +93,18 @@ def test_matrix_products_direct_call_is_the_rule(rows, inner, cols, no_bias, tra
     rhs = nd.array(w if transpose_b else w.T, dtype=dtype)
     attrs = {"transpose_a": transpose_a, "transpose_b": transpose_b}
     dot = _twice(lambda: nd.dot(lhs, rhs, **attrs))
-    np.testing.assert_array_equal(dot.asnumpy(), _rule("dot", [lhs, rhs], attrs))
+    np.testing.assert_array_equal(dot.asnumpy(), eager_rule("dot", [lhs, rhs], attrs))
     np.testing.assert_allclose(dot.asnumpy(), x @ w.T, rtol=tol, atol=tol)
 
 
 @settings(max_examples=20, deadline=None)
 @given(axis=st.sampled_from([0, 1, -1]), dtype=st.sampled_from(["float32", "float64"]),
        seed=st.integers(0, 2**31 - 1))
-def test_softmax_reshape_transpose_direct_calls_are_the_rule(axis, dtype, seed):
+def test_softmax_reshape_transpose_direct_calls_are_theeager_rule(axis, dtype, seed):
     x = np.random.default_rng(seed).normal(size=(3, 5)) * 4
     a = nd.array(x, dtype=dtype)
     soft = _twice(lambda: nd.softmax(a, axis=axis))
-    np.testing.assert_array_equal(soft.asnumpy(), _rule("softmax", [a], {"axis": axis}))
+    np.testing.assert_array_equal(soft.asnumpy(), eager_rule("softmax", [a], {"axis": axis}))
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     np.testing.assert_allclose(soft.asnumpy(), e / e.sum(axis=axis, keepdims=True),
                                rtol=1e-5 if dtype == "float32" else 1e-12)

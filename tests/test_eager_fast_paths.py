@@ -23,7 +23,8 @@ from gpuhybrid.gluon import nn
 from gpuhybrid.ndarray import _signatures
 from gpuhybrid.ndarray._compiled_rows import HOT_CALLS
 from gpuhybrid.ndarray._cpu_calls import IGNORE_FP_CONTEXT
-from gpuhybrid.ops import get_op
+
+from helpers import eager_rule
 
 
 _SET_ASIDE: list = []        # the session's counters while a test runs
@@ -51,15 +52,6 @@ def _session_tally():
             open_counters.remove(counter)
 
 
-def _rule(op_name: str, arrays: list, attrs: dict) -> np.ndarray:
-    """The op's eager rule itself, called as the full dispatcher calls it."""
-    op = get_op(op_name)
-    parsed = op.parse_attrs(attrs)
-    outs = op.infer_specs([x.spec for x in arrays], parsed)
-    with np.errstate(all="ignore"):
-        return np.asarray(op.eager(gh.cpu(), [x.data for x in arrays], parsed, outs))
-
-
 def _values(rng, shape, specials: bool) -> np.ndarray:
     x = rng.normal(size=shape) * 3
     if specials and x.size:
@@ -80,7 +72,7 @@ BROADCAST_SHAPES = [((4, 4), (4, 4)), ((3, 4), (4,)), ((2, 1, 3), (5, 1)), ((), 
        dtypes=st.sampled_from([("float32", "float32"), ("float64", "float64"), ("float32", "float64"),
                                ("int32", "float32"), ("int64", "int64")]),
        specials=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_binary_functions_fast_path_is_the_rule(name, shapes, dtypes, specials, seed):
+def test_binary_functions_fast_path_is_theeager_rule(name, shapes, dtypes, specials, seed):
     rng = np.random.default_rng(seed)
     x, y = _values(rng, shapes[0], specials), _values(rng, shapes[1], specials)
     if "int" in dtypes[0] or "int" in dtypes[1]:
@@ -90,7 +82,7 @@ def test_binary_functions_fast_path_is_the_rule(name, shapes, dtypes, specials, 
             y = np.abs(y)
     a, b = nd.array(x, dtype=dtypes[0]), nd.array(y, dtype=dtypes[1])
     try:
-        want = _rule(name, [a, b], {})
+        want = eager_rule(name, [a, b], {})
     except gh.GhError:                        # an op that refuses these dtypes refuses them every time
         for _ in range(2):
             with pytest.raises(gh.GhError):
@@ -108,13 +100,13 @@ def test_binary_functions_fast_path_is_the_rule(name, shapes, dtypes, specials, 
 @given(name=st.sampled_from(UNARY), shape=st.sampled_from([(), (16,), (4, 4), (2, 3, 4)]),
        dtype=st.sampled_from(["float32", "float64", "int32"]), specials=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
-def test_unary_functions_fast_path_is_the_rule(name, shape, dtype, specials, seed):
+def test_unary_functions_fast_path_is_theeager_rule(name, shape, dtype, specials, seed):
     x = _values(np.random.default_rng(seed), shape, specials and dtype != "int32")
     if dtype == "int32":
         x = np.round(x)
     a = nd.array(x, dtype=dtype)
     try:
-        want = _rule(name, [a], {})
+        want = eager_rule(name, [a], {})
     except gh.GhError:                        # an op that refuses integers refuses them every time
         with pytest.raises(gh.GhError):
             getattr(nd, name)(a)
@@ -138,7 +130,7 @@ def test_reductions_fast_path_is_the_rule_in_c_order(name, axis, keepdims, order
     if order == "F":                          # an F-ordered view: results must still be C-ordered
         a = nd.transpose(a)
     attrs = {"axis": axis, "keepdims": keepdims}
-    want = _rule(name, [a], attrs)
+    want = eager_rule(name, [a], attrs)
     for _ in range(3):
         got = getattr(nd, name)(a, **attrs)
         assert got.data.flags.c_contiguous and got.shape == want.shape and got.dtype == want.dtype
@@ -148,12 +140,12 @@ def test_reductions_fast_path_is_the_rule_in_c_order(name, axis, keepdims, order
 @settings(max_examples=30, deadline=None)
 @given(rows=st.integers(1, 6), inner=st.integers(1, 6), cols=st.integers(1, 6),
        dtype=st.sampled_from(["float32", "float64"]), specials=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_matrix_products_fast_path_is_the_rule(rows, inner, cols, dtype, specials, seed):
+def test_matrix_products_fast_path_is_theeager_rule(rows, inner, cols, dtype, specials, seed):
     rng = np.random.default_rng(seed)
     x, w, b = _values(rng, (rows, inner), specials), rng.normal(size=(cols, inner)), rng.normal(size=cols)
     xs, ws, bs = nd.array(x, dtype=dtype), nd.array(w, dtype=dtype), nd.array(b, dtype=dtype)
-    want_dot = _rule("dot", [xs, nd.transpose(ws)], {})
-    want_fc = _rule("FullyConnected", [xs, ws, bs], {"num_hidden": cols})
+    want_dot = eager_rule("dot", [xs, nd.transpose(ws)], {})
+    want_fc = eager_rule("FullyConnected", [xs, ws, bs], {"num_hidden": cols})
     wt = nd.transpose(ws).copy()
     for _ in range(3):
         np.testing.assert_array_equal(nd.dot(xs, wt).asnumpy(), want_dot)
@@ -167,7 +159,7 @@ def test_matrix_products_fast_path_is_the_rule(rows, inner, cols, dtype, special
 @given(symbol=st.sampled_from(["+", "-", "*", "/"]), shapes=st.sampled_from(BROADCAST_SHAPES),
        dtypes=st.sampled_from([("float32", "float32"), ("float64", "float32"), ("int32", "int32")]),
        specials=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_operators_fast_path_is_the_rule(symbol, shapes, dtypes, specials, seed):
+def test_operators_fast_path_is_theeager_rule(symbol, shapes, dtypes, specials, seed):
     rng = np.random.default_rng(seed)
     x, y = _values(rng, shapes[0], specials), _values(rng, shapes[1], specials)
     if "int32" in dtypes:
@@ -175,7 +167,7 @@ def test_operators_fast_path_is_the_rule(symbol, shapes, dtypes, specials, seed)
         y = np.round(np.nan_to_num(y, posinf=5, neginf=-5)) + 17
     a, b = nd.array(x, dtype=dtypes[0]), nd.array(y, dtype=dtypes[1])
     name = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[symbol]
-    want = _rule(name, [a, b], {})
+    want = eager_rule(name, [a, b], {})
     apply = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[symbol]
     for _ in range(3):
         got = apply()
@@ -183,7 +175,7 @@ def test_operators_fast_path_is_the_rule(symbol, shapes, dtypes, specials, seed)
         np.testing.assert_array_equal(got.asnumpy(), want)
     chained = apply() * a if shapes[0] == shapes[1] else None     # a result's spec, met by identity
     if chained is not None:
-        np.testing.assert_array_equal(chained.asnumpy(), _rule("mul", [nd.array(want, dtype=want.dtype), a],
+        np.testing.assert_array_equal(chained.asnumpy(), eager_rule("mul", [nd.array(want, dtype=want.dtype), a],
                                                                {}))
 
 
@@ -364,7 +356,7 @@ def _eager_row_kernels():
 def test_eager_softmax_gives_the_same_bits_on_every_call_by_default():
     _signatures.forget_prepared()
     a = nd.array(np.random.default_rng(9).normal(size=(3, 7)) * 3, dtype="float32")
-    want = _rule("softmax", [a], {"axis": -1})
+    want = eager_rule("softmax", [a], {"axis": -1})
     for _ in range(HOT_CALLS + 3):
         np.testing.assert_array_equal(nd.softmax(a, axis=-1).asnumpy(), want)
 
@@ -383,7 +375,7 @@ def _check_hot_softmax(op_name, shape, dtype, seed):
         planned = net(a).asnumpy()
     _signatures.forget_prepared()              # this signature may be hot already: start it cold
     first = getattr(nd, op_name)(a, axis=-1).asnumpy()
-    np.testing.assert_array_equal(first, _rule(op_name, [a], {"axis": -1}))     # before: NumPy's rule
+    np.testing.assert_array_equal(first, eager_rule(op_name, [a], {"axis": -1}))     # before: NumPy's rule
     for _ in range(HOT_CALLS + 1):
         hot = getattr(nd, op_name)(a, axis=-1).asnumpy()
     np.testing.assert_array_equal(hot, planned)
@@ -399,12 +391,12 @@ def _check_hot_softmax(op_name, shape, dtype, seed):
     np.testing.assert_allclose(hot, want, rtol=tol, atol=tol)
 
 
-def test_hot_softmax_without_a_compiler_stays_the_rule(monkeypatch):
+def test_hot_softmax_without_a_compiler_stays_theeager_rule(monkeypatch):
     from gpuhybrid.ndarray import _compiled_rows
     monkeypatch.setattr(_compiled_rows, "find_host_compiler", lambda: None)
     monkeypatch.setenv("GPUHYBRID_EAGER_ROW_KERNELS", "1")
     _signatures.forget_prepared()
     a = nd.array(np.random.default_rng(8).normal(size=(3, 6)) * 3)
-    want = _rule("softmax", [a], {"axis": -1})
+    want = eager_rule("softmax", [a], {"axis": -1})
     for _ in range(HOT_CALLS + 3):
         np.testing.assert_array_equal(nd.softmax(a, axis=-1).asnumpy(), want)
