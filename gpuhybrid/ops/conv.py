@@ -43,6 +43,12 @@ class Geometry:
         return len(self.kernel)
 
     @property
+    def pointwise(self) -> bool:
+        """A 1x1 kernel at stride 1 without padding: the data (N, C, *in), seen as (N, G, C/G, P), already
+        is its own column matrix."""
+        return all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) and not any(self.pad)
+
+    @property
     def dilated_kernel(self) -> tuple:
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilate))
 
@@ -158,15 +164,16 @@ def _size(shape: tuple) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def _pointwise(geom: Geometry) -> bool:
-    """A 1x1 kernel at stride 1 without padding: the data already is its own column matrix."""
-    return all(k == 1 for k in geom.kernel) and all(s == 1 for s in geom.stride) and not any(geom.pad)
+def runs_depthwise_kernels(xp) -> bool:
+    """Whether arrays of module ``xp`` go through ``backend.depthwise`` (NumPy, with a host compiler)."""
+    return xp is np and depthwise.available()
 
 
-def _depthwise_kernel(xp, channels: int, filters: int, groups: int) -> bool:
-    """One filter per channel, on NumPy arrays: ``backend.depthwise`` computes it from the data, which was
-    measured 1.5-7x faster here than the column route (its column matrix is K times the data)."""
-    return groups > 1 and channels == filters == groups and xp is np and depthwise.available()
+def depthwise_kernel_runs(xp, channels: int, filters: int, groups: int) -> bool:
+    """One filter per channel, on arrays that ``backend.depthwise`` takes: it computes the convolution
+    from the data, measured 1.5-7x faster here than the column route (its column matrix is K times the
+    data)."""
+    return groups > 1 and channels == filters == groups and runs_depthwise_kernels(xp)
 
 
 def _batch_first(xp, y, n: int, filters: int, out_spatial: tuple):
@@ -184,11 +191,11 @@ def conv_forward(xp, x, w, geom: Geometry, groups: int, out_spatial: tuple):
     extent is small (ResNet's last stages have 2x2 and 1x1 maps). A depthwise convolution on NumPy arrays
     runs ``backend.depthwise``'s kernel; elsewhere it too takes the column route."""
     n, filters = x.shape[0], w.shape[0]
-    if _depthwise_kernel(xp, x.shape[1], filters, groups):
+    if depthwise_kernel_runs(xp, x.shape[1], filters, groups):
         out = xp.empty((n, filters) + tuple(out_spatial), x.dtype)
         return depthwise.forward(out, xp.ascontiguousarray(x), xp.ascontiguousarray(w), geom)
     wm = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel))
-    if _pointwise(geom):
+    if geom.pointwise:
         data = x.reshape(n, groups, x.shape[1] // groups, _size(out_spatial))
         return matmul_of(xp)(wm, data).reshape((n, filters) + tuple(out_spatial))
     cols = batch_inside_columns(xp, x, geom, out_spatial, groups)
@@ -202,11 +209,11 @@ def conv_data_grad(xp, g, w, geom: Geometry, groups: int, in_spatial: tuple):
     pointwise convolution's adjoint is one batched product and needs no col2im."""
     n, filters, out_spatial = g.shape[0], g.shape[1], g.shape[2:]
     channels, positions = w.shape[1] * groups, _size(out_spatial)
-    if _depthwise_kernel(xp, channels, filters, groups):
+    if depthwise_kernel_runs(xp, channels, filters, groups):
         return depthwise.data(xp.empty((n, channels) + tuple(in_spatial), g.dtype), xp.ascontiguousarray(g),
                               xp.ascontiguousarray(w), geom)
     wt = w.reshape(groups, filters // groups, w.shape[1] * _size(geom.kernel)).swapaxes(1, 2)
-    if _pointwise(geom) and tuple(in_spatial) == tuple(out_spatial):   # (a Deconvolution's adj adds rows)
+    if geom.pointwise and tuple(in_spatial) == tuple(out_spatial):   # (a Deconvolution's adj adds rows)
         gm = g.reshape(n, groups, filters // groups, positions)
         return matmul_of(xp)(wt, gm).reshape((n, channels) + tuple(in_spatial))
     gt = xp.ascontiguousarray(g.reshape(n, groups, filters // groups, positions).transpose(1, 2, 0, 3))
@@ -232,7 +239,7 @@ def conv_weight_grad(xp, x, g, geom: Geometry, groups: int):
     The columns are gathered batch-inside, (C, *kernel, N, *out), so that one GEMM per group contracts the
     batch and the positions together: (Fg, N*P) x (N*P, Cg*K), the second operand a transposed view."""
     n, channels, filters, out_spatial = x.shape[0], x.shape[1], g.shape[1], g.shape[2:]
-    if _depthwise_kernel(xp, channels, filters, groups):
+    if depthwise_kernel_runs(xp, channels, filters, groups):
         return depthwise.weight(xp.empty((filters, 1) + geom.kernel, x.dtype), xp.ascontiguousarray(x),
                                 xp.ascontiguousarray(g), geom)
     positions = _size(out_spatial)
@@ -341,7 +348,7 @@ def _conv_kernels(attrs, specs):
     batch of more than one, the copy of the batch-inside product to (N, F, *out); none of them for a
     pointwise convolution; the bias-add."""
     bias = not attrs["no_bias"]
-    if _pointwise(geometry(attrs)):
+    if geometry(attrs).pointwise:
         return int(bias)
     return 1 + (specs[0].shape[0] > 1) + bias
 
@@ -350,7 +357,7 @@ def _deconv_kernels(attrs, specs):
     """Kernels of one Deconvolution: the copy of the data to batch-inside columns (batch > 1) and the
     col2im scatter, neither for a pointwise one; the bias-add."""
     bias = not attrs["no_bias"]
-    if _pointwise(geometry(attrs)):
+    if geometry(attrs).pointwise:
         return int(bias)
     return 1 + (specs[0].shape[0] > 1) + bias
 

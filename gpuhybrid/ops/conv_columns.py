@@ -21,13 +21,11 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
-
 from ..backend import depthwise
 from ..errors import ShapeError
 from .attrs import Attr
 from .conv import (CONV_ATTRS, check_data_rank, check_fits, conv_data_grad, conv_forward, conv_weight_grad,
-                   geometry, offset_region, windows)
+                   geometry, offset_region, runs_depthwise_kernels, windows)
 from .gradients import gradient
 from .registry import OpDef, TensorSpec, register, require_float
 
@@ -180,11 +178,6 @@ register(OpDef(name="swap_leading_axes", category="shape", inputs=("data",),
 
 # --- depthwise convolutions, straight from the data ----------------------------------------------------
 
-def runs_depthwise_kernels(xp) -> bool:
-    """Whether arrays of module ``xp`` go through ``backend.depthwise`` (NumPy, with a host compiler)."""
-    return xp is np and depthwise.available()
-
-
 def _depthwise_specs(x: TensorSpec, w: TensorSpec, attrs, what: str):
     geom = geometry(attrs)
     check_data_rank(x, geom.dims, geom.kernel)
@@ -311,4 +304,4 @@ def _depthwise_convolution_weight(F, c):
             F.depthwise_convolution(x, c.g, **geom)]
 
 
-__all__ = ["GEOMETRY_ATTRS", "runs_depthwise_kernels"]
+__all__ = ["GEOMETRY_ATTRS"]

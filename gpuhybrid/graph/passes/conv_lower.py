@@ -33,8 +33,7 @@ import math
 import numpy as np
 
 from ...ops import get_op
-from ...ops.conv import deconv_geometry, geometry
-from ...ops.conv_columns import runs_depthwise_kernels
+from ...ops.conv import deconv_geometry, depthwise_kernel_runs, geometry
 from ...ops.registry import TensorSpec
 from ..ir import Graph, Node, Ref, freeze_attrs
 from .cse import eliminate_common_subexpressions
@@ -89,17 +88,12 @@ class _Steps:
                         **_geometry_attrs(geom))
 
 
-def _pointwise(geom) -> bool:
-    """1x1, stride 1, no padding: the data (N, C, *in) seen as (N, G, C/G, P) is its own column matrix."""
-    return all(k == 1 for k in geom.kernel) and all(s == 1 for s in geom.stride) and not any(geom.pad)
-
-
 def _depthwise(node: Node, graph: Graph) -> bool:
     """One filter per channel (data, filters and groups all alike), where the depthwise kernels run."""
     x, second = (graph.spec(r) for r in node.inputs[:2])
     groups = node.attr_dict["num_group"]
     filters = second.shape[1] if node.op == "convolution_weight_backward" else node.spec.shape[1]
-    return groups > 1 and x.shape[1] == filters == groups and runs_depthwise_kernels(np)
+    return depthwise_kernel_runs(np, x.shape[1], filters, groups)
 
 
 def _lowerable(node: Node, graph: Graph) -> bool:
@@ -135,7 +129,7 @@ def _pointwise_product(steps: _Steps, matrix: Ref, x: Ref, x_spec, groups: int) 
 def _convolution(steps: _Steps, x: Ref, w: Ref, x_spec, w_spec) -> None:
     node, attrs = steps.node, steps.node.attr_dict
     geom, groups, out = geometry(attrs), attrs["num_group"], steps.out
-    if _pointwise(geom):
+    if geom.pointwise:
         filters = out.shape[1]
         matrix = steps.reshape(w, w_spec, (groups, filters // groups, w_spec.shape[1]), "weight_matrix")
         _pointwise_product(steps, matrix, x, x_spec, groups)
@@ -160,7 +154,7 @@ def _deconvolution(steps: _Steps, x: Ref, w: Ref, x_spec, w_spec) -> None:
     groups, out = attrs["num_group"], steps.out
     channels = x_spec.shape[1]
     rows = math.prod(w_spec.shape) // channels
-    if _pointwise(geom):         # the weight (C, Fg) per group, as its transposed view (G, Fg, Cg)
+    if geom.pointwise:         # the weight (C, Fg) per group, as its transposed view (G, Fg, Cg)
         grouped = (groups, channels // groups, rows)
         matrix = steps.reshape(w, w_spec, grouped, "weight_matrix")
         transposed_spec = TensorSpec((groups, rows, channels // groups), w_spec.dtype)
@@ -182,7 +176,7 @@ def _deconvolution(steps: _Steps, x: Ref, w: Ref, x_spec, w_spec) -> None:
 def _weight_gradient(steps: _Steps, x: Ref, g: Ref, x_spec, g_spec) -> None:
     node, attrs = steps.node, steps.node.attr_dict
     geom, groups, out = geometry(attrs), attrs["num_group"], steps.out
-    if _pointwise(geom) and x_spec.shape[0] == 1:       # one sample's data is its column matrix: a view
+    if geom.pointwise and x_spec.shape[0] == 1:       # one sample's data is its column matrix: a view
         shape = (groups, x_spec.shape[1] // groups, math.prod(x_spec.shape[2:]))
         columns = steps.reshape(x, x_spec, shape, "columns")
     else:
