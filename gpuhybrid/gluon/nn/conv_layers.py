@@ -62,6 +62,9 @@ class _Conv(HybridBlock):
     _dims = 2
     _op_name = "Convolution"
 
+    def _alias(self) -> str:
+        return "conv"         # MXNet names every convolution layer conv0, conv1, ... (d2l prints them)
+
     def __init__(self, channels: int, kernel_size, strides=1, padding=0, dilation=1, groups: int = 1,
                  layout: str | None = None, activation: str | None = None, use_bias: bool = True,
                  weight_initializer=None, bias_initializer="zeros", in_channels: int = 0,
@@ -181,6 +184,9 @@ class _Pool(HybridBlock):
     """The shared body of the pooling layers."""
 
     _dims, _pool_type, _global = 2, "max", False
+
+    def _alias(self) -> str:
+        return "pool"         # MXNet names every pooling layer pool0, pool1, ...
 
     def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False,
                  layout: str | None = None, count_include_pad: bool = True, prefix: str | None = None,
