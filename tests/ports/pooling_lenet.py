@@ -116,7 +116,8 @@ hybrid_net(train_X)
 for p, q in zip(imperative_net.collect_params().values(), hybrid_net.collect_params().values()):
     q.set_data(p.data())
 hybrid_net.hybridize()
-imperative_losses = train_steps(imperative_net, train_X, train_y, 4, lr=0.9)
-hybrid_losses = train_steps(hybrid_net, train_X, train_y, 4, lr=0.9)
+# the chapter's lr=0.9 is for batches of 256; four images take a smaller step
+imperative_losses = train_steps(imperative_net, train_X, train_y, 4, lr=0.1)
+hybrid_losses = train_steps(hybrid_net, train_X, train_y, 4, lr=0.1)
 print('imperative', imperative_losses, 'hybridized', hybrid_losses)
 train_acc = evaluate_accuracy([(train_X, train_y)], hybrid_net)
