@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from conv_net_reference import (batch_norm, batch_stats, conv2d, conv2d_loop, corr2d_loop, f64, forward,
                                 pool2d, pool2d_loop, softmax_cross_entropy)
 from gpuhybrid import init, nd
+from gpuhybrid.autograd import AutogradError
 from gpuhybrid.gluon import nn
 from test_ports import close, run_port
 
@@ -59,6 +60,7 @@ def test_conv_basics(tmp_path, monkeypatch):
     close(g["small_corr"], [[19, 25], [37, 43]], rtol=0, atol=0)
     my_conv = g["my_conv"]
     close(g["my_conv_out"], corr2d_loop(g["my_conv_in"], my_conv.weight) + f64(my_conv.bias), rtol=1e-5)
+    assert isinstance(g["exercise_error"], AutogradError) and "autograd.record()" in str(g["exercise_error"])
 
     image = np.ones((6, 8))
     image[:, 2:6] = 0
@@ -201,7 +203,7 @@ def test_batch_norm_from_scratch_equals_nn_batch_norm(tmp_path, monkeypatch):
 
 
 RESNET18_SHAPES = [("conv", (1, 64, 112, 112)), ("batchnorm", (1, 64, 112, 112)),
-                   ("activation", (1, 64, 112, 112)), ("pool", (1, 64, 56, 56)),
+                   ("relu", (1, 64, 112, 112)), ("pool", (1, 64, 56, 56)),
                    ("hybridsequential", (1, 64, 56, 56)), ("hybridsequential", (1, 128, 28, 28)),
                    ("hybridsequential", (1, 256, 14, 14)), ("hybridsequential", (1, 512, 7, 7)),
                    ("pool", (1, 512, 1, 1)), ("dense", (1, 10))]
@@ -247,11 +249,11 @@ def test_densenet(tmp_path, monkeypatch):
     close(g["Y"], forward(g["dense_block"], g["dense_X"]), rtol=1e-4, atol=1e-5)
     close(g["transition_out"], forward(g["transition"], g["Y"]), rtol=1e-4, atol=1e-5)
     assert_shapes(g["densenet_shapes"], [
-        ("conv", (1, 64, 48, 48)), ("batchnorm", (1, 64, 48, 48)), ("activation", (1, 64, 48, 48)),
+        ("conv", (1, 64, 48, 48)), ("batchnorm", (1, 64, 48, 48)), ("relu", (1, 64, 48, 48)),
         ("pool", (1, 64, 24, 24)), ("denseblock", (1, 192, 24, 24)), ("hybridsequential", (1, 96, 12, 12)),
         ("denseblock", (1, 224, 12, 12)), ("hybridsequential", (1, 112, 6, 6)),
         ("denseblock", (1, 240, 6, 6)), ("hybridsequential", (1, 120, 3, 3)), ("denseblock", (1, 248, 3, 3)),
-        ("batchnorm", (1, 248, 3, 3)), ("activation", (1, 248, 3, 3)), ("pool", (1, 248, 1, 1)),
+        ("batchnorm", (1, 248, 3, 3)), ("relu", (1, 248, 3, 3)), ("pool", (1, 248, 1, 1)),
         ("dense", (1, 10))])
 
     net = g["densenet_net"]

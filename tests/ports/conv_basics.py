@@ -41,6 +41,16 @@ my_conv.initialize(init.Normal(sigma=1))
 my_conv_in = nd.random.uniform(shape=(5, 4))
 my_conv_out = my_conv(my_conv_in)
 
+# the chapter's exercise: differentiate through our Conv2D. corr2d writes into Y element by element,
+# which autograd refuses while recording (as MXNet does)
+try:
+    with autograd.record():
+        my_conv(my_conv_in)
+    exercise_error = None
+except mx.base.MXNetError as e:
+    exercise_error = e
+print(exercise_error)
+
 # an image that is white in the middle, black at the sides: its edges are where the kernel [1, -1] fires
 X = nd.ones((6, 8))
 X[:, 2:6] = 0
