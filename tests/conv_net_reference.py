@@ -62,7 +62,7 @@ def pool2d_loop(x, size, stride, pad=(0, 0), mode="max") -> np.ndarray:
     return out
 
 
-# --- window views: the same numbers, fast --------------------------------------------------------------------
+# --- window views: the same numbers, fast -------------------------------------------------------------------
 def _windows(x, size, stride, pad, fill=0.0) -> np.ndarray:
     """(N, C, OH, OW, kh, kw) views of the padded input."""
     x = np.pad(f64(x), ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])), constant_values=fill)
@@ -83,7 +83,7 @@ def pool2d(x, size, stride, pad=(0, 0), mode="max") -> np.ndarray:
     return windows.max(axis=(4, 5)) if mode == "max" else windows.mean(axis=(4, 5))
 
 
-# --- activations, losses, batch normalization ----------------------------------------------------------------
+# --- activations, losses, batch normalization ---------------------------------------------------------------
 def sigmoid(v):
     return 1 / (1 + np.exp(-v))
 
@@ -111,7 +111,7 @@ def batch_norm(x, gamma, beta, mean, var, eps=1e-5) -> np.ndarray:
         + beta.reshape(shape)
 
 
-# --- gluon blocks --------------------------------------------------------------------------------------------
+# --- gluon blocks -------------------------------------------------------------------------------------------
 def forward(block, x, training: bool = False, value=f64):
     """``block(x)`` in float64; ``training`` normalises with batch statistics; ``value(param)`` reads a
     parameter (the live value by default, or a snapshot)."""

@@ -5,7 +5,6 @@ shapes against the chapters', and its hybridized runs against its imperative one
 import re
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,8 +36,8 @@ def test_window_references_match_direct_loops_and_the_layers(data):
     kh, kw, sh, sw, ph, pw = (data.draw(st.integers(lo, 3)) for lo in (1, 1, 1, 1, 0, 0))
     h, w = data.draw(st.integers(kh, 9)), data.draw(st.integers(kw, 9))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    x, weight, bias = rng.normal(size=(batch, channels, h, w)), rng.normal(size=(out_channels, channels, kh, kw)), \
-        rng.normal(size=out_channels)
+    x = rng.normal(size=(batch, channels, h, w))
+    weight, bias = rng.normal(size=(out_channels, channels, kh, kw)), rng.normal(size=out_channels)
     expected = conv2d_loop(x, weight, bias, (sh, sw), (ph, pw))
     np.testing.assert_allclose(conv2d(x, weight, bias, (sh, sw), (ph, pw)), expected, rtol=1e-12, atol=1e-12)
     layer = nn.Conv2D(out_channels, (kh, kw), strides=(sh, sw), padding=(ph, pw), in_channels=channels)
@@ -282,4 +281,5 @@ def test_save_load_tutorial_cnn(tmp_path, monkeypatch):
         close(q, p, rtol=0, atol=0)
     close(g["hybrid_out"], forward(g["hnet"], g["test_X"]), rtol=1e-4, atol=1e-5)
     close(g["imported_out"], g["hybrid_out"], rtol=1e-6, atol=1e-6)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet-0001.params", "lenet-symbol.json", "net.params"]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["lenet-0001.params", "lenet-symbol.json", "net.params"]

@@ -6,8 +6,8 @@ import numpy as np
 
 from ..errors import DTypeError, OpValueError, ShapeError
 from .attrs import Attr
-from .registry import (OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float, require_numeric,
-                       same_spec)
+from .registry import (OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float,
+                       require_numeric, same_spec)
 
 
 def reduced_axes(shape: tuple, axis) -> tuple:

@@ -117,7 +117,7 @@ nin_shapes, nin_out = print_shapes(net, X)
 nin_net = net
 
 
-# --- the same layers in a HybridSequential, hybridized: the same weights, one compiled plan ------------------
+# --- the same layers in a HybridSequential, hybridized: the same weights, one compiled plan -----------------
 def hybridized(net, X):
     hnet = nn.HybridSequential()
     for blk in net:
