@@ -54,3 +54,11 @@ def test_add_n_refuses_other_shapes_and_dtypes_with_the_fix():
     expect_raises(gh.ShapeError, lambda: nd.add_n(a, b), "add_n(float32[2, 3], float32[3])", "broadcast_add")
     expect_raises(gh.DTypeError, lambda: nd.add_n(a, nd.ones((2, 3), dtype="float64")), "astype('float32')")
     expect_raises(gh.OpValueError, lambda: nd.add_n(), "at least one input")
+
+
+def test_add_n_of_views_gives_new_contiguous_arrays():
+    x = np.arange(6.0).reshape(2, 3)
+    view = nd.array(x).T                               # a transposed view
+    for out in (nd.add_n(view), nd.add_n(view, view)):
+        assert out.data.flags["C_CONTIGUOUS"]          # what fresh_results promises the memory planner
+    np.testing.assert_array_equal(nd.add_n(view, view).asnumpy(), 2 * x.T)

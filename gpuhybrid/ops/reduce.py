@@ -140,7 +140,7 @@ def _add_n_rule(specs, attrs):
 def _add_n_eager(device, inputs, attrs, outs):
     xp = device.xp
     if len(inputs) == 1:
-        return xp.array(inputs[0], copy=True)
+        return xp.array(inputs[0], copy=True, order="C")     # a new C-contiguous array, even of a view
     total = xp.add(inputs[0], inputs[1], out=xp.empty(outs[0].shape, dtype=outs[0].dtype))
     for x in inputs[2:]:
         xp.add(total, x, out=total)   # into the fresh sum: no temporary per input
