@@ -145,7 +145,7 @@ def forward(block, x, training: bool = False, value=f64):
     if kind == "BatchNorm":
         mean, var = batch_stats(x) if training else (value(block.running_mean), value(block.running_var))
         return batch_norm(x, value(block.gamma), value(block.beta), mean, var, block._kwargs["eps"])
-    if kind == "Residual":
+    if kind in ("Residual", "HybridResidual"):
         y = ACTIVATIONS["relu"](run(block.bn1, run(block.conv1, x)))
         y = run(block.bn2, run(block.conv2, y))
         return ACTIVATIONS["relu"](y + (run(block.conv3, x) if block.conv3 else x))

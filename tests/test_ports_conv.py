@@ -2,7 +2,10 @@
 CNN as real programs: each module under tests/ports/ runs whole, as a user would, with only the imports
 changed; its numbers are checked here against float64 NumPy (tests/conv_net_reference.py), its printed
 shapes against the chapters', and its hybridized runs against its imperative ones."""
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 from hypothesis import given, settings
@@ -13,7 +16,7 @@ from conv_net_reference import (batch_norm, batch_stats, conv2d, conv2d_loop, co
 from gpuhybrid import init, nd
 from gpuhybrid.autograd import AutogradError
 from gpuhybrid.gluon import nn
-from test_ports import close, run_port
+from test_ports import PORTS, close, run_port
 
 
 def assert_shapes(printed, expected):
@@ -203,9 +206,19 @@ def test_batch_norm_from_scratch_equals_nn_batch_norm(tmp_path, monkeypatch):
 
 RESNET18_SHAPES = [("conv", (1, 64, 112, 112)), ("batchnorm", (1, 64, 112, 112)),
                    ("relu", (1, 64, 112, 112)), ("pool", (1, 64, 56, 56)),
-                   ("hybridsequential", (1, 64, 56, 56)), ("hybridsequential", (1, 128, 28, 28)),
-                   ("hybridsequential", (1, 256, 14, 14)), ("hybridsequential", (1, 512, 7, 7)),
+                   ("sequential", (1, 64, 56, 56)), ("sequential", (1, 128, 28, 28)),
+                   ("sequential", (1, 256, 14, 14)), ("sequential", (1, 512, 7, 7)),
                    ("pool", (1, 512, 1, 1)), ("dense", (1, 10))]
+
+
+def test_resnet_prints_the_chapters_lines_in_a_fresh_process():
+    """Run as d2l's notebook runs it: the block counters start at zero, and the lines are the book's."""
+    result = subprocess.run([sys.executable, os.path.join(PORTS, "resnet.py")], capture_output=True, text=True,
+                            check=True, timeout=300)
+    printed = [line for line in result.stdout.splitlines() if "output shape" in line]
+    names = ["conv5", "batchnorm4", "relu0", "pool0", "sequential1", "sequential2", "sequential3",
+             "sequential4", "pool1", "dense0"]
+    assert printed == [f"{name} output shape:\t {shape}" for name, (_, shape) in zip(names, RESNET18_SHAPES)]
 
 
 def test_resnet(tmp_path, monkeypatch):
@@ -215,6 +228,8 @@ def test_resnet(tmp_path, monkeypatch):
         close(g[f"residual_{name}"], forward(g[f"residual_{name}_block"], g["residual_X"]), rtol=1e-4,
               atol=1e-5)
     assert_shapes(g["resnet_shapes"], RESNET18_SHAPES)
+    expected = forward(g["resnet_net"], g["resnet_X"])
+    close(g["resnet_out"], expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
     # the full ResNet-18 (one input channel, 10 classes), three SGD steps both ways from the same weights
     initial = {name: f64(v) for name, v in g["initial_params"].items()}

@@ -1,8 +1,9 @@
-"""ResNet, d2l (MXNet edition) chapter 7 style: the Residual block (two 3x3 convolutions with batch
-normalization, an optional 1x1 convolution on the shortcut), resnet_block, and the chapter's ResNet-18
-for Fashion-MNIST (one input channel, 10 classes). The blocks are HybridBlocks in HybridSequentials, so
-the net hybridizes; the chapter's layer-by-layer shapes at 224x224, then a few SGD steps on a tiny
-batch, imperative and hybridized from the same weights."""
+"""ResNet, d2l (MXNet edition) chapter 7 style: the Residual block as the chapter writes it (an
+nn.Block: two 3x3 convolutions with batch normalization, an optional 1x1 convolution on the shortcut),
+resnet_block, and the chapter's ResNet-18 for Fashion-MNIST (one input channel, 10 classes) with its
+layer-by-layer shapes at 224x224; then the same net written to hybridize (HybridBlock,
+HybridSequential) and trained a few SGD steps on a tiny batch, imperative and hybridized from the same
+weights."""
 import gpuhybrid as mx
 from gpuhybrid import autograd, gluon, init, nd
 from gpuhybrid.gluon import nn
@@ -10,9 +11,77 @@ from gpuhybrid.gluon import nn
 mx.random.seed(37)
 
 
-class Residual(nn.HybridBlock):
+class Residual(nn.Block):
     def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
         super(Residual, self).__init__(**kwargs)
+        self.conv1 = nn.Conv2D(num_channels, kernel_size=3, padding=1, strides=strides)
+        self.conv2 = nn.Conv2D(num_channels, kernel_size=3, padding=1)
+        if use_1x1conv:
+            self.conv3 = nn.Conv2D(num_channels, kernel_size=1, strides=strides)
+        else:
+            self.conv3 = None
+        self.bn1 = nn.BatchNorm()
+        self.bn2 = nn.BatchNorm()
+
+    def forward(self, X):
+        Y = nd.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        return nd.relu(Y + X)
+
+
+# the same shape in and out, and half the height and width with more channels
+blk = Residual(3)
+blk.initialize()
+X = nd.random.uniform(shape=(4, 3, 6, 6))
+residual_X = X
+residual_same = blk(X)
+residual_same_block = blk
+print(residual_same.shape)
+blk = Residual(6, use_1x1conv=True, strides=2)
+blk.initialize()
+residual_down = blk(X)
+residual_down_block = blk
+print(residual_down.shape)
+
+net = nn.Sequential()
+net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3),
+        nn.BatchNorm(), nn.Activation('relu'),
+        nn.MaxPool2D(pool_size=3, strides=2, padding=1))
+
+
+def resnet_block(num_channels, num_residuals, first_block=False):
+    blk = nn.Sequential()
+    for i in range(num_residuals):
+        if i == 0 and not first_block:
+            blk.add(Residual(num_channels, use_1x1conv=True, strides=2))
+        else:
+            blk.add(Residual(num_channels))
+    return blk
+
+
+net.add(resnet_block(64, 2, first_block=True),
+        resnet_block(128, 2),
+        resnet_block(256, 2),
+        resnet_block(512, 2))
+net.add(nn.GlobalAvgPool2D(), nn.Dense(10))
+
+X = nd.random.uniform(shape=(1, 1, 224, 224))
+net.initialize()
+resnet_X = X
+resnet_shapes = []
+for layer in net:
+    X = layer(X)
+    print(layer.name, 'output shape:\t', X.shape)
+    resnet_shapes.append((layer.name, X.shape))
+resnet_net, resnet_out = net, X
+
+
+# --- hybridizable: the same blocks as HybridBlocks in HybridSequentials -------------------------------------
+class HybridResidual(nn.HybridBlock):
+    def __init__(self, num_channels, use_1x1conv=False, strides=1, **kwargs):
+        super(HybridResidual, self).__init__(**kwargs)
         self.conv1 = nn.Conv2D(num_channels, kernel_size=3, padding=1, strides=strides)
         self.conv2 = nn.Conv2D(num_channels, kernel_size=3, padding=1)
         if use_1x1conv:
@@ -30,28 +99,13 @@ class Residual(nn.HybridBlock):
         return F.relu(Y + X)
 
 
-# the same shape in and out, and half the height and width with more channels
-blk = Residual(3)
-blk.initialize()
-X = nd.random.uniform(shape=(4, 3, 6, 6))
-residual_X = X
-residual_same = blk(X)
-residual_same_block = blk
-print(residual_same.shape)
-blk = Residual(6, use_1x1conv=True, strides=2)
-blk.initialize()
-residual_down = blk(X)
-residual_down_block = blk
-print(residual_down.shape)
-
-
-def resnet_block(num_channels, num_residuals, first_block=False):
+def hybrid_resnet_block(num_channels, num_residuals, first_block=False):
     blk = nn.HybridSequential()
     for i in range(num_residuals):
         if i == 0 and not first_block:
-            blk.add(Residual(num_channels, use_1x1conv=True, strides=2))
+            blk.add(HybridResidual(num_channels, use_1x1conv=True, strides=2))
         else:
-            blk.add(Residual(num_channels))
+            blk.add(HybridResidual(num_channels))
     return blk
 
 
@@ -60,23 +114,12 @@ def resnet18(num_classes):
     net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3),
             nn.BatchNorm(), nn.Activation('relu'),
             nn.MaxPool2D(pool_size=3, strides=2, padding=1))
-    net.add(resnet_block(64, 2, first_block=True),
-            resnet_block(128, 2),
-            resnet_block(256, 2),
-            resnet_block(512, 2))
+    net.add(hybrid_resnet_block(64, 2, first_block=True),
+            hybrid_resnet_block(128, 2),
+            hybrid_resnet_block(256, 2),
+            hybrid_resnet_block(512, 2))
     net.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
     return net
-
-
-net = resnet18(10)
-X = nd.random.uniform(shape=(1, 1, 224, 224))
-net.initialize()
-resnet_X = X
-resnet_shapes = []
-for layer in net:
-    X = layer(X)
-    print(layer.name, 'output shape:\t', X.shape)
-    resnet_shapes.append((layer.name, X.shape))
 
 
 # --- a few training steps on a tiny batch, imperative and hybridized ----------------------------------------
