@@ -213,8 +213,8 @@ RESNET18_SHAPES = [("conv", (1, 64, 112, 112)), ("batchnorm", (1, 64, 112, 112))
 
 def test_resnet_prints_the_chapters_lines_in_a_fresh_process():
     """Run as d2l's notebook runs it: the block counters start at zero, and the lines are the book's."""
-    result = subprocess.run([sys.executable, os.path.join(PORTS, "resnet.py")], capture_output=True, text=True,
-                            check=True, timeout=300)
+    result = subprocess.run([sys.executable, os.path.join(PORTS, "resnet.py")], capture_output=True,
+                            text=True, check=True, timeout=300)
     printed = [line for line in result.stdout.splitlines() if "output shape" in line]
     names = ["conv5", "batchnorm4", "relu0", "pool0", "sequential1", "sequential2", "sequential3",
              "sequential4", "pool1", "dense0"]
