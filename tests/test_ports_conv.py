@@ -298,3 +298,29 @@ def test_save_load_tutorial_cnn(tmp_path, monkeypatch):
     close(g["imported_out"], g["hybrid_out"], rtol=1e-6, atol=1e-6)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["lenet-0001.params", "lenet-symbol.json", "net.params"]
+
+
+# --- what the ports found: MXNet's names and argument orders -------------------------------------------------
+def test_layers_are_named_as_mxnet_names_them():
+    names = [nn.Conv2D(2, 1).name, nn.Conv1DTranspose(2, 1).name, nn.MaxPool2D().name,
+             nn.AvgPool1D().name, nn.GlobalAvgPool2D().name, nn.Activation("relu").name, nn.Activation("sigmoid").name,
+             nn.BatchNorm().name, nn.Dense(2).name]
+    bases = ["conv", "conv", "pool", "pool", "pool", "relu", "sigmoid", "batchnorm", "dense"]
+    for name, base in zip(names, bases):
+        assert re.fullmatch(base + r"\d+", name), (name, base)
+    assert nn.Conv2D(2, 1, activation="relu").act.name.endswith("_relu")
+
+
+def test_pooling_and_transposed_convolution_take_positional_arguments_in_mxnets_order():
+    x = nd.array(np.arange(25.0).reshape(1, 1, 5, 5))
+    # MaxPool2D(pool_size, strides, padding, layout, ceil_mode)
+    assert nn.MaxPool2D(2, 2, 0, "NCHW")(x).shape == (1, 1, 2, 2)
+    assert nn.MaxPool2D(2, 2, 0, "NCHW", True)(x).shape == (1, 1, 3, 3)
+    # AvgPool2D(pool_size, strides, padding, ceil_mode, layout, count_include_pad)
+    close(nn.AvgPool2D(2, 2, 0, True, "NCHW", False)(x), [[[[3, 5, 6.5], [13, 15, 16.5], [20.5, 22.5, 24]]]],
+          rtol=0, atol=1e-6)
+    assert nn.GlobalAvgPool2D("NCHW")(x).shape == (1, 1, 1, 1)      # GlobalAvgPool2D(layout)
+    # Conv2DTranspose(channels, kernel_size, strides, padding, output_padding, ...): (5-1)*2 - 2 + 3 + 1
+    layer = nn.Conv2DTranspose(1, 3, 2, 1, 1)
+    layer.initialize()
+    assert layer(x).shape == (1, 1, 10, 10)
