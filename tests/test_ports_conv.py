@@ -300,11 +300,11 @@ def test_save_load_tutorial_cnn(tmp_path, monkeypatch):
     assert files == ["lenet-0001.params", "lenet-symbol.json", "net.params"]
 
 
-# --- what the ports found: MXNet's names and argument orders -------------------------------------------------
+# --- what the ports found: MXNet's names and argument orders ----------------------------------------------
 def test_layers_are_named_as_mxnet_names_them():
-    names = [nn.Conv2D(2, 1).name, nn.Conv1DTranspose(2, 1).name, nn.MaxPool2D().name,
-             nn.AvgPool1D().name, nn.GlobalAvgPool2D().name, nn.Activation("relu").name, nn.Activation("sigmoid").name,
-             nn.BatchNorm().name, nn.Dense(2).name]
+    layers = [nn.Conv2D(2, 1), nn.Conv1DTranspose(2, 1), nn.MaxPool2D(), nn.AvgPool1D(), nn.GlobalAvgPool2D(),
+              nn.Activation("relu"), nn.Activation("sigmoid"), nn.BatchNorm(), nn.Dense(2)]
+    names = [layer.name for layer in layers]
     bases = ["conv", "conv", "pool", "pool", "pool", "relu", "sigmoid", "batchnorm", "dense"]
     for name, base in zip(names, bases):
         assert re.fullmatch(base + r"\d+", name), (name, base)
