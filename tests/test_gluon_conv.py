@@ -172,16 +172,16 @@ def test_bad_layer_arguments_raise_at_construction():
 
 
 def test_bad_arguments_at_construction_name_the_layer():
-    with pytest.raises(GhError, match=r"conv2d\d+ \(Conv2D\): strides=\(0, 1\) must be >= 1"):
+    with pytest.raises(GhError, match=r"conv\d+ \(Conv2D\): strides=\(0, 1\) must be >= 1"):
         nn.Conv2D(4, 3, strides=(0, 1))
     channel_first = r"x\.transpose\(\(0, 4, 1, 2, 3\)\)"
-    with pytest.raises(GhError, match=rf"conv3d\d+ \(Conv3D\): layout='NDHWC' .*{channel_first}"):
+    with pytest.raises(GhError, match=rf"conv\d+ \(Conv3D\): layout='NDHWC' .*{channel_first}"):
         nn.Conv3D(4, 3, layout="NDHWC")
-    with pytest.raises(GhError, match=r"maxpool2d\d+ \(MaxPool2D\): strides=\(0, 0\) must be >= 1"):
+    with pytest.raises(GhError, match=r"pool\d+ \(MaxPool2D\): strides=\(0, 0\) must be >= 1"):
         nn.MaxPool2D(2, strides=0)
-    with pytest.raises(GhError, match=r"avgpool1d\d+ \(AvgPool1D\): pool_size=\(0,\) must be >= 1"):
+    with pytest.raises(GhError, match=r"pool\d+ \(AvgPool1D\): pool_size=\(0,\) must be >= 1"):
         nn.AvgPool1D(0)
-    with pytest.raises(GhError, match=r"maxpool2d\d+ \(MaxPool2D\): layout='NHWC' is not one this device"):
+    with pytest.raises(GhError, match=r"pool\d+ \(MaxPool2D\): layout='NHWC' is not one this device"):
         nn.MaxPool2D(layout="NHWC")
 
 

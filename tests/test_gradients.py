@@ -170,6 +170,8 @@ def joined(draw, name):
         sizes = [draw(st.integers(1, 3)) for _ in range(count)]
         parts = [draw(values(shape[:axis] + (size,) + shape[axis + 1:])) for size in sizes]
         return (lambda F, *a: F.concat(*a, dim=axis)), parts, {}
+    if name == "add_n":
+        return (lambda F, *a: F.add_n(*a)), [draw(values(shape)) for _ in range(count)], {}
     axis = draw(st.integers(0, len(shape)))
     return (lambda F, *a: F.stack(*a, axis=axis)), [draw(values(shape)) for _ in range(count)], {}
 
@@ -389,6 +391,7 @@ CASES.update({
     "reshape": reshape_family("reshape"), "flatten": reshape_family("flatten"),
     "squeeze": reshape_family("squeeze"), "expand_dims": reshape_family("expand_dims"),
     "transpose": transpose(), "concat": joined("concat"), "stack": joined("stack"), "split": split(),
+    "add_n": joined("add_n"),
     "slice": sliced("slice"), "slice_axis": sliced("slice_axis"), "getitem": sliced("getitem"),
     "broadcast_to": broadcast_to(), "tile": tile(), "reshape_like": reshape_like(),
     "Activation": activation(), "LeakyReLU": leaky_relu(), "Dropout": dropout(),

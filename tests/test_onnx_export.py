@@ -136,6 +136,7 @@ CASES = [
     case("squeeze", lambda x: sym.squeeze(x, axis=(1,)), normal(1, 3)),
     case("concat", lambda x, y: sym.concat(x, y, dim=1), normal(2), more_data=[normal(3)]),
     case("stack", lambda x, y: sym.stack(x, y, axis=1), normal(3), more_data=[normal(3)]),
+    case("add_n", lambda x, y, z: sym.add_n(x, y, z), normal(3), more_data=[normal(3), normal(3)]),
     case("split", lambda x: sym.Group([sym.split(x, num_outputs=2, axis=1)[k] for k in (1, 0)]), normal(4)),
     case("split", lambda x: sym.split(x, num_outputs=2, axis=1, squeeze_axis=True)[1], normal(2)),
     case("slice", lambda x: sym.slice(x, begin=(None, 1), end=(None, 4), step=(None, 2)), normal(5)),

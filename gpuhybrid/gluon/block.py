@@ -80,11 +80,15 @@ class Block:
         set_plain(self, "_reg_params", OrderedDict())
         set_plain(self, "_forward_hooks", [])
         set_plain(self, "_parents", weakref.WeakSet())   # blocks holding this one: their plans include it
-        prefix, params = _BlockScope.create(prefix, params, type(self).__name__.lower())
+        prefix, params = _BlockScope.create(prefix, params, self._alias())
         set_plain(self, "_prefix", prefix)
         set_plain(self, "_params", params)
         set_plain(self, "_name", prefix[:-1] if prefix.endswith("_") else prefix)
         set_plain(self, "_scope", _BlockScope(self))
+
+    def _alias(self) -> str:
+        """The base of this block's default name (``dense`` gives dense0, dense1, ...), as MXNet's."""
+        return type(self).__name__.lower()
 
     # --- registration -------------------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:

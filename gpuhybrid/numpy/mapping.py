@@ -71,6 +71,7 @@ NPX_FIRST_OUTPUT_ONLY = {"batch_norm"}
 NOT_IN_NP = {
     "cast": "ndarray.astype(dtype)",
     "getitem": "indexing, x[key]",
+    "add_n": "nd's add_n (MXNet 1.x); np code adds with + or np.add",
     "norm_apply": "an internal op of the BatchNorm lowering pass",
     "convolution_columns": "an internal op of the convolution lowering pass",
     "convolution_columns_backward": "gradient only", "swap_leading_axes": "an internal op of the convolution "

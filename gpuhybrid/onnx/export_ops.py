@@ -415,6 +415,14 @@ def _concat(w, node, ins, in_specs):
     return [w.op("Concat", *(w.cast(n, s.dtype, dtype) for n, s in zip(ins, in_specs)), axis=axis)]
 
 
+@rule("add_n")
+def _add_n(w, node, ins, in_specs):
+    total = ins[0] if len(ins) > 1 else w.op("Identity", ins[0])
+    for part in ins[1:]:                 # a chain of Adds (one shape and dtype: the op's rule checked both)
+        total = w.op("Add", total, part)
+    return [total]
+
+
 @rule("stack")
 def _stack(w, node, ins, in_specs):
     dtype = _out(node).dtype

@@ -147,6 +147,7 @@ def _leaky_relu(F, c):
 # --- elementwise: binary (broadcast gradients are summed down by fit_gradient) ------------------------
 
 gradient("add")(lambda F, c: [c.g, c.g])
+gradient("add_n")(lambda F, c: [c.g] * len(c.inputs))
 gradient("sub")(lambda F, c: [c.g, -c.g])
 
 

@@ -1,11 +1,13 @@
-"""Reductions (sum, mean, max, min, prod, argmax) and the row-wise softmax / log_softmax."""
+"""Reductions (sum, mean, max, min, prod, argmax), the sum of several arrays (add_n) and the row-wise
+softmax / log_softmax."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import OpValueError
+from ..errors import DTypeError, OpValueError, ShapeError
 from .attrs import Attr
-from .registry import OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float, same_spec
+from .registry import (OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float,
+                       require_numeric, same_spec)
 
 
 def reduced_axes(shape: tuple, axis) -> tuple:
@@ -120,6 +122,35 @@ register(OpDef(name="argmax", category="reduce", inputs=("data",),
                       Attr("keepdims", "bool", False)),
                infer=_argmax_rule, eager=_argmax_eager,
                doc="Index of the largest value (int64; NaN counts as largest, as in NumPy)."))
+
+
+# --- the sum of several arrays (MXNet's add_n / ElementWiseSum) -----------------------------------------
+def _add_n_rule(specs, attrs):
+    first = specs[0]
+    require_numeric(first.dtype)
+    if any(s.shape != first.shape for s in specs):
+        raise ShapeError("the arrays must have one shape (add_n does not broadcast); use broadcast_add "
+                         "for arrays of different shapes")
+    if any(s.dtype != first.dtype for s in specs):
+        raise DTypeError(f"the arrays must have one dtype; convert them first, e.g. "
+                         f"x.astype('{first.dtype.name}')")
+    return TensorSpec(first.shape, first.dtype)
+
+
+def _add_n_eager(device, inputs, attrs, outs):
+    xp = device.xp
+    if len(inputs) == 1:
+        return xp.array(inputs[0], copy=True, order="C")     # a new C-contiguous array, even of a view
+    total = xp.add(inputs[0], inputs[1], out=xp.empty(outs[0].shape, dtype=outs[0].dtype))
+    for x in inputs[2:]:
+        xp.add(total, x, out=total)   # into the fresh sum: no temporary per input
+    return total
+
+
+register(OpDef(name="add_n", category="reduce", inputs=("*data",), attrs=(), infer=_add_n_rule,
+               eager=_add_n_eager, kernels=lambda attrs, specs: max(1, len(specs) - 1), fresh_results=True,
+               aliases=("ElementWiseSum",),
+               doc="The sum of arrays of one shape and dtype: add_n(a, b, c) is a + b + c (MXNet's add_n)."))
 
 
 # --- softmax family --------------------------------------------------------------------------------

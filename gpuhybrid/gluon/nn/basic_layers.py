@@ -58,8 +58,11 @@ class Activation(HybridBlock):
     """An activation by name: relu, sigmoid, tanh, softrelu, softsign."""
 
     def __init__(self, activation: str, prefix: str | None = None, params=None):
+        object.__setattr__(self, "_act_type", activation)      # _alias names the block by it
         super().__init__(prefix, params)
-        self._act_type = activation
+
+    def _alias(self) -> str:
+        return self._act_type      # MXNet names Activation('relu') relu0 (d2l prints it layer by layer)
 
     def hybrid_forward(self, F, x):
         return F.Activation(x, act_type=self._act_type, name="fwd")

@@ -62,6 +62,9 @@ class _Conv(HybridBlock):
     _dims = 2
     _op_name = "Convolution"
 
+    def _alias(self) -> str:
+        return "conv"         # MXNet names every convolution layer conv0, conv1, ... (d2l prints them)
+
     def __init__(self, channels: int, kernel_size, strides=1, padding=0, dilation=1, groups: int = 1,
                  layout: str | None = None, activation: str | None = None, use_bias: bool = True,
                  weight_initializer=None, bias_initializer="zeros", in_channels: int = 0,
@@ -165,22 +168,38 @@ class Conv3D(_Conv):
     _dims = 3
 
 
-class Conv1DTranspose(_Conv):
+class _ConvTranspose(_Conv):
+    """The transposed convolutions take MXNet's arguments in MXNet's order: ``output_padding`` fifth."""
+    _op_name = "Deconvolution"
+
+    def __init__(self, channels: int, kernel_size, strides=1, padding=0, output_padding=0, dilation=1,
+                 groups: int = 1, layout: str | None = None, activation: str | None = None,
+                 use_bias: bool = True, weight_initializer=None, bias_initializer="zeros",
+                 in_channels: int = 0, dtype="float32", prefix: str | None = None, params=None):
+        super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout, activation,
+                         use_bias, weight_initializer, bias_initializer, in_channels, output_padding, dtype,
+                         prefix, params)
+
+
+class Conv1DTranspose(_ConvTranspose):
     """1-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels,
     channels / groups, k)."""
-    _dims, _op_name = 1, "Deconvolution"
+    _dims = 1
 
 
-class Conv2DTranspose(_Conv):
+class Conv2DTranspose(_ConvTranspose):
     """2-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels, channels / groups,
     kh, kw)."""
-    _dims, _op_name = 2, "Deconvolution"
+    _dims = 2
 
 
 class _Pool(HybridBlock):
     """The shared body of the pooling layers."""
 
     _dims, _pool_type, _global = 2, "max", False
+
+    def _alias(self) -> str:
+        return "pool"         # MXNet names every pooling layer pool0, pool1, ...
 
     def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False,
                  layout: str | None = None, count_include_pad: bool = True, prefix: str | None = None,
@@ -216,9 +235,23 @@ class _Pool(HybridBlock):
                 f"ceil_mode={k['pooling_convention'] == 'full'}")
 
 
+# MXNet's positional orders: max pooling takes layout before ceil_mode, average pooling ceil_mode before
+# layout (then count_include_pad), global pooling only layout.
+def _max_pool_init(self, pool_size=2, strides=None, padding=0, layout: str | None = None,
+                   ceil_mode: bool = False, prefix: str | None = None, params=None):
+    _Pool.__init__(self, pool_size, strides, padding, ceil_mode, layout, prefix=prefix, params=params)
+
+
+def _global_pool_init(self, layout: str | None = None, prefix: str | None = None, params=None):
+    _Pool.__init__(self, layout=layout, prefix=prefix, params=params)
+
+
 def _pool_class(name: str, dims: int, pool_type: str, is_global: bool = False, doc: str = "") -> type:
-    return type(name, (_Pool,), {"_dims": dims, "_pool_type": pool_type, "_global": is_global, "__doc__": doc,
-                                 "__module__": __name__})
+    body = {"_dims": dims, "_pool_type": pool_type, "_global": is_global, "__doc__": doc,
+            "__module__": __name__}
+    if is_global or pool_type == "max":
+        body["__init__"] = _global_pool_init if is_global else _max_pool_init
+    return type(name, (_Pool,), body)
 
 
 MaxPool1D = _pool_class("MaxPool1D", 1, "max", doc="Max pooling over (N, C, W); strides default to the size.")
