@@ -55,6 +55,13 @@ def verify_enabled() -> bool:
     return env_flag("GPUHYBRID_CUDNN_VERIFY", True)
 
 
+def cudnn_reads_channel_last() -> bool:
+    """Whether a GPU's convolutions go to cuDNN here (GPUHYBRID_CONV and the install allow it), which
+    reads channel-last operands through their strides: hybridized plans then keep them channel last
+    (``graph.passes.lower_channel_last``) instead of transposing around im2col."""
+    return conv_mode() != "im2col" and frontend()[0] is not None
+
+
 def _channel_last(layout) -> bool:
     return bool(layout) and layout[-1] == "C"
 
@@ -281,4 +288,5 @@ def explain_convolutions(ops: list, device) -> "str | None":
 
 
 __all__ = ["CONV_OPS", "GATE", "MODES", "TOLERANCE", "Verdict", "VerificationGate", "compare", "conv_mode",
+           "cudnn_reads_channel_last",
            "explain_convolutions", "gpu_convolution", "post_padding", "problem_for", "verify_enabled"]
