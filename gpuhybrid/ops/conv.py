@@ -276,7 +276,8 @@ def _check_weight(w, x, layout: Layout, expected: tuple, axes: tuple, weight_cha
     expected, channels = layout.own_shape(expected), layout.channels(x.shape)
     if w.shape != expected:
         names = f"{axes[0]}, *kernel, {axes[1]}" if layout.last else f"{axes[0]}, {axes[1]}, *kernel"
-        raise ShapeError(f"weight {w.shape} does not fit {layout.name} data {x.shape} with {channels} "
+        data = f"{layout.name} data" if layout.last else "data"
+        raise ShapeError(f"weight {w.shape} does not fit {data} {x.shape} with {channels} "
                          f"channels: expected {expected} ({names}); give the layer in_channels={channels} "
                          f"or feed data with {weight_channels} channels")
 
