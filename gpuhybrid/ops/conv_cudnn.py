@@ -253,8 +253,9 @@ def gpu_convolution(device, op: str, inputs: list, attrs: dict, out_spec, geom, 
     except Exception as error:        # noqa: BLE001 -- a failed cuDNN call must not fail the model
         GATE.reject(key, f"the cuDNN call failed ({type(error).__name__}: {error})")
         return im2col()
-    if has_bias and op == "Deconvolution":
-        out += inputs[2].reshape((1, -1) + (1,) * (out.ndim - 2))
+    if has_bias and op == "Deconvolution":     # one bias per channel: axis 1, or the last when channel last
+        vector = (1,) * (out.ndim - 1) + (-1,) if _channel_last(attrs.get("layout")) else (1, -1)
+        out += inputs[2].reshape(vector + (1,) * (out.ndim - len(vector)))
     if GATE.state(key) == "unchecked":
         if not verify_enabled():
             GATE.trust(key)
