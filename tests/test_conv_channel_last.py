@@ -495,3 +495,11 @@ def test_onnx_export_writes_channel_last_layers_between_transposes(tmp_path):
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     assert got.shape == want.shape == (2, 1, 1, 3)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_cpu_lowering_leaves_a_channel_last_convolution_whole():
+    """lower_convolutions (channel first only) on a graph that lower_channel_last did not see."""
+    from gpuhybrid.graph.passes import lower_convolutions
+    out = sym.Convolution(sym.var("x"), sym.var("w"), kernel=(2,), num_filter=3, no_bias=True, layout="NWC")
+    graph = typed_graph(out, _specs(x=(2, 5, 4), w=(3, 2, 4)))
+    assert lower_convolutions(graph) is graph
