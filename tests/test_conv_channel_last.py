@@ -503,3 +503,22 @@ def test_the_cpu_lowering_leaves_a_channel_last_convolution_whole():
     out = sym.Convolution(sym.var("x"), sym.var("w"), kernel=(2,), num_filter=3, no_bias=True, layout="NWC")
     graph = typed_graph(out, _specs(x=(2, 5, 4), w=(3, 2, 4)))
     assert lower_convolutions(graph) is graph
+
+
+@pytest.mark.parametrize("axis", [3, -1])
+def test_batch_norm_over_the_last_axis_normalises_each_channel_of_a_channel_last_conv(axis):
+    x = nd.array(np.random.default_rng(4).standard_normal((4, 5, 5, 3)) * 3 + 1, dtype="float64")
+    outs = []
+    for hybridize in (False, True):
+        gh.random.seed(0)
+        net = nn.HybridSequential()
+        net.add(nn.Conv2D(6, 3, layout="NHWC"), nn.BatchNorm(axis=axis))
+        net.initialize(gh.init.Xavier())
+        if hybridize:
+            net.hybridize()
+        with autograd.record():          # training: batch statistics over (N, H, W) per channel
+            outs.append(net(x).asnumpy())
+        assert net[1].gamma.shape == (6,)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(outs[0].mean(axis=(0, 1, 2)), 0, atol=1e-9)
+    np.testing.assert_allclose(outs[0].var(axis=(0, 1, 2)), 1, rtol=1e-3)
