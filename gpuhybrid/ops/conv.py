@@ -1,12 +1,14 @@
 """Convolutions: Convolution, Deconvolution and the weight gradient they share (MXNet names and semantics).
 
-Data is channel-first (NCW, NCHW, NCDHW); a weight is (num_filter, in_channels / num_group, *kernel).
+Data is channel-first (NCW, NCHW, NCDHW) here; a weight is (num_filter, in_channels / num_group, *kernel).
 The eager implementation is im2col + GEMM: a strided view of the padded input holds every window
 (``windows``), one copy makes it the column matrix, and one batched matmul per group multiplies it with
 the weight, which leaves the result already in NC* layout. The data gradient is the transposed product
 scattered back window by window (``col2im``: one strided add per kernel offset), which is also what
 Deconvolution computes forward. ``convolution_weight_backward`` is the weight gradient, an op of its own
 so that the gradient rules of all three stay closed (each one's gradient is written with the others).
+Channel-last data (NWC, NHWC, NDHWC, with MXNet's channel-last weights) runs this channel-first code
+between transposes, or through cuDNN as it lies on a GPU (``conv_layout``, ``conv_cudnn``).
 """
 from __future__ import annotations
 

@@ -95,10 +95,10 @@ def channel_first_attrs(attrs: dict) -> dict:
 
 
 def check_data_rank(data: TensorSpec, layout: Layout, kernel: tuple) -> None:
+    """Data of ``layout``'s rank, or an error that names the layout's axes and the fix."""
     dims = layout.dims
     if len(data.shape) != dims + 2:
-        axes = "channels, {} spatial axes".format(dims)
-        axes = f"{dims} spatial axes, channels" if layout.last else axes
+        axes = f"{dims} spatial axes, channels" if layout.last else f"channels, {dims} spatial axes"
         raise ShapeError(f"a {dims}-D kernel {kernel} needs {dims + 2}-d data ({layout.name}: batch, {axes}),"
                          f" got data of shape {data.shape}; reshape the data (e.g. add a batch axis with "
                          f"expand_dims(axis=0)) or use a {len(data.shape) - 2}-D layer")

@@ -19,8 +19,8 @@ from ..backend.dtypes import compute_dtype
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
 from .conv import Geometry, geometry, offset_region
-from .conv_layout import (CHANNEL_FIRST, DIMS_OF, LAYOUTS, channel_first_eager, check_data_rank, layout_of,
-                          transposes)
+from .conv_layout import (CHANNEL_FIRST, DIMS_OF, LAYOUTS, Layout, channel_first_eager, check_data_rank,
+                          layout_of, transposes)
 from .registry import OpDef, TensorSpec, register, require_float
 
 POOL_TYPES = ("max", "avg", "sum", "lp")
@@ -52,7 +52,7 @@ def pool_out(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
     return tuple(outs), tuple(extra)
 
 
-def pool_layout(attrs: dict, data_shape: tuple):
+def pool_layout(attrs: dict, data_shape: tuple) -> Layout:
     """The checked layout of a pooling over data of ``data_shape`` (a global pooling's rank comes from the
     layout when one is given, else from the data)."""
     if attrs["global_pool"]:
@@ -62,14 +62,14 @@ def pool_layout(attrs: dict, data_shape: tuple):
             raise ShapeError(f"global pooling needs 3-d to 5-d data ({', '.join(CHANNEL_FIRST.values())} or "
                              f"channel last), got data of shape {data_shape}")
         layout = layout_of(attrs, dims, "data")
-        check_data_rank_global(data_shape, layout)
+        _check_global_rank(data_shape, layout)
         return layout
     if not attrs["kernel"]:
         raise OpValueError("kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
     return layout_of(attrs, len(attrs["kernel"]))
 
 
-def check_data_rank_global(data_shape: tuple, layout) -> None:
+def _check_global_rank(data_shape: tuple, layout: Layout) -> None:
     if len(data_shape) != layout.dims + 2:
         raise ShapeError(f"global pooling with layout={layout.name!r} needs {layout.dims + 2}-d data, got "
                          f"data of shape {data_shape}; use the layout of the data's rank")
