@@ -124,7 +124,8 @@ def optimize(graph: Graph, passes: list | None = None, verify: bool | None = Non
 __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_graph", "GraphInvariantError",
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
-           "split_bias_add", "lower_channel_last", "lower_plain_gemms", "lower_unit_contractions", "lower_unit_sums",
+           "split_bias_add", "lower_plain_gemms", "lower_unit_contractions", "lower_unit_sums",
+           "lower_channel_last",
            "lower_convolutions", "lower_small_gemms", "lower_leading_sums", "fuse_elementwise",
            "fuse_row_reductions",
            "store_in_place"]
