@@ -308,9 +308,12 @@ def test_a_channel_last_cnn_trains_the_same_both_ways_and_as_its_channel_first_t
     (lambda: nn.Conv3D(6, 2, groups=2, layout="NDHWC"), (1, 3, 4, 4, 6), (6, 2, 2, 2, 3)),
     (lambda: nn.Conv1DTranspose(6, 3, groups=3, layout="NWC"), (2, 5, 9), (9, 3, 2)),
 ])
-def test_layers_infer_in_channels_from_the_last_axis(layer, shape, weight):
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_layers_infer_in_channels_from_the_last_axis(layer, shape, weight, hybridize):
     block = layer()
     block.initialize()
+    if hybridize:                 # deferred shapes filled by the trace (the op's infer_inputs)
+        block.hybridize()
     out = block(nd.ones(shape))
     assert block.weight.shape == weight
     assert out.shape[-1] == block._channels and out.shape[0] == shape[0]
