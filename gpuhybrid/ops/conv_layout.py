@@ -151,5 +151,5 @@ register(OpDef(name="layout_transpose", category="shape", inputs=("data",),
                    "channel-last convolution or pooling where it runs channel first."))
 
 
-__all__ = ["CHANNEL_FIRST", "CHANNEL_LAST", "LAYOUTS", "Layout", "channel_first_attrs", "channel_first_eager",
-           "check_data_rank", "is_channel_last", "layout_of", "transposes"]
+__all__ = ["CHANNEL_FIRST", "CHANNEL_LAST", "DIMS_OF", "LAYOUTS", "Layout", "channel_first_attrs",
+           "channel_first_eager", "check_data_rank", "is_channel_last", "layout_of", "transposes"]
