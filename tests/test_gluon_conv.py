@@ -174,7 +174,8 @@ def test_bad_layer_arguments_raise_at_construction():
 def test_bad_arguments_at_construction_name_the_layer():
     with pytest.raises(GhError, match=r"conv2d\d+ \(Conv2D\): strides=\(0, 1\) must be >= 1"):
         nn.Conv2D(4, 3, strides=(0, 1))
-    with pytest.raises(GhError, match=r"conv3d\d+ \(Conv3D\): layout='NHWC' is for 2-D data.*'NCDHW'.*'NDHWC'"):
+    with pytest.raises(GhError, match=r"conv3d\d+ \(Conv3D\): layout='NHWC' is for 2-D data.*'NCDHW'.*"
+                                      r"'NDHWC'"):
         nn.Conv3D(4, 3, layout="NHWC")
     with pytest.raises(GhError, match=r"maxpool2d\d+ \(MaxPool2D\): strides=\(0, 0\) must be >= 1"):
         nn.MaxPool2D(2, strides=0)
