@@ -101,6 +101,14 @@ def swap_leading_axes(draw):
 
 
 @st.composite
+def layout_transpose(draw):
+    """The copying transpose that the channel-last lowering puts around convolutions and poolings."""
+    shape = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(3, 5))))
+    axes = tuple(draw(st.permutations(range(len(shape)))))
+    return (lambda F, x: F.layout_transpose(x, axes=axes)), [draw(_values(shape))], {}
+
+
+@st.composite
 def depthwise(draw, op: str):
     """A depthwise op: geometry from conv_geometry, one filter per channel."""
     shape, kernel, stride, dilate, pad, _, _ = draw(conv_geometry())
@@ -190,6 +198,7 @@ CONV_CASES = {
     "pooling_backward": pooling_backward(), "pooling_gather_backward": pooling_gather_backward(),
     "UpSampling": upsampling(), "convolution_columns": convolution_columns(),
     "convolution_columns_backward": convolution_columns_backward(), "swap_leading_axes": swap_leading_axes(),
+    "layout_transpose": layout_transpose(),
     **{op: depthwise(op) for op in ("depthwise_convolution", "depthwise_convolution_data",
                                     "depthwise_convolution_weight")},
 }

@@ -211,9 +211,9 @@ def test_explain_shows_passes_groups_sources_and_launches(capsys):
     assert text == capsys.readouterr().out.rstrip("\n")
     assert "-- after traced" in text and "-- after fuse_elementwise" in text
     assert "-- pipeline: remove_noops > fold_constants > " in text
-    assert ("> lower_row_ops > split_bias_epilogue > split_bias_add > lower_plain_gemms > "
-            "lower_unit_contractions > lower_unit_sums > lower_convolutions > fuse_elementwise"
-            " > fuse_row_reductions > store_in_place\n" in text)
+    assert ("> lower_row_ops > split_bias_epilogue > lower_channel_last > split_bias_add > "
+            "lower_plain_gemms > lower_unit_contractions > lower_unit_sums > lower_convolutions > "
+            "fuse_elementwise > fuse_row_reductions > store_in_place\n" in text)
     assert f"stored over %{net[0].name}_fwd" in text      # the in-place stores are in the final graph
     assert "-- fusion groups: 2" in text and "add > Activation" in text
     assert text.count("GH_KERNEL(") == 2

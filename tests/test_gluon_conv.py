@@ -161,8 +161,8 @@ def test_kernel_larger_than_input_names_the_layer_and_the_fix(hybridize):
 
 
 def test_bad_layer_arguments_raise_at_construction():
-    with pytest.raises(GhError, match="layout='NHWC' is not one this device can run"):
-        nn.Conv2D(4, 3, layout="NHWC")
+    with pytest.raises(GhError, match="layout='NWC' is for 1-D data, but this is a 2-D layer"):
+        nn.Conv2D(4, 3, layout="NWC")
     with pytest.raises(GhError, match="groups=3 must divide channels=4"):
         nn.Conv2D(4, 3, groups=3)
     with pytest.raises(GhError, match="strides=\\(0, 1\\) must be >= 1"):
@@ -174,15 +174,15 @@ def test_bad_layer_arguments_raise_at_construction():
 def test_bad_arguments_at_construction_name_the_layer():
     with pytest.raises(GhError, match=r"conv\d+ \(Conv2D\): strides=\(0, 1\) must be >= 1"):
         nn.Conv2D(4, 3, strides=(0, 1))
-    channel_first = r"x\.transpose\(\(0, 4, 1, 2, 3\)\)"
-    with pytest.raises(GhError, match=rf"conv\d+ \(Conv3D\): layout='NDHWC' .*{channel_first}"):
-        nn.Conv3D(4, 3, layout="NDHWC")
+    with pytest.raises(GhError, match=r"conv\d+ \(Conv3D\): layout='NHWC' is for 2-D data.*'NCDHW'.*"
+                                      r"'NDHWC'"):
+        nn.Conv3D(4, 3, layout="NHWC")
     with pytest.raises(GhError, match=r"pool\d+ \(MaxPool2D\): strides=\(0, 0\) must be >= 1"):
         nn.MaxPool2D(2, strides=0)
     with pytest.raises(GhError, match=r"pool\d+ \(AvgPool1D\): pool_size=\(0,\) must be >= 1"):
         nn.AvgPool1D(0)
-    with pytest.raises(GhError, match=r"pool\d+ \(MaxPool2D\): layout='NHWC' is not one this device"):
-        nn.MaxPool2D(layout="NHWC")
+    with pytest.raises(GhError, match=r"pool\d+ \(MaxPool2D\): layout='HWCN' is not a layout"):
+        nn.MaxPool2D(layout="HWCN")
 
 
 @pytest.mark.parametrize("hybridize", [False, True])

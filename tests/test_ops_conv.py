@@ -233,8 +233,11 @@ BAD = [
     (dict(kernel=(9, 9), num_filter=4), (1, 3, 8, 8), (4, 3, 9, 9), "kernel .* larger than the padded input"),
     (dict(kernel=(3, 3), stride=(0, 1), num_filter=4), (1, 3, 8, 8), (4, 3, 3, 3), "stride=.* must be >= 1"),
     (dict(kernel=(3, 3), dilate=(1, 0), num_filter=4), (1, 3, 8, 8), (4, 3, 3, 3), "dilate=.* must be >= 1"),
-    (dict(kernel=(3, 3), num_filter=4, layout="NHWC"), (1, 8, 8, 3), (4, 3, 3, 3),
-     "layout='NHWC' is not one this device can run"),
+    (dict(kernel=(3, 3), num_filter=4, layout="NWC"), (1, 8, 8, 3), (4, 3, 3, 3),
+     "layout='NWC' is for 1-D data but the kernel is 2-D; use 'NCHW'.*or 'NHWC'"),
+    (dict(kernel=(3, 3), num_filter=4, layout="NHWC"), (1, 3, 8, 8), (4, 3, 3, 3),
+     r"weight \(4, 3, 3, 3\) does not fit NHWC data \(1, 3, 8, 8\) with 8 channels: expected \(4, 3, 3, 8\) "
+     r"\(num_filter, \*kernel, channels / num_group\)"),
     (dict(kernel=(3, 3), num_filter=4), (3, 8, 8), (4, 3, 3, 3), "needs 4-d data .* got data of shape"),
     (dict(kernel=(3, 3), num_filter=4, num_group=2), (1, 3, 8, 8), (4, 1, 3, 3), "num_group=2 must divide"),
 ]

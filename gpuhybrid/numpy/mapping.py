@@ -81,4 +81,5 @@ NOT_IN_NP = {
     "convolution_weight_backward": "gradient only", "pooling_backward": "gradient only",
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",
+    "layout_transpose": "an internal op of the channel-last lowering pass (np.transpose is the public one)",
 }

@@ -6,15 +6,20 @@ Where ONNX Runtime's pooling differs from gpuhybrid's, the rule writes an equiva
 ONNX's conventions: the 'full' convention's last window is padded explicitly at the end (asymmetric pads,
 never ceil_mode, so a window of padding only is never produced), average pooling that counts padding
 divides a sum by gpuhybrid's own tap counts where that extra end padding is not to be counted, and lp
-pooling sums x**p (no absolute value, as gpuhybrid) and takes the root.
+pooling sums x**p (no absolute value, as gpuhybrid) and takes the root. ONNX's Conv and pools are
+channel first: a channel-last op (layout NWC/NHWC/NDHWC) is written between Transposes
+(``channel_first``), as gpuhybrid's CPU runs it.
 """
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 
+from ..graph.ir import freeze_attrs
 from ..ops.conv import deconv_pad_adj, geometry, offset_region
+from ..ops.conv_layout import DIMS_OF, Layout, channel_first_attrs, is_channel_last
 from ..ops.pool import pool_geometry, pool_out, upsampling_scales
 from .error import OnnxError
 from .writer import OnnxWriter
@@ -25,9 +30,26 @@ CONV_EXPORT_RULES: dict = {}
 def rule(*names):
     def register(fn):
         for name in names:
-            CONV_EXPORT_RULES[name] = fn
+            CONV_EXPORT_RULES[name] = channel_first(fn)
         return fn
     return register
+
+
+def channel_first(export):
+    """An exporter rule that also writes channel-last nodes: the data and the weight (every input but a
+    bias) transposed to channel first, the channel-first rule, and its result transposed back."""
+    def write(w, node, ins, in_specs):
+        if not is_channel_last(node.attr_dict):
+            return export(w, node, ins, in_specs)
+        layout = Layout(DIMS_OF[node.attr_dict["layout"]], True)
+        permuted = [len(s.shape) == layout.dims + 2 for s in in_specs]
+        ins = [w.op("Transpose", x, perm=list(layout.to_first)) if p else x for x, p in zip(ins, permuted)]
+        in_specs = [replace(s, shape=layout.first_shape(s.shape)) if p else s
+                    for s, p in zip(in_specs, permuted)]
+        first = replace(node, attrs=freeze_attrs(channel_first_attrs(node.attr_dict)),
+                        specs=tuple(replace(s, shape=layout.first_shape(s.shape)) for s in node.specs))
+        return [w.op("Transpose", y, perm=list(layout.to_own)) for y in export(w, first, ins, in_specs)]
+    return write
 
 
 def _wide(dtype) -> np.dtype:

@@ -39,6 +39,8 @@ NOT_EXPORTED = {
     **{name: "an op of the CPU convolution lowering pass, which runs after tracing: never in a traced graph"
        for name in ("convolution_columns", "convolution_columns_backward", "swap_leading_axes",
                     "depthwise_convolution", "depthwise_convolution_data", "depthwise_convolution_weight")},
+    "layout_transpose": "an op of the channel-last lowering pass, which runs after tracing: never in a "
+                        "traced graph (a channel-last Convolution or Pooling exports between Transposes)",
 }
 
 

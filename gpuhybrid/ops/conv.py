@@ -1,12 +1,14 @@
 """Convolutions: Convolution, Deconvolution and the weight gradient they share (MXNet names and semantics).
 
-Data is channel-first (NCW, NCHW, NCDHW); a weight is (num_filter, in_channels / num_group, *kernel).
+Data is channel-first (NCW, NCHW, NCDHW) here; a weight is (num_filter, in_channels / num_group, *kernel).
 The eager implementation is im2col + GEMM: a strided view of the padded input holds every window
 (``windows``), one copy makes it the column matrix, and one batched matmul per group multiplies it with
 the weight, which leaves the result already in NC* layout. The data gradient is the transposed product
 scattered back window by window (``col2im``: one strided add per kernel offset), which is also what
 Deconvolution computes forward. ``convolution_weight_backward`` is the weight gradient, an op of its own
 so that the gradient rules of all three stay closed (each one's gradient is written with the others).
+Channel-last data (NWC, NHWC, NDHWC, with MXNet's channel-last weights) runs this channel-first code
+between transposes, or through cuDNN as it lies on a GPU (``conv_layout``, ``conv_cudnn``).
 """
 from __future__ import annotations
 
@@ -22,12 +24,10 @@ from ..backend.gemm import matmul_of
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
 from .conv_cudnn import gpu_convolution
+from .conv_layout import LAYOUTS, Layout, channel_first_eager, layout_of, transposes
+from .conv_layout import check_data_rank as check_layout_rank
 from .registry import OpDef, TensorSpec, register, require_float
 from .shapes import promote
-
-CHANNEL_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
-CHANNEL_LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
-LAYOUTS = tuple(CHANNEL_FIRST.values()) + tuple(CHANNEL_LAST.values())
 
 
 @dataclass(frozen=True)
@@ -80,23 +80,9 @@ def geometry(attrs: dict) -> Geometry:
     return Geometry(tuple(kernel), stride, dilate, pad)
 
 
-def check_layout(attrs: dict, dims: int) -> None:
-    layout = attrs.get("layout")
-    if layout is None or layout == CHANNEL_FIRST[dims]:
-        return
-    if layout in CHANNEL_LAST.values():
-        raise OpValueError(f"layout={layout!r} is not one this device can run; use "
-                           f"{CHANNEL_FIRST[dims]!r} (channel first), e.g. transpose the data with "
-                           f"transpose(axes={(0, dims + 1) + tuple(range(1, dims + 1))})")
-    raise OpValueError(f"layout={layout!r} does not fit a {dims}-D kernel; use {CHANNEL_FIRST[dims]!r}")
-
-
 def check_data_rank(data: TensorSpec, dims: int, kernel: tuple) -> None:
-    if len(data.shape) != dims + 2:
-        raise ShapeError(f"a {dims}-D kernel {kernel} needs {dims + 2}-d data "
-                         f"({CHANNEL_FIRST[dims]}: batch, channels, {dims} spatial axes), got data of shape "
-                         f"{data.shape}; reshape the data (e.g. add a batch axis with expand_dims(axis=0)) "
-                         f"or use a {len(data.shape) - 2}-D layer")
+    """Channel-first data of ``dims`` spatial axes (the ops of the CPU lowering take nothing else)."""
+    check_layout_rank(data, Layout(dims, False), kernel)
 
 
 def check_fits(in_spatial: tuple, geom: Geometry, shape: tuple) -> None:
@@ -273,45 +259,62 @@ def _check_bias(specs, attrs, filters: int) -> None:
 
 
 def _checked_geometry(x, attrs) -> tuple:
-    """(geometry, channels, num_filter, num_group) of a convolution or deconvolution over data spec
-    ``x``, after the checks both share: layout, data rank, num_filter and the group split."""
+    """(geometry, layout, channels, num_filter, num_group) of a convolution or deconvolution over data
+    spec ``x``, after the checks both share: layout, data rank, num_filter and the group split."""
     geom = geometry(attrs)
-    check_layout(attrs, geom.dims)
-    check_data_rank(x, geom.dims, geom.kernel)
-    channels, filters, groups = x.shape[1], attrs["num_filter"], attrs["num_group"]
+    layout = layout_of(attrs, geom.dims)
+    check_layout_rank(x, layout, geom.kernel)
+    channels, filters, groups = layout.channels(x.shape), attrs["num_filter"], attrs["num_group"]
     if filters < 1:
         raise OpValueError(f"num_filter={filters} must be >= 1")
     _check_groups(channels, filters, groups, x.shape)
-    return geom, channels, filters, groups
+    return geom, layout, channels, filters, groups
 
 
-def _check_weight(w, x, expected: tuple, axes: str, weight_channels: int) -> None:
-    """The weight has the ``expected`` shape (its leading axes named by ``axes``), or an error that says
-    both fixes: in_channels for the data given, or data with the channels the weight was made for."""
+def _check_weight(w, x, layout: Layout, expected: tuple, axes: tuple, weight_channels: int) -> None:
+    """The weight has the ``expected`` channel-first shape (its two leading axes named by ``axes``) in
+    ``layout``, or an error that says both fixes: in_channels for the data given, or data with the
+    channels the weight was made for."""
+    expected, channels = layout.own_shape(expected), layout.channels(x.shape)
     if w.shape != expected:
-        raise ShapeError(f"weight {w.shape} does not fit data {x.shape} with {x.shape[1]} channels: "
-                         f"expected {expected} ({axes}, *kernel); give the layer in_channels={x.shape[1]} "
+        names = f"{axes[0]}, *kernel, {axes[1]}" if layout.last else f"{axes[0]}, {axes[1]}, *kernel"
+        data = f"{layout.name} data" if layout.last else "data"
+        raise ShapeError(f"weight {w.shape} does not fit {data} {x.shape} with {channels} "
+                         f"channels: expected {expected} ({names}); give the layer in_channels={channels} "
                          f"or feed data with {weight_channels} channels")
 
 
 def _conv_rule(specs, attrs):
     x, w = specs[0], specs[1]
-    geom, channels, filters, groups = _checked_geometry(x, attrs)
-    _check_weight(w, x, (filters, channels // groups) + geom.kernel, "num_filter, channels / num_group",
-                  w.shape[1] * groups)
-    check_fits(x.shape[2:], geom, x.shape)
+    geom, layout, channels, filters, groups = _checked_geometry(x, attrs)
+    _check_weight(w, x, layout, (filters, channels // groups) + geom.kernel,
+                  ("num_filter", "channels / num_group"), layout.first_shape(w.shape)[1] * groups)
+    spatial = layout.spatial(x.shape)
+    check_fits(spatial, geom, x.shape)
     _check_bias(specs, attrs, filters)
-    return TensorSpec((x.shape[0], filters) + geom.out_spatial(x.shape[2:]), _float_dtype(specs))
+    return TensorSpec(layout.own_shape((x.shape[0], filters) + geom.out_spatial(spatial)),
+                      _float_dtype(specs))
+
+
+def _data_layout(x, attrs) -> "Layout | None":
+    """The layout of data spec ``x`` for deferred weight shapes (None where it does not fit yet)."""
+    kernel = attrs.get("kernel") or ()
+    if x is None or not 1 <= len(kernel) <= 3 or len(x.shape) != len(kernel) + 2 or attrs["num_group"] < 1:
+        return None
+    try:
+        return layout_of(attrs, len(kernel))
+    except OpValueError:
+        return None
 
 
 def _conv_infer_inputs(specs, attrs):
-    """Weight and bias from the data (deferred in_channels)."""
-    x = specs[0]
-    if x is None or len(x.shape) < 2 or attrs["num_group"] < 1 or x.shape[1] % attrs["num_group"]:
+    """Weight and bias from the data (deferred in_channels), in the data's layout."""
+    x, layout = specs[0], _data_layout(specs[0], attrs)
+    if layout is None or layout.channels(x.shape) % attrs["num_group"]:
         return specs
-    filters = attrs["num_filter"]
-    filled = [x, specs[1] or TensorSpec((filters, x.shape[1] // attrs["num_group"]) + tuple(attrs["kernel"]),
-                                        x.dtype)]
+    filters, channels = attrs["num_filter"], layout.channels(x.shape)
+    weight = layout.own_shape((filters, channels // attrs["num_group"]) + tuple(attrs["kernel"]))
+    filled = [x, specs[1] or TensorSpec(weight, x.dtype)]
     if len(specs) > 2:
         filled.append(specs[2] or TensorSpec((filters,), x.dtype))
     return filled
@@ -330,8 +333,8 @@ def _add_bias(y, bias):
 def _conv_eager(device, inputs, attrs, outs):
     if device.is_gpu:    # cuDNN where it runs and is trusted, else the im2col path below (conv_cudnn.py)
         return gpu_convolution(device, "Convolution", inputs, attrs, outs[0], geometry(attrs),
-                               lambda: _conv_im2col(device, inputs, attrs, outs))
-    return _conv_im2col(device, inputs, attrs, outs)
+                               lambda: _conv_channel_first(device, inputs, attrs, outs))
+    return _conv_channel_first(device, inputs, attrs, outs)
 
 
 def _conv_im2col(device, inputs, attrs, outs):
@@ -343,23 +346,26 @@ def _conv_im2col(device, inputs, attrs, outs):
     return y.astype(out.dtype, copy=False)
 
 
+_conv_channel_first = channel_first_eager(_conv_im2col, permuted=(0, 1))
+
+
 def _conv_kernels(attrs, specs):
     """Kernels of one Convolution (``specs``: its output): the im2col copy (padding included) and, for a
     batch of more than one, the copy of the batch-inside product to (N, F, *out); none of them for a
-    pointwise convolution; the bias-add."""
+    pointwise convolution; the bias-add; channel last, the copies to channel first and back."""
     bias = not attrs["no_bias"]
     if geometry(attrs).pointwise:
-        return int(bias)
-    return 1 + (specs[0].shape[0] > 1) + bias
+        return int(bias) + transposes(attrs, 2)
+    return 1 + (specs[0].shape[0] > 1) + bias + transposes(attrs, 2)
 
 
 def _deconv_kernels(attrs, specs):
     """Kernels of one Deconvolution: the copy of the data to batch-inside columns (batch > 1) and the
-    col2im scatter, neither for a pointwise one; the bias-add."""
+    col2im scatter, neither for a pointwise one; the bias-add; channel last, the copies."""
     bias = not attrs["no_bias"]
     if geometry(attrs).pointwise:
-        return int(bias)
-    return 1 + (specs[0].shape[0] > 1) + bias
+        return int(bias) + transposes(attrs, 2)
+    return 1 + (specs[0].shape[0] > 1) + bias + transposes(attrs, 2)
 
 
 CONV_ATTRS = (Attr("kernel", "shape", doc="window size per spatial axis: (3,), (3, 3) or (3, 3, 3)"),
@@ -369,7 +375,8 @@ CONV_ATTRS = (Attr("kernel", "shape", doc="window size per spatial axis: (3,), (
               Attr("num_filter", "int", doc="output channels"),
               Attr("num_group", "int", 1, doc="channel groups; num_group = channels is depthwise"),
               Attr("no_bias", "bool", False),
-              Attr("layout", "str", None, choices=LAYOUTS, doc="NCW, NCHW or NCDHW (channel first)"))
+              Attr("layout", "str", None, choices=LAYOUTS,
+                   doc="NCW, NCHW, NCDHW (channel first; the default) or NWC, NHWC, NDHWC (channel last)"))
 
 register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bias"), attrs=CONV_ATTRS,
                infer=_conv_rule, eager=_conv_eager, fresh_results=True, infer_inputs=_conv_infer_inputs,
@@ -378,7 +385,8 @@ register(OpDef(name="Convolution", category="nn", inputs=("data", "weight", "bia
                kernels=_conv_kernels,
                library_calls=1,
                doc="N-D convolution (cross-correlation) of channel-first data with (num_filter, "
-                   "channels / num_group, *kernel) weights, plus a bias per filter."))
+                   "channels / num_group, *kernel) weights (channel last: (N, *spatial, C) data, "
+                   "(num_filter, *kernel, channels / num_group) weights), plus a bias per filter."))
 
 
 # --- Deconvolution (transposed convolution) ----------------------------------------------------------
@@ -421,24 +429,25 @@ def deconv_geometry(attrs: dict, in_spatial: tuple) -> tuple:
 
 def _deconv_rule(specs, attrs):
     x, w = specs[0], specs[1]
-    geom, channels, filters, groups = _checked_geometry(x, attrs)
-    _check_weight(w, x, (channels, filters // groups) + geom.kernel, "channels, num_filter / num_group",
-                  w.shape[0])
+    geom, layout, channels, filters, groups = _checked_geometry(x, attrs)
+    _check_weight(w, x, layout, (channels, filters // groups) + geom.kernel,
+                  ("channels", "num_filter / num_group"), w.shape[0])
     _check_bias(specs, attrs, filters)
-    _, out_spatial = deconv_geometry(attrs, x.shape[2:])
+    _, out_spatial = deconv_geometry(attrs, layout.spatial(x.shape))
     if min(out_spatial) < 1:
         raise ShapeError(f"data {x.shape} with kernel {geom.kernel}, stride {geom.stride} and "
                          f"pad {geom.pad} gives an empty output {out_spatial}; use less padding")
-    return TensorSpec((x.shape[0], filters) + out_spatial, _float_dtype(specs))
+    return TensorSpec(layout.own_shape((x.shape[0], filters) + out_spatial), _float_dtype(specs))
 
 
 def _deconv_infer_inputs(specs, attrs):
-    x = specs[0]
-    if x is None or len(x.shape) < 2 or attrs["num_group"] < 1 or attrs["num_filter"] % attrs["num_group"]:
+    x, layout = specs[0], _data_layout(specs[0], attrs)
+    if layout is None or attrs["num_filter"] % attrs["num_group"]:
         return specs
     filters = attrs["num_filter"]
-    filled = [x, specs[1] or TensorSpec((x.shape[1], filters // attrs["num_group"]) + tuple(attrs["kernel"]),
-                                        x.dtype)]
+    weight = layout.own_shape((layout.channels(x.shape), filters // attrs["num_group"])
+                              + tuple(attrs["kernel"]))
+    filled = [x, specs[1] or TensorSpec(weight, x.dtype)]
     if len(specs) > 2:
         filled.append(specs[2] or TensorSpec((filters,), x.dtype))
     return filled
@@ -446,10 +455,11 @@ def _deconv_infer_inputs(specs, attrs):
 
 def _deconv_eager(device, inputs, attrs, outs):
     if device.is_gpu:
+        in_spatial = layout_of(attrs, len(attrs["kernel"])).spatial(inputs[0].shape)
         return gpu_convolution(device, "Deconvolution", inputs, attrs, outs[0],
-                               deconv_geometry(attrs, inputs[0].shape[2:])[0],
-                               lambda: _deconv_im2col(device, inputs, attrs, outs))
-    return _deconv_im2col(device, inputs, attrs, outs)
+                               deconv_geometry(attrs, in_spatial)[0],
+                               lambda: _deconv_channel_first(device, inputs, attrs, outs))
+    return _deconv_channel_first(device, inputs, attrs, outs)
 
 
 def _deconv_im2col(device, inputs, attrs, outs):
@@ -462,6 +472,9 @@ def _deconv_im2col(device, inputs, attrs, outs):
     return y.astype(out.dtype, copy=False)
 
 
+_deconv_channel_first = channel_first_eager(_deconv_im2col, permuted=(0, 1))
+
+
 register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "bias"),
                attrs=CONV_ATTRS + (Attr("adj", "shape", (), doc="extra rows at the end of each axis"),
                                    Attr("target_shape", "shape", (),
@@ -471,7 +484,8 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
                kernels=_deconv_kernels,
                library_calls=1,
                doc="Transposed convolution (the data gradient of Convolution), weight (channels, "
-                   "num_filter / num_group, *kernel)."))
+                   "num_filter / num_group, *kernel); channel last (channels, *kernel, num_filter / "
+                   "num_group)."))
 
 
 # --- the weight gradient -----------------------------------------------------------------------------
@@ -479,23 +493,27 @@ register(OpDef(name="Deconvolution", category="nn", inputs=("data", "weight", "b
 def _weight_grad_rule(specs, attrs):
     x, g = specs
     geom = geometry(attrs)
-    check_data_rank(x, geom.dims, geom.kernel)
-    check_data_rank(g, geom.dims, geom.kernel)
+    layout = layout_of(attrs, geom.dims)
+    check_layout_rank(x, layout, geom.kernel)
+    check_layout_rank(g, layout, geom.kernel)
     groups = attrs["num_group"]
-    _check_groups(x.shape[1], g.shape[1], groups, x.shape)
-    check_fits(x.shape[2:], geom, x.shape)
-    reach = geom.out_spatial(x.shape[2:])
-    if x.shape[0] != g.shape[0] or any(o > r for o, r in zip(g.shape[2:], reach)):
+    x_first, g_first = layout.first_shape(x.shape), layout.first_shape(g.shape)
+    _check_groups(x_first[1], g_first[1], groups, x.shape)
+    check_fits(x_first[2:], geom, x.shape)
+    reach = geom.out_spatial(x_first[2:])
+    if x.shape[0] != g.shape[0] or any(o > r for o, r in zip(g_first[2:], reach)):
         raise ShapeError(f"gradient {g.shape} does not fit data {x.shape} "
                          f"(at most {reach} output positions per sample)")
-    return TensorSpec((g.shape[1], x.shape[1] // groups) + geom.kernel, _float_dtype(specs))
+    return TensorSpec(layout.own_shape((g_first[1], x_first[1] // groups) + geom.kernel),
+                      _float_dtype(specs))
 
 
 def _weight_grad_eager(device, inputs, attrs, outs):
     if device.is_gpu:
         return gpu_convolution(device, "convolution_weight_backward", inputs, attrs, outs[0],
-                               geometry(attrs), lambda: _weight_grad_im2col(device, inputs, attrs, outs))
-    return _weight_grad_im2col(device, inputs, attrs, outs)
+                               geometry(attrs),
+                               lambda: _weight_grad_channel_first(device, inputs, attrs, outs))
+    return _weight_grad_channel_first(device, inputs, attrs, outs)
 
 
 def _weight_grad_im2col(device, inputs, attrs, outs):
@@ -504,9 +522,12 @@ def _weight_grad_im2col(device, inputs, attrs, outs):
     return dw.astype(outs[0].dtype, copy=False)
 
 
+_weight_grad_channel_first = channel_first_eager(_weight_grad_im2col, permuted=(0, 1))
+
+
 register(OpDef(name="convolution_weight_backward", category="nn", inputs=("data", "grad"),
                attrs=tuple(a for a in CONV_ATTRS
-                           if a.name in ("kernel", "stride", "dilate", "pad", "num_group")),
+                           if a.name in ("kernel", "stride", "dilate", "pad", "num_group", "layout")),
                infer=_weight_grad_rule, eager=_weight_grad_eager, fresh_results=True,
-               kernels=3, library_calls=1,
+               kernels=lambda attrs, specs: 3 + transposes(attrs, 2), library_calls=1,
                doc="The weight gradient of Convolution: sum over the batch of grad x im2col(data)."))

@@ -55,6 +55,13 @@ def verify_enabled() -> bool:
     return env_flag("GPUHYBRID_CUDNN_VERIFY", True)
 
 
+def cudnn_reads_channel_last() -> bool:
+    """Whether a GPU's convolutions go to cuDNN here (GPUHYBRID_CONV and the install allow it), which
+    reads channel-last operands through their strides: hybridized plans then keep them channel last
+    (``graph.passes.lower_channel_last``) instead of transposing around im2col."""
+    return conv_mode() != "im2col" and frontend()[0] is not None
+
+
 def _channel_last(layout) -> bool:
     return bool(layout) and layout[-1] == "C"
 
@@ -246,8 +253,9 @@ def gpu_convolution(device, op: str, inputs: list, attrs: dict, out_spec, geom, 
     except Exception as error:        # noqa: BLE001 -- a failed cuDNN call must not fail the model
         GATE.reject(key, f"the cuDNN call failed ({type(error).__name__}: {error})")
         return im2col()
-    if has_bias and op == "Deconvolution":
-        out += inputs[2].reshape((1, -1) + (1,) * (out.ndim - 2))
+    if has_bias and op == "Deconvolution":     # one bias per channel: axis 1, or the last when channel last
+        vector = (1,) * (out.ndim - 1) + (-1,) if _channel_last(attrs.get("layout")) else (1, -1)
+        out += inputs[2].reshape(vector + (1,) * (out.ndim - len(vector)))
     if GATE.state(key) == "unchecked":
         if not verify_enabled():
             GATE.trust(key)
@@ -281,4 +289,5 @@ def explain_convolutions(ops: list, device) -> "str | None":
 
 
 __all__ = ["CONV_OPS", "GATE", "MODES", "TOLERANCE", "Verdict", "VerificationGate", "compare", "conv_mode",
+           "cudnn_reads_channel_last",
            "explain_convolutions", "gpu_convolution", "post_padding", "problem_for", "verify_enabled"]

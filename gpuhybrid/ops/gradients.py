@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .conv import Geometry, deconv_geometry, geometry as conv_geometry
+from .conv_layout import layout_of
 from .nn import dropout_active
 from .pool import upsampling_scales
 from .reduce import reduced_axes, reduced_shape
@@ -576,59 +577,69 @@ no_gradient("zeros_like", "ones_like")
 # other way round), both weight gradients are convolution_weight_backward, whose own gradients are the
 # two convolutions again; max pooling routes through pooling_backward and pooling_gather_backward.
 
-def _geometry_attrs(geom: Geometry) -> dict:
-    return {"kernel": geom.kernel, "stride": geom.stride, "dilate": geom.dilate, "pad": geom.pad}
+def _geometry_attrs(geom: Geometry, layout=None) -> dict:
+    """The window attributes of ``geom``; with ``layout``, the layout the operands are in as well."""
+    attrs = {"kernel": geom.kernel, "stride": geom.stride, "dilate": geom.dilate, "pad": geom.pad}
+    return attrs if layout is None else {**attrs, "layout": layout.name}
 
 
-def _crop_spatial(F, value, have: tuple, want: tuple):
-    """``value`` without the trailing positions that no window reached (``have`` -> ``want``)."""
+def _crop_spatial(F, value, have: tuple, want: tuple, layout):
+    """``value`` without the trailing positions that no window reached (``have`` -> ``want``, spatial)."""
     if tuple(have) == tuple(want):
         return value
+    if layout.last:
+        return F.slice(value, begin=(None,) + (0,) * len(want) + (None,),
+                       end=(None,) + tuple(want) + (None,))
     return F.slice(value, begin=(None, None) + (0,) * len(want), end=(None, None) + tuple(want))
 
 
-def _conv_data_gradient(F, g, w, geom: Geometry, groups: int, data_shape: tuple, out_spatial: tuple):
+def _conv_data_gradient(F, g, w, geom: Geometry, groups: int, data_shape: tuple, out_spatial: tuple, layout):
     """The adjoint of a convolution in its data: a Deconvolution whose ``adj`` restores the input rows that
-    the last window did not reach."""
+    the last window did not reach (``data_shape`` channel first)."""
     adj = tuple(i + 2 * p - ((o - 1) * s + dk) for i, p, o, s, dk in
                 zip(data_shape[2:], geom.pad, out_spatial, geom.stride, geom.dilated_kernel))
     return F.Deconvolution(g, w, adj=adj, num_filter=data_shape[1], num_group=groups, no_bias=True,
-                           **_geometry_attrs(geom))
+                           **_geometry_attrs(geom, layout))
 
 
-def _spatial_sum(F, g, ndim: int):
-    return F.sum(g, axis=(0,) + tuple(range(2, ndim)))
+def _bias_sum(F, g, layout):
+    """The bias gradient: ``g`` summed over every axis but the channels."""
+    return F.sum(g, axis=tuple(a for a in range(layout.dims + 2) if a != layout.channel_axis))
 
 
 @gradient("Convolution")
 def _convolution(F, c):
     x, w = c.inputs[:2]
-    geom, groups, out_shape = conv_geometry(c.attrs), c.attrs["num_group"], c.out_specs[0].shape
+    geom, groups = conv_geometry(c.attrs), c.attrs["num_group"]
+    layout = layout_of(c.attrs, geom.dims)
+    out_shape = layout.first_shape(c.out_specs[0].shape)
     grads = [None] * len(c.inputs)
     if c.want(0):
-        grads[0] = _conv_data_gradient(F, c.g, w, geom, groups, c.in_specs[0].shape, out_shape[2:])
+        grads[0] = _conv_data_gradient(F, c.g, w, geom, groups, layout.first_shape(c.in_specs[0].shape),
+                                       out_shape[2:], layout)
     if c.want(1):
-        grads[1] = F.convolution_weight_backward(x, c.g, num_group=groups, **_geometry_attrs(geom))
+        grads[1] = F.convolution_weight_backward(x, c.g, num_group=groups, **_geometry_attrs(geom, layout))
     if len(c.inputs) > 2 and c.want(2):
-        grads[2] = _spatial_sum(F, c.g, len(out_shape))
+        grads[2] = _bias_sum(F, c.g, layout)
     return grads
 
 
 @gradient("Deconvolution")
 def _deconvolution(F, c):
     x, w = c.inputs[:2]
-    x_shape, out_shape = c.in_specs[0].shape, c.out_specs[0].shape
+    layout = layout_of(c.attrs, len(c.attrs["kernel"]))
+    x_shape, out_shape = layout.first_shape(c.in_specs[0].shape), layout.first_shape(c.out_specs[0].shape)
     geom, _ = deconv_geometry(c.attrs, x_shape[2:])
     groups = c.attrs["num_group"]
     grads = [None] * len(c.inputs)
     if c.want(0):
         dx = F.Convolution(c.g, w, num_filter=x_shape[1], num_group=groups, no_bias=True,
-                           **_geometry_attrs(geom))
-        grads[0] = _crop_spatial(F, dx, geom.out_spatial(out_shape[2:]), x_shape[2:])
+                           **_geometry_attrs(geom, layout))
+        grads[0] = _crop_spatial(F, dx, geom.out_spatial(out_shape[2:]), x_shape[2:], layout)
     if c.want(1):
-        grads[1] = F.convolution_weight_backward(c.g, x, num_group=groups, **_geometry_attrs(geom))
+        grads[1] = F.convolution_weight_backward(c.g, x, num_group=groups, **_geometry_attrs(geom, layout))
     if len(c.inputs) > 2 and c.want(2):
-        grads[2] = _spatial_sum(F, c.g, len(out_shape))
+        grads[2] = _bias_sum(F, c.g, layout)
     return grads
 
 
@@ -637,14 +648,15 @@ def _convolution_weight_backward(F, c):
     """<G, dW(x, g)> = <g, conv(x, G)>: bilinear in x and g."""
     x, g = c.inputs
     geom, groups = conv_geometry(c.attrs), c.attrs["num_group"]
-    x_shape, g_shape = c.in_specs[0].shape, c.in_specs[1].shape
+    layout = layout_of(c.attrs, geom.dims)
+    x_shape, g_shape = layout.first_shape(c.in_specs[0].shape), layout.first_shape(c.in_specs[1].shape)
     grads = [None, None]
     if c.want(0):
-        grads[0] = _conv_data_gradient(F, g, c.g, geom, groups, x_shape, g_shape[2:])
+        grads[0] = _conv_data_gradient(F, g, c.g, geom, groups, x_shape, g_shape[2:], layout)
     if c.want(1):
         dg = F.Convolution(x, c.g, num_filter=g_shape[1], num_group=groups, no_bias=True,
-                           **_geometry_attrs(geom))
-        grads[1] = _crop_spatial(F, dg, geom.out_spatial(x_shape[2:]), g_shape[2:])
+                           **_geometry_attrs(geom, layout))
+        grads[1] = _crop_spatial(F, dg, geom.out_spatial(x_shape[2:]), g_shape[2:], layout)
     return grads
 
 
@@ -670,6 +682,8 @@ def _pooling_backward(F, c):
 
 
 gradient("pooling_gather_backward")(lambda F, c: [None, F.pooling_backward(c.x, c.g, **c.attrs)])
+# a transpose that copies (the channel-last lowering's): its adjoint is the inverse permutation
+gradient("layout_transpose")(lambda F, c: [F.layout_transpose(c.g, axes=tuple(np.argsort(c.attrs["axes"])))])
 
 
 @gradient("UpSampling")

@@ -6,7 +6,8 @@ gradient goes to the first maximum of each window (``pooling_backward``); the ad
 what the second derivative needs, gathers a value at the same place (``pooling_gather_backward``).
 Average pooling divides by the taps inside the padded input (``count_include_pad=True``, MXNet's
 default) or inside the data only; with ``pooling_convention='full'`` the windows that run past the end
-count only what they cover.
+count only what they cover. Channel-last data (NWC, NHWC, NDHWC) pools in place of the channel-first
+computation through transposes (``conv_layout``); the result is channel last too.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import numpy as np
 from ..backend.dtypes import compute_dtype
 from ..errors import OpValueError, ShapeError
 from .attrs import Attr
-from .conv import CHANNEL_FIRST, LAYOUTS, Geometry, check_data_rank, check_layout, geometry, offset_region
+from .conv import Geometry, geometry, offset_region
+from .conv_layout import (CHANNEL_FIRST, DIMS_OF, LAYOUTS, Layout, channel_first_eager, check_data_rank,
+                          layout_of, transposes)
 from .registry import OpDef, TensorSpec, register, require_float
 
 POOL_TYPES = ("max", "avg", "sum", "lp")
@@ -49,13 +52,38 @@ def pool_out(attrs: dict, geom: Geometry, in_spatial: tuple) -> tuple:
     return tuple(outs), tuple(extra)
 
 
+def pool_layout(attrs: dict, data_shape: tuple) -> Layout:
+    """The checked layout of a pooling over data of ``data_shape`` (a global pooling's rank comes from the
+    layout when one is given, else from the data)."""
+    if attrs["global_pool"]:
+        name = attrs.get("layout")
+        dims = DIMS_OF[name] if name else len(data_shape) - 2
+        if not 1 <= dims <= 3:
+            raise ShapeError(f"global pooling needs 3-d to 5-d data ({', '.join(CHANNEL_FIRST.values())} or "
+                             f"channel last), got data of shape {data_shape}")
+        layout = layout_of(attrs, dims, "data")
+        _check_global_rank(data_shape, layout)
+        return layout
+    if not attrs["kernel"]:
+        raise OpValueError("kernel is required unless global_pool=True; e.g. kernel=(2, 2)")
+    return layout_of(attrs, len(attrs["kernel"]))
+
+
+def _check_global_rank(data_shape: tuple, layout: Layout) -> None:
+    if len(data_shape) != layout.dims + 2:
+        raise ShapeError(f"global pooling with layout={layout.name!r} needs {layout.dims + 2}-d data, got "
+                         f"data of shape {data_shape}; use the layout of the data's rank")
+
+
 def _pool_rule(specs, attrs):
     x = specs[0]
     require_float(x.dtype)
-    geom = pool_geometry(attrs, x.shape)
-    check_layout(attrs, geom.dims)
-    check_data_rank(x, geom.dims, geom.kernel)
-    padded = tuple(i + 2 * p for i, p in zip(x.shape[2:], geom.pad))
+    layout = pool_layout(attrs, x.shape)
+    if not attrs["global_pool"]:
+        check_data_rank(x, layout, tuple(attrs["kernel"]))
+    geom = pool_geometry(attrs, layout.first_shape(x.shape))
+    spatial = layout.spatial(x.shape)
+    padded = tuple(i + 2 * p for i, p in zip(spatial, geom.pad))
     if any(k > p for k, p in zip(geom.kernel, padded)):
         raise ShapeError(f"kernel {geom.kernel} is larger than the padded input {padded} (data "
                          f"{x.shape}, pad {geom.pad}); use a smaller kernel, more padding or "
@@ -65,8 +93,8 @@ def _pool_rule(specs, attrs):
                            f"(a window of padding only has nothing to pool)")
     if attrs["pool_type"] == "lp" and attrs["p_value"] not in (1, 2, 3):
         raise OpValueError(f"pool_type='lp' needs p_value=1, 2 or 3, got {attrs['p_value']}")
-    out_spatial, _ = pool_out(attrs, geom, x.shape[2:])
-    return TensorSpec(x.shape[:2] + out_spatial, x.dtype)
+    out_spatial, _ = pool_out(attrs, geom, spatial)
+    return TensorSpec(layout.own_shape((x.shape[0], layout.channels(x.shape)) + out_spatial), x.dtype)
 
 
 class _Windows:
@@ -161,12 +189,14 @@ POOL_ATTRS = (Attr("kernel", "shape", (), doc="window size per spatial axis (ign
               Attr("pad", "shape", (), doc="padding on both sides per spatial axis"),
               Attr("p_value", "int", 2, doc="p of lp pooling: 1, 2 or 3"),
               Attr("count_include_pad", "bool", True, doc="avg: divide by the padding's taps too"),
-              Attr("layout", "str", None, choices=LAYOUTS, doc="NCW, NCHW or NCDHW (channel first)"))
+              Attr("layout", "str", None, choices=LAYOUTS,
+                   doc="NCW, NCHW, NCDHW (channel first; the default) or NWC, NHWC, NDHWC (channel last)"))
 
 
 register(OpDef(name="Pooling", category="nn", inputs=("data",), attrs=POOL_ATTRS, infer=_pool_rule,
-               eager=_pool_eager, fresh_results=True, kernels=lambda attrs, specs: 1,
-               doc="Max, average, sum or Lp pooling over windows of channel-first data."))
+               eager=channel_first_eager(_pool_eager, permuted=(0,)), fresh_results=True,
+               kernels=lambda attrs, specs: 1 + transposes(attrs, 1),
+               doc="Max, average, sum or Lp pooling over windows of channel-first (or channel-last) data."))
 
 
 # --- gradient ops --------------------------------------------------------------------------------------
@@ -199,8 +229,8 @@ def _pool_backward_eager(device, inputs, attrs, outs):
 
 
 register(OpDef(name="pooling_backward", category="nn", inputs=("data", "grad"), attrs=POOL_ATTRS,
-               infer=_pool_backward_rule, eager=_pool_backward_eager, fresh_results=True,
-               kernels=lambda attrs, specs: 2,
+               infer=_pool_backward_rule, eager=channel_first_eager(_pool_backward_eager, permuted=(0, 1)),
+               fresh_results=True, kernels=lambda attrs, specs: 2 + transposes(attrs, 2),
                doc="The data gradient of Pooling (max: to each window's first maximum; sum/avg: spread)."))
 
 
@@ -232,7 +262,8 @@ def _gather_eager(device, inputs, attrs, outs):
 
 
 register(OpDef(name="pooling_gather_backward", category="nn", inputs=("data", "values"), attrs=POOL_ATTRS,
-               infer=_gather_rule, eager=_gather_eager, fresh_results=True, kernels=lambda attrs, specs: 2,
+               infer=_gather_rule, eager=channel_first_eager(_gather_eager, permuted=(0, 1)),
+               fresh_results=True, kernels=lambda attrs, specs: 2 + transposes(attrs, 2),
                doc="values at the first maximum of each max-pooling window of data (pooling_backward's "
                    "adjoint)."))
 

@@ -3,6 +3,10 @@ Max/AvgPool1D/2D/3D, GlobalMax/AvgPool1D/2D, ReflectionPad2D.
 
 A convolution's weight is (channels, in_channels / groups, *kernel_size); ``in_channels=0`` infers it
 from the first input (a transposed convolution's weight is (in_channels, channels / groups, *kernel)).
+``layout`` is channel first (NCW, NCHW, NCDHW; the default) or channel last (NWC, NHWC, NDHWC), as in
+MXNet: channel-last data is (N, *spatial, C), the weight (channels, *kernel, in_channels / groups) (a
+transposed convolution's (in_channels, *kernel, channels / groups)), and in_channels is read from the
+last axis. Channel last runs on every device (MXNet's runs only on a GPU): see docs/porting-from-mxnet.md.
 Input errors (a wrong rank, a channel count that does not fit the weight) name the layer: imperatively
 here, and at trace time through the hybridized block's own error wrapping.
 """
@@ -12,10 +16,9 @@ from contextlib import contextmanager
 
 from ...errors import GhError, OpValueError
 from ...ndarray import NDArray
+from ...ops.conv_layout import CHANNEL_FIRST, CHANNEL_LAST, DIMS_OF, Layout
 from ..hybrid import HybridBlock
 from .basic_layers import Activation
-
-_LAYOUTS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 
 
 def _tuple(value, dims: int, name: str, layer: str) -> tuple:
@@ -28,13 +31,24 @@ def _tuple(value, dims: int, name: str, layer: str) -> tuple:
     return value
 
 
-def _check_layout(layout: str, dims: int, layer: str) -> str:
-    if layout != _LAYOUTS[dims]:
-        to_first = (0, dims + 1) + tuple(range(1, dims + 1))
-        raise OpValueError(f"{layer}: layout={layout!r} is not one this device can run; use "
-                           f"layout={_LAYOUTS[dims]!r} (channel first) and transpose the data to it "
-                           f"(x.transpose({to_first}) for channel-last data)")
-    return layout
+def _check_layout(layout: "str | None", dims: int, layer: str) -> Layout:
+    """The layout a ``dims``-D layer was given (channel first when None), or an error naming the layer."""
+    if layout is None or layout == CHANNEL_FIRST[dims]:
+        return Layout(dims, False)
+    if layout == CHANNEL_LAST[dims]:
+        return Layout(dims, True)
+    fits = f"use layout={CHANNEL_FIRST[dims]!r} (channel first) or {CHANNEL_LAST[dims]!r} (channel last)"
+    if layout in DIMS_OF:
+        raise OpValueError(f"{layer}: layout={layout!r} is for {DIMS_OF[layout]}-D data, but this is a "
+                           f"{dims}-D layer; {fits}, or a {DIMS_OF[layout]}-D layer")
+    raise OpValueError(f"{layer}: layout={layout!r} is not a layout; {fits}")
+
+
+def _rank_error(layer: HybridBlock, layout: Layout, shape: tuple) -> GhError:
+    axes = f"{layout.dims} spatial axes, channels" if layout.last else f"channels, {layout.dims} spatial axes"
+    return GhError(f"{layer.name} ({type(layer).__name__}): needs {layout.dims + 2}-d input ({layout.name}: "
+                   f"batch, {axes}), got shape {shape}; add a batch axis with expand_dims(axis=0) or use a "
+                   f"{len(shape) - 2}-D layer")
 
 
 def _check_at_least(kwargs: dict, checks: tuple, dims: int, layer: str) -> None:
@@ -57,7 +71,8 @@ def _named_errors(layer: HybridBlock, x):
 
 
 class _Conv(HybridBlock):
-    """The shared body of the convolution layers (``op_name`` Convolution or Deconvolution)."""
+    """The shared body of the convolution layers (``op_name`` Convolution or Deconvolution); with a
+    channel-last ``layout`` the data is (N, *spatial, C) and the kernel axes precede the weight's last."""
 
     _dims = 2
     _op_name = "Convolution"
@@ -78,12 +93,12 @@ class _Conv(HybridBlock):
             raise OpValueError(f"{kind}: groups={groups} must divide channels={channels} and "
                                f"in_channels={in_channels}")
         self._channels, self._in_channels, self._groups = channels, in_channels, groups
+        self._layout = _check_layout(layout, dims, kind)
         self._kwargs = {"kernel": _tuple(kernel_size, dims, "kernel_size", kind),
                         "stride": _tuple(strides, dims, "strides", kind),
                         "dilate": _tuple(dilation, dims, "dilation", kind),
                         "pad": _tuple(padding, dims, "padding", kind), "num_filter": channels,
-                        "num_group": groups, "no_bias": not use_bias,
-                        "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
+                        "num_group": groups, "no_bias": not use_bias, "layout": self._layout.name}
         _check_at_least(self._kwargs, (("kernel_size", "kernel", 1), ("strides", "stride", 1),
                                        ("dilation", "dilate", 1), ("padding", "pad", 0)), dims, kind)
         if self._op_name == "Deconvolution":
@@ -96,19 +111,18 @@ class _Conv(HybridBlock):
             self.act = Activation(activation, prefix=f"{activation}_") if activation else None
 
     def _weight_shape(self, in_channels: int) -> tuple:
+        """MXNet's weight shape in the layer's layout (channel last: the kernel before the last axis)."""
         kernel = self._kwargs["kernel"]
         if self._op_name == "Deconvolution":
-            return (in_channels, self._channels // self._groups) + kernel
-        return (self._channels, in_channels // self._groups) + kernel
+            return self._layout.own_shape((in_channels, self._channels // self._groups) + kernel)
+        return self._layout.own_shape((self._channels, in_channels // self._groups) + kernel)
 
     def _check_input(self, x) -> None:
         """Rank and channels of an NDArray input, in the layer's words (symbols: checked at trace time)."""
-        dims, kind = self._dims, type(self).__name__
-        if len(x.shape) != dims + 2:
-            raise GhError(f"{self.name} ({kind}): needs {dims + 2}-d input ({_LAYOUTS[dims]}: batch, "
-                          f"channels, {dims} spatial axes), got shape {x.shape}; add a batch axis with "
-                          f"expand_dims(axis=0) or use a {len(x.shape) - 2}-D layer")
-        channels = x.shape[1]
+        kind = type(self).__name__
+        if len(x.shape) != self._dims + 2:
+            raise _rank_error(self, self._layout, x.shape)
+        channels = self._layout.channels(x.shape)
         expected = self._known_in_channels()
         if expected and channels != expected:
             raise GhError(f"{self.name} ({kind}): input {x.shape} has {channels} channels but the layer's "
@@ -122,11 +136,12 @@ class _Conv(HybridBlock):
         shape = self.weight.shape
         if self._op_name == "Deconvolution":
             return shape[0]
-        return shape[1] * self._groups if shape[1] else 0
+        per_group = self._layout.first_shape(shape)[1]
+        return per_group * self._groups if per_group else 0
 
     def infer_shape(self, x, *args) -> None:
         self._check_input(x)
-        self.weight.shape = self._weight_shape(x.shape[1])
+        self.weight.shape = self._weight_shape(self._layout.channels(x.shape))
 
     def hybrid_forward(self, F, x, weight, bias=None):
         if isinstance(x, NDArray):
@@ -146,6 +161,8 @@ class _Conv(HybridBlock):
             text += f", dilation={k['dilate']}"
         if self._groups != 1:
             text += f", groups={self._groups}"
+        if self._layout.last:
+            text += f", layout={self._layout.name}"
         if self.bias is None:
             text += ", bias=False"
         if self.act is not None:
@@ -194,7 +211,8 @@ class Conv2DTranspose(_ConvTranspose):
 
 
 class _Pool(HybridBlock):
-    """The shared body of the pooling layers."""
+    """The shared body of the pooling layers (channel first, or channel last with ``layout``: (N, *spatial,
+    C) in and out)."""
 
     _dims, _pool_type, _global = 2, "max", False
 
@@ -206,8 +224,9 @@ class _Pool(HybridBlock):
                  params=None):
         super().__init__(prefix, params)
         dims, kind = self._dims, f"{self.name} ({type(self).__name__})"
+        self._layout = _check_layout(layout, dims, kind)
         self._kwargs = {"pool_type": self._pool_type, "global_pool": self._global,
-                        "layout": _check_layout(layout or _LAYOUTS[dims], dims, kind)}
+                        "layout": self._layout.name}
         if not self._global:
             kernel = _tuple(pool_size, dims, "pool_size", kind)
             self._kwargs.update(kernel=kernel, stride=_tuple(kernel if strides is None else strides, dims,
@@ -221,18 +240,17 @@ class _Pool(HybridBlock):
 
     def hybrid_forward(self, F, x):
         if isinstance(x, NDArray) and len(x.shape) != self._dims + 2:
-            raise GhError(f"{self.name} ({type(self).__name__}): needs {self._dims + 2}-d input "
-                          f"({_LAYOUTS[self._dims]}), got shape {x.shape}; reshape the input or use a "
-                          f"{len(x.shape) - 2}-D pooling layer")
+            raise _rank_error(self, self._layout, x.shape)
         with _named_errors(self, x):
             return F.Pooling(x, name="fwd", **self._kwargs)
 
     def _repr_args(self) -> str:
         k = self._kwargs
+        layout = f", layout={self._layout.name}" if self._layout.last else ""
         if self._global:
-            return ""
+            return layout.lstrip(", ")
         return (f"size={k['kernel']}, stride={k['stride']}, padding={k['pad']}, "
-                f"ceil_mode={k['pooling_convention'] == 'full'}")
+                f"ceil_mode={k['pooling_convention'] == 'full'}{layout}")
 
 
 # MXNet's positional orders: max pooling takes layout before ceil_mode, average pooling ceil_mode before

@@ -9,8 +9,10 @@ from typing import Callable
 import numpy as np
 
 from ...backend.environment import env_flag
+from ...ops.conv_cudnn import cudnn_reads_channel_last
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
+from .channel_last import lower_channel_last
 from .conv_epilogue import split_bias_add
 from .conv_lower import lower_convolutions
 from .cse import eliminate_common_subexpressions
@@ -35,6 +37,13 @@ PIPELINE: list = [
 ]
 
 
+def _channel_last_pass(gpu: bool):
+    """Channel-last convolutions and poolings between transposes, except the convolutions that a GPU
+    runs through cuDNN, which reads channel-last data as it lies."""
+    keep = gpu and cudnn_reads_channel_last()
+    return lambda graph: lower_channel_last(graph, keep_convolutions=keep)
+
+
 def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: bool = False) -> list:
     """The passes appended when the device can run generated kernels (executor.fused.can_fuse_on).
 
@@ -47,6 +56,7 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
               ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue),
+              ("lower_channel_last", _channel_last_pass(gpu)),
               ("split_bias_add", split_bias_add),
               ("lower_plain_gemms", lower_plain_gemms),
               ("lower_unit_contractions", lower_unit_contractions),
@@ -115,6 +125,7 @@ __all__ = ["PIPELINE", "FUSION_PASSES", "fusion_passes", "optimize", "verify_gra
            "infer_shapes", "remove_noops", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code", "lower_batch_norm_inference", "lower_row_ops", "split_bias_epilogue",
            "split_bias_add", "lower_plain_gemms", "lower_unit_contractions", "lower_unit_sums",
+           "lower_channel_last",
            "lower_convolutions", "lower_small_gemms", "lower_leading_sums", "fuse_elementwise",
            "fuse_row_reductions",
            "store_in_place"]

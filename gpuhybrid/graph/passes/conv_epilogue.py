@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...ops import REGISTRY, get_op
+from ...ops.conv_layout import is_channel_last
 from ...ops.registry import TensorSpec
 from ..ir import Graph, Node, Ref, freeze_attrs
 from .rewrite import rebuild
@@ -29,7 +30,9 @@ def split_bias_add(graph: Graph) -> Graph:
         if not _splits(node):
             return node
         attrs, out = node.attr_dict, node.spec
-        axis = get_op(node.op).bias_axis % len(out.shape)
+        # a channel-last convolution (kept so on a GPU with cuDNN) has its channels last
+        axis = -1 if is_channel_last(attrs) else get_op(node.op).bias_axis
+        axis %= len(out.shape)
         bias, bias_spec = node.inputs[-1], graph.spec(graph.node(node.id).inputs[-1])   # ids are the old ones
         vector = tuple(out.shape[axis] if i == axis else 1 for i in range(len(out.shape)))
         product = replace(node, name=f"{node.name}_product", inputs=node.inputs[:-1],

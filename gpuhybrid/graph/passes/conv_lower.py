@@ -11,6 +11,8 @@ that liveness plans (peak memory, static_alloc buffers reused across nodes) like
   one, a view of x), the batch-inside copy of g and ``batch_dot(g, columns, transpose_b=True)``, reshaped
   to the weight's shape.
 
+Channel-last nodes are left to ``lower_channel_last``, which runs before and makes them channel first.
+
 A depthwise convolution (one filter per channel) and its gradients become ``depthwise_convolution``,
 ``depthwise_convolution_data`` and ``depthwise_convolution_weight`` (``ops.conv_columns``): kernels that
 read the data where it lies, so there is no workspace (measured 1.5-7x faster than the column route,
@@ -34,6 +36,7 @@ import numpy as np
 
 from ...ops import get_op
 from ...ops.conv import deconv_geometry, depthwise_kernel_runs, geometry
+from ...ops.conv_layout import is_channel_last
 from ...ops.registry import TensorSpec
 from ..ir import Graph, Node, Ref, freeze_attrs
 from .cse import eliminate_common_subexpressions
@@ -97,7 +100,7 @@ def _depthwise(node: Node, graph: Graph) -> bool:
 
 
 def _lowerable(node: Node, graph: Graph) -> bool:
-    if node.op not in LOWERED:
+    if node.op not in LOWERED or is_channel_last(node.attr_dict):     # lower_channel_last's to transpose
         return False
     attrs, specs = node.attr_dict, [graph.spec(r) for r in node.inputs]
     if node.op != "convolution_weight_backward" and not attrs["no_bias"]:
