@@ -7,6 +7,8 @@ ONNX Runtime's must agree within float32 tolerance on random inputs.
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -281,7 +283,9 @@ CONV_CASES = [
       for t in ("max", "avg", "sum") for c in ("valid", "full")],
     pool(normal(2, 6, 7), pool_type="avg", kernel=(3, 3), stride=(2, 2), pad=(1, 1),
          pooling_convention="full", count_include_pad=False),
-    *[pool(normal(2, 5, 6), pool_type="lp", p_value=p, kernel=(2, 3), stride=(1, 2)) for p in (1, 2, 3)],
+    # lp: the p-th root of a float32 sum of |x|^p, evaluated differently by ONNX Runtime (7e-5 seen)
+    *[pool(normal(2, 5, 6), 2e-4, pool_type="lp", p_value=p, kernel=(2, 3), stride=(1, 2))
+      for p in (1, 2, 3)],
     pool(normal(3, 5, 5), pool_type="avg", kernel=(2, 2), stride=(2, 2), pooling_convention="full"),
     pool(lambda rng, b: rng.standard_normal((b, 3, 6, 7)).astype(np.float16), 2e-3, pool_type="avg",
          kernel=(3, 3), stride=(2, 2), pad=(1, 1), pooling_convention="full"),
@@ -338,7 +342,7 @@ def _gpuhybrid(out, arrays: dict) -> list:
 @pytest.mark.parametrize("op, build, data_gens, param_shapes, tol", CASES)
 def test_exported_op_matches_onnxruntime_at_two_batch_sizes(op, build, data_gens, param_shapes, tol,
                                                             tmp_path, request):
-    rng = np.random.default_rng(abs(hash(op)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(request.node.callspec.id.encode()))   # the same in every process
     out, names = _build(build, data_gens, param_shapes)
     params = {n: _param_value(rng, s, k) for n, (s, k) in param_shapes.items()}
     first = [g(rng, BATCHES[0]) for g in data_gens]
