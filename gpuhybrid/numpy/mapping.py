@@ -80,4 +80,5 @@ NOT_IN_NP = {
     "convolution_weight_backward": "gradient only", "pooling_backward": "gradient only",
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",
+    "convolution_activation": "an internal op of the GPU's cuDNN fusion pass",
 }

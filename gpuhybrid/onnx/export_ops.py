@@ -39,6 +39,8 @@ NOT_EXPORTED = {
     **{name: "an op of the CPU convolution lowering pass, which runs after tracing: never in a traced graph"
        for name in ("convolution_columns", "convolution_columns_backward", "swap_leading_axes",
                     "depthwise_convolution", "depthwise_convolution_data", "depthwise_convolution_weight")},
+    "convolution_activation": "an op of the GPU's cuDNN fusion pass, which runs after tracing: never in a "
+                              "traced graph",
 }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from ...backend.environment import env_flag
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
+from .conv_cudnn_fuse import fuse_conv_activation
 from .conv_epilogue import split_bias_add
 from .conv_lower import lower_convolutions
 from .cse import eliminate_common_subexpressions
@@ -47,6 +48,7 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
     passes = [("lower_batch_norm_inference", lower_batch_norm_inference),
               ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue),
+              *([("fuse_conv_activation", fuse_conv_activation)] if gpu else []),   # cuDNN: before the split
               ("split_bias_add", split_bias_add),
               ("lower_plain_gemms", lower_plain_gemms),
               ("lower_unit_contractions", lower_unit_contractions),
