@@ -12,14 +12,20 @@ the convolution whose output it takes, and ``convolution_weight_backward`` is th
 (``post_padding``) so that a Deconvolution's ``adj`` and a gradient shorter than the data reaches are
 still exactly one cuDNN convolution; shapes that no padding >= 0 makes one stay on im2col.
 
+The op ``convolution_activation`` (ops/conv_fused.py), which the GPU pass ``fuse_conv_activation`` makes of a
+Convolution, its residual add and its relu/sigmoid/tanh, is one cuDNN graph (``gpu_fused_convolution``:
+fprop -> bias -> add -> activation); ``cudnn_fusion_state`` says whether the pass runs
+(``GPUHYBRID_CUDNN_FUSE``, ``GPUHYBRID_CONV`` and a cuDNN that loads).
+
 Why a first-run check (``VerificationGate``): the cuDNN code was written without a GPU to run it on, and
 a wrong stride, padding or layout would give plausible numbers, not an error. So the first result of
 every configuration (device, op, shapes, dtype, attributes) is compared once with the im2col path on
 the same inputs, with a tolerance per dtype (``TOLERANCE``, relative to the largest magnitude of the
 reference). A configuration that agrees is trusted from then on (no second check, no synchronisation);
 one that disagrees, or whose plan fails to build or run, warns once and stays on im2col for the rest of
-the process. The check costs one im2col computation and one device-to-host copy per configuration,
-about what building the cuDNN plan costs anyway. ``GPUHYBRID_CUDNN_VERIFY=0`` trusts cuDNN unchecked.
+the process (a fused configuration: compared with, and falling back to, its unfused ops). The check costs
+one im2col computation and one device-to-host copy per configuration, about what building the cuDNN plan
+costs anyway. ``GPUHYBRID_CUDNN_VERIFY=0`` trusts cuDNN unchecked.
 """
 from __future__ import annotations
 
