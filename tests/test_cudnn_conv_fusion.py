@@ -157,6 +157,23 @@ def test_the_pass_is_deterministic_and_leaves_each_chain_to_one_path(fusion_on):
     assert graph_entering(stages, "split_bias_add") is None
 
 
+def test_two_convolutions_meeting_in_one_add_fuse_one_and_feed_it_the_other(fusion_on):
+    x, r = sym.var("x"), sym.var("r")
+    first = sym.Convolution(x, sym.var("w"), sym.var("b"), name="conv0", **CONV)
+    second = sym.Convolution(r, sym.var("w2"), sym.var("b2"), name="conv1", **CONV)
+    specs = dict(SPECS, r=TensorSpec((2, 4, 6, 6), "float32"), w2=TensorSpec((4, 4, 3, 3), "float32"),
+                 b2=TensorSpec((4,), "float32"))
+    traced, graph = _gpu_graph(sym.relu(first + second), specs)
+    decisions = conv_fusion_decisions(traced)
+    assert [d.fused for d in decisions] == [True, False]
+    assert "fuse with %conv0, which reads it as the residual" in decisions[1].why
+    ops = [n.op for n in graph.compute_nodes]          # conv1, its bias split off, then the fused conv0
+    assert (ops.count("Convolution"), ops.count("convolution_activation")) == (1, 1)
+    assert ops[-1] == "convolution_activation"
+    feed = _feed(traced)
+    np.testing.assert_allclose(run_graph(graph, feed)[0], run_graph(traced, feed)[0], rtol=1e-6, atol=1e-6)
+
+
 def test_a_convolution_without_anything_elementwise_after_it_has_no_epilogue(fusion_on):
     symbol = sym.Pooling(sym.Convolution(sym.var("x"), sym.var("w"), no_bias=True, name="conv0", **CONV),
                          kernel=(2, 2), pool_type="max", stride=(2, 2))

@@ -10,7 +10,9 @@ memory. cuDNN can compute conv -> bias -> add -> activation in one graph. This p
   sigmoid or tanh (``relu``/``sigmoid``/``tanh`` or ``Activation``), whose cuDNN modes are the same
   functions and whose gradients read only their result; every operand one float dtype; the residual of
   the result's shape (no broadcasting); each intermediate value read by the next op alone and not an
-  output of the graph; and the convolution one cuDNN fprop (``ops/conv_cudnn.problem_for``).
+  output of the graph; and the convolution one cuDNN fprop (``ops/conv_cudnn.problem_for``). Where two
+  convolutions meet in the add (``add(conv_a, conv_b) -> relu``) the first in the graph's order takes the
+  chain and reads the other as its residual.
 - **generated epilogue** otherwise, as before (the reason is in ``conv_fusion_decisions``, which
   ``explain()`` prints).
 
@@ -76,10 +78,18 @@ def conv_fusion_decisions(graph: Graph) -> list:
     """One ``ConvFusion`` per Convolution of ``graph``, in order (what ``fuse_conv_activation`` does)."""
     users = graph.users()
     kept = {ref.node for ref in graph.outputs} | {ref.node for _, ref in graph.aux_updates}
-    decisions = []
+    decisions, claimed = [], {}                 # activation id -> the convolution fused with it
     for node in graph.nodes:
         if node.op not in (VAR, CONST, FUSED) and _op_name(node) == "Convolution":
-            decisions.append(_decide(graph, node, users, kept))
+            decision = _decide(graph, node, users, kept)
+            if decision.fused and decision.activation_id in claimed:
+                # add(conv_a, conv_b) -> act: the first one takes the chain, the other is its residual
+                decision = ConvFusion(node.name, node.id, False, f"its add and activation fuse with "
+                                      f"%{claimed[decision.activation_id]}, which reads it as the residual",
+                                      decision.epilogue)
+            elif decision.fused:
+                claimed[decision.activation_id] = node.name
+            decisions.append(decision)
     return decisions
 
 
