@@ -192,6 +192,30 @@ def upsampling(draw):
         inputs, {}
 
 
+@st.composite
+def convolution_activation(draw):
+    """act(Convolution + bias + residual) (the GPU's cuDNN fusion): relu only where no pre-activation is
+    within 1e-3 of its kink (tanh there instead: finite differences across a kink mean nothing)."""
+    shape, kernel, stride, dilate, pad, groups, filters = draw(conv_geometry())
+    no_bias, residual = draw(st.booleans()), draw(st.booleans())
+    act_type = draw(st.sampled_from(["relu", "sigmoid", "tanh"]))
+    attrs = dict(kernel=kernel, stride=stride, dilate=dilate, pad=pad, num_filter=filters, num_group=groups,
+                 no_bias=no_bias)
+    inputs = [draw(_values(shape)), draw(_values((filters, shape[1] // groups) + kernel))]
+    inputs += [] if no_bias else [draw(_values((filters,)))]
+    from gpuhybrid import nd
+    pre = nd.Convolution(*(nd.array(a, dtype="float64") for a in inputs), **attrs).asnumpy()
+    if residual:
+        inputs.append(draw(_values(pre.shape)))
+        pre = pre + inputs[-1]
+    if act_type == "relu" and np.abs(pre).min() <= 1e-3:
+        act_type = "tanh"
+
+    def fn(F, *args):
+        return F.convolution_activation(*args, act_type=act_type, has_residual=residual, **attrs)
+    return fn, inputs, {}
+
+
 CONV_CASES = {
     "Convolution": convolution(), "Deconvolution": deconvolution(),
     "convolution_weight_backward": convolution_weight_backward(), "Pooling": pooling(),
@@ -201,4 +225,5 @@ CONV_CASES = {
     "layout_transpose": layout_transpose(),
     **{op: depthwise(op) for op in ("depthwise_convolution", "depthwise_convolution_data",
                                     "depthwise_convolution_weight")},
+    "convolution_activation": convolution_activation(),
 }

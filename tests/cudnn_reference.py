@@ -43,7 +43,12 @@ def _split(problem):
     return groups, c // groups, k // groups, n
 
 
-def fprop(problem, x, w, bias=None):
+# cuDNN's pointwise activation modes (RELU_FWD without clip or slope, SIGMOID_FWD, TANH_FWD) as functions
+ACTIVATIONS = {None: lambda y: y, "relu": lambda y: np.maximum(y, 0),
+               "sigmoid": lambda y: 1 / (1 + np.exp(-y)), "tanh": np.tanh}
+
+
+def fprop(problem, x, w, bias=None, residual=None):
     groups, cg, kg, n = _split(problem)
     x = to_logical(np.asarray(x, np.float64), problem.channel_last)
     w = to_logical(np.asarray(w, np.float64), problem.channel_last)
@@ -58,9 +63,9 @@ def fprop(problem, x, w, bias=None):
     y = y.reshape(problem.y_shape)
     if bias is not None:
         y = y + np.asarray(bias, np.float64).reshape((1, -1) + (1,) * problem.spatial_dims)
-    if problem.activation == "relu":
-        y = np.maximum(y, 0)
-    return to_memory(y, problem.channel_last)
+    if residual is not None:        # in the result's memory layout, as the data
+        y = y + to_logical(np.asarray(residual, np.float64), problem.channel_last)
+    return to_memory(ACTIVATIONS[problem.activation](y), problem.channel_last)
 
 
 def dgrad(problem, dy, w):
@@ -96,7 +101,7 @@ def wgrad(problem, x, dy):
 def run_reference(problem, arrays: dict) -> np.ndarray:
     """The problem's output from ``arrays`` ({role: memory-layout array}), in float64."""
     if problem.kind == "fprop":
-        return fprop(problem, arrays["x"], arrays["w"], arrays.get("bias"))
+        return fprop(problem, arrays["x"], arrays["w"], arrays.get("bias"), arrays.get("residual"))
     if problem.kind == "dgrad":
         return dgrad(problem, arrays["y"], arrays["w"])
     return wgrad(problem, arrays["x"], arrays["y"])

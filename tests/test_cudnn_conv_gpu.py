@@ -1,8 +1,9 @@
 """GPU twins of test_cudnn_conv.py: cuDNN's forward, data-gradient and weight-gradient convolutions on
 random configurations against the float64 reference of cuDNN's definitions (tests/cudnn_reference.py)
 and against the im2col + cuBLAS path; channel-last tensors; the fused bias + ReLU; the ops and a
-hybridized conv net with GPUHYBRID_CONV=cudnn equal to im2col and to their imperative runs. Skipped
-where there is no GPU, and (all but the im2col comparisons' fallback) where cuDNN does not load. Small
+hybridized conv net with GPUHYBRID_CONV=cudnn equal to im2col and to their imperative runs; conv + bias +
+residual + activation fused in one cuDNN graph, at the backend and in hybridized nets (fuse_conv_activation).
+Skipped where there is no GPU, and (all but the im2col comparisons' fallback) where cuDNN does not load. Small
 shapes: the whole file is meant to take seconds inside bench/gpu_check.sh's test budget.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import gpuhybrid as gh
-from gpuhybrid import autograd, nd
+from gpuhybrid import autograd, gluon, nd
 from gpuhybrid.backend import cudnn_conv
 from gpuhybrid.gluon import nn
 from gpuhybrid.ops import conv_cudnn
@@ -79,6 +80,99 @@ def test_conv_bias_relu_fused_in_one_cudnn_graph(dtype):
     got = _run(problem, arrays)
     assert (got >= 0).all()
     np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.abs(want).max())
+
+
+FUSED_CASES = [  # data, filter, result, pre/post padding, stride, dtype, channel_last, bias, activation
+    ((2, 8, 7, 7), (16, 8, 3, 3), (2, 16, 7, 7), (1, 1), (1, 1), "float32", False, True, "relu"),
+    ((2, 8, 7, 7), (16, 8, 3, 3), (2, 16, 4, 4), (1, 1), (2, 2), "float16", False, True, "sigmoid"),
+    ((2, 8, 6, 6), (8, 8, 3, 3), (2, 8, 6, 6), (1, 1), (1, 1), "float16", True, True, "tanh"),
+    ((1, 4, 9), (4, 4, 3), (1, 4, 9), (1,), (1,), "float32", False, False, "relu"),
+    ((1, 4, 9), (4, 4, 3), (1, 4, 9), (1,), (1,), "float64", False, True, "tanh"),
+]
+
+
+def fused_problem(case):
+    x, w, y, pad, stride, dtype, channel_last, bias, activation = case
+    return cudnn_conv.ConvProblem("fprop", x, w, y, pad, pad, stride, (1,) * len(pad), dtype, channel_last,
+                                  bias=bias, activation=activation, residual=True)
+
+
+@pytest.mark.parametrize("case", FUSED_CASES,
+                         ids=lambda c: f"{c[-1]}-{len(c[0]) - 2}d-{c[5]}{'-nhwc' * c[6]}")
+def test_conv_bias_residual_activation_fused_in_one_cudnn_graph(case):
+    problem = fused_problem(case)
+    arrays = random_inputs(problem, np.random.default_rng(13))
+    want = run_reference(problem, arrays)
+    try:
+        got = _run(problem, arrays)
+    except cudnn_conv.Unsupported as error:     # an engine choice of cuDNN's: the op then runs unfused
+        pytest.skip(f"this cuDNN has no engine for {problem.operations} ({problem.dtype}, channel_last="
+                    f"{problem.channel_last}): {error}")
+    dtype = problem.dtype
+    np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.abs(want).max())
+
+
+class FusedBlock(gluon.HybridBlock):
+    """conv + bias + relu, and conv + bias + residual + sigmoid: both fuse into cuDNN graphs."""
+
+    def __init__(self):
+        super().__init__()
+        with self.name_scope():
+            self.conv0 = nn.Conv2D(8, 3, padding=1, activation="relu", in_channels=8)
+            self.conv1 = nn.Conv2D(8, 3, padding=1, in_channels=8)
+
+    def hybrid_forward(self, F, x):
+        return F.sigmoid(self.conv1(self.conv0(x)) + x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_hybridized_net_fused_by_cudnn_equals_its_imperative_run(dtype, monkeypatch):
+    _cudnn()
+    monkeypatch.setenv("GPUHYBRID_CONV", "cudnn")
+    monkeypatch.delenv("GPUHYBRID_CUDNN_FUSE", raising=False)
+    monkeypatch.setattr(conv_cudnn, "GATE", conv_cudnn.VerificationGate())
+    net = FusedBlock()
+    net.initialize(ctx=gh.gpu(0))
+    net.cast(dtype)
+    x = nd.array(np.random.default_rng(4).standard_normal((2, 8, 8, 8)), ctx=gh.gpu(0), dtype=dtype)
+
+    def step():
+        with autograd.record():
+            out = net(x)
+            loss = (out * out).sum()
+        loss.backward()
+        return out.asnumpy(), [p.grad().asnumpy() for p in net.collect_params().values()]
+
+    out, grads = step()
+    net.hybridize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # "no cuDNN plan" warns under GPUHYBRID_CONV=cudnn
+        hybrid_out, hybrid_grads = step()
+    gate = conv_cudnn.GATE
+    fused = [key for key in (*gate.trusted, *gate.rejected) if key[1] == "convolution_activation"]
+    assert sorted(key[2].operations for key in fused) == ["fprop+bias+add+sigmoid", "fprop+bias+relu"]
+    # trusted, or without an engine for the fused graph (then unfused): never wrong numbers, never a crash
+    assert all(why.startswith("no cuDNN plan") for why in gate.rejected.values()), gate.rejected
+    tol = TOLERANCE[dtype] * 10
+    np.testing.assert_allclose(hybrid_out, out, rtol=tol, atol=tol)
+    for got, want in zip(hybrid_grads, grads):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(np.abs(want).max(), 1.0))
+    text = net.explain(x, file=io.StringIO())
+    assert "fuse_conv_activation" in text and "cuDNN fused conv+bias+relu" in text
+    assert "cuDNN fused conv+bias+add+sigmoid" in text
+
+
+def test_gpuhybrid_cudnn_fuse_0_keeps_the_generated_epilogue(monkeypatch):
+    _cudnn()
+    monkeypatch.setenv("GPUHYBRID_CUDNN_FUSE", "0")
+    net = FusedBlock()
+    net.initialize(ctx=gh.gpu(0))
+    x = nd.array(np.random.default_rng(4).standard_normal((2, 8, 8, 8)), ctx=gh.gpu(0))
+    want = net(x).asnumpy()
+    net.hybridize()
+    np.testing.assert_allclose(net(x).asnumpy(), want, rtol=1e-4, atol=1e-5)
+    text = net.explain(x, file=io.StringIO())
+    assert "convolution_activation" not in text and "generated epilogue" in text
 
 
 OP_CASES = [  # data shape, kernel, stride, dilate, pad, groups, filters, dtype

@@ -5,11 +5,12 @@ Written against **nvidia-cudnn-frontend 1.32.0** (its ``cudnn.pygraph``, the pur
 to the cuDNN backend when plans are created): ``pygraph(name, io_data_type, intermediate_data_type,
 compute_data_type, handle)``, ``tensor(dim, stride, data_type, name)``, ``conv_fprop(image, weight, ...)``,
 ``conv_dgrad(loss, filter, ...)``, ``conv_wgrad(image, loss, ...)`` each with ``pre_padding``,
-``post_padding``, ``stride``, ``dilation`` and ``compute_data_type``; the pointwise ``bias(input, bias)``
-and ``relu(input)``; ``validate``, ``build_operation_graph``, ``create_execution_plans([heur_mode.A,
-heur_mode.FALLBACK])``, ``deselect_numeric_notes``, ``check_support``, ``build_plans``,
-``get_workspace_size``, ``execute({tensor: device pointer}, workspace pointer, handle=...)``;
-``create_handle`` / ``set_stream``. CuPy 14 removed its own cuDNN bindings, hence this package.
+``post_padding``, ``stride``, ``dilation`` and ``compute_data_type``; the pointwise ``bias(input, bias)``,
+``add(a, b)``, ``relu(input)``, ``sigmoid(input)`` and ``tanh(input)``; ``validate``,
+``build_operation_graph``, ``create_execution_plans([heur_mode.A, heur_mode.FALLBACK])``,
+``deselect_numeric_notes``, ``check_support``, ``build_plans``, ``get_workspace_size``,
+``execute({tensor: device pointer}, workspace pointer, handle=...)``; ``create_handle`` / ``set_stream``.
+CuPy 14 removed its own cuDNN bindings, hence this package.
 
 cuDNN speaks channel-first dims always (N, C, *spatial; filters K, C/groups, *kernel) and says the
 layout through the strides, so channel-last data (NHWC) is the same dims with other strides
@@ -34,7 +35,9 @@ FRONTEND_API = "1.32.0"           # the nvidia-cudnn-frontend version whose API 
 MAX_PLANS = 512                   # cached plans per process (each holds a built cuDNN execution plan)
 
 KINDS = ("fprop", "dgrad", "wgrad")
-ACTIVATIONS = (None, "relu")
+# The activations a forward convolution's graph may end with: cuDNN's RELU_FWD (no clip, no slope),
+# SIGMOID_FWD and TANH_FWD, the same functions as gpuhybrid's relu, sigmoid and tanh (docs/cudnn.md).
+ACTIVATIONS = (None, "relu", "sigmoid", "tanh")
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,16 @@ class ConvProblem:
     dtype: str                    # numpy dtype name of every operand: float16, float32 or float64
     channel_last: bool = False
     bias: bool = False            # fprop only: + bias[K] broadcast over N and the spatial axes
-    activation: "str | None" = None   # fprop only: relu after the bias
+    activation: "str | None" = None   # fprop only: relu, sigmoid or tanh after the bias (and residual)
+    residual: bool = False        # fprop only: + a residual of the result's shape, after the bias
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r} is not one of {KINDS}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation={self.activation!r} is not one of {ACTIVATIONS}")
-        if self.kind != "fprop" and (self.bias or self.activation):
-            raise ValueError("bias and activation fuse into a forward convolution (fprop) only")
+        if self.kind != "fprop" and (self.bias or self.activation or self.residual):
+            raise ValueError("bias, residual and activation fuse into a forward convolution (fprop) only")
         dims = len(self.x_shape) - 2
         if not 1 <= dims <= 3 or len(self.w_shape) != dims + 2 or len(self.y_shape) != dims + 2:
             raise ValueError(f"shapes {self.x_shape}, {self.w_shape}, {self.y_shape} are not 1-D, 2-D or "
@@ -103,12 +107,18 @@ class ConvProblem:
     @property
     def input_roles(self) -> tuple:
         roles = {"fprop": ("x", "w"), "dgrad": ("y", "w"), "wgrad": ("x", "y")}[self.kind]
-        return roles + (("bias",) if self.bias else ())
+        return roles + (("bias",) if self.bias else ()) + (("residual",) if self.residual else ())
+
+    @property
+    def operations(self) -> str:
+        """What the cuDNN graph computes, in order: ``fprop``, ``fprop+bias+add+relu``, ``wgrad``."""
+        steps = (self.kind, "bias" * self.bias, "add" * self.residual, self.activation or "")
+        return "+".join(step for step in steps if step)
 
     def shape_of(self, role: str) -> tuple:
         if role == "bias":
             return (1, self.w_shape[0]) + (1,) * self.spatial_dims
-        return {"x": self.x_shape, "w": self.w_shape, "y": self.y_shape}[role]
+        return {"x": self.x_shape, "w": self.w_shape, "y": self.y_shape, "residual": self.y_shape}[role]
 
     def memory_shape(self, role: str) -> tuple:
         """The shape of the array that holds ``role``: channel-first as is, channel-last with the
@@ -160,11 +170,14 @@ def describe_graph(cudnn: ModuleType, problem: ConvProblem, handle=None) -> tupl
     geometry = dict(pre_padding=list(problem.pre_padding), post_padding=list(problem.post_padding),
                     stride=list(problem.stride), dilation=list(problem.dilation), compute_data_type=compute)
     if problem.kind == "fprop":
+        # conv -> bias -> add residual -> activation: the order of gpuhybrid's unfused ops
         out = graph.conv_fprop(image=tensors["x"], weight=tensors["w"], name="conv", **geometry)
         if problem.bias:
             out = graph.bias(input=out, bias=tensors["bias"], name="bias")
-        if problem.activation == "relu":
-            out = graph.relu(input=out, name="relu")
+        if problem.residual:
+            out = graph.add(a=out, b=tensors["residual"], name="residual")
+        if problem.activation is not None:
+            out = getattr(graph, problem.activation)(input=out, name=problem.activation)
     elif problem.kind == "dgrad":
         out = graph.conv_dgrad(loss=tensors["y"], filter=tensors["w"], name="dgrad", **geometry)
     else:

@@ -7,7 +7,8 @@ from .. import autograd
 from ..codegen.fused import render_group
 from ..executor.memory import plan_memory
 from ..graph.ir import FUSED, graph_launches, is_view
-from ..ops.conv_cudnn import explain_convolutions
+from ..graph.passes.conv_cudnn_fuse import describe_conv_epilogues
+from ..ops.conv_cudnn import cudnn_fusion_state, explain_convolutions
 
 
 def explain(block, *inputs, file=None) -> str:
@@ -62,9 +63,20 @@ def explain(block, *inputs, file=None) -> str:
     convolutions = explain_convolutions([node.op for node in plan.graph.compute_nodes], plan.device)
     if convolutions:      # GPU: cuDNN (a library call CUDA graphs do not capture) or im2col
         out.append(convolutions)
+        # which ran after each convolution: cuDNN's fused graph or the generated epilogue, and why
+        out += describe_conv_epilogues(graph_entering(stages, "fuse_conv_activation"), cudnn_fusion_state())
     text = "\n".join(out)
     print(text, file=file or sys.stdout)
     return text
+
+
+def graph_entering(stages: list, pass_name: str):
+    """The graph that entered the pass ``pass_name`` among the (name, graph) ``stages``; None if it did not
+    run."""
+    for (_, before), (name, _) in zip(stages, stages[1:]):
+        if name == pass_name:
+            return before
+    return None
 
 
 def _allocated_per_call(plan) -> str:

@@ -82,4 +82,5 @@ NOT_IN_NP = {
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",
     "layout_transpose": "an internal op of the channel-last lowering pass (np.transpose is the public one)",
+    "convolution_activation": "an internal op of the GPU's cuDNN fusion pass",
 }

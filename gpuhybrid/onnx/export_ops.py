@@ -41,6 +41,8 @@ NOT_EXPORTED = {
                     "depthwise_convolution", "depthwise_convolution_data", "depthwise_convolution_weight")},
     "layout_transpose": "an op of the channel-last lowering pass, which runs after tracing: never in a "
                         "traced graph (a channel-last Convolution or Pooling exports between Transposes)",
+    "convolution_activation": "an op of the GPU's cuDNN fusion pass, which runs after tracing: never in a "
+                              "traced graph",
 }
 
 

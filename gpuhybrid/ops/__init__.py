@@ -4,6 +4,7 @@ from .registry import REGISTRY, OpDef, TensorSpec, get_op, list_ops, register
 from . import elementwise, reduce, linalg, shape_ops, creation, nn, norm, indexing, sorting  # noqa: F401
 from . import conv, pool  # noqa: F401
 from . import conv_columns  # noqa: F401  (the CPU convolution lowering's ops, and their gradients)
+from . import conv_fused  # noqa: F401  (conv + bias + residual + activation: the GPU pass's cuDNN graph)
 # and these fill the gradient side table (gradients.GRADIENTS)
 from . import gradients, gradients_mxnet  # noqa: F401
 

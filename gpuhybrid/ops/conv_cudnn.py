@@ -12,21 +12,27 @@ the convolution whose output it takes, and ``convolution_weight_backward`` is th
 (``post_padding``) so that a Deconvolution's ``adj`` and a gradient shorter than the data reaches are
 still exactly one cuDNN convolution; shapes that no padding >= 0 makes one stay on im2col.
 
+The op ``convolution_activation`` (ops/conv_fused.py), which the GPU pass ``fuse_conv_activation`` makes of a
+Convolution, its residual add and its relu/sigmoid/tanh, is one cuDNN graph (``gpu_fused_convolution``:
+fprop -> bias -> add -> activation); ``cudnn_fusion_state`` says whether the pass runs
+(``GPUHYBRID_CUDNN_FUSE``, ``GPUHYBRID_CONV`` and a cuDNN that loads).
+
 Why a first-run check (``VerificationGate``): the cuDNN code was written without a GPU to run it on, and
 a wrong stride, padding or layout would give plausible numbers, not an error. So the first result of
 every configuration (device, op, shapes, dtype, attributes) is compared once with the im2col path on
 the same inputs, with a tolerance per dtype (``TOLERANCE``, relative to the largest magnitude of the
 reference). A configuration that agrees is trusted from then on (no second check, no synchronisation);
 one that disagrees, or whose plan fails to build or run, warns once and stays on im2col for the rest of
-the process. The check costs one im2col computation and one device-to-host copy per configuration,
-about what building the cuDNN plan costs anyway. ``GPUHYBRID_CUDNN_VERIFY=0`` trusts cuDNN unchecked.
+the process (a fused configuration: compared with, and falling back to, its unfused ops). The check costs
+one im2col computation and one device-to-host copy per configuration, about what building the cuDNN plan
+costs anyway. ``GPUHYBRID_CUDNN_VERIFY=0`` trusts cuDNN unchecked.
 """
 from __future__ import annotations
 
 import functools
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +42,8 @@ from ..errors import GhError
 
 MODES = ("auto", "cudnn", "im2col")
 CONV_OPS = ("Convolution", "Deconvolution", "convolution_weight_backward")
+FUSED_OP = "convolution_activation"     # the op (ops/conv_fused.py) that the GPU pass makes of the chain
+FUSED_ACTIVATIONS = ("relu", "sigmoid", "tanh")
 # Largest |cuDNN - im2col| accepted, relative to max |im2col|: the rounding of two summation orders
 # (Winograd and FFT plans included) with room, far below what a wrong index gives (order 1).
 TOLERANCE = {"float16": 2e-2, "float32": 2e-4, "float64": 1e-9}
@@ -189,8 +197,9 @@ class VerificationGate:
         self.rejected[key] = why
         self.trusted.discard(key)
         if warn:
+            instead = "its unfused ops" if key[1] == FUSED_OP else "im2col + cuBLAS"
             warnings.warn(f"gpuhybrid: cuDNN is not used for {describe_key(key)}: {why}; this configuration "
-                          f"runs as im2col + cuBLAS from now on (GPUHYBRID_CONV=im2col avoids cuDNN "
+                          f"runs as {instead} from now on (GPUHYBRID_CONV=im2col avoids cuDNN "
                           f"altogether)", RuntimeWarning, stacklevel=4)
 
     def judge(self, key, got: np.ndarray, want: np.ndarray, dtype) -> Verdict:
@@ -212,24 +221,19 @@ GATE = VerificationGate()
 
 def describe_key(key) -> str:
     device_id, op, problem = key
-    return (f"{op} on gpu({device_id}) ({problem.kind}, data {problem.x_shape}, filter {problem.w_shape}, "
-            f"result {problem.y_shape}, {problem.dtype}, pad {problem.pre_padding}, stride "
-            f"{problem.stride}, dilation {problem.dilation})")
+    return (f"{op} on gpu({device_id}) ({problem.operations}, data {problem.x_shape}, filter "
+            f"{problem.w_shape}, result {problem.y_shape}, {problem.dtype}, pad {problem.pre_padding}, "
+            f"stride {problem.stride}, dilation {problem.dilation})")
 
 
-# --- the GPU entry point of the three ops --------------------------------------------------------------
+# --- the GPU entry points ------------------------------------------------------------------------------
 
 def gpu_convolution(device, op: str, inputs: list, attrs: dict, out_spec, geom, im2col):
     """The result of ``op`` on the GPU: cuDNN where chosen and trusted, else ``im2col()`` (the existing
     path, called without arguments). ``inputs`` are CuPy arrays in the op's input order."""
     mode = conv_mode()
-    if mode == "im2col":
-        return im2col()
-    cudnn, why = frontend()
+    cudnn = _usable_frontend(mode)
     if cudnn is None:
-        if mode == "cudnn":
-            raise GhError(f"GPUHYBRID_CONV=cudnn, but cuDNN cannot be used: {why}; or set "
-                          f"GPUHYBRID_CONV=auto to fall back to im2col + cuBLAS")
         return im2col()
     has_bias = op != "convolution_weight_backward" and not attrs.get("no_bias", True) and len(inputs) > 2
     if any(a.dtype != out_spec.dtype for a in inputs):
@@ -238,32 +242,55 @@ def gpu_convolution(device, op: str, inputs: list, attrs: dict, out_spec, geom, 
                           out_spec.dtype, attrs.get("layout"), bias=has_bias and op == "Convolution")
     if problem is None:
         return im2col()
+    roles = dict(zip(_input_roles(op), inputs))
+    finish = None
+    if has_bias and op == "Deconvolution":
+        def finish(out):              # one bias per channel: axis 1, or the last when channel last
+            vector = (1,) * (out.ndim - 1) + (-1,) if _channel_last(attrs.get("layout")) else (1, -1)
+            out += inputs[2].reshape(vector + (1,) * (out.ndim - len(vector)))
+    return _checked_cudnn_call(cudnn, mode, device, op, problem, roles, im2col, finish)
+
+
+def _usable_frontend(mode: str):
+    """The ``cudnn`` module when ``mode`` lets cuDNN run and it loads, else None (a GhError in ``cudnn``
+    mode)."""
+    if mode == "im2col":
+        return None
+    cudnn, why = frontend()
+    if cudnn is None and mode == "cudnn":
+        raise GhError(f"GPUHYBRID_CONV=cudnn, but cuDNN cannot be used: {why}; or set "
+                      f"GPUHYBRID_CONV=auto to fall back to im2col + cuBLAS")
+    return cudnn
+
+
+def _checked_cudnn_call(cudnn, mode: str, device, op: str, problem, arrays: dict, reference, finish=None):
+    """``problem`` through cuDNN on ``arrays`` ({role: array}), under the first-run check: a configuration
+    that was rejected, has no plan or fails runs ``reference()`` instead; its first result is compared
+    with ``reference()`` once (``finish(out)`` completes the cuDNN result in place before that)."""
     key = (device.device_id, op, problem)
     if GATE.state(key) == "rejected":
-        return im2col()
+        return reference()
     xp = device.xp
     try:
         plan = PLANS.plan(cudnn, device.device_id, problem)
-        roles = dict(zip(_input_roles(op), inputs))
         out = execute(cudnn, xp, device.device_id, plan,
-                      {role: xp.ascontiguousarray(roles[role]) for role in problem.input_roles})
+                      {role: xp.ascontiguousarray(arrays[role]) for role in problem.input_roles})
     except Unsupported as error:
         GATE.reject(key, f"no cuDNN plan ({error})", warn=mode == "cudnn")
-        return im2col()
+        return reference()
     except Exception as error:        # noqa: BLE001 -- a failed cuDNN call must not fail the model
         GATE.reject(key, f"the cuDNN call failed ({type(error).__name__}: {error})")
-        return im2col()
-    if has_bias and op == "Deconvolution":     # one bias per channel: axis 1, or the last when channel last
-        vector = (1,) * (out.ndim - 1) + (-1,) if _channel_last(attrs.get("layout")) else (1, -1)
-        out += inputs[2].reshape(vector + (1,) * (out.ndim - len(vector)))
+        return reference()
+    if finish is not None:
+        finish(out)
     if GATE.state(key) == "unchecked":
         if not verify_enabled():
             GATE.trust(key)
             return out
-        reference = im2col()
-        verdict = GATE.judge(key, xp.asnumpy(out), xp.asnumpy(reference), out_spec.dtype)
+        want = reference()
+        verdict = GATE.judge(key, xp.asnumpy(out), xp.asnumpy(want), problem.dtype)
         if not verdict.agrees:
-            return reference
+            return want
     return out
 
 
@@ -273,9 +300,53 @@ def _input_roles(op: str) -> tuple:
             "convolution_weight_backward": ("x", "y")}[op]
 
 
+# --- conv (+ bias) (+ residual) + activation as one cuDNN graph ------------------------------------------
+
+def cudnn_fusion_state() -> tuple:
+    """(whether hybridized GPU graphs send Convolution (+ bias) (+ residual add) + activation to cuDNN as
+    one graph, why or why not): on unless ``GPUHYBRID_CUDNN_FUSE=0``, ``GPUHYBRID_CONV=im2col`` or cuDNN
+    does not load. Decided when a graph is compiled (the pass ``fuse_conv_activation``)."""
+    if not env_flag("GPUHYBRID_CUDNN_FUSE", True):
+        return False, "GPUHYBRID_CUDNN_FUSE=0"
+    if conv_mode() == "im2col":
+        return False, "GPUHYBRID_CONV=im2col"
+    cudnn, why = frontend()
+    return cudnn is not None, why
+
+
+def fused_problem_for(in_shapes: list, out_shape: tuple, geom, groups: int, dtype, layout=None,
+                      bias: bool = False, residual: bool = False,
+                      activation: "str | None" = None) -> "ConvProblem | None":
+    """The cuDNN graph conv fprop -> bias -> add residual -> activation computing act(Convolution(x, w, b)
+    + residual) for inputs of ``in_shapes`` (data, weight, then the bias if ``bias``; the residual has the
+    result's shape), or None where the convolution is not one cuDNN fprop (``problem_for``)."""
+    problem = problem_for("Convolution", list(in_shapes)[:2 + bool(bias)], out_shape, geom, groups, dtype,
+                          layout, bias=bias)
+    if problem is None or activation not in FUSED_ACTIVATIONS:
+        return None
+    return replace(problem, residual=bool(residual), activation=activation)
+
+
+def gpu_fused_convolution(device, inputs: list, attrs: dict, out_spec, geom, unfused):
+    """act(Convolution(data, weight, bias) + residual) on the GPU (the op ``convolution_activation``): one
+    cuDNN graph where chosen and trusted, else ``unfused()``, which computes the same with the ops the
+    graph had before the pass and is the first-run check's reference."""
+    mode = conv_mode()
+    cudnn = _usable_frontend(mode)
+    if cudnn is None or any(a.dtype != out_spec.dtype for a in inputs):
+        return unfused()
+    bias, residual = not attrs["no_bias"], bool(attrs["has_residual"])
+    problem = fused_problem_for([a.shape for a in inputs], out_spec.shape, geom, attrs["num_group"],
+                                out_spec.dtype, attrs.get("layout"), bias, residual, attrs["act_type"])
+    if problem is None:
+        return unfused()
+    return _checked_cudnn_call(cudnn, mode, device, FUSED_OP, problem, dict(zip(problem.input_roles, inputs)),
+                               unfused)
+
+
 def explain_convolutions(ops: list, device) -> "str | None":
     """What ``explain()`` says about the convolution steps of a GPU plan (None when it has none)."""
-    count = sum(op in CONV_OPS for op in ops)
+    count = sum(op in CONV_OPS or op == FUSED_OP for op in ops)
     if not count or not device.is_gpu:
         return None
     mode = conv_mode()
@@ -284,10 +355,12 @@ def explain_convolutions(ops: list, device) -> "str | None":
         return (f"-- convolutions: {count} step(s) run as im2col + cuBLAS (cuDNN not used: {why})")
     return (f"-- convolutions: {count} step(s) run through cuDNN ({why}, nvidia-cudnn-frontend "
             f"{getattr(cudnn, '__version__', '?')}) where a plan builds and its first result agrees with "
-            f"im2col, else im2col + cuBLAS; each cuDNN call is a library call that a CUDA graph does not "
-            f"capture (the launch counts above are those of the im2col path)")
+            f"im2col (a fused step: with its unfused ops), else im2col + cuBLAS; each cuDNN call is a "
+            f"library call that a CUDA graph does not capture (the launch counts above are those of the "
+            f"im2col path; a fused step counts its one cuDNN call)")
 
 
-__all__ = ["CONV_OPS", "GATE", "MODES", "TOLERANCE", "Verdict", "VerificationGate", "compare", "conv_mode",
-           "cudnn_reads_channel_last",
-           "explain_convolutions", "gpu_convolution", "post_padding", "problem_for", "verify_enabled"]
+__all__ = ["CONV_OPS", "FUSED_ACTIVATIONS", "FUSED_OP", "GATE", "MODES", "TOLERANCE", "Verdict",
+           "VerificationGate", "compare", "conv_mode", "cudnn_fusion_state", "cudnn_reads_channel_last",
+           "explain_convolutions", "fused_problem_for", "gpu_convolution", "gpu_fused_convolution", "post_padding", "problem_for",
+           "verify_enabled"]

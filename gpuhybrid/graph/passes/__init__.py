@@ -13,6 +13,7 @@ from ...ops.conv_cudnn import cudnn_reads_channel_last
 from ...errors import GhError
 from ..ir import CONST, VAR, Graph
 from .channel_last import lower_channel_last
+from .conv_cudnn_fuse import fuse_conv_activation
 from .conv_epilogue import split_bias_add
 from .conv_lower import lower_convolutions
 from .cse import eliminate_common_subexpressions
@@ -57,6 +58,7 @@ def fusion_passes(gpu: bool = False, graph_capture: bool = False, static_alloc: 
               ("lower_row_ops", lower_row_ops),
               ("split_bias_epilogue", split_bias_epilogue),
               ("lower_channel_last", _channel_last_pass(gpu)),
+              *([("fuse_conv_activation", fuse_conv_activation)] if gpu else []),   # cuDNN: before the split
               ("split_bias_add", split_bias_add),
               ("lower_plain_gemms", lower_plain_gemms),
               ("lower_unit_contractions", lower_unit_contractions),
