@@ -10,7 +10,6 @@ Lipschitz constant), so that float32 and float64 graphs are checked with one rul
 """
 from __future__ import annotations
 
-import gc
 import tracemalloc
 from collections import Counter
 from dataclasses import dataclass
@@ -53,11 +52,11 @@ def allocation_peak(call, repeats: int = 1, attempts: int = 1) -> int:
     """Bytes allocated at the peak of ``repeats`` calls of ``call()``, above what was allocated before
     them (NumPy reports its arrays to tracemalloc): how static_alloc tests see a plan's per-call memory.
 
-    tracemalloc counts every Python object of every thread too (a call's own frames and tuples are
-    about 1.7 KiB): ``attempts`` > 1 returns the least of that many measurements, so that a stray
-    allocation (another test's thread finishing, a collection running finalizers, a cache refilled)
-    does not count, while an array the call allocates is there every time."""
-    gc.collect()
+    tracemalloc counts every Python object of every thread too: a call's own tuples, dicts and frames
+    are about 1.7 KiB when they come from CPython's free lists, more when a full collection (which
+    empties those lists) ran just before, or another thread allocates meanwhile. ``attempts`` > 1
+    returns the least of that many measurements: such noise is gone from some of them (the first
+    refills the free lists), while an array the call allocates is there every time."""
     peaks = []
     for _ in range(attempts):
         tracemalloc.start()
