@@ -122,6 +122,35 @@ def test_a_pointwise_convolution_epilogue_is_stored_over_its_reshaped_product(se
         assert plan.buffer_plan.buffer_of[step.writes[k]] == plan.buffer_plan.buffer_of[root]
 
 
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 3), hw=st.integers(1, 5))
+def test_pointwise_convolution_gradients_stored_over_reshaped_products_match_numpy(seed, n, hw):
+    # The backward plan stores the first layer's relu gradient over the reshaped product that carries
+    # the data gradient of the second layer (a pointwise Deconvolution: matmul, then reshape).
+    gh.random.seed(seed)
+    net = _pointwise_net((5, 7, 3))
+    x = nd.random.normal(shape=(n, 5, hw, hw))
+    net.hybridize()
+    with gh.autograd.record():
+        loss = (net(x) ** 2).sum()
+    loss.backward()
+    backward = net._last_trace.backward.plan
+    assert "reshape" in _overwritten_ops(backward)
+    (w1, b1), (w2, b2) = ((layer.weight.data().asnumpy().astype(np.float64)[:, :, 0, 0],
+                           layer.bias.data().asnumpy().astype(np.float64)) for layer in net)
+    x_ = x.asnumpy().astype(np.float64)
+    z1 = np.einsum("fc,nchw->nfhw", w1, x_) + b1[None, :, None, None]
+    h = np.maximum(z1, 0)
+    z2 = np.einsum("fc,nchw->nfhw", w2, h) + b2[None, :, None, None]
+    dz2 = 2 * np.maximum(z2, 0) * (z2 > 0)
+    dz1 = np.einsum("fc,nfhw->nchw", w2, dz2) * (z1 > 0)
+    grads = {"w2": np.einsum("nfhw,nchw->fc", dz2, h), "b2": dz2.sum(axis=(0, 2, 3)),
+             "w1": np.einsum("nfhw,nchw->fc", dz1, x_), "b1": dz1.sum(axis=(0, 2, 3))}
+    for (name, want), param in zip(grads.items(), (net[1].weight, net[1].bias, net[0].weight, net[0].bias)):
+        got = param.grad().asnumpy().astype(np.float64).reshape(want.shape)
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max(), err_msg=name)
+
+
 def test_the_planned_peak_of_a_pointwise_convolution_is_its_product_alone():
     gh.random.seed(1)
     net = _pointwise_net((16, 32))

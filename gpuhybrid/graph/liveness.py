@@ -45,7 +45,7 @@ class Liveness:
     into: frozenset          # slots whose step can write into preallocated arrays
     views_of: dict           # slot -> every slot that may be a view of it (itself included)
     last_use: dict           # slot -> position of the step that reads it last (its writer, if unread)
-    whole_views: dict        # slot -> the fresh, input or constant slot whose memory it is, all of it, in order
+    whole_views: dict        # slot -> the fresh, input or constant slot whose memory it all is, in order
 
     @property
     def external(self) -> frozenset:
