@@ -160,7 +160,7 @@ def test_the_planned_peak_of_a_pointwise_convolution_is_its_product_alone():
     memory = plan_memory(net._last_trace.plan)
     out_bytes = 4 * 32 * 8 * 8 * 4
     # reshapes of the data, the weight and the product allocate nothing; the epilogue takes the
-    # product's memory (before: the product, its reshape and the output were counted: 3x)
+    # product's memory (before: 64 KiB, the product's reshape counted as memory beside the output)
     assert memory.peak_bytes == out_bytes and memory.total_bytes == out_bytes
 
 
