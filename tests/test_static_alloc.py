@@ -217,7 +217,7 @@ def test_static_outputs_allocate_nothing_per_call():
     net, x = lecture_mlp(64)
     net.hybridize(static_alloc=True, static_outputs=True)
     net(x)
-    peak = allocation_peak(lambda: net(x), repeats=3)
+    peak = allocation_peak(lambda: net(x), repeats=3, attempts=3)
     # NumPy reports its array allocations to tracemalloc: one (64, 256) float32 intermediate is 64 KiB.
     assert peak < 4096, peak
 
@@ -238,7 +238,9 @@ def test_library_ops_write_into_the_static_buffers_too():
         values = {name: rng.uniform(-1, 1, spec.shape) for name, spec in specs.items()}
         feed = [values[name] for name in plan.input_names]
         plan.run(feed)
-        peak = allocation_peak(lambda: plan.run(feed))
+        # the least of three: a full collection just before empties CPython's free lists, and the
+        # call's own tuples and frames then cost about 3.2 KiB instead of 1.7 KiB
+        peak = allocation_peak(lambda: plan.run(feed), attempts=3)
         got, _ = plan.run(feed)
         assert peak < 2048, peak                        # one (64, 48) float64 value is 24 KiB
         h = np.maximum(values["a"] @ values["b"].T - 0.1, 0)
@@ -266,7 +268,7 @@ def test_static_alloc_allocates_only_the_outputs_per_call():
     for name, options in (("dynamic", {}), ("static", {"static_alloc": True})):
         net.hybridize(**options)
         net(x)
-        peaks[name] = allocation_peak(lambda: net(x))
+        peaks[name] = allocation_peak(lambda: net(x), attempts=3)
     assert peaks["static"] < 64 * 2 * 4 + 4096 < peaks["dynamic"], peaks
 
 

@@ -20,18 +20,31 @@ class MemoryPlan:
 
 
 def plan_memory(plan) -> MemoryPlan:
-    size_of, external = plan.liveness.sizes, plan.liveness.external
-    live, peak, peak_step, total = 0, 0, "", 0
+    """The peak of intermediates live at once. A whole view (``Liveness.whole_views``: a reshape of a
+    fresh value) allocates nothing and keeps its root's memory until its own last reader ran; an output
+    stored in place takes its input's memory (its root's, for a view)."""
+    live = plan.liveness
+    size_of, external, last_use = live.sizes, live.external, live.last_use
+    memory_of: dict = {}           # slot -> the slot whose allocation holds it (itself when it allocates)
     for step in plan.steps:
-        # An output written in place of an input takes that input's memory instead of new memory.
-        overwritten = {step.reads[j] for _, j in step.in_place}
-        in_place = {step.writes[k] for k, _ in step.in_place}
-        written = sum(size_of[s] for s in step.writes if s not in external)
+        over = {step.writes[k]: step.reads[j] for k, j in step.in_place}
+        for slot in step.writes:
+            shared = over.get(slot, live.whole_views.get(slot))
+            memory_of[slot] = slot if shared is None else memory_of.get(shared, shared)
+    end = len(plan.steps)
+    dies: dict = {}                # allocation -> the step after which it is freed
+    for slot, memory in memory_of.items():
+        if memory not in external:   # plan inputs and constants are not the plan's to count
+            # outputs and aux updates stay to the end of the call
+            dies[memory] = max(dies.get(memory, -1), end if slot in live.leaving else last_use[slot])
+    allocated, peak, peak_step, total = 0, 0, "", 0
+    for position, step in enumerate(plan.steps):
+        written = sum(size_of[s] for s in step.writes if memory_of[s] == s and s in dies)
         total += written
-        live += written - sum(size_of[s] for s in in_place)
-        if live > peak:
-            peak, peak_step = live, step.name
-        live -= sum(size_of[s] for s in step.frees if s not in external and s not in overwritten)
+        allocated += written
+        if allocated > peak:
+            peak, peak_step = allocated, step.name
+        allocated -= sum(size_of[m] for m, last in dies.items() if last == position)
     return MemoryPlan(peak, total, peak_step)
 
 
@@ -68,7 +81,9 @@ def plan_buffers(plan, writes_into: set, static_outputs: bool = False) -> Buffer
     last_use = live.last_use
     # static outputs, and values an output is a view of (a loss reshaped), keep their buffers
     kept = frozenset(s for s in candidates if users_of[s] & leaving)
-    overwrites = {step.writes[k]: step.reads[j] for step in plan.steps for k, j in step.in_place}
+    # An output stored over a whole view (a reshape of a GEMM's result) takes its root's buffer.
+    overwrites = {step.writes[k]: live.whole_views.get(step.reads[j], step.reads[j])
+                  for step in plan.steps for k, j in step.in_place}
     free: list = []               # (bytes, buffer) of buffers given back
     sizes: list = []
     buffer_of: dict = {}

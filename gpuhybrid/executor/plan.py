@@ -61,9 +61,10 @@ def donated_stores(graph: Graph, live, donated, chosen: dict) -> dict:
     """step position -> (output k, input j) pairs storing an output over a donated input of the plan.
 
     As ``store_in_place`` decides for intermediates: the step is an elementwise generated kernel (not
-    a row group), the input has the output's shape and dtype, is read once by the step and by no later
-    step, directly or through a view, and no view of it leaves the plan. ``chosen``: the pairs the
-    graph's pass already took (their outputs and inputs are not taken twice). ``donated``: input names,
+    a row group), the input has the output's shape and dtype, is read once by the step (neither again
+    nor through a view) and by no later step, directly or through a view, and no view of it leaves the
+    plan. ``chosen``: the pairs the graph's pass already took (their outputs and inputs are not taken
+    twice). ``donated``: input names,
     or {input name: index of the plan output that alone may be stored over it} (a training step's new
     weight over its old weight, each new state over its own old state)."""
     names = {slot: node.name for slot, node in zip(live.input_slots, (n for n in graph.nodes if n.op == VAR))}
@@ -83,12 +84,14 @@ def donated_stores(graph: Graph, live, donated, chosen: dict) -> dict:
             if k in taken_k:
                 continue
             for j, (read, spec) in enumerate(zip(reads, group.input_specs)):
-                if (j in taken_j or read not in giving or reads.count(read) > 1 or live.sizes[read] == 0
+                if (j in taken_j or read not in giving or live.sizes[read] == 0
                         or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype
                         or only_for.get(read, live.writes[position][k]) != live.writes[position][k]):
                     continue
                 views = live.views_of.get(read, {read})
-                if views & live.leaving or any(live.last_use.get(v, -1) > position for v in views):
+                # no second input of the kernel may read that memory (a row of it, broadcast)
+                if (sum(r in views for r in reads) > 1 or views & live.leaving
+                        or any(live.last_use.get(v, -1) > position for v in views)):
                     continue
                 pairs.append((k, j))
                 taken_j.add(j)

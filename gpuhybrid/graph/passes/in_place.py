@@ -5,8 +5,11 @@ planners read.
 
 An output may take an input's memory when the input has its shape and dtype (so element ``i`` is read
 only by the thread that writes element ``i``), is fresh memory of the plan (written by a kernel or a
-GEMM, ``Liveness.fresh``: not an input of the plan, a constant or a view of anything), is read once by
-the kernel, and dies there together with every value that may be a view of it. Plans with static
+GEMM, ``Liveness.fresh``: not an input of the plan, a constant or a view of anything) or a whole view of
+such memory (``Liveness.whole_views``: a reshape of a GEMM's result, as a pointwise convolution's
+product is), is the one thing the kernel reads of that memory (no second input is the same value or
+any view of it: a row sliced out of it and broadcast would be read after its elements were stored
+over), and dies there together with every value that may be a view of it. Plans with static
 buffers (``static_alloc``) add two conditions: the input lives in a static buffer (its step writes
 into preallocated memory), and an output that leaves the plan (itself or through a view) is not
 stored in place (it leaves in a fresh array or its own static buffer, not in an intermediate's).
@@ -48,11 +51,13 @@ def plan_in_place(graph: Graph, live: Liveness, static_alloc: bool) -> dict:
             if static_alloc and users_of[slot] & leaving:
                 continue
             for j, (read, spec) in enumerate(zip(reads, group.input_specs)):
-                if (j in taken or read not in owned or reads.count(read) > 1 or size_of[read] == 0
+                memory = live.whole_views.get(read, read)      # the fresh value whose memory it is
+                if (j in taken or memory not in owned or size_of[read] == 0
                         or tuple(spec.shape) != tuple(out.shape) or spec.dtype != out.dtype):
                     continue
-                views = users_of[read]
-                if views & leaving or any(last_use[v] > position for v in views):
+                views = users_of[memory]
+                if (sum(r in views for r in reads) > 1 or views & leaving
+                        or any(last_use[v] > position for v in views)):
                     continue
                 pairs.append((k, j))
                 taken.add(j)
