@@ -32,6 +32,9 @@ $(VENV)/.extras: FORCE
 $(VENV)/.stamp: pyproject.toml $(VENV)/.extras
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e '.[$(ALL_EXTRAS)]'
+	# NVIDIA's cuDNN frontend alone (12 MB; no cuDNN runtime, no GPU needed) so that the tests check the
+	# cuDNN graphs gpuhybrid describes with the real graph API; a GPU still needs the `cudnn` extra to run them
+	$(PY) -m pip install --no-deps 'nvidia-cudnn-frontend==1.32.0'
 	touch $@
 
 # The layer contracts first (import-linter, configured in pyproject.toml; docs/architecture.md), then the tests.
