@@ -245,7 +245,8 @@ def _recording_cudnn():
         data_type=enum(HALF="HALF", FLOAT="FLOAT", DOUBLE="DOUBLE"),
         heur_mode=enum(A="A", FALLBACK="FALLBACK"),
         numerical_note=enum(DOWN_CONVERT_INPUTS="DOWN_CONVERT_INPUTS", NONDETERMINISTIC="NONDETERMINISTIC",
-                            REDUCED_PRECISION_REDUCTION="REDUCED_PRECISION_REDUCTION"),
+                            REDUCED_PRECISION_REDUCTION="REDUCED_PRECISION_REDUCTION",
+                            TENSOR_CORE="TENSOR_CORE"),
         pygraph=RecordingGraph)
 
 
@@ -284,19 +285,80 @@ def test_gradients_are_described_with_their_output_dims_in_double(kind, method, 
     assert (method.split("_")[1], "set_stride", dims_and_strides(out, True)[1]) in graph.tensor_log
 
 
-def test_building_a_plan_excludes_tf32_half_sums_and_nondeterministic_plans():
-    log = []
+class PlanListGraph:
+    """Stands in for a described pygraph whose plans ``refused`` do not build (deselected by a note)."""
 
-    class Graph:
+    def __init__(self, count, refused):
+        self.log, self.count, self.refused, self.selected = [], count, refused, None
+
+    def __getattr__(self, name):
+        return lambda *args: self.log.append((name,) + args)
+
+    def get_execution_plan_count(self):
+        return self.count
+
+    def build_plan_at_index(self, index):
+        self.log.append(("build_plan_at_index", index))
+        if index in self.refused:
+            raise RuntimeError("Deselecting execution plan")
+        self.selected = index
+
+    def get_workspace_size(self):
+        return 1000 + self.selected
+
+
+@pytest.mark.parametrize("dtype, tensor_core", [("float32", True), ("float16", False), ("float64", False)])
+def test_building_a_plan_excludes_tf32_half_sums_and_nondeterministic_plans(dtype, tensor_core):
+    graph = PlanListGraph(3, refused={0})
+    assert cudnn_conv.build_plan(_recording_cudnn(), graph, dtype) == 1001
+    assert [entry[0] for entry in graph.log] == ["validate", "build_operation_graph", "create_execution_plans",
+                                                 "deselect_numeric_notes", "check_support",
+                                                 "build_plan_at_index", "build_plan_at_index"]
+    assert graph.log[2][1] == ["A", "FALLBACK"]
+    assert graph.log[3][1] == ["DOWN_CONVERT_INPUTS", "REDUCED_PRECISION_REDUCTION", "NONDETERMINISTIC"] + \
+        ["TENSOR_CORE"] * tensor_core
+
+
+def test_a_plan_list_that_builds_nowhere_says_why_each_plan_failed():
+    with pytest.raises(RuntimeError, match=r"no cuDNN execution plan builds: \[0\] RuntimeError: Deselecting"):
+        cudnn_conv.build_plan(_recording_cudnn(), PlanListGraph(2, refused={0, 1}), "float32")
+
+
+def test_the_real_frontends_walk_stops_at_a_deselected_backend_plan_so_plans_are_built_by_index():
+    """Why build_plan builds by index: nvidia-cudnn-frontend's pygraph.build_plans() takes only
+    NotImplementedError/cudnnGraphNotSupportedError for a decline, while the backend refuses a plan that a
+    note filter deselected with a RuntimeError ("Deselecting execution plan"). A stand-in for the lowered
+    C++ graph (no cuDNN library here) refuses plan 0 as the backend does."""
+    cudnn = pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed")
+    from cudnn.engines.base import PlanConfig
+
+    class Lowered:
+        built = []
+
+        def build_plan_at_index(self, index):
+            if index == 0:
+                raise RuntimeError("Deselecting execution plan")
+            self.built.append(index)
+
+        def get_workspace_size_plan_at_index(self, index):
+            return 4096 * index
+
         def __getattr__(self, name):
-            return lambda *args: log.append((name,) + args) or 4096
+            raise AttributeError(name)
 
-    assert cudnn_conv.build_plan(_recording_cudnn(), Graph()) == 4096
-    assert [entry[0] for entry in log] == ["validate", "build_operation_graph", "create_execution_plans",
-                                           "deselect_numeric_notes", "check_support", "build_plans",
-                                           "get_workspace_size"]
-    assert log[2][1] == ["A", "FALLBACK"]
-    assert log[3][1] == ["DOWN_CONVERT_INPUTS", "REDUCED_PRECISION_REDUCTION", "NONDETERMINISTIC"]
+    def planned_graph():
+        graph, _ = cudnn_conv.describe_graph(cudnn, FPROP)
+        graph._plans = [PlanConfig(7, {}, cpp_index=0), PlanConfig(8, {}, cpp_index=1)]
+        graph._planning_done = graph._is_validated = graph._cpp_bog_done = graph._cpp_plans_created = True
+        graph._lowered_graph = Lowered()
+        graph._backend_guard_reason = lambda: None
+        return graph
+
+    with pytest.raises(RuntimeError, match="Deselecting"):
+        planned_graph().build_plans()
+    graph = planned_graph()
+    graph.build_plan_at_index(1)
+    assert Lowered.built == [1] and graph.get_workspace_size() == 4096
 
 
 def test_the_real_frontend_describes_the_graphs_without_a_gpu():
@@ -335,7 +397,7 @@ def test_the_plan_cache_builds_once_remembers_refusals_and_drops_the_oldest(monk
         return "graph", {}
 
     monkeypatch.setattr(cudnn_conv, "describe_graph", describe)
-    monkeypatch.setattr(cudnn_conv, "build_plan", lambda cudnn, graph: 0)
+    monkeypatch.setattr(cudnn_conv, "build_plan", lambda cudnn, graph, dtype="": 0)
     cache = PlanCache(capacity=2)
     fake = types.SimpleNamespace(create_handle=lambda: "handle")
     problems = [ConvProblem("fprop", (1, 1, 4), (1, 1, k), (1, 1, 5 - k), (0,), (0,), (1,), (1,), "float32")

@@ -8,7 +8,8 @@ compute_data_type, handle)``, ``tensor(dim, stride, data_type, name)``, ``conv_f
 ``post_padding``, ``stride``, ``dilation`` and ``compute_data_type``; the pointwise ``bias(input, bias)``,
 ``add(a, b)``, ``relu(input)``, ``sigmoid(input)`` and ``tanh(input)``; ``validate``,
 ``build_operation_graph``, ``create_execution_plans([heur_mode.A, heur_mode.FALLBACK])``,
-``deselect_numeric_notes``, ``check_support``, ``build_plans``, ``get_workspace_size``,
+``deselect_numeric_notes``, ``check_support``, ``get_execution_plan_count``, ``build_plan_at_index``,
+``get_workspace_size``,
 ``execute({tensor: device pointer}, workspace pointer, handle=...)``; ``create_handle`` / ``set_stream``.
 CuPy 14 removed its own cuDNN bindings, hence this package.
 
@@ -188,23 +189,35 @@ def describe_graph(cudnn: ModuleType, problem: ConvProblem, handle=None) -> tupl
     return graph, tensors
 
 
-def build_plan(cudnn: ModuleType, graph) -> int:
+def build_plan(cudnn: ModuleType, graph, dtype: str = "") -> int:
     """Build the execution plan of a described graph; returns its workspace size in bytes.
 
-    Plans whose numerics differ from a plain float/double convolution are left out: TF32 tensor cores
-    for float32 (DOWN_CONVERT_INPUTS, which cuBLAS through CuPy does not use either), sums in half
+    Plans whose numerics differ from a plain float/double convolution are left out: inputs rounded to
+    a narrower type (DOWN_CONVERT_INPUTS), TF32 tensor cores for float32 (TENSOR_CORE, as PyTorch
+    filters them without allow_tf32; cuBLAS through CuPy does not use TF32 either), sums in half
     precision (REDUCED_PRECISION_REDUCTION: im2col sums float16 in float32) and nondeterministic plans
-    (an eager op must give the same bits on every call). Raises what the frontend raises
-    (``cudnn.cudnnGraphNotSupportedError`` when no plan supports the graph)."""
+    (an eager op must give the same bits on every call). The plans are built by index, first that
+    builds wins: the frontend's ``build_plans()`` walk stops at a plan a note filter deselected (the
+    backend refuses it with a RuntimeError, which the walk does not take for a decline), and the
+    heuristics often rank such a plan first. Raises what the frontend raises
+    (``cudnn.cudnnGraphNotSupportedError`` when no plan supports the graph), else a RuntimeError
+    listing why each plan did not build."""
     graph.validate()
     graph.build_operation_graph()
     graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
     notes = cudnn.numerical_note
-    graph.deselect_numeric_notes([notes.DOWN_CONVERT_INPUTS, notes.REDUCED_PRECISION_REDUCTION,
-                                  notes.NONDETERMINISTIC])
+    excluded = [notes.DOWN_CONVERT_INPUTS, notes.REDUCED_PRECISION_REDUCTION, notes.NONDETERMINISTIC]
+    graph.deselect_numeric_notes(excluded + ([notes.TENSOR_CORE] if dtype == "float32" else []))
     graph.check_support()
-    graph.build_plans()
-    return int(graph.get_workspace_size())
+    failures = []
+    for index in range(int(graph.get_execution_plan_count())):
+        try:
+            graph.build_plan_at_index(index)       # selects the plan that execute() then runs
+        except Exception as error:   # noqa: BLE001 -- deselected or not buildable: try the next one
+            failures.append(f"[{index}] {type(error).__name__}: {error}")
+            continue
+        return int(graph.get_workspace_size())
+    raise RuntimeError("no cuDNN execution plan builds: " + ("; ".join(failures) or "the plan list is empty"))
 
 
 # --- the frontend module, handles and plans (GPU only) ----------------------------------------------
@@ -304,7 +317,7 @@ class PlanCache:
         handle = self.handle(cudnn, device_id)
         try:
             graph, tensors = describe_graph(cudnn, problem, handle)
-            workspace = build_plan(cudnn, graph)
+            workspace = build_plan(cudnn, graph, problem.dtype)
         except Exception as error:   # noqa: BLE001 -- no plan, or the frontend refused: use im2col
             return Unsupported(f"{type(error).__name__}: {error}")
         return ConvPlan(problem, graph, tensors, workspace)
