@@ -77,7 +77,10 @@ def test_conv_bias_relu_fused_in_one_cudnn_graph(dtype):
                                      (1, 1), (1, 1), dtype, bias=True, activation="relu")
     arrays = random_inputs(problem, np.random.default_rng(11))
     want = run_reference(problem, arrays)
-    got = _run(problem, arrays)
+    try:
+        got = _run(problem, arrays)
+    except cudnn_conv.Unsupported as error:     # float32 fusion engines may all be TF32 (deselected)
+        pytest.skip(f"this cuDNN has no engine for {problem.operations} ({dtype}) without TF32: {error}")
     assert (got >= 0).all()
     np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.abs(want).max())
 
