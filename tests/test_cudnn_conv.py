@@ -385,6 +385,40 @@ def test_the_real_frontend_describes_the_graphs_without_a_gpu():
         assert list(out.stride) == dims_and_strides(problem.shape_of(problem.output_role), True)[1]
 
 
+def test_execute_hands_the_real_frontend_a_handle_stream_and_a_pack_of_its_own_tensors(monkeypatch):
+    """execute()'s calls as the installed frontend receives them: a cudnn.Handle (a raw int is refused
+    there) set to CuPy's current stream, a variant pack keyed by the graph's tensors with every input and
+    the output as integer device addresses, and a workspace of the plan's size (a stand-in CuPy over
+    host memory; the graph's execute records its arguments instead of calling the backend)."""
+    cudnn = pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed")
+    graph, tensors = cudnn_conv.describe_graph(cudnn, FPROP)
+    handle = cudnn.Handle(None, 0, 0)        # no backend handle: set_stream only records the stream
+    monkeypatch.setattr(cudnn_conv.PLANS, "handles", {})
+    monkeypatch.setattr(cudnn, "create_handle", lambda: handle)
+    executed = []
+    graph.execute = lambda pack, workspace, handle=None: executed.append((pack, workspace, handle))
+    host = types.SimpleNamespace(
+        empty=lambda shape, dtype: HostArray(np.empty(shape, dtype)),
+        cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0x5EED)))
+    plan = cudnn_conv.ConvPlan(FPROP, graph, tensors, workspace_bytes=640)
+    arrays = {role: HostArray(np.zeros(FPROP.memory_shape(role), FPROP.dtype)) for role in FPROP.input_roles}
+    out = cudnn_conv.execute(cudnn, host, 0, plan, arrays)
+    (pack, workspace, used), = executed
+    assert used is handle and cudnn.get_stream(handle) == 0x5EED
+    want = {tensors[role].uid: arrays[role].data.ptr for role in FPROP.input_roles}
+    assert graph._uid_to_data(pack) == {**want, tensors["y"].uid: out.data.ptr}
+    assert all(type(pointer) is int for pointer in pack.values()) and type(workspace) is int
+    assert out.shape == FPROP.memory_shape("y") and out.dtype == np.float16 and plan.runs == 1
+
+
+class HostArray:
+    """A NumPy array dressed as a CuPy one: ``data.ptr`` is its first element's address."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype = array, array.shape, array.dtype
+        self.data = types.SimpleNamespace(ptr=array.ctypes.data)
+
+
 # --- the plan cache ------------------------------------------------------------------------------------
 
 def test_the_plan_cache_builds_once_remembers_refusals_and_drops_the_oldest(monkeypatch):
