@@ -359,6 +359,10 @@ def test_the_real_frontends_walk_stops_at_a_deselected_backend_plan_so_plans_are
     graph = planned_graph()
     graph.build_plan_at_index(1)
     assert Lowered.built == [1] and graph.get_workspace_size() == 4096
+    # and build_plan names only heuristics modes and numerical notes the installed frontend has
+    stand_in = PlanListGraph(2, refused={0})
+    assert cudnn_conv.build_plan(cudnn, stand_in, "float32") == 1001
+    assert stand_in.log[3][1][-1] == cudnn.numerical_note.TENSOR_CORE
 
 
 def test_the_real_frontend_describes_the_graphs_without_a_gpu():
