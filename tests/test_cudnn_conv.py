@@ -311,16 +311,16 @@ class PlanListGraph:
 def test_building_a_plan_excludes_tf32_half_sums_and_nondeterministic_plans(dtype, tensor_core):
     graph = PlanListGraph(3, refused={0})
     assert cudnn_conv.build_plan(_recording_cudnn(), graph, dtype) == 1001
-    assert [entry[0] for entry in graph.log] == ["validate", "build_operation_graph", "create_execution_plans",
-                                                 "deselect_numeric_notes", "check_support",
-                                                 "build_plan_at_index", "build_plan_at_index"]
+    assert [entry[0] for entry in graph.log] == [
+        "validate", "build_operation_graph", "create_execution_plans", "deselect_numeric_notes",
+        "check_support", "build_plan_at_index", "build_plan_at_index"]
     assert graph.log[2][1] == ["A", "FALLBACK"]
     assert graph.log[3][1] == ["DOWN_CONVERT_INPUTS", "REDUCED_PRECISION_REDUCTION", "NONDETERMINISTIC"] + \
         ["TENSOR_CORE"] * tensor_core
 
 
 def test_a_plan_list_that_builds_nowhere_says_why_each_plan_failed():
-    with pytest.raises(RuntimeError, match=r"no cuDNN execution plan builds: \[0\] RuntimeError: Deselecting"):
+    with pytest.raises(RuntimeError, match=r"no cuDNN execution plan builds: \[0\] RuntimeError: Deselect"):
         cudnn_conv.build_plan(_recording_cudnn(), PlanListGraph(2, refused={0, 1}), "float32")
 
 
@@ -421,6 +421,56 @@ class HostArray:
     def __init__(self, array):
         self.array, self.shape, self.dtype = array, array.shape, array.dtype
         self.data = types.SimpleNamespace(ptr=array.ctypes.data)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["fprop", "dgrad", "wgrad"]), st.booleans())
+def test_a_1d_convolution_is_described_as_the_2d_one_with_a_unit_axis_over_the_same_memory(data, kind,
+                                                                                            channel_last):
+    """cuDNN convolves 2-D and 3-D data only: a 1-D problem goes to it as 2-D (H = 1). The 2-D view
+    computes the same numbers (cudnn_reference.py) on the same arrays, merely reshaped."""
+    x, w, y, pad, post, stride, dilate = _random_1d_problem(data)
+    problem = ConvProblem(kind, x, w, y, pad, post, stride, dilate, "float64", channel_last)
+    lifted = cudnn_conv.as_two_dimensional(problem)
+    assert lifted.consistent() and lifted.spatial_dims == 2 and lifted.groups == problem.groups
+    arrays = random_inputs(problem, np.random.default_rng(len(kind)))
+    want = run_reference(problem, arrays)
+    got = run_reference(lifted, {role: a.reshape(lifted.memory_shape(role)) for role, a in arrays.items()})
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+    graph, tensors = cudnn_conv.describe_graph(_recording_cudnn(), problem)
+    for role in problem.input_roles + (problem.output_role,):
+        calls = [c for name, c in graph.calls if name == "tensor" and c["name"] == role]
+        dims, strides = (calls[0]["dim"], calls[0]["stride"]) if calls else \
+            [entry[2] for entry in graph.tensor_log if entry[1] in ("set_dim", "set_stride")]
+        assert [dims, strides] == list(dims_and_strides(lifted.shape_of(role), channel_last))
+    assert cudnn_conv.as_two_dimensional(lifted) is lifted
+
+
+def _random_1d_problem(data):
+    """(data, filter, result shapes, pre and post padding, stride, dilation) of a consistent 1-D case."""
+    groups = data.draw(st.integers(1, 2))
+    channels, filters = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 3))
+    kernel, stride = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dilate = data.draw(st.integers(1, 2))
+    pad = data.draw(st.integers(0, 2))
+    extent = data.draw(st.integers(max(1, dilate * (kernel - 1) + 1 - 2 * pad), 9))
+    out = (extent + 2 * pad - dilate * (kernel - 1) - 1) // stride + 1
+    return ((2, channels, extent), (filters, channels // groups, kernel), (2, filters, out), (pad,), (pad,),
+            (stride,), (dilate,))
+
+
+def test_the_real_frontend_gets_1d_convolutions_as_2d():
+    cudnn = pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed")
+    problem = ConvProblem("fprop", (2, 4, 11), (6, 2, 3), (2, 6, 6), (1,), (1,), (2,), (1,), "float32",
+                          channel_last=True, bias=True, activation="tanh")
+    graph, tensors = cudnn_conv.describe_graph(cudnn, problem)
+    conv = graph.inspect()["nodes"][0]
+    assert {k: list(conv["params"][k]) for k in ("pre_padding", "post_padding", "stride", "dilation")} == \
+        {"pre_padding": [0, 1], "post_padding": [0, 1], "stride": [1, 2], "dilation": [1, 1]}
+    assert list(tensors["x"].dim) == [2, 4, 1, 11] and list(tensors["x"].stride) == [44, 1, 44, 4]
+    assert problem.consistent()
+    assert list(graph.inspect()["tensors"][conv["outputs"]["Y"]]["dim"]) == [2, 6, 1, 6]
+    assert list(tensors["y"].dim) == [2, 6, 1, 6] and list(tensors["y"].stride) == [36, 1, 36, 6]
 
 
 # --- the plan cache ------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ CuPy 14 removed its own cuDNN bindings, hence this package.
 
 cuDNN speaks channel-first dims always (N, C, *spatial; filters K, C/groups, *kernel) and says the
 layout through the strides, so channel-last data (NHWC) is the same dims with other strides
-(``dims_and_strides``). Groups are implied by the channel counts (data C, filter C/groups).
+(``dims_and_strides``). Groups are implied by the channel counts (data C, filter C/groups). cuDNN
+convolves 2-D and 3-D data only: a 1-D convolution is described as 2-D (``as_two_dimensional``).
 
 This module knows nothing of MXNet's attributes: ``gpuhybrid.ops.conv_cudnn`` maps them to a
 ``ConvProblem`` and decides when to use it. Nothing here runs without a GPU: importing ``cudnn`` works
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import numpy as np
@@ -157,9 +158,26 @@ def cudnn_data_types(cudnn: ModuleType, dtype: str) -> tuple:
     return io, (cudnn.data_type.DOUBLE if dtype == "float64" else cudnn.data_type.FLOAT)
 
 
+def as_two_dimensional(problem: ConvProblem) -> ConvProblem:
+    """``problem`` as cuDNN is asked it: a 1-D convolution as the 2-D one with a unit axis before its
+    spatial axis (cuDNN convolves 2-D and 3-D data only; PyTorch and TensorFlow view 1-D as 2-D too).
+    Every operand's memory is the same in either view, channel first or last."""
+    if problem.spatial_dims != 1:
+        return problem
+
+    def lift(shape):
+        return tuple(shape[:2]) + (1,) + tuple(shape[2:])
+    return replace(problem, x_shape=lift(problem.x_shape), w_shape=lift(problem.w_shape),
+                   y_shape=lift(problem.y_shape), pre_padding=(0,) + tuple(problem.pre_padding),
+                   post_padding=(0,) + tuple(problem.post_padding), stride=(1,) + tuple(problem.stride),
+                   dilation=(1,) + tuple(problem.dilation))
+
+
 def describe_graph(cudnn: ModuleType, problem: ConvProblem, handle=None) -> tuple:
-    """(pygraph, {role: tensor}) describing ``problem``: plain Python, no GPU needed. The output tensor
-    has its dims, strides and dtype pinned (cuDNN would infer a layout of its own otherwise)."""
+    """(pygraph, {role: tensor}) describing ``problem`` (a 1-D one as 2-D, ``as_two_dimensional``): plain
+    Python, no GPU needed. The output tensor has its dims, strides and dtype pinned (cuDNN would infer a
+    layout of its own otherwise)."""
+    problem = as_two_dimensional(problem)
     io, compute = cudnn_data_types(cudnn, problem.dtype)
     graph = cudnn.pygraph(name=f"gpuhybrid_conv_{problem.kind}", io_data_type=io,
                           intermediate_data_type=compute, compute_data_type=compute, handle=handle)
@@ -350,6 +368,6 @@ def execute(cudnn: ModuleType, cp: ModuleType, device_id: int, plan: ConvPlan, a
     return out
 
 
-__all__ = ["FRONTEND_API", "ConvProblem", "ConvPlan", "PlanCache", "PLANS", "Unsupported", "build_plan",
-           "cudnn_data_types", "describe_graph", "dims_and_strides", "execute", "frontend",
-           "reset_frontend_probe"]
+__all__ = ["FRONTEND_API", "ConvProblem", "ConvPlan", "PlanCache", "PLANS", "Unsupported",
+           "as_two_dimensional", "build_plan", "cudnn_data_types", "describe_graph", "dims_and_strides",
+           "execute", "frontend", "reset_frontend_probe"]
