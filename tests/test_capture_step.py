@@ -12,6 +12,7 @@ NumPy.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from types import SimpleNamespace
 
 import numpy as np
@@ -251,6 +252,14 @@ def _stand_in_cublas(calls: list):
     def gemm(dtype):
         def call(handle, trans_first, trans_second, m, n, k, alpha, first, ld_first, second, ld_second, beta,
                  result, ld_result):
+            # cublas<S|D>gemm_v2's declaration: (handle, cublasOperation_t x2, int m, n, k, const T *alpha,
+            # const T *A, int lda, const T *B, int ldb, const T *beta, T *C, int ldc)
+            scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+            assert isinstance(handle, ctypes.c_void_p)
+            assert all(type(v) is ctypes.c_int for v in (trans_first, trans_second, m, n, k, ld_first,
+                                                         ld_second, ld_result))
+            assert type(alpha._obj) is scalar and type(beta._obj) is scalar
+            assert all(type(v) is ctypes.c_void_p for v in (first, second, result))
             m, n, k = m.value, n.value, k.value
             calls.append(("gemm", handle.value, alpha._obj.value, beta._obj.value))
             shape_f = (m, k) if trans_first.value == OP_N else (k, m)
