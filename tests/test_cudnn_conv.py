@@ -630,6 +630,35 @@ def test_no_plan_falls_back_quietly_under_auto_and_with_a_warning_under_cudnn(fa
     assert fake_cudnn.executed == 0
 
 
+def test_a_bias_no_engine_fuses_is_added_after_the_cudnn_convolution(fake_cudnn, monkeypatch):
+    """cuDNN's plain convolution engines take double and float32 without TF32; those that fuse a bias may
+    not: the convolution then still runs through cuDNN, the bias added after it (not im2col)."""
+    built, plain_plan = [], conv_cudnn.PLANS.plan
+
+    def plan(cudnn, device_id, problem):
+        built.append(problem)
+        if problem.bias:
+            raise Unsupported("no engine fuses the bias")
+        return plain_plan(cudnn, device_id, problem)
+    monkeypatch.setattr(conv_cudnn.PLANS, "plan", plan)
+    monkeypatch.setenv("GPUHYBRID_CONV", "cudnn")
+    rng = np.random.default_rng(6)
+    first = [rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)]
+    for layout in ("NCHW", "NHWC"):
+        attrs = {**_attrs((3, 3), (1, 2), (1, 1), (1, 0), 1, 3, no_bias=False), "layout": layout}
+        inputs = first if layout == "NCHW" else [np.moveaxis(a, 1, -1).copy() for a in first[:2]] + first[2:]
+        want = EAGER.Convolution(*(nd.array(a, dtype="float64") for a in inputs), **attrs).asnumpy()
+        out_spec = types.SimpleNamespace(shape=want.shape, dtype=np.dtype("float64"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")            # no "no cuDNN plan" warning: cuDNN runs it
+            got = conv_cudnn.gpu_convolution(FakeDevice(), "Convolution", inputs, attrs, out_spec,
+                                             geometry(attrs), lambda: want)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert [p.bias for p in built] == [True, False, True, False] and built[3].channel_last
+    assert fake_cudnn.executed == 2 and not conv_cudnn.GATE.rejected
+    assert all(not key[2].bias for key in conv_cudnn.GATE.trusted)
+
+
 def test_unchecked_mode_and_im2col_mode(fake_cudnn, monkeypatch):
     monkeypatch.setenv("GPUHYBRID_CUDNN_VERIFY", "0")
     _run_conv(fake_cudnn)

@@ -242,13 +242,26 @@ def gpu_convolution(device, op: str, inputs: list, attrs: dict, out_spec, geom, 
                           out_spec.dtype, attrs.get("layout"), bias=has_bias and op == "Convolution")
     if problem is None:
         return im2col()
+    if problem.bias and not _has_plan(cudnn, device, problem):
+        # no engine fuses the bias (double, or float32 once TF32 plans are left out): the convolution
+        # alone through cuDNN, the bias added after it as a Deconvolution's is
+        problem = replace(problem, bias=False)
     roles = dict(zip(_input_roles(op), inputs))
     finish = None
-    if has_bias and op == "Deconvolution":
+    if has_bias and not problem.bias:
         def finish(out):              # one bias per channel: axis 1, or the last when channel last
             vector = (1,) * (out.ndim - 1) + (-1,) if _channel_last(attrs.get("layout")) else (1, -1)
             out += inputs[2].reshape(vector + (1,) * (out.ndim - len(vector)))
     return _checked_cudnn_call(cudnn, mode, device, op, problem, roles, im2col, finish)
+
+
+def _has_plan(cudnn, device, problem) -> bool:
+    """Whether cuDNN has a plan for ``problem`` (built and cached now if not yet)."""
+    try:
+        PLANS.plan(cudnn, device.device_id, problem)
+    except Unsupported:
+        return False
+    return True
 
 
 def _usable_frontend(mode: str):
