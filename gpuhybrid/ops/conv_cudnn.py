@@ -6,9 +6,9 @@ missing or broken cuDNN install an error (a configuration cuDNN has no plan for 
 warning once); ``im2col`` never calls cuDNN. The CPU always runs im2col.
 
 The three ops map onto cuDNN's three convolutions (``problem_for``): Convolution is a forward
-convolution (its bias fused into the same cuDNN graph), Deconvolution is the data gradient (dgrad) of
-the convolution whose output it takes, and ``convolution_weight_backward`` is the weight gradient
-(wgrad). The padding after the data is chosen per axis
+convolution (its bias fused into the same cuDNN graph where an engine fuses it, else added after),
+Deconvolution is the data gradient (dgrad) of the convolution whose output it takes, and
+``convolution_weight_backward`` is the weight gradient (wgrad). The padding after the data is chosen per axis
 (``post_padding``) so that a Deconvolution's ``adj`` and a gradient shorter than the data reaches are
 still exactly one cuDNN convolution; shapes that no padding >= 0 makes one stay on im2col.
 
@@ -375,5 +375,5 @@ def explain_convolutions(ops: list, device) -> "str | None":
 
 __all__ = ["CONV_OPS", "FUSED_ACTIVATIONS", "FUSED_OP", "GATE", "MODES", "TOLERANCE", "Verdict",
            "VerificationGate", "compare", "conv_mode", "cudnn_fusion_state", "cudnn_reads_channel_last",
-           "explain_convolutions", "fused_problem_for", "gpu_convolution", "gpu_fused_convolution", "post_padding", "problem_for",
-           "verify_enabled"]
+           "explain_convolutions", "fused_problem_for", "gpu_convolution", "gpu_fused_convolution",
+           "post_padding", "problem_for", "verify_enabled"]
