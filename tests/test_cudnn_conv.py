@@ -659,6 +659,17 @@ def test_a_bias_no_engine_fuses_is_added_after_the_cudnn_convolution(fake_cudnn,
     assert all(not key[2].bias for key in conv_cudnn.GATE.trusted)
 
 
+def test_a_cudnn_that_fails_outright_still_leaves_a_biased_convolution_to_im2col(fake_cudnn, monkeypatch):
+    def plan(cudnn, device_id, problem):
+        raise RuntimeError("cudnnCreate failed: CUDNN_STATUS_NOT_INITIALIZED")
+    monkeypatch.setattr(conv_cudnn.PLANS, "plan", plan)
+    monkeypatch.setenv("GPUHYBRID_CONV", "auto")
+    with pytest.warns(RuntimeWarning, match="the cuDNN call failed .RuntimeError: cudnnCreate failed"):
+        got, want = _run_conv(fake_cudnn)
+    np.testing.assert_array_equal(got, want)
+    assert fake_cudnn.im2col_calls == 1
+
+
 def test_unchecked_mode_and_im2col_mode(fake_cudnn, monkeypatch):
     monkeypatch.setenv("GPUHYBRID_CUDNN_VERIFY", "0")
     _run_conv(fake_cudnn)
