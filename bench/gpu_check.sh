@@ -52,7 +52,7 @@ cat "$out/env.txt"
 status=0
 steps=" ${STEPS:-tests bench train} "
 if [[ $steps == *" tests "* ]]; then
-    timeout -k 10 "${TESTS_S:-330}" "$python" -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 \
+    timeout -k 10 "${TESTS_S:-330}" "$python" -m pytest -q --durations=25 -m gpu -p no:cacheprovider tests 2>&1 \
         | tee "$out/gpu-tests.log" || status=1
 fi
 if [[ $steps == *" bench "* ]]; then

@@ -12,6 +12,7 @@ NumPy.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from types import SimpleNamespace
 
 import numpy as np
@@ -251,6 +252,14 @@ def _stand_in_cublas(calls: list):
     def gemm(dtype):
         def call(handle, trans_first, trans_second, m, n, k, alpha, first, ld_first, second, ld_second, beta,
                  result, ld_result):
+            # cublas<S|D>gemm_v2's declaration: (handle, cublasOperation_t x2, int m, n, k, const T *alpha,
+            # const T *A, int lda, const T *B, int ldb, const T *beta, T *C, int ldc)
+            scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+            assert isinstance(handle, ctypes.c_void_p)
+            assert all(type(v) is ctypes.c_int for v in (trans_first, trans_second, m, n, k, ld_first,
+                                                         ld_second, ld_result))
+            assert type(alpha._obj) is scalar and type(beta._obj) is scalar
+            assert all(type(v) is ctypes.c_void_p for v in (first, second, result))
             m, n, k = m.value, n.value, k.value
             calls.append(("gemm", handle.value, alpha._obj.value, beta._obj.value))
             shape_f = (m, k) if trans_first.value == OP_N else (k, m)
@@ -308,3 +317,74 @@ def test_load_cublas_says_what_it_tried_where_there_is_none():
         assert "libcublas.so.12" in str(exc) and "captured plans need it" in str(exc)
     else:
         assert hasattr(library, "cublasSgemm_v2") and hasattr(library, "cublasSetWorkspace_v2")
+
+
+# --- the capture itself over a stand-in CuPy: the order of the stream calls CuPy 14 takes ----------------
+
+class _CaptureCupy:
+    """CuPy's capture API as cuda_graph._record uses it (Stream.begin_capture/end_capture, using_allocator),
+    recording the calls; ``allocate`` is what CuPy's ndarray constructor does (the thread's allocator)."""
+
+    def __init__(self, end_error=None):
+        self.log, self.allocator, self.capturing = [], None, False
+        outer = self
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                outer.log.append(("stream", non_blocking))
+
+            def __enter__(self):
+                outer.log.append("enter")
+                return self
+
+            def __exit__(self, *exc):
+                outer.log.append("exit")
+                return False
+
+            def begin_capture(self, mode=None):
+                outer.capturing = True
+                outer.log.append("begin")
+
+            def end_capture(self):
+                outer.capturing = False
+                outer.log.append("end")
+                if end_error is not None:
+                    raise end_error
+                return "graph"
+
+        @contextlib.contextmanager
+        def using_allocator(allocator):
+            previous, outer.allocator = outer.allocator, allocator
+            try:
+                yield
+            finally:
+                outer.allocator = previous
+
+        self.cuda = SimpleNamespace(Stream=Stream, using_allocator=using_allocator)
+
+    def allocate(self, size):
+        return self.allocator(size) if self.allocator is not None else object()
+
+
+def test_a_capture_runs_the_plan_on_its_own_non_blocking_stream_with_allocation_refused():
+    from gpuhybrid.executor.cuda_graph import _record
+    cp = _CaptureCupy()
+
+    def runner(fed):
+        cp.log.append(("run", cp.capturing, cp.allocator is not None))
+        return ["out"], [("aux", "value")]
+    assert _record(cp, runner, ["x"]) == (["out"], [("aux", "value")], "graph")
+    # non-blocking: CUDA forbids capturing on the legacy stream and syncing with it during a capture
+    assert cp.log == [("stream", True), "enter", "begin", ("run", True, True), "end", "exit"]
+    assert cp.allocator is None and cp.allocate(8) is not None
+
+
+def test_an_allocation_during_capture_ends_the_capture_and_says_how_many_bytes():
+    from gpuhybrid.executor.cuda_graph import AllocationDuringCapture, _record
+    cp = _CaptureCupy(end_error=RuntimeError("cudaErrorStreamCaptureInvalidated"))
+
+    def runner(fed):
+        cp.allocate(4096)
+    with pytest.raises(AllocationDuringCapture, match="allocated 4096 bytes"):
+        _record(cp, runner, [])
+    assert cp.log[-2:] == ["end", "exit"] and not cp.capturing and cp.allocator is None

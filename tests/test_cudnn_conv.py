@@ -245,7 +245,8 @@ def _recording_cudnn():
         data_type=enum(HALF="HALF", FLOAT="FLOAT", DOUBLE="DOUBLE"),
         heur_mode=enum(A="A", FALLBACK="FALLBACK"),
         numerical_note=enum(DOWN_CONVERT_INPUTS="DOWN_CONVERT_INPUTS", NONDETERMINISTIC="NONDETERMINISTIC",
-                            REDUCED_PRECISION_REDUCTION="REDUCED_PRECISION_REDUCTION"),
+                            REDUCED_PRECISION_REDUCTION="REDUCED_PRECISION_REDUCTION",
+                            TENSOR_CORE="TENSOR_CORE"),
         pygraph=RecordingGraph)
 
 
@@ -284,19 +285,84 @@ def test_gradients_are_described_with_their_output_dims_in_double(kind, method, 
     assert (method.split("_")[1], "set_stride", dims_and_strides(out, True)[1]) in graph.tensor_log
 
 
-def test_building_a_plan_excludes_tf32_half_sums_and_nondeterministic_plans():
-    log = []
+class PlanListGraph:
+    """Stands in for a described pygraph whose plans ``refused`` do not build (deselected by a note)."""
 
-    class Graph:
+    def __init__(self, count, refused):
+        self.log, self.count, self.refused, self.selected = [], count, refused, None
+
+    def __getattr__(self, name):
+        return lambda *args: self.log.append((name,) + args)
+
+    def get_execution_plan_count(self):
+        return self.count
+
+    def build_plan_at_index(self, index):
+        self.log.append(("build_plan_at_index", index))
+        if index in self.refused:
+            raise RuntimeError("Deselecting execution plan")
+        self.selected = index
+
+    def get_workspace_size(self):
+        return 1000 + self.selected
+
+
+@pytest.mark.parametrize("dtype, tensor_core", [("float32", True), ("float16", False), ("float64", False)])
+def test_building_a_plan_excludes_tf32_half_sums_and_nondeterministic_plans(dtype, tensor_core):
+    graph = PlanListGraph(3, refused={0})
+    assert cudnn_conv.build_plan(_recording_cudnn(), graph, dtype) == 1001
+    assert [entry[0] for entry in graph.log] == [
+        "validate", "build_operation_graph", "create_execution_plans", "deselect_numeric_notes",
+        "check_support", "build_plan_at_index", "build_plan_at_index"]
+    assert graph.log[2][1] == ["A", "FALLBACK"]
+    assert graph.log[3][1] == ["DOWN_CONVERT_INPUTS", "REDUCED_PRECISION_REDUCTION", "NONDETERMINISTIC"] + \
+        ["TENSOR_CORE"] * tensor_core
+
+
+def test_a_plan_list_that_builds_nowhere_says_why_each_plan_failed():
+    with pytest.raises(RuntimeError, match=r"no cuDNN execution plan builds: \[0\] RuntimeError: Deselect"):
+        cudnn_conv.build_plan(_recording_cudnn(), PlanListGraph(2, refused={0, 1}), "float32")
+
+
+def test_the_real_frontends_walk_stops_at_a_deselected_backend_plan_so_plans_are_built_by_index():
+    """Why build_plan builds by index: nvidia-cudnn-frontend's pygraph.build_plans() takes only
+    NotImplementedError/cudnnGraphNotSupportedError for a decline, while the backend refuses a plan that a
+    note filter deselected with a RuntimeError ("Deselecting execution plan"). A stand-in for the lowered
+    C++ graph (no cuDNN library here) refuses plan 0 as the backend does."""
+    cudnn = pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed")
+    from cudnn.engines.base import PlanConfig
+
+    class Lowered:
+        built = []
+
+        def build_plan_at_index(self, index):
+            if index == 0:
+                raise RuntimeError("Deselecting execution plan")
+            self.built.append(index)
+
+        def get_workspace_size_plan_at_index(self, index):
+            return 4096 * index
+
         def __getattr__(self, name):
-            return lambda *args: log.append((name,) + args) or 4096
+            raise AttributeError(name)
 
-    assert cudnn_conv.build_plan(_recording_cudnn(), Graph()) == 4096
-    assert [entry[0] for entry in log] == ["validate", "build_operation_graph", "create_execution_plans",
-                                           "deselect_numeric_notes", "check_support", "build_plans",
-                                           "get_workspace_size"]
-    assert log[2][1] == ["A", "FALLBACK"]
-    assert log[3][1] == ["DOWN_CONVERT_INPUTS", "REDUCED_PRECISION_REDUCTION", "NONDETERMINISTIC"]
+    def planned_graph():
+        graph, _ = cudnn_conv.describe_graph(cudnn, FPROP)
+        graph._plans = [PlanConfig(7, {}, cpp_index=0), PlanConfig(8, {}, cpp_index=1)]
+        graph._planning_done = graph._is_validated = graph._cpp_bog_done = graph._cpp_plans_created = True
+        graph._lowered_graph = Lowered()
+        graph._backend_guard_reason = lambda: None
+        return graph
+
+    with pytest.raises(RuntimeError, match="Deselecting"):
+        planned_graph().build_plans()
+    graph = planned_graph()
+    graph.build_plan_at_index(1)
+    assert Lowered.built == [1] and graph.get_workspace_size() == 4096
+    # and build_plan names only heuristics modes and numerical notes the installed frontend has
+    stand_in = PlanListGraph(2, refused={0})
+    assert cudnn_conv.build_plan(cudnn, stand_in, "float32") == 1001
+    assert stand_in.log[3][1][-1] == cudnn.numerical_note.TENSOR_CORE
 
 
 def test_the_real_frontend_describes_the_graphs_without_a_gpu():
@@ -323,6 +389,90 @@ def test_the_real_frontend_describes_the_graphs_without_a_gpu():
         assert list(out.stride) == dims_and_strides(problem.shape_of(problem.output_role), True)[1]
 
 
+def test_execute_hands_the_real_frontend_a_handle_stream_and_a_pack_of_its_own_tensors(monkeypatch):
+    """execute()'s calls as the installed frontend receives them: a cudnn.Handle (a raw int is refused
+    there) set to CuPy's current stream, a variant pack keyed by the graph's tensors with every input and
+    the output as integer device addresses, and a workspace of the plan's size (a stand-in CuPy over
+    host memory; the graph's execute records its arguments instead of calling the backend)."""
+    cudnn = pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed")
+    graph, tensors = cudnn_conv.describe_graph(cudnn, FPROP)
+    handle = cudnn.Handle(None, 0, 0)        # no backend handle: set_stream only records the stream
+    monkeypatch.setattr(cudnn_conv.PLANS, "handles", {})
+    monkeypatch.setattr(cudnn, "create_handle", lambda: handle)
+    executed = []
+    graph.execute = lambda pack, workspace, handle=None: executed.append((pack, workspace, handle))
+    host = types.SimpleNamespace(
+        empty=lambda shape, dtype: HostArray(np.empty(shape, dtype)),
+        cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0x5EED)))
+    plan = cudnn_conv.ConvPlan(FPROP, graph, tensors, workspace_bytes=640)
+    arrays = {role: HostArray(np.zeros(FPROP.memory_shape(role), FPROP.dtype)) for role in FPROP.input_roles}
+    out = cudnn_conv.execute(cudnn, host, 0, plan, arrays)
+    (pack, workspace, used), = executed
+    assert used is handle and cudnn.get_stream(handle) == 0x5EED
+    want = {tensors[role].uid: arrays[role].data.ptr for role in FPROP.input_roles}
+    assert graph._uid_to_data(pack) == {**want, tensors["y"].uid: out.data.ptr}
+    assert all(type(pointer) is int for pointer in pack.values()) and type(workspace) is int
+    assert out.shape == FPROP.memory_shape("y") and out.dtype == np.float16 and plan.runs == 1
+
+
+class HostArray:
+    """A NumPy array dressed as a CuPy one: ``data.ptr`` is its first element's address."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype = array, array.shape, array.dtype
+        self.data = types.SimpleNamespace(ptr=array.ctypes.data)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(["fprop", "dgrad", "wgrad"]), st.booleans())
+def test_a_1d_convolution_is_described_as_the_2d_one_with_a_unit_axis_over_the_same_memory(data, kind,
+                                                                                            channel_last):
+    """cuDNN convolves 2-D and 3-D data only: a 1-D problem goes to it as 2-D (H = 1). The 2-D view
+    computes the same numbers (cudnn_reference.py) on the same arrays, merely reshaped."""
+    x, w, y, pad, post, stride, dilate = _random_1d_problem(data)
+    problem = ConvProblem(kind, x, w, y, pad, post, stride, dilate, "float64", channel_last)
+    lifted = cudnn_conv.as_two_dimensional(problem)
+    assert lifted.consistent() and lifted.spatial_dims == 2 and lifted.groups == problem.groups
+    arrays = random_inputs(problem, np.random.default_rng(len(kind)))
+    want = run_reference(problem, arrays)
+    got = run_reference(lifted, {role: a.reshape(lifted.memory_shape(role)) for role, a in arrays.items()})
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+    graph, tensors = cudnn_conv.describe_graph(_recording_cudnn(), problem)
+    for role in problem.input_roles + (problem.output_role,):
+        calls = [c for name, c in graph.calls if name == "tensor" and c["name"] == role]
+        dims, strides = (calls[0]["dim"], calls[0]["stride"]) if calls else \
+            [entry[2] for entry in graph.tensor_log if entry[1] in ("set_dim", "set_stride")]
+        assert [dims, strides] == list(dims_and_strides(lifted.shape_of(role), channel_last))
+    assert cudnn_conv.as_two_dimensional(lifted) is lifted
+
+
+def _random_1d_problem(data):
+    """(data, filter, result shapes, pre and post padding, stride, dilation) of a consistent 1-D case."""
+    groups = data.draw(st.integers(1, 2))
+    channels, filters = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 3))
+    kernel, stride = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dilate = data.draw(st.integers(1, 2))
+    pad = data.draw(st.integers(0, 2))
+    extent = data.draw(st.integers(max(1, dilate * (kernel - 1) + 1 - 2 * pad), 9))
+    out = (extent + 2 * pad - dilate * (kernel - 1) - 1) // stride + 1
+    return ((2, channels, extent), (filters, channels // groups, kernel), (2, filters, out), (pad,), (pad,),
+            (stride,), (dilate,))
+
+
+def test_the_real_frontend_gets_1d_convolutions_as_2d():
+    cudnn = pytest.importorskip("cudnn", reason="nvidia-cudnn-frontend is not installed")
+    problem = ConvProblem("fprop", (2, 4, 11), (6, 2, 3), (2, 6, 6), (1,), (1,), (2,), (1,), "float32",
+                          channel_last=True, bias=True, activation="tanh")
+    graph, tensors = cudnn_conv.describe_graph(cudnn, problem)
+    conv = graph.inspect()["nodes"][0]
+    assert {k: list(conv["params"][k]) for k in ("pre_padding", "post_padding", "stride", "dilation")} == \
+        {"pre_padding": [0, 1], "post_padding": [0, 1], "stride": [1, 2], "dilation": [1, 1]}
+    assert list(tensors["x"].dim) == [2, 4, 1, 11] and list(tensors["x"].stride) == [44, 1, 44, 4]
+    assert problem.consistent()
+    assert list(graph.inspect()["tensors"][conv["outputs"]["Y"]]["dim"]) == [2, 6, 1, 6]
+    assert list(tensors["y"].dim) == [2, 6, 1, 6] and list(tensors["y"].stride) == [36, 1, 36, 6]
+
+
 # --- the plan cache ------------------------------------------------------------------------------------
 
 def test_the_plan_cache_builds_once_remembers_refusals_and_drops_the_oldest(monkeypatch):
@@ -335,7 +485,7 @@ def test_the_plan_cache_builds_once_remembers_refusals_and_drops_the_oldest(monk
         return "graph", {}
 
     monkeypatch.setattr(cudnn_conv, "describe_graph", describe)
-    monkeypatch.setattr(cudnn_conv, "build_plan", lambda cudnn, graph: 0)
+    monkeypatch.setattr(cudnn_conv, "build_plan", lambda cudnn, graph, dtype="": 0)
     cache = PlanCache(capacity=2)
     fake = types.SimpleNamespace(create_handle=lambda: "handle")
     problems = [ConvProblem("fprop", (1, 1, 4), (1, 1, k), (1, 1, 5 - k), (0,), (0,), (1,), (1,), "float32")
@@ -478,6 +628,46 @@ def test_no_plan_falls_back_quietly_under_auto_and_with_a_warning_under_cudnn(fa
     with pytest.warns(RuntimeWarning, match="no cuDNN plan"):
         _run_conv(fake_cudnn)
     assert fake_cudnn.executed == 0
+
+
+def test_a_bias_no_engine_fuses_is_added_after_the_cudnn_convolution(fake_cudnn, monkeypatch):
+    """cuDNN's plain convolution engines take double and float32 without TF32; those that fuse a bias may
+    not: the convolution then still runs through cuDNN, the bias added after it (not im2col)."""
+    built, plain_plan = [], conv_cudnn.PLANS.plan
+
+    def plan(cudnn, device_id, problem):
+        built.append(problem)
+        if problem.bias:
+            raise Unsupported("no engine fuses the bias")
+        return plain_plan(cudnn, device_id, problem)
+    monkeypatch.setattr(conv_cudnn.PLANS, "plan", plan)
+    monkeypatch.setenv("GPUHYBRID_CONV", "cudnn")
+    rng = np.random.default_rng(6)
+    first = [rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)]
+    for layout in ("NCHW", "NHWC"):
+        attrs = {**_attrs((3, 3), (1, 2), (1, 1), (1, 0), 1, 3, no_bias=False), "layout": layout}
+        inputs = first if layout == "NCHW" else [np.moveaxis(a, 1, -1).copy() for a in first[:2]] + first[2:]
+        want = EAGER.Convolution(*(nd.array(a, dtype="float64") for a in inputs), **attrs).asnumpy()
+        out_spec = types.SimpleNamespace(shape=want.shape, dtype=np.dtype("float64"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")            # no "no cuDNN plan" warning: cuDNN runs it
+            got = conv_cudnn.gpu_convolution(FakeDevice(), "Convolution", inputs, attrs, out_spec,
+                                             geometry(attrs), lambda: want)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert [p.bias for p in built] == [True, False, True, False] and built[3].channel_last
+    assert fake_cudnn.executed == 2 and not conv_cudnn.GATE.rejected
+    assert all(not key[2].bias for key in conv_cudnn.GATE.trusted)
+
+
+def test_a_cudnn_that_fails_outright_still_leaves_a_biased_convolution_to_im2col(fake_cudnn, monkeypatch):
+    def plan(cudnn, device_id, problem):
+        raise RuntimeError("cudnnCreate failed: CUDNN_STATUS_NOT_INITIALIZED")
+    monkeypatch.setattr(conv_cudnn.PLANS, "plan", plan)
+    monkeypatch.setenv("GPUHYBRID_CONV", "auto")
+    with pytest.warns(RuntimeWarning, match="the cuDNN call failed .RuntimeError: cudnnCreate failed"):
+        got, want = _run_conv(fake_cudnn)
+    np.testing.assert_array_equal(got, want)
+    assert fake_cudnn.im2col_calls == 1
 
 
 def test_unchecked_mode_and_im2col_mode(fake_cudnn, monkeypatch):

@@ -343,7 +343,7 @@ def test_the_plan_cache_is_keyed_by_the_whole_fused_problem(monkeypatch):
     built = []
     monkeypatch.setattr(cudnn_conv, "describe_graph", lambda cudnn, problem, handle: (built.append(problem)
                                                                                        or ("graph", {})))
-    monkeypatch.setattr(cudnn_conv, "build_plan", lambda cudnn, graph: 0)
+    monkeypatch.setattr(cudnn_conv, "build_plan", lambda cudnn, graph, dtype="": 0)
     cache, fake = PlanCache(), types.SimpleNamespace(create_handle=lambda: "handle")
     variants = [ConvProblem(**{**FUSED.__dict__, **change}) for change in (
         {}, {"activation": "relu"}, {"residual": False}, {"bias": False}, {"activation": None})]

@@ -77,7 +77,10 @@ def test_conv_bias_relu_fused_in_one_cudnn_graph(dtype):
                                      (1, 1), (1, 1), dtype, bias=True, activation="relu")
     arrays = random_inputs(problem, np.random.default_rng(11))
     want = run_reference(problem, arrays)
-    got = _run(problem, arrays)
+    try:
+        got = _run(problem, arrays)
+    except cudnn_conv.Unsupported as error:     # float32 fusion engines may all be TF32 (deselected)
+        pytest.skip(f"this cuDNN has no engine for {problem.operations} ({dtype}) without TF32: {error}")
     assert (got >= 0).all()
     np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * np.abs(want).max())
 
@@ -221,6 +224,8 @@ def test_the_ops_through_cudnn_equal_the_im2col_path(case, monkeypatch):
 def test_a_hybridized_conv_net_through_cudnn_equals_its_imperative_run(monkeypatch):
     _cudnn()
     monkeypatch.setenv("GPUHYBRID_CONV", "cudnn")
+    # a gate of its own: configurations earlier GPU tests left rejected (auto mode records them too)
+    monkeypatch.setattr(conv_cudnn, "GATE", conv_cudnn.VerificationGate())
     net = nn.HybridSequential()
     net.add(nn.Conv2D(8, 3, padding=1, activation="relu"), nn.Conv2D(8, 3, strides=2, groups=2),
             nn.Conv2DTranspose(4, 2, strides=2), nn.GlobalAvgPool2D(), nn.Dense(3))

@@ -8,13 +8,15 @@ compute_data_type, handle)``, ``tensor(dim, stride, data_type, name)``, ``conv_f
 ``post_padding``, ``stride``, ``dilation`` and ``compute_data_type``; the pointwise ``bias(input, bias)``,
 ``add(a, b)``, ``relu(input)``, ``sigmoid(input)`` and ``tanh(input)``; ``validate``,
 ``build_operation_graph``, ``create_execution_plans([heur_mode.A, heur_mode.FALLBACK])``,
-``deselect_numeric_notes``, ``check_support``, ``build_plans``, ``get_workspace_size``,
+``deselect_numeric_notes``, ``check_support``, ``get_execution_plan_count``, ``build_plan_at_index``,
+``get_workspace_size``,
 ``execute({tensor: device pointer}, workspace pointer, handle=...)``; ``create_handle`` / ``set_stream``.
 CuPy 14 removed its own cuDNN bindings, hence this package.
 
 cuDNN speaks channel-first dims always (N, C, *spatial; filters K, C/groups, *kernel) and says the
 layout through the strides, so channel-last data (NHWC) is the same dims with other strides
-(``dims_and_strides``). Groups are implied by the channel counts (data C, filter C/groups).
+(``dims_and_strides``). Groups are implied by the channel counts (data C, filter C/groups). cuDNN
+convolves 2-D and 3-D data only: a 1-D convolution is described as 2-D (``as_two_dimensional``).
 
 This module knows nothing of MXNet's attributes: ``gpuhybrid.ops.conv_cudnn`` maps them to a
 ``ConvProblem`` and decides when to use it. Nothing here runs without a GPU: importing ``cudnn`` works
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import numpy as np
@@ -156,9 +158,26 @@ def cudnn_data_types(cudnn: ModuleType, dtype: str) -> tuple:
     return io, (cudnn.data_type.DOUBLE if dtype == "float64" else cudnn.data_type.FLOAT)
 
 
+def as_two_dimensional(problem: ConvProblem) -> ConvProblem:
+    """``problem`` as cuDNN is asked it: a 1-D convolution as the 2-D one with a unit axis before its
+    spatial axis (cuDNN convolves 2-D and 3-D data only; PyTorch and TensorFlow view 1-D as 2-D too).
+    Every operand's memory is the same in either view, channel first or last."""
+    if problem.spatial_dims != 1:
+        return problem
+
+    def lift(shape):
+        return tuple(shape[:2]) + (1,) + tuple(shape[2:])
+    return replace(problem, x_shape=lift(problem.x_shape), w_shape=lift(problem.w_shape),
+                   y_shape=lift(problem.y_shape), pre_padding=(0,) + tuple(problem.pre_padding),
+                   post_padding=(0,) + tuple(problem.post_padding), stride=(1,) + tuple(problem.stride),
+                   dilation=(1,) + tuple(problem.dilation))
+
+
 def describe_graph(cudnn: ModuleType, problem: ConvProblem, handle=None) -> tuple:
-    """(pygraph, {role: tensor}) describing ``problem``: plain Python, no GPU needed. The output tensor
-    has its dims, strides and dtype pinned (cuDNN would infer a layout of its own otherwise)."""
+    """(pygraph, {role: tensor}) describing ``problem`` (a 1-D one as 2-D, ``as_two_dimensional``): plain
+    Python, no GPU needed. The output tensor has its dims, strides and dtype pinned (cuDNN would infer a
+    layout of its own otherwise)."""
+    problem = as_two_dimensional(problem)
     io, compute = cudnn_data_types(cudnn, problem.dtype)
     graph = cudnn.pygraph(name=f"gpuhybrid_conv_{problem.kind}", io_data_type=io,
                           intermediate_data_type=compute, compute_data_type=compute, handle=handle)
@@ -188,23 +207,35 @@ def describe_graph(cudnn: ModuleType, problem: ConvProblem, handle=None) -> tupl
     return graph, tensors
 
 
-def build_plan(cudnn: ModuleType, graph) -> int:
+def build_plan(cudnn: ModuleType, graph, dtype: str = "") -> int:
     """Build the execution plan of a described graph; returns its workspace size in bytes.
 
-    Plans whose numerics differ from a plain float/double convolution are left out: TF32 tensor cores
-    for float32 (DOWN_CONVERT_INPUTS, which cuBLAS through CuPy does not use either), sums in half
+    Plans whose numerics differ from a plain float/double convolution are left out: inputs rounded to
+    a narrower type (DOWN_CONVERT_INPUTS), TF32 tensor cores for float32 (TENSOR_CORE, as PyTorch
+    filters them without allow_tf32; cuBLAS through CuPy does not use TF32 either), sums in half
     precision (REDUCED_PRECISION_REDUCTION: im2col sums float16 in float32) and nondeterministic plans
-    (an eager op must give the same bits on every call). Raises what the frontend raises
-    (``cudnn.cudnnGraphNotSupportedError`` when no plan supports the graph)."""
+    (an eager op must give the same bits on every call). The plans are built by index, first that
+    builds wins: the frontend's ``build_plans()`` walk stops at a plan a note filter deselected (the
+    backend refuses it with a RuntimeError, which the walk does not take for a decline), and the
+    heuristics often rank such a plan first. Raises what the frontend raises
+    (``cudnn.cudnnGraphNotSupportedError`` when no plan supports the graph), else a RuntimeError
+    listing why each plan did not build."""
     graph.validate()
     graph.build_operation_graph()
     graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
     notes = cudnn.numerical_note
-    graph.deselect_numeric_notes([notes.DOWN_CONVERT_INPUTS, notes.REDUCED_PRECISION_REDUCTION,
-                                  notes.NONDETERMINISTIC])
+    excluded = [notes.DOWN_CONVERT_INPUTS, notes.REDUCED_PRECISION_REDUCTION, notes.NONDETERMINISTIC]
+    graph.deselect_numeric_notes(excluded + ([notes.TENSOR_CORE] if dtype == "float32" else []))
     graph.check_support()
-    graph.build_plans()
-    return int(graph.get_workspace_size())
+    failures = []
+    for index in range(int(graph.get_execution_plan_count())):
+        try:
+            graph.build_plan_at_index(index)       # selects the plan that execute() then runs
+        except Exception as error:   # noqa: BLE001 -- deselected or not buildable: try the next one
+            failures.append(f"[{index}] {type(error).__name__}: {error}")
+            continue
+        return int(graph.get_workspace_size())
+    raise RuntimeError("no cuDNN execution plan builds: " + ("; ".join(failures) or "the plan list is empty"))
 
 
 # --- the frontend module, handles and plans (GPU only) ----------------------------------------------
@@ -304,7 +335,7 @@ class PlanCache:
         handle = self.handle(cudnn, device_id)
         try:
             graph, tensors = describe_graph(cudnn, problem, handle)
-            workspace = build_plan(cudnn, graph)
+            workspace = build_plan(cudnn, graph, problem.dtype)
         except Exception as error:   # noqa: BLE001 -- no plan, or the frontend refused: use im2col
             return Unsupported(f"{type(error).__name__}: {error}")
         return ConvPlan(problem, graph, tensors, workspace)
@@ -337,6 +368,6 @@ def execute(cudnn: ModuleType, cp: ModuleType, device_id: int, plan: ConvPlan, a
     return out
 
 
-__all__ = ["FRONTEND_API", "ConvProblem", "ConvPlan", "PlanCache", "PLANS", "Unsupported", "build_plan",
-           "cudnn_data_types", "describe_graph", "dims_and_strides", "execute", "frontend",
-           "reset_frontend_probe"]
+__all__ = ["FRONTEND_API", "ConvProblem", "ConvPlan", "PlanCache", "PLANS", "Unsupported",
+           "as_two_dimensional", "build_plan", "cudnn_data_types", "describe_graph", "dims_and_strides",
+           "execute", "frontend", "reset_frontend_probe"]

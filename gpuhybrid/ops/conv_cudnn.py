@@ -6,9 +6,9 @@ missing or broken cuDNN install an error (a configuration cuDNN has no plan for 
 warning once); ``im2col`` never calls cuDNN. The CPU always runs im2col.
 
 The three ops map onto cuDNN's three convolutions (``problem_for``): Convolution is a forward
-convolution (its bias fused into the same cuDNN graph), Deconvolution is the data gradient (dgrad) of
-the convolution whose output it takes, and ``convolution_weight_backward`` is the weight gradient
-(wgrad). The padding after the data is chosen per axis
+convolution (its bias fused into the same cuDNN graph where an engine fuses it, else added after),
+Deconvolution is the data gradient (dgrad) of the convolution whose output it takes, and
+``convolution_weight_backward`` is the weight gradient (wgrad). The padding after the data is chosen per axis
 (``post_padding``) so that a Deconvolution's ``adj`` and a gradient shorter than the data reaches are
 still exactly one cuDNN convolution; shapes that no padding >= 0 makes one stay on im2col.
 
@@ -242,13 +242,27 @@ def gpu_convolution(device, op: str, inputs: list, attrs: dict, out_spec, geom, 
                           out_spec.dtype, attrs.get("layout"), bias=has_bias and op == "Convolution")
     if problem is None:
         return im2col()
+    if problem.bias and not _has_plan(cudnn, device, problem):
+        # no engine fuses the bias (double, or float32 once TF32 plans are left out): the convolution
+        # alone through cuDNN, the bias added after it as a Deconvolution's is
+        problem = replace(problem, bias=False)
     roles = dict(zip(_input_roles(op), inputs))
     finish = None
-    if has_bias and op == "Deconvolution":
+    if has_bias and not problem.bias:
         def finish(out):              # one bias per channel: axis 1, or the last when channel last
             vector = (1,) * (out.ndim - 1) + (-1,) if _channel_last(attrs.get("layout")) else (1, -1)
             out += inputs[2].reshape(vector + (1,) * (out.ndim - len(vector)))
     return _checked_cudnn_call(cudnn, mode, device, op, problem, roles, im2col, finish)
+
+
+def _has_plan(cudnn, device, problem) -> bool:
+    """Whether cuDNN has a plan for ``problem`` (built and cached now if not yet); a failure that is not
+    ``Unsupported`` (no handle) counts as none, and ``_checked_cudnn_call`` then meets and reports it."""
+    try:
+        PLANS.plan(cudnn, device.device_id, problem)
+    except Exception:            # noqa: BLE001 -- a failed cuDNN call must not fail the model
+        return False
+    return True
 
 
 def _usable_frontend(mode: str):
@@ -362,5 +376,5 @@ def explain_convolutions(ops: list, device) -> "str | None":
 
 __all__ = ["CONV_OPS", "FUSED_ACTIVATIONS", "FUSED_OP", "GATE", "MODES", "TOLERANCE", "Verdict",
            "VerificationGate", "compare", "conv_mode", "cudnn_fusion_state", "cudnn_reads_channel_last",
-           "explain_convolutions", "fused_problem_for", "gpu_convolution", "gpu_fused_convolution", "post_padding", "problem_for",
-           "verify_enabled"]
+           "explain_convolutions", "fused_problem_for", "gpu_convolution", "gpu_fused_convolution",
+           "post_padding", "problem_for", "verify_enabled"]
