@@ -19,6 +19,13 @@
 # Each step writes its raw output as it goes, so what ran survives a step that fails or a time limit.
 # STEPS="tests bench train" (the default) chooses the steps, e.g. STEPS=tests to split a long run;
 # each step has a time limit (TESTS_S=330, BENCH_S=210, TRAIN_S=90 seconds: within 10 minutes).
+#
+# cuDNN: the device tool's image has the cuDNN runtime (nvidia-cudnn-cu13) but not NVIDIA's frontend, and
+# nothing can be downloaded there, so without it every cuDNN test skips. Carry its wheel: here, once,
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl nvidia-cudnn-frontend==1.32.0
+# and name `.whl` in the run's carry: this script installs .whl/*.whl (no index, no dependencies) first.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-bench/results/gpu-$(date +%Y-%m-%d)}}"
@@ -27,6 +34,10 @@ python="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false         # JAX shares the GPU with CuPy and PyTorch here
 export GPUHYBRID_COMMIT="${GPUHYBRID_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+if compgen -G ".whl/*.whl" > /dev/null; then     # carried wheels (see above), into a folder of their own
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/gpuhybrid-site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/gpuhybrid-site"
+fi
 
 if ! "$python" -c "import gpuhybrid as gh, sys; sys.exit(0 if gh.num_gpus() else 1)"; then
     echo "gpu_check: no usable GPU here (gpuhybrid sees none: CuPy, the driver or a device is missing)" >&2
