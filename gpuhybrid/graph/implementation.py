@@ -35,7 +35,8 @@ def implementation(node: Node, graph) -> Implementation:
     if node.op == FUSED:
         return Implementation(None, None, True)
     op = get_op(node.op)
-    return Implementation(op.eager, op.eager_into, op.fresh_results, plain_gemm=is_plain_gemm(node, graph))
+    fresh = op.fresh_results(node.attr_dict) if callable(op.fresh_results) else op.fresh_results
+    return Implementation(op.eager, op.eager_into, fresh, plain_gemm=is_plain_gemm(node, graph))
 
 
 __all__ = ["Implementation", "implementation"]

@@ -166,8 +166,10 @@ def _batch_norm_eager(device, inputs, attrs, outs):
     x, gamma, beta, moving_mean, moving_var = inputs
     if x.size == 0:
         # Nothing to normalise and no statistics to learn from: the moving statistics stay as they are
-        # (MXNet would divide by a zero count and turn them into NaN).
-        return [device.xp.empty(outs[0].shape, dtype=outs[0].dtype), moving_mean, moving_var]
+        # (MXNet would divide by a zero count and turn them into NaN); copies on the batch's statistics,
+        # whose results are fresh (_fresh_results).
+        kept = [v.copy() for v in (moving_mean, moving_var)] if _uses_batch_stats(attrs) else inputs[3:]
+        return [device.xp.empty(outs[0].shape, dtype=outs[0].dtype), *kept]
     axis = normalize_axis(attrs["axis"], x.ndim)
     channels = x.shape[axis]
     vector_shape = _channel_shape(x.ndim, axis, channels)
@@ -183,7 +185,14 @@ def _batch_norm_eager(device, inputs, attrs, outs):
         new_mean, new_var = moving_mean, moving_var     # unchanged, as MXNet outside training
     scale = None if attrs["fix_gamma"] else gamma.reshape(vector_shape)
     y = _normalized(device, x, mean, var, scale, beta.reshape(vector_shape), attrs["eps"], outs[0])
-    return [y, new_mean, new_var]
+    # NumPy lays y out as x (a transposed x gives a transposed y); fresh results are C-contiguous
+    return [device.xp.ascontiguousarray(y), new_mean, new_var]
+
+
+def _fresh_results(attrs) -> bool:
+    """On the batch's statistics every output is a new C-contiguous array, so a plan may store a kernel's
+    result over y (the relu after it); otherwise the moving statistics come back as they were given."""
+    return _uses_batch_stats(attrs)
 
 
 def _batch_norm_kernels(attrs, specs) -> int:
@@ -203,6 +212,7 @@ register(OpDef(
                 doc="normalise with the moving statistics even while training"),
            Attr("training", "bool", False, doc="filled in from autograd's train mode")),
     infer=_batch_norm_rule, eager=_batch_norm_eager, uses_training_flag=True, num_outputs=3,
+    fresh_results=_fresh_results,
     infer_inputs=lambda specs, attrs: _fill_vectors(specs, attrs["axis"]), kernels=_batch_norm_kernels,
     doc="Batch normalisation over all axes but `axis`. Outputs (y, new moving_mean, new moving_var): "
         "while training (and not use_global_stats) y uses the batch mean and biased variance and the "

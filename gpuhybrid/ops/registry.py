@@ -53,7 +53,8 @@ class OpDef:
     pure: bool = True                  # same inputs, same outputs (random ops are not): CSE/folding may merge
     # The eager implementation always returns new C-contiguous arrays, never a view of an input (GEMMs,
     # reductions): the memory planner may then let a kernel write over such a result once it dies.
-    fresh_results: bool = False
+    # A callable (attrs) -> bool says it per call (BatchNorm: only on the batch's statistics).
+    fresh_results: "bool | Callable[[dict], bool]" = False
     # eager_into(device, inputs, attrs, outputs) -> output(s): the eager result written into the given
     # C-contiguous arrays of the output specs (what static_alloc plans call, with their buffers).
     eager_into: "Callable | None" = None

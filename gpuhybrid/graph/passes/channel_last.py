@@ -10,16 +10,23 @@ permuting every input but a bias). The channel-first op then goes on through ``s
 the CPU, ``lower_convolutions`` like any other.
 
 Where two such ops meet (a pooling right after a convolution), the copy back and the copy forward
-cancel: the second op reads the first one's channel-first result. A GPU that runs convolutions through
+cancel: the second op reads the first one's channel-first result. An elementwise op between them
+(conv -> relu -> pool) moves to channel first when its inputs are such copies back (made the same way),
+scalars, or broadcast values that a reshape lays out channel first (a per-channel vector), and one of those
+copies is read by it alone; its result is copied back instead, and that copy meets the next op's copy
+forward and both cancel. The move never adds copies: at least one copy dies, at most one is added (none
+when only channel-last ops read the result). A GPU that runs convolutions through
 cuDNN (``keep_convolutions``) keeps the convolution ops channel last: cuDNN reads that layout through its
 strides (``ops.conv_cudnn``); pooling is transposed there too.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...ops import get_op
 from ...ops.conv_layout import DIMS_OF, Layout, channel_first_attrs, is_channel_last
 from ...ops.registry import TensorSpec
-from ..ir import Graph, Node, Ref, freeze_attrs
+from ..ir import CONST, VAR, Graph, Node, Ref, freeze_attrs
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .rewrite import GraphBuilder
@@ -51,14 +58,82 @@ def _transpose(builder: GraphBuilder, ref: Ref, axes: tuple, name: str) -> Ref:
     return builder.add(Node(-1, "layout_transpose", name, (ref,), attrs, (out,)))[0]
 
 
+def _readers(graph: Graph) -> dict:
+    """(node id, output index) -> the ids of the nodes that read it; the graph's outputs and aux updates
+    read as -1."""
+    readers: dict = {}
+    for node in graph.nodes:
+        for ref in node.inputs:
+            readers.setdefault((ref.node, ref.index), set()).add(node.id)
+    for ref in (*graph.outputs, *(r for _, r in graph.aux_updates)):
+        readers.setdefault((ref.node, ref.index), set()).add(-1)
+    return readers
+
+
+def _channel_first_broadcast(builder: GraphBuilder, ref: Ref, axes: tuple, name: str) -> "Ref | None":
+    """A broadcast input of an elementwise op laid out as ``layout_transpose(., axes)`` of itself: as it is
+    when it has one element, a reshape when its axes longer than 1 keep their order (a per-channel vector),
+    else None."""
+    spec = builder.spec(ref)
+    if len(spec.shape) > len(axes):
+        return None
+    if all(d == 1 for d in spec.shape):
+        return ref
+    padded = (1,) * (len(axes) - len(spec.shape)) + tuple(spec.shape)
+    first = [1] * len(axes)
+    for position, axis in enumerate(axes):      # the transpose puts axis ``axis`` of its source at position
+        first[axis] = padded[position]
+    moved_to = [axis for position, axis in enumerate(axes) if padded[position] != 1]
+    if moved_to != sorted(moved_to):            # its longer axes change order: a copy, not a view
+        return None
+    attrs = freeze_attrs(get_op("reshape").parse_attrs({"shape": tuple(first)}))
+    return builder.add(Node(-1, "reshape", name, (ref,), attrs, (TensorSpec(tuple(first), spec.dtype),)))[0]
+
+
+def _pushed_through(builder: GraphBuilder, old: Node, node: Node, readers: dict) -> "list | None":
+    """``node`` (elementwise) computed channel first and copied back, or None when it does not pay (no input
+    is a copy that only it reads) or cannot (inputs transposed in different ways, or broadcast values
+    that a reshape cannot lay out channel first)."""
+    if node.op in (VAR, CONST) or not node.inputs:
+        return None
+    op = get_op(node.op)
+    if op.category != "elementwise" or not op.pure or len(node.specs) != 1:
+        return None
+    rank = len(node.specs[0].shape)
+    copies = {i: builder.nodes[ref.node] for i, ref in enumerate(node.inputs)
+              if builder.nodes[ref.node].op == "layout_transpose"
+              and len(builder.spec(ref).shape) == rank}
+    axes = {copy.attr_dict["axes"] for copy in copies.values()}
+    if len(axes) != 1 or not any(readers.get((old.inputs[i].node, old.inputs[i].index)) == {old.id}
+                                 for i in copies):
+        return None
+    (axes,) = axes
+    inputs = []
+    for i, ref in enumerate(node.inputs):
+        moved = (copies[i].inputs[0] if i in copies
+                 else _channel_first_broadcast(builder, ref, axes, f"{node.name}_in{i}_channel_first"))
+        if moved is None:
+            return None
+        inputs.append(moved)
+    out = node.specs[0]
+    first_shape = [1] * rank
+    for position, axis in enumerate(axes):
+        first_shape[axis] = out.shape[position]
+    first = builder.add(replace(node, name=f"{node.name}_channel_first", inputs=tuple(inputs),
+                                specs=(TensorSpec(tuple(first_shape), out.dtype),)))[0]
+    attrs = freeze_attrs(get_op("layout_transpose").parse_attrs({"axes": axes}))
+    return list(builder.add(Node(-1, "layout_transpose", node.name, (first,), attrs, (out,))))
+
+
 def lower_channel_last(graph: Graph, keep_convolutions: bool = False) -> Graph:
     if not any(_lowered(node, keep_convolutions) for node in graph.nodes):
         return graph
-    builder = GraphBuilder(graph)
+    builder, readers = GraphBuilder(graph), _readers(graph)
     for old in graph.nodes:
         node = builder.moved(old)
         if not _lowered(node, keep_convolutions):
-            builder.stand_for(old.id, builder.add(node))
+            pushed = _pushed_through(builder, old, node, readers)
+            builder.stand_for(old.id, pushed if pushed is not None else builder.add(node))
             continue
         layout = Layout(DIMS_OF[node.attr_dict["layout"]], True)
         inputs = tuple(_transpose(builder, ref, layout.to_first, f"{node.name}_{name}_channel_first")
