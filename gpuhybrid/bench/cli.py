@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gpuhybrid as gh
 
-from . import import_effect, report
+from . import import_effect, report, standalone
 from .conv_training import resnet18_train_case
 from .modes import MODES
 from .peers import PEERS
@@ -112,6 +112,12 @@ def parser() -> argparse.ArgumentParser:
                         "JAX imported first (and run once), alternated for --rounds rounds; print both "
                         f"medians and the ratio with / without, marking those over {import_effect.LIMIT}x "
                         "(issue 15's limit); --json keeps the summary and every process's figures")
+    t.add_argument("--standalone-check", nargs="?", const=[], default=None,
+                   type=names(PEERS + MODES, "runner"), metavar="RUNNERS",
+                   help="time each row's runner once more in a fresh process that imports only its own "
+                        "library, alternating with this run stretch by stretch, and print the ratio in this "
+                        f"run / alone (marked over {standalone.LIMIT}x): every row when given alone, or a "
+                        "comma-separated list of peers and modes (name the workloads before a bare flag)")
     t.add_argument("--rounds", type=size, default=2,
                    help="--peer-import-ratio: pairs of processes (default 2)")
     o = p.add_argument_group("output")
@@ -235,9 +241,11 @@ def main(argv: list | None = None) -> int:
     settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002, settle_s=0.0) if args.quick else
                 Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup,
                          settle_s=default_settle(args, device)))
+    settings.standalone = args.standalone_check
     cases = build_cases(args)
     device_info = report.describe_device(device, why)
     env = report.environment()
+    machine_before = report.cpu_snapshot()
 
     copy = None
     memory_bound = [c.bytes_per_call for c in cases if c.bytes_per_call]
@@ -264,7 +272,9 @@ def main(argv: list | None = None) -> int:
                     "warmup_s": settings.warmup_s, "rtol": settings.rtol, "atol": settings.atol,
                     "settle_s": settings.settle_s,
                     "modes": list(args.modes), "peers": list(args.peers), "quick": bool(args.quick),
-                    "workloads": sorted({c.workload for c in cases})}
+                    "workloads": sorted({c.workload for c in cases}),
+                    "standalone_check": args.standalone_check}
+    env["conditions"] = report.conditions(machine_before)
     doc = report.document(rows, device_info, settings_doc, copy, argv, env)
     report.print_table(doc)
     report.print_eager_summary(doc)

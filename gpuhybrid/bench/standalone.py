@@ -1,0 +1,185 @@
+"""``gpuhybrid-bench --standalone-check``: is a row's time what the same runner takes on its own?
+
+Every runner of a case shares one process with the others: gpuhybrid's kernel pool, PyTorch's OpenMP
+and MKL threads, XLA's client, NumPy's OpenBLAS. If one of them slowed another down (threads spinning
+while the other works, a thread count or floating-point mode left changed, a library's pool starting
+while another's spins), every speedup printed against that runner would be wrong, and one process
+cannot show it. So each checked row's runner is built once more in a fresh process that imports only
+that runner's library (and gpuhybrid's bench modules, for the case's math: a peer's process never runs
+a gpuhybrid kernel) and times the same case with the same number of calls per repeat.
+
+The two are timed in alternation, stretch by stretch, as ``measure`` interleaves runners: the parent
+pauses (``settle_s``), times its stretch, pauses, tells the child to time one, and so on, the order
+swapped every repeat. Load from elsewhere on the machine then falls on both alike, and the ratio
+*in the run / alone* of each repeat says how much the company of the other runners costs; the row keeps
+their median and spread. Rows over ``LIMIT`` are marked.
+
+The child's protocol (``python -m gpuhybrid.bench.standalone SPEC_JSON``): it builds and checks its
+runner, warms it up, writes one ``ready`` line of JSON, then for each ``time`` line on its input times
+one stretch (an untimed wake-up call, then ``calls`` calls) and writes its per-call wall and CPU seconds;
+it exits at ``quit`` or end of input.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+LIMIT = 1.3        # a row this much slower in the run than alone is marked: the run is unfair to it
+PEER_MODULES = ("torch", "jax", "cupy")
+
+
+def case_spec(case) -> dict:
+    """What a fresh process needs to build ``case`` again: its workload, sizes and variant."""
+    return {"workload": case.workload, "params": dict(case.params), "variant": case.variant}
+
+
+def case_from_spec(spec: dict):
+    """The Case that ``case_spec`` describes (the constructors are deterministic: seed 0)."""
+    from .conv_training import resnet18_train_case
+    from .conv_workloads import lenet_case, resnet18_case
+    from .workloads import (chain_case, eager_case, eager_op_case, layernorm_case, mlp_case, softmax_case,
+                            train_case)
+    workload, params = spec["workload"], spec["params"]
+    if workload == "eager":
+        return eager_op_case(spec["variant"]) if spec.get("variant") else eager_case(params["elements"])
+    builders = {"mlp": lambda p: mlp_case(p["batch_size"]), "train": lambda p: train_case(p["batch_size"]),
+                "chain": lambda p: chain_case(p["length"], p["elements"]),
+                "softmax": lambda p: softmax_case(p["rows"], p["cols"]),
+                "layernorm": lambda p: layernorm_case(p["rows"], p["cols"]),
+                "lenet": lambda p: lenet_case(p["batch_size"]),
+                "resnet18": lambda p: resnet18_case(p["batch_size"]),
+                "resnet18-train": lambda p: resnet18_train_case(p["batch_size"])}
+    if workload not in builders:
+        raise ValueError(f"--standalone-check cannot rebuild workload {workload!r}")
+    return builders[workload](params)
+
+
+def _stretch(runner, calls: int) -> dict:
+    """One timed stretch after an untimed wake-up call (as ``measure`` times them)."""
+    runner.call()
+    runner.sync()
+    cpu, start = time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        runner.call()
+    runner.sync()
+    return {"s": (time.perf_counter() - start) / calls, "cpu_s": (time.process_time() - cpu) / calls}
+
+
+def child_main(spec: dict, stdin=sys.stdin, stdout=sys.stdout) -> int:
+    """The fresh process: build, check and warm up the runner, then time stretches when told to."""
+    import gpuhybrid as gh
+
+    from .suite import Settings, build_runner, check_runner
+    case = case_from_spec(spec["case"])
+    device = gh.gpu(spec["device_id"]) if spec["device_kind"] == "gpu" else gh.cpu()
+    runner = build_runner(case, device, spec["runner"])
+    check_runner(case, runner, Settings(rtol=spec["rtol"], atol=spec["atol"]))
+    warm_until = time.perf_counter() + spec["warmup_s"]
+    while time.perf_counter() < warm_until:
+        runner.call()
+    runner.sync()
+    ready = {"ready": True, "pid": os.getpid(),
+             "modules": [m for m in PEER_MODULES if m in sys.modules]}
+    print(json.dumps(ready), file=stdout, flush=True)
+    for line in stdin:
+        if line.strip() != "time":
+            break
+        print(json.dumps(_stretch(runner, spec["calls"])), file=stdout, flush=True)
+    return 0
+
+
+class Child:
+    """A fresh process timing one runner of one case, stretch by stretch, on request."""
+
+    def __init__(self, spec: dict, timeout_s: float = 600.0):
+        # its warnings go to a file: a pipe nobody reads while it times would fill up and stop it
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "gpuhybrid.bench.standalone", json.dumps(spec)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
+                                        text=True)
+        self.timeout_s = timeout_s
+        try:
+            self.ready = self._answer()
+        except Exception:
+            self.close()
+            raise
+
+    def _answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait(timeout=self.timeout_s)
+            self.errors.seek(0)
+            error = self.errors.read()[-3000:]
+            raise RuntimeError(f"the standalone process exited with code {self.process.returncode}: {error}")
+        return json.loads(line)
+
+    def stretch(self) -> dict:
+        self.process.stdin.write("time\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write("quit\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.errors.close()
+
+
+def compare(runner, spec: dict, calls: int, repeats: int, settle_s: float) -> dict:
+    """Time ``runner`` here and its twin described by ``spec`` in a fresh process, alternately, and
+    return the row's ``standalone`` figures."""
+    child = Child({**spec, "calls": calls})
+    here, alone, here_cpu, alone_cpu = [], [], [], []
+    try:
+        for repeat in range(repeats):
+            for side in (("here", "alone") if repeat % 2 == 0 else ("alone", "here")):
+                time.sleep(settle_s)
+                if side == "here":
+                    figures = _stretch(runner, calls)
+                    here.append(figures["s"])
+                    here_cpu.append(figures["cpu_s"])
+                else:
+                    figures = child.stretch()
+                    alone.append(figures["s"])
+                    alone_cpu.append(figures["cpu_s"])
+    finally:
+        child.close()
+    ratios = [a / b for a, b in zip(here, alone)]
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {"in_run_per_call_s": here, "alone_per_call_s": alone, "in_run_cpu_per_call_s": here_cpu,
+            "alone_cpu_per_call_s": alone_cpu, "ratios": ratios, "ratio": statistics.median(ratios),
+            "ratio_q1": quartiles[0], "ratio_q3": quartiles[-1],
+            "cpu_ratio": statistics.median(here_cpu) / max(statistics.median(alone_cpu), 1e-12),
+            "alone_modules": child.ready["modules"], "over_limit": statistics.median(ratios) > LIMIT}
+
+
+def wanted(row: dict, chosen: list) -> bool:
+    """Whether ``--standalone-check`` (the runner ids and modes in ``chosen``; all when empty) covers
+    ``row``."""
+    return not chosen or row["runner"] in chosen or (row["mode"] or "") in chosen
+
+
+def main(argv: list | None = None) -> int:
+    """The child's entry point: the protocol gets the real standard output; anything else that the
+    libraries print (Python's or C's) goes to standard error."""
+    argv = sys.argv[1:] if argv is None else argv
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return child_main(json.loads(argv[0]), stdout=protocol)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
