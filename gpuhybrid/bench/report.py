@@ -243,7 +243,8 @@ def _alone_text(alone: dict | None) -> str:
     if "error" in alone:
         return "error"
     mark = " !" if alone["over_limit"] else ""
-    return f"{alone['ratio']:.2f} ({alone['ratio_q1']:.2f}-{alone['ratio_q3']:.2f}){mark}"
+    return (f"{alone['ratio']:.2f} ({alone['ratio_q1']:.2f}-{alone['ratio_q3']:.2f}) "
+            f"cpu {alone['cpu_ratio']:.2f}{mark}")
 
 
 HEADERS = ("case", "runner", "per call", "spread", "speedup", "launches", "GB/s (of copy)",
@@ -263,7 +264,8 @@ def print_table(doc: dict, console=None) -> None:
     if any(row.get("standalone") for row in doc["results"]):
         caption += ("; run/alone: this row's time in this run over the same runner's in a fresh process "
                     "importing only its library, timed alternately (median and quartiles of the repeats' "
-                    f"ratios; ! over {LIMIT_ALONE}x)")
+                    "ratios; cpu: the same of the process's CPU time per call; ! over "
+                    f"{LIMIT_ALONE}x, and over 1 in three repeats of four)")
     conditions = conditions_text(doc["environment"], doc["device"].get("cores"))
     if conditions:
         caption += "\n" + conditions

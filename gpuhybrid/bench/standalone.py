@@ -10,9 +10,10 @@ a gpuhybrid kernel) and times the same case with the same number of calls per re
 
 The two are timed in alternation, stretch by stretch, as ``measure`` interleaves runners: the parent
 pauses (``settle_s``), times its stretch, pauses, tells the child to time one, and so on, the order
-swapped every repeat. Load from elsewhere on the machine then falls on both alike, and the ratio
-*in the run / alone* of each repeat says how much the company of the other runners costs; the row keeps
-their median and spread. Rows over ``LIMIT`` are marked.
+swapped every repeat, each stretch at least ``MIN_STRETCH_S`` long. Load from elsewhere on the machine
+then falls on both alike, and the ratio *in the run / alone* of each repeat says how much the company of
+the other runners costs; the row keeps their median and quartiles. A row whose median ratio is over
+``LIMIT`` while its first quartile is over 1 (slower in the run in three repeats of four) is marked.
 
 The child's protocol (``python -m gpuhybrid.bench.standalone SPEC_JSON``): it builds and checks its
 runner, warms it up, writes one ``ready`` line of JSON, then for each ``time`` line on its input times
@@ -30,6 +31,7 @@ import tempfile
 import time
 
 LIMIT = 1.3        # a row this much slower in the run than alone is marked: the run is unfair to it
+MIN_STRETCH_S = 0.2  # each stretch of the check lasts at least this long (a single call is mostly noise)
 PEER_MODULES = ("torch", "jax", "cupy")
 
 
@@ -161,7 +163,9 @@ def compare(runner, spec: dict, calls: int, repeats: int, settle_s: float) -> di
             "alone_cpu_per_call_s": alone_cpu, "ratios": ratios, "ratio": statistics.median(ratios),
             "ratio_q1": quartiles[0], "ratio_q3": quartiles[-1],
             "cpu_ratio": statistics.median(here_cpu) / max(statistics.median(alone_cpu), 1e-12),
-            "alone_modules": child.ready["modules"], "over_limit": statistics.median(ratios) > LIMIT}
+            "alone_modules": child.ready["modules"], "calls_per_stretch": calls,
+            # marked when slower in the run by LIMIT at the median and in three repeats of four at least
+            "over_limit": statistics.median(ratios) > LIMIT and quartiles[0] > 1.0}
 
 
 def wanted(row: dict, chosen: list) -> bool:

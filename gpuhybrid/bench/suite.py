@@ -7,6 +7,7 @@ error, or numbers that disagree with the reference: those are never timed).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -146,8 +147,10 @@ def _alone(case: Case, device, key: str, runner: Runner, timing: Timing, setting
     spec = {"case": standalone.case_spec(case), "runner": key, "rtol": settings.rtol, "atol": settings.atol,
             "warmup_s": settings.warmup_s, "device_kind": "gpu" if device.is_gpu else "cpu",
             "device_id": device.device_id if device.is_gpu else 0}
+    # stretches of at least MIN_STRETCH_S: one or two calls of a slow runner are too few to compare
+    calls = max(timing.calls_per_repeat, math.ceil(standalone.MIN_STRETCH_S / timing.median_s))
     try:
-        return standalone.compare(runner, spec, timing.calls_per_repeat, settings.repeats, settings.settle_s)
+        return standalone.compare(runner, spec, min(calls, 100_000), settings.repeats, settings.settle_s)
     except Exception as exc:  # noqa: BLE001 - the check failing leaves the row's own figures standing
         return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
