@@ -151,3 +151,31 @@ def test_training_leaves_the_callers_floating_point_mode_and_peers_threads():
     assert tiny * np.float32(1.0) != 0 and tiny + np.float32(0.0) != 0
     assert float((torch.full((100_000,), 1e-39) * 1.0).min()) != 0
     assert torch.get_num_threads() == threads and dict(os.environ) == environment
+
+
+_TORCH_AFTER_GEMM = """
+import numpy as np
+import gpuhybrid as gh
+from gpuhybrid import nd
+from gpuhybrid.backend import gemm
+net = gh.gluon.nn.Dense(256, in_units=512)
+net.initialize()
+net(nd.array(np.ones((64, 512), np.float32))).asnumpy()      # a product through gpuhybrid's BLAS
+import torch
+print(gemm.blas().name, torch.get_num_threads())
+"""
+
+
+def test_pytorch_imported_after_gpuhybrids_products_keeps_its_threads():
+    """PyTorch's CPU wheels export their own MKL's symbols, so when gpuhybrid's MKL ran first (its symbols
+    global), PyTorch calls it: in its sequential layer PyTorch started with one thread and its products
+    ran on one core (the CLI's PyTorch rows, whose library is imported after gpuhybrid's first GEMM)."""
+    pytest.importorskip("torch")
+    alone = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, timeout=300, check=True)
+    if int(alone.stdout) < 2:
+        pytest.skip("PyTorch starts with one thread here: nothing to lose")
+    done = subprocess.run([sys.executable, "-c", _TORCH_AFTER_GEMM], capture_output=True, text=True,
+                          timeout=300, check=True)
+    blas, threads = done.stdout.split()
+    assert int(threads) == int(alone.stdout), (blas, threads, alone.stdout)
