@@ -323,7 +323,8 @@ def test_mkl_runs_its_sequential_layer():
               "chosen = gemm.blas()\n"
               "assert chosen.name == 'mkl'\n"
               "if chosen.set_local_threads:\n"
-              "    ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(chosen.set_local_threads)(1)  # as a block does\n"
+              "    hold = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(chosen.set_local_threads)\n"
+              "    hold(1)  # as each block does\n"
               "print(chosen.library.MKL_Get_Max_Threads())\n")
     env = dict(os.environ, GPUHYBRID_BLAS="mkl")
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,

@@ -148,14 +148,16 @@ def conditions_text(env: dict, cores: int | None) -> str:
         parts.append("peer libraries in this process: " + (", ".join(found["peers_imported"]) or "none"))
     load, end = env.get("load_average"), found.get("load_average_end")
     if load:
-        parts.append(f"load average {load[0]:.2f} at the start" + (f", {end[0]:.2f} at the end" if end else ""))
+        at_end = f", {end[0]:.2f} at the end" if end else ""
+        parts.append(f"load average {load[0]:.2f} at the start{at_end}")
     others = found.get("others_cpu_cores")
     if others is not None:
         parts.append(f"other processes kept {others:.2f} of {cores or '?'} cores busy during the run")
     text = "conditions: " + "; ".join(parts) if parts else ""
     if others is not None and cores and others > 0.25 * cores:
         text += ("\nthe machine was shared: a runner whose threads wait for each other (PyTorch's OpenMP) "
-                 "loses far more to other processes than one whose threads do not, so these speedups are this "
+                 "loses far more to other processes than one whose threads do not, so these speedups are "
+                 "this "
                  "load's, not a quiet machine's; compare only runs under similar load")
     return text
 

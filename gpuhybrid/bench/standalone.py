@@ -101,9 +101,9 @@ class Child:
     def __init__(self, spec: dict, timeout_s: float = 600.0):
         # its warnings go to a file: a pipe nobody reads while it times would fill up and stop it
         self.errors = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen([sys.executable, "-m", "gpuhybrid.bench.standalone", json.dumps(spec)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
-                                        text=True)
+        command = [sys.executable, "-m", "gpuhybrid.bench.standalone", json.dumps(spec)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.errors, text=True)
         self.timeout_s = timeout_s
         try:
             self.ready = self._answer()

@@ -99,8 +99,8 @@ def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_
     XLA's) keep spinning for a while after their work and, on a CPU, would take the cores of the next
     runner's threads; a real program runs one library, not several in turn. The pause costs the next
     call a wake-up (its pool's threads asleep, caches cold: 1.5 ms for the batch-64 training step here,
-    5% of a 30-call stretch), which a program that calls steadily does not pay, so one untimed call precedes each timed
-    stretch. Returns name -> Timing."""
+    5% of a 30-call stretch), which a program that calls steadily does not pay, so one untimed call
+    precedes each timed stretch. Returns name -> Timing."""
     names = list(runners)
     plan, figures, cpu = {}, {name: [] for name in names}, {name: [] for name in names}
     counted: dict = {name: {} for name in names}

@@ -378,7 +378,8 @@ def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon 
             else:
                 rows.append({"batch": batch, "runner": name, "status": f"failed: max error {error:.3g}"})
         on_step(f"batch {batch}: timing {', '.join(runners)}")
-        timings = measure(runners, repeats=repeats, min_repeat_s=min_repeat_s, warmup_s=0.2, settle_s=settle_s)
+        timings = measure(runners, repeats=repeats, min_repeat_s=min_repeat_s, warmup_s=0.2,
+                          settle_s=settle_s)
         jax_timing, unjoined = timings.get("jax.jit"), timings.get("gluon loop unjoined")
         for name, timing in timings.items():
             spread = timing.spread()
@@ -434,8 +435,8 @@ def main(argv=None) -> None:
     rows = (compare_whole_step(tuple(args.batch_size), tuple(runners), repeats=args.repeats)
             if runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
     conditions = report.conditions(machine_before)
-    table = [f"MLP 512-256-128-10 Adam step on {gh.default_device()}, {args.repeats} repeats, runners in turn "
-             "(order rotated each repeat); / jax: median of the repeats' ratios to jax.jit",
+    table = [f"MLP 512-256-128-10 Adam step on {gh.default_device()}, {args.repeats} repeats, runners in "
+             "turn (order rotated each repeat); / jax: median of the repeats' ratios to jax.jit",
              report.conditions_text({"load_average": list(load_before), "conditions": conditions},
                                     os.cpu_count()),
              f"{'batch':>5}  {'runner':<32} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6} "
@@ -451,10 +452,10 @@ def main(argv=None) -> None:
                      f"{'' if cpu_ratio is None else f'{cpu_ratio:.2f}':>6}")
     for row in rows:
         if row.get("ratio_to_unjoined") is not None:
-            table.append(f"batch {row['batch']}: gluon loop / gluon loop unjoined (loss joined into the net's "
-                         f"plan / traced apart): {row['ratio_to_unjoined']:.3f} (quartiles of the repeats "
-                         f"{row['ratio_to_unjoined_q1']:.3f}-{row['ratio_to_unjoined_q3']:.3f}), cpu time "
-                         f"{row['cpu_ratio_to_unjoined']:.3f}")
+            table.append(f"batch {row['batch']}: gluon loop / gluon loop unjoined (loss joined into the "
+                         f"net's plan / traced apart): {row['ratio_to_unjoined']:.3f} (quartiles of the "
+                         f"repeats {row['ratio_to_unjoined_q1']:.3f}-{row['ratio_to_unjoined_q3']:.3f}), "
+                         f"cpu time {row['cpu_ratio_to_unjoined']:.3f}")
     print("\n".join(table))
     if args.out:
         doc = {"workload": "train step, MLP 512-256-128-10, softmax CE, Adam",
