@@ -15,7 +15,7 @@ import pytest
 
 import gpuhybrid as gh
 from gpuhybrid import nd
-from gpuhybrid.bench import standalone
+from gpuhybrid.bench import standalone, standalone_child
 from gpuhybrid.bench.conv_training import resnet18_train_case
 from gpuhybrid.bench.conv_workloads import lenet_case
 from gpuhybrid.bench.suite import Settings, build_runner
@@ -29,7 +29,7 @@ TINY = [mlp_case(3), chain_case(4, 100), softmax_case(8, 16), layernorm_case(8, 
 
 @pytest.mark.parametrize("case", TINY, ids=lambda c: c.label)
 def test_a_fresh_process_rebuilds_the_same_case(case):
-    again = standalone.case_from_spec(json.loads(json.dumps(standalone.case_spec(case))))
+    again = standalone_child.case_from_spec(json.loads(json.dumps(standalone.case_spec(case))))
     assert again.label == case.label
     for mine, theirs in zip(case.inputs + case.weights, again.inputs + again.weights):
         np.testing.assert_array_equal(mine, theirs)

@@ -15,7 +15,7 @@ then falls on both alike, and the ratio *in the run / alone* of each repeat says
 the other runners costs; the row keeps their median and quartiles. A row whose median ratio is over
 ``LIMIT`` while its first quartile is over 1 (slower in the run in three repeats of four) is marked.
 
-The child's protocol (``python -m gpuhybrid.bench.standalone SPEC_JSON``): it builds and checks its
+The child's protocol (``python -m gpuhybrid.bench.standalone_child SPEC_JSON``): it builds and checks its
 runner, warms it up, writes one ``ready`` line of JSON, then for each ``time`` line on its input times
 one stretch (an untimed wake-up call, then ``calls`` calls) and writes its per-call wall and CPU seconds;
 it exits at ``quit`` or end of input.
@@ -23,7 +23,6 @@ it exits at ``quit`` or end of input.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,28 +39,7 @@ def case_spec(case) -> dict:
     return {"workload": case.workload, "params": dict(case.params), "variant": case.variant}
 
 
-def case_from_spec(spec: dict):
-    """The Case that ``case_spec`` describes (the constructors are deterministic: seed 0)."""
-    from .conv_training import resnet18_train_case
-    from .conv_workloads import lenet_case, resnet18_case
-    from .workloads import (chain_case, eager_case, eager_op_case, layernorm_case, mlp_case, softmax_case,
-                            train_case)
-    workload, params = spec["workload"], spec["params"]
-    if workload == "eager":
-        return eager_op_case(spec["variant"]) if spec.get("variant") else eager_case(params["elements"])
-    builders = {"mlp": lambda p: mlp_case(p["batch_size"]), "train": lambda p: train_case(p["batch_size"]),
-                "chain": lambda p: chain_case(p["length"], p["elements"]),
-                "softmax": lambda p: softmax_case(p["rows"], p["cols"]),
-                "layernorm": lambda p: layernorm_case(p["rows"], p["cols"]),
-                "lenet": lambda p: lenet_case(p["batch_size"]),
-                "resnet18": lambda p: resnet18_case(p["batch_size"]),
-                "resnet18-train": lambda p: resnet18_train_case(p["batch_size"])}
-    if workload not in builders:
-        raise ValueError(f"--standalone-check cannot rebuild workload {workload!r}")
-    return builders[workload](params)
-
-
-def _stretch(runner, calls: int) -> dict:
+def stretch(runner, calls: int) -> dict:
     """One timed stretch after an untimed wake-up call (as ``measure`` times them)."""
     runner.call()
     runner.sync()
@@ -72,36 +50,13 @@ def _stretch(runner, calls: int) -> dict:
     return {"s": (time.perf_counter() - start) / calls, "cpu_s": (time.process_time() - cpu) / calls}
 
 
-def child_main(spec: dict, stdin=sys.stdin, stdout=sys.stdout) -> int:
-    """The fresh process: build, check and warm up the runner, then time stretches when told to."""
-    import gpuhybrid as gh
-
-    from .suite import Settings, build_runner, check_runner
-    case = case_from_spec(spec["case"])
-    device = gh.gpu(spec["device_id"]) if spec["device_kind"] == "gpu" else gh.cpu()
-    runner = build_runner(case, device, spec["runner"])
-    check_runner(case, runner, Settings(rtol=spec["rtol"], atol=spec["atol"]))
-    warm_until = time.perf_counter() + spec["warmup_s"]
-    while time.perf_counter() < warm_until:
-        runner.call()
-    runner.sync()
-    ready = {"ready": True, "pid": os.getpid(),
-             "modules": [m for m in PEER_MODULES if m in sys.modules]}
-    print(json.dumps(ready), file=stdout, flush=True)
-    for line in stdin:
-        if line.strip() != "time":
-            break
-        print(json.dumps(_stretch(runner, spec["calls"])), file=stdout, flush=True)
-    return 0
-
-
 class Child:
     """A fresh process timing one runner of one case, stretch by stretch, on request."""
 
     def __init__(self, spec: dict, timeout_s: float = 600.0):
         # its warnings go to a file: a pipe nobody reads while it times would fill up and stop it
         self.errors = tempfile.TemporaryFile(mode="w+")
-        command = [sys.executable, "-m", "gpuhybrid.bench.standalone", json.dumps(spec)]
+        command = [sys.executable, "-m", "gpuhybrid.bench.standalone_child", json.dumps(spec)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.errors, text=True)
         self.timeout_s = timeout_s
@@ -148,7 +103,7 @@ def compare(runner, spec: dict, calls: int, repeats: int, settle_s: float) -> di
             for side in (("here", "alone") if repeat % 2 == 0 else ("alone", "here")):
                 time.sleep(settle_s)
                 if side == "here":
-                    figures = _stretch(runner, calls)
+                    figures = stretch(runner, calls)
                     here.append(figures["s"])
                     here_cpu.append(figures["cpu_s"])
                 else:
@@ -172,18 +127,3 @@ def wanted(row: dict, chosen: list) -> bool:
     """Whether ``--standalone-check`` (the runner ids and modes in ``chosen``; all when empty) covers
     ``row``."""
     return not chosen or row["runner"] in chosen or (row["mode"] or "") in chosen
-
-
-def main(argv: list | None = None) -> int:
-    """The child's entry point: the protocol gets the real standard output; anything else that the
-    libraries print (Python's or C's) goes to standard error."""
-    argv = sys.argv[1:] if argv is None else argv
-    sys.stdout.flush()
-    protocol = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return child_main(json.loads(argv[0]), stdout=protocol)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
