@@ -179,3 +179,21 @@ def test_pytorch_imported_after_gpuhybrids_products_keeps_its_threads():
                           timeout=300, check=True)
     blas, threads = done.stdout.split()
     assert int(threads) == int(alone.stdout), (blas, threads, alone.stdout)
+
+
+def test_the_cli_imports_the_peers_before_gpuhybrid_computes(monkeypatch):
+    """As a program importing PyTorch at its top: the peers' libraries are loaded before any gpuhybrid
+    product, so none finds gpuhybrid's MKL in place of its own."""
+    from gpuhybrid.bench import cli
+    order = []
+
+    def stop(requested):
+        order.append(("device",))
+        raise gh.DeviceError("stop here")
+    real_import_peers = cli.import_peers
+    monkeypatch.setattr(cli, "import_peers", lambda peers: order.append(("import", tuple(peers))) or [])
+    monkeypatch.setattr(cli, "choose_device", stop)
+    assert cli.main(["mlp", "--peers", "numpy,torch", "--device", "cpu"]) == 2
+    assert order == [("import", ("numpy", "torch")), ("device",)]
+    expected = [name for name in ("torch", "jax") if __import__("importlib.util").util.find_spec(name)]
+    assert real_import_peers(["numpy", "torch", "torch.compile", "jax.jit"]) == expected

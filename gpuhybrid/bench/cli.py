@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import os
 import re
 import sys
@@ -144,6 +145,25 @@ def default_settle(args, device=None) -> float:
     return SETTLE_WITH_POOLS if any(p != "numpy" for p in args.peers) else SETTLE_ALONE
 
 
+PEER_LIBRARIES = {"torch": "torch", "torch.compile": "torch", "jax.jit": "jax", "cupy": "cupy",
+                  "cupy.fuse": "cupy"}
+
+
+def import_peers(peers: list) -> list:
+    """Import the chosen peers' libraries before gpuhybrid computes anything, as a program that imports
+    them at its top does: a library loaded later can find gpuhybrid's in its place (PyTorch, loaded after
+    gpuhybrid's first product, calls gpuhybrid's MKL: docs/bench.md). Missing ones are left to their rows
+    (skipped, with the reason). Returns the modules imported."""
+    imported = []
+    for module in dict.fromkeys(PEER_LIBRARIES[p] for p in peers if p in PEER_LIBRARIES):
+        try:
+            importlib.import_module(module)
+            imported.append(module)
+        except Exception:  # noqa: BLE001 - not installed or broken: its rows say so
+            pass
+    return imported
+
+
 def choose_device(requested: str):
     """The device and why it was chosen."""
     if requested == "auto":
@@ -233,6 +253,7 @@ def main(argv: list | None = None) -> int:
         if args.peers or args.plot:
             parser().error("--peer-import-ratio times gpuhybrid alone in each process: drop --peers/--plot")
         return import_effect.run(args, argv)
+    import_peers(args.peers)
     try:
         device, why = choose_device(args.device)
     except gh.GhError as exc:
