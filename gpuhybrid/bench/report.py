@@ -294,7 +294,7 @@ def print_table(doc: dict, console=None) -> None:
     for header in headers:
         numeric = header in ("per call", "spread", "speedup", "launches", "GB/s (of copy)", "run/alone")
         table.add_column(header, justify="right" if numeric else "left", overflow="fold",
-                         no_wrap=header in ("runner", "per call", "speedup", "launches"))
+                         no_wrap=header in ("runner", "per call", "speedup", "launches", "run/alone"))
     for i, row in enumerate(cells):
         if row[0] and i:
             table.add_section()
