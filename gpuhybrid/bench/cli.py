@@ -37,6 +37,9 @@ examples:
   gpuhybrid-bench eager --peers numpy,torch          per-op cost of imperative calls on 16 values
   gpuhybrid-bench eager --eager-ops relu,dot --modes imperative --peers torch   two ops against PyTorch
   gpuhybrid-bench all --peers --results-dir bench/results   writes <device>-<date>.json and .png
+  gpuhybrid-bench softmax --peers torch,jax.jit --standalone-check
+                                                     each row against its runner alone in a fresh
+                                                     process, timed alternately: in this run / alone
   gpuhybrid-bench train mlp eager --batch-size 1,64,256 --modes hybridized --peer-import-ratio
                                                      gpuhybrid alone against gpuhybrid with PyTorch and
                                                      JAX imported, fresh processes, ratios
