@@ -253,8 +253,9 @@ def main(argv: list | None = None) -> int:
     if bad:
         parser().error(f"unknown workload {', '.join(bad)}; choose from {', '.join(WORKLOADS)}, all")
     if args.peer_import_ratio:
-        if args.peers or args.plot:
-            parser().error("--peer-import-ratio times gpuhybrid alone in each process: drop --peers/--plot")
+        if args.peers or args.plot or args.standalone_check is not None:
+            parser().error("--peer-import-ratio times gpuhybrid alone in each process: drop "
+                           "--peers/--plot/--standalone-check")
         return import_effect.run(args, argv)
     import_peers(args.peers)
     try:
