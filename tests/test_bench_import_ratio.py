@@ -171,3 +171,18 @@ def test_whole_step_rows_give_cpu_time_beside_wall_clock(capsys):
     if importlib.util.find_spec("torch") and importlib.util.find_spec("jax"):
         main(["--batch-size", "2", "--repeats", "1", "--runners", "numpy", "jax.jit"])
         assert "cpu us" in capsys.readouterr().out
+
+
+def test_the_loop_row_gives_its_ratio_to_the_unjoined_loop_with_quartiles(capsys):
+    from gpuhybrid.bench.training import compare_whole_step, main
+    rows = compare_whole_step((2,), ("gluon loop", "gluon loop unjoined"), repeats=3, min_repeat_s=0.001,
+                              on_step=lambda text: None, settle_s=0.0)
+    joined = next(r for r in rows if r["runner"] == "gluon loop")
+    ratios = sorted(a / b for a, b in zip(joined["per_call_us"], rows[1]["per_call_us"]))
+    assert joined["ratio_to_unjoined"] == pytest.approx(ratios[1])
+    assert joined["ratio_to_unjoined_q1"] <= joined["ratio_to_unjoined"] <= joined["ratio_to_unjoined_q3"]
+    assert joined["cpu_ratio_to_unjoined"] > 0 and "ratio_to_unjoined" not in rows[1]
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("jax"):
+        main(["--batch-size", "2", "--repeats", "2", "--runners", "gluon loop", "gluon loop unjoined"])
+        out = capsys.readouterr().out
+        assert "gluon loop / gluon loop unjoined" in out and "conditions:" in out

@@ -49,7 +49,7 @@ CHUNKS_PER_THREAD = 2      # a few blocks per thread: a late worker leaves its s
 BLOCK_ALIGN = 16           # rows/columns per block, a multiple of the BLAS kernels' register tiles
 
 _FLAG_DOUBLE, _FLAG_ILP64, _FLAG_TRANS_A, _FLAG_TRANS_B, _FLAG_SPLIT_COLUMNS = 1, 2, 4, 8, 16
-_MKL_THREADING_SEQUENTIAL = 1
+_MKL_THREADING_SEQUENTIAL, _MKL_THREADING_GNU = 1, 3
 _MKL_CBWR_AUTO = 2         # MKL's conditional numerical reproducibility: one code path per CPU
 
 
@@ -92,6 +92,15 @@ def _mkl_library_path() -> Path | None:
     return None
 
 
+def _gnu_openmp_loadable() -> bool:
+    """Whether GNU OpenMP (``libgomp.so.1``, which MKL's GNU threading layer needs) can be loaded."""
+    try:
+        ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def _load_mkl() -> Blas | None:
     path = _mkl_library_path()
     if path is None or not sys.platform.startswith("linux"):
@@ -105,9 +114,14 @@ def _load_mkl() -> Blas | None:
     except OSError:
         return None
     set_local = 0
-    if already is None:        # ours alone: its sequential layer needs no per-call setting
+    if already is None:        # ours alone
+        # Once it runs, MKL's symbols are global: PyTorch's CPU wheels, which export their own MKL's, then
+        # call this one when imported afterwards, and its sequential layer left PyTorch one thread and
+        # sequential products. GNU OpenMP's layer (PyTorch's runtime) leaves them as PyTorch alone has
+        # them; gpuhybrid's own calls are then held to one thread each, as with someone else's MKL.
+        set_local = _address(library, ("MKL_Set_Num_Threads_Local",)) if _gnu_openmp_loadable() else 0
         library.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
-        library.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
+        library.MKL_Set_Threading_Layer(_MKL_THREADING_GNU if set_local else _MKL_THREADING_SEQUENTIAL)
         if not os.environ.get("MKL_CBWR"):
             # One code path whatever MKL's run-time dispatch would pick: without it a block's rounding
             # changed with the process's history, and a hybridized training curve with it

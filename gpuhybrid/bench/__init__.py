@@ -6,6 +6,8 @@
     peers.py      NumPy, PyTorch eager and torch.compile, JAX jit, CuPy eager and cupy.fuse
     timing.py     warm-up, interleaved repeats, median and spread, copy bandwidth
     suite.py      check every runner against the reference, count launches, time, make result rows
+    standalone.py --standalone-check: each row's runner timed again in a fresh process, alternately
+                  (standalone_child.py is that process)
     report.py     the table, the JSON document (docs/bench.md) and the speedup plot
     cli.py        the command line
 """

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import os
 import re
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import gpuhybrid as gh
 
-from . import import_effect, report
+from . import import_effect, report, standalone
 from .conv_training import resnet18_train_case
 from .modes import MODES
 from .peers import PEERS
@@ -36,6 +37,9 @@ examples:
   gpuhybrid-bench eager --peers numpy,torch          per-op cost of imperative calls on 16 values
   gpuhybrid-bench eager --eager-ops relu,dot --modes imperative --peers torch   two ops against PyTorch
   gpuhybrid-bench all --peers --results-dir bench/results   writes <device>-<date>.json and .png
+  gpuhybrid-bench softmax --peers torch,jax.jit --standalone-check
+                                                     each row against its runner alone in a fresh
+                                                     process, timed alternately: in this run / alone
   gpuhybrid-bench train mlp eager --batch-size 1,64,256 --modes hybridized --peer-import-ratio
                                                      gpuhybrid alone against gpuhybrid with PyTorch and
                                                      JAX imported, fresh processes, ratios
@@ -112,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
                         "JAX imported first (and run once), alternated for --rounds rounds; print both "
                         f"medians and the ratio with / without, marking those over {import_effect.LIMIT}x "
                         "(issue 15's limit); --json keeps the summary and every process's figures")
+    t.add_argument("--standalone-check", nargs="?", const=[], default=None,
+                   type=names(PEERS + MODES, "runner"), metavar="RUNNERS",
+                   help="time each row's runner once more in a fresh process that imports only its own "
+                        "library, alternating with this run stretch by stretch, and print the ratio in this "
+                        f"run / alone (marked over {standalone.LIMIT}x): every row when given alone, or a "
+                        "comma-separated list of peers and modes (name the workloads before a bare flag)")
     t.add_argument("--rounds", type=size, default=2,
                    help="--peer-import-ratio: pairs of processes (default 2)")
     o = p.add_argument_group("output")
@@ -136,6 +146,25 @@ def default_settle(args, device=None) -> float:
     if device is not None and device.is_gpu:
         return SETTLE_ALONE
     return SETTLE_WITH_POOLS if any(p != "numpy" for p in args.peers) else SETTLE_ALONE
+
+
+PEER_LIBRARIES = {"torch": "torch", "torch.compile": "torch", "jax.jit": "jax", "cupy": "cupy",
+                  "cupy.fuse": "cupy"}
+
+
+def import_peers(peers: list) -> list:
+    """Import the chosen peers' libraries before gpuhybrid computes anything, as a program that imports
+    them at its top does: a library loaded later can find gpuhybrid's in its place (PyTorch, loaded after
+    gpuhybrid's first product, calls gpuhybrid's MKL: docs/bench.md). Missing ones are left to their rows
+    (skipped, with the reason). Returns the modules imported."""
+    imported = []
+    for module in dict.fromkeys(PEER_LIBRARIES[p] for p in peers if p in PEER_LIBRARIES):
+        try:
+            importlib.import_module(module)
+            imported.append(module)
+        except Exception:  # noqa: BLE001 - not installed or broken: its rows say so
+            pass
+    return imported
 
 
 def choose_device(requested: str):
@@ -224,9 +253,11 @@ def main(argv: list | None = None) -> int:
     if bad:
         parser().error(f"unknown workload {', '.join(bad)}; choose from {', '.join(WORKLOADS)}, all")
     if args.peer_import_ratio:
-        if args.peers or args.plot:
-            parser().error("--peer-import-ratio times gpuhybrid alone in each process: drop --peers/--plot")
+        if args.peers or args.plot or args.standalone_check is not None:
+            parser().error("--peer-import-ratio times gpuhybrid alone in each process: drop "
+                           "--peers/--plot/--standalone-check")
         return import_effect.run(args, argv)
+    import_peers(args.peers)
     try:
         device, why = choose_device(args.device)
     except gh.GhError as exc:
@@ -235,9 +266,11 @@ def main(argv: list | None = None) -> int:
     settings = (Settings(repeats=3, min_repeat_s=0.002, warmup_s=0.002, settle_s=0.0) if args.quick else
                 Settings(repeats=args.repeats, min_repeat_s=args.min_time, warmup_s=args.warmup,
                          settle_s=default_settle(args, device)))
+    settings.standalone = args.standalone_check
     cases = build_cases(args)
     device_info = report.describe_device(device, why)
     env = report.environment()
+    machine_before = report.cpu_snapshot()
 
     copy = None
     memory_bound = [c.bytes_per_call for c in cases if c.bytes_per_call]
@@ -264,7 +297,9 @@ def main(argv: list | None = None) -> int:
                     "warmup_s": settings.warmup_s, "rtol": settings.rtol, "atol": settings.atol,
                     "settle_s": settings.settle_s,
                     "modes": list(args.modes), "peers": list(args.peers), "quick": bool(args.quick),
-                    "workloads": sorted({c.workload for c in cases})}
+                    "workloads": sorted({c.workload for c in cases}),
+                    "standalone_check": args.standalone_check}
+    env["conditions"] = report.conditions(machine_before)
     doc = report.document(rows, device_info, settings_doc, copy, argv, env)
     report.print_table(doc)
     report.print_eager_summary(doc)

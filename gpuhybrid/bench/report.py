@@ -14,6 +14,8 @@ from pathlib import Path
 
 import gpuhybrid as gh
 
+from .standalone import LIMIT as LIMIT_ALONE
+
 SCHEMA_ID = "gpuhybrid-bench/1"
 SCHEMA_FILE = "bench-schema.json"
 LIBRARIES = ("gpuhybrid", "numpy", "cupy-cuda13x", "cupy-cuda12x", "torch", "jax", "jaxlib", "rich",
@@ -90,6 +92,76 @@ def environment() -> dict:
             **git_commit()}
 
 
+THREAD_VARIABLES = ("GPUHYBRID_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "XLA_FLAGS", "GPUHYBRID_DENORMALS")
+PEER_MODULES = ("torch", "jax", "cupy")
+
+
+def cpu_snapshot() -> dict | None:
+    """The machine's busy CPU seconds so far (/proc/stat: all but idle and iowait), this process's own
+    (its finished children included) and the time; None where /proc/stat is missing."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        hertz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    own = os.times()
+    return {"busy_s": (sum(ticks) - ticks[3] - ticks[4]) / hertz, "wall_s": own.elapsed,
+            "own_s": own.user + own.system + own.children_user + own.children_system}
+
+
+def conditions(before: dict | None) -> dict:
+    """What a run's figures depend on besides the code: threads (gpuhybrid's, PyTorch's when imported, the
+    thread variables set), the peer libraries this process holds, the load average at the end, and how
+    many cores' worth of CPU other processes used since ``before`` (``cpu_snapshot``)."""
+    threads = {}
+    try:
+        threads["gpuhybrid"] = gh.get_num_threads()
+    except Exception:  # noqa: BLE001 - no host compiler: no pool, nothing to report
+        pass
+    if "torch" in sys.modules:
+        threads["torch"] = sys.modules["torch"].get_num_threads()
+    after, others = cpu_snapshot(), None
+    if before and after and after["wall_s"] > before["wall_s"]:
+        busy = after["busy_s"] - before["busy_s"] - (after["own_s"] - before["own_s"])
+        others = round(max(busy, 0.0) / (after["wall_s"] - before["wall_s"]), 2)
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"threads": threads, "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES
+                                                     if k in os.environ},
+            "peers_imported": [m for m in PEER_MODULES if m in sys.modules], "load_average_end": load,
+            "others_cpu_cores": others}
+
+
+def conditions_text(env: dict, cores: int | None) -> str:
+    """One paragraph for a table's caption: the conditions its figures were taken under."""
+    found = env.get("conditions") or {}
+    parts = []
+    threads = found.get("threads") or {}
+    if threads:
+        parts.append("threads: " + ", ".join(f"{name} {count}" for name, count in threads.items()))
+    for name, value in (found.get("thread_variables") or {}).items():
+        parts.append(f"{name}={value}")
+    if "peers_imported" in found:
+        parts.append("peer libraries in this process: " + (", ".join(found["peers_imported"]) or "none"))
+    load, end = env.get("load_average"), found.get("load_average_end")
+    if load:
+        at_end = f", {end[0]:.2f} at the end" if end else ""
+        parts.append(f"load average {load[0]:.2f} at the start{at_end}")
+    others = found.get("others_cpu_cores")
+    if others is not None:
+        parts.append(f"other processes kept {others:.2f} of {cores or '?'} cores busy during the run")
+    text = "conditions: " + "; ".join(parts) if parts else ""
+    if others is not None and cores and others > 0.25 * cores:
+        text += ("\nthe machine was shared: a runner whose threads wait for each other (PyTorch's OpenMP) "
+                 "loses far more to other processes than one whose threads do not, so these speedups are "
+                 "this "
+                 "load's, not a quiet machine's; compare only runs under similar load")
+    return text
+
+
 def document(rows: list, device_info: dict, settings: dict, copy: dict | None, argv: list,
              env: dict | None = None) -> dict:
     """The JSON document of one run (see docs/bench.md); ``env`` as ``environment()`` gave it when the
@@ -149,7 +221,7 @@ def table_rows(rows: list) -> tuple:
             if row["reason"] not in reasons:
                 reasons.append(row["reason"])
             note = f"{row['status']} [{reasons.index(row['reason']) + 1}]"
-            cells.append((label, runner, "", "", "", "", "", note))
+            cells.append((label, runner, "", "", "", "", "", "", note))
             continue
         launches = row["launches_per_call"]
         launch_text = (f"{launches['total']} ({launches['kernels']}+{launches['library']})" if launches
@@ -162,11 +234,23 @@ def table_rows(rows: list) -> tuple:
                 bandwidth += f" ({row['fraction_of_copy']:.0%})"
         cells.append((label, runner, _time_text(row["median_s"]), f"±{row['relative_spread'] / 2:.0%}",
                       f"{speedup:.2f}x" if speedup is not None else "-", launch_text, bandwidth,
-                      f"ok ({row['max_abs_error']:.0e})"))
+                      _alone_text(row.get("standalone")), f"ok ({row['max_abs_error']:.0e})"))
     return cells, reasons
 
 
-HEADERS = ("case", "runner", "per call", "spread", "speedup", "launches", "GB/s (of copy)", "check")
+def _alone_text(alone: dict | None) -> str:
+    """The --standalone-check cell: in this run / alone, with the quartiles of the repeats' ratios."""
+    if not alone:
+        return ""
+    if "error" in alone:
+        return "error"
+    mark = " !" if alone["over_limit"] else ""
+    return (f"{alone['ratio']:.2f} ({alone['ratio_q1']:.2f}-{alone['ratio_q3']:.2f}) "
+            f"cpu {alone['cpu_ratio']:.2f}{mark}")
+
+
+HEADERS = ("case", "runner", "per call", "spread", "speedup", "launches", "GB/s (of copy)",
+           "run/alone", "check")
 CAPTION = ("runner: gpuhybrid's modes, then peers; speedup: over gpuhybrid imperative (docs/bench.md); "
            "spread: half the interquartile range of the repeats; launches per call: "
            "kernels + library calls (gh.profiler.count_launches); check: max |error| against float64 NumPy")
@@ -178,8 +262,20 @@ def print_table(doc: dict, console=None) -> None:
     copy = doc["copy_bandwidth"]
     caption = f"copy bandwidth in this run: {copy['gb_per_s']:.1f} GB/s ({copy['method']}). " if copy else ""
     caption = f"device: {doc['device']['why']}\n" + caption
-    load = doc["environment"]["load_average"]
-    caption += CAPTION + (f"; load average at the start: {load[0]:.2f}" if load else "")
+    caption += CAPTION
+    if any(row.get("standalone") for row in doc["results"]):
+        caption += ("; run/alone: this row's time in this run over the same runner's in a fresh process "
+                    "importing only its library, timed alternately (median and quartiles of the repeats' "
+                    "ratios; cpu: the same of the process's CPU time per call; ! over "
+                    f"{LIMIT_ALONE}x, and over 1 in three repeats of four)")
+    conditions = conditions_text(doc["environment"], doc["device"].get("cores"))
+    if conditions:
+        caption += "\n" + conditions
+    elif doc["environment"]["load_average"]:
+        caption += f"; load average at the start: {doc['environment']['load_average'][0]:.2f}"
+    errors = [f"{r['label']} {r['name']}: {r['standalone']['error']}" for r in doc["results"]
+              if (r.get("standalone") or {}).get("error")]
+    caption += "".join(f"\nrun/alone error: {e}" for e in errors)
     cells, reasons = table_rows(doc["results"])
     caption += "".join(f"\n[{i}] {reason}" for i, reason in enumerate(reasons, 1))
     keep = [i for i in range(len(HEADERS)) if i < 2 or any(c[i] for c in cells)]
@@ -196,9 +292,9 @@ def print_table(doc: dict, console=None) -> None:
     cells = [tuple(escape(c) for c in row) for row in cells]
     table = Table(title=escape(title), caption=escape(caption), caption_justify="left")
     for header in headers:
-        numeric = header in ("per call", "spread", "speedup", "launches", "GB/s (of copy)")
+        numeric = header in ("per call", "spread", "speedup", "launches", "GB/s (of copy)", "run/alone")
         table.add_column(header, justify="right" if numeric else "left", overflow="fold",
-                         no_wrap=header in ("runner", "per call", "speedup", "launches"))
+                         no_wrap=header in ("runner", "per call", "speedup", "launches", "run/alone"))
     for i, row in enumerate(cells):
         if row[0] and i:
             table.add_section()

@@ -7,6 +7,7 @@ error, or numbers that disagree with the reference: those are never timed).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 
 import gpuhybrid as gh
 
+from . import standalone
 from .conv_training import train_reference as conv_train_reference
 from .modes import gpuhybrid_runner
 from .peers import PEER_NAMES, ArrayOps, peer_runner
@@ -30,6 +32,8 @@ class Settings:
     rtol: float = 2e-4
     atol: float = 2e-5
     settle_s: float = 0.1
+    # --standalone-check: None (off), or the runner ids and modes to time alone too (empty: every row)
+    standalone: list | None = None
 
 
 def reference_of(case: Case) -> np.ndarray:
@@ -75,6 +79,18 @@ def _check(case: Case, runner: Runner, reference, settings: Settings) -> dict:
     return figures
 
 
+def build_runner(case: Case, device, key: str) -> Runner:
+    """The runner that ``key`` names: ``gpuhybrid:<mode>`` or a peer id."""
+    if key.startswith("gpuhybrid:"):
+        return gpuhybrid_runner(case, device, key.partition(":")[2])
+    return peer_runner(key, case, device)
+
+
+def check_runner(case: Case, runner: Runner, settings: Settings) -> dict:
+    """``runner``'s first call checked against the case's float64 reference (raises when they disagree)."""
+    return _check(case, runner, reference_of(case), settings)
+
+
 class _Disagree(Exception):
     def __init__(self, message: str, figures: dict):
         super().__init__(message)
@@ -86,9 +102,9 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
     """Result rows for ``case``: one per mode, then one per peer."""
     reference = reference_of(case)
     rows, runners, checked = [], {}, {}
-    candidates = [(f"gpuhybrid:{m}", "gpuhybrid", m, lambda m=m: gpuhybrid_runner(case, device, m))
+    candidates = [(f"gpuhybrid:{m}", "gpuhybrid", m, lambda m=m: build_runner(case, device, f"gpuhybrid:{m}"))
                   for m in modes]
-    candidates += [(p, p, None, lambda p=p: peer_runner(p, case, device)) for p in peers]
+    candidates += [(p, p, None, lambda p=p: build_runner(case, device, p)) for p in peers]
     for key, runner_id, mode, build in candidates:
         on_step(f"{case.label}: checking {runner_id}{' ' + mode if mode else ''}")
         try:
@@ -119,8 +135,24 @@ def run_case(case: Case, device, modes, peers, settings: Settings, copy_gb_per_s
             row.update(_figures(case, timings[key], baseline, copy_gb_per_s))
             if row["runner"] == "gpuhybrid":
                 row["pool_counts"] = timings[key].counts
+            if settings.standalone is not None and standalone.wanted(row, settings.standalone):
+                on_step(f"{case.label}: timing {row['name']} alone, in a fresh process")
+                row["standalone"] = _alone(case, device, key, runners[key], timings[key], settings)
         out.append(row)
     return out
+
+
+def _alone(case: Case, device, key: str, runner: Runner, timing: Timing, settings: Settings) -> dict:
+    """The row's runner timed in a fresh process beside this one (standalone.py), or why it was not."""
+    spec = {"case": standalone.case_spec(case), "runner": key, "rtol": settings.rtol, "atol": settings.atol,
+            "warmup_s": settings.warmup_s, "device_kind": "gpu" if device.is_gpu else "cpu",
+            "device_id": device.device_id if device.is_gpu else 0}
+    # stretches of at least MIN_STRETCH_S: one or two calls of a slow runner are too few to compare
+    calls = max(timing.calls_per_repeat, math.ceil(standalone.MIN_STRETCH_S / timing.median_s))
+    try:
+        return standalone.compare(runner, spec, min(calls, 100_000), settings.repeats, settings.settle_s)
+    except Exception as exc:  # noqa: BLE001 - the check failing leaves the row's own figures standing
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def _pool_counter(device):

@@ -76,28 +76,43 @@ def _warm_up(runner: Runner, warmup_s: float, max_calls: int) -> tuple:
     return calls, max(elapsed / max(calls, 1), 1e-9)
 
 
+def run_order(names: list, repeat: int) -> list:
+    """The order the runners time in during repeat ``repeat``: rotated by one each repeat, so that no
+    runner always goes first (after the machine's quietest pause) or always follows the same other one."""
+    shift = repeat % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
 def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_s: float = 0.05,
             max_calls: int = 100_000, settle_s: float = 0.1,
             counters: Callable[[], dict] | None = None) -> dict:
     """Time several runners of one case, interleaved. Each is warmed up for about ``warmup_s`` and given
     a number of calls per repeat that lasts about ``min_repeat_s``; then, ``repeats`` times, every
-    runner times its calls in turn, so that load from elsewhere on the machine falls on all alike. Beside
-    the wall-clock time each stretch records the process's CPU time (every thread's), which load from
-    other processes moves far less. With ``counters`` (a function returning a dict of running counts,
-    such as ``host_threads.pool_counts``), each runner's Timing holds the counts over its own stretches.
+    runner times its calls in turn (the order rotated each repeat: ``run_order``), so that load from
+    elsewhere on the machine, and whatever one runner leaves behind for the next, falls on all alike.
+    Beside the wall-clock time each stretch records the process's CPU time (every thread's), which load
+    from other processes moves far less. With ``counters`` (a function returning a dict of running
+    counts, such as ``host_threads.pool_counts``), each runner's Timing holds the counts over its own
+    stretches.
 
     Before each stretch the machine is left quiet for ``settle_s``: thread pools (OpenBLAS's, OpenMP's,
     XLA's) keep spinning for a while after their work and, on a CPU, would take the cores of the next
-    runner's threads; a real program runs one library, not several in turn. Returns name -> Timing."""
-    plan, figures, cpu = {}, {name: [] for name in runners}, {name: [] for name in runners}
-    counted: dict = {name: {} for name in runners}
-    for name, runner in runners.items():
+    runner's threads; a real program runs one library, not several in turn. The pause costs the next
+    call a wake-up (its pool's threads asleep, caches cold: 1.5 ms for the batch-64 training step here,
+    5% of a 30-call stretch), which a program that calls steadily does not pay, so one untimed call
+    precedes each timed stretch. Returns name -> Timing."""
+    names = list(runners)
+    plan, figures, cpu = {}, {name: [] for name in names}, {name: [] for name in names}
+    counted: dict = {name: {} for name in names}
+    for name in names:
         time.sleep(settle_s)
-        warm, per_call = _warm_up(runner, warmup_s, max_calls)
+        warm, per_call = _warm_up(runners[name], warmup_s, max_calls)
         plan[name] = (warm, int(min(max(1, round(min_repeat_s / per_call)), max_calls)))
-    for _ in range(repeats):
-        for name, runner in runners.items():
+    for repeat in range(repeats):
+        for name in run_order(names, repeat):
+            runner = runners[name]
             time.sleep(settle_s)
+            _time_calls(runner, 1)               # the wake-up call: not timed (see above)
             calls = plan[name][1]
             before = counters() if counters else {}
             cpu_start = time.process_time()
@@ -107,7 +122,7 @@ def measure(runners: dict, repeats: int = 7, min_repeat_s: float = 0.05, warmup_
                 for key, value in counters().items():
                     counted[name][key] = counted[name].get(key, 0) + value - before.get(key, 0)
     return {name: Timing(figures[name], plan[name][1], plan[name][0], cpu[name],
-                         counted[name] if counters else None) for name in runners}
+                         counted[name] if counters else None) for name in names}
 
 
 def median_ratio(numerator: Timing, denominator: Timing) -> float:

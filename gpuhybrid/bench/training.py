@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -30,7 +31,8 @@ import numpy as np
 import gpuhybrid as gh
 from gpuhybrid import nd
 
-from .timing import Runner, agree, measure, median_ratio
+from . import report
+from .timing import Runner, Timing, agree, measure, median_ratio
 from .workloads import Case, build_block, host_inputs
 
 LEARNING_RATE = 0.1
@@ -345,8 +347,13 @@ def _torch_step(x, labels, weights) -> Runner:
 def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon loop unjoined",
                                                            "gluon compile_step", "jax.jit", "torch eager",
                                                            "numpy"),
-                       repeats: int = 7, min_repeat_s: float = 0.1, on_step=print) -> list:
-    """One row per (batch, runner): median and spread of seconds per step, launches, ratio to jax.jit."""
+                       repeats: int = 7, min_repeat_s: float = 0.1, on_step=print,
+                       settle_s: float = 0.25) -> list:
+    """One row per (batch, runner): median and spread of seconds per step, launches, ratio to jax.jit
+    (the median over repeats of each repeat's ratio, with its quartiles), and on the loop's row its ratio
+    to the loop with the loss traced apart (``gluon loop unjoined``) when both run. The runners take
+    turns within each repeat, the order rotated every repeat (``timing.measure``); ``settle_s`` is the
+    pause before each stretch (PyTorch's threads spin for up to 200 ms after its work)."""
     rows = []
     for batch in batches:
         reference = adam_reference(batch)
@@ -371,20 +378,35 @@ def compare_whole_step(batches=WHOLE_STEP_BATCHES, wanted=("gluon loop", "gluon 
             else:
                 rows.append({"batch": batch, "runner": name, "status": f"failed: max error {error:.3g}"})
         on_step(f"batch {batch}: timing {', '.join(runners)}")
-        timings = measure(runners, repeats=repeats, min_repeat_s=min_repeat_s, warmup_s=0.2)
-        jax_timing = timings.get("jax.jit")
+        timings = measure(runners, repeats=repeats, min_repeat_s=min_repeat_s, warmup_s=0.2,
+                          settle_s=settle_s)
+        jax_timing, unjoined = timings.get("jax.jit"), timings.get("gluon loop unjoined")
         for name, timing in timings.items():
             spread = timing.spread()
-            rows.append({"batch": batch, "runner": name, "status": "ok", **checked[name],
-                         "median_us": timing.median_s * 1e6, "q1_us": spread["q1_s"] * 1e6,
-                         "q3_us": spread["q3_s"] * 1e6, "min_us": spread["min_s"] * 1e6,
-                         "max_us": spread["max_s"] * 1e6, "per_call_us": [t * 1e6 for t in timing.per_call_s],
-                         "ratio_to_jax_jit": median_ratio(timing, jax_timing) if jax_timing else None,
-                         "cpu_median_us": timing.cpu_median_s * 1e6,
-                         "cpu_per_call_us": [t * 1e6 for t in timing.cpu_per_call_s],
-                         "cpu_ratio_to_jax_jit": (timing.cpu_median_s / jax_timing.cpu_median_s
-                                                  if jax_timing else None)})
+            row = {"batch": batch, "runner": name, "status": "ok", **checked[name],
+                   "median_us": timing.median_s * 1e6, "q1_us": spread["q1_s"] * 1e6,
+                   "q3_us": spread["q3_s"] * 1e6, "min_us": spread["min_s"] * 1e6,
+                   "max_us": spread["max_s"] * 1e6, "per_call_us": [t * 1e6 for t in timing.per_call_s],
+                   "calls_per_repeat": timing.calls_per_repeat,
+                   "cpu_median_us": timing.cpu_median_s * 1e6,
+                   "cpu_per_call_us": [t * 1e6 for t in timing.cpu_per_call_s]}
+            row.update(_ratio_figures("jax_jit", timing, jax_timing))
+            if name == "gluon loop":
+                row.update(_ratio_figures("unjoined", timing, unjoined))
+            rows.append(row)
     return rows
+
+
+def _ratio_figures(suffix: str, timing: Timing, other: Timing | None) -> dict:
+    """``timing`` over ``other`` (timed in the same repeats): the median of the repeats' ratios, their
+    quartiles, and the ratio of the median CPU times; None where ``other`` did not run."""
+    if other is None:
+        return {f"ratio_to_{suffix}": None, f"ratio_to_{suffix}_q1": None, f"ratio_to_{suffix}_q3": None,
+                f"cpu_ratio_to_{suffix}": None}
+    ratios = sorted(a / b for a, b in zip(timing.per_call_s, other.per_call_s))
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {f"ratio_to_{suffix}": median_ratio(timing, other), f"ratio_to_{suffix}_q1": q1,
+            f"ratio_to_{suffix}_q3": q3, f"cpu_ratio_to_{suffix}": timing.cpu_median_s / other.cpu_median_s}
 
 
 def main(argv=None) -> None:
@@ -407,12 +429,17 @@ def main(argv=None) -> None:
     except ImportError as exc:
         raise SystemExit(f"python -m gpuhybrid.bench.training compares with jax.jit and PyTorch, and "
                          f"{exc.name} is not installed: `make venv EXTRAS=peers` (or pip install torch jax)")
-    load_before = os.getloadavg()
+    load_before, machine_before = os.getloadavg(), report.cpu_snapshot()
     gpu = gh.default_device().is_gpu
     runners = args.runners or (GPU_RUNNERS if gpu else None)
     rows = (compare_whole_step(tuple(args.batch_size), tuple(runners), repeats=args.repeats)
             if runners else compare_whole_step(tuple(args.batch_size), repeats=args.repeats))
-    table = [f"{'batch':>5}  {'runner':<32} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6} "
+    conditions = report.conditions(machine_before)
+    table = [f"MLP 512-256-128-10 Adam step on {gh.default_device()}, {args.repeats} repeats, runners in "
+             "turn (order rotated each repeat); / jax: median of the repeats' ratios to jax.jit",
+             report.conditions_text({"load_average": list(load_before), "conditions": conditions},
+                                    os.cpu_count()),
+             f"{'batch':>5}  {'runner':<32} {'median us':>10} {'q1-q3 us':>17} {'launches':>8} {'/ jax':>6} "
              f"{'cpu us':>9} {'/ jax':>6}"]
     for row in rows:
         if row["status"] != "ok":
@@ -423,13 +450,19 @@ def main(argv=None) -> None:
                      f"{row['q1_us']:>8.1f}-{row['q3_us']:<8.1f} {row['launches_per_step'] or '':>8} "
                      f"{'' if ratio is None else f'{ratio:.2f}':>6} {row['cpu_median_us']:>9.1f} "
                      f"{'' if cpu_ratio is None else f'{cpu_ratio:.2f}':>6}")
+    for row in rows:
+        if row.get("ratio_to_unjoined") is not None:
+            table.append(f"batch {row['batch']}: gluon loop / gluon loop unjoined (loss joined into the "
+                         f"net's plan / traced apart): {row['ratio_to_unjoined']:.3f} (quartiles of the "
+                         f"repeats {row['ratio_to_unjoined_q1']:.3f}-{row['ratio_to_unjoined_q3']:.3f}), "
+                         f"cpu time {row['cpu_ratio_to_unjoined']:.3f}")
     print("\n".join(table))
     if args.out:
         doc = {"workload": "train step, MLP 512-256-128-10, softmax CE, Adam",
                "date": time.strftime("%Y-%m-%d"), "device": str(gh.default_device()),
                "machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "cpus": os.cpu_count(), "loadavg_before": load_before,
-                           "loadavg_after": os.getloadavg()},
+                           "loadavg_after": os.getloadavg(), "conditions": conditions},
                "versions": {"gpuhybrid": gh.__version__, "numpy": np.__version__,
                             "torch": torch.__version__, "jax": __import__("jax").__version__},
                "note": args.note, "rows": rows}
