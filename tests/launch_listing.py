@@ -42,14 +42,16 @@ class LaunchTally:
         self.total += n
 
 
-def checked_run(run, tally: LaunchTally):
+def checked_run(run, tally: LaunchTally, always: bool = False):
     """``run`` (CompiledGraph.run) comparing each call's launches, as ``tally`` (open among the
-    profiler's counters) sees them, with the launches its final graph lists."""
+    profiler's counters) sees them, with the launches its final graph lists: while the process has one
+    thread (another thread's launches would count too), or ``always`` (a test of the check itself)."""
     def checked(plan, inputs, keep_all=False):
-        alone, before = threading.active_count() == 1, tally.total
+        alone, before = always or threading.active_count() == 1, tally.total
         result = run(plan, inputs, keep_all)
         counted = tally.total - before
-        if alone and threading.active_count() == 1 and getattr(plan, "graph_replay", None) is None:
+        still_alone = always or threading.active_count() == 1
+        if alone and still_alone and getattr(plan, "graph_replay", None) is None:
             listed = _listed.get(plan)
             if listed is None:
                 listed = _listed[plan] = listed_launches(str(plan.graph))
