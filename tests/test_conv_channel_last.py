@@ -36,6 +36,7 @@ from grad_helpers import check_op_gradients
 from helpers import SETTINGS
 from test_cudnn_conv import NumpyAsCupy, fake_cudnn  # noqa: F401  (a fixture, used by name)
 from test_ops_conv import conv_reference, deconv_reference, pool_reference
+from test_ops_conv import hybrid_with_graph as _hybrid
 
 EAGER = nd.NDArray.F
 LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
@@ -53,15 +54,6 @@ def to_first(array):
 def _close(got, want, dtype, scale=1.0):
     rtol, atol = TOLS[dtype]
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol, atol=atol * max(scale, 1.0))
-
-
-def _hybrid(fn, arrays):
-    """``fn(sym, *vars)`` compiled with every pass for the CPU and run on ``arrays``; (result, graph)."""
-    names = [f"x{i}" for i in range(len(arrays))]
-    out = fn(sym, *[sym.var(n) for n in names])
-    plan = sym.compile_symbol(out, {n: TensorSpec(a.shape, a.dtype) for n, a in zip(names, arrays)}, gh.cpu(),
-                              fuse=True)
-    return plan.run([arrays[names.index(n)] for n in plan.input_names])[0][0], plan.graph
 
 
 def _channel_first_only(graph) -> None:

@@ -104,13 +104,18 @@ def _assert_close(got, want, dtype, scale=1.0):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol, atol=atol * max(scale, 1.0))
 
 
-def _hybrid(fn, arrays):
-    """``fn(sym, *vars)`` compiled fused for the arrays' specs and run on them."""
+def hybrid_with_graph(fn, arrays):
+    """``fn(sym, *vars)`` compiled with every pass for the CPU and run on ``arrays``: (result, graph)."""
     names = [f"x{i}" for i in range(len(arrays))]
     out = fn(sym, *[sym.var(n) for n in names])
     plan = sym.compile_symbol(out, {n: TensorSpec(a.shape, a.dtype) for n, a in zip(names, arrays)}, gh.cpu(),
                               fuse=True)
-    return plan.run([arrays[names.index(n)] for n in plan.input_names])[0][0]
+    return plan.run([arrays[names.index(n)] for n in plan.input_names])[0][0], plan.graph
+
+
+def _hybrid(fn, arrays):
+    """``fn(sym, *vars)`` compiled fused for the arrays' specs and run on them."""
+    return hybrid_with_graph(fn, arrays)[0]
 
 
 @SETTINGS
