@@ -14,6 +14,7 @@ from gpuhybrid import autograd, gluon, nd, sym
 from gpuhybrid.errors import OpValueError
 from gpuhybrid.gluon import nn
 from gpuhybrid.symbol import TraceError
+from conv_net_reference import f64
 
 PORTS = os.path.join(os.path.dirname(__file__), "ports")
 
@@ -23,15 +24,6 @@ def run_port(name: str, tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("PORTS_WORKDIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return runpy.run_path(os.path.join(PORTS, f"{name}.py"), run_name="__main__")
-
-
-def f64(value) -> np.ndarray:
-    """A Parameter, NDArray or array as float64 NumPy."""
-    if hasattr(value, "data") and callable(value.data):
-        value = value.data()
-    if hasattr(value, "asnumpy"):
-        value = value.asnumpy()
-    return np.asarray(value, dtype=np.float64)
 
 
 def close(got, expected, rtol=1e-5, atol=1e-5) -> None:
