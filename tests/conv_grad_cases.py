@@ -43,15 +43,19 @@ def convolution(draw):
     return fn, inputs, {}
 
 
+def deconv_extents(spatial, kernel, stride, dilate, pad, adj) -> list:
+    """A Deconvolution's output extents (MXNet's rule, written here from its definition)."""
+    return [s * (i - 1) + d * (k - 1) + 1 - 2 * p + a
+            for s, i, d, k, p, a in zip(stride, spatial, dilate, kernel, pad, adj)]
+
+
 @st.composite
 def deconvolution(draw):
     shape, kernel, stride, dilate, pad, groups, filters = draw(conv_geometry())
     adj = tuple(draw(st.integers(0, s - 1)) for s in stride)
     no_bias = draw(st.booleans())
     w = draw(_values((shape[1], filters // groups) + kernel))
-    out = [s * (i - 1) + d * (k - 1) + 1 - 2 * p + a
-           for s, i, d, k, p, a in zip(stride, shape[2:], dilate, kernel, pad, adj)]
-    assume(min(out) >= 1)
+    assume(min(deconv_extents(shape[2:], kernel, stride, dilate, pad, adj)) >= 1)
     inputs = [draw(_values(shape)), w] + ([] if no_bias else [draw(_values((filters,)))])
 
     def fn(F, x, w, *bias):

@@ -30,7 +30,7 @@ from gpuhybrid.ops.conv_cudnn import problem_for
 from gpuhybrid.ops.registry import TensorSpec
 from gpuhybrid.symbol.infer import typed_graph
 from gpuhybrid.symbol.run import compile_graph
-from conv_grad_cases import conv_geometry, pool_attrs
+from conv_grad_cases import conv_geometry, deconv_extents, pool_attrs
 from cudnn_reference import run_reference
 from grad_helpers import check_op_gradients
 from helpers import SETTINGS
@@ -102,9 +102,7 @@ def test_channel_last_convolution_matches_the_direct_reference(case):
 def test_channel_last_deconvolution_with_adj_matches_the_direct_reference(geom, dtype, bias, data):
     shape, kernel, stride, dilate, pad, groups, filters = geom
     adj = tuple(data.draw(st.integers(0, s - 1)) for s in stride)
-    out = [s * (i - 1) + d * (k - 1) + 1 - 2 * p + a
-           for s, i, d, k, p, a in zip(stride, shape[2:], dilate, kernel, pad, adj)]
-    if min(out) < 1:
+    if min(deconv_extents(shape[2:], kernel, stride, dilate, pad, adj)) < 1:
         return
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
     x = rng.standard_normal(shape)

@@ -24,14 +24,14 @@ from gpuhybrid.graph.passes.conv_cudnn_fuse import (conv_fusion_decisions, descr
 from gpuhybrid.gluon.explain import graph_entering
 from gpuhybrid.ops import conv_cudnn
 from gpuhybrid.ops.conv import geometry
-from gpuhybrid.ops.conv_cudnn import VerificationGate, cudnn_fusion_state, fused_problem_for
+from gpuhybrid.ops.conv_cudnn import cudnn_fusion_state, fused_problem_for
 from gpuhybrid.ops.registry import TensorSpec
 from gpuhybrid.symbol.infer import typed_graph
 import gpuhybrid.symbol.run as symbol_run
-from cudnn_reference import random_inputs, run_reference
+from cudnn_reference import run_reference
 from graph_helpers import run_graph
 from helpers import SETTINGS
-from test_cudnn_conv import FakeDevice, _recording_cudnn
+from test_cudnn_conv import FakeDevice, _recording_cudnn, fake_cudnn  # noqa: F401  (a fixture, used by name)
 
 GPU_PASSES = PIPELINE + fusion_passes(gpu=True)
 CONV = dict(kernel=(3, 3), pad=(1, 1), num_filter=4)
@@ -355,25 +355,11 @@ def test_the_plan_cache_is_keyed_by_the_whole_fused_problem(monkeypatch):
 # --- the first-run check against the unfused ops ---------------------------------------------------
 
 @pytest.fixture
-def fake_fused_cudnn(monkeypatch):
-    state = types.SimpleNamespace(built=[], executed=0, unfused_calls=0,
-                                  result=lambda problem, arrays: run_reference(problem, arrays))
-
-    def plan(cudnn, device_id, problem):
-        state.built.append(problem)
-        return types.SimpleNamespace(problem=problem)
-
-    def execute(cudnn, xp, device_id, plan, arrays):
-        state.executed += 1
-        return state.result(plan.problem, arrays)
-
-    monkeypatch.setattr(conv_cudnn, "frontend", lambda: ("cudnn", "cuDNN 9"))
-    monkeypatch.setattr(conv_cudnn.PLANS, "plan", plan)
-    monkeypatch.setattr(conv_cudnn, "execute", execute)
-    monkeypatch.setattr(conv_cudnn, "GATE", VerificationGate())
-    monkeypatch.delenv("GPUHYBRID_CUDNN_VERIFY", raising=False)
+def fake_fused_cudnn(fake_cudnn, monkeypatch):
+    """test_cudnn_conv's stand-in frontend under GPUHYBRID_CONV=auto; also counts the unfused runs."""
+    fake_cudnn.unfused_calls = 0
     monkeypatch.setenv("GPUHYBRID_CONV", "auto")
-    return state
+    return fake_cudnn
 
 
 def _run_fused(state, act_type="tanh"):
