@@ -51,9 +51,10 @@ def _check_layout(layout: "str | None", dims: int, layer: str) -> Layout:
 
 def _rank_error(layer: HybridBlock, layout: Layout, shape: tuple) -> GhError:
     axes = f"{layout.dims} spatial axes, channels" if layout.last else f"channels, {layout.dims} spatial axes"
+    other = len(shape) - 2
+    fix = f" or use a {other}-D layer" if 1 <= other <= 3 else ""
     return GhError(f"{layer.name} ({type(layer).__name__}): needs {layout.dims + 2}-d input ({layout.name}: "
-                   f"batch, {axes}), got shape {shape}; add a batch axis with expand_dims(axis=0) or use a "
-                   f"{len(shape) - 2}-D layer")
+                   f"batch, {axes}), got shape {shape}; add a batch axis with expand_dims(axis=0){fix}")
 
 
 def _check_at_least(kwargs: dict, checks: tuple, dims: int, layer: str) -> None:
