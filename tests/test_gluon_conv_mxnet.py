@@ -70,6 +70,9 @@ def test_pooling_defaults_are_mxnets(size, pad, seed):
         got = layer(nd.array(x, dtype="float64")).asnumpy()
         np.testing.assert_allclose(got, pool_reference(x, dict(attrs, pool_type=kind)), rtol=1e-12)
     assert nn.MaxPool2D()._kwargs["kernel"] == (2, 2) and nn.MaxPool3D()._kwargs["stride"] == (2, 2, 2)
+    # MXNet's max pooling layers take count_include_pad by keyword and ignore it
+    ignored = nn.MaxPool2D(size, padding=pad, count_include_pad=False)(nd.array(x, dtype="float64")).asnumpy()
+    np.testing.assert_allclose(ignored, pool_reference(x, dict(attrs, pool_type="max")), rtol=1e-12)
 
 
 # --- print(net) ----------------------------------------------------------------------------------------

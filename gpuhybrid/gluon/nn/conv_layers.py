@@ -271,15 +271,18 @@ class _Pool(HybridBlock):
 # MXNet 1.x's positional orders differ between the layers: MaxPool1D/2D and AvgPool1D take layout before
 # ceil_mode, MaxPool3D and AvgPool2D/3D ceil_mode before layout; the average ones end with
 # count_include_pad; the global ones take only layout.
+# A max pooling layer takes count_include_pad as MXNet's does (by keyword) and, as MXNet's op, ignores it.
 class _MaxPoolLayoutFirst(_Pool):
     def __init__(self, pool_size=2, strides=None, padding=0, layout: str | None = None,
-                 ceil_mode: bool = False, prefix: str | None = None, params=None):
+                 ceil_mode: bool = False, prefix: str | None = None, params=None, *,
+                 count_include_pad: bool | None = None):
         super().__init__(pool_size, strides, padding, ceil_mode, layout, prefix=prefix, params=params)
 
 
 class _MaxPoolCeilFirst(_Pool):
     def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False,
-                 layout: str | None = None, prefix: str | None = None, params=None):
+                 layout: str | None = None, prefix: str | None = None, params=None, *,
+                 count_include_pad: bool | None = None):
         super().__init__(pool_size, strides, padding, ceil_mode, layout, prefix=prefix, params=params)
 
 
