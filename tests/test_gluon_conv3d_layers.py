@@ -1,4 +1,4 @@
-"""MXNet 1.x's 3-D layers that complete the set: nn.Conv3DTranspose, nn.GlobalMaxPool3D and nn.GlobalAvgPool3D.
+"""MXNet 1.x's 3-D layers that complete the set: nn.Conv3DTranspose, nn.GlobalMaxPool3D, nn.GlobalAvgPool3D.
 
 Each against a direct float64 NumPy reference (test_ops_conv's deconv_reference: every input element adds
 its weighted kernel copy; max/mean over the volume) on random geometries and values, channel first (NCDHW)

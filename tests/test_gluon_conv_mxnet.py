@@ -68,7 +68,8 @@ def test_pooling_defaults_are_mxnets(size, pad, seed):
              "count_include_pad": True}
     for layer, kind in ((nn.AvgPool2D(size, padding=pad), "avg"), (nn.MaxPool2D(size, padding=pad), "max")):
         got = layer(nd.array(x, dtype="float64")).asnumpy()
-        np.testing.assert_allclose(got, pool_reference(x, dict(attrs, pool_type=kind)), rtol=1e-12)
+        want = pool_reference(x, dict(attrs, pool_type=kind))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert nn.MaxPool2D()._kwargs["kernel"] == (2, 2) and nn.MaxPool3D()._kwargs["stride"] == (2, 2, 2)
     # MXNet's max pooling layers take count_include_pad by keyword and ignore it
     ignored = nn.MaxPool2D(size, padding=pad, count_include_pad=False)(nd.array(x, dtype="float64")).asnumpy()
@@ -97,22 +98,24 @@ REPRS = [
     (lambda: nn.Conv2D(6, 3, layout="NHWC", in_channels=2),
      "Conv2D(3 -> 6, kernel_size=(3, 3), stride=(1, 1))"),
     (lambda: nn.MaxPool2D(pool_size=2, strides=2),
-     "MaxPool2D(size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, " + POOL_TAIL.format("max", "NCHW")),
+     "MaxPool2D(size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, "
+     + POOL_TAIL.format("max", "NCHW")),
     (lambda: nn.AvgPool1D(3, 1, 1, "NWC", True),
      "AvgPool1D(size=(3,), stride=(1,), padding=(1,), ceil_mode=True, " + POOL_TAIL.format("avg", "NWC")),
     (lambda: nn.MaxPool3D((1, 2, 2)), "MaxPool3D(size=(1, 2, 2), stride=(1, 2, 2), padding=(0, 0, 0), "
                                       "ceil_mode=False, " + POOL_TAIL.format("max", "NCDHW")),
     (nn.GlobalAvgPool2D, "GlobalAvgPool2D(size=(1, 1), stride=(1, 1), padding=(0, 0), ceil_mode=True, "
                          "global_pool=True, pool_type=avg, layout=NCHW)"),
-    (lambda: nn.GlobalMaxPool3D("NDHWC"), "GlobalMaxPool3D(size=(1, 1, 1), stride=(1, 1, 1), "
-                                          "padding=(0, 0, 0), ceil_mode=True, global_pool=True, pool_type=max, "
-                                          "layout=NDHWC)"),
+    (lambda: nn.GlobalMaxPool3D("NDHWC"),
+     "GlobalMaxPool3D(size=(1, 1, 1), stride=(1, 1, 1), padding=(0, 0, 0), ceil_mode=True, global_pool=True, "
+     "pool_type=max, layout=NDHWC)"),
     (nn.BatchNorm, "BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=False, use_global_stats=False, "
                    "in_channels=None)"),
 ]
 
 
-@pytest.mark.parametrize("make, text", REPRS, ids=[t.split("(")[0] + str(i) for i, (_, t) in enumerate(REPRS)])
+@pytest.mark.parametrize("make, text", REPRS,
+                         ids=[t.split("(")[0] + str(i) for i, (_, t) in enumerate(REPRS)])
 def test_print_writes_mxnets_text(make, text):
     assert repr(make()) == text
 
@@ -121,8 +124,8 @@ def test_print_of_d2l_lenet_before_and_after_the_first_call_is_mxnets():
     net = nn.HybridSequential()
     net.add(nn.Conv2D(channels=6, kernel_size=5, padding=2, activation="sigmoid"),
             nn.AvgPool2D(pool_size=2, strides=2), nn.BatchNorm())
-    pool = ("  (1): AvgPool2D(size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, global_pool=False, "
-            "pool_type=avg, layout=NCHW)\n")
+    pool = ("  (1): AvgPool2D(size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, "
+            "global_pool=False, pool_type=avg, layout=NCHW)\n")
     batch_norm = "  (2): BatchNorm(axis=1, eps=1e-05, momentum=0.9, fix_gamma=False, use_global_stats=False, "
     assert str(net) == ("HybridSequential(\n"
                         "  (0): Conv2D(None -> 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2), "
@@ -181,7 +184,8 @@ BAD_INPUTS = [
     # (layer, data shape, what the message must say after the layer's name)
     (lambda: nn.Conv1D(4, 3, in_channels=3), (2, 5, 9), r".*\(2, 5, 9\).*(5 channels|with 5 channels).*"
                                                          r"in_channels=5"),
-    (lambda: nn.Conv3D(4, 3, in_channels=2), (1, 3, 4, 4, 4), r".*\(1, 3, 4, 4, 4\).*3 channels.*in_channels=3"),
+    (lambda: nn.Conv3D(4, 3, in_channels=2), (1, 3, 4, 4, 4),
+     r".*\(1, 3, 4, 4, 4\).*3 channels.*in_channels=3"),
     (lambda: nn.Conv1DTranspose(4, 3, in_channels=2), (1, 3, 6), r".*\(1, 3, 6\).*3 channels.*in_channels=3"),
     (lambda: nn.Conv1D(4, 5, padding=1), (2, 3, 2), r".*kernel \(5,\).*larger than the padded input \(4,\)"
                                                     r".*use a smaller kernel"),
@@ -211,11 +215,12 @@ def test_bad_input_names_the_layer_the_shapes_and_the_fix(make, shape, message, 
     (lambda: nn.Conv1D(4, 3, strides=0), r"conv\d+ \(Conv1D\): strides=\(0,\) must be >= 1.*strides=\(1,\)"),
     (lambda: nn.Conv3D(4, 3, dilation=(1, 0, 1)), r"conv\d+ \(Conv3D\): dilation=\(1, 0, 1\) must be >= 1"),
     (lambda: nn.Conv2D(4, 0), r"conv\d+ \(Conv2D\): kernel_size=\(0, 0\) must be >= 1"),
-    (lambda: nn.Conv1DTranspose(4, 3, padding=-1), r"conv\d+ \(Conv1DTranspose\): padding=\(-1,\) must be >= 0"),
+    (lambda: nn.Conv1DTranspose(4, 3, padding=-1),
+     r"conv\d+ \(Conv1DTranspose\): padding=\(-1,\) must be >= 0"),
     (lambda: nn.AvgPool3D(2, strides=(1, 0, 1)), r"pool\d+ \(AvgPool3D\): strides=\(1, 0, 1\) must be >= 1"),
     (lambda: nn.MaxPool1D(2, padding=-1), r"pool\d+ \(MaxPool1D\): padding=\(-1,\) must be >= 0"),
-    (lambda: nn.Conv2D(4, (3, 3, 3)), r"conv\d+ \(Conv2D\): kernel_size=\(3, 3, 3\) must be an int or a tuple "
-                                      r"of 2 ints"),
+    (lambda: nn.Conv2D(4, (3, 3, 3)),
+     r"conv\d+ \(Conv2D\): kernel_size=\(3, 3, 3\) must be an int or a tuple of 2 ints"),
     (lambda: nn.Conv2D(4, 3, output_padding=1), r"conv\d+ \(Conv2D\): output_padding is an argument of the "
                                                 r"transposed convolutions \(Conv2DTranspose\)"),
     (lambda: nn.ReflectionPad2D((1, 1, 0, 0, 1, 1, 1, 1)), r"ReflectionPad2D: padding=.* must be an int >= 0 "
