@@ -37,75 +37,80 @@ static void inside(long long offset, long long stride, long long size, long long
   if (*hi < *lo) *hi = *lo;
 }
 
-#define GH_DEPTHWISE_KERNELS(T, SUFFIX)                                                                    \
-  static void forward_##SUFFIX(const gh_depthwise_job* j, T* out, const T* data, const T* weight,         \
-                               long long plane) {                                                          \
-    const long long c = plane % j->channels;                                                               \
-    const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
-    const T* x = data + plane * in_size;                                                                   \
-    const T* w = weight + c * j->kernel[0] * j->kernel[1] * j->kernel[2];                                  \
-    T* y = out + plane * out_size;                                                                         \
-    for (long long i = 0; i < out_size; ++i) y[i] = 0;                                                     \
-    for (long long od = 0; od < j->out[0]; ++od)                                                           \
-      for (long long oh = 0; oh < j->out[1]; ++oh) {                                                       \
-        T* row = y + (od * j->out[1] + oh) * j->out[2];                                                    \
-        for (long long kd = 0; kd < j->kernel[0]; ++kd) {                                                  \
-          const long long id = od * j->stride[0] + kd * j->dilate[0] - j->pad[0];                          \
-          if (id < 0 || id >= j->in[0]) continue;                                                          \
-          for (long long kh = 0; kh < j->kernel[1]; ++kh) {                                                \
-            const long long ih = oh * j->stride[1] + kh * j->dilate[1] - j->pad[1];                        \
-            if (ih < 0 || ih >= j->in[1]) continue;                                                        \
-            const T* source = x + (id * j->in[1] + ih) * j->in[2];                                         \
-            for (long long kw = 0; kw < j->kernel[2]; ++kw) {                                              \
-              const T tap = w[(kd * j->kernel[1] + kh) * j->kernel[2] + kw];                               \
-              const long long offset = kw * j->dilate[2] - j->pad[2], s = j->stride[2];                    \
-              long long lo, hi;                                                                            \
-              inside(offset, s, j->in[2], j->out[2], &lo, &hi);                                            \
-              if (s == 1) {                                                                                \
-                const T* shifted = source + offset;                                                        \
-                for (long long ow = lo; ow < hi; ++ow) row[ow] += tap * shifted[ow];                       \
-              } else {                                                                                     \
-                for (long long ow = lo; ow < hi; ++ow) row[ow] += tap * source[ow * s + offset];           \
-              }                                                                                            \
-            }                                                                                              \
+/* The window walk the three kernels share: for every output row (od, oh) of a plane and every tap
+ * (kd, kh, kw) whose input row (id, ih) lies inside the data, run the statement given as the macro's
+ * remaining arguments with
+ *   out_row, in_row  the offsets of the output row and of the input row the tap reads, in their planes;
+ *   k                the tap's index in the (kd, kh, kw) kernel;
+ *   offset, s        output ow reads input element ow * s + offset of the input row;
+ *   [lo, hi)         the outputs of the row whose read lies inside the input row.
+ * The statement is a macro argument (variadic, so commas inside it are fine) rather than a callback: the
+ * innermost loops stay the compiler's to vectorise. */
+#define GH_DW_EACH_TAP(j, ...)                                                                             \
+  for (long long od = 0; od < (j)->out[0]; ++od)                                                           \
+    for (long long oh = 0; oh < (j)->out[1]; ++oh) {                                                       \
+      const long long out_row = (od * (j)->out[1] + oh) * (j)->out[2];                                      \
+      for (long long kd = 0; kd < (j)->kernel[0]; ++kd) {                                                  \
+        const long long id = od * (j)->stride[0] + kd * (j)->dilate[0] - (j)->pad[0];                      \
+        if (id < 0 || id >= (j)->in[0]) continue;                                                          \
+        for (long long kh = 0; kh < (j)->kernel[1]; ++kh) {                                                \
+          const long long ih = oh * (j)->stride[1] + kh * (j)->dilate[1] - (j)->pad[1];                    \
+          if (ih < 0 || ih >= (j)->in[1]) continue;                                                        \
+          const long long in_row = (id * (j)->in[1] + ih) * (j)->in[2];                                     \
+          for (long long kw = 0; kw < (j)->kernel[2]; ++kw) {                                              \
+            const long long k = (kd * (j)->kernel[1] + kh) * (j)->kernel[2] + kw;                          \
+            const long long offset = kw * (j)->dilate[2] - (j)->pad[2], s = (j)->stride[2];                \
+            long long lo, hi;                                                                              \
+            inside(offset, s, (j)->in[2], (j)->out[2], &lo, &hi);                                          \
+            __VA_ARGS__                                                                                    \
           }                                                                                                \
         }                                                                                                  \
       }                                                                                                    \
+    }
+
+/* forward: y[out] += w[k] * x[in]; data: dx[in] += w[k] * g[out]; weight: dw[k] += sum of g[out] * x[in].
+ * At stride 1 the forward and data loops read and write through a shifted pointer (no multiply). */
+#define GH_DEPTHWISE_KERNELS(T, SUFFIX)                                                                    \
+  static void forward_##SUFFIX(const gh_depthwise_job* j, T* out, const T* data, const T* weight,         \
+                               long long plane) {                                                          \
+    const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
+    const T* x = data + plane * in_size;                                                                   \
+    const long long c = plane % j->channels;                                                               \
+    const T* w = weight + c * j->kernel[0] * j->kernel[1] * j->kernel[2];                                  \
+    T* y = out + plane * out_size;                                                                         \
+    for (long long i = 0; i < out_size; ++i) y[i] = 0;                                                     \
+    GH_DW_EACH_TAP(j, {                                                                                    \
+      const T tap = w[k];                                                                                  \
+      T* row = y + out_row;                                                                                \
+      const T* source = x + in_row;                                                                        \
+      if (s == 1) {                                                                                        \
+        const T* shifted = source + offset;                                                                \
+        for (long long ow = lo; ow < hi; ++ow) row[ow] += tap * shifted[ow];                               \
+      } else {                                                                                             \
+        for (long long ow = lo; ow < hi; ++ow) row[ow] += tap * source[ow * s + offset];                   \
+      }                                                                                                    \
+    })                                                                                                     \
   }                                                                                                        \
                                                                                                            \
   static void data_##SUFFIX(const gh_depthwise_job* j, T* out, const T* grad, const T* weight,            \
                             long long plane) {                                                             \
-    const long long c = plane % j->channels;                                                               \
     const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
     const T* g = grad + plane * out_size;                                                                  \
+    const long long c = plane % j->channels;                                                               \
     const T* w = weight + c * j->kernel[0] * j->kernel[1] * j->kernel[2];                                  \
     T* dx = out + plane * in_size;                                                                         \
     for (long long i = 0; i < in_size; ++i) dx[i] = 0;                                                     \
-    for (long long od = 0; od < j->out[0]; ++od)                                                           \
-      for (long long oh = 0; oh < j->out[1]; ++oh) {                                                       \
-        const T* row = g + (od * j->out[1] + oh) * j->out[2];                                              \
-        for (long long kd = 0; kd < j->kernel[0]; ++kd) {                                                  \
-          const long long id = od * j->stride[0] + kd * j->dilate[0] - j->pad[0];                          \
-          if (id < 0 || id >= j->in[0]) continue;                                                          \
-          for (long long kh = 0; kh < j->kernel[1]; ++kh) {                                                \
-            const long long ih = oh * j->stride[1] + kh * j->dilate[1] - j->pad[1];                        \
-            if (ih < 0 || ih >= j->in[1]) continue;                                                        \
-            T* target = dx + (id * j->in[1] + ih) * j->in[2];                                              \
-            for (long long kw = 0; kw < j->kernel[2]; ++kw) {                                              \
-              const T tap = w[(kd * j->kernel[1] + kh) * j->kernel[2] + kw];                               \
-              const long long offset = kw * j->dilate[2] - j->pad[2], s = j->stride[2];                    \
-              long long lo, hi;                                                                            \
-              inside(offset, s, j->in[2], j->out[2], &lo, &hi);                                            \
-              if (s == 1) {                                                                                \
-                T* shifted = target + offset;                                                              \
-                for (long long ow = lo; ow < hi; ++ow) shifted[ow] += tap * row[ow];                       \
-              } else {                                                                                     \
-                for (long long ow = lo; ow < hi; ++ow) target[ow * s + offset] += tap * row[ow];           \
-              }                                                                                            \
-            }                                                                                              \
-          }                                                                                                \
-        }                                                                                                  \
+    GH_DW_EACH_TAP(j, {                                                                                    \
+      const T tap = w[k];                                                                                  \
+      const T* row = g + out_row;                                                                          \
+      T* target = dx + in_row;                                                                             \
+      if (s == 1) {                                                                                        \
+        T* shifted = target + offset;                                                                      \
+        for (long long ow = lo; ow < hi; ++ow) shifted[ow] += tap * row[ow];                               \
+      } else {                                                                                             \
+        for (long long ow = lo; ow < hi; ++ow) target[ow * s + offset] += tap * row[ow];                   \
       }                                                                                                    \
+    })                                                                                                     \
   }                                                                                                        \
                                                                                                            \
   static void weight_##SUFFIX(const gh_depthwise_job* j, T* out, const T* data, const T* grad,            \
@@ -117,27 +122,13 @@ static void inside(long long offset, long long stride, long long size, long long
     for (long long n = 0; n < j->batch; ++n) {                                                             \
       const T* x = data + (n * j->channels + c) * in_size;                                                 \
       const T* g = grad + (n * j->channels + c) * out_size;                                                \
-      for (long long od = 0; od < j->out[0]; ++od)                                                         \
-        for (long long oh = 0; oh < j->out[1]; ++oh) {                                                     \
-          const T* row = g + (od * j->out[1] + oh) * j->out[2];                                            \
-          for (long long kd = 0; kd < j->kernel[0]; ++kd) {                                                \
-            const long long id = od * j->stride[0] + kd * j->dilate[0] - j->pad[0];                        \
-            if (id < 0 || id >= j->in[0]) continue;                                                        \
-            for (long long kh = 0; kh < j->kernel[1]; ++kh) {                                              \
-              const long long ih = oh * j->stride[1] + kh * j->dilate[1] - j->pad[1];                      \
-              if (ih < 0 || ih >= j->in[1]) continue;                                                      \
-              const T* source = x + (id * j->in[1] + ih) * j->in[2];                                       \
-              for (long long kw = 0; kw < j->kernel[2]; ++kw) {                                            \
-                const long long offset = kw * j->dilate[2] - j->pad[2], s = j->stride[2];                  \
-                long long lo, hi;                                                                          \
-                inside(offset, s, j->in[2], j->out[2], &lo, &hi);                                          \
-                T sum = 0;                                                                                 \
-                for (long long ow = lo; ow < hi; ++ow) sum += row[ow] * source[ow * s + offset];           \
-                dw[(kd * j->kernel[1] + kh) * j->kernel[2] + kw] += sum;                                   \
-              }                                                                                            \
-            }                                                                                              \
-          }                                                                                                \
-        }                                                                                                  \
+      GH_DW_EACH_TAP(j, {                                                                                  \
+        const T* row = g + out_row;                                                                        \
+        const T* source = x + in_row;                                                                      \
+        T sum = 0;                                                                                         \
+        for (long long ow = lo; ow < hi; ++ow) sum += row[ow] * source[ow * s + offset];                   \
+        dw[k] += sum;                                                                                      \
+      })                                                                                                   \
     }                                                                                                      \
   }
 

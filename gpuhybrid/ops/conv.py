@@ -299,12 +299,14 @@ def _conv_rule(specs, attrs):
 def _data_layout(x, attrs) -> "Layout | None":
     """The layout of data spec ``x`` for deferred weight shapes (None where it does not fit yet)."""
     kernel = attrs.get("kernel") or ()
-    if x is None or not 1 <= len(kernel) <= 3 or len(x.shape) != len(kernel) + 2 or attrs["num_group"] < 1:
+    if x is None or not 1 <= len(kernel) <= 3 or attrs["num_group"] < 1:
         return None
     try:
-        return layout_of(attrs, len(kernel))
+        layout = layout_of(attrs, len(kernel))
     except OpValueError:
         return None
+    check_layout_rank(x, layout, tuple(kernel))    # the rank error, not "cannot infer the weight's shape"
+    return layout
 
 
 def _conv_infer_inputs(specs, attrs):

@@ -99,9 +99,11 @@ def check_data_rank(data: TensorSpec, layout: Layout, kernel: tuple) -> None:
     dims = layout.dims
     if len(data.shape) != dims + 2:
         axes = f"{dims} spatial axes, channels" if layout.last else f"channels, {dims} spatial axes"
+        other = len(data.shape) - 2
+        layer = f" or use a {other}-D layer" if 1 <= other <= 3 else ""
         raise ShapeError(f"a {dims}-D kernel {kernel} needs {dims + 2}-d data ({layout.name}: batch, {axes}),"
                          f" got data of shape {data.shape}; reshape the data (e.g. add a batch axis with "
-                         f"expand_dims(axis=0)) or use a {len(data.shape) - 2}-D layer")
+                         f"expand_dims(axis=0)){layer}")
 
 
 def channel_first_eager(first_eager, permuted: tuple):

@@ -62,7 +62,10 @@ def typed_graph(symbol: Symbol, specs: dict, training: bool | None = None) -> Gr
         attrs_of[node.id] = attrs
         in_specs = [out_specs[r.node][r.index] for r in node.inputs]
         if any(s is None for s in in_specs) and op.infer_inputs is not None:
-            filled = op.infer_inputs(in_specs, attrs)
+            try:
+                filled = op.infer_inputs(in_specs, attrs)
+            except GhError as exc:            # e.g. data of the wrong rank for a deferred weight
+                raise type(exc)(f"in node {node.name!r}: {exc}") from None
             for ref, before, after in zip(node.inputs, in_specs, filled):
                 parent = builder.nodes[ref.node]
                 if before is None and after is not None and parent.op == VAR:

@@ -1,5 +1,6 @@
-"""Convolution and pooling layers (MXNet Gluon's signatures): Conv1D/2D/3D, Conv1DTranspose/2DTranspose,
-Max/AvgPool1D/2D/3D, GlobalMax/AvgPool1D/2D, ReflectionPad2D.
+"""Convolution and pooling layers with MXNet 1.x Gluon's signatures (positional order included), defaults
+and printed text: Conv1D/2D/3D, Conv1D/2D/3DTranspose, Max/AvgPool1D/2D/3D, GlobalMax/AvgPool1D/2D/3D,
+ReflectionPad2D.
 
 A convolution's weight is (channels, in_channels / groups, *kernel_size); ``in_channels=0`` infers it
 from the first input (a transposed convolution's weight is (in_channels, channels / groups, *kernel)).
@@ -9,6 +10,10 @@ transposed convolution's (in_channels, *kernel, channels / groups)), and in_chan
 last axis. Channel last runs on every device (MXNet's runs only on a GPU): see docs/porting-from-mxnet.md.
 Input errors (a wrong rank, a channel count that does not fit the weight) name the layer: imperatively
 here, and at trace time through the hybridized block's own error wrapping.
+
+``print(layer)`` writes MXNet 1.x's text: ``Conv2D(None -> 6, kernel_size=(5, 5), stride=(1, 1))`` (the
+mapping is the weight's ``shape[1] -> shape[0]``, None while deferred) and ``MaxPool2D(size=(2, 2),
+stride=(2, 2), padding=(0, 0), ceil_mode=False, global_pool=False, pool_type=max, layout=NCHW)``.
 """
 from __future__ import annotations
 
@@ -46,9 +51,10 @@ def _check_layout(layout: "str | None", dims: int, layer: str) -> Layout:
 
 def _rank_error(layer: HybridBlock, layout: Layout, shape: tuple) -> GhError:
     axes = f"{layout.dims} spatial axes, channels" if layout.last else f"channels, {layout.dims} spatial axes"
+    other = len(shape) - 2
+    fix = f" or use a {other}-D layer" if 1 <= other <= 3 else ""
     return GhError(f"{layer.name} ({type(layer).__name__}): needs {layout.dims + 2}-d input ({layout.name}: "
-                   f"batch, {axes}), got shape {shape}; add a batch axis with expand_dims(axis=0) or use a "
-                   f"{len(shape) - 2}-D layer")
+                   f"batch, {axes}), got shape {shape}; add a batch axis with expand_dims(axis=0){fix}")
 
 
 def _check_at_least(kwargs: dict, checks: tuple, dims: int, layer: str) -> None:
@@ -83,9 +89,12 @@ class _Conv(HybridBlock):
     def __init__(self, channels: int, kernel_size, strides=1, padding=0, dilation=1, groups: int = 1,
                  layout: str | None = None, activation: str | None = None, use_bias: bool = True,
                  weight_initializer=None, bias_initializer="zeros", in_channels: int = 0,
-                 output_padding=0, dtype="float32", prefix: str | None = None, params=None):
+                 dtype="float32", prefix: str | None = None, params=None, *, output_padding=None):
         super().__init__(prefix, params)
         dims, kind = self._dims, f"{self.name} ({type(self).__name__})"
+        if output_padding is not None and self._op_name != "Deconvolution":
+            raise OpValueError(f"{kind}: output_padding is an argument of the transposed convolutions "
+                               f"({type(self).__name__}Transpose), not of {type(self).__name__}")
         if channels <= 0 or groups <= 0 or in_channels < 0:
             raise OpValueError(f"{kind}: channels={channels} and groups={groups} must be positive and "
                                f"in_channels={in_channels} >= 0 (0 infers it)")
@@ -102,7 +111,7 @@ class _Conv(HybridBlock):
         _check_at_least(self._kwargs, (("kernel_size", "kernel", 1), ("strides", "stride", 1),
                                        ("dilation", "dilate", 1), ("padding", "pad", 0)), dims, kind)
         if self._op_name == "Deconvolution":
-            self._kwargs["adj"] = _tuple(output_padding, dims, "output_padding", kind)
+            self._kwargs["adj"] = _tuple(output_padding or 0, dims, "output_padding", kind)
         self.weight = self.params_create("weight", shape=self._weight_shape(in_channels), dtype=dtype,
                                          init=weight_initializer)
         self.bias = (self.params_create("bias", shape=(channels,), dtype=dtype, init=bias_initializer)
@@ -152,21 +161,21 @@ class _Conv(HybridBlock):
         return self.act(out) if self.act is not None else out
 
     def _repr_args(self) -> str:
-        k = self._kwargs
-        in_channels = self._known_in_channels() or None
-        text = f"{in_channels} -> {self._channels}, kernel_size={k['kernel']}, stride={k['stride']}"
-        if any(p for p in k["pad"]):
+        # MXNet 1.x's text: the weight's axes 1 -> 0 (in_channels / groups -> channels here; a transposed
+        # layer's channels / groups -> in_channels, a channel-last one's kernel[0] -> channels, as MXNet's),
+        # no output_padding and no layout
+        k, shape = self._kwargs, self.weight.shape
+        text = f"{shape[1] or None} -> {shape[0]}, kernel_size={k['kernel']}, stride={k['stride']}"
+        if any(k["pad"]):
             text += f", padding={k['pad']}"
         if any(d != 1 for d in k["dilate"]):
             text += f", dilation={k['dilate']}"
         if self._groups != 1:
             text += f", groups={self._groups}"
-        if self._layout.last:
-            text += f", layout={self._layout.name}"
         if self.bias is None:
             text += ", bias=False"
         if self.act is not None:
-            text += f", Activation({self.act._act_type})"
+            text += f", {self.act!r}"
         return text
 
 
@@ -194,8 +203,8 @@ class _ConvTranspose(_Conv):
                  use_bias: bool = True, weight_initializer=None, bias_initializer="zeros",
                  in_channels: int = 0, dtype="float32", prefix: str | None = None, params=None):
         super().__init__(channels, kernel_size, strides, padding, dilation, groups, layout, activation,
-                         use_bias, weight_initializer, bias_initializer, in_channels, output_padding, dtype,
-                         prefix, params)
+                         use_bias, weight_initializer, bias_initializer, in_channels, dtype, prefix, params,
+                         output_padding=output_padding)
 
 
 class Conv1DTranspose(_ConvTranspose):
@@ -210,9 +219,15 @@ class Conv2DTranspose(_ConvTranspose):
     _dims = 2
 
 
+class Conv3DTranspose(_ConvTranspose):
+    """3-D transposed convolution (``output_padding`` is MXNet's adj); weight (in_channels, channels / groups,
+    kd, kh, kw)."""
+    _dims = 3
+
+
 class _Pool(HybridBlock):
     """The shared body of the pooling layers (channel first, or channel last with ``layout``: (N, *spatial,
-    C) in and out)."""
+    C) in and out). Its arguments come in AvgPool2D's order; each layer's own ``__init__`` has MXNet's."""
 
     _dims, _pool_type, _global = 2, "max", False
 
@@ -227,12 +242,14 @@ class _Pool(HybridBlock):
         self._layout = _check_layout(layout, dims, kind)
         self._kwargs = {"pool_type": self._pool_type, "global_pool": self._global,
                         "layout": self._layout.name}
+        kernel = _tuple(pool_size, dims, "pool_size", kind)
+        # what MXNet prints; its global layers pass pool_size 1 and ceil_mode=True to the shared body
+        self._window = {"kernel": kernel, "stride": _tuple(kernel if strides is None else strides, dims,
+                                                           "strides", kind),
+                        "pad": _tuple(padding, dims, "padding", kind),
+                        "pooling_convention": "full" if ceil_mode else "valid"}
         if not self._global:
-            kernel = _tuple(pool_size, dims, "pool_size", kind)
-            self._kwargs.update(kernel=kernel, stride=_tuple(kernel if strides is None else strides, dims,
-                                                             "strides", kind),
-                                pad=_tuple(padding, dims, "padding", kind),
-                                pooling_convention="full" if ceil_mode else "valid")
+            self._kwargs.update(self._window)
             _check_at_least(self._kwargs, (("pool_size", "kernel", 1), ("strides", "stride", 1),
                                            ("padding", "pad", 0)), dims, kind)
             if self._pool_type == "avg":
@@ -245,43 +262,102 @@ class _Pool(HybridBlock):
             return F.Pooling(x, name="fwd", **self._kwargs)
 
     def _repr_args(self) -> str:
-        k = self._kwargs
-        layout = f", layout={self._layout.name}" if self._layout.last else ""
-        if self._global:
-            return layout.lstrip(", ")
-        return (f"size={k['kernel']}, stride={k['stride']}, padding={k['pad']}, "
-                f"ceil_mode={k['pooling_convention'] == 'full'}{layout}")
+        w = self._window
+        return (f"size={w['kernel']}, stride={w['stride']}, padding={w['pad']}, "
+                f"ceil_mode={w['pooling_convention'] == 'full'}, global_pool={self._global}, "
+                f"pool_type={self._pool_type}, layout={self._layout.name}")
 
 
-# MXNet's positional orders: max pooling takes layout before ceil_mode, average pooling ceil_mode before
-# layout (then count_include_pad), global pooling only layout.
-def _max_pool_init(self, pool_size=2, strides=None, padding=0, layout: str | None = None,
-                   ceil_mode: bool = False, prefix: str | None = None, params=None):
-    _Pool.__init__(self, pool_size, strides, padding, ceil_mode, layout, prefix=prefix, params=params)
+# MXNet 1.x's positional orders differ between the layers: MaxPool1D/2D and AvgPool1D take layout before
+# ceil_mode, MaxPool3D and AvgPool2D/3D ceil_mode before layout; the average ones end with
+# count_include_pad; the global ones take only layout.
+# A max pooling layer takes count_include_pad as MXNet's does (by keyword) and, as MXNet's op, ignores it.
+class _MaxPoolLayoutFirst(_Pool):
+    def __init__(self, pool_size=2, strides=None, padding=0, layout: str | None = None,
+                 ceil_mode: bool = False, prefix: str | None = None, params=None, *,
+                 count_include_pad: bool | None = None):
+        super().__init__(pool_size, strides, padding, ceil_mode, layout, prefix=prefix, params=params)
 
 
-def _global_pool_init(self, layout: str | None = None, prefix: str | None = None, params=None):
-    _Pool.__init__(self, layout=layout, prefix=prefix, params=params)
+class _MaxPoolCeilFirst(_Pool):
+    def __init__(self, pool_size=2, strides=None, padding=0, ceil_mode: bool = False,
+                 layout: str | None = None, prefix: str | None = None, params=None, *,
+                 count_include_pad: bool | None = None):
+        super().__init__(pool_size, strides, padding, ceil_mode, layout, prefix=prefix, params=params)
 
 
-def _pool_class(name: str, dims: int, pool_type: str, is_global: bool = False, doc: str = "") -> type:
-    body = {"_dims": dims, "_pool_type": pool_type, "_global": is_global, "__doc__": doc,
-            "__module__": __name__}
-    if is_global or pool_type == "max":
-        body["__init__"] = _global_pool_init if is_global else _max_pool_init
-    return type(name, (_Pool,), body)
+class _AvgPoolLayoutFirst(_Pool):
+    def __init__(self, pool_size=2, strides=None, padding=0, layout: str | None = None,
+                 ceil_mode: bool = False, count_include_pad: bool = True, prefix: str | None = None,
+                 params=None):
+        super().__init__(pool_size, strides, padding, ceil_mode, layout, count_include_pad, prefix, params)
 
 
-MaxPool1D = _pool_class("MaxPool1D", 1, "max", doc="Max pooling over (N, C, W); strides default to the size.")
-MaxPool2D = _pool_class("MaxPool2D", 2, "max", doc="Max pooling over (N, C, H, W); strides default to size.")
-MaxPool3D = _pool_class("MaxPool3D", 3, "max", doc="Max pooling over (N, C, D, H, W).")
-AvgPool1D = _pool_class("AvgPool1D", 1, "avg", doc="Average pooling over (N, C, W).")
-AvgPool2D = _pool_class("AvgPool2D", 2, "avg", doc="Average pooling over (N, C, H, W).")
-AvgPool3D = _pool_class("AvgPool3D", 3, "avg", doc="Average pooling over (N, C, D, H, W).")
-GlobalMaxPool1D = _pool_class("GlobalMaxPool1D", 1, "max", True, "Max over the whole width: (N, C, 1).")
-GlobalMaxPool2D = _pool_class("GlobalMaxPool2D", 2, "max", True, "Max over each feature map: (N, C, 1, 1).")
-GlobalAvgPool1D = _pool_class("GlobalAvgPool1D", 1, "avg", True, "Mean over the whole width: (N, C, 1).")
-GlobalAvgPool2D = _pool_class("GlobalAvgPool2D", 2, "avg", True, "Mean over each feature map: (N, C, 1, 1).")
+class _GlobalPool(_Pool):
+    _global = True
+
+    def __init__(self, layout: str | None = None, prefix: str | None = None, params=None):
+        super().__init__(1, None, 0, True, layout, prefix=prefix, params=params)
+
+
+class MaxPool1D(_MaxPoolLayoutFirst):
+    """Max pooling over (N, C, W); strides default to pool_size. MXNet's order: layout, then ceil_mode."""
+    _dims, _pool_type = 1, "max"
+
+
+class MaxPool2D(_MaxPoolLayoutFirst):
+    """Max pooling over (N, C, H, W); strides default to pool_size. MXNet's order: layout, then ceil_mode."""
+    _dims, _pool_type = 2, "max"
+
+
+class MaxPool3D(_MaxPoolCeilFirst):
+    """Max pooling over (N, C, D, H, W); strides default to pool_size. MXNet's order: ceil_mode, layout."""
+    _dims, _pool_type = 3, "max"
+
+
+class AvgPool1D(_AvgPoolLayoutFirst):
+    """Average pooling over (N, C, W). MXNet's order: layout, ceil_mode, count_include_pad."""
+    _dims, _pool_type = 1, "avg"
+
+
+class AvgPool2D(_Pool):
+    """Average pooling over (N, C, H, W). MXNet's order: ceil_mode, layout, count_include_pad."""
+    _dims, _pool_type = 2, "avg"
+
+
+class AvgPool3D(_Pool):
+    """Average pooling over (N, C, D, H, W). MXNet's order: ceil_mode, layout, count_include_pad."""
+    _dims, _pool_type = 3, "avg"
+
+
+class GlobalMaxPool1D(_GlobalPool):
+    """Max over the whole width: (N, C, 1)."""
+    _dims, _pool_type = 1, "max"
+
+
+class GlobalMaxPool2D(_GlobalPool):
+    """Max over each feature map: (N, C, 1, 1)."""
+    _dims, _pool_type = 2, "max"
+
+
+class GlobalMaxPool3D(_GlobalPool):
+    """Max over each volume: (N, C, 1, 1, 1)."""
+    _dims, _pool_type = 3, "max"
+
+
+class GlobalAvgPool1D(_GlobalPool):
+    """Mean over the whole width: (N, C, 1)."""
+    _dims, _pool_type = 1, "avg"
+
+
+class GlobalAvgPool2D(_GlobalPool):
+    """Mean over each feature map: (N, C, 1, 1)."""
+    _dims, _pool_type = 2, "avg"
+
+
+class GlobalAvgPool3D(_GlobalPool):
+    """Mean over each volume: (N, C, 1, 1, 1)."""
+    _dims, _pool_type = 3, "avg"
 
 
 class ReflectionPad2D(HybridBlock):
