@@ -38,12 +38,12 @@ def check_pad_width(shape: tuple, pad_width: tuple, mode: str) -> None:
         raise ShapeError(f"pad_width={pad_width} has a negative width; widths are >= 0 (use slice to crop)")
     for axis, ((before, after), size) in enumerate(zip(pad_pairs(pad_width), shape)):
         if mode == "reflect" and max(before, after) >= size and (before or after):
-            raise ShapeError(f"mode='reflect' with pad_width={pad_width} pads axis {axis} (size {size}) by {max(before, after)}, but "
-                             f"reflection needs widths smaller than the axis (at most {size - 1}); "
+            raise ShapeError(f"mode='reflect' with pad_width={pad_width} pads axis {axis} (size {size}) "
+                             f"by {max(before, after)}, but reflection needs widths smaller than the axis (at most {size - 1}); "
                              f"pad less, or use mode='edge' or 'constant'")
         if mode == "edge" and size == 0 and (before or after):
-            raise ShapeError(f"mode='edge' with pad_width={pad_width} cannot pad axis {axis}: it is empty, so it has no edge value; "
-                             f"use mode='constant'")
+            raise ShapeError(f"mode='edge' with pad_width={pad_width} cannot pad axis {axis}: it is empty, "
+                             f"so it has no edge value; use mode='constant'")
 
 
 def _pad_rule(specs, attrs):
@@ -107,7 +107,8 @@ def _pad_kernels(attrs, specs) -> int:
 PAD_ATTRS = (Attr("mode", "str", "constant", choices=MODES,
                   doc="'constant' (constant_value), 'edge' (the edge value repeated) or 'reflect' (the data "
                       "mirrored about its edge value)"),
-             Attr("pad_width", "shape", doc="(before_0, after_0, before_1, after_1, ...): two widths per axis"),
+             Attr("pad_width", "shape",
+                  doc="(before_0, after_0, before_1, after_1, ...): two widths per axis"),
              Attr("constant_value", "float", 0.0, doc="the value of the padding in mode 'constant'"))
 
 register(OpDef(name="pad", category="shape", inputs=("data",), attrs=PAD_ATTRS, infer=_pad_rule,
