@@ -39,8 +39,8 @@ def check_pad_width(shape: tuple, pad_width: tuple, mode: str) -> None:
     for axis, ((before, after), size) in enumerate(zip(pad_pairs(pad_width), shape)):
         if mode == "reflect" and max(before, after) >= size and (before or after):
             raise ShapeError(f"mode='reflect' with pad_width={pad_width} pads axis {axis} (size {size}) "
-                             f"by {max(before, after)}, but reflection needs widths smaller than the axis (at most {size - 1}); "
-                             f"pad less, or use mode='edge' or 'constant'")
+                             f"by {max(before, after)}, but reflection needs widths smaller than the axis "
+                             f"(at most {size - 1}); pad less, or use mode='edge' or 'constant'")
         if mode == "edge" and size == 0 and (before or after):
             raise ShapeError(f"mode='edge' with pad_width={pad_width} cannot pad axis {axis}: it is empty, "
                              f"so it has no edge value; use mode='constant'")
