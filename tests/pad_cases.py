@@ -43,8 +43,8 @@ def _values(shape):
 def pad_case(draw):
     shape, mode, widths = draw(pad_geometry(min_side=1, max_dims=3))
     value = draw(st.floats(-2.0, 2.0, allow_nan=False))
-    return ((lambda F, x: F.pad(x, mode=mode, pad_width=widths, constant_value=value)), [draw(_values(shape))],
-            {})
+    fn = lambda F, x: F.pad(x, mode=mode, pad_width=widths, constant_value=value)  # noqa: E731
+    return fn, [draw(_values(shape))], {}
 
 
 @st.composite

@@ -127,8 +127,9 @@ def test_hybridized_gradient_equals_the_eager_one(mode):
 # --- errors, imperatively and at trace time ---------------------------------------------------------------
 
 ERROR_CASES = [
-    ((2, 3, 4, 5), "reflect", (0, 0, 0, 0, 4, 1, 1, 1), ("pad(float32[2, 3, 4, 5])", "pad_width=(0, 0, 0, 0, 4",
-                                                         "axis 2 (size 4) by 4", "at most 3", "pad less")),
+    ((2, 3, 4, 5), "reflect", (0, 0, 0, 0, 4, 1, 1, 1),
+     ("pad(float32[2, 3, 4, 5])", "pad_width=(0, 0, 0, 0, 4", "axis 2 (size 4) by 4", "at most 3",
+      "pad less")),
     ((2, 3, 4, 5), "reflect", (0, 0, 0, 0, 1, 1, 1, 5), ("axis 3 (size 5) by 5", "mode='edge'")),
     ((2, 3), "constant", (0, 0, 1, 1, 1, 1), ("has 6 values", "3-d input", "(2, 3) is 2-d and needs 4")),
     ((2, 3), "edge", (1, 1, -1, 0), ("negative width", "slice to crop")),
@@ -206,7 +207,8 @@ def test_reflection_pad_runs_pad_and_matches_numpy(hybridize):
 def test_reflection_pad_too_wide_raises_hybridized_as_imperatively(padding, shape):
     """It used to return a wrongly shaped result hybridized: the slices clamp where the data ends."""
     x = nd.zeros(shape)
-    words = ("pad(float32", f"pad_width=(0, 0, 0, 0, {padding}", "reflection needs widths smaller", "pad less")
+    words = ("pad(float32", f"pad_width=(0, 0, 0, 0, {padding}", "reflection needs widths smaller",
+             "pad less")
     eager = nn.ReflectionPad2D(padding)
     expect_raises(gh.GhError, lambda: eager(x), f"{eager.name} (ReflectionPad2D)", *words)
     hybrid = nn.ReflectionPad2D(padding)

@@ -135,9 +135,14 @@ def _axis_key(ndim: int, axis: int, along) -> tuple:
     return (slice(None),) * axis + (along,) + (slice(None),) * (ndim - axis - 1)
 
 
+def _add_into(xp, target, value) -> None:
+    """``target += value`` as one kernel (CuPy's ``a[key] += b`` adds, then copies the view onto itself)."""
+    xp.add(target, value, out=target)
+
+
 def _pad_backward_eager(device, inputs, attrs, outs):
     """Fold each padded axis back onto the data, one axis after the other (padding is separable)."""
-    grad, mode = inputs[0], attrs["mode"]
+    xp, grad, mode = device.xp, inputs[0], attrs["mode"]
     ndim = grad.ndim
     if not any(attrs["pad_width"]):
         return grad.copy()
@@ -146,21 +151,24 @@ def _pad_backward_eager(device, inputs, attrs, outs):
             continue
         size = grad.shape[axis] - before - after
         end = before + size
-        folded = grad[_axis_key(ndim, axis, slice(before, end))].copy()
+
+        def part(array, along):
+            return array[_axis_key(ndim, axis, along)]
+
+        folded = part(grad, slice(before, end)).copy()
         if mode == "edge":
             if before:
-                folded[_axis_key(ndim, axis, slice(0, 1))] += \
-                    grad[_axis_key(ndim, axis, slice(0, before))].sum(axis=axis, keepdims=True)
+                _add_into(xp, part(folded, slice(0, 1)),
+                          part(grad, slice(0, before)).sum(axis, keepdims=True))
             if after:
-                folded[_axis_key(ndim, axis, slice(size - 1, size))] += \
-                    grad[_axis_key(ndim, axis, slice(end, end + after))].sum(axis=axis, keepdims=True)
+                _add_into(xp, part(folded, slice(size - 1, size)),
+                          part(grad, slice(end, end + after)).sum(axis, keepdims=True))
         else:               # reflect: padded position j before the data copied position before - j
             if before:
-                folded[_axis_key(ndim, axis, slice(1, before + 1))] += \
-                    grad[_axis_key(ndim, axis, slice(before - 1, None, -1))]
+                _add_into(xp, part(folded, slice(1, before + 1)), part(grad, slice(before - 1, None, -1)))
             if after:
-                folded[_axis_key(ndim, axis, slice(size - 1 - after, size - 1))] += \
-                    grad[_axis_key(ndim, axis, slice(end + after - 1, end - 1, -1))]
+                _add_into(xp, part(folded, slice(size - 1 - after, size - 1)),
+                          part(grad, slice(end + after - 1, end - 1, -1)))
         grad = folded
     return grad
 
