@@ -67,6 +67,7 @@ def _region(ndim: int, axis: int, along, pairs: list, sizes: tuple) -> tuple:
 
 
 def _pad_into(device, inputs, attrs, outputs):
+    """The padded data written into ``outputs[0]``: the data in its centre, then each padded side filled."""
     x, out = inputs[0], outputs[0]
     pairs, mode, ndim = pad_pairs(attrs["pad_width"]), attrs["mode"], x.ndim
     if mode == "constant" and any(b or a for b, a in pairs):
