@@ -22,6 +22,7 @@ from gpuhybrid.ops.shape_ops import encode_index
 from conv_grad_cases import CONV_CASES
 from grad_helpers import check_op_gradients
 from helpers import SETTINGS
+from pad_cases import PAD_CASES
 
 GRAD_SETTINGS = settings(SETTINGS, max_examples=int(__import__("os").environ.get("GRAD_EXAMPLES", "20")))
 
@@ -555,6 +556,7 @@ CASES.update({
     "InstanceNorm": instance_norm(),
 })
 CASES.update(CONV_CASES)
+CASES.update(PAD_CASES)
 NOT_DIFFERENTIABLE = {"argmax"}          # an integer result: nothing flows back (no rule needed, none given)
 
 

@@ -299,6 +299,9 @@ CONV_CASES = [
       for m in ("concat", "sum")],
 ]
 CASES += CONV_CASES
+CASES += [pytest.param("pad", lambda x, m=m: sym.pad(x, mode=m, pad_width=(0, 0, 1, 1, 2, 1, 0, 3),
+                                                   constant_value=1.5), [normal(2, 4, 5)], {}, 0.0,
+                       id=f"pad-{m}") for m in ("constant", "edge", "reflect")]
 # Exports whose ONNX form the importer does not read back: the reason for each.
 NOT_READ_BACK = {
     **{f"topk-{a}-{k}-mask-{up}": "ScatterElements (topk's mask) has no importer rule"

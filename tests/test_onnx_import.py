@@ -103,6 +103,12 @@ MXNET_CASES = [
                       {"x": (5,), "i": (2,)}), "pick", id="Gather-computed"),
     pytest.param(make([node("Shape", ["r"], ["s"]), node("Expand", ["x", "s"])], {"x": (1, 3), "r": (4, 3)}),
                  False, id="Expand-Shape"),
+    pytest.param(make([node("Pad", ["x", "p", "c"], mode="constant")], {"x": (3, 4)},
+                      {"p": ints(0, 1, 2, 0, 2, 1), "c": np.float32(1.5)}), False, id="Pad-constant"),
+    pytest.param(make([node("Pad", ["x", "p"], mode="reflect")], {"x": (3, 4)},
+                      {"p": ints(0, 2, 1, 0, 0, 3)}), False, id="Pad-reflect"),
+    pytest.param(make([node("Pad", ["x", "p", "", "a"], mode="edge")], {"x": (3, 4)},
+                      {"p": ints(2, 1, 0, 3), "a": ints(-1, 1)}, opset=18), False, id="Pad-edge-axes"),
 ]
 
 

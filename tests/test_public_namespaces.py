@@ -149,7 +149,8 @@ def test_nd_and_sym_alias_their_packages():
 def test_gradient_only_ops_are_on_ndarray_F_not_in_nd():
     assert GRADIENT_ONLY_OPS == {"getitem_backward", "pick_backward", "embedding_backward",
                                  "convolution_weight_backward", "pooling_backward", "pooling_gather_backward",
-                                 "convolution_columns_backward"}
+                                 "convolution_columns_backward",
+                                 "pad_backward"}
     for name in GRADIENT_ONLY_OPS:
         assert not hasattr(nd, name)
         assert callable(getattr(nd.NDArray.F, name))

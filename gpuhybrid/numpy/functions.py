@@ -276,6 +276,41 @@ class NumpyFunctions:
     def tile(self, A, reps):
         return self._apply("tile", [self._array(A, "tile")], reps=_shape(reps))
 
+    def pad(self, array, pad_width, mode: str = "constant", constant_values=0, **kwargs):
+        """NumPy's pad in modes 'constant', 'edge' and 'reflect' (the registry's ``pad``); a reflection
+        wider than its axis reflects again, as NumPy's does (eagerly; traced, the widths must fit)."""
+        array = self._array(array, "pad")
+        if mode not in ("constant", "edge", "reflect"):
+            raise OpValueError(f"np.pad: mode={mode!r} is not supported; use 'constant', 'edge' or 'reflect'")
+        if set(kwargs) - {"reflect_type"} or kwargs.get("reflect_type", "even") != "even":
+            raise OpValueError(f"np.pad: {kwargs} is not supported (only reflect_type='even', the default)")
+        if not is_scalar(constant_values):
+            raise OpValueError(f"np.pad: constant_values={constant_values!r} must be one number here (NumPy "
+                               f"also takes a pair per axis); pad axis by axis for different values")
+        widths = onp.asarray(pad_width)
+        if widths.dtype.kind not in "iu" or widths.ndim > 2 or widths.shape[-1:] not in ((), (1,), (2,)):
+            raise OpValueError(f"np.pad: pad_width={pad_width!r} must be an int, a (before, after) pair "
+                               f"or one pair per axis")
+        per_axis = widths.ndim == 2 and widths.shape[0] > 1       # the rank is known from the widths
+        ndim = widths.shape[0] if per_axis else self.backend.ndim_of(array, "pad")
+        pairs = [(int(b), int(a)) for b, a in onp.broadcast_to(widths, (ndim, 2))]
+        attrs = {"constant_value": float(constant_values)} if mode == "constant" else {}
+        shape = getattr(array, "shape", None)
+        if mode != "reflect" or shape is None:
+            return self._apply("pad", [array], mode=mode, pad_width=sum(pairs, ()), **attrs)
+        # NumPy reflects again past the far edge: pad by at most (axis size - 1) at a time, each step
+        # reflecting about an edge of the last one
+        for axis, (size, (before, after)) in enumerate(zip(shape, pairs)):
+            for side, width in ((0, before), (1, after)):
+                while width > 0:
+                    step = min(width, max(size - 1, 1))
+                    step_widths = [0] * (2 * ndim)
+                    step_widths[2 * axis + side] = step
+                    array = self._apply("pad", [array], mode="reflect" if size > 1 else "edge",
+                                        pad_width=tuple(step_widths))
+                    width -= step
+        return array
+
     def take(self, a, indices, axis=None, mode: str = "raise", out=None):
         """Elements of ``a`` at ``indices`` along ``axis`` (of the flattened array when None)."""
         _no_out("take", out)

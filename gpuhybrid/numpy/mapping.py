@@ -31,6 +31,7 @@ NP_OPS = {
     "reshape": "reshape", "transpose": "transpose", "swapaxes": "transpose", "expand_dims": "expand_dims",
     "squeeze": "squeeze", "ravel": "reshape", "concatenate": "concat", "stack": "stack", "split": "split",
     "vstack": "concat", "hstack": "concat", "broadcast_to": "broadcast_to", "tile": "tile", "take": "take",
+    "pad": "pad",
     # products
     "dot": "dot", "matmul": "matmul", "outer": "mul",
     # making arrays
@@ -81,6 +82,7 @@ NOT_IN_NP = {
     "convolution_weight_backward": "gradient only", "pooling_backward": "gradient only",
     "pooling_gather_backward": "gradient only", "getitem_backward": "gradient only",
     "pick_backward": "gradient only", "embedding_backward": "gradient only",
+    "pad_backward": "gradient only",
     "layout_transpose": "an internal op of the channel-last lowering pass (np.transpose is the public one)",
     "convolution_activation": "an internal op of the GPU's cuDNN fusion pass",
 }

@@ -1,6 +1,6 @@
 """Exporter rules of MXNet's extra ops (issue 13): mod, hypot, logical ops, activations and losses with
 parameters, take/one_hot, sort/argsort/topk, cumsum, norm, L2Normalization, SequenceMask, broadcast_like,
-broadcast_axis and InstanceNorm, in ``MXNET_EXPORT_RULES`` (export_ops adds them to ``EXPORT_RULES``;
+broadcast_axis, InstanceNorm and pad, in ``MXNET_EXPORT_RULES`` (export_ops adds them to ``EXPORT_RULES``;
 a rule is called as there).
 
 Where ONNX Runtime's operator differs from gpuhybrid at an edge (x mod 0, ties in a descending sort,
@@ -313,3 +313,18 @@ def _broadcast_axis(w, node, ins, in_specs):
     shape = [1 if s == t else t for s, t in zip(source, target)]
     return [w.op("Expand", ins[0], w.ints(shape))]
 
+
+
+# --- pad ----------------------------------------------------------------------------------------------
+
+@rule("pad")
+def _pad(w, node, ins, in_specs):
+    """ONNX's Pad takes every axis's before-widths, then every after-width; its constant in the data's
+    dtype (gpuhybrid casts constant_value to it too)."""
+    attrs = node.attr_dict
+    widths = attrs["pad_width"]
+    pads = list(widths[0::2]) + list(widths[1::2])
+    if attrs["mode"] == "constant":
+        value = w.scalar(attrs["constant_value"], in_specs[0].dtype)
+        return [w.op("Pad", ins[0], w.ints(pads), value, mode="constant")]
+    return [w.op("Pad", ins[0], w.ints(pads), mode=attrs["mode"])]

@@ -34,6 +34,7 @@ NOT_EXPORTED = {
     "getitem_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
     "pick_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
     "embedding_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
+    "pad_backward": "gradient-only: appears in backward graphs, never in a traced forward graph",
     **{name: "gradient-only: appears in backward graphs, never in a traced forward graph"
        for name in ("convolution_weight_backward", "pooling_backward", "pooling_gather_backward")},
     **{name: "an op of the CPU convolution lowering pass, which runs after tracing: never in a traced graph"

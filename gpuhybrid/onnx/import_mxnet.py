@@ -1,6 +1,6 @@
 """Importer rules of the ONNX ops that map to MXNet's extra ops (issue 13): Mod, And/Or/Xor, IsInf,
-HardSigmoid, CumSum, ReduceL1/ReduceL2, InstanceNormalization, TopK and OneHot, in
-``MXNET_IMPORT_RULES`` (import_ops adds them to ``IMPORT_RULES``; a rule is called as there).
+HardSigmoid, CumSum, ReduceL1/ReduceL2, InstanceNormalization, TopK, OneHot and Pad,
+in ``MXNET_IMPORT_RULES`` (import_ops adds them to ``IMPORT_RULES``; a rule is called as there).
 """
 from __future__ import annotations
 
@@ -123,3 +123,29 @@ def _one_hot(ctx, node, attrs):
     wrapped = sym.where(sym.lesser_scalar(index, scalar=0), sym.add_scalar(index, scalar=depth), index)
     return [sym.one_hot(wrapped, depth=depth, on_value=float(on), off_value=float(off), dtype=dtype)]
 
+
+
+@rule("Pad")
+def _pad(ctx, node, attrs):
+    """ONNX's before-widths then after-widths as MXNet's (before, after) per axis; ``axes`` (opset 18)
+    names the axes the widths are for."""
+    pads = [int(p) for p in ctx.static(node.input[1], "the widths of Pad").reshape(-1)]
+    if min(pads, default=0) < 0:
+        raise ctx.fail(f"Pad with negative widths {pads} (a crop) is not supported")
+    rank = ctx.rank(node.input[0])
+    if rank is None:
+        raise ctx.fail("Pad of a value whose rank is not known at import is not supported")
+    axes = list(range(rank))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(a) % rank for a in ctx.static(node.input[3], "the axes of Pad").reshape(-1)]
+    half = len(pads) // 2
+    widths = [0] * (2 * rank)
+    for axis, before, after in zip(axes, pads[:half], pads[half:]):
+        widths[2 * axis], widths[2 * axis + 1] = before, after
+    value = 0.0
+    if len(node.input) > 2 and node.input[2]:
+        value = float(np.asarray(ctx.static(node.input[2], "the constant of Pad")).reshape(-1)[0])
+    mode = attrs.get("mode", "constant")
+    if mode not in ("constant", "edge", "reflect"):
+        raise ctx.fail(f"Pad with mode={mode!r} is not supported (constant, edge and reflect are)")
+    return [sym.pad(ctx.tensor(node.input[0]), mode=mode, pad_width=tuple(widths), constant_value=value)]

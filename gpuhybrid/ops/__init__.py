@@ -5,6 +5,7 @@ from . import elementwise, reduce, linalg, shape_ops, creation, nn, norm, indexi
 from . import conv, pool  # noqa: F401
 from . import conv_columns  # noqa: F401  (the CPU convolution lowering's ops, and their gradients)
 from . import conv_fused  # noqa: F401  (conv + bias + residual + activation: the GPU pass's cuDNN graph)
+from . import pad  # noqa: F401  (pad and its gradient pad_backward, with their gradient rules)
 # and these fill the gradient side table (gradients.GRADIENTS)
 from . import gradients, gradients_mxnet  # noqa: F401
 

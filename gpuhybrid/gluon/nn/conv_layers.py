@@ -363,7 +363,8 @@ class GlobalAvgPool3D(_GlobalPool):
 class ReflectionPad2D(HybridBlock):
     """Pad the two spatial axes of (N, C, H, W) by mirroring the data at its edges (the edge row itself not
     repeated); ``padding`` an int, or MXNet's 8-tuple pad_width (zeros for N and C, then before/after per
-    axis). Written with slices (step -1) and concatenations, which have their own gradients."""
+    axis). Runs the ``pad`` op (``mode='reflect'``), as MXNet's layer does: a padding not smaller than its
+    axis raises the op's error, imperatively and at trace time (the node ``<layer>_fwd``)."""
 
     def __init__(self, padding=0, prefix: str | None = None, params=None):
         super().__init__(prefix, params)
@@ -376,29 +377,13 @@ class ReflectionPad2D(HybridBlock):
         self._padding = padding
 
     def hybrid_forward(self, F, x):
-        if isinstance(x, NDArray):
-            if len(x.shape) != 4:
-                raise GhError(f"{self.name} (ReflectionPad2D): needs 4-d input (NCHW), got shape {x.shape}")
-            for axis, (before, after) in ((2, self._padding[4:6]), (3, self._padding[6:8])):
-                if max(before, after) >= x.shape[axis]:
-                    raise GhError(f"{self.name} (ReflectionPad2D): padding {max(before, after)} must be "
-                                  f"smaller than axis {axis} of the input {x.shape}; pad less")
-        for axis, (before, after) in ((2, self._padding[4:6]), (3, self._padding[6:8])):
-            parts = []
-            if before:
-                parts.append(F.slice(x, begin=self._at(axis, before), end=self._at(axis, 0),
-                                     step=self._at(axis, -1)))
-            parts.append(x)
-            if after:
-                parts.append(F.slice(x, begin=self._at(axis, -2), end=self._at(axis, -2 - after),
-                                     step=self._at(axis, -1)))
-            if len(parts) > 1:
-                x = F.concat(*parts, dim=axis)
-        return x
-
-    @staticmethod
-    def _at(axis: int, value: int) -> tuple:
-        return (None,) * axis + (value,)
+        # a Symbol's rank is known only at trace time: there the pad op's own check (8 widths need a 4-d
+        # input) raises, in the node this layer names
+        if isinstance(x, NDArray) and len(x.shape) != 4:
+            raise GhError(f"{self.name} (ReflectionPad2D): needs 4-d input (NCHW), got shape {x.shape}; "
+                          f"add a batch axis with expand_dims(axis=0)")
+        with _named_errors(self, x):
+            return F.pad(x, mode="reflect", pad_width=self._padding, name="fwd")
 
     def _repr_args(self) -> str:
         return f"padding={self._padding}"
