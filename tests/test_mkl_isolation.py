@@ -58,8 +58,9 @@ def peer_products(torch):
 
 def our_mkl_files():
     folder = os.path.realpath(gemm._mkl_library_path().parent)
-    return {os.path.realpath(path) for *_, path in got_slots.mapped_files()
-            if os.path.basename(path).startswith("libmkl_") and os.path.dirname(os.path.realpath(path)) == folder}
+    files = {os.path.realpath(path) for *_, path in got_slots.mapped_files()}
+    return {path for path in files if os.path.basename(path).startswith("libmkl_")
+            and os.path.dirname(path) == folder}
 """
 
 _IMPORT_ORDER = _PRELUDE + """
@@ -90,10 +91,9 @@ print("ok")
 
 
 def _run(script: str, *args: str, **env: str) -> str:
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]),
-                       **env)
-    for name in ("GPUHYBRID_BLAS", "TORCH_USE_RTLD_GLOBAL"):
-        environment.pop(name, None) if name not in env else None
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("GPUHYBRID_BLAS", "TORCH_USE_RTLD_GLOBAL")}
+    environment.update(env, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", script, *args], env=environment, capture_output=True,
                             text=True, timeout=600, check=False)
     assert result.returncode == 0 and result.stdout.rstrip().endswith("ok"), (result.stdout,

@@ -11,7 +11,8 @@ Which BLAS runs the blocks is decided in one place, ``blas()``:
 
 - ``mkl``: Intel MKL's sequential layer, when the ``mkl`` package is installed (``pip install
   gpuhybrid[mkl]``; about 700 MB): one thread of it ran (64x512)@(256x512)^T in 124 µs here, one of
-  OpenBLAS in 175 µs;
+  OpenBLAS in 175 µs. Loaded privately (``_private_mkl``, ``kernels/gh_blas_mkl.c``): no other library
+  of the process (PyTorch's own MKL, NumPy's BLAS) ever calls it, whatever the import order;
 - ``openblas``: a private, single-threaded instance of the OpenBLAS that NumPy loaded (a copy of its
   file, loaded apart), so the user's own ``numpy.dot`` keeps its threads;
 - ``numpy``: ``numpy.matmul`` itself (NumPy's BLAS and its threads).
