@@ -3,7 +3,7 @@
 MKL's ``libmkl_rt`` puts its layers' symbols in the process's global scope, where a PyTorch imported
 after gpuhybrid's first product bound ~4900 of its own MKL's symbols to gpuhybrid's (its ``sgemm_``
 among them). Each test runs a fresh process in one import order, multiplies with gpuhybrid, PyTorch,
-NumPy and JAX (those installed), and then reads, for every library of the process, the address the
+NumPy, SciPy and JAX (those installed), and then reads, for every library of the process, the address the
 dynamic loader wrote into each symbol slot (tests/got_slots.py): none may point into gpuhybrid's MKL.
 Timings say nothing here; the slots say who calls whom.
 """
@@ -51,6 +51,9 @@ def peer_products(torch):
         for dtype in (torch.float32, torch.float64):
             got = torch.from_numpy(a).to(dtype) @ torch.from_numpy(b).to(dtype)
             np.testing.assert_allclose(got.double().numpy(), a @ b, atol=1e-2)
+    if importlib.util.find_spec("scipy") is not None:
+        from scipy.linalg import blas
+        np.testing.assert_allclose(blas.dgemm(1.0, a, b), a @ b, atol=1e-9)
     if importlib.util.find_spec("jax") is not None:
         import jax.numpy as jnp
         np.testing.assert_allclose(np.asarray(jnp.asarray(a, jnp.float32) @ jnp.asarray(b, jnp.float32)),
@@ -109,7 +112,7 @@ def _torch_threads_alone() -> int:
 
 @pytest.mark.parametrize("order", ["gpuhybrid-first", "peers-first"])
 def test_no_library_calls_gpuhybrids_mkl(order):
-    """Whatever the import order: no slot of PyTorch, NumPy or JAX points into gpuhybrid's MKL, none of
+    """Whatever the import order: no slot of PyTorch, NumPy, SciPy or JAX points into gpuhybrid's MKL, none of
     MKL's symbols is global, PyTorch's sgemm_/dgemm_ are its own and it keeps its threads, and
     gpuhybrid's products equal NumPy's in float64."""
     out = _run(_IMPORT_ORDER, order)
