@@ -180,3 +180,30 @@ def test_an_mkl_already_loaded_is_used_as_it_is():
     """Where the process already holds libmkl_rt, the engine calls that one, held to one thread on its own
     threads only (``MKL_Set_Num_Threads_Local``): a private instance would share its core by name."""
     _run(_BORROWED)
+
+
+def _sanitizer_runtime() -> str | None:
+    """AddressSanitizer's runtime library of the host compiler, or None."""
+    from gpuhybrid.backend.host_compiler import find_host_compiler
+    compiler = find_host_compiler()
+    if compiler is None:
+        return None
+    found = subprocess.run([compiler.path, "-print-file-name=libasan.so"], capture_output=True, text=True,
+                           check=False).stdout.strip()
+    return found if os.path.isabs(found) and os.path.isfile(found) else None
+
+
+_UNDER_SANITIZER = _PRELUDE + """
+gpuhybrid_products()
+ours = our_mkl_files()
+callers = got_slots.calls_into(ours)
+assert not callers, {path: symbols[:5] for path, symbols in callers.items()}
+print("ok")
+"""
+
+
+@pytest.mark.skipif(_sanitizer_runtime() is None, reason="the host compiler has no AddressSanitizer runtime")
+def test_under_a_sanitizer_runtime_mkl_loads_without_deepbind():
+    """AddressSanitizer ends a process that dlopens a library with RTLD_DEEPBIND; under its runtime the
+    private MKL is loaded with RTLD_LOCAL alone, still out of every other library's reach."""
+    _run(_UNDER_SANITIZER, LD_PRELOAD=_sanitizer_runtime(), ASAN_OPTIONS="detect_leaks=0")

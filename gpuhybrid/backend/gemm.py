@@ -155,7 +155,7 @@ def _private_mkl(runtime: Path) -> Blas | None:
             raise OSError(f"{compiler.path} could not build kernels/gh_blas_mkl.c against "
                           f"{runtime.parent}:\n{result.stderr.strip()}")
 
-    private = os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0)
+    private = _private_mode()
     try:
         library = load_cached("gemm", key, ".so", build, lambda path: ctypes.CDLL(str(path), mode=private))
     except OSError as exc:
@@ -172,6 +172,16 @@ def _private_mkl(runtime: Path) -> Blas | None:
         # (alignment-independent too) made the batch-1 MLP forward 2.7x slower (48 against 18 µs).
         library.gh_blas_mkl_set_cbwr(_MKL_CBWR_AUTO)
     return Blas("mkl", library.gh_blas_mkl_sgemm(), library.gh_blas_mkl_dgemm(), False, 0, library)
+
+
+def _private_mode() -> int:
+    """``RTLD_LOCAL | RTLD_DEEPBIND``, or ``RTLD_LOCAL`` alone under a sanitizer's runtime (AddressSanitizer
+    ends a process that dlopens a library with ``RTLD_DEEPBIND``): MKL then stays invisible to the
+    others but could bind to another MKL that is global."""
+    everyone = ctypes.CDLL(None)
+    if any(hasattr(everyone, name) for name in ("__asan_init", "__tsan_init", "__msan_init", "__lsan_init")):
+        return os.RTLD_LOCAL
+    return os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0)
 
 
 # MKL's per-CPU kernel libraries (MKL's core dlopens the one for this CPU at its first call) and the
