@@ -23,12 +23,13 @@ _SYM = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u
 
 
 def mapped_files() -> list:
-    """(start, end, file offset, path) of every file mapping of this process."""
+    """(start, end, file offset, path) of every private file mapping of this process (a loaded library's
+    are; a file mapped to be read, as ``_slots`` does, is shared)."""
     maps = []
     with open("/proc/self/maps") as lines:
         for line in lines:
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith("/"):
+            if len(fields) == 6 and fields[5].startswith("/") and fields[1].endswith("p"):
                 start, end = (int(x, 16) for x in fields[0].split("-"))
                 maps.append((start, end, int(fields[2], 16), fields[5].strip()))
     return maps
