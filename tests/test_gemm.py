@@ -315,9 +315,8 @@ def test_the_ctypes_launch_where_the_launcher_extension_cannot_be_built(blas_nam
 
 @pytest.mark.skipif("mkl" not in AVAILABLE, reason="the mkl package is not installed")
 def test_mkl_runs_its_sequential_layer():
-    """Loaded by gpuhybrid (no MKL in the process before), MKL runs on one thread per call: in GNU
-    OpenMP's layer held to one thread on the calling thread (a library loaded later that calls this MKL,
-    as PyTorch does, keeps its threads), or in its sequential layer where libgomp cannot be loaded."""
+    """Loaded by gpuhybrid (no MKL in the process before), MKL runs its sequential layer, one thread per
+    call (privately: tests/test_mkl_isolation.py)."""
     script = ("import ctypes\n"
               "from gpuhybrid.backend import gemm\n"
               "chosen = gemm.blas()\n"

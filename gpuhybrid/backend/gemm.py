@@ -11,7 +11,8 @@ Which BLAS runs the blocks is decided in one place, ``blas()``:
 
 - ``mkl``: Intel MKL's sequential layer, when the ``mkl`` package is installed (``pip install
   gpuhybrid[mkl]``; about 700 MB): one thread of it ran (64x512)@(256x512)^T in 124 µs here, one of
-  OpenBLAS in 175 µs;
+  OpenBLAS in 175 µs. Loaded privately (``_private_mkl``, ``kernels/gh_blas_mkl.c``): no other library
+  of the process (PyTorch's own MKL, NumPy's BLAS) ever calls it, whatever the import order;
 - ``openblas``: a private, single-threaded instance of the OpenBLAS that NumPy loaded (a copy of its
   file, loaded apart), so the user's own ``numpy.dot`` keeps its threads;
 - ``numpy``: ``numpy.matmul`` itself (NumPy's BLAS and its threads).
@@ -29,6 +30,7 @@ import importlib.metadata
 import os
 import struct
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +51,6 @@ CHUNKS_PER_THREAD = 2      # a few blocks per thread: a late worker leaves its s
 BLOCK_ALIGN = 16           # rows/columns per block, a multiple of the BLAS kernels' register tiles
 
 _FLAG_DOUBLE, _FLAG_ILP64, _FLAG_TRANS_A, _FLAG_TRANS_B, _FLAG_SPLIT_COLUMNS = 1, 2, 4, 8, 16
-_MKL_THREADING_SEQUENTIAL, _MKL_THREADING_GNU = 1, 3
 _MKL_CBWR_AUTO = 2         # MKL's conditional numerical reproducibility: one code path per CPU
 
 
@@ -79,7 +80,7 @@ def _address(library, names) -> int:
 
 
 def _mkl_library_path() -> Path | None:
-    """``libmkl_rt.so.*`` of the installed ``mkl`` package, or None."""
+    """``libmkl_rt.so.*`` of the installed ``mkl`` package (its layer libraries lie beside it), or None."""
     try:
         files = importlib.metadata.distribution("mkl").files or []
     except importlib.metadata.PackageNotFoundError:
@@ -92,49 +93,123 @@ def _mkl_library_path() -> Path | None:
     return None
 
 
-def _gnu_openmp_loadable() -> bool:
-    """Whether GNU OpenMP (``libgomp.so.1``, which MKL's GNU threading layer needs) can be loaded."""
-    try:
-        ctypes.CDLL("libgomp.so.1")
-    except OSError:
-        return False
-    return True
-
-
 def _load_mkl() -> Blas | None:
     path = _mkl_library_path()
     if path is None or not sys.platform.startswith("linux"):
         return None
-    try:
-        already = ctypes.CDLL(str(path), mode=os.RTLD_NOLOAD)
-    except OSError:
-        already = None
-    try:
-        library = already or ctypes.CDLL(str(path))
-    except OSError:
-        return None
-    set_local = 0
-    if already is None:        # ours alone
-        # Once it runs, MKL's symbols are global: PyTorch's CPU wheels, which export their own MKL's, then
-        # call this one when imported afterwards, and its sequential layer left PyTorch one thread and
-        # sequential products. GNU OpenMP's layer (PyTorch's runtime) leaves them as PyTorch alone has
-        # them; gpuhybrid's own calls are then held to one thread each, as with someone else's MKL.
-        set_local = _address(library, ("MKL_Set_Num_Threads_Local",)) if _gnu_openmp_loadable() else 0
-        library.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
-        library.MKL_Set_Threading_Layer(_MKL_THREADING_GNU if set_local else _MKL_THREADING_SEQUENTIAL)
-        if not os.environ.get("MKL_CBWR"):
-            # One code path whatever MKL's run-time dispatch would pick: without it a block's rounding
-            # changed with the process's history, and a hybridized training curve with it
-            # (tests/test_gluon_conv.py's LeNet, after other tests in the same process). MKL's STRICT mode
-            # (alignment-independent too) made the batch-1 MLP forward 2.7x slower (48 against 18 µs).
-            library.MKL_CBWR_Set.argtypes = [ctypes.c_int]
-            library.MKL_CBWR_Set(_MKL_CBWR_AUTO)
-    else:                      # someone else's MKL: hold it to one thread on our threads only
-        set_local = _address(library, ("MKL_Set_Num_Threads_Local",))
-    sgemm, dgemm = _address(library, ("cblas_sgemm",)), _address(library, ("cblas_dgemm",))
+    return _mkl_of(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _mkl_of(runtime: Path) -> Blas | None:
+    """The engine's MKL, once per process: the one some other library already loaded (held to one
+    thread on our threads only), else gpuhybrid's private instance (``_private_mkl``)."""
+    loaded = _loaded_mkl(runtime)
+    if loaded is None:
+        return _private_mkl(runtime)
+    sgemm, dgemm = _address(loaded, ("cblas_sgemm",)), _address(loaded, ("cblas_dgemm",))
     if not sgemm or not dgemm:
+        return None             # only MKL's core, through an interface we do not call: leave it alone
+    return Blas("mkl", sgemm, dgemm, False, _address(loaded, ("MKL_Set_Num_Threads_Local",)), loaded)
+
+
+def _loaded_mkl(runtime: Path):
+    """A handle on an MKL that this process already holds (a NumPy built on MKL), or None.
+
+    Checked by name too, not only by file: the dynamic loader gives a library that needs
+    ``libmkl_core.so.3`` whichever object of that name is loaded, so a private instance next to another
+    installation's MKL of the same version would share its core and threading layer."""
+    version = runtime.name[len("libmkl_rt"):]             # ".so.3"
+    for name in (str(runtime), runtime.name, f"libmkl_intel_lp64{version}", f"libmkl_core{version}"):
+        try:
+            return ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
+        except OSError:
+            continue
+    return None
+
+
+def _private_mkl(runtime: Path) -> Blas | None:
+    """MKL's sequential layer in a scope of gpuhybrid's own: ``kernels/gh_blas_mkl.c``, linked against
+    the layer libraries beside ``libmkl_rt`` and loaded with ``RTLD_LOCAL | RTLD_DEEPBIND``.
+
+    Not ``libmkl_rt`` itself: it dlopens its layers with ``RTLD_GLOBAL``, after which a PyTorch imported
+    later binds its own MKL's symbols to ours (the kernel file says more). Here nothing of MKL enters the
+    global scope, and MKL's calls between its own libraries stay inside it whatever is global."""
+    compiler = find_host_compiler()
+    version = runtime.name[len("libmkl_rt"):]
+    layers = [runtime.parent / f"libmkl_{layer}{version}" for layer in ("intel_lp64", "sequential", "core")]
+    if compiler is None or not all(layer.is_file() for layer in layers):
         return None
-    return Blas("mkl", sgemm, dgemm, False, set_local, library)
+    source = (kernel_dir() / "gh_blas_mkl.c").read_text()
+    key = entry_key(source, compiler.identity, *map(str, layers), "gh-blas-mkl")
+
+    def build(out: Path) -> None:
+        import subprocess
+        # -x none: the libraries after the source are inputs to link, not C; --no-as-needed: keep the
+        # layers that the wrapper does not call itself (intel_lp64 needs them).
+        command = [compiler.path, "-x", "c", "-std=c11", "-O2", "-shared", "-fPIC", "-fvisibility=hidden",
+                   "-", "-o", str(out), "-x", "none", "-Wl,-Bsymbolic", "-Wl,--no-as-needed",
+                   *map(str, layers), "-Xlinker", "-rpath", "-Xlinker", str(runtime.parent)]
+        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise OSError(f"{compiler.path} could not build kernels/gh_blas_mkl.c against "
+                          f"{runtime.parent}:\n{result.stderr.strip()}")
+
+    private = _private_mode()
+    try:
+        library = load_cached("gemm", key, ".so", build, lambda path: ctypes.CDLL(str(path), mode=private))
+    except OSError as exc:
+        warnings.warn(f"gpuhybrid could not load Intel MKL privately ({exc}); its CPU matrix products use "
+                      "the next BLAS (GPUHYBRID_BLAS in docs/threads.md)", RuntimeWarning, stacklevel=2)
+        return None
+    _preload_cpu_kernels(runtime, private)
+    library.gh_blas_mkl_sgemm.restype = library.gh_blas_mkl_dgemm.restype = ctypes.c_void_p
+    library.gh_blas_mkl_set_cbwr.argtypes = [ctypes.c_int]
+    if not os.environ.get("MKL_CBWR"):
+        # One code path whatever MKL's run-time dispatch would pick: without it a block's rounding
+        # changed with the process's history, and a hybridized training curve with it
+        # (tests/test_gluon_conv.py's LeNet, after other tests in the same process). MKL's STRICT mode
+        # (alignment-independent too) made the batch-1 MLP forward 2.7x slower (48 against 18 µs).
+        library.gh_blas_mkl_set_cbwr(_MKL_CBWR_AUTO)
+    return Blas("mkl", library.gh_blas_mkl_sgemm(), library.gh_blas_mkl_dgemm(), False, 0, library)
+
+
+def _private_mode() -> int:
+    """``RTLD_LOCAL | RTLD_DEEPBIND``, or ``RTLD_LOCAL`` alone under a sanitizer's runtime (AddressSanitizer
+    ends a process that dlopens a library with ``RTLD_DEEPBIND``): MKL then stays invisible to the
+    others but could bind to another MKL that is global."""
+    everyone = ctypes.CDLL(None)
+    if any(hasattr(everyone, name) for name in ("__asan_init", "__tsan_init", "__msan_init", "__lsan_init")):
+        return os.RTLD_LOCAL
+    return os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0)
+
+
+# MKL's per-CPU kernel libraries (MKL's core dlopens the one for this CPU at its first call) and the
+# /proc/cpuinfo flag each one needs; "" for those any x86-64 CPU runs.
+_MKL_CPU_KERNELS = {"def": "", "mc3": "sse4_2", "avx2": "avx2", "avx512": "avx512f", "avx10": "avx10",
+                    "vml_def": "", "vml_mc3": "sse4_2", "vml_avx2": "avx2", "vml_avx512": "avx512f",
+                    "vml_avx10": "avx10", "vml_cmpt": ""}
+
+
+def _preload_cpu_kernels(runtime: Path, mode: int) -> None:
+    """Load this CPU's MKL kernel libraries now, in our scope, bound at once.
+
+    MKL's core loads them itself at its first call, with the global scope searched first: where another
+    MKL's symbols are global (PyTorch imported with ``TORCH_USE_RTLD_GLOBAL=1``), they bound about 1600
+    of theirs to it. Loaded here first, the core's later dlopen finds them as they are."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return
+    version = runtime.name[len("libmkl_rt"):]
+    for name, needs in _MKL_CPU_KERNELS.items():
+        path = runtime.parent / f"libmkl_{name}{version}"
+        if (not needs or any(flag.startswith(needs) for flag in flags)) and path.is_file():
+            try:
+                ctypes.CDLL(str(path), mode=mode)
+            except OSError:
+                continue        # MKL's core then loads it itself, as it would have anyway
 
 
 def _load_openblas() -> Blas | None:
