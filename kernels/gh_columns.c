@@ -17,6 +17,7 @@
  * Every job field is 8 bytes: Python packs the job as the kernel's scalars.
  */
 #include <stddef.h>
+#include <string.h>
 
 typedef struct { long long begin, end; } gh_span;
 gh_span gh_part(long long n, long long grain);
@@ -39,75 +40,140 @@ static void inside(long long offset, long long stride, long long size, long long
   if (*hi < *lo) *hi = *lo;
 }
 
+/* Per spatial axis of a tap: the offset it reads at (tap * dilate - pad) and the outputs [lo, hi) whose
+ * read lands inside the data; a tap with an empty range on any axis reads only padding. */
+static int tap_ranges(const gh_columns_job* j, long long tap, long long offset[3], long long lo[3],
+                      long long hi[3]) {
+  const long long k[3] = {tap / (j->kernel[1] * j->kernel[2]), tap / j->kernel[2] % j->kernel[1],
+                          tap % j->kernel[2]};
+  int empty = 0;
+  for (int a = 0; a < 3; ++a) {
+    offset[a] = k[a] * j->dilate[a] - j->pad[a];
+    inside(offset[a], j->stride[a], j->in[a], j->out[a], &lo[a], &hi[a]);
+    empty |= lo[a] == hi[a];
+  }
+  return !empty;
+}
+
+/* Rows of outputs up to which a row's bookkeeping costs more than its work (measured on this project's
+ * machine): then the samples go innermost, in im2col from width 8 and in col2im (a strided
+ * read-modify-write) from width 2. */
+#define GH_NARROW 8
+#define GH_NARROW_SUMS 2
+
 #define GH_COLUMN_KERNELS(T, SUFFIX)                                                                       \
-  /* One row (c, kd, kh, kw) of the columns: N * prod(out) values, each a tap's read or 0. */              \
+  /* One row (c, tap) of the columns: N * prod(out) values, each a tap's read or 0 (whole runs of zeros   \
+   * are cleared with memset, so a tap's cost is its reads plus a few calls per sample). */                \
   static void im2col_row_##SUFFIX(const gh_columns_job* j, T* columns, const T* data, long long row) {     \
     const long long taps = j->kernel[0] * j->kernel[1] * j->kernel[2];                                     \
     const long long c = row / taps, tap = row % taps;                                                      \
-    const long long kd = tap / (j->kernel[1] * j->kernel[2]), kh = tap / j->kernel[2] % j->kernel[1];      \
-    const long long kw = tap % j->kernel[2];                                                               \
     const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
-    const long long offset = kw * j->dilate[2] - j->pad[2], s = j->stride[2], width = j->out[2];           \
-    long long lo, hi;                                                                                      \
-    inside(offset, s, j->in[2], width, &lo, &hi);                                                          \
+    const long long width = j->out[2], plane = j->out[1] * width, s = j->stride[2];                        \
+    long long offset[3], lo[3], hi[3];                                                                     \
     T* target = columns + row * j->batch * out_size;                                                       \
-    for (long long n = 0; n < j->batch; ++n) {                                                             \
-      const T* x = data + (n * j->channels + c) * in_size;                                                 \
-      for (long long od = 0; od < j->out[0]; ++od) {                                                       \
-        const long long id = od * j->stride[0] + kd * j->dilate[0] - j->pad[0];                            \
-        for (long long oh = 0; oh < j->out[1]; ++oh, target += width) {                                    \
-          const long long ih = oh * j->stride[1] + kh * j->dilate[1] - j->pad[1];                          \
-          if (id < 0 || id >= j->in[0] || ih < 0 || ih >= j->in[1]) {                                      \
-            for (long long ow = 0; ow < width; ++ow) target[ow] = 0;                                       \
-            continue;                                                                                      \
+    if (!tap_ranges(j, tap, offset, lo, hi)) {                                                             \
+      memset(target, 0, sizeof(T) * (size_t)(j->batch * out_size));                                       \
+      return;                                                                                              \
+    }                                                                                                      \
+    if (width <= GH_NARROW) {     /* short rows: the samples innermost, one loop per output position */    \
+      const long long sample_stride = j->channels * in_size;                                               \
+      const T* x = data + c * in_size;                                                                     \
+      for (long long od = 0, at = 0; od < j->out[0]; ++od)                                                 \
+        for (long long oh = 0; oh < j->out[1]; ++oh)                                                       \
+          for (long long ow = 0; ow < width; ++ow, ++at) {                                                 \
+            T* out = target + at;                                                                          \
+            if (od < lo[0] || od >= hi[0] || oh < lo[1] || oh >= hi[1] || ow < lo[2] || ow >= hi[2]) {     \
+              for (long long n = 0; n < j->batch; ++n) out[n * out_size] = 0;                              \
+              continue;                                                                                    \
+            }                                                                                              \
+            const T* source = x + ((od * j->stride[0] + offset[0]) * j->in[1] + oh * j->stride[1] +        \
+                                   offset[1]) * j->in[2] + ow * s + offset[2];                             \
+            for (long long n = 0; n < j->batch; ++n) out[n * out_size] = source[n * sample_stride];        \
           }                                                                                                \
-          const T* source = x + (id * j->in[1] + ih) * j->in[2] + offset;                                  \
-          for (long long ow = 0; ow < lo; ++ow) target[ow] = 0;                                            \
+      return;                                                                                              \
+    }                                                                                                      \
+    for (long long n = 0; n < j->batch; ++n, target += out_size) {                                         \
+      const T* x = data + (n * j->channels + c) * in_size + offset[2];                                     \
+      if (lo[0] > 0) memset(target, 0, sizeof(T) * (size_t)(lo[0] * plane));                               \
+      if (hi[0] < j->out[0])                                                                               \
+        memset(target + hi[0] * plane, 0, sizeof(T) * (size_t)((j->out[0] - hi[0]) * plane));              \
+      for (long long od = lo[0]; od < hi[0]; ++od) {                                                       \
+        T* rows = target + od * plane;                                                                     \
+        const T* depth = x + (od * j->stride[0] + offset[0]) * j->in[1] * j->in[2];                        \
+        if (lo[1] > 0) memset(rows, 0, sizeof(T) * (size_t)(lo[1] * width));                               \
+        if (hi[1] < j->out[1])                                                                             \
+          memset(rows + hi[1] * width, 0, sizeof(T) * (size_t)((j->out[1] - hi[1]) * width));              \
+        for (long long oh = lo[1]; oh < hi[1]; ++oh) {                                                     \
+          T* out = rows + oh * width;                                                                      \
+          const T* source = depth + (oh * j->stride[1] + offset[1]) * j->in[2];                            \
+          for (long long ow = 0; ow < lo[2]; ++ow) out[ow] = 0;                                            \
           if (s == 1) {                                                                                    \
-            for (long long ow = lo; ow < hi; ++ow) target[ow] = source[ow];                                \
+            for (long long ow = lo[2]; ow < hi[2]; ++ow) out[ow] = source[ow];                             \
           } else {                                                                                         \
-            for (long long ow = lo; ow < hi; ++ow) target[ow] = source[ow * s];                            \
+            for (long long ow = lo[2]; ow < hi[2]; ++ow) out[ow] = source[ow * s];                         \
           }                                                                                                \
-          for (long long ow = hi; ow < width; ++ow) target[ow] = 0;                                        \
+          for (long long ow = hi[2]; ow < width; ++ow) out[ow] = 0;                                        \
         }                                                                                                  \
       }                                                                                                    \
     }                                                                                                      \
   }                                                                                                        \
                                                                                                            \
-  /* One plane (sample n, channel c) of the data: the sum of what every tap's columns put there. */        \
+  /* One plane (sample n, channel c) of the data: the sum of what every tap's columns put there, the taps  \
+   * in order (the NumPy fallback's order: the same sums). */                                              \
   static void col2im_plane_##SUFFIX(const gh_columns_job* j, T* out, const T* columns, long long unit) {   \
     const long long c = unit / j->batch, n = unit % j->batch;                                              \
     const long long taps = j->kernel[0] * j->kernel[1] * j->kernel[2];                                     \
     const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
-    const long long s = j->stride[2], width = j->out[2];                                                   \
+    const long long width = j->out[2], s = j->stride[2];                                                   \
     T* plane = out + (n * j->channels + c) * in_size;                                                      \
-    for (long long i = 0; i < in_size; ++i) plane[i] = 0;                                                  \
+    memset(plane, 0, sizeof(T) * (size_t)in_size);                                                        \
     for (long long tap = 0; tap < taps; ++tap) {                                                           \
-      const long long kd = tap / (j->kernel[1] * j->kernel[2]), kh = tap / j->kernel[2] % j->kernel[1];    \
-      const long long offset = (tap % j->kernel[2]) * j->dilate[2] - j->pad[2];                            \
-      long long lo, hi;                                                                                    \
-      inside(offset, s, j->in[2], width, &lo, &hi);                                                        \
+      long long offset[3], lo[3], hi[3];                                                                   \
+      if (!tap_ranges(j, tap, offset, lo, hi)) continue;                                                   \
       const T* source = columns + ((c * taps + tap) * j->batch + n) * out_size;                            \
-      for (long long od = 0; od < j->out[0]; ++od) {                                                       \
-        const long long id = od * j->stride[0] + kd * j->dilate[0] - j->pad[0];                            \
-        if (id < 0 || id >= j->in[0]) continue;                                                            \
-        for (long long oh = 0; oh < j->out[1]; ++oh) {                                                     \
-          const long long ih = oh * j->stride[1] + kh * j->dilate[1] - j->pad[1];                          \
-          if (ih < 0 || ih >= j->in[1]) continue;                                                          \
+      for (long long od = lo[0]; od < hi[0]; ++od) {                                                       \
+        T* depth = plane + (od * j->stride[0] + offset[0]) * j->in[1] * j->in[2] + offset[2];              \
+        for (long long oh = lo[1]; oh < hi[1]; ++oh) {                                                     \
           const T* row = source + (od * j->out[1] + oh) * width;                                           \
-          T* target = plane + (id * j->in[1] + ih) * j->in[2] + offset;                                    \
+          T* target = depth + (oh * j->stride[1] + offset[1]) * j->in[2];                                  \
           if (s == 1) {                                                                                    \
-            for (long long ow = lo; ow < hi; ++ow) target[ow] += row[ow];                                  \
+            for (long long ow = lo[2]; ow < hi[2]; ++ow) target[ow] += row[ow];                            \
           } else {                                                                                         \
-            for (long long ow = lo; ow < hi; ++ow) target[ow * s] += row[ow];                              \
+            for (long long ow = lo[2]; ow < hi[2]; ++ow) target[ow * s] += row[ow];                        \
           }                                                                                                \
         }                                                                                                  \
       }                                                                                                    \
     }                                                                                                      \
   }
 
+#define GH_COL2IM_CHANNEL(T, SUFFIX)                                                                       \
+  /* Short rows: one channel over every sample, the samples innermost (the taps still in order). */        \
+  static void col2im_channel_##SUFFIX(const gh_columns_job* j, T* out, const T* columns, long long c) {    \
+    const long long taps = j->kernel[0] * j->kernel[1] * j->kernel[2];                                     \
+    const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
+    const long long sample_stride = j->channels * in_size, width = j->out[2];                              \
+    T* planes = out + c * in_size;                                                                         \
+    for (long long n = 0; n < j->batch; ++n)                                                               \
+      memset(planes + n * sample_stride, 0, sizeof(T) * (size_t)in_size);                                  \
+    for (long long tap = 0; tap < taps; ++tap) {                                                           \
+      long long offset[3], lo[3], hi[3];                                                                   \
+      if (!tap_ranges(j, tap, offset, lo, hi)) continue;                                                   \
+      const T* source = columns + (c * taps + tap) * j->batch * out_size;                                  \
+      for (long long od = lo[0]; od < hi[0]; ++od)                                                         \
+        for (long long oh = lo[1]; oh < hi[1]; ++oh)                                                       \
+          for (long long ow = lo[2]; ow < hi[2]; ++ow) {                                                   \
+            const T* from = source + (od * j->out[1] + oh) * width + ow;                                   \
+            T* to = planes + ((od * j->stride[0] + offset[0]) * j->in[1] + oh * j->stride[1] + offset[1]) * \
+                                 j->in[2] + ow * j->stride[2] + offset[2];                                 \
+            for (long long n = 0; n < j->batch; ++n) to[n * sample_stride] += from[n * out_size];          \
+          }                                                                                                \
+    }                                                                                                      \
+  }
+
 GH_COLUMN_KERNELS(float, float)
 GH_COLUMN_KERNELS(double, double)
+GH_COL2IM_CHANNEL(float, float)
+GH_COL2IM_CHANNEL(double, double)
 
 /* im2col over `rows` (C * prod(kernel)) units; arrays: columns, data. */
 void gh_im2col_packed(long long rows, void* const* arrays, const unsigned char* scalars) {
@@ -119,14 +185,20 @@ void gh_im2col_packed(long long rows, void* const* arrays, const unsigned char* 
   }
 }
 
-/* col2im over `planes` (C * N) units, channel-major (a thread's planes share rows of the columns);
- * arrays: data, columns. */
+/* col2im over `planes` (C * N) units, channel-major (a thread's planes share rows of the columns), or,
+ * for rows of at most GH_NARROW_SUMS outputs, over the C channels; arrays: data, columns. */
 void gh_col2im_packed(long long planes, void* const* arrays, const unsigned char* scalars) {
   const gh_columns_job* job = (const gh_columns_job*)scalars;
-  gh_span span = gh_part(planes, 1);
+  const int narrow = job->out[2] <= GH_NARROW_SUMS;
+  gh_span span = gh_part(narrow ? job->channels : planes, 1);
   for (long long unit = span.begin; unit < span.end; ++unit) {
-    if (job->is_double) col2im_plane_double(job, (double*)arrays[0], (const double*)arrays[1], unit);
-    else col2im_plane_float(job, (float*)arrays[0], (const float*)arrays[1], unit);
+    if (job->is_double) {
+      if (narrow) col2im_channel_double(job, (double*)arrays[0], (const double*)arrays[1], unit);
+      else col2im_plane_double(job, (double*)arrays[0], (const double*)arrays[1], unit);
+    } else {
+      if (narrow) col2im_channel_float(job, (float*)arrays[0], (const float*)arrays[1], unit);
+      else col2im_plane_float(job, (float*)arrays[0], (const float*)arrays[1], unit);
+    }
   }
 }
 

@@ -123,6 +123,17 @@ def check_kernels(x, geometry, groups, seed):
                                           **geometry), back)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 8, 9, 17])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_both_loop_orders_around_the_narrow_row_thresholds(width, dtype):
+    # gh_columns.c puts the samples innermost for rows of at most 8 (im2col) or 2 (col2im) outputs
+    rng = np.random.default_rng(width)
+    geometry = {"kernel": (2, 3), "stride": (2, 1), "dilate": (1, 2), "pad": (1, 2)}
+    x = rng.standard_normal((3, 4, 5, width)).astype(dtype)
+    with split_everything():
+        check_kernels(x, geometry, 2, width)
+
+
 @settings(max_examples=30, deadline=None)
 @given(case=cases())
 def test_the_fallback_matches_direct_loops(case):
