@@ -75,7 +75,9 @@ def _triple(values, fill: int) -> list:
     return [fill] * (3 - len(values)) + values
 
 
+@functools.lru_cache(maxsize=512)
 def _geometry_job(dtype, data_shape: tuple, out_spatial: tuple, geom) -> bytes:
+    """The packed job (a plan calls each convolution's kernels with the same one: packed once)."""
     if dtype not in DTYPES:
         raise ValueError(f"the column kernels take float32 or float64 arrays, got {dtype}")
     return _GEOMETRY_JOB.pack(int(dtype == DTYPES[1]), data_shape[0], data_shape[1],
@@ -86,7 +88,7 @@ def _geometry_job(dtype, data_shape: tuple, out_spatial: tuple, geom) -> bytes:
 def im2col(columns, data, geom, out_spatial: tuple):
     """``columns`` (C-contiguous, C * prod(kernel) * N * prod(out) elements, read as (C, *kernel, N,
     *out)) = the windows of ``data`` (N, C, *in), zeros where a tap lands in the padding."""
-    scalars = _geometry_job(columns.dtype, data.shape, out_spatial, geom)
+    scalars = _geometry_job(columns.dtype, data.shape, tuple(out_spatial), geom)
     rows = data.shape[1] * math.prod(geom.kernel)
     launcher().launch(_library()["gh_im2col_packed"], rows, [columns], [data], scalars)
     return columns
@@ -95,7 +97,7 @@ def im2col(columns, data, geom, out_spatial: tuple):
 def col2im(out, columns, geom, out_spatial: tuple):
     """``out`` (N, C, *in) = the sum of the columns (C, *kernel, N, *out) over the taps that read each
     position (0 where none does)."""
-    scalars = _geometry_job(out.dtype, out.shape, out_spatial, geom)
+    scalars = _geometry_job(out.dtype, out.shape, tuple(out_spatial), geom)
     planes = out.shape[0] * out.shape[1]
     launcher().launch(_library()["gh_col2im_packed"], planes, [out], [columns], scalars)
     return out
