@@ -116,8 +116,8 @@ def check_kernels(x, geometry, groups, seed):
     c = np.random.default_rng(seed).standard_normal(cols.shape).astype(x.dtype)
     back = run("convolution_columns_backward", [c], data_shape=x.shape, **geometry)
     tol = 1e-12 if x.dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(back, loop_col2im(c.astype(np.float64).reshape(want.shape), x.shape, **geometry),
-                               rtol=tol, atol=tol)
+    want_back = loop_col2im(c.astype(np.float64).reshape(want.shape), x.shape, **geometry)
+    np.testing.assert_allclose(back, want_back, rtol=tol, atol=tol)
     with fallback():           # the taps summed in the same order: the same bits
         np.testing.assert_array_equal(run("convolution_columns_backward", [c], data_shape=x.shape,
                                           **geometry), back)

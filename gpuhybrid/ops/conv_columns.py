@@ -187,12 +187,16 @@ def _col2im_into(device, inputs, attrs, outputs):
     return out, outputs[1]
 
 
+def _col2im_numpy_launches(attrs) -> int:
+    """The zero fill, one add per tap and, with padding, the copy out of the padded workspace."""
+    return 1 + math.prod(attrs["kernel"]) + (1 if any(attrs["pad"]) else 0)
+
+
 register(OpDef(name="convolution_columns_backward", category="nn", inputs=("columns",),
                attrs=GEOMETRY_ATTRS + (Attr("data_shape", "shape", doc="the shape of the data (N, C, *in)"),),
                infer=_col2im_rule, eager=_allocating(_col2im_into), eager_into=_col2im_into,
                fresh_results=True, num_outputs=2, hidden_outputs=1,
-               kernels=lambda attrs, specs: (1 if _on_host_kernels(specs) else
-                                             1 + math.prod(attrs["kernel"]) + (1 if any(attrs["pad"]) else 0)),
+               kernels=lambda attrs, specs: 1 if _on_host_kernels(specs) else _col2im_numpy_launches(attrs),
                doc="col2im, the adjoint of convolution_columns: columns (num_group, rows, N * prod(out)) "
                    "summed back into data of shape data_shape (the data gradient of a lowered "
                    "convolution)."))
