@@ -202,12 +202,17 @@ void gh_col2im_packed(long long planes, void* const* arrays, const unsigned char
   }
 }
 
+/* Runs in the result's order; (b, a) advanced by counting, not by a division per run (runs of one
+ * element: a 2-D transpose, where two divisions per element cost more than the copy). */
 #define GH_SWAP_RUNS(T)                                                                                    \
-  for (long long unit = span.begin; unit < span.end; ++unit) {                                             \
-    const long long b = unit / job->first, a = unit % job->first;                                          \
-    T* target = (T*)arrays[0] + unit * rest;                                                               \
-    const T* source = (const T*)arrays[1] + (a * job->second + b) * rest;                                  \
-    for (long long i = 0; i < rest; ++i) target[i] = source[i];                                            \
+  {                                                                                                        \
+    long long b = span.begin / job->first, a = span.begin % job->first;                                    \
+    T* target = (T*)arrays[0] + span.begin * rest;                                                         \
+    for (long long unit = span.begin; unit < span.end; ++unit, target += rest) {                           \
+      const T* source = (const T*)arrays[1] + (a * job->second + b) * rest;                                \
+      for (long long i = 0; i < rest; ++i) target[i] = source[i];                                          \
+      if (++a == job->first) a = 0, ++b;                                                                   \
+    }                                                                                                      \
   }
 
 /* swap over `runs` (A * B) units, run (b, a) of the result being run (a, b) of x; arrays: result, x.
