@@ -11,16 +11,30 @@ sees, so that im2col workspaces are planned by liveness like every other buffer 
   no workspace (``backend.depthwise``: im2col's column matrix cost more than the K multiply-adds per
   output it feeds).
 
-A padded convolution's columns (and col2im) go through a zero-padded copy of the data: the op's second,
-hidden output, so that this workspace too is a planned buffer (written and dead within the step); without
-padding that output is empty. Each op computes into given arrays (``eager_into``), which its eager
-implementation allocates first, so both paths run the same code.
+On the CPU, for float32 and float64 where a host compiler builds them, im2col, col2im and
+swap_leading_axes are ``backend.columns``'s kernels over gpuhybrid's thread pool (NumPy's strided copies
+run on one thread); im2col reads the unpadded data and writes zeros where a tap lands in the padding.
+Elsewhere (float16, CuPy arrays, no compiler) NumPy's (CuPy's) copies go through a zero-padded copy of
+the data.
+
+That padded copy is the op's second, hidden output, so that the workspace is a planned buffer (written
+and dead within the step). Its spec depends only on the op's dtype and attributes, never on whether this
+host has a compiler, so that plans, ``explain()`` and exported graphs are the same everywhere: float32
+and float64 (the dtypes the kernels take, and all that ``lower_convolutions`` makes: it computes float16
+in float32) get an empty workspace, and their NumPy/CuPy fallback allocates the padded copy per call;
+other dtypes a planned one where there is padding. The launch counts an op declares are
+those its call issues on this host (one kernel where ``backend.columns`` runs it). Each op computes into
+given arrays (``eager_into``), which its eager implementation allocates first, so both paths run the
+same code.
 """
 from __future__ import annotations
 
 import itertools
 import math
 
+import numpy as np
+
+from ..backend import columns as column_kernels
 from ..backend import depthwise
 from ..errors import ShapeError
 from .attrs import Attr
@@ -32,11 +46,32 @@ from .registry import OpDef, TensorSpec, register, require_float
 GEOMETRY_ATTRS = tuple(a for a in CONV_ATTRS if a.name in ("kernel", "stride", "dilate", "pad"))
 
 
+def _padded_shape(shape: tuple, geom) -> tuple:
+    return shape[:2] + tuple(i + 2 * p for i, p in zip(shape[2:], geom.pad))
+
+
 def _padded_spec(shape: tuple, geom, dtype) -> TensorSpec:
-    """The hidden workspace: the data with its padding, or nothing when there is none."""
-    if not any(geom.pad):
+    """The hidden workspace: the data with its padding; nothing without padding or for the dtypes that
+    the column kernels read unpadded (decided by dtype, not by this host's compiler: see the top)."""
+    if not any(geom.pad) or np.dtype(dtype) in column_kernels.DTYPES:
         return TensorSpec((0,), dtype)
-    return TensorSpec(shape[:2] + tuple(i + 2 * p for i, p in zip(shape[2:], geom.pad)), dtype)
+    return TensorSpec(_padded_shape(shape, geom), dtype)
+
+
+def runs_column_kernels(xp, dtype) -> bool:
+    """Whether arrays of module ``xp`` and this dtype go through ``backend.columns`` (NumPy, float32 or
+    float64, with a host compiler)."""
+    return xp is np and np.dtype(dtype) in column_kernels.DTYPES and column_kernels.available()
+
+
+def _padded_workspace(xp, given, shape: tuple, geom, dtype):
+    """The fallback's padded copy: the planned hidden output where the spec has one, else a new array."""
+    return given if given.size else xp.empty(_padded_shape(shape, geom), dtype)
+
+
+def _fits_kernels(*arrays) -> bool:
+    """Arrays a kernel can write or read as they are (given outputs are planned C-contiguous buffers)."""
+    return all(a.flags.c_contiguous for a in arrays)
 
 
 def _inside(geom) -> tuple:
@@ -77,26 +112,36 @@ def _columns_into(device, inputs, attrs, outputs):
     xp, x = device.xp, inputs[0]
     columns, padded = outputs
     geom = geometry(attrs)
+    out_spatial = geom.out_spatial(x.shape[2:])
+    if runs_column_kernels(xp, x.dtype) and x.dtype == columns.dtype and _fits_kernels(columns):
+        column_kernels.im2col(columns, x, geom, out_spatial)
+        return columns, padded
     source = x
     if any(geom.pad):
+        padded = _padded_workspace(xp, padded, x.shape, geom, x.dtype)
         padded.fill(0)
         padded[_inside(geom)] = x
         source = padded
-    out_spatial = geom.out_spatial(x.shape[2:])
     target = columns.reshape((x.shape[1],) + geom.kernel + (x.shape[0],) + out_spatial)
     xp.copyto(target, windows(xp, source, geom, out_spatial).transpose(_batch_inside_order(geom.dims)))
-    return columns, padded
+    return columns, outputs[1]
 
 
 def _pad_launches(attrs) -> int:
     return 2 if any(geometry(attrs).pad) else 0      # the zero fill and the copy inside it
 
 
+def _on_host_kernels(specs) -> bool:
+    """Whether a call with these result specs is one launch of ``backend.columns`` on this host (the
+    counts describe CPU plans, the only ones the lowering makes these ops in)."""
+    return np.dtype(specs[0].dtype) in column_kernels.DTYPES and column_kernels.available()
+
+
 register(OpDef(name="convolution_columns", category="nn", inputs=("data",),
                attrs=GEOMETRY_ATTRS + (Attr("num_group", "int", 1, doc="channel groups"),),
                infer=_columns_rule, eager=_allocating(_columns_into), eager_into=_columns_into,
                fresh_results=True, num_outputs=2, hidden_outputs=1,
-               kernels=lambda attrs, specs: 1 + _pad_launches(attrs),
+               kernels=lambda attrs, specs: 1 if _on_host_kernels(specs) else 1 + _pad_launches(attrs),
                doc="im2col with the batch inside: (N, C, *in) -> (num_group, C / num_group * prod(kernel), "
                    "N * prod(out)), the column matrix a CPU convolution multiplies (an op of the "
                    "convolution lowering pass)."))
@@ -125,23 +170,33 @@ def _col2im_into(device, inputs, attrs, outputs):
     xp, columns = device.xp, inputs[0]
     out, padded = outputs
     geom = geometry(attrs)
+    out_spatial = geom.out_spatial(out.shape[2:])
+    if runs_column_kernels(xp, out.dtype) and columns.dtype == out.dtype and _fits_kernels(out):
+        column_kernels.col2im(out, columns, geom, out_spatial)
+        return out, padded
+    if any(geom.pad):
+        padded = _padded_workspace(xp, padded, out.shape, geom, out.dtype)
     target = padded if any(geom.pad) else out
     target.fill(0)
-    out_spatial = geom.out_spatial(out.shape[2:])
     view = columns.reshape((out.shape[1],) + geom.kernel + (out.shape[0],) + out_spatial)
     for offset in itertools.product(*(range(k) for k in geom.kernel)):
         region = target[offset_region(offset, geom, out_spatial)]
         xp.add(region, view[(slice(None),) + offset].swapaxes(0, 1), out=region)
     if any(geom.pad):
         out[...] = padded[_inside(geom)]
-    return out, padded
+    return out, outputs[1]
+
+
+def _col2im_numpy_launches(attrs) -> int:
+    """The zero fill, one add per tap and, with padding, the copy out of the padded workspace."""
+    return 1 + math.prod(attrs["kernel"]) + (1 if any(attrs["pad"]) else 0)
 
 
 register(OpDef(name="convolution_columns_backward", category="nn", inputs=("columns",),
                attrs=GEOMETRY_ATTRS + (Attr("data_shape", "shape", doc="the shape of the data (N, C, *in)"),),
                infer=_col2im_rule, eager=_allocating(_col2im_into), eager_into=_col2im_into,
                fresh_results=True, num_outputs=2, hidden_outputs=1,
-               kernels=lambda attrs, specs: 1 + math.prod(attrs["kernel"]) + (1 if any(attrs["pad"]) else 0),
+               kernels=lambda attrs, specs: 1 if _on_host_kernels(specs) else _col2im_numpy_launches(attrs),
                doc="col2im, the adjoint of convolution_columns: columns (num_group, rows, N * prod(out)) "
                    "summed back into data of shape data_shape (the data gradient of a lowered "
                    "convolution)."))
@@ -162,6 +217,8 @@ def _swap_rule(specs, attrs):
 def _swap_into(device, inputs, attrs, outputs):
     x, out = inputs[0], outputs[0]
     first, second = attrs["split"]
+    if runs_column_kernels(device.xp, x.dtype) and x.dtype == out.dtype and _fits_kernels(out):
+        return column_kernels.swap_leading_axes(out, x, first, second)
     rest = x.size // (first * second)
     device.xp.copyto(out.reshape(second, first, rest), x.reshape(first, second, rest).swapaxes(0, 1))
     return out
