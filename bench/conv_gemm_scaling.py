@@ -71,7 +71,8 @@ def main() -> None:
                 gemm.matmul(a, b, out)
                 best[threads] = min(best.get(threads, 1e9), per_call(lambda: gemm.matmul(a, b, out), calls))
             if torch is not None:
-                ta, tb, to = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b), torch.from_numpy(out)
+                ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b)
+                to = torch.from_numpy(out)
                 for threads in (1, 2):
                     torch.set_num_threads(threads)
                     best[f"t{threads}"] = min(best.get(f"t{threads}", 1e9),

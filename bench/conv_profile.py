@@ -144,7 +144,7 @@ def main() -> None:
         call()
     wall, cpu = (time.perf_counter() - w0) / args.calls, (time.process_time() - u0) / args.calls
     counts = {k: v - counts_before.get(k, 0) for k, v in (gh.profiler.pool_counts() or {}).items()}
-    print(f"{args.workload} batch {args.batch}, threads {gh.get_num_threads()}: {wall * 1e3:.2f} ms per call, "
+    print(f"{args.workload} batch {args.batch}, threads {gh.get_num_threads()}: {wall * 1e3:.2f} ms/call, "
           f"CPU {cpu * 1e3:.2f} ms ({cpu / wall:.2f} threads busy)")
     print(f"  pool over the timed calls: {counts}")
     for name, (w, u, n) in sorted(PHASE_TIMES.items(), key=lambda item: -item[1][0]):

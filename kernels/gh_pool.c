@@ -2,8 +2,9 @@
  *
  * NumPy pools one kernel offset at a time: a padded copy of the data, then one strided pass per tap, and
  * the gradient a where() and a scatter-add per tap. Measured in ResNet-18's training step at batch 16 (the
- * stem's 3x3/2 max pooling over (16, 64, 16, 16)) that was 0.65 ms forward and 3.8 ms backward on one
- * thread, unthreaded; these loops do it in one pass over the data, split over gpuhybrid's thread pool
+ * stem's 3x3/2 max pooling over (16, 64, 16, 16)) that was 0.8 ms forward and 7.5 ms backward (CPU time,
+ * this project's loaded 2-core machine), unthreaded; these loops take 0.9 and 3.4 ms on one thread and
+ * split over gpuhybrid's thread pool
  * (gh_parallel_run in gh_threads.c) one (sample, channel) plane per unit, so units never write the same
  * memory. The results are NumPy's bit for bit (ops/pool.py's _Windows):
  *   - forward: the maximum over the window's taps inside the data (padding is -inf, which never wins),
@@ -15,8 +16,11 @@
  * 1-D and 2-D poolings are 3-D ones with leading spatial extents of 1.
  *
  * Arrays, by mode:  forward: out (N, C, *out), data (N, C, *in);
- *                   backward: out (N, C, *in), two workspaces of the output's shape (the maxima, in
- *                   the data's type, and the winning taps, int32), data (N, C, *in), grad (N, C, *out).
+ *                   backward: out (N, C, *in), a workspace of the output's shape (int32: each window's
+ *                   winning tap), data (N, C, *in), grad (N, C, *out).
+ * Each output loops over its window's taps and each input of the gradient gathers from the windows that
+ * cover it (a few taps each, in registers): looping over taps with a row of outputs each (as NumPy does)
+ * costs a loop set-up per row, and ResNet's rows are 8 outputs long.
  */
 #include <math.h>
 #include <stddef.h>
@@ -31,104 +35,137 @@ typedef struct {                /* every field 8 bytes: Python packs it as the k
   long long in[3], out[3], kernel[3], stride[3], pad[3];
 } gh_pool_job;
 
-/* Outputs [*lo, *hi) of an axis of `outs` positions whose tap at `offset` (tap - pad) reads inside an axis
- * of `size` elements at `stride`. */
-static void inside(long long offset, long long stride, long long size, long long outs, long long* lo,
-                   long long* hi) {
-  long long first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  long long last = size - 1 - offset < 0 ? -1 : (size - 1 - offset) / stride;
-  *lo = first;
-  *hi = last + 1 < outs ? last + 1 : outs;
-  if (*hi < *lo) *hi = *lo;
+/* The taps [*lo, *hi) of an axis whose input (o * stride + tap - pad) lies inside the data. */
+static inline void taps_inside(const gh_pool_job* j, int axis, long long o, long long* lo, long long* hi) {
+  const long long start = o * j->stride[axis] - j->pad[axis];
+  *lo = start < 0 ? -start : 0;
+  *hi = j->in[axis] - start < j->kernel[axis] ? j->in[axis] - start : j->kernel[axis];
 }
 
-/* max_plane: y = the window maxima of one plane x; with `where`, also the index (kernel-offset order) of
- * the first strictly greatest tap, as _Windows.first_max (which starts from tap 0, -inf in the padding,
- * and so keeps a NaN there). */
 #define GH_POOL_KERNELS(T, SUFFIX)                                                                         \
-  static void max_plane_##SUFFIX(const gh_pool_job* j, const T* x, T* y, int* where) {                     \
-    const long long out_size = j->out[0] * j->out[1] * j->out[2];                                          \
-    for (long long i = 0; i < out_size; ++i) y[i] = -INFINITY;                                             \
-    if (where)                                                                                             \
-      for (long long i = 0; i < out_size; ++i) where[i] = 0;                                               \
-    long long tap = 0;                                                                                     \
-    for (long long kd = 0; kd < j->kernel[0]; ++kd)                                                        \
-      for (long long kh = 0; kh < j->kernel[1]; ++kh)                                                      \
-        for (long long kw = 0; kw < j->kernel[2]; ++kw, ++tap) {                                           \
-          long long d0, d1, h0, h1, w0, w1;                                                                \
-          inside(kd - j->pad[0], j->stride[0], j->in[0], j->out[0], &d0, &d1);                             \
-          inside(kh - j->pad[1], j->stride[1], j->in[1], j->out[1], &h0, &h1);                             \
-          inside(kw - j->pad[2], j->stride[2], j->in[2], j->out[2], &w0, &w1);                             \
-          for (long long od = d0; od < d1; ++od)                                                           \
-            for (long long oh = h0; oh < h1; ++oh) {                                                       \
-              const long long id = od * j->stride[0] + kd - j->pad[0];                                     \
-              const long long ih = oh * j->stride[1] + kh - j->pad[1];                                     \
-              const T* row = x + (id * j->in[1] + ih) * j->in[2] + kw - j->pad[2];                         \
-              T* best = y + (od * j->out[1] + oh) * j->out[2];                                             \
-              const long long s = j->stride[2];                                                            \
-              if (where) {                                                                                 \
-                int* at = where + (od * j->out[1] + oh) * j->out[2];                                       \
-                if (tap == 0)                          /* tap 0 is where first_max starts, NaN or not */   \
-                  for (long long ow = w0; ow < w1; ++ow) best[ow] = row[ow * s];                           \
-                else                                                                                       \
-                  for (long long ow = w0; ow < w1; ++ow) {                                                 \
-                    const T v = row[ow * s];                                                               \
-                    if (v > best[ow]) { best[ow] = v; at[ow] = (int)tap; }                                 \
-                  }                                                                                        \
-              } else {                                   /* numpy.maximum: NaN wins and stays */           \
-                for (long long ow = w0; ow < w1; ++ow) {                                                   \
-                  const T v = row[ow * s], b = best[ow];                                                   \
-                  best[ow] = (v > b || v != v) ? v : b;                                                    \
+  /* y = the window maxima of one plane x: numpy.maximum over the taps inside (a NaN wins and stays). */  \
+  static void max_plane_##SUFFIX(const gh_pool_job* j, const T* x, T* y) {                                 \
+    for (long long od = 0; od < j->out[0]; ++od) {                                                         \
+      long long d0, d1;                                                                                    \
+      taps_inside(j, 0, od, &d0, &d1);                                                                     \
+      for (long long oh = 0; oh < j->out[1]; ++oh) {                                                       \
+        long long h0, h1;                                                                                  \
+        taps_inside(j, 1, oh, &h0, &h1);                                                                   \
+        T* row = y + (od * j->out[1] + oh) * j->out[2];                                                    \
+        for (long long ow = 0; ow < j->out[2]; ++ow) {                                                     \
+          long long w0, w1;                                                                                \
+          taps_inside(j, 2, ow, &w0, &w1);                                                                 \
+          const T* corner = x + ((od * j->stride[0] - j->pad[0]) * j->in[1] + oh * j->stride[1] - j->pad[1]) \
+                                    * j->in[2] + ow * j->stride[2] - j->pad[2];                            \
+          T best = -INFINITY, nan = 0;                                                                     \
+          int seen_nan = 0;                                                                                \
+          for (long long kd = d0; kd < d1; ++kd)                                                           \
+            for (long long kh = h0; kh < h1; ++kh) {                                                       \
+              const T* taps = corner + (kd * j->in[1] + kh) * j->in[2];                                    \
+              for (long long kw = w0; kw < w1; ++kw) {                                                     \
+                const T v = taps[kw];                                                                      \
+                if (__builtin_expect(v != v, 0)) {   /* rare: a branch; the maximum below has none */    \
+                  nan = v;                                                                                 \
+                  seen_nan = 1;                                                                            \
                 }                                                                                          \
+                best = v > best ? v : best;                                                                \
               }                                                                                            \
             }                                                                                              \
+          row[ow] = seen_nan ? nan : best;                                                                 \
         }                                                                                                  \
+      }                                                                                                    \
+    }                                                                                                      \
   }                                                                                                        \
                                                                                                            \
-  /* dx (one zeroed plane of the input's shape) += each output's gradient at its window's first maximum,  \
-   * offset by offset. A maximum in the padding (tap 0 there, nothing greater) is dropped. */             \
-  static void max_backward_plane_##SUFFIX(const gh_pool_job* j, const T* x, const T* g, T* dx, T* y,      \
-                                          int* where) {                                                    \
-    const long long in_size = j->in[0] * j->in[1] * j->in[2];                                              \
-    for (long long i = 0; i < in_size; ++i) dx[i] = 0;                                                     \
-    max_plane_##SUFFIX(j, x, y, where);                                                                    \
-    long long tap = 0;                                                                                     \
-    for (long long kd = 0; kd < j->kernel[0]; ++kd)                                                        \
-      for (long long kh = 0; kh < j->kernel[1]; ++kh)                                                      \
-        for (long long kw = 0; kw < j->kernel[2]; ++kw, ++tap) {                                           \
-          long long d0, d1, h0, h1, w0, w1;                                                                \
-          inside(kd - j->pad[0], j->stride[0], j->in[0], j->out[0], &d0, &d1);                             \
-          inside(kh - j->pad[1], j->stride[1], j->in[1], j->out[1], &h0, &h1);                             \
-          inside(kw - j->pad[2], j->stride[2], j->in[2], j->out[2], &w0, &w1);                             \
-          for (long long od = d0; od < d1; ++od)                                                           \
-            for (long long oh = h0; oh < h1; ++oh) {                                                       \
-              const long long id = od * j->stride[0] + kd - j->pad[0];                                     \
-              const long long ih = oh * j->stride[1] + kh - j->pad[1];                                     \
-              T* row = dx + (id * j->in[1] + ih) * j->in[2] + kw - j->pad[2];                              \
-              const long long first = (od * j->out[1] + oh) * j->out[2];                                   \
-              for (long long ow = w0; ow < w1; ++ow)                                                       \
-                if (where[first + ow] == tap) row[ow * j->stride[2]] += g[first + ow];                     \
+  /* where = each window's winning tap (kernel-offset order) as _Windows.first_max: it starts from tap 0  \
+   * (-inf in the padding, kept when it is NaN) and a later tap wins only when strictly greater. */      \
+  static void argmax_plane_##SUFFIX(const gh_pool_job* j, const T* x, int* where) {                        \
+    for (long long od = 0; od < j->out[0]; ++od) {                                                         \
+      long long d0, d1;                                                                                    \
+      taps_inside(j, 0, od, &d0, &d1);                                                                     \
+      for (long long oh = 0; oh < j->out[1]; ++oh) {                                                       \
+        long long h0, h1;                                                                                  \
+        taps_inside(j, 1, oh, &h0, &h1);                                                                   \
+        int* row = where + (od * j->out[1] + oh) * j->out[2];                                              \
+        for (long long ow = 0; ow < j->out[2]; ++ow) {                                                     \
+          long long w0, w1;                                                                                \
+          taps_inside(j, 2, ow, &w0, &w1);                                                                 \
+          const T* corner = x + ((od * j->stride[0] - j->pad[0]) * j->in[1] + oh * j->stride[1] - j->pad[1]) \
+                                    * j->in[2] + ow * j->stride[2] - j->pad[2];                            \
+          T best = d0 == 0 && h0 == 0 && w0 == 0 ? corner[0] : -INFINITY;                                  \
+          int winner = 0;                                                                                  \
+          for (long long kd = d0; kd < d1; ++kd)                                                           \
+            for (long long kh = h0; kh < h1; ++kh) {                                                       \
+              const T* taps = corner + (kd * j->in[1] + kh) * j->in[2];                                    \
+              const int first = (int)((kd * j->kernel[1] + kh) * j->kernel[2]);                            \
+              for (long long kw = w0; kw < w1; ++kw) {     /* selects, not branches: data is random */    \
+                const T v = taps[kw];                                                                      \
+                const int better = v > best;                                                               \
+                best = better ? v : best;                                                                  \
+                winner = better ? first + (int)kw : winner;                                                \
+              }                                                                                            \
             }                                                                                              \
+          row[ow] = winner;                                                                                \
         }                                                                                                  \
+      }                                                                                                    \
+    }                                                                                                      \
+  }                                                                                                        \
+                                                                                                           \
+  /* dx = for each input, the gradients of the windows whose winning tap it is, added in kernel-offset    \
+   * order (the order of the scatter per offset) onto 0. */                                                \
+  static void max_backward_plane_##SUFFIX(const gh_pool_job* j, const int* where, const T* g, T* dx) {     \
+    /* per axis, for the input at hand: the first tap whose window covers it and that window (o0, k0), \
+     * carried from input to input without a division */                                                 \
+    long long k0[3], o0[3];                                                                                \
+    for (int axis = 0; axis < 3; ++axis) {                                                                 \
+      k0[axis] = j->pad[axis] % j->stride[axis];                                                           \
+      o0[axis] = (j->pad[axis] - k0[axis]) / j->stride[axis];                                              \
+    }                                                                                                      \
+    const long long sd = j->stride[0], sh = j->stride[1], sw = j->stride[2];                               \
+    long long kd0 = k0[0], od0 = o0[0];                                                                    \
+    for (long long id = 0; id < j->in[0]; ++id) {                                                          \
+      long long kh0 = k0[1], oh0 = o0[1];                                                                  \
+      for (long long ih = 0; ih < j->in[1]; ++ih) {                                                        \
+        long long kw0 = k0[2], ow0 = o0[2];                                                                \
+        T* row = dx + (id * j->in[1] + ih) * j->in[2];                                                     \
+        for (long long iw = 0; iw < j->in[2]; ++iw) {                                                      \
+          T sum = 0;                                                                                       \
+          for (long long kd = kd0, od = od0; kd < j->kernel[0] && od >= 0; kd += sd, --od) {              \
+            if (od >= j->out[0]) continue;                                                                 \
+            for (long long kh = kh0, oh = oh0; kh < j->kernel[1] && oh >= 0; kh += sh, --oh) {            \
+              if (oh >= j->out[1]) continue;                                                               \
+              const long long base = (od * j->out[1] + oh) * j->out[2];                                    \
+              const long long tap = (kd * j->kernel[1] + kh) * j->kernel[2];                               \
+              for (long long kw = kw0, ow = ow0; kw < j->kernel[2] && ow >= 0; kw += sw, --ow)            \
+                if (ow < j->out[2] && where[base + ow] == tap + kw) sum += g[base + ow];                   \
+            }                                                                                              \
+          }                                                                                                \
+          row[iw] = sum;                                                                                   \
+          if (++kw0 == sw) { kw0 = 0; ++ow0; }                                                             \
+        }                                                                                                  \
+        if (++kh0 == sh) { kh0 = 0; ++oh0; }                                                               \
+      }                                                                                                    \
+      if (++kd0 == sd) { kd0 = 0; ++od0; }                                                                 \
+    }                                                                                                      \
   }                                                                                                        \
                                                                                                            \
   static void run_##SUFFIX(const gh_pool_job* j, void* const* arrays, gh_span span) {                      \
     const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
+    T* out = (T*)arrays[0];                                                                                \
     if (j->mode == GH_POOL_MAX_FORWARD) {                                                                  \
-      T* out = (T*)arrays[0];                                                                              \
       const T* data = (const T*)arrays[1];                                                                 \
       for (long long plane = span.begin; plane < span.end; ++plane)                                        \
-        max_plane_##SUFFIX(j, data + plane * in_size, out + plane * out_size, NULL);                       \
+        max_plane_##SUFFIX(j, data + plane * in_size, out + plane * out_size);                             \
       return;                                                                                              \
     }                                                                                                      \
-    T* out = (T*)arrays[0];                                                                                \
-    T* best = (T*)arrays[1];                                                                               \
-    int* where = (int*)arrays[2];                                                                          \
-    const T* data = (const T*)arrays[3];                                                                   \
-    const T* grad = (const T*)arrays[4];                                                                   \
-    for (long long plane = span.begin; plane < span.end; ++plane)                                          \
-      max_backward_plane_##SUFFIX(j, data + plane * in_size, grad + plane * out_size,                      \
-                                  out + plane * in_size, best + plane * out_size, where + plane * out_size); \
+    int* where = (int*)arrays[1];                                                                          \
+    const T* data = (const T*)arrays[2];                                                                   \
+    const T* grad = (const T*)arrays[3];                                                                   \
+    for (long long plane = span.begin; plane < span.end; ++plane) {                                        \
+      argmax_plane_##SUFFIX(j, data + plane * in_size, where + plane * out_size);                          \
+      max_backward_plane_##SUFFIX(j, where + plane * out_size, grad + plane * out_size,                    \
+                                  out + plane * in_size);                                                  \
+    }                                                                                                      \
   }
 
 GH_POOL_KERNELS(float, f32)

@@ -91,12 +91,13 @@ def max_forward(out, data, kernel, stride, pad):
 
 
 def max_backward(out, data, grad, kernel, stride, pad):
-    """``out`` (N, C, *in) = each window's gradient (grad, (N, C, *out)) at its first maximum in data."""
+    """``out`` (N, C, *in) = each window's gradient (grad, (N, C, *out)) at its first maximum in data
+    (for finite gradients: NumPy's route multiplies every gradient by 0 or 1, which turns an infinite one
+    into NaN across its window)."""
     _check(out, data, grad)
-    best = np.empty(grad.shape, dtype=grad.dtype)
-    where = np.empty(grad.shape, dtype=np.int32)
+    where = np.empty(grad.shape, dtype=np.int32)       # each window's winning tap
     scalars = _job(_MAX_BACKWARD, out.dtype, data.shape[2:], grad.shape[2:], kernel, stride, pad)
-    launcher().launch(_library(), data.shape[0] * data.shape[1], [out, best, where], [data, grad], scalars)
+    launcher().launch(_library(), data.shape[0] * data.shape[1], [out, where], [data, grad], scalars)
     return out
 
 
