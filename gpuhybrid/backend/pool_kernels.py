@@ -10,51 +10,20 @@ extension), else ``ops.pool`` keeps its NumPy route.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 import struct
-import subprocess
-from pathlib import Path
 
 import numpy as np
 
-from . import host_threads
-from .compile_cache import entry_key, load_cached
-from .host_compiler import HostCompileError, find_host_compiler
-from .host_launch import launcher
-from .kernel_files import kernel_dir
+from . import c_kernels
 
 _JOB = struct.Struct("@17q")            # is_double, mode, then 5 triples (gh_pool_job)
 _MAX_FORWARD, _MAX_BACKWARD = 0, 1
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# -O3 -march=native: the stride-1 inner loops vectorise; no -ffast-math (NaN tests and IEEE sums kept)
-_FLAGS = ("-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
 
 
-@functools.lru_cache(maxsize=None)
-def _library():
-    """The loaded ``kernels/gh_pool.c`` (its packed kernel's address), or None where it cannot run."""
-    compiler = find_host_compiler()
-    if compiler is None or launcher() is None:
-        return None
-    try:
-        host_threads.runtime()      # the pool, loaded (RTLD_GLOBAL) first: the kernel calls its gh_part
-    except (HostCompileError, OSError):
-        return None
-    source = (kernel_dir() / "gh_pool.c").read_text()
-    key = entry_key(source, compiler.identity, *_FLAGS, "gh-pool")
-
-    def build(out: Path) -> None:
-        command = [compiler.path, *_FLAGS, "-", "-o", str(out)]
-        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise OSError(f"{compiler.path} could not compile kernels/gh_pool.c:\n{result.stderr.strip()}")
-
-    library = load_cached("pool", key, ".so", build, lambda path: ctypes.CDLL(str(path)))
-    library.gh_pool_job_size.restype = ctypes.c_size_t
-    if library.gh_pool_job_size() != _JOB.size:
-        raise AssertionError("backend.pool_kernels._JOB does not match gh_pool_job in kernels/gh_pool.c")
-    return ctypes.cast(library.gh_pool_packed, ctypes.c_void_p).value
+def _library() -> int | None:
+    """The address of ``kernels/gh_pool.c``'s packed kernel, or None where it cannot run."""
+    return c_kernels.packed_entry("gh_pool.c", "gh_pool_packed", "gh_pool_job_size", _JOB.size)
 
 
 def available() -> bool:
@@ -86,7 +55,7 @@ def max_forward(out, data, kernel, stride, pad):
     windows are cut there)."""
     _check(out, data)
     scalars = _job(_MAX_FORWARD, out.dtype, data.shape[2:], out.shape[2:], kernel, stride, pad)
-    launcher().launch(_library(), data.shape[0] * data.shape[1], [out], [data], scalars)
+    c_kernels.launch(_library(), data.shape[0] * data.shape[1], [out], [data], scalars)
     return out
 
 
@@ -97,7 +66,7 @@ def max_backward(out, data, grad, kernel, stride, pad):
     _check(out, data, grad)
     where = np.empty(grad.shape, dtype=np.int32)       # each window's winning tap
     scalars = _job(_MAX_BACKWARD, out.dtype, data.shape[2:], grad.shape[2:], kernel, stride, pad)
-    launcher().launch(_library(), data.shape[0] * data.shape[1], [out, where], [data, grad], scalars)
+    c_kernels.launch(_library(), data.shape[0] * data.shape[1], [out, where], [data, grad], scalars)
     return out
 
 
