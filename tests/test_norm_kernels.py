@@ -24,7 +24,8 @@ def reference(x, gamma, beta, axis, eps, fix_gamma):
     mean, var = x.mean(axis=others), x.var(axis=others)
     shape = [1] * x.ndim
     shape[axis] = -1
-    scale = (1.0 if fix_gamma else gamma.astype(np.float64).reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    gain = 1.0 if fix_gamma else gamma.astype(np.float64).reshape(shape)
+    scale = gain / np.sqrt(var.reshape(shape) + eps)
     return (x - mean.reshape(shape)) * scale + beta.astype(np.float64).reshape(shape), mean, var
 
 
@@ -66,8 +67,8 @@ def test_batch_norm_op_on_the_kernel_route_over_the_pool(threads):
         gamma, beta = rng.standard_normal(64).astype(np.float32), rng.standard_normal(64).astype(np.float32)
         moving_mean, moving_var = np.zeros(64, np.float32), np.ones(64, np.float32)
         with autograd.train_mode():
-            y, new_mean, new_var = nd.BatchNorm(*(nd.array(a) for a in (x, gamma, beta, moving_mean, moving_var)),
-                                                momentum=0.9, eps=1e-5)
+            arrays = (nd.array(a) for a in (x, gamma, beta, moving_mean, moving_var))
+            y, new_mean, new_var = nd.BatchNorm(*arrays, momentum=0.9, eps=1e-5)
         ref_y, ref_mean, ref_var = reference(x, gamma, beta, 1, 1e-5, False)
         np.testing.assert_allclose(y.asnumpy(), ref_y, atol=2e-5 * np.abs(ref_y).max())
         np.testing.assert_allclose(new_mean.asnumpy(), 0.1 * ref_mean, rtol=1e-6)
