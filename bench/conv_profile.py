@@ -3,8 +3,9 @@
 Every plan step is timed (wall clock and the process's CPU time, all threads), summed over the timed
 calls and grouped by what the step is (the op of its node: a GEMM, im2col, a fused epilogue, BatchNorm's
 reductions, pooling, ...); the training step's phases outside the plans (the Trainer's update, autograd's
-bookkeeping) are timed as well. ``CPU/wall`` near the thread count means every thread was busy for that
-group; near 1 that it ran on one thread. Run it with ``GPUHYBRID_NUM_THREADS=1`` and 2 and compare the
+bookkeeping) are timed as well. CPU time over wall time near the thread count means every thread was busy
+for that group; near 1 that it ran on one thread; below 1 that the process waited for a core (on a
+loaded machine compare CPU times: wall times there say more about the load than about the code). Run it with ``GPUHYBRID_NUM_THREADS=1`` and 2 and compare the
 groups' wall times to see which scale.
 
     python bench/conv_profile.py [forward|train] [--batch 16] [--calls 20] [--steps] [--json PATH]
@@ -157,8 +158,8 @@ def main() -> None:
     for name, (w, u, n) in rows:
         if w / args.calls < 20e-6:
             continue
-        print(f"  {name:<64} {w / args.calls * 1e3:7.2f} ms {100 * w / args.calls / wall:5.1f}%  "
-              f"x{n // args.calls:<3} CPU/wall {u / w if w else 0:.2f}")
+        print(f"  {name:<60} {w / args.calls * 1e3:7.2f} ms {100 * w / args.calls / wall:5.1f}%  "
+              f"x{n // args.calls:<3} CPU {u / args.calls * 1e3:7.2f} ms ({u / w if w else 0:.2f} of wall)")
     if args.steps:
         singles = sorted(((k[5:], v) for k, v in STEP_TIMES.items() if k.startswith("step:")),
                          key=lambda item: -item[1][0])
