@@ -14,6 +14,11 @@
  * The data is seen as (outer, channels, inner): the axes before the channel axis, the channel axis and the
  * axes after it, C-contiguous. Arrays: y (like the data), mean (channels), var (channels) -- the batch's
  * biased variance --, data, gamma, beta (channels).
+ *
+ * The same sums serve the reductions over every axis but the channel's that BatchNorm's gradient takes
+ * (mode GH_NORM_CHANNEL_SUM / _MEAN; arrays: out (channels), data): the sums of the gradient and of the
+ * gradient times the normalised data, the mean and variance again -- NumPy's reductions over those axes
+ * took 6.7 ms of ResNet-18's training step at batch 16 on one thread.
  */
 #include <math.h>
 #include <stddef.h>
@@ -21,13 +26,35 @@
 typedef struct { long long begin, end; } gh_span;
 gh_span gh_part(long long n, long long grain);
 
+enum { GH_NORM_BATCH = 0, GH_NORM_CHANNEL_SUM = 1, GH_NORM_CHANNEL_MEAN = 2 };
+
 typedef struct {                /* every field 8 bytes: Python packs it as the kernel's scalars */
-  long long is_double, outer, channels, inner, fix_gamma;
+  long long is_double, mode, outer, channels, inner, fix_gamma;
   double eps;
 } gh_norm_job;
 
 #define GH_NORM_KERNELS(T, SUFFIX, SQRT)                                                                   \
-  /* The sum over one channel of f(value), eight partial sums in double (independent additions). */      \
+  /* The sum of one channel's values, eight partial sums in double (independent additions). */            \
+  static double channel_sum_##SUFFIX(const gh_norm_job* j, const T* x, long long c) {                      \
+    const long long inner = j->inner, stride = j->channels * inner;                                        \
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                             \
+    for (long long o = 0; o < j->outer; ++o) {                                                             \
+      const T* row = x + o * stride + c * inner;                                                           \
+      long long i = 0;                                                                                     \
+      for (; i + 8 <= inner; i += 8)                                                                       \
+        for (int k = 0; k < 8; ++k) part[k] += row[i + k];                                                 \
+      for (; i < inner; ++i) part[i & 7] += row[i];                                                        \
+    }                                                                                                      \
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));      \
+  }                                                                                                        \
+                                                                                                           \
+  /* A reduction over every axis but the channel's: out[c] = the sum (or the mean) of channel c. */      \
+  static void reduce_##SUFFIX(const gh_norm_job* j, long long c, void* const* arrays) {                    \
+    const double sum = channel_sum_##SUFFIX(j, (const T*)arrays[1], c);                                    \
+    ((T*)arrays[0])[c] = (T)(j->mode == GH_NORM_CHANNEL_MEAN ? sum / (double)(j->outer * j->inner) : sum);  \
+  }                                                                                                        \
+                                                                                                           \
+  /* BatchNorm on channel c: its mean, biased variance and normalisation (arrays as at the top). */       \
   static void channel_##SUFFIX(const gh_norm_job* j, long long c, void* const* arrays) {                   \
     T* y = (T*)arrays[0];                                                                                  \
     T* mean_out = (T*)arrays[1];                                                                           \
@@ -37,17 +64,8 @@ typedef struct {                /* every field 8 bytes: Python packs it as the k
     const T* beta = (const T*)arrays[5];                                                                   \
     const long long inner = j->inner, stride = j->channels * inner;                                        \
     const double count = (double)(j->outer * inner);                                                       \
+    const T mean = (T)(channel_sum_##SUFFIX(j, x, c) / count);                                             \
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                             \
-    for (long long o = 0; o < j->outer; ++o) {                                                             \
-      const T* row = x + o * stride + c * inner;                                                           \
-      long long i = 0;                                                                                     \
-      for (; i + 8 <= inner; i += 8)                                                                       \
-        for (int k = 0; k < 8; ++k) part[k] += row[i + k];                                                 \
-      for (; i < inner; ++i) part[i & 7] += row[i];                                                        \
-    }                                                                                                      \
-    const T mean = (T)((((part[0] + part[1]) + (part[2] + part[3])) +                                      \
-                        ((part[4] + part[5]) + (part[6] + part[7]))) / count);                             \
-    for (int k = 0; k < 8; ++k) part[k] = 0;                                                               \
     for (long long o = 0; o < j->outer; ++o) {                                                             \
       const T* row = x + o * stride + c * inner;                                                           \
       long long i = 0;                                                                                     \
@@ -90,10 +108,10 @@ void gh_norm_packed(long long channels, void* const* arrays, const unsigned char
   const gh_norm_job* job = (const gh_norm_job*)scalars;
   gh_span span = gh_part(channels, 1);
   for (long long c = span.begin; c < span.end; ++c) {
-    if (job->is_double)
-      channel_f64(job, c, arrays);
+    if (job->mode != GH_NORM_BATCH)
+      job->is_double ? reduce_f64(job, c, arrays) : reduce_f32(job, c, arrays);
     else
-      channel_f32(job, c, arrays);
+      job->is_double ? channel_f64(job, c, arrays) : channel_f32(job, c, arrays);
   }
 }
 

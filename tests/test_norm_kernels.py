@@ -81,3 +81,38 @@ def test_wrong_arrays_are_refused():
     x = np.zeros((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match="C-contiguous float32/float64"):
         norm_kernels.batch_norm_training(x, np.ones(3, np.float64), np.zeros(3, np.float32), 1, 1e-5, False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 12), min_size=2, max_size=4), axis_draw=st.integers(0, 3),
+       dtype=st.sampled_from([np.float32, np.float64]), mean=st.booleans(), offset=st.sampled_from([0.0, 1e3]),
+       seed=st.integers(0, 2**31))
+def test_channel_reduce_matches_float64(shape, axis_draw, dtype, mean, offset, seed):
+    axis = axis_draw % len(shape)
+    x = (offset + np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+    out = norm_kernels.channel_reduce(x, axis, mean, np.empty(shape[axis], dtype))
+    others = tuple(i for i in range(len(shape)) if i != axis)
+    wide = x.astype(np.float64)
+    expected = (wide.mean if mean else wide.sum)(axis=others)
+    magnitude = (np.abs(wide).mean if mean else np.abs(wide).sum)(axis=others)   # what rounding scales with
+    assert np.all(np.abs(out - expected) <= 4 * np.finfo(dtype).eps * magnitude)
+
+
+@pytest.mark.parametrize("op", ["sum", "mean"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions_over_all_axes_but_one_take_the_kernel(op, keepdims):
+    """nd.sum / nd.mean over (0, 2, 3) of (16, 32, 8, 8) data (BatchNorm's gradient), eager and into a
+    preallocated output (plans), against float64; other axes and small data keep NumPy's route."""
+    from gpuhybrid.ops import get_op
+    x = (5 + np.random.default_rng(7).standard_normal((16, 32, 8, 8))).astype(np.float32)
+    assert norm_kernels.channel_axis(x, (0, 2, 3), x.dtype) == 1
+    assert norm_kernels.channel_axis(x, (2, 3), x.dtype) is None
+    assert norm_kernels.channel_axis(x[:2, :2], (0, 2, 3), x.dtype) is None      # below the minimum
+    expected = getattr(x.astype(np.float64), op)(axis=(0, 2, 3), keepdims=keepdims)
+    got = getattr(nd, op)(nd.array(x), axis=(0, 2, 3), keepdims=keepdims).asnumpy()
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    reduction = get_op(op)
+    out = np.full(expected.shape, np.nan, np.float32)
+    reduction.eager_into(gh.cpu(), [x], reduction.parse_attrs({"axis": (0, 2, 3), "keepdims": keepdims}), [out])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
