@@ -85,8 +85,8 @@ def test_wrong_arrays_are_refused():
 
 @settings(max_examples=40, deadline=None)
 @given(shape=st.lists(st.integers(1, 12), min_size=2, max_size=4), axis_draw=st.integers(0, 3),
-       dtype=st.sampled_from([np.float32, np.float64]), mean=st.booleans(), offset=st.sampled_from([0.0, 1e3]),
-       seed=st.integers(0, 2**31))
+       dtype=st.sampled_from([np.float32, np.float64]), mean=st.booleans(),
+       offset=st.sampled_from([0.0, 1e3]), seed=st.integers(0, 2**31))
 def test_channel_reduce_matches_float64(shape, axis_draw, dtype, mean, offset, seed):
     axis = axis_draw % len(shape)
     x = (offset + np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
@@ -114,5 +114,6 @@ def test_reductions_over_all_axes_but_one_take_the_kernel(op, keepdims):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     reduction = get_op(op)
     out = np.full(expected.shape, np.nan, np.float32)
-    reduction.eager_into(gh.cpu(), [x], reduction.parse_attrs({"axis": (0, 2, 3), "keepdims": keepdims}), [out])
+    attrs = reduction.parse_attrs({"axis": (0, 2, 3), "keepdims": keepdims})
+    reduction.eager_into(gh.cpu(), [x], attrs, [out])
     np.testing.assert_allclose(out, expected, rtol=1e-6)
