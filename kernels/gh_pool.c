@@ -137,7 +137,8 @@ static inline void taps_inside(const gh_pool_job* j, int axis, long long o, long
               const long long base = (od * j->out[1] + oh) * j->out[2];                                    \
               const long long tap = (kd * j->kernel[1] + kh) * j->kernel[2];                               \
               for (long long kw = kw0, ow = ow0; kw < j->kernel[2] && ow >= 0; kw += sw, --ow)            \
-                if (ow < j->out[2] && where[base + ow] == tap + kw) sum += g[base + ow];                   \
+                if (ow < j->out[2])            /* a select, not a branch: which tap won is random */      \
+                  sum += where[base + ow] == tap + kw ? g[base + ow] : (T)0;    /* sum is never -0 */   \
             }                                                                                              \
           }                                                                                                \
           row[iw] = sum;                                                                                   \
