@@ -50,8 +50,8 @@ def main() -> None:
     train = gpuhybrid_train_runner(resnet18_train_case(16), gh.cpu(), mode)
     figures = {"forward": per_call(lambda: net(x).wait_to_read(), 10),
                "train": per_call(lambda: (train.call(), train.sync()), 3)}
-    print(json.dumps({"src": gh.__file__.split("/gpuhybrid/")[0], "mode": mode, "threads": gh.get_num_threads(),
-                      "load": os.getloadavg()[0], **figures}))
+    print(json.dumps({"src": gh.__file__.split("/gpuhybrid/")[0], "mode": mode,
+                      "threads": gh.get_num_threads(), "load": os.getloadavg()[0], **figures}))
 
 
 if __name__ == "__main__":
