@@ -3,10 +3,9 @@
  * NumPy pools one kernel offset at a time: a padded copy of the data, then one strided pass per tap, and
  * the gradient a where() and a scatter-add per tap. Measured in ResNet-18's training step at batch 16 (the
  * stem's 3x3/2 max pooling over (16, 64, 16, 16)) that was 0.8 ms forward and 7.5 ms backward (CPU time,
- * this project's loaded 2-core machine), unthreaded; these loops take 0.9 and 3.4 ms on one thread and
- * split over gpuhybrid's thread pool
- * (gh_parallel_run in gh_threads.c) one (sample, channel) plane per unit, so units never write the same
- * memory. The results are NumPy's bit for bit (ops/pool.py's _Windows):
+ * this project's loaded 2-core machine), unthreaded; these loops take 0.8 and 2.1 ms on one thread and split
+ * over gpuhybrid's thread pool (gh_parallel_run in gh_threads.c), one (sample, channel) plane per unit,
+ * so units never write the same memory. The results are NumPy's bit for bit (ops/pool.py's _Windows):
  *   - forward: the maximum over the window's taps inside the data (padding is -inf, which never wins),
  *     NaN when any tap is NaN (numpy.maximum);
  *   - backward: each output's gradient goes to the first tap, in kernel-offset order, that is strictly
@@ -18,9 +17,10 @@
  * Arrays, by mode:  forward: out (N, C, *out), data (N, C, *in);
  *                   backward: out (N, C, *in), a workspace of the output's shape (int32: each window's
  *                   winning tap), data (N, C, *in), grad (N, C, *out).
- * Each output loops over its window's taps and each input of the gradient gathers from the windows that
- * cover it (a few taps each, in registers): looping over taps with a row of outputs each (as NumPy does)
- * costs a loop set-up per row, and ResNet's rows are 8 outputs long.
+ * Each output loops over its window's taps (in registers, with selects rather than branches: which tap
+ * wins is random, and mispredicted branches made a first version 2x slower than NumPy); the gradient adds
+ * offset by offset over rows of outputs (an input gathers from the windows covering it instead where an
+ * axis has more than GH_POOL_TABLE taps).
  */
 #include <math.h>
 #include <stddef.h>
@@ -40,6 +40,26 @@ static inline void taps_inside(const gh_pool_job* j, int axis, long long o, long
   const long long start = o * j->stride[axis] - j->pad[axis];
   *lo = start < 0 ? -start : 0;
   *hi = j->in[axis] - start < j->kernel[axis] ? j->in[axis] - start : j->kernel[axis];
+}
+
+#define GH_POOL_TABLE 16             /* taps per axis up to which the gradient scatters offset by offset */
+
+/* Per axis and tap, the outputs [lo, hi) whose tap reads inside the data; 0 (nothing filled) when an axis
+ * has more than GH_POOL_TABLE taps. Once per chunk: two divisions each. */
+static int output_ranges(const gh_pool_job* j, long long lo[3][GH_POOL_TABLE],
+                         long long hi[3][GH_POOL_TABLE]) {
+  for (int axis = 0; axis < 3; ++axis)
+    if (j->kernel[axis] > GH_POOL_TABLE) return 0;
+  for (int axis = 0; axis < 3; ++axis)
+    for (long long k = 0; k < j->kernel[axis]; ++k) {
+      const long long offset = k - j->pad[axis], s = j->stride[axis];
+      const long long first = offset >= 0 ? 0 : (-offset + s - 1) / s;
+      const long long last = j->in[axis] - 1 - offset < 0 ? -1 : (j->in[axis] - 1 - offset) / s;
+      lo[axis][k] = first;
+      hi[axis][k] = last + 1 < j->out[axis] ? last + 1 : j->out[axis];
+      if (hi[axis][k] < lo[axis][k]) hi[axis][k] = lo[axis][k];
+    }
+  return 1;
 }
 
 #define GH_POOL_KERNELS(T, SUFFIX)                                                                         \
@@ -150,6 +170,32 @@ static inline void taps_inside(const gh_pool_job* j, int axis, long long o, long
     }                                                                                                      \
   }                                                                                                        \
                                                                                                            \
+  /* The same sums, offset by offset (the scatter's own order), for kernels of at most GH_POOL_TABLE taps \
+   * per axis: `lo`/`hi` give per axis and tap the outputs whose tap lies inside the data. Each pass is a \
+   * run of adds through selects over a row of outputs, half the work of gathering per input. */          \
+  static void max_scatter_plane_##SUFFIX(const gh_pool_job* j, const long long (*lo)[GH_POOL_TABLE],      \
+                                         const long long (*hi)[GH_POOL_TABLE], const int* where,           \
+                                         const T* g, T* dx) {                                              \
+    const long long in_size = j->in[0] * j->in[1] * j->in[2];                                              \
+    for (long long i = 0; i < in_size; ++i) dx[i] = 0;                                                     \
+    const long long sw = j->stride[2];                                                                     \
+    int tap = 0;                                                                                           \
+    for (long long kd = 0; kd < j->kernel[0]; ++kd)                                                        \
+      for (long long kh = 0; kh < j->kernel[1]; ++kh)                                                      \
+        for (long long kw = 0; kw < j->kernel[2]; ++kw, ++tap)                                             \
+          for (long long od = lo[0][kd]; od < hi[0][kd]; ++od)                                             \
+            for (long long oh = lo[1][kh]; oh < hi[1][kh]; ++oh) {                                         \
+              const long long id = od * j->stride[0] + kd - j->pad[0];                                     \
+              const long long ih = oh * j->stride[1] + kh - j->pad[1];                                     \
+              T* row = dx + (id * j->in[1] + ih) * j->in[2] + kw - j->pad[2];                              \
+              const long long first = (od * j->out[1] + oh) * j->out[2];                                   \
+              const int* won = where + first;                                                              \
+              const T* grad_row = g + first;                                                               \
+              for (long long ow = lo[2][kw]; ow < hi[2][kw]; ++ow)   /* dx is never -0: adding 0 keeps it */ \
+                row[ow * sw] += won[ow] == tap ? grad_row[ow] : (T)0;                                      \
+            }                                                                                              \
+  }                                                                                                        \
+                                                                                                           \
   static void run_##SUFFIX(const gh_pool_job* j, void* const* arrays, gh_span span) {                      \
     const long long in_size = j->in[0] * j->in[1] * j->in[2], out_size = j->out[0] * j->out[1] * j->out[2]; \
     T* out = (T*)arrays[0];                                                                                \
@@ -162,10 +208,17 @@ static inline void taps_inside(const gh_pool_job* j, int axis, long long o, long
     int* where = (int*)arrays[1];                                                                          \
     const T* data = (const T*)arrays[2];                                                                   \
     const T* grad = (const T*)arrays[3];                                                                   \
+    long long lo[3][GH_POOL_TABLE], hi[3][GH_POOL_TABLE];                                                  \
+    const int table = output_ranges(j, lo, hi);                                                            \
     for (long long plane = span.begin; plane < span.end; ++plane) {                                        \
       argmax_plane_##SUFFIX(j, data + plane * in_size, where + plane * out_size);                          \
-      max_backward_plane_##SUFFIX(j, where + plane * out_size, grad + plane * out_size,                    \
-                                  out + plane * in_size);                                                  \
+      if (table)                                                                                           \
+        max_scatter_plane_##SUFFIX(j, (const long long(*)[GH_POOL_TABLE])lo,                               \
+                                   (const long long(*)[GH_POOL_TABLE])hi, where + plane * out_size,        \
+                                   grad + plane * out_size, out + plane * in_size);                        \
+      else                                                                                                 \
+        max_backward_plane_##SUFFIX(j, where + plane * out_size, grad + plane * out_size,                  \
+                                    out + plane * in_size);                                                \
     }                                                                                                      \
   }
 

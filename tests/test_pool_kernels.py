@@ -111,3 +111,19 @@ def test_wrong_arrays_are_refused():
     x = np.zeros((1, 1, 4, 4), np.float32)
     with pytest.raises(ValueError, match="C-contiguous float32/float64"):
         pool_kernels.max_forward(np.empty((1, 1, 2, 2), np.float64), x, (2, 2), (2, 2), (0, 0))
+
+
+@pytest.mark.parametrize("shape, kernel, stride, pad", [((2, 3, 40), (20,), (3,), (5,)),
+                                                        ((1, 2, 19, 6), (17, 2), (2, 1), (8, 1))])
+def test_kernels_longer_than_the_scatter_table_gather_instead(shape, kernel, stride, pad):
+    """More than 16 taps on an axis: the gradient gathers per input (the scatter's tables would not fit)."""
+    rng = np.random.default_rng(len(shape))
+    x = _data(shape, np.float64, True, rng)
+    attrs = {"kernel": kernel, "stride": stride, "pad": pad, "pool_type": "max", "global_pool": False,
+             "pooling_convention": "full", "p_value": 2, "count_include_pad": True, "layout": None}
+    expected = _Windows(np, shape, attrs, x, -np.inf).max()
+    got = pool_kernels.max_forward(np.empty(expected.shape), x, kernel, stride, pad)
+    np.testing.assert_array_equal(got, expected)
+    g = rng.standard_normal(expected.shape)
+    dx = pool_kernels.max_backward(np.empty(shape), x, g, kernel, stride, pad)
+    np.testing.assert_array_equal(dx, _numpy_backward(x, g, attrs))
