@@ -6,6 +6,12 @@ through ``pointwise``: on a GPU one generated kernel each, built from a scalar C
 the eager elementwise ops are, on the CPU the same formula in NumPy. Both compute in the promoted dtype
 of the operands with float16 raised to float32, and store in the dtype the shape/dtype rule gives, so
 the declared launch counts hold whatever the dtypes of gamma, beta and the moving statistics are.
+
+On the CPU, BatchNorm on the batch's statistics (training) with float32/float64 data, gamma and beta of
+one dtype runs in ``kernels/gh_norm.c`` instead (``backend.norm_kernels``): one channel per unit of the
+thread pool, three passes over each channel while it is in cache, sums carried in double; the
+normalisation rounds as the NumPy formula does. ResNet-18's training step at batch 16 spent 8.7 ms of its
+141 (one thread) in the NumPy route.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import math
 
 import numpy as np
 
+from ..backend import norm_kernels
 from ..backend.cuda_elementwise import launch_elementwise
 from ..backend.dtypes import compute_dtype
 from ..errors import OpValueError, ShapeError
@@ -162,6 +169,13 @@ def _moving_average(moving, batch, momentum, batch_weight):
     return moving * momentum + batch * batch_weight
 
 
+def _training_kernel_runs(device, x, gamma, beta, out_spec) -> bool:
+    """Whether BatchNorm on the batch's statistics runs in kernels/gh_norm.c: on the CPU, for float32 or
+    float64 data whose gamma, beta and result share its dtype, where the host compiler can build it."""
+    return (not device.is_gpu and x.dtype in norm_kernels.DTYPES and gamma.dtype == beta.dtype == x.dtype
+            and out_spec.dtype == x.dtype and norm_kernels.available())
+
+
 def _batch_norm_eager(device, inputs, attrs, outs):
     x, gamma, beta, moving_mean, moving_var = inputs
     if x.size == 0:
@@ -174,12 +188,20 @@ def _batch_norm_eager(device, inputs, attrs, outs):
     channels = x.shape[axis]
     vector_shape = _channel_shape(x.ndim, axis, channels)
     if _uses_batch_stats(attrs):
-        mean, var = _batch_stats(device, x, tuple(i for i in range(x.ndim) if i != axis))
+        kernel = _training_kernel_runs(device, x, gamma, beta, outs[0])
+        if kernel:
+            y, mean, var = norm_kernels.batch_norm_training(
+                np.ascontiguousarray(x), np.ascontiguousarray(gamma), np.ascontiguousarray(beta), axis,
+                attrs["eps"], attrs["fix_gamma"])
+        else:
+            mean, var = _batch_stats(device, x, tuple(i for i in range(x.ndim) if i != axis))
         weights = {"momentum": attrs["momentum"], "batch_weight": 1.0 - attrs["momentum"]}
         new_mean = pointwise(device, "norm_moving", MOVING_EXPR, _moving_average,
                              [moving_mean, mean.reshape(channels)], weights, outs[1])
         new_var = pointwise(device, "norm_moving", MOVING_EXPR, _moving_average,
                             [moving_var, var.reshape(channels)], weights, outs[2])
+        if kernel:
+            return [y, new_mean, new_var]
     else:
         mean, var = moving_mean.reshape(vector_shape), moving_var.reshape(vector_shape)
         new_mean, new_var = moving_mean, moving_var     # unchanged, as MXNet outside training

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import norm_kernels
 from ..errors import DTypeError, OpValueError, ShapeError
 from .attrs import Attr
 from .registry import (OpDef, TensorSpec, into_by_copy, normalize_axis, register, require_float,
@@ -55,6 +56,9 @@ def reduce_eager(op: str):
             return _c_order(xp, xp.asarray((xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep)))
         if op == "mean" and x.size == 0:  # the mean of nothing is NaN; NumPy would also warn
             return xp.full(outs[0].shape, np.nan, dtype=out_dtype)
+        kept = norm_kernels.channel_axis(x, axes, out_dtype) if op != "prod" else None
+        if kept is not None:     # over all axes but one (BatchNorm's gradient): a threaded C kernel
+            return norm_kernels.channel_reduce(x, kept, op == "mean", np.empty(outs[0].shape, out_dtype))
         # float16 accumulates in float32 (as CuPy does on the GPU), then rounds once.
         acc = np.float32 if out_dtype == np.float16 else out_dtype
         fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
@@ -82,6 +86,9 @@ def reduce_into(op: str):
             return (xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep, out=out)
         if out.dtype == np.float16 or x.size == 0:
             return into_by_copy(eager, device, inputs, attrs, outputs)
+        kept = norm_kernels.channel_axis(x, axes, out.dtype) if op != "prod" else None
+        if kept is not None and out.flags.c_contiguous:
+            return norm_kernels.channel_reduce(x, kept, op == "mean", out)
         fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
         with np.errstate(all="ignore"):
             return fn(x, axis=axes, keepdims=keep, dtype=out.dtype, out=out)
