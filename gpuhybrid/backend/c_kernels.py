@@ -1,8 +1,9 @@
-"""Hand-written CPU kernels in ``kernels/*.c`` (pooling, BatchNorm's statistics): each compiled once by the
-host compiler through the kernel cache, loaded after the thread pool (whose ``gh_part`` it calls) and run
-through the launcher extension over the pool, as generated kernels are.
+"""Hand-written CPU kernels in ``kernels/*.c`` (pooling, BatchNorm's statistics, depthwise convolutions,
+the convolution's column copies): each compiled once by the host compiler through the kernel cache, loaded
+after the thread pool (whose ``gh_part`` it calls) and run through the launcher extension over the pool, as
+generated kernels are.
 
-``packed_entry(file, job_size_symbol, job_size)`` gives the address of a file's packed kernel, or None where
+``packed_entries(file, entries, job_sizes)`` gives the addresses of a file's packed kernels, or None where
 it cannot run here (no host compiler or no launcher extension); the size of the file's job struct is
 checked against the Python side's ``struct`` so that the two cannot drift apart.
 """
@@ -26,8 +27,10 @@ FLAGS = ("-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno", "-ffp
 
 
 @functools.lru_cache(maxsize=None)
-def packed_entry(file: str, entry: str, job_size_symbol: str, job_size: int) -> int | None:
-    """The address of ``entry`` in ``kernels/<file>``, built and loaded once; None where it cannot run."""
+def packed_entries(file: str, entries: tuple, job_sizes: tuple) -> dict | None:
+    """The addresses of the packed kernels ``entries`` in ``kernels/<file>`` by name, built and loaded
+    once; None where they cannot run here. ``job_sizes``: (symbol, size) pairs, each a C function giving
+    the size of a job struct and the size of its Python ``struct`` mirror."""
     compiler = find_host_compiler()
     if compiler is None or launcher() is None:
         return None
@@ -45,12 +48,19 @@ def packed_entry(file: str, entry: str, job_size_symbol: str, job_size: int) -> 
             raise OSError(f"{compiler.path} could not compile kernels/{file}:\n{result.stderr.strip()}")
 
     library = load_cached(Path(file).stem, key, ".so", build, lambda path: ctypes.CDLL(str(path)))
-    size = getattr(library, job_size_symbol)
-    size.restype = ctypes.c_size_t
-    if size() != job_size:
-        raise AssertionError(f"the job struct of kernels/{file} is {size()} bytes, its Python mirror "
-                             f"{job_size}: update both together")
-    return ctypes.cast(getattr(library, entry), ctypes.c_void_p).value
+    for symbol, job_size in job_sizes:
+        size = getattr(library, symbol)
+        size.restype = ctypes.c_size_t
+        if size() != job_size:
+            raise AssertionError(f"the job struct behind {symbol} in kernels/{file} is {size()} bytes, its "
+                                 f"Python mirror {job_size}: update both together")
+    return {name: ctypes.cast(getattr(library, name), ctypes.c_void_p).value for name in entries}
+
+
+def packed_entry(file: str, entry: str, job_size_symbol: str, job_size: int) -> int | None:
+    """The address of the one packed kernel ``entry`` in ``kernels/<file>`` (``packed_entries``)."""
+    found = packed_entries(file, (entry,), ((job_size_symbol, job_size),))
+    return None if found is None else found[entry]
 
 
 def launch(entry: int, units: int, outputs: list, inputs: list, scalars: bytes):
@@ -58,4 +68,4 @@ def launch(entry: int, units: int, outputs: list, inputs: list, scalars: bytes):
     return launcher().launch(entry, units, outputs, inputs, scalars)
 
 
-__all__ = ["FLAGS", "packed_entry", "launch"]
+__all__ = ["FLAGS", "packed_entries", "packed_entry", "launch"]

@@ -12,56 +12,25 @@ and the launcher extension), else callers take NumPy.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 import struct
-import subprocess
-from pathlib import Path
 
 import numpy as np
 
-from . import host_threads
-from .compile_cache import entry_key, load_cached
-from .host_compiler import HostCompileError, find_host_compiler
-from .host_launch import launcher
-from .kernel_files import kernel_dir
+from . import c_kernels
 
 _GEOMETRY_JOB = struct.Struct("@21q")   # is_double, batch, channels, then 6 triples (gh_columns_job)
 _SWAP_JOB = struct.Struct("@4q")        # first, second, rest, itemsize (gh_swap_job)
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# -O3 -march=native: the stride-1 inner loops vectorise; no -ffast-math (col2im's sums keep their order)
-_FLAGS = ("-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
 _ENTRIES = ("gh_im2col_packed", "gh_col2im_packed", "gh_swap_packed")
 
 
-@functools.lru_cache(maxsize=None)
-def _library():
+def _library() -> dict | None:
     """The addresses of the packed kernels of ``kernels/gh_columns.c`` by name, or None where they
     cannot run."""
-    compiler = find_host_compiler()
-    if compiler is None or launcher() is None:
-        return None
-    try:
-        host_threads.runtime()      # the pool, loaded (RTLD_GLOBAL) first: the kernels call its gh_part
-    except (HostCompileError, OSError):
-        return None
-    source = (kernel_dir() / "gh_columns.c").read_text()
-    key = entry_key(source, compiler.identity, *_FLAGS, "gh-columns")
-
-    def build(out: Path) -> None:
-        command = [compiler.path, *_FLAGS, "-", "-o", str(out)]
-        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise OSError(f"{compiler.path} could not compile kernels/gh_columns.c:\n{result.stderr.strip()}")
-
-    library = load_cached("columns", key, ".so", build, lambda path: ctypes.CDLL(str(path)))
-    for name, job in (("gh_columns_job_size", _GEOMETRY_JOB), ("gh_swap_job_size", _SWAP_JOB)):
-        getattr(library, name).restype = ctypes.c_size_t
-        if getattr(library, name)() != job.size:
-            raise AssertionError(f"backend.columns: the job packed for {name[:-5]} does not match "
-                                 "kernels/gh_columns.c")
-    return {name: ctypes.cast(getattr(library, name), ctypes.c_void_p).value for name in _ENTRIES}
+    return c_kernels.packed_entries("gh_columns.c", _ENTRIES, (("gh_columns_job_size", _GEOMETRY_JOB.size),
+                                                              ("gh_swap_job_size", _SWAP_JOB.size)))
 
 
 def available() -> bool:
@@ -90,7 +59,7 @@ def im2col(columns, data, geom, out_spatial: tuple):
     *out)) = the windows of ``data`` (N, C, *in), zeros where a tap lands in the padding."""
     scalars = _geometry_job(columns.dtype, data.shape, tuple(out_spatial), geom)
     rows = data.shape[1] * math.prod(geom.kernel)
-    launcher().launch(_library()["gh_im2col_packed"], rows, [columns], [data], scalars)
+    c_kernels.launch(_library()["gh_im2col_packed"], rows, [columns], [data], scalars)
     return columns
 
 
@@ -99,7 +68,7 @@ def col2im(out, columns, geom, out_spatial: tuple):
     position (0 where none does)."""
     scalars = _geometry_job(out.dtype, out.shape, tuple(out_spatial), geom)
     planes = out.shape[0] * out.shape[1]
-    launcher().launch(_library()["gh_col2im_packed"], planes, [out], [columns], scalars)
+    c_kernels.launch(_library()["gh_col2im_packed"], planes, [out], [columns], scalars)
     return out
 
 
@@ -109,7 +78,7 @@ def swap_leading_axes(out, x, first: int, second: int):
         raise ValueError(f"the column kernels take float32 or float64 arrays, got {x.dtype}")
     rest = x.size // (first * second)
     scalars = _SWAP_JOB.pack(first, second, rest, x.dtype.itemsize)
-    launcher().launch(_library()["gh_swap_packed"], first * second, [out], [x], scalars)
+    c_kernels.launch(_library()["gh_swap_packed"], first * second, [out], [x], scalars)
     return out
 
 

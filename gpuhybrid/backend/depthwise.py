@@ -9,53 +9,21 @@ compiler and the launcher extension), else callers take the im2col route.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-import subprocess
 import struct
-from pathlib import Path
 
 import numpy as np
 
-from .compile_cache import entry_key, load_cached
-from .host_compiler import HostCompileError, find_host_compiler
-from .host_launch import launcher
-from .kernel_files import kernel_dir
-from . import host_threads
+from . import c_kernels
 
 _JOB = struct.Struct("@22q")            # is_double, mode, batch, channels, then 6 triples (gh_depthwise_job)
 _MODES = {"forward": 0, "data": 1, "weight": 2}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# -O3 -march=native: the stride-1 inner loops vectorise; no -ffast-math (sums keep their order)
-_FLAGS = ("-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
 
 
-@functools.lru_cache(maxsize=None)
-def _library():
-    """The loaded ``kernels/gh_depthwise.c`` (its packed kernel's address), or None where it cannot run."""
-    compiler = find_host_compiler()
-    if compiler is None or launcher() is None:
-        return None
-    try:
-        host_threads.runtime()      # the pool, loaded (RTLD_GLOBAL) first: the kernel calls its gh_part
-    except (HostCompileError, OSError):
-        return None
-    source = (kernel_dir() / "gh_depthwise.c").read_text()
-    key = entry_key(source, compiler.identity, *_FLAGS, "gh-depthwise")
-
-    def build(out: Path) -> None:
-        command = [compiler.path, *_FLAGS, "-", "-o", str(out)]
-        result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise OSError(f"{compiler.path} could not compile kernels/gh_depthwise.c:\n"
-                          f"{result.stderr.strip()}")
-
-    library = load_cached("depthwise", key, ".so", build, lambda path: ctypes.CDLL(str(path)))
-    library.gh_depthwise_job_size.restype = ctypes.c_size_t
-    if library.gh_depthwise_job_size() != _JOB.size:
-        raise AssertionError("backend.depthwise._JOB does not match gh_depthwise_job in "
-                             "kernels/gh_depthwise.c")
-    return ctypes.cast(library.gh_depthwise_packed, ctypes.c_void_p).value
+def _library() -> int | None:
+    """The address of ``kernels/gh_depthwise.c``'s packed kernel, or None where it cannot run."""
+    return c_kernels.packed_entry("gh_depthwise.c", "gh_depthwise_packed", "gh_depthwise_job_size",
+                                  _JOB.size)
 
 
 def available() -> bool:
@@ -79,7 +47,7 @@ def _run(mode: str, out, first, second, kernel, stride, dilate, pad, in_spatial,
                         *_triple(in_spatial, 1), *_triple(out_spatial, 1), *_triple(kernel, 1),
                         *_triple(stride, 1), *_triple(dilate, 1), *_triple(pad, 0))
     units = channels if mode == "weight" else batch * channels
-    launcher().launch(_library(), units, [out], [first, second], scalars)
+    c_kernels.launch(_library(), units, [out], [first, second], scalars)
     return out
 
 
