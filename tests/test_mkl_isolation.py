@@ -166,6 +166,29 @@ def test_an_mkl_that_cannot_be_linked_falls_back_to_openblas(tmp_path):
     _run(_FALLBACK, str(tmp_path))
 
 
+_LAYERS_MISSING = """
+import sys, warnings
+from pathlib import Path
+from gpuhybrid.backend import gemm
+folder = Path(sys.argv[1])
+(folder / "libmkl_rt.so.3").write_bytes(b"not a library")      # the layers of its version are not there
+gemm._mkl_library_path = lambda: folder / "libmkl_rt.so.3"
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    chosen = gemm.blas()
+assert chosen.name == "openblas", chosen
+found = [str(w.message) for w in caught if "libmkl_intel_lp64.so.3" in str(w.message)]
+assert len(found) == 1 and "next BLAS" in found[0], [str(w.message) for w in caught]
+print("ok")
+"""
+
+
+def test_an_mkl_without_its_layer_libraries_falls_back_with_a_warning(tmp_path):
+    """libmkl_rt without the layer libraries of its version beside it (another layout): one warning naming
+    what is missing (it fell back silently), and the private OpenBLAS runs the GEMMs."""
+    _run(_LAYERS_MISSING, str(tmp_path))
+
+
 _BORROWED = _PRELUDE + """
 import ctypes
 ctypes.CDLL(str(gemm._mkl_library_path()))    # as a NumPy built on MKL would have it

@@ -126,3 +126,38 @@ def test_depthwise_ops_check_their_operands():
         nd.depthwise_convolution_data(x, nd.ones((3, 1, 3, 3)), kernel=(3, 3), data_shape=(2, 4, 7, 7))
     with pytest.raises(gh.GhError, match="does not fit data"):
         nd.depthwise_convolution_weight(x, nd.ones((2, 3, 9, 9)), kernel=(3, 3))
+
+
+def _strided(x, dtype):
+    """``x`` as an NDArray whose data is a transposed view of channel-last data (not C-contiguous)."""
+    channel_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=dtype)
+    return nd.array(channel_last, dtype=dtype).transpose((0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_depthwise_ops_take_float16_and_strided_operands(dtype):
+    """float16 (which the kernels do not take) goes the NumPy route, and strided operands (a transposed
+    view) are read as they are: both raised a ValueError from backend.depthwise."""
+    rng = np.random.default_rng(7)
+    geometry = {"kernel": (3, 2), "stride": (2, 1), "dilate": (1, 2), "pad": (1, 1)}
+    x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((3, 1, 3, 2))
+    strided_x = _strided(x, dtype)
+    assert not strided_x._data.flags.c_contiguous      # the ops get the view itself
+    y = nd.depthwise_convolution(strided_x, nd.array(w, dtype=dtype), **geometry).asnumpy()
+    want = conv_reference(x.astype(dtype).astype(np.float64), w.astype(dtype).astype(np.float64), None,
+                          geometry["stride"], geometry["dilate"], geometry["pad"], 3)
+    tol = {"float16": 2e-2, "float32": 1e-5, "float64": 1e-12}[dtype]
+    assert y.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    g = rng.standard_normal(y.shape)
+    strided_g = _strided(g, dtype)
+    dx = nd.depthwise_convolution_data(strided_g, nd.array(w, dtype=dtype), data_shape=x.shape,
+                                       **geometry).asnumpy()
+    dw = nd.depthwise_convolution_weight(strided_x, strided_g, **geometry).asnumpy()
+    assert dx.dtype == dw.dtype == np.dtype(dtype)
+    inner = float(np.sum(g.astype(dtype).astype(np.float64) * want))   # the adjoint identities
+    scale = np.abs(g).sum() * 3
+    np.testing.assert_allclose(float(np.sum(dx.astype(np.float64) * x.astype(dtype))), inner,
+                               rtol=tol * 10, atol=tol * scale)
+    np.testing.assert_allclose(float(np.sum(dw.astype(np.float64) * w.astype(dtype))), inner,
+                               rtol=tol * 10, atol=tol * scale)

@@ -4,19 +4,21 @@ after the thread pool (whose ``gh_part`` it calls) and run through the launcher 
 generated kernels are.
 
 ``packed_entries(file, entries, job_sizes)`` gives the addresses of a file's packed kernels, or None where
-it cannot run here (no host compiler or no launcher extension); the size of the file's job struct is
-checked against the Python side's ``struct`` so that the two cannot drift apart.
+it cannot run here (no host compiler, no launcher extension, or a file the compiler rejects: then with one
+warning, and the callers take their NumPy routes); the size of the file's job struct is checked against
+the Python side's ``struct`` so that the two cannot drift apart.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
 import subprocess
+import warnings
 from pathlib import Path
 
 from . import host_threads
 from .compile_cache import entry_key, load_cached
-from .host_compiler import HostCompileError, find_host_compiler
+from .host_compiler import HostCompileError, HostCompiler, find_host_compiler
 from .host_launch import launcher
 from .kernel_files import kernel_dir
 
@@ -24,6 +26,12 @@ from .kernel_files import kernel_dir
 # that the kernels round as the NumPy formulas they replace do.
 FLAGS = ("-x", "c", "-std=c11", "-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-shared",
          "-fPIC")
+
+
+def _flags(compiler: HostCompiler) -> tuple:
+    """FLAGS, less -march=native where the host compiler's probe found that it does not take it (GCC on
+    POWER, for one): the generated kernels are built without it there too."""
+    return tuple(flag for flag in FLAGS if flag != "-march=native" or flag in compiler.flags)
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,15 +47,21 @@ def packed_entries(file: str, entries: tuple, job_sizes: tuple) -> dict | None:
     except (HostCompileError, OSError):
         return None
     source = (kernel_dir() / file).read_text()
-    key = entry_key(source, compiler.identity, *FLAGS, file)
+    flags = _flags(compiler)
+    key = entry_key(source, compiler.identity, *flags, file)
 
     def build(out: Path) -> None:
-        command = [compiler.path, *FLAGS, "-", "-o", str(out)]
+        command = [compiler.path, *flags, "-", "-o", str(out)]
         result = subprocess.run(command, input=source, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise OSError(f"{compiler.path} could not compile kernels/{file}:\n{result.stderr.strip()}")
 
-    library = load_cached(Path(file).stem, key, ".so", build, lambda path: ctypes.CDLL(str(path)))
+    try:
+        library = load_cached(Path(file).stem, key, ".so", build, lambda path: ctypes.CDLL(str(path)))
+    except OSError as exc:      # once per file and process (lru_cache): the ops keep their NumPy routes
+        warnings.warn(f"gpuhybrid could not build or load kernels/{file} ({exc}); the CPU ops it serves "
+                      f"use their NumPy routes", RuntimeWarning, stacklevel=2)
+        return None
     for symbol, job_size in job_sizes:
         size = getattr(library, symbol)
         size.restype = ctypes.c_size_t

@@ -39,10 +39,12 @@ def _triple(values, fill: int) -> list:
 
 def _run(mode: str, out, first, second, kernel, stride, dilate, pad, in_spatial, out_spatial, batch: int,
          channels: int):
-    if out.dtype not in _DTYPES or not all(a.dtype == out.dtype and a.flags.c_contiguous
-                                           for a in (out, first, second)):
-        raise ValueError(f"depthwise kernels take C-contiguous float32/float64 arrays of one dtype, got "
-                         f"{[(a.dtype, a.flags.c_contiguous) for a in (out, first, second)]}")
+    if (out.dtype not in _DTYPES or not out.flags.c_contiguous
+            or not all(a.dtype == out.dtype for a in (first, second))):
+        raise ValueError(f"depthwise kernels take float32/float64 arrays of one dtype and a C-contiguous "
+                         f"output, got {[(a.dtype, a.flags.c_contiguous) for a in (out, first, second)]}")
+    # strided inputs are read from C-contiguous copies (the launcher would make them too)
+    first, second = np.ascontiguousarray(first), np.ascontiguousarray(second)
     scalars = _JOB.pack(int(out.dtype == _DTYPES[1]), _MODES[mode], batch, channels,
                         *_triple(in_spatial, 1), *_triple(out_spatial, 1), *_triple(kernel, 1),
                         *_triple(stride, 1), *_triple(dilate, 1), *_triple(pad, 0))

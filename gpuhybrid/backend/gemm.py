@@ -138,7 +138,13 @@ def _private_mkl(runtime: Path) -> Blas | None:
     compiler = find_host_compiler()
     version = runtime.name[len("libmkl_rt"):]
     layers = [runtime.parent / f"libmkl_{layer}{version}" for layer in ("intel_lp64", "sequential", "core")]
-    if compiler is None or not all(layer.is_file() for layer in layers):
+    if compiler is None:
+        return None
+    missing = [layer.name for layer in layers if not layer.is_file()]
+    if missing:
+        warnings.warn(f"gpuhybrid found Intel MKL's {runtime} but not {', '.join(missing)} beside it (an "
+                      f"installation of another layout); its CPU matrix products use the next BLAS "
+                      f"(GPUHYBRID_BLAS in docs/threads.md)", RuntimeWarning, stacklevel=2)
         return None
     source = (kernel_dir() / "gh_blas_mkl.c").read_text()
     key = entry_key(source, compiler.identity, *map(str, layers), "gh-blas-mkl")

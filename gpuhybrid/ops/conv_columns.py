@@ -36,6 +36,7 @@ import numpy as np
 
 from ..backend import columns as column_kernels
 from ..backend import depthwise
+from ..backend.dtypes import compute_dtype
 from ..errors import ShapeError
 from .attrs import Attr
 from .conv import (CONV_ATTRS, check_data_rank, check_fits, conv_data_grad, conv_forward, conv_weight_grad,
@@ -252,12 +253,26 @@ def _depthwise_rule(specs, attrs):
     return TensorSpec(x.shape[:2] + geom.out_spatial(x.shape[2:]), x.dtype)
 
 
+def _depthwise_kernels_take(xp, out, *inputs) -> bool:
+    """Whether ``backend.depthwise`` writes this call's output itself: NumPy arrays of one dtype, float32
+    or float64, into a C-contiguous output (inputs of any layout: the launch reads a C-contiguous copy of a
+    strided one)."""
+    return (runs_depthwise_kernels(xp) and out.dtype in column_kernels.DTYPES and out.flags.c_contiguous
+            and all(a.dtype == out.dtype for a in inputs))
+
+
+def _computed(*arrays) -> list:
+    """The operands of the fallback in their compute dtype: float16 in float32, as Convolution computes it
+    (its depthwise route, ``conv.conv_forward``'s, runs the kernels, which take float32 and float64)."""
+    return [a.astype(compute_dtype(a.dtype), copy=False) for a in arrays]
+
+
 def _depthwise_into(device, inputs, attrs, outputs):
     (x, w), out = inputs, outputs[0]
     geom = geometry(attrs)
-    if runs_depthwise_kernels(device.xp):
+    if _depthwise_kernels_take(device.xp, out, x, w):
         return depthwise.forward(out, x, w, geom)
-    out[...] = conv_forward(device.xp, x, w, geom, x.shape[1], out.shape[2:])
+    out[...] = conv_forward(device.xp, *_computed(x, w), geom, x.shape[1], out.shape[2:])
     return out
 
 
@@ -275,9 +290,9 @@ def _depthwise_data_rule(specs, attrs):
 def _depthwise_data_into(device, inputs, attrs, outputs):
     (g, w), out = inputs, outputs[0]
     geom = geometry(attrs)
-    if runs_depthwise_kernels(device.xp):
+    if _depthwise_kernels_take(device.xp, out, g, w):
         return depthwise.data(out, g, w, geom)
-    out[...] = conv_data_grad(device.xp, g, w, geom, g.shape[1], out.shape[2:])
+    out[...] = conv_data_grad(device.xp, *_computed(g, w), geom, g.shape[1], out.shape[2:])
     return out
 
 
@@ -297,9 +312,9 @@ def _depthwise_weight_rule(specs, attrs):
 def _depthwise_weight_into(device, inputs, attrs, outputs):
     (x, g), out = inputs, outputs[0]
     geom = geometry(attrs)
-    if runs_depthwise_kernels(device.xp):
+    if _depthwise_kernels_take(device.xp, out, x, g):
         return depthwise.weight(out, x, g, geom)
-    out[...] = conv_weight_grad(device.xp, x, g, geom, x.shape[1])
+    out[...] = conv_weight_grad(device.xp, *_computed(x, g), geom, x.shape[1])
     return out
 
 
