@@ -11,11 +11,17 @@ hybridized block's call runs as one plan with that block: the two graphs are tra
 (``JoinedCall``), so ``loss_fn(net(x), y)`` costs one forward plan and ``backward()`` one backward plan,
 and the joined plan also fills the net's output (read after ``trainer.step()`` it still holds the
 values of the weights of the call). ``GPUHYBRID_JOIN_LOSS=0`` turns this off.
+
+A built-in loss that was not hybridized, applied while recording to such a pending output, runs as its
+own compiled plan (one forward and one backward plan, a node of its own on the tape, so gradients with
+respect to the net's output still flow): its handful of tiny eager ops and their gradient rules cost
+more than the net's step at batch 64. ``loss.hybridize(False)`` keeps it eager.
 """
 from __future__ import annotations
 
 from .. import autograd
 from ..errors import OpValueError
+from ..ndarray import NDArray
 from .deferred import pending_call
 from .hybrid import HybridBlock
 
@@ -32,6 +38,26 @@ class Loss(HybridBlock):
                                f"data first)")
         self._weight, self._batch_axis = weight, batch_axis
         self._joined: dict = {}            # id(producing block) -> its JoinedCall with this loss
+        self._eager_asked = False          # hybridize(False) was called: never run as a plan unasked
+
+    def hybridize(self, active: bool = True, **kwargs) -> None:
+        self._eager_asked = not active
+        super().hybridize(active, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        if not self._active and not kwargs and self._plans_unhybridized(args):
+            out = HybridBlock._call_cached(self, args)      # its own plan: no join (that needs hybridize)
+            for hook in self._forward_hooks:
+                hook(self, args, out)
+            return out
+        return super().__call__(*args, **kwargs)
+
+    def _plans_unhybridized(self, args: tuple) -> bool:
+        """Whether this call, of a loss not hybridized, runs as a compiled plan all the same: a built-in
+        loss (its code is known to trace) on a hybridized block's recorded, pending output."""
+        return (not self._eager_asked and type(self) in PLANNED_WHEN_UNHYBRIDIZED and bool(args)
+                and pending_call(args[0]) is not None and autograd.is_recording()
+                and all(a is None or isinstance(a, NDArray) for a in args))
 
     def _call_cached(self, call_args: tuple):
         producer = pending_call(call_args[0])
@@ -163,6 +189,10 @@ class HuberLoss(Loss):
         loss = F.where(error > self._rho, error - 0.5 * self._rho, F.square(error) * (0.5 / self._rho))
         return self._finish(F, loss, sample_weight)
 
+
+# The losses of this module: pure F code, so running them as a plan changes nothing but rounding.
+PLANNED_WHEN_UNHYBRIDIZED = frozenset({L2Loss, L1Loss, SoftmaxCrossEntropyLoss,
+                                       SigmoidBinaryCrossEntropyLoss, HuberLoss})
 
 __all__ = ["Loss", "L2Loss", "L1Loss", "SoftmaxCrossEntropyLoss", "SoftmaxCELoss",
            "SigmoidBinaryCrossEntropyLoss", "SigmoidBCELoss", "HuberLoss"]
