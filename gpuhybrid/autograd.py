@@ -92,12 +92,14 @@ class TapeNode:
     """One recorded call: a registry op (``op``), or a hybridized block whose gradient is ``backward``
     (``backward(out_grads) -> input grads``, NDArrays or None)."""
 
-    __slots__ = ("op", "attrs", "inputs", "outputs", "backward", "freed", "versions", "freed_with")
+    __slots__ = ("op", "attrs", "inputs", "outputs", "backward", "freed", "versions", "freed_with",
+                 "taken_over")
 
     def __init__(self, op: str, attrs: dict, inputs: tuple, outputs: tuple, backward: Callable | None = None):
         self.op, self.attrs, self.inputs, self.outputs = op, attrs, inputs, outputs
         self.backward, self.freed = backward, False
         self.freed_with: tuple = ()    # nodes whose work this one took over: freed along with it
+        self.taken_over = False        # another node took over this one's work (free_together)
         # What each saved array's buffer version was, so backward can tell it was overwritten since.
         self.versions = tuple(_version_of(x) for x in inputs + outputs)
 
@@ -126,6 +128,7 @@ def free_together(node: TapeNode, other: TapeNode) -> None:
     took over its work, and the net's node, which backward no longer reaches from the loss, would
     otherwise keep its saved arrays until the garbage collector breaks its cycle."""
     node.freed_with += (other,)
+    other.taken_over = True
 
 
 def _version_of(array) -> int:
@@ -331,6 +334,12 @@ def grad(heads, variables, head_grads=None, retain_graph: bool | None = None, cr
         if v._ag is None:
             raise AutogradError("grad: a variable neither has attach_grad() nor was computed inside "
                                 "autograd.record() from arrays that need gradients")
+        if v._ag.node is not None and v._ag.node.taken_over:
+            raise AutogradError(
+                f"grad: a variable of shape {tuple(v.shape)} is the output of a hybridized block whose call a "
+                f"hybridized loss joined (one plan for both), so the recorded graph has no step from it to "
+                f"the loss and its gradient would read zero; for gradients with respect to a net's output, "
+                f"set GPUHYBRID_JOIN_LOSS=0 or leave the loss unhybridized (loss.hybridize(False))")
     filled = _check_heads(heads, head_grads)
     retain = create_graph if retain_graph is None else retain_graph
     with _scope(None, train_mode):
