@@ -62,73 +62,69 @@ static int output_ranges(const gh_pool_job* j, long long lo[3][GH_POOL_TABLE],
   return 1;
 }
 
-#define GH_POOL_KERNELS(T, SUFFIX)                                                                         \
-  /* y = the window maxima of one plane x: numpy.maximum over the taps inside (a NaN wins and stays). */  \
-  static void max_plane_##SUFFIX(const gh_pool_job* j, const T* x, T* y) {                                 \
-    for (long long od = 0; od < j->out[0]; ++od) {                                                         \
-      long long d0, d1;                                                                                    \
-      taps_inside(j, 0, od, &d0, &d1);                                                                     \
-      for (long long oh = 0; oh < j->out[1]; ++oh) {                                                       \
-        long long h0, h1;                                                                                  \
-        taps_inside(j, 1, oh, &h0, &h1);                                                                   \
-        T* row = y + (od * j->out[1] + oh) * j->out[2];                                                    \
-        for (long long ow = 0; ow < j->out[2]; ++ow) {                                                     \
-          long long w0, w1;                                                                                \
-          taps_inside(j, 2, ow, &w0, &w1);                                                                 \
-          const T* corner = x + ((od * j->stride[0] - j->pad[0]) * j->in[1] + oh * j->stride[1] - j->pad[1]) \
-                                    * j->in[2] + ow * j->stride[2] - j->pad[2];                            \
-          T best = -INFINITY, nan = 0;                                                                     \
-          int seen_nan = 0;                                                                                \
-          for (long long kd = d0; kd < d1; ++kd)                                                           \
-            for (long long kh = h0; kh < h1; ++kh) {                                                       \
-              const T* taps = corner + (kd * j->in[1] + kh) * j->in[2];                                    \
-              for (long long kw = w0; kw < w1; ++kw) {                                                     \
-                const T v = taps[kw];                                                                      \
-                if (__builtin_expect(v != v, 0)) {   /* rare: a branch; the maximum below has none */    \
-                  nan = v;                                                                                 \
-                  seen_nan = 1;                                                                            \
-                }                                                                                          \
-                best = v > best ? v : best;                                                                \
-              }                                                                                            \
-            }                                                                                              \
-          row[ow] = seen_nan ? nan : best;                                                                 \
-        }                                                                                                  \
+/* Each output window of one plane of x, in output order: d0..d1, h0..h1, w0..w1 the taps per axis whose
+ * input lies inside the data, `corner` where tap (0, 0, 0) would read (perhaps in the padding), `at` the
+ * window's output index (T: the data's type); the body runs once per window. */
+#define GH_POOL_EACH_WINDOW(T, j, x, ...)                                                                  \
+  for (long long od = 0; od < (j)->out[0]; ++od) {                                                         \
+    long long d0, d1;                                                                                      \
+    taps_inside(j, 0, od, &d0, &d1);                                                                       \
+    for (long long oh = 0; oh < (j)->out[1]; ++oh) {                                                       \
+      long long h0, h1;                                                                                    \
+      taps_inside(j, 1, oh, &h0, &h1);                                                                     \
+      for (long long ow = 0; ow < (j)->out[2]; ++ow) {                                                     \
+        long long w0, w1;                                                                                  \
+        taps_inside(j, 2, ow, &w0, &w1);                                                                   \
+        const long long at = (od * (j)->out[1] + oh) * (j)->out[2] + ow;                                   \
+        const T* corner = (x) + ((od * (j)->stride[0] - (j)->pad[0]) * (j)->in[1]                          \
+                                 + oh * (j)->stride[1] - (j)->pad[1]) * (j)->in[2]                         \
+                          + ow * (j)->stride[2] - (j)->pad[2];                                             \
+        __VA_ARGS__                                                                                        \
       }                                                                                                    \
     }                                                                                                      \
+  }
+
+#define GH_POOL_KERNELS(T, SUFFIX)                                                                         \
+  /* y = the window maxima of one plane x: numpy.maximum over the taps inside (a NaN wins and stays). */   \
+  static void max_plane_##SUFFIX(const gh_pool_job* j, const T* x, T* y) {                                 \
+    GH_POOL_EACH_WINDOW(T, j, x, {                                                                         \
+      T best = -INFINITY, nan = 0;                                                                         \
+      int seen_nan = 0;                                                                                    \
+      for (long long kd = d0; kd < d1; ++kd)                                                               \
+        for (long long kh = h0; kh < h1; ++kh) {                                                           \
+          const T* taps = corner + (kd * j->in[1] + kh) * j->in[2];                                        \
+          for (long long kw = w0; kw < w1; ++kw) {                                                         \
+            const T v = taps[kw];                                                                          \
+            if (__builtin_expect(v != v, 0)) {   /* rare: a branch; the maximum below has none */          \
+              nan = v;                                                                                     \
+              seen_nan = 1;                                                                                \
+            }                                                                                              \
+            best = v > best ? v : best;                                                                    \
+          }                                                                                                \
+        }                                                                                                  \
+      y[at] = seen_nan ? nan : best;                                                                       \
+    })                                                                                                     \
   }                                                                                                        \
                                                                                                            \
-  /* where = each window's winning tap (kernel-offset order) as _Windows.first_max: it starts from tap 0  \
-   * (-inf in the padding, kept when it is NaN) and a later tap wins only when strictly greater. */      \
+  /* where = each window's winning tap (kernel-offset order) as _Windows.first_max: it starts from tap 0   \
+   * (-inf in the padding, kept when it is NaN) and a later tap wins only when strictly greater. */        \
   static void argmax_plane_##SUFFIX(const gh_pool_job* j, const T* x, int* where) {                        \
-    for (long long od = 0; od < j->out[0]; ++od) {                                                         \
-      long long d0, d1;                                                                                    \
-      taps_inside(j, 0, od, &d0, &d1);                                                                     \
-      for (long long oh = 0; oh < j->out[1]; ++oh) {                                                       \
-        long long h0, h1;                                                                                  \
-        taps_inside(j, 1, oh, &h0, &h1);                                                                   \
-        int* row = where + (od * j->out[1] + oh) * j->out[2];                                              \
-        for (long long ow = 0; ow < j->out[2]; ++ow) {                                                     \
-          long long w0, w1;                                                                                \
-          taps_inside(j, 2, ow, &w0, &w1);                                                                 \
-          const T* corner = x + ((od * j->stride[0] - j->pad[0]) * j->in[1] + oh * j->stride[1] - j->pad[1]) \
-                                    * j->in[2] + ow * j->stride[2] - j->pad[2];                            \
-          T best = d0 == 0 && h0 == 0 && w0 == 0 ? corner[0] : -INFINITY;                                  \
-          int winner = 0;                                                                                  \
-          for (long long kd = d0; kd < d1; ++kd)                                                           \
-            for (long long kh = h0; kh < h1; ++kh) {                                                       \
-              const T* taps = corner + (kd * j->in[1] + kh) * j->in[2];                                    \
-              const int first = (int)((kd * j->kernel[1] + kh) * j->kernel[2]);                            \
-              for (long long kw = w0; kw < w1; ++kw) {     /* selects, not branches: data is random */    \
-                const T v = taps[kw];                                                                      \
-                const int better = v > best;                                                               \
-                best = better ? v : best;                                                                  \
-                winner = better ? first + (int)kw : winner;                                                \
-              }                                                                                            \
-            }                                                                                              \
-          row[ow] = winner;                                                                                \
+    GH_POOL_EACH_WINDOW(T, j, x, {                                                                         \
+      T best = d0 == 0 && h0 == 0 && w0 == 0 ? corner[0] : -INFINITY;                                      \
+      int winner = 0;                                                                                      \
+      for (long long kd = d0; kd < d1; ++kd)                                                               \
+        for (long long kh = h0; kh < h1; ++kh) {                                                           \
+          const T* taps = corner + (kd * j->in[1] + kh) * j->in[2];                                        \
+          const int first = (int)((kd * j->kernel[1] + kh) * j->kernel[2]);                                \
+          for (long long kw = w0; kw < w1; ++kw) {     /* selects, not branches: data is random */         \
+            const T v = taps[kw];                                                                          \
+            const int better = v > best;                                                                   \
+            best = better ? v : best;                                                                      \
+            winner = better ? first + (int)kw : winner;                                                    \
+          }                                                                                                \
         }                                                                                                  \
-      }                                                                                                    \
-    }                                                                                                      \
+      where[at] = winner;                                                                                  \
+    })                                                                                                     \
   }                                                                                                        \
                                                                                                            \
   /* dx = for each input, the gradients of the windows whose winning tap it is, added in kernel-offset    \
