@@ -135,7 +135,7 @@ def _pad_launches(attrs) -> int:
 def _on_host_kernels(specs) -> bool:
     """Whether a call with these result specs is one launch of ``backend.columns`` on this host (the
     counts describe CPU plans, the only ones the lowering makes these ops in)."""
-    return np.dtype(specs[0].dtype) in column_kernels.DTYPES and column_kernels.available()
+    return runs_column_kernels(np, specs[0].dtype)
 
 
 register(OpDef(name="convolution_columns", category="nn", inputs=("data",),

@@ -56,11 +56,9 @@ def reduce_eager(op: str):
             return _c_order(xp, xp.asarray((xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep)))
         if op == "mean" and x.size == 0:  # the mean of nothing is NaN; NumPy would also warn
             return xp.full(outs[0].shape, np.nan, dtype=out_dtype)
-        kept = norm_kernels.channel_axis(x, axes, out_dtype) if op != "prod" else None
-        if kept is not None and kept == x.ndim - 1:     # a Dense bias's gradient: NumPy adds whole rows
-            return sum_over_rows(x, op == "mean", np.empty(outs[0].shape, out_dtype))
-        if kept is not None:     # over all axes but one (BatchNorm's gradient): a threaded C kernel
-            return norm_kernels.channel_reduce(x, kept, op == "mean", np.empty(outs[0].shape, out_dtype))
+        kept = _kept_axis(op, x, axes, out_dtype)
+        if kept is not None:
+            return _reduce_keeping(op, x, kept, np.empty(outs[0].shape, out_dtype))
         # float16 accumulates in float32 (as CuPy does on the GPU), then rounds once.
         acc = np.float32 if out_dtype == np.float16 else out_dtype
         fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
@@ -68,6 +66,20 @@ def reduce_eager(op: str):
             result = fn(x, axis=axes, keepdims=keep, dtype=acc)
         return _c_order(xp, xp.asarray(result).astype(out_dtype, copy=False))
     return eager
+
+
+def _kept_axis(op: str, x, axes: tuple, out_dtype) -> int | None:
+    """The one axis a sum or mean over all the others keeps, where ``_reduce_keeping`` computes it."""
+    return norm_kernels.channel_axis(x, axes, out_dtype) if op in ("sum", "mean") else None
+
+
+def _reduce_keeping(op: str, x, kept: int, out):
+    """``out`` = the sum or mean of ``x`` over every axis but ``kept``, in double, rounded once: with the
+    kept axis last (a Dense bias's gradient) NumPy adds whole rows; else (BatchNorm's gradient) the
+    threaded channel kernel."""
+    if kept == x.ndim - 1:
+        return sum_over_rows(x, op == "mean", out)
+    return norm_kernels.channel_reduce(x, kept, op == "mean", out)
 
 
 def sum_over_rows(x, mean: bool, out):
@@ -101,11 +113,9 @@ def reduce_into(op: str):
             return (xp.max if op == "max" else xp.min)(x, axis=axes, keepdims=keep, out=out)
         if out.dtype == np.float16 or x.size == 0:
             return into_by_copy(eager, device, inputs, attrs, outputs)
-        kept = norm_kernels.channel_axis(x, axes, out.dtype) if op != "prod" else None
+        kept = _kept_axis(op, x, axes, out.dtype)
         if kept is not None and out.flags.c_contiguous:
-            if kept == x.ndim - 1:
-                return sum_over_rows(x, op == "mean", out)
-            return norm_kernels.channel_reduce(x, kept, op == "mean", out)
+            return _reduce_keeping(op, x, kept, out)
         fn = {"sum": xp.sum, "prod": xp.prod, "mean": xp.mean}[op]
         with np.errstate(all="ignore"):
             return fn(x, axis=axes, keepdims=keep, dtype=out.dtype, out=out)
